@@ -1,0 +1,12 @@
+"""Radial Attention for ComfyUI.
+
+ComfyUI imports this file as the custom-node package. The nodes live in ``nodes/``; all mask
+math and the attention kernels live in ``radial_core/`` (importable without ComfyUI).
+"""
+
+from .nodes import comfy_entrypoint  # noqa: F401  (ComfyUI's v3 node-pack entry point)
+
+# Front-end extension (density readout); ComfyUI serves this folder to the browser.
+WEB_DIRECTORY = "./web/js"
+
+__all__ = ["comfy_entrypoint", "WEB_DIRECTORY"]

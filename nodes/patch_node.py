@@ -1,0 +1,12 @@
+"""Placeholder: replaced by the real node."""
+from comfy_api.latest import io
+
+
+class RadialAttentionPatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="RadialAttentionPatch", display_name="RadialAttentionPatch", category="radial_attention", inputs=[], outputs=[])
+
+    @classmethod
+    def execute(cls):
+        return io.NodeOutput()

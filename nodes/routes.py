@@ -1,0 +1,5 @@
+"""Placeholder: HTTP routes for the front end."""
+
+
+def register() -> None:
+    return None

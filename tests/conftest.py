@@ -1,0 +1,103 @@
+"""Shared test fixtures.
+
+``radial_core`` tests need only torch. Tests marked ``comfy`` run the real ComfyUI in this
+process: the copy that ``scripts/setup_env.sh`` unpacks into ``.comfyui/`` or the one named by
+``COMFYUI_DIR``. The pack is loaded through ComfyUI's own custom-node loader, exactly as at
+start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def comfyui_dir() -> Path:
+    env = os.environ.get("COMFYUI_DIR")
+    if env:
+        return Path(env).resolve()
+    recorded = ROOT / ".venv" / "comfyui-path"
+    if recorded.exists():
+        return Path(recorded.read_text().strip())
+    return ROOT / ".comfyui"
+
+
+def require_cuda() -> None:
+    """Skip (never silently) when no CUDA GPU is present."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU: run on a machine with one (see docs/benchmarks.md)")
+
+
+@pytest.fixture
+def cuda():
+    require_cuda()
+    return torch.device("cuda")
+
+
+_COMFY: types.SimpleNamespace | None = None
+
+
+def load_comfy() -> types.SimpleNamespace:
+    """Import real ComfyUI (CPU unless CUDA is present) and load this pack through its loader."""
+    global _COMFY
+    if _COMFY is not None:
+        return _COMFY
+    cdir = comfyui_dir()
+    if not (cdir / "main.py").exists():
+        raise RuntimeError(
+            f"ComfyUI not found at {cdir}: run `make test` (it unpacks one) or set COMFYUI_DIR"
+        )
+    # ComfyUI's folder must come before the repository root: both have something called `nodes`.
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != cdir]
+    sys.path.insert(0, str(cdir))
+    if "nodes" in sys.modules and not hasattr(sys.modules["nodes"], "NODE_CLASS_MAPPINGS"):
+        del sys.modules["nodes"]
+
+    import comfy.options
+
+    comfy.options.enable_args_parsing(False)
+    import comfy.cli_args
+
+    if not torch.cuda.is_available():
+        comfy.cli_args.args.cpu = True
+    comfy.cli_args.args.disable_all_custom_nodes = False
+
+    import comfy.model_management  # noqa: F401
+    import folder_paths
+    import nodes as comfy_nodes  # ComfyUI's nodes.py
+
+    pack_link = cdir / "custom_nodes" / "radial-attention"
+    pack_path = pack_link if pack_link.exists() else ROOT
+    ok = asyncio.run(comfy_nodes.load_custom_node(str(pack_path)))
+    if not ok:
+        raise RuntimeError(f"ComfyUI could not load the pack from {pack_path} (see the log above)")
+    pkg_name = str(pack_path).replace(".", "_x_")
+    pack = sys.modules[pkg_name]
+
+    def pack_module(name: str):
+        """Import a submodule of the loaded pack, e.g. ``pack_module("nodes.patch_node")``."""
+        return importlib.import_module(f"{pkg_name}.{name}")
+
+    _COMFY = types.SimpleNamespace(
+        dir=cdir,
+        nodes=comfy_nodes,
+        folder_paths=folder_paths,
+        pack=pack,
+        pack_module=pack_module,
+    )
+    return _COMFY
+
+
+@pytest.fixture(scope="session")
+def comfy() -> types.SimpleNamespace:
+    """Real ComfyUI with this pack loaded (see ``load_comfy``)."""
+    return load_comfy()
