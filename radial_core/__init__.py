@@ -1,0 +1,10 @@
+"""radial_core: the radial block mask and block-sparse attention, importable without ComfyUI.
+
+Public API:
+    radial_block_mask(...)       the exact radial mask (see radial_core.mask)
+    block_sparse_attention(...)  Triton kernel on CUDA, PyTorch path elsewhere
+"""
+
+from .mask import mask_density, radial_block_mask
+
+__all__ = ["radial_block_mask", "mask_density"]
