@@ -1,0 +1,210 @@
+"""Public block-sparse attention: input checks, backend choice (Triton or PyTorch), fallback.
+
+``block_sparse_attention(q, k, v, block_mask, ...)`` computes exactly dense softmax attention
+restricted to the tokens of the kept blocks of ``block_mask``:
+
+- ``q, k, v``: ``[B, H, S, D]`` with any strides (a ``[B, S, H*D]`` tensor viewed as
+  ``t.view(B, S, H, D).transpose(1, 2)`` costs no copy); same shape, dtype and device.
+- ``block_mask``: bool ``[nb, nb]`` shared by batch and heads, or ``[H, nb, nb]`` per head,
+  ``nb = ceil(S / block_size)``; entry ``[qi, ki]`` keeps query block qi x key block ki.
+- ``key_padding_mask``: optional bool ``[B, S]``, True = real key. Padded keys and keys past S
+  never enter the softmax; a query row with no kept key returns zeros (never NaN).
+- Output: ``[B, H, S, D]`` in q's dtype, returned as ``out.transpose(1, 2)`` of a contiguous
+  ``[B, S, H, D]`` buffer, so ``result.transpose(1, 2).reshape(B, S, H * D)`` is free.
+
+Backends: ``"triton"`` (CUDA; fp16 and bf16 natively; fp32 inputs are computed with TF32
+tensor-core products and float32 softmax, error about 3e-4; any head dim up to 256, padded to
+a power of two inside the kernel), ``"pytorch"`` (any device, float32 math, memory bounded per
+group of query blocks), ``"auto"`` (Triton when :func:`can_use_triton` says yes, else PyTorch).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+from .csr import block_mask_to_csr
+from .torch_path import torch_block_sparse_attention
+
+logger = logging.getLogger(__name__)
+
+BLOCK_SIZES = (64, 128)
+BACKENDS = ("auto", "triton", "pytorch")
+TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+MAX_TRITON_HEAD_DIM = 256
+
+_triton_state: dict[str, object] = {}
+_warned: set[str] = set()
+
+
+def _triton_module():
+    """The kernel module, or None with the import error recorded (Triton missing, say)."""
+    if "module" not in _triton_state:
+        try:
+            from . import triton_kernel
+
+            _triton_state["module"] = triton_kernel
+        except Exception as exc:  # ImportError, or a broken Triton install
+            _triton_state["module"] = None
+            _triton_state["error"] = f"{type(exc).__name__}: {exc}"
+    return _triton_state["module"]
+
+
+def _name(t: object) -> str:
+    if isinstance(t, torch.Tensor):
+        return f"tensor of shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
+    return f"{type(t).__name__} {t!r}"
+
+
+def _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend) -> None:
+    where = "block_sparse_attention"
+    for nm, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{where}: {nm} must be a torch.Tensor [B, H, S, D]; got {_name(t)}")
+        if t.dim() != 4:
+            raise ValueError(
+                f"{where}: {nm} must be 4-D [B, H, S, D]; got shape {tuple(t.shape)}. "
+                f"Fix: view a [B, S, H*D] tensor as t.view(B, S, H, D).transpose(1, 2)."
+            )
+    if k.shape != q.shape or v.shape[:3] != q.shape[:3] or v.shape[3] != q.shape[3]:
+        raise ValueError(
+            f"{where}: q, k and v must have the same shape [B, H, S, D] (self-attention); got "
+            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}. Fix: use dense "
+            f"attention for cross-attention (key length != query length)."
+        )
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(
+            f"{where}: q, k, v must share one dtype; got {q.dtype}, {k.dtype}, {v.dtype}. "
+            f"Fix: cast them to the same dtype."
+        )
+    if not q.dtype.is_floating_point:
+        raise TypeError(
+            f"{where}: expected float16, bfloat16, float32 (or float64 on backend='pytorch'); "
+            f"got {q.dtype}. Fix: cast q, k, v to a floating dtype."
+        )
+    if not (q.device == k.device == v.device):
+        raise ValueError(
+            f"{where}: q, k, v must be on one device; got {q.device}, {k.device}, {v.device}."
+        )
+    if backend not in BACKENDS:
+        raise ValueError(f"{where}: backend must be one of {BACKENDS}; got {backend!r}.")
+    if block_size not in BLOCK_SIZES:
+        raise ValueError(
+            f"{where}: block_size must be 64 or 128; got {block_size!r}. Fix: build the mask "
+            f"with radial_block_mask(..., block_size=64 or 128) and pass the same value here."
+        )
+    B, H, S, D = q.shape
+    if S == 0 or D == 0:
+        raise ValueError(f"{where}: sequence length and head dim must be > 0; got {tuple(q.shape)}.")
+    if not isinstance(block_mask, torch.Tensor):
+        raise TypeError(f"{where}: block_mask must be a bool torch.Tensor; got {_name(block_mask)}")
+    if block_mask.dtype != torch.bool:
+        raise TypeError(
+            f"{where}: block_mask must have dtype torch.bool; got {block_mask.dtype}. "
+            f"Fix: pass block_mask.bool() (True = block kept)."
+        )
+    nb = -(-S // block_size)
+    ok_shape = block_mask.dim() == 2 and tuple(block_mask.shape) == (nb, nb)
+    ok_shape |= block_mask.dim() == 3 and tuple(block_mask.shape) in ((H, nb, nb), (1, nb, nb))
+    if not ok_shape:
+        raise ValueError(
+            f"{where}: block_mask must be [nb, nb] or [H, nb, nb] with nb = ceil(S / block_size) "
+            f"= ceil({S} / {block_size}) = {nb}, H = {H}; got shape {tuple(block_mask.shape)}. "
+            f"Fix: build the mask for this sequence length and block size."
+        )
+    if key_padding_mask is not None:
+        if not isinstance(key_padding_mask, torch.Tensor) or key_padding_mask.dtype != torch.bool:
+            raise TypeError(
+                f"{where}: key_padding_mask must be a bool tensor [B, S] (True = real key); "
+                f"got {_name(key_padding_mask)}."
+            )
+        if tuple(key_padding_mask.shape) != (B, S):
+            raise ValueError(
+                f"{where}: key_padding_mask must have shape [B, S] = [{B}, {S}]; got "
+                f"{tuple(key_padding_mask.shape)}."
+            )
+    if scale is not None and (
+        not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0
+    ):
+        raise ValueError(f"{where}: scale must be a positive finite number or None; got {scale!r}.")
+
+
+def can_use_triton(
+    q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Tensor | None = None
+) -> tuple[bool, str]:
+    """Cheap check: can the Triton kernel serve these tensors? Returns ``(ok, reason)``.
+
+    Looks only at metadata (device, dtype, head dim, autograd, GPU generation); it does not
+    validate shapes (``block_sparse_attention`` does that and raises).
+    """
+    if not isinstance(q, torch.Tensor) or not q.is_cuda:
+        dev = q.device if isinstance(q, torch.Tensor) else None
+        return False, f"the Triton kernel needs CUDA tensors; got device {dev}"
+    if q.dtype not in TRITON_DTYPES:
+        return False, f"the Triton kernel takes float16, bfloat16 or float32; got {q.dtype}"
+    if q.dim() != 4:
+        return False, f"expected q as [B, H, S, D]; got shape {tuple(q.shape)}"
+    if q.shape[-1] > MAX_TRITON_HEAD_DIM:
+        return False, f"head dim {q.shape[-1]} is above the kernel's {MAX_TRITON_HEAD_DIM}"
+    if torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (q, k, v)
+    ):
+        return False, "the Triton kernel has no backward pass and an input requires grad"
+    major, minor = torch.cuda.get_device_capability(q.device)
+    if (major, minor) < (7, 5) or (q.dtype == torch.bfloat16 and major < 8):
+        return False, (
+            f"GPU compute capability {major}.{minor} is too old for the Triton kernel "
+            f"with {q.dtype} (needs 8.0+ for bfloat16, 7.5+ otherwise)"
+        )
+    if _triton_module() is None:
+        return False, f"Triton is not importable ({_triton_state.get('error')})"
+    return True, "ok"
+
+
+def _warn_once(msg: str) -> None:
+    if msg not in _warned:
+        _warned.add(msg)
+        logger.warning(msg)
+
+
+def block_sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    block_mask: torch.Tensor,
+    *,
+    block_size: int = 128,
+    key_padding_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Block-sparse attention; see the module docstring for the full contract."""
+    _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    use_triton = False
+    if backend == "triton":
+        ok, reason = can_use_triton(q, k, v)
+        if not ok:
+            raise ValueError(
+                f"block_sparse_attention(backend='triton'): {reason}. Fix: move the tensors to "
+                f"a CUDA GPU with a supported dtype, or pass backend='pytorch' or 'auto'."
+            )
+        use_triton = True
+    elif backend == "auto" and q.is_cuda:
+        ok, reason = can_use_triton(q, k, v)
+        use_triton = ok
+        if not ok:
+            _warn_once(f"block_sparse_attention: using the PyTorch path because {reason}")
+
+    if use_triton:
+        csr = block_mask_to_csr(block_mask, q.device)
+        return _triton_module().triton_block_sparse_attention(
+            q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=float(scale)
+        )
+    csr = block_mask_to_csr(block_mask, "cpu")
+    return torch_block_sparse_attention(
+        q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=float(scale)
+    )

@@ -1,0 +1,136 @@
+"""Block mask -> compressed sparse rows (the kept key blocks of each query block), cached.
+
+The radial mask is static for one video shape, so the conversion (and the copy to the GPU)
+happens once per mask and device; later calls with the same mask object cost a dict lookup.
+A mask passed as a fresh tensor with the same content is found again through a content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+_MAX_ENTRIES = 32
+
+
+@dataclass(frozen=True)
+class BlockCSR:
+    """Kept key blocks per query block, for ``mask_heads`` masks (1 = shared by all heads).
+
+    All index tensors are int32 on ``device``. Rows are numbered ``h * nb + row``.
+    ``row_order`` lists, per mask head, the query blocks longest row first (the order in which
+    the Triton kernel schedules them, so that long rows do not straggle at the end).
+    """
+
+    nb: int
+    mask_heads: int
+    row_start: torch.Tensor  # [mask_heads * nb]
+    row_len: torch.Tensor  # [mask_heads * nb]
+    col_idx: torch.Tensor  # [kept], ascending inside each row
+    row_order: torch.Tensor  # [mask_heads * nb], values in [0, nb)
+    max_row_len: int
+    kept: int
+    device: torch.device
+
+    @property
+    def density(self) -> float:
+        return self.kept / float(self.mask_heads * self.nb * self.nb)
+
+
+def _build(mask: torch.Tensor, device: torch.device) -> BlockCSR:
+    m = mask.detach().to("cpu", torch.bool)
+    if m.dim() == 2:
+        m = m[None]
+    hm, nb, _ = m.shape
+    counts = m.sum(dim=-1, dtype=torch.int64).reshape(-1)  # [hm * nb]
+    col_idx = m.nonzero()[:, 2].to(torch.int32)  # row-major: sorted by (head, row, col)
+    row_start = (torch.cumsum(counts, 0) - counts).to(torch.int32)
+    # longest row first inside each mask head (stable, so equal rows keep their order)
+    order = torch.argsort(-counts.view(hm, nb), dim=-1, stable=True).to(torch.int32).reshape(-1)
+    kept = int(counts.sum())
+    return BlockCSR(
+        nb=nb,
+        mask_heads=hm,
+        row_start=row_start.to(device),
+        row_len=counts.to(torch.int32).to(device),
+        col_idx=col_idx.to(device),
+        row_order=order.to(device),
+        max_row_len=int(counts.max()) if counts.numel() else 0,
+        kept=kept,
+        device=torch.device(device),
+    )
+
+
+class _Entry:
+    __slots__ = ("ref", "version", "by_device", "key")
+
+    def __init__(self, ref, version, key):
+        self.ref = ref
+        self.version = version
+        self.by_device: dict[str, BlockCSR] = {}
+        self.key = key
+
+
+_lock = threading.Lock()
+_by_identity: OrderedDict[int, _Entry] = OrderedDict()
+_by_content: OrderedDict[tuple, dict[str, BlockCSR]] = OrderedDict()
+
+
+def _content_key(mask: torch.Tensor) -> tuple:
+    data = mask.detach().to("cpu", torch.bool).contiguous().numpy().tobytes()
+    return (tuple(mask.shape), hashlib.blake2b(data, digest_size=16).hexdigest())
+
+
+def _dev_key(device: torch.device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return str(device)
+
+
+def block_mask_to_csr(mask: torch.Tensor, device: torch.device | str = "cpu") -> BlockCSR:
+    """CSR form of a bool block mask ``[nb, nb]`` or ``[Hm, nb, nb]`` on ``device`` (cached)."""
+    dkey = _dev_key(device)
+    with _lock:
+        ent = _by_identity.get(id(mask))
+        if ent is not None and ent.ref() is mask and ent.version == mask._version:
+            _by_identity.move_to_end(id(mask))
+            csr = ent.by_device.get(dkey)
+            if csr is not None:
+                return csr
+        else:
+            ent = None
+    ckey = _content_key(mask)
+    with _lock:
+        per_dev = _by_content.get(ckey)
+        if per_dev is None:
+            per_dev = {}
+            _by_content[ckey] = per_dev
+            while len(_by_content) > _MAX_ENTRIES:
+                _by_content.popitem(last=False)
+        _by_content.move_to_end(ckey)
+        csr = per_dev.get(dkey)
+    if csr is None:
+        csr = _build(mask, torch.device(dkey))
+        with _lock:
+            per_dev[dkey] = csr
+    with _lock:
+        if ent is None:
+            ent = _Entry(weakref.ref(mask), mask._version, ckey)
+            _by_identity[id(mask)] = ent
+            while len(_by_identity) > _MAX_ENTRIES:
+                _by_identity.popitem(last=False)
+        ent.by_device[dkey] = csr
+    return csr
+
+
+def clear_cache() -> None:
+    """Forget every cached conversion (tests, or to free GPU memory)."""
+    with _lock:
+        _by_identity.clear()
+        _by_content.clear()

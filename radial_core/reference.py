@@ -1,0 +1,54 @@
+"""Dense reference for block-sparse attention (tests and benchmarks only).
+
+Expands the block mask to a token mask and runs plain softmax attention in float64 (or
+float32) so that every fast path can be checked against it. Memory grows as S^2: keep the
+shapes small (a few thousand tokens).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def expand_block_mask(block_mask: torch.Tensor, block_size: int, seq_len: int) -> torch.Tensor:
+    """Token mask ``[..., S, S]`` (True = attend) from a block mask ``[..., nb, nb]``."""
+    tok = block_mask.repeat_interleave(block_size, dim=-2).repeat_interleave(block_size, dim=-1)
+    return tok[..., :seq_len, :seq_len]
+
+
+def dense_masked_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    block_mask: torch.Tensor,
+    block_size: int,
+    key_padding_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Attention of ``q, k, v`` ``[B, H, S, D]`` restricted to the kept blocks.
+
+    ``block_mask`` is ``[nb, nb]`` (shared by all heads) or ``[H, nb, nb]``;
+    ``key_padding_mask`` is ``[B, S]`` with True for real keys. Rows with no kept key give zeros.
+    Returns ``[B, H, S, D]`` in ``dtype`` on the inputs' device.
+    """
+    B, H, S, D = q.shape
+    if scale is None:
+        scale = 1.0 / math.sqrt(D)
+    qf, kf, vf = (t.to(dtype) for t in (q, k, v))
+    allowed = expand_block_mask(block_mask.to(q.device, torch.bool), block_size, S)
+    if allowed.dim() == 2:
+        allowed = allowed[None, None]  # [1, 1, S, S]
+    else:
+        allowed = allowed[None]  # [1, H, S, S]
+    if key_padding_mask is not None:
+        allowed = allowed & key_padding_mask.to(q.device, torch.bool)[:, None, None, :]
+    scores = torch.matmul(qf, kf.transpose(-1, -2)) * scale
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    row_has_key = allowed.any(dim=-1, keepdim=True)
+    scores = torch.where(row_has_key, scores, torch.zeros_like(scores))
+    probs = torch.softmax(scores, dim=-1)
+    probs = torch.where(row_has_key, probs, torch.zeros_like(probs))
+    return torch.matmul(probs, vf)

@@ -1,0 +1,118 @@
+"""Block-sparse attention in plain PyTorch: CPU, Apple (MPS), and GPUs that Triton cannot serve.
+
+Query blocks are processed in groups against the key blocks their rows keep (gathered), so
+memory is bounded by a fixed budget per group and never grows as S^2. Rows are taken longest
+first (the CSR's ``row_order``) so that a group pads its shorter rows as little as possible.
+Scores and softmax run in float32 (float64 for float64 inputs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .csr import BlockCSR
+
+# elements (of the compute dtype) that one group may hold in gathered K, V and scores
+_GROUP_BUDGET = 1 << 24
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def torch_block_sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    csr: BlockCSR,
+    block_size: int,
+    key_padding_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Same contract as ``attention.block_sparse_attention`` (inputs already validated).
+
+    ``csr`` must live on the CPU (it only steers the grouping; indices are moved as needed).
+    Returns ``[B, H, S, D]`` in q's dtype: a transposed view of a ``[B, S, H, D]`` buffer.
+    """
+    B, H, S, D = q.shape
+    Dv = v.shape[-1]
+    bs = block_size
+    nb = csr.nb
+    sp = nb * bs
+    dev = q.device
+    cdt = _compute_dtype(q.dtype)
+    if scale is None:
+        scale = 1.0 / math.sqrt(D)
+
+    def blocks(t: torch.Tensor) -> torch.Tensor:
+        d = t.shape[-1]
+        padded = t.new_zeros((B, H, sp, d), dtype=cdt)
+        padded[:, :, :S] = t
+        return padded.view(B, H, nb, bs, d)
+
+    qb, kb, vb = blocks(q), blocks(k), blocks(v)
+
+    valid = torch.arange(sp, device=dev) < S  # keys past S never count
+    if key_padding_mask is not None:
+        kpm = torch.zeros((B, sp), dtype=torch.bool, device=dev)
+        kpm[:, :S] = key_padding_mask.to(dev, torch.bool)
+        valid = kpm & valid
+    else:
+        valid = valid[None]
+    valid_b = valid.view(valid.shape[0], nb, bs)  # [Bk, nb, bs]
+
+    out = torch.zeros((B, sp, H, Dv), dtype=q.dtype, device=dev)
+    out_blocks = out.view(B, nb, bs, H, Dv)
+
+    row_len = csr.row_len.cpu()
+    row_start = csr.row_start.cpu()
+    col_idx = csr.col_idx.cpu().long()
+    order = csr.row_order.cpu().long()
+
+    heads = [None] if csr.mask_heads == 1 else list(range(H))
+    hg = H if csr.mask_heads == 1 else 1
+    per_slot = B * hg * bs * (D + Dv + bs)  # elements per (row, kept block)
+    for h in heads:
+        base = 0 if h is None else h * nb
+        q_h = qb if h is None else qb[:, h : h + 1]
+        k_h = kb if h is None else kb[:, h : h + 1]
+        v_h = vb if h is None else vb[:, h : h + 1]
+        i = 0
+        while i < nb:
+            longest = max(int(row_len[base + order[base + i]]), 1)
+            group = max(1, _GROUP_BUDGET // (per_slot * longest))
+            rows = order[base + i : base + min(nb, i + group)]
+            i += rows.numel()
+            lens = row_len[base + rows].long()
+            width = max(int(lens.max()), 1)
+            slot = torch.arange(width)
+            used = slot[None, :] < lens[:, None]  # [R, W]
+            pos = (row_start[base + rows].long()[:, None] + slot[None, :]).clamp_max(
+                max(col_idx.numel() - 1, 0)
+            )
+            idx = torch.where(used, col_idx[pos] if col_idx.numel() else pos, 0)
+            rows_d, idx_d, used_d = rows.to(dev), idx.to(dev), used.to(dev)
+
+            R = rows.numel()
+            qs = q_h[:, :, rows_d]  # [B, hg, R, bs, D]
+            ks = k_h[:, :, idx_d].reshape(B, hg, R, width * bs, D)
+            vs = v_h[:, :, idx_d].reshape(B, hg, R, width * bs, Dv)
+            keep = valid_b[:, idx_d] & used_d[None, :, :, None]  # [Bk, R, W, bs]
+            keep = keep.reshape(keep.shape[0], 1, R, 1, width * bs)
+
+            scores = torch.matmul(qs, ks.transpose(-1, -2)).mul_(scale)
+            scores.masked_fill_(~keep, float("-inf"))
+            m = scores.amax(dim=-1, keepdim=True)
+            m = torch.where(torch.isinf(m), torch.zeros_like(m), m)  # rows with no key
+            p = torch.exp(scores.sub_(m))
+            denom = p.sum(dim=-1, keepdim=True)
+            res = torch.matmul(p, vs) / torch.where(denom > 0, denom, torch.ones_like(denom))
+            # [B, hg, R, bs, Dv] -> [B, R, bs, hg, Dv]
+            res = res.permute(0, 2, 3, 1, 4).to(q.dtype)
+            if h is None:
+                out_blocks[:, rows_d] = res
+            else:
+                out_blocks[:, rows_d, :, h : h + 1] = res
+    return out[:, :S].transpose(1, 2)

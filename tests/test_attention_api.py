@@ -1,0 +1,94 @@
+"""Public API of block_sparse_attention: bad inputs give clear errors, backend checks, CSR cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attention_helpers import make_qkv
+from radial_core.attention import block_sparse_attention, can_use_triton
+from radial_core.csr import block_mask_to_csr
+
+
+def _inputs(B=1, H=2, S=200, D=32, dtype=torch.float32):
+    return make_qkv(B, H, S, D, dtype)
+
+
+def _mask(nb=4):
+    return torch.ones(nb, nb, dtype=torch.bool)
+
+
+def test_mismatched_shapes():
+    q, k, v = _inputs()
+    with pytest.raises(ValueError, match=r"same shape.*k \(1, 2, 100, 32\)"):
+        block_sparse_attention(q, k[:, :, :100], v, _mask())
+
+
+def test_three_dim_input_names_the_fix():
+    q, k, v = _inputs()
+    flat = q.transpose(1, 2).reshape(1, 200, 64)
+    with pytest.raises(ValueError, match=r"got shape \(1, 200, 64\).*view\(B, S, H, D\)"):
+        block_sparse_attention(flat, flat, flat, _mask())
+
+
+def test_wrong_mask_size():
+    q, k, v = _inputs()
+    with pytest.raises(ValueError, match=r"nb = ceil\(S / block_size\) = ceil\(200 / 64\) = 4.*got shape \(5, 5\)"):
+        block_sparse_attention(q, k, v, _mask(5), block_size=64)
+
+
+def test_wrong_mask_dtype():
+    q, k, v = _inputs()
+    with pytest.raises(TypeError, match=r"torch.bool; got torch.float32.*\.bool\(\)"):
+        block_sparse_attention(q, k, v, _mask().float(), block_size=64)
+
+
+def test_wrong_dtype():
+    q, k, v = _inputs()
+    qi, ki, vi = (t.to(torch.int32) for t in (q, k, v))
+    with pytest.raises(TypeError, match="got torch.int32"):
+        block_sparse_attention(qi, ki, vi, _mask(), block_size=64)
+    with pytest.raises(TypeError, match=r"one dtype; got torch.float32, torch.float16"):
+        block_sparse_attention(q, k.half(), v, _mask(), block_size=64)
+
+
+def test_bad_block_size_and_backend():
+    q, k, v = _inputs()
+    with pytest.raises(ValueError, match="block_size must be 64 or 128; got 32"):
+        block_sparse_attention(q, k, v, _mask(7), block_size=32)
+    with pytest.raises(ValueError, match="backend must be one of.*'cuda'"):
+        block_sparse_attention(q, k, v, _mask(), block_size=64, backend="cuda")
+
+
+def test_bad_padding_mask():
+    q, k, v = _inputs()
+    with pytest.raises(ValueError, match=r"\[B, S\] = \[1, 200\]; got \(1, 199\)"):
+        block_sparse_attention(q, k, v, _mask(), block_size=64,
+                               key_padding_mask=torch.ones(1, 199, dtype=torch.bool))
+    with pytest.raises(TypeError, match="key_padding_mask must be a bool tensor"):
+        block_sparse_attention(q, k, v, _mask(), block_size=64,
+                               key_padding_mask=torch.ones(1, 200))
+
+
+def test_triton_backend_refuses_cpu_tensors():
+    q, k, v = _inputs(dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"needs CUDA tensors; got device cpu.*backend='pytorch'"):
+        block_sparse_attention(q, k, v, _mask(), block_size=64, backend="triton")
+    ok, reason = can_use_triton(q, k, v)
+    assert not ok and "cpu" in reason
+
+
+def test_csr_cache_reuses_conversion():
+    mask = torch.rand(9, 9) < 0.5
+    mask |= torch.eye(9, dtype=torch.bool)
+    a = block_mask_to_csr(mask, "cpu")
+    assert block_mask_to_csr(mask, "cpu") is a  # same object: no work
+    assert block_mask_to_csr(mask.clone(), "cpu") is a  # same content: found by hash
+    assert a.kept == int(mask.sum())
+    rows = [a.col_idx[a.row_start[r] : a.row_start[r] + a.row_len[r]].tolist() for r in range(9)]
+    assert rows == [torch.nonzero(mask[r]).flatten().tolist() for r in range(9)]
+    lens = a.row_len[a.row_order.long()]
+    assert (lens[:-1] >= lens[1:]).all()  # longest row first
+    mask[0, 1] = not bool(mask[0, 1])  # in-place edit: must not reuse the stale conversion
+    b = block_mask_to_csr(mask, "cpu")
+    assert b is not a and b.kept == int(mask.sum())
