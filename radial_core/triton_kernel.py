@@ -1,0 +1,227 @@
+"""Triton forward kernel for block-sparse attention over a CSR list of kept key blocks.
+
+One program computes ``BLOCK_M`` query rows of one (batch, head) against the key blocks that
+their query block keeps, reading the list from the CSR arrays (never looping over all blocks).
+Online softmax in the FlashAttention-2 style (Dao, 2023; the Triton fused-attention tutorial):
+base-2 exponentials with the softmax scale folded into one multiplier, float32 accumulators.
+The key block holding the sequence end is handled after the main loop with a bounds mask, so
+keys past S never enter the softmax and the main loop runs without masks. Offsets that scale
+with batch, head or sequence are computed in int64.
+
+This module holds the kernel and its launcher only; checks live in ``attention.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from .csr import BlockCSR
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _tile(
+    acc, l_i, m_i, q, k_base, v_base, kpm_base, start_n, S, D, sks, skd, svs, svd, qk_scale,
+    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
+    BOUNDS: tl.constexpr, HAS_KPM: tl.constexpr,
+):
+    """One BLOCK_N-wide key tile folded into the running softmax state."""
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    rows = offs_n.to(tl.int64)
+    k_ptrs = k_base + rows[:, None] * sks + offs_d[None, :] * skd
+    v_ptrs = v_base + rows[:, None] * svs + offs_d[None, :] * svd
+    if BOUNDS:
+        lm = (offs_n < S)[:, None]
+        if not EVEN_D:
+            lm = lm & (offs_d < D)[None, :]
+        k = tl.load(k_ptrs, mask=lm, other=0.0)
+        v = tl.load(v_ptrs, mask=lm, other=0.0)
+    elif EVEN_D:
+        k = tl.load(k_ptrs)
+        v = tl.load(v_ptrs)
+    else:
+        lm = (offs_d < D)[None, :]
+        k = tl.load(k_ptrs, mask=lm, other=0.0)
+        v = tl.load(v_ptrs, mask=lm, other=0.0)
+    qk = tl.dot(q, tl.trans(k))
+    if BOUNDS or HAS_KPM:
+        valid = offs_n < S
+        if HAS_KPM:
+            keep = tl.load(kpm_base + offs_n, mask=valid, other=0)
+            valid = valid & (keep != 0)
+        qk = tl.where(valid[None, :], qk * qk_scale, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        # a row that has seen no valid key yet keeps m = -inf; subtract 0 instead (no NaN)
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.math.exp2(qk - m_use[:, None])
+        alpha = tl.math.exp2(m_i - m_use)
+    else:
+        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+        p = tl.math.exp2(qk * qk_scale - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    acc = tl.dot(p.to(v.dtype), v, acc)
+    return acc, l_i, m_new
+
+
+@triton.jit
+def _radial_fwd(
+    Q, K, V, O, KPM,
+    row_start, row_len, col_idx, row_order,
+    sqb, sqh, sqs, sqd,
+    skb, skh, sks, skd,
+    svb, svh, svs, svd,
+    sob, soh, sos, sod,
+    skpb,
+    H, S, D, NB, qk_scale,
+    PER_HEAD_MASK: tl.constexpr, ORDERED: tl.constexpr, BLOCK: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    EVEN_D: tl.constexpr, EVEN_S: tl.constexpr, HAS_KPM: tl.constexpr,
+):
+    SUB_M: tl.constexpr = BLOCK // BLOCK_M
+    SUB_N: tl.constexpr = BLOCK // BLOCK_N
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    rank = pid_m // SUB_M
+    sub = pid_m % SUB_M
+    if PER_HEAD_MASK:
+        hm = h
+    else:
+        hm = 0
+    if ORDERED:
+        row = tl.load(row_order + hm * NB + rank)
+    else:
+        row = rank
+    r_idx = hm * NB + row
+    first = tl.load(row_start + r_idx)
+    count = tl.load(row_len + r_idx)
+
+    b64 = b.to(tl.int64)
+    h64 = h.to(tl.int64)
+    offs_m = row * BLOCK + sub * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    m64 = offs_m.to(tl.int64)
+    q_ptrs = Q + b64 * sqb + h64 * sqh + m64[:, None] * sqs + offs_d[None, :] * sqd
+    q_mask = (offs_m < S)[:, None]
+    if not EVEN_D:
+        q_mask = q_mask & (offs_d < D)[None, :]
+    q = tl.load(q_ptrs, mask=q_mask, other=0.0)
+
+    k_base = K + b64 * skb + h64 * skh
+    v_base = V + b64 * svb + h64 * svh
+    kpm_base = KPM + b64 * skpb
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+
+    # the tail block (holding the sequence end) is the last entry of a row when kept
+    if EVEN_S:
+        n_main = count
+        n_tail = 0
+    else:
+        last = tl.load(col_idx + first + count - 1, mask=count > 0, other=-1)
+        n_tail = (last == NB - 1).to(tl.int32)
+        n_main = count - n_tail
+
+    for t in range(0, n_main * SUB_N):
+        kb = tl.load(col_idx + first + t // SUB_N)
+        start_n = kb * BLOCK + (t % SUB_N) * BLOCK_N
+        acc, l_i, m_i = _tile(
+            acc, l_i, m_i, q, k_base, v_base, kpm_base, start_n, S, D, sks, skd, svs, svd,
+            qk_scale, BLOCK_N, BLOCK_D, EVEN_D, False, HAS_KPM,
+        )
+    for t in range(0, n_tail * SUB_N):
+        start_n = (NB - 1) * BLOCK + t * BLOCK_N
+        acc, l_i, m_i = _tile(
+            acc, l_i, m_i, q, k_base, v_base, kpm_base, start_n, S, D, sks, skd, svs, svd,
+            qk_scale, BLOCK_N, BLOCK_D, EVEN_D, True, HAS_KPM,
+        )
+
+    l_safe = tl.where(l_i > 0.0, l_i, 1.0)
+    out = acc / l_safe[:, None]
+    o_ptrs = O + b64 * sob + h64 * soh + m64[:, None] * sos + offs_d[None, :] * sod
+    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=q_mask)
+
+
+def _is_hopper_or_newer(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
+
+
+def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torch.device) -> dict:
+    """Deterministic launch configuration per (head dim, dtype, block size, GPU generation).
+
+    No autotuning at run time: the first sampling step must not stall. The table was chosen by
+    measurement on an H100 (see docs/perf-notes.md); Ampere/Ada get the smaller-tile variants.
+    """
+    bd = max(16, triton.next_power_of_2(head_dim))
+    hopper = _is_hopper_or_newer(device)
+    if dtype == torch.float32 or bd >= 256:
+        cfg = dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2)
+    elif bd <= 64:
+        cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=3)
+    elif hopper:
+        cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=3)
+    else:
+        cfg = dict(BLOCK_M=128, BLOCK_N=32, num_warps=4, num_stages=2)
+    cfg["BLOCK_M"] = min(cfg["BLOCK_M"], block_size)
+    cfg["BLOCK_N"] = min(cfg["BLOCK_N"], block_size)
+    cfg["BLOCK_D"] = bd
+    return cfg
+
+
+def triton_block_sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    csr: BlockCSR,
+    block_size: int,
+    key_padding_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+    config: dict | None = None,
+    ordered: bool = False,
+) -> torch.Tensor:
+    """Launch the kernel. Inputs are already validated; ``csr`` lives on q's device.
+
+    Returns ``[B, H, S, D]``: a transposed view of a contiguous ``[B, S, H, D]`` buffer.
+    ``config`` overrides the launch table (benchmarks); ``ordered`` schedules each head's
+    query blocks longest row first instead of in sequence order.
+    """
+    B, H, S, D = q.shape
+    if scale is None:
+        scale = 1.0 / math.sqrt(D)
+    cfg = dict(config) if config else pick_config(D, q.dtype, block_size, q.device)
+    nb = csr.nb
+    out = torch.empty((B, S, H, D), dtype=q.dtype, device=q.device).transpose(1, 2)
+    if key_padding_mask is not None:
+        kpm = key_padding_mask.to(device=q.device, dtype=torch.int8).contiguous()
+        skpb = kpm.stride(0)
+    else:
+        kpm = csr.row_len  # never read (HAS_KPM=False); any device pointer will do
+        skpb = 0
+    bm = cfg.pop("BLOCK_M")
+    grid = (nb * (block_size // bm), B * H)
+    _radial_fwd[grid](
+        q, k, v, out, kpm,
+        csr.row_start, csr.row_len, csr.col_idx, csr.row_order,
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(), skpb,
+        H, S, D, nb, float(scale) * LOG2E,
+        PER_HEAD_MASK=csr.mask_heads > 1,
+        ORDERED=bool(ordered),
+        BLOCK=block_size,
+        BLOCK_M=bm,
+        EVEN_D=cfg["BLOCK_D"] == D,
+        EVEN_S=S % block_size == 0,
+        HAS_KPM=key_padding_mask is not None,
+        **cfg,
+    )
+    return out
