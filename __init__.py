@@ -4,9 +4,14 @@ ComfyUI imports this file as the custom-node package. The nodes live in ``nodes/
 math and the attention kernels live in ``radial_core/`` (importable without ComfyUI).
 """
 
-from .nodes import comfy_entrypoint  # noqa: F401  (ComfyUI's v3 node-pack entry point)
+try:
+    import comfy_api.latest  # noqa: F401
+except ImportError:  # imported outside ComfyUI (a test runner, another tool): nodes need ComfyUI
+    __all__ = []
+else:
+    from .nodes import comfy_entrypoint  # noqa: F401  (ComfyUI's v3 node-pack entry point)
 
-# Front-end extension (density readout); ComfyUI serves this folder to the browser.
-WEB_DIRECTORY = "./web/js"
+    # Front-end extension (density readout); ComfyUI serves this folder to the browser.
+    WEB_DIRECTORY = "./web/js"
 
-__all__ = ["comfy_entrypoint", "WEB_DIRECTORY"]
+    __all__ = ["comfy_entrypoint", "WEB_DIRECTORY"]

@@ -5,6 +5,7 @@ Public API:
     block_sparse_attention(...)  Triton kernel on CUDA, PyTorch path elsewhere
 """
 
+from . import geometry
 from .mask import mask_density, radial_block_mask
 
-__all__ = ["radial_block_mask", "mask_density"]
+__all__ = ["radial_block_mask", "mask_density", "geometry"]
