@@ -6,6 +6,13 @@ Public API:
 """
 
 from . import geometry
+from .attention import block_sparse_attention, can_use_triton
 from .mask import mask_density, radial_block_mask
 
-__all__ = ["radial_block_mask", "mask_density", "geometry"]
+__all__ = [
+    "radial_block_mask",
+    "mask_density",
+    "geometry",
+    "block_sparse_attention",
+    "can_use_triton",
+]
