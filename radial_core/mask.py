@@ -128,7 +128,7 @@ def _kept_row_intervals(rr, rc, w, T, b):
     """
     k = -(-T // b)
     m = b // 3 + 1  # "density > 1/3" is count > b/3, i.e. count >= b//3 + 1
-    p = torch.arange(k).view(1, k)
+    p = torch.arange(k, dtype=rr.dtype).view(1, k)
     rr, rc, w = rr.view(-1, 1), rc.view(-1, 1), w.view(-1, 1)
     rlo = (p * b - rr).clamp(0, T)
     rhi = (p * b + b - rr).clamp(0, T)
@@ -172,7 +172,7 @@ def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, 
     windows = _pair_windows(F, T, b, decay_factor, model, dist1)  # [F, F]
     start = torch.arange(F) * T
     row_off = start % b  # where a frame starts inside its first block
-    base = start // b  # a frame's first block
+    base = (start // b).to(torch.int32)  # a frame's first block
 
     ii, jj = torch.nonzero(windows >= 0, as_tuple=True)  # non-empty tiles
     # A tile's blocks depend only on (row offset, column offset, window): compute each distinct
@@ -182,22 +182,25 @@ def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, 
     w_cfg = configs % (T + 1)
     rc_cfg = (configs // (T + 1)) % b
     rr_cfg = configs // ((T + 1) * b)
-    lo, hi = _kept_row_intervals(rr_cfg, rc_cfg, w_cfg, T, b)
+    i32 = torch.int32  # halves the memory traffic of the interval arithmetic
+    lo, hi = _kept_row_intervals(rr_cfg.to(i32), rc_cfg.to(i32), w_cfg.to(i32), T, b)
 
-    # Every tile row's interval, in global block coordinates; OR them with a difference array.
+    # Every tile row's interval in global block coordinates, written straight into the mask
+    # (intervals of different tiles may overlap: writing True twice is harmless).
     lo, hi = lo[inverse], hi[inverse]  # [tiles, k]
     rows = base[ii].view(-1, 1) + torch.arange(k).view(1, -1)
     c0 = base[jj].view(-1, 1) + lo
-    c1 = torch.clamp(base[jj].view(-1, 1) + hi, max=nb - 1) + 1
+    c1 = torch.clamp(base[jj].view(-1, 1) + hi, max=nb - 1)
     ok = (lo <= hi) & (rows < nb) & (c0 < nb)
-    rows, c0, c1 = rows[ok], c0[ok], c1[ok]
-    # int16 is enough: a block row is covered by at most F * ceil(b / T + 1) tile rows.
-    acc = torch.int16 if F * (b // T + 2) < 32000 else torch.int32
-    diff = torch.zeros(nb * (nb + 1), dtype=acc)
-    ones = torch.ones_like(rows, dtype=acc)
-    diff.index_put_((rows * (nb + 1) + c0,), ones, accumulate=True)
-    diff.index_put_((rows * (nb + 1) + c1,), -ones, accumulate=True)
-    mask = diff.view(nb, nb + 1).cumsum(dim=1, dtype=acc)[:, :nb] > 0
+    first = rows[ok].long() * nb + c0[ok]  # flat index of each interval's first block
+    length = (c1[ok] - c0[ok] + 1).long()
+    total = int(length.sum())
+    mask = torch.zeros(nb * nb, dtype=torch.bool)
+    if total:
+        before = torch.cumsum(length, 0) - length
+        flat = torch.repeat_interleave(first - before, length, output_size=total)
+        mask[flat + torch.arange(total)] = True
+    mask = mask.view(nb, nb)
 
     # Text tokens attend to everything and are attended by everything; the block holding the
     # video/text border is dense too.
