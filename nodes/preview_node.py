@@ -1,12 +1,140 @@
-"""Placeholder: replaced by the real node."""
-from comfy_api.latest import io
+"""The "Sparsity Preview" node: what the radial mask does, before any GPU time is spent.
+
+Given a model family and a video size (pixels), or a LATENT to read the shape from, it builds the
+exact mask the kernel would run (``radial_core.radial_block_mask``) and outputs a picture of it
+(frame boundaries, temporal-distance bands, density per distance chart) and a text summary:
+tokens, blocks, density, attention FLOPs saved and the expected attention speedup. The picture
+also shows in the node itself. No model is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from comfy_api.latest import io, ui
+
+from ..radial_core import preview as rpreview
+from ..radial_core.geometry import family_spec, geometry_from_latent
+from . import routes
+
+logger = logging.getLogger(__name__)
+
+# ComfyUI 0.3.75 never calls ComfyExtension.on_load, so the HTTP route registers when this module
+# is imported (while custom nodes load, before the server adds its routes). Idempotent.
+routes.register()
+
+CATEGORY = "radial_attention"
+FAMILIES = list(rpreview.FAMILY_LABELS)  # wan21, wan22_14b, wan22_5b, hunyuan, mochi
+MAX_SIDE = 8192
+MAX_FRAMES = 2049
+MAX_TEXT = 4096
+
+
+def latent_shape(latent: dict, family: str) -> tuple[int, int, int]:
+    """(frames, height, width) of a LATENT's samples; an image latent counts as one frame."""
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not isinstance(samples, torch.Tensor) or samples.dim() not in (4, 5):
+        shape = list(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
+        raise ValueError(
+            f"Sparsity Preview: expected a video LATENT with samples [B, C, frames, h, w]; got {shape}. "
+            "Connect the output of an empty video latent node (e.g. EmptyHunyuanLatentVideo) "
+            "or leave the latent input unconnected."
+        )
+    if samples.shape[1] == 48 and family != "wan22_5b":
+        logger.warning("Sparsity Preview: a 48-channel latent is Wan 2.2-5B's; family is %s", family)
+    if samples.dim() == 4:
+        return 1, int(samples.shape[-2]), int(samples.shape[-1])
+    return tuple(int(x) for x in samples.shape[-3:])
 
 
 class SparsityPreview(io.ComfyNode):
     @classmethod
-    def define_schema(cls):
-        return io.Schema(node_id="SparsityPreview", display_name="SparsityPreview", category="radial_attention", inputs=[], outputs=[])
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SparsityPreview",
+            display_name="Sparsity Preview",
+            category=CATEGORY,
+            description=(
+                "Shows the radial attention mask for a video size: which frames attend to which, "
+                "its density and the expected attention speedup. Needs no model."
+            ),
+            is_output_node=True,
+            inputs=[
+                io.Combo.Input(
+                    "family", options=FAMILIES, default="wan21",
+                    tooltip="Model family: wan21 = Wan 2.1, wan22_14b = Wan 2.2 A14B, wan22_5b = "
+                    "Wan 2.2 TI2V-5B, hunyuan = HunyuanVideo, mochi = Mochi. Sets the VAE "
+                    "compression, patch size, text tokens and default decay factor.",
+                ),
+                io.Int.Input("width", default=832, min=16, max=MAX_SIDE, step=16,
+                             tooltip="Video width in pixels (ignored when a latent is connected)."),
+                io.Int.Input("height", default=480, min=16, max=MAX_SIDE, step=16,
+                             tooltip="Video height in pixels (ignored when a latent is connected)."),
+                io.Int.Input("frames", default=81, min=1, max=MAX_FRAMES, step=4,
+                             tooltip="Video length in pixel frames, e.g. 81 for Wan (4k+1); "
+                             "ignored when a latent is connected."),
+                io.Combo.Input("block_size", options=["128", "64"], default="128",
+                               tooltip="Attention block size of the sparse kernel (tokens)."),
+                io.Float.Input(
+                    "decay_factor", default=0.0, min=0.0, max=4.0, step=0.05,
+                    tooltip="Scales the spatial window of far frames; lower is sparser. 0 = the "
+                    "family's default (Wan 2.1 0.2, Wan 2.2 0.8, HunyuanVideo 0.95).",
+                ),
+                io.Combo.Input(
+                    "dist1", options=["full", "half"], default="full",
+                    tooltip="Window for frames at distance 1 in Wan: full (the authors' current "
+                    "rule) or half (paper-era rule of older ComfyUI ports).",
+                ),
+                io.Int.Input(
+                    "text_tokens", default=-1, min=-1, max=MAX_TEXT,
+                    tooltip="Text tokens in the same attention sequence (HunyuanVideo, Mochi); "
+                    "-1 = the family's usual length, 0 for Wan.",
+                ),
+                io.Int.Input("image_size", default=640, min=128, max=2048, step=32,
+                             tooltip="Side of the mask picture in pixels (the chart and legend "
+                             "are added around it)."),
+                io.Latent.Input("latent", optional=True,
+                                tooltip="Optional: read frames and size from this video latent."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="mask image",
+                                tooltip="The block mask, frame boundaries, bands and chart."),
+                io.String.Output(display_name="summary",
+                                 tooltip="Tokens, blocks, density, FLOPs saved, expected speedup."),
+            ],
+        )
 
     @classmethod
-    def execute(cls):
-        return io.NodeOutput()
+    def execute(cls, family: str, width: int, height: int, frames: int, block_size: str,
+                decay_factor: float, dist1: str, text_tokens: int, image_size: int = 640,
+                latent: dict | None = None) -> io.NodeOutput:
+        est = estimate_for(family, width, height, frames, block_size=int(block_size),
+                           decay_factor=decay_factor, dist1=dist1, text_tokens=text_tokens,
+                           latent=latent)
+        picture = est.render(panel_size=int(image_size))
+        image = (picture.to(torch.float32) / 255.0).unsqueeze(0)  # [1, H, W, 3], 0..1
+        summary = est.summary()
+        logger.info("Sparsity Preview: %s", summary.replace("\n", "; "))
+        return io.NodeOutput(image, summary, ui=ui.PreviewImage(image, cls=cls))
+
+
+def estimate_for(family: str, width: int, height: int, frames: int, *, block_size: int,
+                 decay_factor: float, dist1: str, text_tokens: int,
+                 latent: dict | None = None) -> rpreview.Estimate:
+    """The node's figures: from the pixel settings, or from a latent's shape when given."""
+    decay = None if decay_factor <= 0 else float(decay_factor)
+    text = None if text_tokens < 0 else int(text_tokens)
+    if latent is None:
+        return rpreview.estimate(family, width, height, frames, block_size=block_size,
+                                 decay_factor=decay, dist1=dist1, text_tokens=text)
+    spec = family_spec(family)
+    geo = geometry_from_latent(latent_shape(latent, family), spec.patch,
+                               text_tokens=spec.text_tokens if text is None else text,
+                               mask_model=spec.mask_model)
+    return rpreview.estimate_latent(
+        geo.num_frames, geo.tokens_per_frame, text_tokens=geo.text_tokens, block_size=block_size,
+        decay_factor=spec.default_decay if decay is None else decay, model=geo.mask_model,
+        dist1=dist1, family=family,
+        title=f"{spec.label}, latent {geo.num_frames} x {geo.tokens_per_frame} tokens",
+    )

@@ -1,5 +1,167 @@
-"""Placeholder: HTTP routes for the front end."""
+"""HTTP route behind the front-end density readout.
+
+``GET /radial_attention/estimate`` (also under ``/api/...``, as ComfyUI mirrors every route)
+answers the density and expected speedup of the radial mask for the widget values of a node:
+
+    /radial_attention/estimate?family=wan21&width=1280&height=720&frames=81
+        &block_size=128&decay_factor=0.2&dist1=full&text_tokens=-1
+
+``decay_factor`` 0 (or absent) and ``text_tokens`` -1 (or absent) take the family's defaults.
+All mask math stays in Python (``radial_core.preview``). Bad or huge numbers get a 400 with a
+message naming the value and the fix; answers are cached per parameter set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Mapping
+from functools import lru_cache
+
+from ..radial_core import preview as rpreview
+
+logger = logging.getLogger(__name__)
+
+ROUTE = "/radial_attention/estimate"
+FAMILIES = tuple(rpreview.FAMILY_LABELS)
+LIMITS = {  # name: (min, max) for integer parameters
+    "width": (16, 8192),
+    "height": (16, 8192),
+    "frames": (1, 2049),
+    "text_tokens": (-1, 4096),
+}
+MAX_DECAY = 4.0
+_registered = False
 
 
-def register() -> None:
-    return None
+class BadRequest(ValueError):
+    """A query parameter is missing, malformed or out of range (answered with HTTP 400)."""
+
+
+def _int_param(query: Mapping[str, str], name: str, default: int | None = None) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise BadRequest(f"missing parameter {name!r}: add {name}=<integer> to the query")
+        return default
+    lo, hi = LIMITS[name]
+    try:
+        value = float(raw)
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError
+        value = int(value)
+    except (ValueError, OverflowError):
+        raise BadRequest(f"{name} must be an integer in [{lo}, {hi}]; got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be in [{lo}, {hi}]; got {value}. Use a value in that range.")
+    return value
+
+
+def parse_query(query: Mapping[str, str]) -> dict:
+    """Validated, normalised parameters of an estimate request; raises :class:`BadRequest`."""
+    family = query.get("family", "")
+    if family not in FAMILIES:
+        raise BadRequest(f"family must be one of {', '.join(FAMILIES)}; got {family!r}")
+    block_raw = query.get("block_size") or "128"
+    if block_raw not in ("64", "128"):
+        raise BadRequest(f"block_size must be 64 or 128; got {block_raw!r}")
+    dist1 = query.get("dist1") or "full"
+    if dist1 not in ("full", "half"):
+        raise BadRequest(f"dist1 must be 'full' or 'half'; got {dist1!r}")
+    decay_raw = query.get("decay_factor") or "0"
+    try:
+        decay = float(decay_raw)
+    except ValueError:
+        decay = float("nan")
+    if not (math.isfinite(decay) and 0.0 <= decay <= MAX_DECAY):
+        raise BadRequest(
+            f"decay_factor must be a number in (0, {MAX_DECAY}], or 0 for the family's default; "
+            f"got {decay_raw!r}"
+        )
+    text = _int_param(query, "text_tokens", -1)
+    return {
+        "family": family,
+        "width": _int_param(query, "width"),
+        "height": _int_param(query, "height"),
+        "frames": _int_param(query, "frames"),
+        "block_size": int(block_raw),
+        "decay_factor": None if decay == 0 else decay,
+        "dist1": dist1,
+        "text_tokens": None if text < 0 else text,
+    }
+
+
+@lru_cache(maxsize=256)
+def _estimate_cached(family, width, height, frames, block_size, decay_factor, dist1, text_tokens) -> dict:
+    try:
+        est = rpreview.estimate(family, width, height, frames, block_size=block_size,
+                                decay_factor=decay_factor, dist1=dist1, text_tokens=text_tokens)
+    except ValueError as exc:  # e.g. too large for a preview, or an impossible geometry
+        raise BadRequest(str(exc)) from None
+    s = est.stats
+    return {
+        "family": family,
+        "label": rpreview.FAMILY_LABELS[family],
+        "width": width,
+        "height": height,
+        "frames": frames,
+        "decay_factor": est.decay_factor,
+        "dist1": dist1,
+        "model": est.model,
+        "num_frames": s.num_frames,
+        "tokens_per_frame": s.tokens_per_frame,
+        "text_tokens": s.text_tokens,
+        "tokens": s.tokens,
+        "block_size": s.block_size,
+        "num_blocks": s.num_blocks,
+        "kept_blocks": s.kept_blocks,
+        "density": s.density,
+        "flop_density": s.flop_density,
+        "flops_saved": s.flops_saved,
+        "expected_speedup": s.expected_speedup,
+        "distance_density": s.distance_density,
+        "rate_source": rpreview.RATE_SOURCE,
+        "summary": est.summary(),
+    }
+
+
+def estimate_json(query: Mapping[str, str]) -> dict:
+    """The route's answer for a query (cached); raises :class:`BadRequest` for bad input."""
+    p = parse_query(query)
+    return _estimate_cached(p["family"], p["width"], p["height"], p["frames"], p["block_size"],
+                            p["decay_factor"], p["dist1"], p["text_tokens"])
+
+
+async def handle_estimate(request):
+    from aiohttp import web
+
+    try:
+        body = await asyncio.to_thread(estimate_json, request.rel_url.query)
+    except BadRequest as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    except Exception:  # a bug, not bad input: log it, answer with a message
+        logger.exception("radial_attention estimate failed for %s", dict(request.rel_url.query))
+        return web.json_response({"error": "internal error, see the ComfyUI log"}, status=500)
+    return web.json_response(body, headers={"Cache-Control": "max-age=3600"})
+
+
+def register() -> bool:
+    """Add the route to ComfyUI's server; returns False (harmlessly) when no server exists.
+
+    Idempotent. Must run before the server adds its routes (during custom-node loading).
+    """
+    global _registered
+    if _registered:
+        return True
+    try:
+        from server import PromptServer  # ComfyUI's server module
+    except ImportError:
+        return False
+    instance = getattr(PromptServer, "instance", None)
+    if instance is None:
+        return False
+    instance.routes.get(ROUTE)(handle_estimate)
+    _registered = True
+    logger.debug("registered GET %s", ROUTE)
+    return True

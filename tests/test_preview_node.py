@@ -1,0 +1,179 @@
+"""The "Sparsity Preview" node run through real ComfyUI's execution engine (in-process, CPU).
+
+The prompt goes through ComfyUI's own ``validate_prompt`` and ``PromptExecutor``, exactly as a
+queued prompt does; its outputs are read from the executor's output cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from radial_core import radial_block_mask
+from radial_core.geometry import default_decay, geometry_from_pixels
+
+pytestmark = pytest.mark.comfy
+
+
+class EventLog:
+    """The executor's message sink: what PromptServer would push to the browser, kept in a list."""
+
+    def __init__(self) -> None:
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.events: list[tuple[str, dict]] = []
+
+    def send_sync(self, event, data, sid=None) -> None:
+        self.events.append((event, data))
+
+    def queue_updated(self) -> None:
+        pass
+
+
+def run_prompt(prompt: dict):
+    """Validate and execute ``prompt`` (API format) with ComfyUI; returns the executor."""
+    import execution
+
+    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("test", prompt, None))
+    assert valid, f"ComfyUI rejected the prompt: {error} {node_errors}"
+    executor = execution.PromptExecutor(EventLog(), cache_type=False, cache_args={"lru": 0, "ram": 0})
+    executor.execute(prompt, "test-prompt", {}, outputs)
+    assert executor.success, executor.status_messages
+    return executor
+
+
+def preview_prompt(**inputs) -> dict:
+    values = {
+        "family": "wan21", "width": 832, "height": 480, "frames": 81, "block_size": "128",
+        "decay_factor": 0.0, "dist1": "full", "text_tokens": -1, "image_size": 256,
+    }
+    values.update(inputs)
+    return {"1": {"class_type": "SparsityPreview", "inputs": values}}
+
+
+def node_outputs(executor, node_id: str = "1"):
+    entry = executor.caches.outputs.get(node_id)
+    assert entry is not None, f"node {node_id} produced no output"
+    image, summary = entry.outputs[0][0], entry.outputs[1][0]
+    return image, summary, entry.ui["output"]
+
+
+def summary_number(summary: str, prefix: str) -> str:
+    line = next(x for x in summary.splitlines() if x.startswith(prefix))
+    return line
+
+
+def test_node_is_registered(comfy):
+    cls = comfy.nodes.NODE_CLASS_MAPPINGS["SparsityPreview"]
+    assert comfy.nodes.NODE_DISPLAY_NAME_MAPPINGS["SparsityPreview"] == "Sparsity Preview"
+    info = cls.INPUT_TYPES()
+    for name in ("family", "width", "height", "frames", "block_size", "decay_factor", "dist1",
+                 "text_tokens", "image_size"):
+        spec = info["required"][name][1]
+        assert spec.get("tooltip"), f"input {name} has no tooltip"
+    for name in ("width", "height", "frames", "decay_factor", "text_tokens", "image_size"):
+        spec = info["required"][name][1]
+        assert "min" in spec and "max" in spec, f"input {name} has no bounds"
+    assert "latent" in info["optional"]
+
+
+@pytest.mark.parametrize(
+    "family,width,height,frames,block,decay,dist1",
+    [
+        ("wan21", 1280, 720, 81, "128", 0.0, "full"),
+        ("hunyuan", 960, 544, 129, "64", 0.95, "full"),
+        ("wan22_5b", 1280, 704, 121, "128", 0.2, "half"),
+    ],
+)
+def test_node_image_and_summary_match_radial_core(comfy, family, width, height, frames, block, decay, dist1):
+    executor = run_prompt(preview_prompt(family=family, width=width, height=height, frames=frames,
+                                         block_size=block, decay_factor=decay, dist1=dist1))
+    image, summary, ui = node_outputs(executor)
+
+    # ComfyUI IMAGE: [B, H, W, 3] float in 0..1, not blank
+    assert image.dim() == 4 and image.shape[0] == 1 and image.shape[-1] == 3
+    assert image.dtype == torch.float32
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+    assert image.shape[1] >= 256 and image.shape[2] >= 256
+    assert float(image.std()) > 0.05
+
+    # the figures are radial_core's, from the same mask the kernel runs
+    geo = geometry_from_pixels(family, width, height, frames)
+    mask = radial_block_mask(geo.num_frames, geo.tokens_per_frame, text_tokens=geo.text_tokens,
+                             block_size=int(block), decay_factor=decay or default_decay(family),
+                             model=geo.mask_model, dist1=dist1)
+    nb = mask.shape[0]
+    kept = int(mask.sum())
+    tokens = geo.num_frames * geo.tokens_per_frame + geo.text_tokens
+    assert f"= {tokens:,} tokens" in summary
+    assert f"blocks: {nb} x {nb} of {block}, kept {kept:,} (density {kept / nb**2:.2%})" in summary
+    assert f"{geo.num_frames} frames x {geo.tokens_per_frame} tokens/frame" in summary
+    assert f"decay factor {decay or default_decay(family):g}" in summary
+    assert "expected attention speedup: ~" in summary
+
+    # the picture shows in the node: a temp PNG that ComfyUI saved, same pixels as the output
+    images = ui["images"]
+    assert len(images) == 1 and images[0]["type"] == "temp"
+    path = comfy.folder_paths.get_temp_directory() + "/" + images[0]["subfolder"] + "/" + images[0]["filename"]
+    png = np.asarray(Image.open(path).convert("RGB"))
+    assert png.shape == tuple(image.shape[1:])
+    assert np.abs(png.astype(np.float32) / 255 - image[0].numpy()).max() <= 1 / 255 + 1e-6
+
+
+def load_builtin_extra(comfy, module: str, node_id: str) -> None:
+    """Load one of ComfyUI's comfy_extras node modules through its own loader (the fixture loads
+    only the core nodes and this pack)."""
+    if node_id not in comfy.nodes.NODE_CLASS_MAPPINGS:
+        path = str(comfy.dir / "comfy_extras" / module)
+        assert asyncio.run(comfy.nodes.load_custom_node(path, module_parent="comfy_extras"))
+    assert node_id in comfy.nodes.NODE_CLASS_MAPPINGS
+
+
+def test_node_reads_shape_from_a_latent(comfy):
+    load_builtin_extra(comfy, "nodes_hunyuan.py", "EmptyHunyuanLatentVideo")
+    # EmptyHunyuanLatentVideo is ComfyUI's own empty video latent: [1, 16, frames', h/8, w/8]
+    prompt = {
+        "2": {"class_type": "EmptyHunyuanLatentVideo",
+              "inputs": {"width": 848, "height": 480, "length": 49, "batch_size": 1}},
+        "1": preview_prompt(family="hunyuan", width=16, height=16, frames=1)["1"],
+    }
+    prompt["1"]["inputs"]["latent"] = ["2", 0]
+    executor = run_prompt(prompt)
+    _, summary, _ = node_outputs(executor)
+    # 49 frames -> 13 latent frames; 480x848 -> 60x106 latent -> 30x53 tokens; +256 text
+    assert "13 frames x 1590 tokens/frame + 256 text" in summary
+    mask = radial_block_mask(13, 1590, text_tokens=256, decay_factor=0.95, model="hunyuan")
+    assert f"kept {int(mask.sum()):,}" in summary
+
+
+def test_node_bad_size_is_a_clear_error(comfy):
+    import execution
+
+    prompt = preview_prompt(family="wan21", width=8192, height=8192, frames=2049)
+    valid, _, outputs, _ = asyncio.run(execution.validate_prompt("test", prompt, None))
+    assert valid
+    executor = execution.PromptExecutor(EventLog(), cache_type=False, cache_args={"lru": 0, "ram": 0})
+    executor.execute(prompt, "test-prompt", {}, outputs)
+    assert not executor.success
+    errors = [d for e, d in executor.status_messages if e == "execution_error"]
+    assert errors and "too large for a preview" in errors[0]["exception_message"]
+
+
+@pytest.mark.slow
+def test_node_under_a_second_at_4x_length(comfy):
+    """Benchmark: Wan 720x1280 at 321 frames (4x length), mask + figures + picture, first build."""
+    run_prompt(preview_prompt(image_size=128))  # warm up torch and Pillow
+    prompt = preview_prompt(family="wan21", width=1280, height=720, frames=321, decay_factor=0.21)
+    start = time.perf_counter()
+    executor = run_prompt(prompt)
+    elapsed = time.perf_counter() - start
+    image, summary, _ = node_outputs(executor)
+    assert "81 frames x 3600 tokens/frame" in summary
+    print(f"Sparsity Preview, Wan 720x1280x321 (2279 x 2279 blocks): {elapsed * 1000:.0f} ms")
+    assert elapsed < 1.0, f"preview took {elapsed:.2f}s at 4x length; expected < 1 s"
