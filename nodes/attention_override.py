@@ -1,0 +1,288 @@
+"""The ``optimized_attention_override`` callable that makes video self-attention radial.
+
+ComfyUI (0.3.60+) calls ``transformer_options["optimized_attention_override"](func, *args,
+**kwargs)`` from every ``@wrap_attn`` attention function, ``func`` being the dense function it
+replaces. We take only the video self-attention calls of the transformer blocks (query length
+= key length = the video sequence [+ text for HunyuanVideo/Mochi]) and run them through
+``radial_core.block_sparse_attention`` with the radial mask; every other call (cross-attention,
+text refiner, dense blocks or steps, single frames, inputs the kernel cannot take, calls that
+need gradients) goes to the dense path: the override another pack installed before us, if
+any, else ComfyUI's own function.
+
+Layouts that reach us (ComfyUI 0.3.75):
+- Wan: ``q, k, v`` ``[B, L, H*D]`` with ``heads``; no mask; video tokens only (reference or
+  concatenated frames count as frames).
+- HunyuanVideo: ``[B, H, L, D]`` with ``skip_reshape=True``; video tokens then text tokens; an
+  additive key mask ``(1, 1, L)`` (0 = real, -max = padded text) when the prompt is padded.
+- Mochi: ``[B, H, L, D]`` with ``skip_reshape=True``; video then the unpadded text tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from ..radial_core import mask_density, radial_block_mask
+from .run_state import RUN_KEY, ForwardContext, RunState
+
+logger = logging.getLogger(__name__)
+
+OBSERVER_KEY = "radial_attention_observer"
+_ARG_NAMES = ("q", "k", "v", "heads", "mask", "attn_precision", "skip_reshape", "skip_output_reshape")
+_SPARSE_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+# Masks by shape, shared across runs (the same tensor object lets the kernel's CSR cache hit).
+_MASKS: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+_MASKS_LOCK = threading.Lock()
+_MAX_MASKS = 16
+
+
+def cached_mask(frames: int, tpf: int, text: int, block_size: int, decay: float, model: str, dist1: str) -> torch.Tensor:
+    key = (frames, tpf, text, block_size, float(decay), model, dist1)
+    with _MASKS_LOCK:
+        m = _MASKS.get(key)
+        if m is not None:
+            _MASKS.move_to_end(key)
+            return m
+    m = radial_block_mask(frames, tpf, text_tokens=text, block_size=block_size,
+                          decay_factor=decay, model=model, dist1=dist1)
+    with _MASKS_LOCK:
+        _MASKS[key] = m
+        while len(_MASKS) > _MAX_MASKS:
+            _MASKS.popitem(last=False)
+    return m
+
+
+@dataclass
+class _Call:
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    heads: int
+    mask: object
+    skip_reshape: bool
+    skip_output_reshape: bool
+
+    @property
+    def lq(self) -> int:
+        return int(self.q.shape[2] if self.skip_reshape else self.q.shape[1])
+
+    @property
+    def lk(self) -> int:
+        return int(self.k.shape[2] if self.skip_reshape else self.k.shape[1])
+
+
+def _parse(args: tuple, kwargs: dict) -> _Call | None:
+    got = dict(zip(_ARG_NAMES, args))
+    for name in _ARG_NAMES:
+        if name in kwargs:
+            got[name] = kwargs[name]
+    q, k, v, heads = got.get("q"), got.get("k"), got.get("v"), got.get("heads")
+    if not all(isinstance(t, torch.Tensor) for t in (q, k, v)) or not isinstance(heads, int):
+        return None
+    skip = bool(got.get("skip_reshape", False))
+    if q.ndim != (4 if skip else 3) or k.ndim != q.ndim or v.ndim != q.ndim:
+        return None
+    return _Call(q, k, v, heads, got.get("mask"), skip, bool(got.get("skip_output_reshape", False)))
+
+
+def key_padding_from_mask(mask, batch: int, length: int) -> tuple[bool, torch.Tensor | None]:
+    """Turn an attention mask into a ``[B, L]`` bool key-padding mask (True = real key).
+
+    Accepts masks that only depend on the key (``(L,)``, ``(B|1, L)``, ``(B|1, 1, L)``,
+    ``(B|1, 1, 1, L)``), bool (True = attend) or additive float (0 = attend, a large negative
+    value = padded). Returns ``(ok, kpm)``; ``kpm`` is None when every key is real; ``ok`` is
+    False for masks that depend on the query or carry real biases (the dense path takes those).
+    """
+    if mask is None:
+        return True, None
+    if not isinstance(mask, torch.Tensor) or mask.shape[-1] != length or mask.ndim > 4:
+        return False, None
+    m = mask
+    if m.ndim == 1:
+        m = m[None]
+    while m.ndim > 2:
+        if m.shape[1] != 1:
+            return False, None
+        m = m[:, 0]
+    if m.shape[0] not in (1, batch):
+        return False, None
+    if m.dtype == torch.bool:
+        keep = m
+    else:
+        mf = m.float()
+        keep = mf > -1e3
+        if not bool(torch.all(keep.logical_not() | (mf == 0))):
+            return False, None  # a real additive bias, not a padding mask
+    if bool(keep.all()):
+        return True, None
+    return True, keep.expand(batch, length).contiguous()
+
+
+class RadialAttentionOverride:
+    """``optimized_attention_override`` for one patch configuration (see the module doc)."""
+
+    def __init__(self, config, previous=None):
+        self.config = config  # RadialConfig (small, frozen)
+        self.previous = previous  # an override installed before ours, serves the dense calls
+
+    # ComfyUI calls override(func, *args, **kwargs)
+    def __call__(self, func, *args, **kwargs):
+        topts = kwargs.get("transformer_options") or {}
+        run: RunState | None = topts.get(RUN_KEY)
+        fwd = run.fwd if run is not None else None
+        if fwd is None:
+            return self.dense(func, args, kwargs)
+        call = _parse(args, kwargs)
+        if call is None:
+            return self._dense_for(run, "unrecognised attention call", False, func, args, kwargs, topts)
+        if call.lq != call.lk:
+            return self._dense_for(run, "cross-attention", False, func, args, kwargs, topts)
+        return self._self_attention(run, fwd, call, func, args, kwargs, topts)
+
+    # ------------------------------------------------------------------ dense path
+    def dense(self, func, args, kwargs):
+        if self.previous is not None:
+            return self.previous(func, *args, **kwargs)
+        return func(*args, **kwargs)
+
+    def _dense_for(self, run, reason, warn, func, args, kwargs, topts, block=None):
+        run.count_dense(reason)
+        level = logging.WARNING if warn else logging.DEBUG
+        run.once("dense:" + reason, level, f"Radial Attention: dense attention for {reason}"
+                 + ("" if not warn else " (this call and any like it in this run)"))
+        obs = topts.get(OBSERVER_KEY)
+        if obs is not None:
+            obs({"kind": "dense", "reason": reason, "block": block,
+                 "step": run.fwd.step.global_index if run.fwd else None})
+        return self.dense(func, args, kwargs)
+
+    # ------------------------------------------------------------------ self-attention
+    def _geometry(self, fwd: ForwardContext, call: _Call) -> tuple[int, int] | None:
+        """(frames in the sequence, text tokens) for a video self-attention call, else None."""
+        cfg = self.config
+        T = fwd.tokens_per_frame
+        L = call.lq
+        if cfg.family.layout == "wan":
+            if L % T:
+                return None
+            return L // T, 0
+        if fwd.context_len is not None and L == fwd.context_len:
+            return None  # HunyuanVideo's text refiner: text-only self-attention
+        video = fwd.seq_frames * T
+        if L < video:
+            return None
+        return fwd.seq_frames, L - video
+
+    def _self_attention(self, run, fwd, call, func, args, kwargs, topts):
+        cfg = self.config
+        geo = self._geometry(fwd, call)
+        if geo is None:
+            reason = (f"self-attention over {call.lq} tokens that do not match the video "
+                      f"({fwd.seq_frames} frames x {fwd.tokens_per_frame} tokens)")
+            text_only = fwd.context_len is not None and call.lq == fwd.context_len
+            if text_only:
+                reason = "text-only self-attention (token refiner)"
+            return self._dense_for(run, reason, not text_only, func, args, kwargs, topts)
+        frames, text = geo
+        block = fwd.next_block()
+        if block is None:
+            return self._dense_for(run, f"more video self-attention calls than the model's "
+                                   f"{cfg.family.num_blocks} blocks", True, func, args, kwargs, topts)
+        self._report_shape(run, fwd, call, frames, text)
+        if block in cfg.dense_blocks:
+            return self._dense_for(run, "dense block", False, func, args, kwargs, topts, block)
+        if fwd.step.dense:
+            return self._dense_for(run, fwd.step.reason, False, func, args, kwargs, topts, block)
+        if frames < 2:
+            return self._dense_for(run, "single-frame input (an image): nothing to sparsify",
+                                   True, func, args, kwargs, topts, block)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (call.q, call.k, call.v)):
+            return self._dense_for(run, "a call that needs gradients (training)", True,
+                                   func, args, kwargs, topts, block)
+        if call.q.dtype not in _SPARSE_DTYPES or call.k.dtype != call.q.dtype or call.v.dtype != call.q.dtype:
+            return self._dense_for(run, f"dtype {call.q.dtype} (the sparse kernels take float16, "
+                                   f"bfloat16, float32)", True, func, args, kwargs, topts, block)
+        B = int(call.q.shape[0])
+        ok, kpm = key_padding_from_mask(call.mask, B, call.lk)
+        if not ok:
+            return self._dense_for(run, "an attention mask that is not a key-padding mask",
+                                   True, func, args, kwargs, topts, block)
+        try:
+            out = self._sparse(run, call, frames, text, kpm, topts, block)
+        except Exception as exc:  # noqa: BLE001 - a sampling run must not crash here
+            return self._dense_for(run, f"a sparse-kernel error ({type(exc).__name__}: {exc})",
+                                   True, func, args, kwargs, topts, block)
+        run.sparse_calls += 1
+        return out
+
+    def _to_bhld(self, call: _Call):
+        if call.skip_reshape:
+            return call.q, call.k, call.v
+        B, L, HD = call.q.shape
+        D = HD // call.heads
+        return tuple(t.view(B, t.shape[1], call.heads, D).transpose(1, 2) for t in (call.q, call.k, call.v))
+
+    def _backend(self, run, q) -> str:
+        from ..radial_core.attention import can_use_triton  # noqa: PLC0415
+
+        want = self.config.backend
+        if want == "pytorch":
+            return "pytorch"
+        ok, reason = can_use_triton(q)
+        if ok:
+            return "triton"
+        if want == "triton" or q.is_cuda:
+            run.once("backend:" + reason, logging.WARNING,
+                     f"Radial Attention: backend '{want}' cannot use the Triton kernel here "
+                     f"({reason}); using the PyTorch block path.")
+        return "pytorch"
+
+    def _sparse(self, run, call, frames, text, kpm, topts, block):
+        from ..radial_core import block_sparse_attention  # noqa: PLC0415
+
+        cfg = self.config
+        q, k, v = self._to_bhld(call)
+        mask = cached_mask(frames, run.fwd.tokens_per_frame, text, cfg.block_size,
+                           cfg.decay_factor, cfg.family.mask_model, cfg.dist1)
+        backend = self._backend(run, q)
+        out = block_sparse_attention(q, k, v, mask, block_size=cfg.block_size,
+                                     key_padding_mask=kpm, backend=backend)
+        obs = topts.get(OBSERVER_KEY)
+        if obs is not None:
+            obs({"kind": "sparse", "block": block, "step": run.fwd.step.global_index,
+                 "q": q, "k": k, "v": v, "out": out, "block_mask": mask, "key_padding_mask": kpm,
+                 "frames": frames, "tokens_per_frame": run.fwd.tokens_per_frame, "text_tokens": text,
+                 "backend": backend})
+        if call.skip_output_reshape:
+            return out
+        B, H, L, D = out.shape
+        return out.transpose(1, 2).reshape(B, L, H * D)
+
+    def _report_shape(self, run, fwd, call, frames, text):
+        key = f"shape:{frames}x{fwd.tokens_per_frame}+{text}"
+        if key in run.reported:
+            return
+        cfg = self.config
+        q = call.q
+        mask = cached_mask(frames, fwd.tokens_per_frame, text, cfg.block_size, cfg.decay_factor,
+                           cfg.family.mask_model, cfg.dist1)
+        dense_blocks = sorted(cfg.dense_blocks)
+        backend = self._backend(run, q if call.skip_reshape else q.view(q.shape[0], q.shape[1], call.heads, -1).transpose(1, 2))
+        run.once(key, logging.INFO, (
+            f"Radial Attention: {cfg.family.variant}, latent {list(fwd.latent_shape)} -> "
+            f"{frames} frames x {fwd.tokens_per_frame} tokens"
+            + (f" + {text} text" if text else "")
+            + f" = {call.lq} tokens, block {cfg.block_size}, decay {cfg.decay_factor:g}"
+            + (f", dist1 {cfg.dist1}" if cfg.family.mask_model == "wan" else "")
+            + f", mask density {mask_density(mask):.3f}"
+            + f", dense blocks {dense_blocks if dense_blocks else 'none'}"
+            + f", dense steps first {cfg.dense_steps_first} / last {cfg.dense_steps_last}"
+            + f", backend {backend}"
+        ))
+        if cfg.family.note:
+            run.once("note", logging.INFO, f"Radial Attention: {cfg.family.note}")

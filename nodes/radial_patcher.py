@@ -1,0 +1,239 @@
+"""Apply radial attention to a ComfyUI ModelPatcher through ComfyUI's own hooks.
+
+``apply_radial_patch(model, ...)`` clones the model and configures the clone:
+
+- ``transformer_options["optimized_attention_override"]``: our override; an override that was
+  there before (e.g. a SageAttention patch) is kept and serves every dense call;
+- a keyed OUTER_SAMPLE wrapper: one :class:`RunState` per sampling pass (step bookkeeping,
+  once-per-run logging);
+- a keyed APPLY_MODEL wrapper: per model call, the latent geometry, the step and the block
+  counter. (APPLY_MODEL rather than DIFFUSION_MODEL because ComfyUI's Mochi model does not run
+  DIFFUSION_MODEL wrappers; APPLY_MODEL runs for every model and has one fixed signature.)
+- ``transformer_options["radial_attention"]``: a small dict describing the configuration, read
+  back by :func:`get_radial_config`. Masks are never stored in ``model_options`` (ComfyUI
+  deep-copies it on every clone).
+
+Re-applying replaces the earlier radial configuration (its wrappers are removed by key, and
+the override it had captured stays the one that serves dense calls).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import comfy.patcher_extension as pe
+
+from .attention_override import RadialAttentionOverride
+from .model_family import FAMILY_CHOICES, ModelFamily, default_decay, describe_model, detect_family, override_family
+from .run_state import RUN_KEY, RunState, open_forward
+from .step_tracker import begin_pass, end_pass, parse_dense_blocks
+
+logger = logging.getLogger(__name__)
+
+RADIAL_KEY = "radial_attention"
+OVERRIDE_KEY = "optimized_attention_override"
+BLOCK_SIZES = (128, 64)
+DIST1_CHOICES = ("full", "half")
+BACKEND_CHOICES = ("auto", "triton", "pytorch")
+MAX_DENSE_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class RadialConfig:
+    family: ModelFamily
+    decay_factor: float
+    decay_is_default: bool
+    block_size: int
+    dense_blocks: frozenset
+    dense_blocks_text: str
+    dense_steps_first: int
+    dense_steps_last: int
+    dist1: str
+    backend: str
+
+    def as_dict(self) -> dict:
+        return {
+            "family": self.family.family,
+            "variant": self.family.variant,
+            "decay_factor": self.decay_factor,
+            "decay_is_default": self.decay_is_default,
+            "block_size": self.block_size,
+            "dense_blocks": sorted(self.dense_blocks),
+            "dense_blocks_text": self.dense_blocks_text,
+            "dense_steps_first": self.dense_steps_first,
+            "dense_steps_last": self.dense_steps_last,
+            "dist1": self.dist1,
+            "backend": self.backend,
+            "mask_model": self.family.mask_model,
+            "patch_size": list(self.family.patch_size),
+            "num_blocks": self.family.num_blocks,
+        }
+
+
+def _choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}; got {value!r}. Fix: pick one of those.")
+
+
+def _steps(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DENSE_STEPS:
+        raise ValueError(
+            f"{name}: expected a whole number of steps from 0 to {MAX_DENSE_STEPS}; got {value!r}. "
+            f"Fix: use 0 for none."
+        )
+    return value
+
+
+def _decay(value, family: ModelFamily) -> tuple[float, bool]:
+    if value is None:
+        return default_decay(family.family), True
+    try:
+        d = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"decay_factor: expected a number; got {value!r}. Fix: use 0 for the family default.") from None
+    if not math.isfinite(d) or d < 0:
+        raise ValueError(
+            f"decay_factor: expected 0 (family default) or a positive number; got {value!r}. "
+            f"Fix: use 0, or e.g. 0.2 (Wan 2.1), 0.8 (Wan 2.2), 0.95 (HunyuanVideo)."
+        )
+    if d == 0:
+        return default_decay(family.family), True
+    return d, False
+
+
+class _OuterSampleWrapper:
+    """One RunState per sampling pass, placed in the guider's transformer_options."""
+
+    def __init__(self, config: RadialConfig):
+        self.config = config
+
+    def __call__(self, executor, *args, **kwargs):
+        guider = executor.class_obj
+        sigmas = kwargs.get("sigmas", args[3] if len(args) > 3 else None)
+        steps = begin_pass(sigmas) if sigmas is not None else None
+        run = RunState(steps)
+        topts = guider.model_options.setdefault("transformer_options", {})
+        topts[RUN_KEY] = run
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            topts.pop(RUN_KEY, None)
+            if steps is not None:
+                end_pass(steps)
+            logger.debug("Radial Attention: run done, %d sparse calls, dense calls %s",
+                         run.sparse_calls, run.dense_calls)
+
+
+class _ApplyModelWrapper:
+    """Per model call: latent geometry, step, block counter (see run_state.open_forward)."""
+
+    def __init__(self, config: RadialConfig):
+        self.config = config
+
+    def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None,
+                 transformer_options=None, **kwargs):
+        topts = transformer_options if transformer_options is not None else {}
+        run = topts.get(RUN_KEY)
+        if run is None:  # a model call outside a sampler: own state for this call only
+            run = RunState(None)
+            topts[RUN_KEY] = run
+        cfg = self.config
+        prev = run.fwd
+        base = executor.class_obj
+        try:
+            fwd = open_forward(run, cfg.family, x, t, c_crossattn, kwargs, topts,
+                               cfg.dense_steps_first, cfg.dense_steps_last,
+                               getattr(base, "diffusion_model", None))
+        except Exception as exc:  # noqa: BLE001 - never break sampling over bookkeeping
+            run.once("fwd-error", logging.WARNING,
+                     f"Radial Attention: could not read the latent geometry ({exc}); dense attention.")
+            fwd = None
+        if fwd is None:
+            run.once("not-video", logging.WARNING,
+                     f"Radial Attention: input of shape {tuple(getattr(x, 'shape', ()))} is not a "
+                     f"video latent [B, C, F, H, W]; dense attention.")
+        run.fwd = fwd
+        try:
+            return executor(x, t, c_concat, c_crossattn, control, topts, **kwargs)
+        finally:
+            run.fwd = prev
+
+
+def _clean_override(existing):
+    """The override to keep for dense calls: ours is replaced by what it had captured."""
+    while isinstance(existing, RadialAttentionOverride):
+        existing = existing.previous
+    return existing
+
+
+def apply_radial_patch(
+    model,
+    *,
+    decay_factor=None,
+    block_size: int = 128,
+    dense_blocks: str = "",
+    dense_steps_first: int = 0,
+    dense_steps_last: int = 0,
+    dist1: str = "full",
+    backend: str = "auto",
+    family: str = "auto",
+):
+    """Return a clone of ``model`` with radial attention configured (see the module doc).
+
+    ``decay_factor`` None or 0: the family's default. ``dense_blocks``: "N" (first N blocks) or
+    a list "0,1,39". ``family``: "auto" or a family key (only to tell Wan 2.2-A14B from Wan 2.1,
+    whose weights look the same). An unsupported model is returned as an unchanged clone with a
+    warning. Bad values raise ValueError naming the value and the fix.
+    """
+    if not hasattr(model, "clone") or not hasattr(model, "model_options"):
+        raise ValueError(
+            f"model: expected a ComfyUI MODEL (ModelPatcher); got {type(model).__name__}. "
+            f"Fix: connect the output of a model loader."
+        )
+    _choice("block_size", block_size, BLOCK_SIZES)
+    _choice("dist1", dist1, DIST1_CHOICES)
+    _choice("backend", backend, BACKEND_CHOICES)
+    _choice("family", family, FAMILY_CHOICES)
+    first = _steps("dense_steps_first", dense_steps_first)
+    last = _steps("dense_steps_last", dense_steps_last)
+    if dense_blocks is None:
+        dense_blocks = ""
+    if not isinstance(dense_blocks, str):
+        dense_blocks = str(dense_blocks)
+
+    m = model.clone()
+    fam = detect_family(m)
+    if fam is None:
+        parse_dense_blocks(dense_blocks)  # still report a malformed value
+        logger.warning(
+            "Radial Attention Patch: %s is not a video model this pack supports (Wan 2.1/2.2, "
+            "HunyuanVideo, Mochi); the model passes through unchanged.", describe_model(m))
+        return m
+    fam = override_family(fam, family)
+    blocks = parse_dense_blocks(dense_blocks, fam.num_blocks)
+    decay, is_default = _decay(decay_factor, fam)
+    cfg = RadialConfig(fam, decay, is_default, int(block_size), blocks, dense_blocks.strip(),
+                       first, last, dist1, backend)
+
+    topts = m.model_options.setdefault("transformer_options", {})
+    previous = _clean_override(topts.get(OVERRIDE_KEY))
+    topts[OVERRIDE_KEY] = RadialAttentionOverride(cfg, previous)
+    topts[RADIAL_KEY] = cfg.as_dict()
+    for kind, wrapper in ((pe.WrappersMP.OUTER_SAMPLE, _OuterSampleWrapper(cfg)),
+                          (pe.WrappersMP.APPLY_MODEL, _ApplyModelWrapper(cfg))):
+        m.remove_wrappers_with_key(kind, RADIAL_KEY)
+        m.add_wrapper_with_key(kind, RADIAL_KEY, wrapper)
+    logger.debug("Radial Attention Patch applied: %s", cfg.as_dict())
+    return m
+
+
+def get_radial_config(model) -> dict | None:
+    """The radial configuration applied to ``model`` (a copy), or None when not patched."""
+    opts = getattr(model, "model_options", None) or {}
+    topts = opts.get("transformer_options", {})
+    cfg = topts.get(RADIAL_KEY)
+    if not isinstance(cfg, dict) or not isinstance(topts.get(OVERRIDE_KEY), RadialAttentionOverride):
+        return None
+    return dict(cfg)

@@ -1,0 +1,133 @@
+"""Per-sampling-run and per-forward state of the radial patch.
+
+ComfyUI deep-copies ``model_options`` on every ``clone()``, so nothing that grows (masks,
+counters, logged reasons) lives there. The OUTER_SAMPLE wrapper creates one :class:`RunState`
+per sampling pass and puts it into the guider's ``transformer_options`` (ComfyUI copies those
+dicts per call but keeps their values, so every model call of the pass sees the same object);
+the APPLY_MODEL wrapper opens a :class:`ForwardContext` on it for each model call; the attention
+override reads both.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+from .model_family import ModelFamily
+from .step_tracker import PassSteps, StepInfo, call_schedule, step_info
+
+logger = logging.getLogger(__name__)
+
+RUN_KEY = "radial_attention_run"
+
+
+@dataclass
+class ForwardContext:
+    """Geometry, step and block counter of one model call (one ``apply_model``)."""
+
+    batch: int
+    latent_shape: tuple[int, ...]
+    frames: int  # latent frames after patchify, video only
+    tokens_per_frame: int
+    extra_frames: int  # reference / concatenated frames that join the video sequence
+    context_len: int | None  # text length given to the model (HunyuanVideo's refiner runs on it)
+    step: StepInfo
+    schedule: tuple[int, ...]  # block index of the n-th video self-attention call
+    calls: int = 0
+
+    @property
+    def seq_frames(self) -> int:
+        return self.frames + self.extra_frames
+
+    def next_block(self) -> int | None:
+        """Block index of the video self-attention call being made now (None past the end)."""
+        n = self.calls
+        self.calls += 1
+        return self.schedule[n] if n < len(self.schedule) else None
+
+
+@dataclass
+class RunState:
+    """One sampling pass of one patched model."""
+
+    steps: PassSteps | None
+    fwd: ForwardContext | None = None
+    reported: set = field(default_factory=set)  # reasons / shapes already logged this run
+    sparse_calls: int = 0
+    dense_calls: dict = field(default_factory=dict)  # reason -> count
+
+    def once(self, key: str, level: int, msg: str) -> None:
+        """Log ``msg`` the first time ``key`` comes up in this run."""
+        if key not in self.reported:
+            self.reported.add(key)
+            logger.log(level, msg)
+
+    def count_dense(self, reason: str) -> None:
+        self.dense_calls[reason] = self.dense_calls.get(reason, 0) + 1
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-int(a) // int(b))
+
+
+def _sigma_of(t, transformer_options: dict) -> float | None:
+    s = transformer_options.get("sigmas", t)
+    if isinstance(s, torch.Tensor) and s.numel():
+        return float(s.flatten()[0])
+    if isinstance(s, (int, float)):
+        return float(s)
+    return None
+
+
+def open_forward(
+    run: RunState,
+    family: ModelFamily,
+    x: torch.Tensor,
+    t,
+    context,
+    model_kwargs: dict,
+    transformer_options: dict,
+    dense_first: int,
+    dense_last: int,
+    diffusion_model=None,
+) -> ForwardContext | None:
+    """Build the context of one model call; None when the input is not a video latent."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 5:
+        return None
+    b, _, f, h, w = (int(s) for s in x.shape)
+    pt, ph, pw = family.patch_size
+    frames = _ceil_div(f, pt)
+    tpf = _ceil_div(h, ph) * _ceil_div(w, pw)
+    extra = 0
+    if family.family in ("wan21", "wan22_14b", "wan22_5b"):
+        tdc = model_kwargs.get("time_dim_concat")
+        if isinstance(tdc, torch.Tensor) and tdc.ndim == 5:
+            extra += _ceil_div(tdc.shape[2], pt)
+        if model_kwargs.get("reference_latent") is not None and getattr(diffusion_model, "ref_conv", None) is not None:
+            extra += 1
+    elif family.family == "hunyuan":
+        ref = model_kwargs.get("ref_latent")
+        if isinstance(ref, torch.Tensor) and ref.ndim == 5:
+            extra += _ceil_div(ref.shape[2], pt)
+    ctx_len = None
+    if family.family == "hunyuan" and isinstance(context, torch.Tensor) and context.ndim >= 2:
+        ctx_len = int(context.shape[1])
+    vace_contexts = 0
+    if family.vace_layers:
+        vc = model_kwargs.get("vace_context")
+        vace_contexts = int(vc.shape[1]) if isinstance(vc, torch.Tensor) and vc.ndim >= 2 else 1
+    sigma = _sigma_of(t, transformer_options)
+    return ForwardContext(
+        batch=b,
+        latent_shape=tuple(int(s) for s in x.shape),
+        frames=frames,
+        tokens_per_frame=tpf,
+        extra_frames=extra,
+        context_len=ctx_len,
+        step=step_info(run.steps, sigma, dense_first, dense_last),
+        schedule=call_schedule(family.num_blocks, family.vace_layers, vace_contexts),
+    )
+
+

@@ -1,0 +1,164 @@
+"""Small random-weight video models with ComfyUI's real classes and real key names.
+
+No weights can be downloaded here, so tests and the demo build their own: the real ComfyUI
+model class is instantiated on the ``meta`` device with a small configuration to get the exact
+key names and shapes, every tensor is filled with seeded random values, and the state dict is
+saved as safetensors. Wan and HunyuanVideo files are then loaded by ComfyUI's own loader
+(``comfy.sd.load_diffusion_model``: key-based model detection, model config, ModelPatcher).
+ComfyUI's Mochi detection hard-codes the full-size configuration, so the small Mochi is built
+through the same later steps (``model_config_from_unet_config`` -> ``get_model`` ->
+``load_model_weights`` -> ``ModelPatcher``) with a small config.
+
+Import after ComfyUI is importable (tests: the ``comfy`` fixture; scripts: ``demo.py``).
+
+CLI: ``python scripts/make_tiny_models.py OUT_DIR`` writes one file per kind (needs ComfyUI on
+``sys.path``, e.g. ``PYTHONPATH=.comfyui``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+# HunyuanVideo keeps vector_in (pooled CLIP, 768): without it ComfyUI detects HunyuanImage 2.1.
+# dim 128: ComfyUI's Wan and HunyuanVideo detection derive heads as dim // 128.
+WAN_KINDS = {
+    # kind: (model_type, in_dim, out_dim, with image projection, flf tokens)
+    "wan_t2v": ("t2v", 16, 16, False),
+    "wan_i2v": ("i2v", 36, 16, True),
+    "wan22_a14b_i2v": ("t2v", 36, 16, False),  # Wan 2.2 A14B I2V: 36 channels, no CLIP projection
+    "wan22_5b": ("t2v", 48, 48, False),
+}
+
+
+def _fill(sd_shapes: dict, seed: int) -> dict:
+    """Seeded random tensors: weights ~ N(0, 1/fan_in), norm scales 1, biases 0."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, (shape, dtype) in sorted(sd_shapes.items()):
+        if not dtype.is_floating_point:
+            out[name] = torch.zeros(shape, dtype=dtype)
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf == "bias":
+            t = torch.zeros(shape)
+        elif ("norm" in name or leaf in ("scale",)) and len(shape) == 1:
+            t = torch.ones(shape)
+        elif len(shape) >= 2:
+            fan_in = math.prod(shape[1:]) if "modulation" not in name else shape[-1]
+            t = torch.randn(shape, generator=g) / math.sqrt(max(fan_in, 1))
+        else:
+            t = torch.randn(shape, generator=g) * 0.02
+        out[name] = t.to(torch.float32).contiguous()
+    return out
+
+
+def _shapes(module: torch.nn.Module) -> dict:
+    shapes = {}
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        shapes[name] = (tuple(t.shape), t.dtype)
+    return shapes
+
+
+def wan_state_dict(kind: str = "wan_t2v", *, num_layers: int = 2, dim: int = 128, ffn_dim: int = 256, seed: int = 0) -> dict:
+    import comfy.ldm.wan.model as wan
+    import comfy.ops
+
+    model_type, in_dim, out_dim, with_img = WAN_KINDS[kind]
+    with torch.device("meta"):
+        m = wan.WanModel(
+            model_type="i2v" if with_img else model_type, patch_size=(1, 2, 2), in_dim=in_dim, dim=dim,
+            ffn_dim=ffn_dim, freq_dim=256, text_dim=4096, out_dim=out_dim, num_heads=dim // 128,
+            num_layers=num_layers, qk_norm=True, cross_attn_norm=True, eps=1e-6,
+            operations=comfy.ops.disable_weight_init, device="meta", dtype=torch.float32,
+        )
+    return _fill(_shapes(m), seed)
+
+
+def hunyuan_state_dict(*, in_channels: int = 16, double: int = 1, single: int = 1, hidden: int = 128,
+                       context_dim: int = 32, seed: int = 0) -> dict:
+    import comfy.ldm.hunyuan_video.model as hv
+    import comfy.ops
+
+    with torch.device("meta"):
+        m = hv.HunyuanVideo(
+            in_channels=in_channels, out_channels=16, vec_in_dim=768, context_in_dim=context_dim,
+            hidden_size=hidden, mlp_ratio=4.0, num_heads=hidden // 128, depth=double,
+            depth_single_blocks=single, axes_dim=[16, 56, 56], theta=256, patch_size=[1, 2, 2],
+            qkv_bias=True, guidance_embed=False, byt5=False, meanflow=False,
+            use_cond_type_embedding=False, vision_in_dim=None,
+            operations=comfy.ops.disable_weight_init, device="meta", dtype=torch.float32,
+        )
+    return _fill(_shapes(m), seed)
+
+
+# ComfyUI's Mochi block asserts an x-MLP width of 1536 * 8 = 12288, whatever the hidden size.
+MOCHI_TINY = dict(
+    image_model="mochi_preview", depth=2, patch_size=2, num_heads=1, hidden_size_x=128,
+    hidden_size_y=64, mlp_ratio_x=12288 / 128, mlp_ratio_y=2.0, learn_sigma=False, in_channels=12,
+    qk_norm=True, qkv_bias=False, out_bias=True, attn_drop=0.0, patch_embed_bias=True,
+    posenc_preserve_area=True, timestep_mlp_bias=True, attend_to_padding=False,
+    timestep_scale=1000.0, use_t5=True, t5_feat_dim=64, t5_token_length=256, rope_theta=10000.0,
+)
+
+
+def save(sd: dict, path: str | Path) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(path))
+    return path
+
+
+def load_with_comfy(path: str | Path, dtype: torch.dtype = torch.float32):
+    """ComfyUI's own diffusion-model loader (what the UNETLoader node calls)."""
+    import comfy.sd
+
+    return comfy.sd.load_diffusion_model(str(path), model_options={"dtype": dtype})
+
+
+def tiny_mochi(seed: int = 0, dtype: torch.dtype = torch.float32, path: str | Path | None = None):
+    """A small Mochi (ComfyUI's GenmoMochi / AsymmDiTJoint) as a ModelPatcher.
+
+    The weights go through a safetensors file when ``path`` is given.
+    """
+    import comfy.model_detection
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.ops
+    from comfy.ldm.genmo.joint_model.asymm_models_joint import AsymmDiTJoint
+
+    cfg = dict(MOCHI_TINY)
+    with torch.device("meta"):
+        meta = AsymmDiTJoint(**{k: v for k, v in cfg.items() if k != "image_model"},
+                             operations=comfy.ops.disable_weight_init, device="meta", dtype=torch.float32)
+    sd = _fill(_shapes(meta), seed)
+    if path is not None:
+        from safetensors.torch import load_file
+
+        sd = load_file(str(save(sd, path)))
+    model_config = comfy.model_detection.model_config_from_unet_config(cfg, sd)
+    if model_config is None:
+        raise RuntimeError("ComfyUI did not match the small Mochi config to GenmoMochi")
+    model_config.set_inference_dtype(dtype, None)
+    model = model_config.get_model(sd, "")
+    model.load_model_weights(sd, "")
+    return comfy.model_patcher.ModelPatcher(
+        model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+    )
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[1] if len(argv) > 1 else "out/tiny_models")
+    for kind in WAN_KINDS:
+        print("wrote", save(wan_state_dict(kind), out / f"{kind}.safetensors"))
+    print("wrote", save(hunyuan_state_dict(), out / "hunyuan_t2v.safetensors"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,122 @@
+"""Small random-weight video models, conditioning and a sampler call for the patch tests.
+
+The models are ComfyUI's real classes (see scripts/make_tiny_models.py); Wan and HunyuanVideo go
+through a safetensors file and ComfyUI's own loader. Everything here needs the ``comfy`` fixture
+(real ComfyUI imported) first.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+_CACHE: dict = {}
+_TMP = Path(tempfile.mkdtemp(prefix="radial-tiny-models-"))
+
+
+def tiny_models_module():
+    mod = sys.modules.get("radial_make_tiny_models")
+    if mod is None:
+        spec = importlib.util.spec_from_file_location("radial_make_tiny_models", ROOT / "scripts" / "make_tiny_models.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["radial_make_tiny_models"] = mod
+        spec.loader.exec_module(mod)
+    return mod
+
+
+def load_model(kind: str):
+    """A ModelPatcher of the given kind, loaded once per session (callers clone or patch it)."""
+    if kind in _CACHE:
+        return _CACHE[kind]
+    tm = tiny_models_module()
+    if kind in tm.WAN_KINDS:
+        path = tm.save(tm.wan_state_dict(kind), _TMP / f"{kind}.safetensors")
+        model = tm.load_with_comfy(path)
+    elif kind == "hunyuan_t2v":
+        path = tm.save(tm.hunyuan_state_dict(), _TMP / "hunyuan_t2v.safetensors")
+        model = tm.load_with_comfy(path)
+    elif kind == "hunyuan_i2v":
+        path = tm.save(tm.hunyuan_state_dict(in_channels=33), _TMP / "hunyuan_i2v.safetensors")
+        model = tm.load_with_comfy(path)
+    elif kind == "mochi":
+        model = tm.tiny_mochi(path=_TMP / "mochi.safetensors")
+    else:
+        raise KeyError(kind)
+    if model is None:
+        raise RuntimeError(f"ComfyUI could not load the tiny {kind} model")
+    _CACHE[kind] = model
+    return model
+
+
+def conditioning(kind: str, *, seed: int = 0, text_len: int = 8, real_tokens: int | None = None):
+    """A CONDITIONING list for the model kind (random text features, as a text encoder gives)."""
+    g = torch.Generator().manual_seed(seed)
+    if kind.startswith("wan"):
+        return [[torch.randn(1, text_len, 4096, generator=g), {}]]
+    if kind.startswith("hunyuan"):
+        extra = {"pooled_output": torch.randn(1, 768, generator=g)}
+        if real_tokens is not None:
+            m = torch.zeros(1, text_len, dtype=torch.long)
+            m[:, :real_tokens] = 1
+            extra["attention_mask"] = m
+        return [[torch.randn(1, text_len, 32, generator=g), extra]]
+    if kind == "mochi":
+        n = real_tokens if real_tokens is not None else text_len
+        m = torch.zeros(1, 256, dtype=torch.long)
+        m[:, :n] = 1
+        return [[torch.randn(1, 256, 64, generator=g), {"attention_mask": m}]]
+    raise KeyError(kind)
+
+
+def latent(kind: str, frames: int, height: int, width: int, batch: int = 1) -> torch.Tensor:
+    channels = {"wan22_5b": 48, "mochi": 12}.get(kind, 16)
+    return torch.zeros(batch, channels, frames, height, width)
+
+
+def sample(model, kind: str, lat: torch.Tensor, *, steps: int = 2, cfg: float = 1.0, seed: int = 0,
+           positive=None, negative=None, start_step=None, last_step=None, force_full_denoise=True,
+           sampler: str = "euler", scheduler: str = "simple"):
+    """ComfyUI's real sampler (what the KSampler / KSamplerAdvanced nodes call)."""
+    import comfy.sample
+
+    positive = positive if positive is not None else conditioning(kind, seed=1)
+    negative = negative if negative is not None else conditioning(kind, seed=2)
+    noise = comfy.sample.prepare_noise(lat, seed)
+    return comfy.sample.sample(
+        model, noise, steps, cfg, sampler, scheduler, positive, negative, lat,
+        denoise=1.0, start_step=start_step, last_step=last_step,
+        force_full_denoise=force_full_denoise, seed=seed, disable_pbar=True,
+    )
+
+
+class Recorder:
+    """Observer for ``transformer_options["radial_attention_observer"]``: keeps every event."""
+
+    def __init__(self, keep_tensors: bool = False):
+        self.events: list[dict] = []
+        self.keep_tensors = keep_tensors
+
+    def __call__(self, event: dict) -> None:
+        if not self.keep_tensors:
+            event = {k: v for k, v in event.items() if not isinstance(v, torch.Tensor)}
+        else:
+            event = {k: (v.detach().clone() if isinstance(v, torch.Tensor) else v) for k, v in event.items()}
+        self.events.append(event)
+
+    def sparse(self) -> list[dict]:
+        return [e for e in self.events if e["kind"] == "sparse"]
+
+    def dense(self, reason: str | None = None) -> list[dict]:
+        return [e for e in self.events if e["kind"] == "dense" and (reason is None or reason in e["reason"])]
+
+
+def with_observer(model, recorder: Recorder):
+    """Clone of ``model`` whose transformer_options carry the observer."""
+    m = model.clone()
+    m.model_options.setdefault("transformer_options", {})["radial_attention_observer"] = recorder
+    return m
