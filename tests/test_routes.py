@@ -1,0 +1,132 @@
+"""The pack's HTTP route against a running ComfyUI (started as a subprocess on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from radial_core import radial_block_mask
+from radial_core.geometry import geometry_from_pixels
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
+from radial_server import get_server  # noqa: E402
+
+pytestmark = pytest.mark.comfy
+
+ROUTE = "/radial_attention/estimate"
+
+
+@pytest.fixture(scope="module")
+def server():
+    return get_server()
+
+
+def estimate(server, prefix: str = "", **params):
+    return server.request(f"{prefix}{ROUTE}?{urlencode(params)}")
+
+
+GOOD = dict(family="wan21", width=1280, height=720, frames=81, block_size=128, decay_factor=0.2,
+            dist1="full", text_tokens=-1)
+
+
+def test_good_request_matches_radial_core(server):
+    status, body = estimate(server, **GOOD)
+    assert status == 200, body
+    mask = radial_block_mask(21, 3600, decay_factor=0.2, model="wan", dist1="full")
+    assert body["num_frames"] == 21 and body["tokens_per_frame"] == 3600 and body["text_tokens"] == 0
+    assert body["num_blocks"] == mask.shape[0] == 591
+    assert body["kept_blocks"] == int(mask.sum())
+    assert body["density"] == pytest.approx(int(mask.sum()) / 591**2, rel=1e-12)
+    assert 0 < body["flop_density"] < 1 and body["flops_saved"] == pytest.approx(1 - body["flop_density"])
+    assert body["expected_speedup"] > 1
+    assert len(body["distance_density"]) == 21 and body["distance_density"][0] == 1.0
+    assert "density" in body["summary"]
+
+
+def test_api_prefix_and_family_defaults(server):
+    # ComfyUI mirrors every route under /api (what the front end's api.fetchApi calls)
+    status, body = estimate(server, prefix="/api", family="hunyuan", width=960, height=544,
+                            frames=129)
+    assert status == 200, body
+    geo = geometry_from_pixels("hunyuan", 960, 544, 129)
+    assert (body["num_frames"], body["tokens_per_frame"], body["text_tokens"]) == (33, 2040, 256)
+    assert geo.text_tokens == 256
+    assert body["decay_factor"] == 0.95 and body["model"] == "hunyuan"
+    mask = radial_block_mask(33, 2040, text_tokens=256, decay_factor=0.95, model="hunyuan")
+    assert body["kept_blocks"] == int(mask.sum()) == 71704  # the spec's public figure
+
+
+def test_changed_widget_changes_answer(server):
+    _, a = estimate(server, **GOOD)
+    _, b = estimate(server, **{**GOOD, "frames": 161})
+    _, c = estimate(server, **{**GOOD, "decay_factor": 0.8})
+    assert b["num_frames"] == 41 and b["density"] < a["density"]
+    assert c["density"] > a["density"]
+
+
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        ({"family": "sdxl"}, "family must be one of"),
+        ({"family": None}, "family must be one of"),
+        ({"width": "abc"}, "width must be an integer"),
+        ({"width": "12.5"}, "width must be an integer"),
+        ({"width": "nan"}, "width must be an integer"),
+        ({"width": "1e400"}, "width must be an integer"),
+        ({"width": 99999999}, "width must be in [16, 8192]"),
+        ({"height": -5}, "height must be in [16, 8192]"),
+        ({"frames": 0}, "frames must be in [1, 2049]"),
+        ({"frames": None}, "missing parameter 'frames'"),
+        ({"block_size": 100}, "block_size must be 64 or 128"),
+        ({"decay_factor": -1}, "decay_factor must be a number"),
+        ({"decay_factor": "inf"}, "decay_factor must be a number"),
+        ({"decay_factor": "x"}, "decay_factor must be a number"),
+        ({"dist1": "quarter"}, "dist1 must be 'full' or 'half'"),
+        ({"text_tokens": 10**9}, "text_tokens must be in [-1, 4096]"),
+        ({"width": 8192, "height": 8192, "frames": 2049}, "too large for a preview"),
+    ],
+)
+def test_bad_requests_get_400_with_a_message(server, change, needle):
+    params = {**GOOD, **change}
+    params = {k: v for k, v in params.items() if v is not None}
+    status, body = estimate(server, **params)
+    assert status == 400, body
+    assert needle in body["error"], body
+
+
+def test_cached_answers_are_fast(server):
+    params = {**GOOD, "frames": 321}  # 4x length: 2279 x 2279 blocks
+    t0 = time.perf_counter()
+    status, first = estimate(server, **params)
+    t1 = time.perf_counter()
+    for _ in range(5):
+        status2, again = estimate(server, **params)
+    t2 = time.perf_counter()
+    assert status == status2 == 200 and again == first
+    print(f"estimate route at 4x length: first {1000 * (t1 - t0):.0f} ms, cached {200 * (t2 - t1):.1f} ms")
+    assert t1 - t0 < 2.0
+    assert (t2 - t1) / 5 < 0.1
+
+
+def test_preview_prompt_through_the_server(server):
+    """The node queued over HTTP: image saved for the UI, summary shown by ComfyUI's PreviewAny."""
+    prompt = {
+        "1": {"class_type": "SparsityPreview",
+              "inputs": {"family": "wan21", "width": 832, "height": 480, "frames": 81,
+                         "block_size": "128", "decay_factor": 0.0, "dist1": "full",
+                         "text_tokens": -1, "image_size": 256}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}},
+    }
+    entry = server.run_prompt(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    images = entry["outputs"]["1"]["images"]
+    assert len(images) == 1 and images[0]["filename"].endswith(".png")
+    status, _ = server.request(f"/view?filename={images[0]['filename']}&type=temp&subfolder={images[0]['subfolder']}")
+    assert status == 200
+    text = entry["outputs"]["2"]["text"][0]
+    mask = radial_block_mask(21, 1560, decay_factor=0.2)
+    assert f"kept {int(mask.sum()):,}" in text
