@@ -1,12 +1,412 @@
-"""Placeholder: replaced by the real node."""
+"""The "Radial LoRA Loader" node: a length-extension LoRA plus the radial attention it was tuned for.
+
+The LoRA goes through ComfyUI's own machinery (``comfy.lora.model_lora_keys_unet``,
+``comfy.lora.load_lora``, ``ModelPatcher.add_patches`` on a clone), so it stacks with other LoRA
+loaders and with weight offloading. Key names ComfyUI does not map itself (diffusers/PEFT, Kohya
+of diffusers names) come from ``radial_core.lora_keys``; files are read and checked by
+``radial_core.lora_file``. The radial settings come from the LoRA's metadata (or side-car
+config), node overrides, or the authors' length-extension defaults, and are handed to the
+Radial Attention Patch (``nodes/radial_patcher.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import comfy.lora
+import comfy.lora_convert
+import folder_paths
 from comfy_api.latest import io
+
+from ..radial_core import lora_file, lora_keys
+from ..radial_core.lora_file import LoraFileError
+
+logger = logging.getLogger(__name__)
+
+CATEGORY = "radial_attention"
+FROM_LORA = "from LoRA"
+RADIAL_MODES = ("auto", "lora_only")
+MAX_LISTED_UNMATCHED = 5
+
+
+# ------------------------------------------------------------------------------------------
+# Choosing and reading the LoRA
+# ------------------------------------------------------------------------------------------
+
+
+def lora_choices() -> list[str]:
+    """Safetensors files in ComfyUI's ``loras`` folders plus diffusers-style folders (``name/``)."""
+    files = [f for f in folder_paths.get_filename_list("loras") if f.lower().endswith(".safetensors")]
+    return lora_file.list_lora_folders(files) + files
+
+
+def resolve_lora_path(lora_name: str) -> str:
+    """Full path of a ``loras`` entry (file or ``folder/``); clear error when it is not there."""
+    if lora_name.endswith("/"):
+        for base in folder_paths.get_folder_paths("loras"):
+            candidate = os.path.join(base, lora_name.rstrip("/"))
+            if os.path.isdir(candidate):
+                return candidate
+    else:
+        path = folder_paths.get_full_path("loras", lora_name)
+        if path is not None:
+            return path
+    folders = ", ".join(folder_paths.get_folder_paths("loras")) or "(none configured)"
+    raise ValueError(
+        f"LoRA {lora_name!r} not found in the loras folders ({folders}); put the file (or the "
+        "diffusers folder with pytorch_lora_weights.safetensors) there and refresh, or pick another one"
+    )
+
+
+_SOURCE_CACHE: dict[str, tuple[tuple, lora_file.LoraSource]] = {}
+
+
+def _fingerprint(path: str) -> tuple:
+    p = Path(path)
+    files = sorted(p.iterdir()) if p.is_dir() else [p, p.with_name(p.name[: -len(".safetensors")] + lora_file.SIDECAR_SUFFIX)]
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((str(f), st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append((str(f), None, None))
+    return tuple(out)
+
+
+def read_lora(path: str) -> lora_file.LoraSource:
+    """Read (and check) a LoRA, reusing the last one read while its files are unchanged."""
+    fp = _fingerprint(path)
+    hit = _SOURCE_CACHE.get(path)
+    if hit is not None and hit[0] == fp:
+        return hit[1]
+    source = lora_file.load_lora_source(path)
+    _SOURCE_CACHE.clear()  # keep at most one LoRA in memory, like ComfyUI's LoraLoader
+    _SOURCE_CACHE[path] = (fp, source)
+    return source
+
+
+# ------------------------------------------------------------------------------------------
+# Applying the LoRA weights through ComfyUI
+# ------------------------------------------------------------------------------------------
+
+
+def _swap_halves(diff: torch.Tensor) -> torch.Tensor:
+    """diffusers' final norm emits (scale, shift); ComfyUI's HunyuanVideo emits (shift, scale)."""
+    half = diff.shape[0] // 2
+    return torch.cat([diff[half:], diff[:half]], dim=0)
+
+
+_TRANSFORMS = {"swap_halves": _swap_halves}
+
+
+def _comfy_target(target: Any) -> Any:
+    """A ``lora_keys`` target -> the key form ``ModelPatcher.add_patches`` reads."""
+    if isinstance(target, tuple) and len(target) == 3 and isinstance(target[2], str):
+        return (target[0], target[1], _TRANSFORMS[target[2]])
+    return target
+
+
+@dataclass
+class LoraReport:
+    path: str
+    key_format: str = ""
+    total_tensors: int = 0
+    matched_tensors: int = 0
+    matched_modules: int = 0
+    patched_weights: int = 0
+    unmatched: list[str] = field(default_factory=list)
+    scale_note: str = ""
+    radial_note: str = ""
+    strength: float = 1.0
+
+    def text(self) -> str:
+        lines = [
+            f"Radial LoRA: {os.path.basename(self.path.rstrip('/'))} ({self.key_format} keys), strength {self.strength:g}",
+            f"matched {self.matched_tensors} of {self.total_tensors} LoRA tensors "
+            f"({self.matched_modules} modules -> {self.patched_weights} model weights)",
+        ]
+        if self.unmatched:
+            shown = ", ".join(self.unmatched[:MAX_LISTED_UNMATCHED])
+            more = len(self.unmatched) - MAX_LISTED_UNMATCHED
+            lines.append(f"not matched ({len(self.unmatched)}): {shown}" + (f" and {more} more" if more > 0 else ""))
+        if self.scale_note:
+            lines.append(self.scale_note)
+        if self.radial_note:
+            lines.append(self.radial_note)
+        return "\n".join(lines)
+
+
+@dataclass
+class PreparedLora:
+    """Everything checked and converted; nothing applied to any model yet."""
+
+    patches: dict
+    report: LoraReport
+
+
+def _peft_scale(source: lora_file.LoraSource) -> lora_keys.PeftScale | None:
+    if source.config:
+        scale = lora_keys.parse_peft_config(source.config, source.config_path or source.path)
+        if scale is not None:
+            return scale
+    meta = source.metadata.get("lora_adapter_metadata")
+    if meta:
+        import json
+
+        try:
+            cfg = json.loads(meta)
+        except json.JSONDecodeError:
+            logger.warning("%s: lora_adapter_metadata is not JSON; ignored", source.weights_path)
+            return None
+        if isinstance(cfg, dict):
+            return lora_keys.parse_peft_config(cfg, f"{source.weights_path} (lora_adapter_metadata)")
+    return None
+
+
+def prepare_lora(model, source: lora_file.LoraSource) -> PreparedLora:
+    """Map, check and convert a LoRA for ``model`` (a ModelPatcher). Raises LoraFileError."""
+    lora_sd = comfy.lora_convert.convert_lora(dict(source.tensors))
+    model_shapes = {k: tuple(v.shape) for k, v in model.model_state_dict().items()}
+    image_model = getattr(model.model, "model_config", None)
+    image_model = image_model.unet_config.get("image_model") if image_model is not None else None
+    family = lora_keys.family_from_image_model(image_model)
+
+    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    for name, target in lora_keys.extra_key_map(model_shapes, family).items():
+        key_map.setdefault(name, target)
+
+    modules, unknown = lora_keys.group_modules(lora_sd.keys())
+    targets = {n: key_map[n] for n, m in modules.items() if n in key_map and m.has_payload}
+    report = LoraReport(path=source.path, key_format=lora_keys.detect_format(modules), total_tensors=len(lora_sd))
+    matched_names = {k for n in targets for k in modules[n].tensors.values()}
+    report.matched_tensors = len(matched_names)
+    report.matched_modules = len(targets)
+    report.unmatched = sorted(k for k in lora_sd if k not in matched_names)
+
+    if not targets:
+        sample = ", ".join(sorted(lora_sd)[:3]) or "(no tensors)"
+        raise LoraFileError(
+            source.path,
+            f"none of its {len(lora_sd)} tensors matches a weight of this {image_model or 'unknown'} model "
+            f"(first keys: {sample}). Supported key formats: ComfyUI (diffusion_model.blocks.N.self_attn.q."
+            "lora_down.weight), diffusers/PEFT (transformer.blocks.N.attn1.to_q.lora_A.weight), Kohya "
+            "(lora_unet_blocks_N_self_attn_q.lora_down.weight); is it a LoRA for another model?",
+        )
+
+    lora_shapes = {k: tuple(v.shape) for k, v in lora_sd.items() if hasattr(v, "shape")}
+    problems = lora_keys.check_module_shapes(modules, targets, lora_shapes, model_shapes)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise LoraFileError(source.path, "mismatched shapes: " + "; ".join(problems[:3]) + more)
+
+    scale = _peft_scale(source)
+    if scale is not None:
+        added = 0
+        for name in targets:
+            t = modules[name].tensors
+            if "alpha" not in t and "up" in t:
+                rank = int(lora_sd[t["down"]].shape[0])
+                lora_sd[f"{name}.alpha"] = torch.tensor(scale.alpha_tensor_value(name, rank))
+                added += 1
+        report.scale_note = (
+            f"scale from {os.path.basename(scale.source.split(' ')[0])}: alpha {scale.alpha:g} / rank "
+            f"{scale.rank if scale.rank is not None else '(per tensor)'}{' (rsLoRA)' if scale.use_rslora else ''}"
+            f" on {added} modules without alpha tensors"
+        )
+    elif any("alpha" not in modules[n].tensors and "up" in modules[n].tensors for n in targets):
+        report.scale_note = "no alpha in the file and no lora_config.json: scale 1.0 (PEFT convention)"
+
+    to_load = {n: _comfy_target(t) for n, t in targets.items()}
+    patches = comfy.lora.load_lora(lora_sd, to_load, log_missing=False)
+    return PreparedLora(patches=patches, report=report)
+
+
+def apply_lora(model, prepared: PreparedLora, strength: float):
+    """Clone ``model`` and add the prepared patches; the input model is never modified."""
+    out = model.clone()
+    added = out.add_patches(prepared.patches, strength)
+    prepared.report.patched_weights = len({k if isinstance(k, str) else k[0] for k in added})
+    missing = [k for k in prepared.patches if k not in set(added)]
+    if missing:
+        logger.warning("Radial LoRA: %d patches found no model weight: %s", len(missing), missing[:MAX_LISTED_UNMATCHED])
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Radial settings
+# ------------------------------------------------------------------------------------------
+
+
+def radial_entries(source: lora_file.LoraSource) -> dict[str, Any]:
+    """Radial keys from the safetensors metadata, overridden by the side-car config."""
+    merged = lora_keys.collect_radial_entries(source.metadata)
+    merged.update(lora_keys.collect_radial_entries(source.config))
+    return {lora_keys.RADIAL_PREFIX + k: v for k, v in merged.items()}
+
+
+def node_overrides(decay_factor, block_size, dense_blocks, dense_steps_first, dense_steps_last, dist1) -> dict:
+    """Node inputs -> settings that replace the LoRA's (unset inputs mean "from LoRA")."""
+    out: dict[str, Any] = {}
+    if decay_factor is not None and decay_factor > 0:
+        out["decay_factor"] = decay_factor
+    if block_size not in (None, "", FROM_LORA):
+        out["block_size"] = block_size
+    if dense_blocks is not None and str(dense_blocks).strip() != "":
+        out["dense_blocks"] = dense_blocks
+    if dense_steps_first is not None and dense_steps_first >= 0:
+        out["dense_steps_first"] = dense_steps_first
+    if dense_steps_last is not None and dense_steps_last >= 0:
+        out["dense_steps_last"] = dense_steps_last
+    if dist1 not in (None, "", FROM_LORA):
+        out["dist1"] = dist1
+    return out
+
+
+def load_radial_lora(
+    model,
+    lora_path: str,
+    strength: float,
+    *,
+    radial_mode: str = "auto",
+    overrides: dict | None = None,
+    backend: str = "auto",
+):
+    """The node's work, callable from scripts: returns (new ModelPatcher, report text).
+
+    Every check runs before the model is cloned: on any error the input MODEL is untouched.
+    """
+    if radial_mode not in RADIAL_MODES:
+        raise ValueError(f"radial_mode must be one of {RADIAL_MODES}; got {radial_mode!r}")
+    if strength == 0:
+        text = f"Radial LoRA: {os.path.basename(lora_path.rstrip('/'))}: strength 0, MODEL passed through unchanged"
+        logger.info(text)
+        return model, text
+
+    source = read_lora(lora_path)
+    settings = None
+    if radial_mode == "auto":
+        settings = lora_keys.resolve_radial_settings(radial_entries(source), overrides, source=source.path)
+    prepared = prepare_lora(model, source)
+    report = prepared.report
+    report.strength = strength
+
+    out = apply_lora(model, prepared, strength)
+    if settings is not None:
+        # Imported here so the LoRA half works even while the patch module is being built.
+        from .radial_patcher import apply_radial_patch, get_radial_config
+    if settings is None:
+        report.radial_note = "radial attention: not touched (radial_mode = lora_only)"
+    else:
+        existing = get_radial_config(out)
+        if existing is not None:
+            report.radial_note = (
+                f"radial attention: MODEL already carries it ({existing}); kept as is, the LoRA's settings "
+                f"({settings.describe()}) were not applied"
+            )
+        else:
+            out = apply_radial_patch(out, backend=backend, **settings.values)
+            report.radial_note = f"radial attention applied: {settings.describe()}"
+    text = report.text()
+    logger.info("%s", text)
+    return out, text
+
+
+# ------------------------------------------------------------------------------------------
+# The node
+# ------------------------------------------------------------------------------------------
 
 
 class RadialLoraLoader(io.ComfyNode):
     @classmethod
-    def define_schema(cls):
-        return io.Schema(node_id="RadialLoraLoader", display_name="RadialLoraLoader", category="radial_attention", inputs=[], outputs=[])
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RadialLoraLoader",
+            display_name="Radial LoRA Loader",
+            category=CATEGORY,
+            description=(
+                "Loads a length-extension LoRA (ComfyUI, diffusers/PEFT or Kohya keys; file or diffusers "
+                "folder) through ComfyUI's LoRA patches and applies the Radial Attention Patch with the "
+                "settings stored in the LoRA (or the authors' defaults: 2 dense blocks, 2 dense steps)."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="The Wan or HunyuanVideo model to apply the LoRA to."),
+                io.Combo.Input(
+                    "lora_name",
+                    options=lora_choices(),
+                    tooltip="A .safetensors LoRA from the loras folder, or a diffusers folder (name/) holding "
+                    "pytorch_lora_weights.safetensors and lora_config.json.",
+                ),
+                io.Float.Input(
+                    "strength", default=1.0, min=-100.0, max=100.0, step=0.01,
+                    tooltip="How strongly the LoRA changes the model (0 = pass the MODEL through unchanged).",
+                ),
+                io.Combo.Input(
+                    "radial_mode", options=list(RADIAL_MODES), default="auto", optional=True,
+                    tooltip="auto: apply radial attention with the LoRA's settings unless the MODEL already has "
+                    "it; lora_only: apply only the weights.",
+                ),
+                io.Float.Input(
+                    "decay_factor", default=0.0, min=0.0, max=4.0, step=0.01, optional=True,
+                    tooltip="Override the LoRA's decay factor (lower = sparser). 0 = use the LoRA's value, "
+                    "or the family default (Wan 2.1 0.2, Wan 2.2 0.8, HunyuanVideo 0.95).",
+                ),
+                io.Combo.Input(
+                    "block_size", options=[FROM_LORA, "128", "64"], default=FROM_LORA, optional=True,
+                    tooltip="Override the attention block size; 'from LoRA' uses the LoRA's (default 128).",
+                ),
+                io.String.Input(
+                    "dense_blocks", default="", optional=True,
+                    tooltip="Override the dense blocks: a count of first blocks ('2') or a list ('0,1,39'); "
+                    "'none' for no dense block; empty = from the LoRA (default 2).",
+                ),
+                io.Int.Input(
+                    "dense_steps_first", default=-1, min=-1, max=1000, optional=True,
+                    tooltip="Override how many first sampling steps stay dense; -1 = from the LoRA (default 2).",
+                ),
+                io.Int.Input(
+                    "dense_steps_last", default=-1, min=-1, max=1000, optional=True,
+                    tooltip="Override how many last sampling steps stay dense; -1 = from the LoRA (default 0).",
+                ),
+                io.Combo.Input(
+                    "dist1", options=[FROM_LORA, "full", "half"], default=FROM_LORA, optional=True,
+                    tooltip="Override Wan's distance-1 window rule; 'from LoRA' uses the LoRA's (default full).",
+                ),
+                io.Combo.Input(
+                    "backend", options=["auto", "triton", "pytorch"], default="auto", optional=True,
+                    tooltip="Attention backend for the radial patch: auto picks Triton on CUDA, else PyTorch.",
+                ),
+            ],
+            outputs=[
+                io.Model.Output(tooltip="The model with the LoRA patches and radial attention."),
+                io.String.Output("report", tooltip="What was matched and which radial settings were applied."),
+            ],
+        )
 
     @classmethod
-    def execute(cls):
-        return io.NodeOutput()
+    def execute(
+        cls,
+        model,
+        lora_name: str,
+        strength: float,
+        radial_mode: str = "auto",
+        decay_factor: float = 0.0,
+        block_size: str = FROM_LORA,
+        dense_blocks: str = "",
+        dense_steps_first: int = -1,
+        dense_steps_last: int = -1,
+        dist1: str = FROM_LORA,
+        backend: str = "auto",
+    ) -> io.NodeOutput:
+        path = resolve_lora_path(lora_name)
+        overrides = node_overrides(decay_factor, block_size, dense_blocks, dense_steps_first, dense_steps_last, dist1)
+        out, text = load_radial_lora(
+            model, path, strength, radial_mode=radial_mode, overrides=overrides, backend=backend
+        )
+        return io.NodeOutput(out, text)

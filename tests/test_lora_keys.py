@@ -1,0 +1,213 @@
+"""radial_core.lora_keys: suffixes, key maps, PEFT scale, radial metadata (pure Python, no ComfyUI)."""
+
+import logging
+import math
+
+import pytest
+
+from radial_core import lora_keys as lk
+
+
+@pytest.mark.parametrize(
+    "key,expected",
+    [
+        ("diffusion_model.blocks.0.self_attn.q.lora_up.weight", ("diffusion_model.blocks.0.self_attn.q", "up")),
+        ("diffusion_model.blocks.0.self_attn.q.lora_down.weight", ("diffusion_model.blocks.0.self_attn.q", "down")),
+        ("diffusion_model.blocks.0.self_attn.q.alpha", ("diffusion_model.blocks.0.self_attn.q", "alpha")),
+        ("transformer.blocks.0.attn1.to_q.lora_A.weight", ("transformer.blocks.0.attn1.to_q", "down")),
+        ("transformer.blocks.0.attn1.to_q.lora_B.weight", ("transformer.blocks.0.attn1.to_q", "up")),
+        ("base_model.model.blocks.0.attn1.to_q.lora_A.default.weight", ("base_model.model.blocks.0.attn1.to_q", "down")),
+        ("lora_unet_blocks_0_self_attn_q.lora_up.weight", ("lora_unet_blocks_0_self_attn_q", "up")),
+        ("blocks.0.to_q_lora.up.weight", ("blocks.0.to_q", "up")),
+        ("x.lora.down.weight", ("x", "down")),
+        ("x.hada_w1_a", ("x", "adapter")),
+        ("x.diff_b", ("x", "diff_b")),
+    ],
+)
+def test_split_lora_key(key, expected):
+    assert lk.split_lora_key(key) == expected
+
+
+def test_split_lora_key_rejects_non_lora_names():
+    assert lk.split_lora_key("diffusion_model.blocks.0.self_attn.q.weight") is None
+    assert lk.split_lora_key("lora_up.weight") is None  # suffix only, no module
+
+
+def test_group_modules_and_unknown():
+    keys = [
+        "a.lora_up.weight", "a.lora_down.weight", "a.alpha",
+        "b.lora_B.weight", "b.lora_A.weight",
+        "c.alpha",  # alpha only: no payload
+        "stray_tensor",
+    ]
+    mods, unknown = lk.group_modules(keys)
+    assert set(mods) == {"a", "b", "c"}
+    assert mods["a"].tensors == {"up": "a.lora_up.weight", "down": "a.lora_down.weight", "alpha": "a.alpha"}
+    assert mods["a"].has_payload and mods["b"].has_payload and not mods["c"].has_payload
+    assert unknown == ["stray_tensor"]
+
+
+def test_detect_format():
+    assert lk.detect_format(["diffusion_model.blocks.0.self_attn.q"]) == "comfyui"
+    assert lk.detect_format(["transformer.blocks.0.attn1.to_q"]) == "diffusers"
+    assert lk.detect_format(["lora_unet_blocks_0_self_attn_q"]) == "kohya"
+    assert lk.detect_format(["base_model.model.blocks.0.attn1.to_q"]) == "peft"
+
+
+def _wan_shapes(dim=128, ffn=256, blocks=2):
+    shapes = {}
+    for i in range(blocks):
+        for a in ("self_attn", "cross_attn"):
+            for p in "qkvo":
+                shapes[f"diffusion_model.blocks.{i}.{a}.{p}.weight"] = (dim, dim)
+        shapes[f"diffusion_model.blocks.{i}.ffn.0.weight"] = (ffn, dim)
+        shapes[f"diffusion_model.blocks.{i}.ffn.2.weight"] = (dim, ffn)
+        shapes[f"diffusion_model.blocks.{i}.norm3.weight"] = (dim,)
+    shapes["diffusion_model.head.head.weight"] = (64, dim)
+    return shapes
+
+
+def test_wan_extra_key_map_diffusers_peft_kohya():
+    m = lk.extra_key_map(_wan_shapes(), "wan")
+    q = "diffusion_model.blocks.1.self_attn.q.weight"
+    assert m["transformer.blocks.1.attn1.to_q"] == q
+    assert m["diffusion_model.blocks.1.attn1.to_q"] == q  # ai-toolkit style
+    assert m["base_model.model.blocks.1.attn1.to_q"] == q
+    assert m["blocks.1.attn1.to_q"] == q
+    assert m["lora_unet_blocks_1_attn1_to_q"] == q
+    assert m["lora_transformer_blocks_1_attn1_to_q"] == q
+    assert m["blocks.1.self_attn.q"] == q  # unprefixed original names
+    assert m["transformer.blocks.0.attn2.to_out.0"] == "diffusion_model.blocks.0.cross_attn.o.weight"
+    assert m["transformer.blocks.0.ffn.net.0.proj"] == "diffusion_model.blocks.0.ffn.0.weight"
+    assert m["transformer.blocks.0.ffn.net.2"] == "diffusion_model.blocks.0.ffn.2.weight"
+    assert m["transformer.blocks.0.norm2"] == "diffusion_model.blocks.0.norm3.weight"
+    assert m["transformer.proj_out"] == "diffusion_model.head.head.weight"
+    assert lk.extra_key_map(_wan_shapes(), "other") == {}
+
+
+def _hy_shapes(h=128, mlp=512):
+    return {
+        "diffusion_model.double_blocks.0.img_attn.qkv.weight": (3 * h, h),
+        "diffusion_model.double_blocks.0.txt_attn.qkv.weight": (3 * h, h),
+        "diffusion_model.double_blocks.0.img_attn.proj.weight": (h, h),
+        "diffusion_model.double_blocks.0.img_mlp.0.weight": (mlp, h),
+        "diffusion_model.single_blocks.3.linear1.weight": (3 * h + mlp, h),
+        "diffusion_model.single_blocks.3.linear2.weight": (h, h + mlp),
+        "diffusion_model.final_layer.adaLN_modulation.1.weight": (2 * h, h),
+    }
+
+
+def test_hunyuan_extra_key_map_splits_fused_weights():
+    m = lk.extra_key_map(_hy_shapes(), "hunyuan")
+    qkv = "diffusion_model.double_blocks.0.img_attn.qkv.weight"
+    assert m["transformer.transformer_blocks.0.attn.to_q"] == (qkv, (0, 0, 128))
+    assert m["transformer.transformer_blocks.0.attn.to_k"] == (qkv, (0, 128, 128))
+    assert m["transformer.transformer_blocks.0.attn.to_v"] == (qkv, (0, 256, 128))
+    txt = "diffusion_model.double_blocks.0.txt_attn.qkv.weight"
+    assert m["transformer.transformer_blocks.0.attn.add_k_proj"] == (txt, (0, 128, 128))
+    lin1 = "diffusion_model.single_blocks.3.linear1.weight"
+    assert m["transformer.single_transformer_blocks.3.attn.to_v"] == (lin1, (0, 256, 128))
+    assert m["transformer.single_transformer_blocks.3.proj_mlp"] == (lin1, (0, 384, 512))
+    assert m["transformer.single_transformer_blocks.3.proj_out"] == "diffusion_model.single_blocks.3.linear2.weight"
+    assert m["transformer.transformer_blocks.0.ff.net.0.proj"] == "diffusion_model.double_blocks.0.img_mlp.0.weight"
+    assert m["transformer.norm_out.linear"] == ("diffusion_model.final_layer.adaLN_modulation.1.weight", None, "swap_halves")
+    assert lk.target_shape(m["transformer.single_transformer_blocks.3.proj_mlp"], _hy_shapes()) == (512, 128)
+
+
+def test_check_module_shapes_reports_each_problem():
+    shapes = {"w": (8, 6)}
+    mods, _ = lk.group_modules(["a.lora_up.weight", "a.lora_down.weight", "b.lora_up.weight",
+                                "c.lora_up.weight", "c.lora_down.weight", "d.diff"])
+    targets = {"a": "w", "b": "w", "c": "w", "d": "w"}
+    lora_shapes = {
+        "a.lora_up.weight": (8, 4), "a.lora_down.weight": (3, 6),  # rank differs
+        "b.lora_up.weight": (8, 4),  # partner missing
+        "c.lora_up.weight": (8, 4), "c.lora_down.weight": (4, 5),  # wrong input size
+        "d.diff": (8, 5),
+    }
+    problems = lk.check_module_shapes(mods, targets, lora_shapes, shapes)
+    text = "\n".join(problems)
+    assert len(problems) == 4, text
+    assert "rank differs" in text and "partner is missing" in text and "does not fit w [8, 6]" in text
+
+
+def test_peft_scale_plain_rslora_and_patterns():
+    s = lk.parse_peft_config({"r": 16, "lora_alpha": 8}, "cfg")
+    assert s.scale_for("blocks.0.attn1.to_q", 16) == pytest.approx(0.5)
+    assert s.alpha_tensor_value("blocks.0.attn1.to_q", 16) == pytest.approx(8.0)
+    rs = lk.parse_peft_config({"r": 16, "lora_alpha": 8, "use_rslora": True}, "cfg")
+    assert rs.scale_for("x", 16) == pytest.approx(8 / math.sqrt(16))
+    pat = lk.parse_peft_config(
+        {"r": 16, "lora_alpha": 16, "rank_pattern": {"attn1.to_q": 4}, "alpha_pattern": {"attn1.to_q": 8}}, "cfg"
+    )
+    assert pat.scale_for("transformer.blocks.0.attn1.to_q", 4) == pytest.approx(2.0)
+    assert pat.scale_for("transformer.blocks.0.attn1.to_k", 16) == pytest.approx(1.0)
+    diffusers_meta = lk.parse_peft_config({"transformer.r": 4, "transformer.lora_alpha": 2}, "meta")
+    assert diffusers_meta.scale_for("x", 4) == pytest.approx(0.5)
+    assert lk.parse_peft_config({"r": 4}, "cfg") is None
+    with pytest.raises(ValueError, match="rank/alpha must be numbers"):
+        lk.parse_peft_config({"r": "sixteen", "lora_alpha": 8}, "cfg")
+    with pytest.raises(ValueError, match="rank must be a positive integer"):
+        lk.parse_peft_config({"r": 0, "lora_alpha": 8}, "cfg")
+
+
+def test_radial_defaults_without_metadata():
+    s = lk.resolve_radial_settings({})
+    assert s.values == {
+        "decay_factor": None, "block_size": 128, "dense_blocks": "2",
+        "dense_steps_first": 2, "dense_steps_last": 0, "dist1": "full",
+    }
+    assert set(s.sources.values()) == {"default"}
+
+
+def test_radial_flat_and_json_metadata_and_overrides():
+    meta = {
+        "radial_attn.decay_factor": "0.2", "radial_attn.block_size": "64",
+        "radial_attn.dense_blocks": "0,1,39", "radial_attn.dense_steps": "3",
+        "radial_attn.dist1": "half", "radial_attn.tuned_frames": "161", "ss_network_dim": "16",
+    }
+    s = lk.resolve_radial_settings(meta)
+    assert s.values == {
+        "decay_factor": 0.2, "block_size": 64, "dense_blocks": "0,1,39",
+        "dense_steps_first": 3, "dense_steps_last": 0, "dist1": "half",
+    }
+    assert s.sources["decay_factor"] == "metadata" and s.sources["dense_steps_last"] == "default"
+    assert s.info == {"tuned_frames": "161"}
+    blob = {"radial_attn": '{"decay_factor": 0.8, "dense_layers": 1, "dense_timesteps": 0}'}
+    s2 = lk.resolve_radial_settings(blob, overrides={"decay_factor": 0.5, "dist1": "half"})
+    assert s2.values["decay_factor"] == 0.5 and s2.sources["decay_factor"] == "override"
+    assert s2.values["dense_blocks"] == "1" and s2.values["dense_steps_first"] == 0
+    assert s2.values["dist1"] == "half"
+    assert "decay_factor=0.5 (override)" in s2.describe()
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [("decay_factor", "0"), ("decay_factor", "abc"), ("block_size", "96"), ("dense_blocks", "two"),
+     ("dense_steps", "-1"), ("dense_steps", "2.5"), ("dist1", "quarter")],
+)
+def test_radial_bad_metadata_names_key_value_and_fix(key, value):
+    with pytest.raises(ValueError) as e:
+        lk.resolve_radial_settings({f"radial_attn.{key}": value}, source="/x/l.safetensors")
+    msg = str(e.value)
+    assert f"radial_attn.{key}" in msg and repr(value) in msg and "expected" in msg and "/x/l.safetensors" in msg
+
+
+def test_radial_bad_metadata_is_fine_when_overridden():
+    s = lk.resolve_radial_settings({"radial_attn.block_size": "96"}, overrides={"block_size": "128"})
+    assert s.values["block_size"] == 128
+
+
+def test_radial_bad_json_blob_and_unknown_keys(caplog):
+    with pytest.raises(ValueError, match="not valid JSON"):
+        lk.resolve_radial_settings({"radial_attn": "{oops"})
+    with caplog.at_level(logging.WARNING):
+        s = lk.resolve_radial_settings({"radial_attn.decay": "0.2"})
+    assert s.ignored == ["decay"] and "radial_attn.decay" in caplog.text
+
+
+def test_family_from_image_model():
+    assert lk.family_from_image_model("wan2.1") == "wan"
+    assert lk.family_from_image_model("hunyuan_video") == "hunyuan"
+    assert lk.family_from_image_model("flux") == "other"
+    assert lk.family_from_image_model(None) == "other"
