@@ -26,12 +26,13 @@ from comfy_api.latest import io
 
 from ..radial_core import lora_file, lora_keys
 from ..radial_core.lora_file import LoraFileError
+from .radial_patcher import apply_radial_patch, get_radial_config
 
 logger = logging.getLogger(__name__)
 
 CATEGORY = "radial_attention"
 FROM_LORA = "from LoRA"
-RADIAL_MODES = ("auto", "lora_only")
+RADIAL_MODES = ("auto", "replace", "lora_only")
 MAX_LISTED_UNMATCHED = 5
 
 
@@ -251,7 +252,14 @@ def radial_entries(source: lora_file.LoraSource) -> dict[str, Any]:
     return {lora_keys.RADIAL_PREFIX + k: v for k, v in merged.items()}
 
 
-def node_overrides(decay_factor, block_size, dense_blocks, dense_steps_first, dense_steps_last, dist1) -> dict:
+def _describe_existing(cfg: dict) -> str:
+    keys = ("variant", "decay_factor", "block_size", "dense_blocks_text", "dense_steps_first", "dense_steps_last", "dist1")
+    return ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
+
+
+def node_overrides(
+    decay_factor, block_size, dense_blocks, dense_steps_first, dense_steps_last, dist1, family=FROM_LORA
+) -> dict:
     """Node inputs -> settings that replace the LoRA's (unset inputs mean "from LoRA")."""
     out: dict[str, Any] = {}
     if decay_factor is not None and decay_factor > 0:
@@ -266,6 +274,8 @@ def node_overrides(decay_factor, block_size, dense_blocks, dense_steps_first, de
         out["dense_steps_last"] = dense_steps_last
     if dist1 not in (None, "", FROM_LORA):
         out["dist1"] = dist1
+    if family not in (None, "", FROM_LORA):
+        out["family"] = family
     return out
 
 
@@ -291,28 +301,37 @@ def load_radial_lora(
 
     source = read_lora(lora_path)
     settings = None
-    if radial_mode == "auto":
+    if radial_mode != "lora_only":
         settings = lora_keys.resolve_radial_settings(radial_entries(source), overrides, source=source.path)
     prepared = prepare_lora(model, source)
     report = prepared.report
     report.strength = strength
 
     out = apply_lora(model, prepared, strength)
-    if settings is not None:
-        # Imported here so the LoRA half works even while the patch module is being built.
-        from .radial_patcher import apply_radial_patch, get_radial_config
     if settings is None:
         report.radial_note = "radial attention: not touched (radial_mode = lora_only)"
     else:
-        existing = get_radial_config(out)
+        existing = get_radial_config(out) if radial_mode == "auto" else None
         if existing is not None:
             report.radial_note = (
-                f"radial attention: MODEL already carries it ({existing}); kept as is, the LoRA's settings "
-                f"({settings.describe()}) were not applied"
+                f"radial attention: the MODEL already carries it ({_describe_existing(existing)}); kept as "
+                f"is, the LoRA's settings ({settings.describe()}) were not applied (radial_mode 'replace' "
+                "applies them instead)"
             )
         else:
-            out = apply_radial_patch(out, backend=backend, **settings.values)
-            report.radial_note = f"radial attention applied: {settings.describe()}"
+            try:
+                out = apply_radial_patch(out, backend=backend, **settings.values)
+            except ValueError as e:
+                raise ValueError(
+                    f"{source.path}: its radial settings do not fit this model: {e} "
+                    f"(settings: {settings.describe()}). Set that input on the node to override the LoRA's "
+                    "value, or fix the LoRA's metadata (docs/lora-format.md)."
+                ) from None
+            applied = get_radial_config(out)
+            if applied is None:
+                report.radial_note = "radial attention: not applied, this model family is not supported (see the log)"
+            else:
+                report.radial_note = f"radial attention applied to {applied.get('variant', 'the model')}: {settings.describe()}"
     text = report.text()
     logger.info("%s", text)
     return out, text
@@ -350,7 +369,7 @@ class RadialLoraLoader(io.ComfyNode):
                 io.Combo.Input(
                     "radial_mode", options=list(RADIAL_MODES), default="auto", optional=True,
                     tooltip="auto: apply radial attention with the LoRA's settings unless the MODEL already has "
-                    "it; lora_only: apply only the weights.",
+                    "it; replace: apply the LoRA's settings even then; lora_only: apply only the weights.",
                 ),
                 io.Float.Input(
                     "decay_factor", default=0.0, min=0.0, max=4.0, step=0.01, optional=True,
@@ -379,6 +398,11 @@ class RadialLoraLoader(io.ComfyNode):
                     tooltip="Override Wan's distance-1 window rule; 'from LoRA' uses the LoRA's (default full).",
                 ),
                 io.Combo.Input(
+                    "family", options=[FROM_LORA, *lora_keys.FAMILIES], default=FROM_LORA, optional=True,
+                    tooltip="Override the model family the radial settings are for (only needed to tell Wan 2.2-A14B "
+                    "from Wan 2.1); 'from LoRA' uses the LoRA's (default auto = detect).",
+                ),
+                io.Combo.Input(
                     "backend", options=["auto", "triton", "pytorch"], default="auto", optional=True,
                     tooltip="Attention backend for the radial patch: auto picks Triton on CUDA, else PyTorch.",
                 ),
@@ -402,10 +426,13 @@ class RadialLoraLoader(io.ComfyNode):
         dense_steps_first: int = -1,
         dense_steps_last: int = -1,
         dist1: str = FROM_LORA,
+        family: str = FROM_LORA,
         backend: str = "auto",
     ) -> io.NodeOutput:
         path = resolve_lora_path(lora_name)
-        overrides = node_overrides(decay_factor, block_size, dense_blocks, dense_steps_first, dense_steps_last, dist1)
+        overrides = node_overrides(
+            decay_factor, block_size, dense_blocks, dense_steps_first, dense_steps_last, dist1, family
+        )
         out, text = load_radial_lora(
             model, path, strength, radial_mode=radial_mode, overrides=overrides, backend=backend
         )

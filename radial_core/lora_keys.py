@@ -536,7 +536,11 @@ LENGTH_EXTENSION_DEFAULTS: dict[str, Any] = {
     "dense_steps_first": 2,
     "dense_steps_last": 0,
     "dist1": "full",
+    "family": "auto",
 }
+# Families the Radial Attention Patch knows; "auto" = detect from the weights. Only needed to
+# tell Wan 2.2-A14B (decay 0.8) from Wan 2.1 (0.2): their weights look the same.
+FAMILIES = ("auto", "wan21", "wan22_14b", "wan22_5b", "hunyuan", "mochi")
 
 # metadata key (after "radial_attn.") -> setting name
 _RADIAL_ALIASES = {
@@ -549,12 +553,17 @@ _RADIAL_ALIASES = {
     "dense_timesteps": "dense_steps_first",
     "dense_steps_last": "dense_steps_last",
     "dist1": "dist1",
+    "family": "family",
 }
 # Informational keys: reported, never applied.
-RADIAL_INFO_KEYS = ("tuned_frames", "tuned_width", "tuned_height", "model", "version")
+RADIAL_INFO_KEYS = ("tuned_frames", "tuned_width", "tuned_height", "base_model", "version")
+
+
+_DENSE_PART = re.compile(r"^\d+(-\d+)?$")
 
 
 def _parse_dense_blocks(value: Any) -> str:
+    """Count ("2"), list ("0,1,39", ranges "0-3", "5," = block 5 only), int or JSON list."""
     if isinstance(value, bool):
         raise ValueError
     if isinstance(value, int):
@@ -565,14 +574,14 @@ def _parse_dense_blocks(value: Any) -> str:
         items = [int(v) for v in value]
         if any(i < 0 for i in items):
             raise ValueError
-        return ",".join(str(i) for i in items)
+        return ",".join(str(i) for i in items) + ("," if len(items) == 1 else "")
     text = str(value).strip()
     if text.lower() in ("", "none"):
         return "0"
     parts = [p.strip() for p in text.split(",")]
-    if not all(p.isdigit() for p in parts):
+    if not all(_DENSE_PART.match(p) for p in parts if p) or not any(parts):
         raise ValueError
-    return ",".join(parts)
+    return text
 
 
 def _parse_setting(name: str, value: Any) -> Any:
@@ -601,16 +610,22 @@ def _parse_setting(name: str, value: Any) -> Any:
         if s not in ("full", "half"):
             raise ValueError
         return s
+    if name == "family":
+        s = str(value).strip().lower()
+        if s not in FAMILIES:
+            raise ValueError
+        return s
     raise KeyError(name)
 
 
 _EXPECTED = {
     "decay_factor": "a number in (0, 4], e.g. 0.2 (Wan 2.1), 0.8 (Wan 2.2), 0.95 (HunyuanVideo)",
     "block_size": "64 or 128",
-    "dense_blocks": 'a count of first blocks ("2") or a list of block indices ("0,1,39")',
+    "dense_blocks": 'a count of first blocks ("2") or a list of block indices ("0,1,39", "0-3", "5,")',
     "dense_steps_first": "a whole number of first sampling steps >= 0",
     "dense_steps_last": "a whole number of last sampling steps >= 0",
     "dist1": '"full" or "half"',
+    "family": "one of " + ", ".join(FAMILIES),
 }
 
 

@@ -155,7 +155,7 @@ def test_radial_defaults_without_metadata():
     s = lk.resolve_radial_settings({})
     assert s.values == {
         "decay_factor": None, "block_size": 128, "dense_blocks": "2",
-        "dense_steps_first": 2, "dense_steps_last": 0, "dist1": "full",
+        "dense_steps_first": 2, "dense_steps_last": 0, "dist1": "full", "family": "auto",
     }
     assert set(s.sources.values()) == {"default"}
 
@@ -169,7 +169,7 @@ def test_radial_flat_and_json_metadata_and_overrides():
     s = lk.resolve_radial_settings(meta)
     assert s.values == {
         "decay_factor": 0.2, "block_size": 64, "dense_blocks": "0,1,39",
-        "dense_steps_first": 3, "dense_steps_last": 0, "dist1": "half",
+        "dense_steps_first": 3, "dense_steps_last": 0, "dist1": "half", "family": "auto",
     }
     assert s.sources["decay_factor"] == "metadata" and s.sources["dense_steps_last"] == "default"
     assert s.info == {"tuned_frames": "161"}
@@ -182,8 +182,22 @@ def test_radial_flat_and_json_metadata_and_overrides():
 
 
 @pytest.mark.parametrize(
+    "raw,expected",
+    [("2", "2"), (" 0,1,39 ", "0,1,39"), ("0-3,39", "0-3,39"), ("5,", "5,"), ("none", "0"), (3, "3"),
+     ([5], "5,"), ([0, 1], "0,1")],
+)
+def test_dense_blocks_forms(raw, expected):
+    assert lk.resolve_radial_settings({"radial_attn": {"dense_blocks": raw}}).values["dense_blocks"] == expected
+
+
+def test_family_setting():
+    s = lk.resolve_radial_settings({"radial_attn.family": "WAN22_14B"})
+    assert s.values["family"] == "wan22_14b" and s.sources["family"] == "metadata"
+
+
+@pytest.mark.parametrize(
     "key,value",
-    [("decay_factor", "0"), ("decay_factor", "abc"), ("block_size", "96"), ("dense_blocks", "two"),
+    [("family", "sdxl"), ("dense_blocks", "1-"), ("decay_factor", "0"), ("decay_factor", "abc"), ("block_size", "96"), ("dense_blocks", "two"),
      ("dense_steps", "-1"), ("dense_steps", "2.5"), ("dist1", "quarter")],
 )
 def test_radial_bad_metadata_names_key_value_and_fix(key, value):
