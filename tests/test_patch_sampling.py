@@ -1,0 +1,195 @@
+"""Radial Attention Patch through ComfyUI's real sampler on small random-weight models (CPU).
+
+Every test loads a real ComfyUI model class (Wan and HunyuanVideo from safetensors through
+ComfyUI's loader, Mochi through its model config), applies the patch, and samples with
+``comfy.sample.sample`` (what KSampler / KSamplerAdvanced call). An observer in
+``transformer_options["radial_attention_observer"]`` reports each attention decision.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+import helpers_models as hm
+from radial_core.reference import dense_masked_attention
+
+pytestmark = pytest.mark.comfy
+
+
+@pytest.fixture(scope="module")
+def rp(comfy):
+    return comfy.pack_module("nodes.radial_patcher")
+
+
+@pytest.fixture(autouse=True)
+def fresh_passes(comfy):
+    comfy.pack_module("nodes.step_tracker").reset_passes()
+    yield
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def _check_sparse_events(events, block_size, tol=1e-5):
+    assert events, "no sparse attention call happened"
+    for e in events:
+        ref = dense_masked_attention(e["q"], e["k"], e["v"], e["block_mask"], block_size,
+                                     key_padding_mask=e["key_padding_mask"], dtype=torch.float64)
+        assert torch.isfinite(e["out"]).all()
+        err = _rel(e["out"], ref)
+        assert err < tol, f"sparse call (block {e['block']}, step {e['step']}) differs from the masked reference: {err:.2e}"
+
+
+# ------------------------------------------------------------------------------------- equality
+@pytest.mark.parametrize("kind, frames", [("wan_t2v", 4), ("hunyuan_t2v", 4), ("mochi", 4)])
+def test_all_kept_mask_equals_unpatched(rp, kind, frames):
+    """A mask that keeps every block (4 frames x 256 tokens, huge decay) changes nothing."""
+    base = hm.load_model(kind)
+    lat = hm.latent(kind, frames, 32, 32)
+    ref_out = hm.sample(base, kind, lat, steps=2)
+    rec = hm.Recorder(keep_tensors=True)
+    p = hm.with_observer(rp.apply_radial_patch(base, decay_factor=10.0, dense_blocks=""), rec)
+    out = hm.sample(p, kind, lat, steps=2)
+    sparse = rec.sparse()
+    assert len(sparse) == 2 * 2  # 2 steps x 2 blocks, cfg 1 (one forward per step)
+    assert all(bool(e["block_mask"].all()) for e in sparse)
+    assert _rel(out, ref_out) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "kind, text_len, real_tokens",
+    [("wan_t2v", 8, None), ("wan_i2v", 8, None), ("wan22_5b", 8, None), ("hunyuan_t2v", 8, 5), ("mochi", 8, None)],
+)
+def test_radial_mask_sparse_calls_equal_the_masked_reference(rp, kind, text_len, real_tokens):
+    base = hm.load_model(kind)
+    lat = hm.latent(kind, 8, 16, 16)  # 8 frames x 64 tokens: the radial mask is sparse
+    rec = hm.Recorder(keep_tensors=True)
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
+    pos = hm.conditioning(kind, seed=1, text_len=text_len, real_tokens=real_tokens)
+    out = hm.sample(p, kind, lat, steps=2, positive=pos)
+    dense_out = hm.sample(base, kind, lat, steps=2, positive=pos)
+    sparse = rec.sparse()
+    assert len(sparse) == 2 * 2
+    for e in sparse:
+        assert e["frames"] == 8 and e["tokens_per_frame"] == 64
+        assert float(e["block_mask"].float().mean()) < 0.6  # really sparse
+    if kind == "hunyuan_t2v":
+        assert all(e["text_tokens"] == text_len for e in sparse)
+        kpm = sparse[0]["key_padding_mask"]
+        assert kpm is not None and not kpm[:, -(text_len - real_tokens):].any() and kpm[:, :-3].all()
+        assert rec.dense("token refiner"), "HunyuanVideo's text refiner must stay dense"
+    if kind == "mochi":
+        assert all(e["text_tokens"] == text_len for e in sparse)  # Mochi crops to the real tokens
+    _check_sparse_events(sparse, 64)
+    assert torch.isfinite(out).all()
+    assert _rel(out, dense_out) > 1e-6  # the sparse mask did change the computation
+
+
+# --------------------------------------------------------------------------- blocks and steps
+def test_dense_blocks_and_steps_are_honoured(rp):
+    base = hm.load_model("wan_t2v")
+    lat = hm.latent("wan_t2v", 8, 16, 16)
+    rec = hm.Recorder()
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks="1",
+                                               dense_steps_first=1, dense_steps_last=1), rec)
+    hm.sample(p, "wan_t2v", lat, steps=4)
+    sparse = rec.sparse()
+    assert sorted((e["step"], e["block"]) for e in sparse) == [(1, 1), (2, 1)]
+    assert len(rec.dense("dense block")) == 4
+    assert len(rec.dense("dense step")) == 2 * 1  # steps 0 and 3, block 1 (block 0 is a dense block)
+
+    rec2 = hm.Recorder()
+    p2 = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks="0,1"), rec2)
+    hm.sample(p2, "wan_t2v", lat, steps=2)
+    assert not rec2.sparse() and len(rec2.dense("dense block")) == 4
+
+
+def test_split_passes_and_two_experts_count_steps_of_the_whole_schedule(rp):
+    """KSamplerAdvanced-style split (Wan 2.2 A14B: high-noise then low-noise expert)."""
+    base = hm.load_model("wan_t2v")
+    lat = hm.latent("wan_t2v", 8, 16, 16)
+    rec_hi, rec_lo = hm.Recorder(), hm.Recorder()
+    hi = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks="", dense_steps_first=3,
+                                                family="wan22_14b"), rec_hi)
+    lo = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks="", dense_steps_first=3,
+                                                family="wan22_14b"), rec_lo)
+    mid = hm.sample(hi, "wan_t2v", lat, steps=5, start_step=0, last_step=2, force_full_denoise=False)
+    hm.sample(lo, "wan_t2v", mid, steps=5, start_step=2, last_step=5)
+    assert not rec_hi.sparse() and {e["step"] for e in rec_hi.dense("dense step")} == {0, 1}
+    assert {e["step"] for e in rec_lo.dense("dense step")} == {2}
+    assert sorted({e["step"] for e in rec_lo.sparse()}) == [3, 4]
+
+
+# --------------------------------------------------------------------------- composition
+def test_cross_attention_untouched_and_earlier_override_serves_dense_calls(rp):
+    base = hm.load_model("wan_i2v")
+    seen = []
+
+    def earlier(func, *args, **kwargs):  # e.g. a SageAttention patch installed before ours
+        q, k = args[0], args[1]
+        seen.append((q.shape[1], k.shape[1]))
+        return func(*args, **kwargs)
+
+    m = base.clone()
+    m.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = earlier
+    rec = hm.Recorder()
+    p = hm.with_observer(rp.apply_radial_patch(m, block_size=64, dense_blocks=""), rec)
+    lat = hm.latent("wan_i2v", 8, 16, 16)
+    hm.sample(p, "wan_i2v", lat, steps=2)
+    cross = rec.dense("cross-attention")
+    assert len(cross) == 2 * 2 * 2  # steps x blocks x (text + image cross-attention)
+    assert len(rec.sparse()) == 2 * 2
+    assert len(seen) == len(rec.dense())  # every dense call, and only those, went through it
+    assert all(lq != lk for lq, lk in seen)
+
+
+def test_cfg_batches_cond_and_uncond(rp):
+    base = hm.load_model("wan_t2v")
+    lat = hm.latent("wan_t2v", 8, 16, 16)
+    rec = hm.Recorder(keep_tensors=True)
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
+    out = hm.sample(p, "wan_t2v", lat, steps=2, cfg=4.0,
+                    negative=hm.conditioning("wan_t2v", seed=3, text_len=8))
+    sparse = rec.sparse()
+    assert len(sparse) == 2 * 2 and all(e["q"].shape[0] == 2 for e in sparse)  # one batched call
+    _check_sparse_events(sparse, 64)
+    assert torch.isfinite(out).all()
+    # different text lengths: ComfyUI runs cond and uncond as separate calls; both go sparse
+    rec.events.clear()
+    out = hm.sample(p, "wan_t2v", lat, steps=2, cfg=4.0,
+                    negative=hm.conditioning("wan_t2v", seed=3, text_len=5))
+    assert len(rec.sparse()) == 2 * 2 * 2
+    _check_sparse_events(rec.sparse(), 64)
+    assert torch.isfinite(out).all()
+
+
+# --------------------------------------------------------------------------- fallbacks
+def test_single_frame_falls_back_with_one_warning(rp, caplog):
+    base = hm.load_model("wan_t2v")
+    lat = hm.latent("wan_t2v", 1, 16, 16)
+    ref_out = hm.sample(base, "wan_t2v", lat, steps=3)
+    rec = hm.Recorder()
+    p = hm.with_observer(rp.apply_radial_patch(base, dense_blocks=""), rec)
+    with caplog.at_level(logging.WARNING):
+        out = hm.sample(p, "wan_t2v", lat, steps=3)
+    warns = [r for r in caplog.records if "single-frame" in r.getMessage()]
+    assert len(warns) == 1
+    assert len(rec.dense("single-frame")) == 3 * 2
+    assert _rel(out, ref_out) < 1e-6
+
+
+def test_one_info_line_per_run(rp, caplog):
+    base = hm.load_model("hunyuan_t2v")
+    p = rp.apply_radial_patch(base, block_size=64, dense_blocks="1")
+    with caplog.at_level(logging.INFO):
+        hm.sample(p, "hunyuan_t2v", hm.latent("hunyuan_t2v", 8, 16, 16), steps=3)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Radial Attention: HunyuanVideo")]
+    assert len(lines) == 1
+    for part in ("HunyuanVideo T2V", "8 frames x 64 tokens", "+ 8 text", "mask density", "dense blocks [0]",
+                 "dense steps first 0 / last 0", "backend pytorch", "latent [1, 16, 8, 16, 16]"):
+        assert part in lines[0], (part, lines[0])

@@ -1,0 +1,216 @@
+"""Radial Attention Patch: configuration, family detection, step/block bookkeeping (no sampling).
+
+Real ComfyUI in-process (fixture ``comfy``), real model classes loaded from safetensors by
+ComfyUI's loader (tests/helpers_models.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+import helpers_models as hm
+
+pytestmark = pytest.mark.comfy
+
+
+@pytest.fixture(scope="module")
+def mods(comfy):
+    class M:
+        patcher = comfy.pack_module("nodes.radial_patcher")
+        family = comfy.pack_module("nodes.model_family")
+        steps = comfy.pack_module("nodes.step_tracker")
+        override = comfy.pack_module("nodes.attention_override")
+        node = comfy.pack_module("nodes.patch_node")
+
+    return M
+
+
+# ---------------------------------------------------------------------------- family detection
+@pytest.mark.parametrize(
+    "kind, family, variant, mask_model, layout, blocks",
+    [
+        ("wan_t2v", "wan21", "Wan 2.1 T2V", "wan", "wan", 2),
+        ("wan_i2v", "wan21", "Wan 2.1 I2V", "wan", "wan", 2),
+        ("wan22_a14b_i2v", "wan22_14b", "Wan 2.2 A14B I2V", "wan", "wan", 2),
+        ("wan22_5b", "wan22_5b", "Wan 2.2 TI2V-5B", "wan", "wan", 2),
+        ("hunyuan_t2v", "hunyuan", "HunyuanVideo T2V", "hunyuan", "joint", 2),
+        ("hunyuan_i2v", "hunyuan", "HunyuanVideo I2V", "hunyuan", "joint", 2),
+        ("mochi", "mochi", "Mochi 1", "hunyuan", "joint", 2),
+    ],
+)
+def test_family_detected_from_the_model(mods, kind, family, variant, mask_model, layout, blocks):
+    fam = mods.family.detect_family(hm.load_model(kind))
+    assert fam is not None, f"{kind} not detected"
+    assert (fam.family, fam.variant, fam.mask_model, fam.layout, fam.num_blocks) == (
+        family, variant, mask_model, layout, blocks)
+
+
+def test_family_defaults_follow_the_authors(mods):
+    d = mods.family.default_decay
+    assert (d("wan21"), d("wan22_14b"), d("hunyuan")) == (0.2, 0.8, 0.95)
+
+
+def test_unknown_model_passes_through_with_one_warning(mods, comfy, caplog):
+    import comfy.model_patcher
+
+    other = comfy.model_patcher.ModelPatcher(torch.nn.Linear(2, 2), torch.device("cpu"), torch.device("cpu"))
+    with caplog.at_level(logging.WARNING):
+        out = mods.patcher.apply_radial_patch(other)
+    warnings = [r for r in caplog.records if "not a video model" in r.getMessage()]
+    assert len(warnings) == 1
+    assert mods.patcher.get_radial_config(out) is None
+    assert "optimized_attention_override" not in out.model_options.get("transformer_options", {})
+
+
+# ---------------------------------------------------------------------------- configuration
+def test_apply_clones_and_configures(mods):
+    base = hm.load_model("wan_t2v")
+    before = dict(base.model_options.get("transformer_options", {}))
+    p = mods.patcher.apply_radial_patch(base, dense_blocks="1", dense_steps_first=2, block_size=64, dist1="half")
+    assert p is not base
+    assert base.model_options.get("transformer_options", {}) == before  # the input is untouched
+    cfg = mods.patcher.get_radial_config(p)
+    assert cfg["family"] == "wan21" and cfg["decay_factor"] == 0.2 and cfg["decay_is_default"]
+    assert cfg["dense_blocks"] == [0] and cfg["dense_steps_first"] == 2 and cfg["block_size"] == 64
+    assert cfg["dist1"] == "half"
+    # keyed wrappers, no single-slot unet wrapper
+    assert p.get_wrappers("outer_sample", "radial_attention")
+    assert p.get_wrappers("apply_model", "radial_attention")
+    assert "model_function_wrapper" not in p.model_options
+    # the config survives ComfyUI's clone (deep copy of model_options) and holds no tensors
+    c = p.clone()
+    assert mods.patcher.get_radial_config(c) == cfg
+    assert not any(isinstance(v, torch.Tensor) for v in cfg.values())
+
+
+def test_reapplying_replaces_not_stacks(mods):
+    base = hm.load_model("wan_t2v")
+    seen = []
+
+    def earlier(func, *args, **kwargs):
+        seen.append(1)
+        return func(*args, **kwargs)
+
+    m = base.clone()
+    m.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = earlier
+    p1 = mods.patcher.apply_radial_patch(m, decay_factor=0.5)
+    p2 = mods.patcher.apply_radial_patch(p1, decay_factor=0.3)
+    ov = p2.model_options["transformer_options"]["optimized_attention_override"]
+    assert ov.previous is earlier  # the other pack's override, not our first patch
+    assert len(p2.get_wrappers("apply_model", "radial_attention")) == 1
+    assert mods.patcher.get_radial_config(p2)["decay_factor"] == 0.3
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"block_size": 96}, ["block_size", "96", "[128, 64]"]),
+        ({"dist1": "quarter"}, ["dist1", "quarter"]),
+        ({"backend": "cuda"}, ["backend", "cuda"]),
+        ({"dense_steps_first": -1}, ["dense_steps_first", "-1"]),
+        ({"decay_factor": -0.5}, ["decay_factor", "-0.5", "Fix"]),
+        ({"dense_blocks": "a,b"}, ["dense_blocks", "'a,b'", "Fix"]),
+        ({"dense_blocks": "0,7"}, ["dense_blocks", "7", "blocks 0 to 1"]),
+        ({"dense_blocks": "3"}, ["dense_blocks", "3", "2 blocks"]),
+        ({"family": "hunyuan"}, ["family", "hunyuan", "Wan 2.1 T2V"]),
+    ],
+)
+def test_bad_values_name_the_value_and_the_fix(mods, kwargs, words):
+    with pytest.raises(ValueError) as err:
+        mods.patcher.apply_radial_patch(hm.load_model("wan_t2v"), **kwargs)
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+def test_family_override_for_wan22_a14b(mods):
+    p = mods.patcher.apply_radial_patch(hm.load_model("wan_t2v"), family="wan22_14b")
+    cfg = mods.patcher.get_radial_config(p)
+    assert cfg["family"] == "wan22_14b" and cfg["decay_factor"] == 0.8
+
+
+def test_node_schema_and_execute(mods):
+    node = mods.node.RadialAttentionPatch
+    schema = node.define_schema()
+    assert schema.node_id == "RadialAttentionPatch"
+    assert schema.display_name == "Radial Attention Patch"
+    assert schema.category == "radial_attention"
+    for inp in schema.inputs:
+        assert inp.tooltip, f"input {inp.id} has no tooltip"
+    names = [i.id for i in schema.inputs]
+    for n in ("model", "decay_factor", "block_size", "dense_blocks", "dense_steps_first",
+              "dense_steps_last", "dist1", "backend"):
+        assert n in names
+    assert node.validate_inputs(dense_blocks="0,x") != True  # noqa: E712 - message expected
+    assert node.validate_inputs(dense_blocks="0,1") is True
+    out = node.execute(hm.load_model("hunyuan_t2v"), 0.0, 128, "1", 0, 0, "full", "auto")
+    cfg = mods.patcher.get_radial_config(out.result[0])
+    assert cfg["family"] == "hunyuan" and cfg["decay_factor"] == 0.95
+
+
+# ---------------------------------------------------------------------------- steps and blocks
+def test_dense_blocks_text(mods):
+    p = mods.steps.parse_dense_blocks
+    assert p("") == frozenset() and p("0") == frozenset()
+    assert p("2") == {0, 1}
+    assert p("0,1,39") == {0, 1, 39}
+    assert p("5,") == {5}
+    assert p("0-3, 39") == {0, 1, 2, 3, 39}
+    for bad in ("x", "-1", "3-1", "1.5"):
+        with pytest.raises(ValueError):
+            p(bad)
+
+
+def test_local_step_and_second_order_calls(mods):
+    s = (1.0, 0.75, 0.5, 0.25, 0.0)
+    ls = mods.steps.local_step
+    assert [ls(s, x) for x in (1.0, 0.75, 0.5, 0.25)] == [0, 1, 2, 3]
+    assert ls(s, 0.6) == 1  # a second-order sampler's intermediate call belongs to its step
+    assert ls(s, 2.0) is None
+
+
+def test_split_passes_continue_the_step_count(mods):
+    st = mods.steps
+    st.reset_passes()
+    full = torch.tensor([1.0, 0.8, 0.6, 0.4, 0.2, 0.0])
+    p1 = st.begin_pass(full[:4])  # steps 0-2 (KSamplerAdvanced end_at_step=3)
+    assert p1.offset == 0 and not p1.ends_schedule
+    st.end_pass(p1)
+    p2 = st.begin_pass(full[3:])  # steps 3-4
+    assert p2.offset == 3 and p2.ends_schedule
+    assert st.step_info(p2, 0.4, 4, 0).dense  # global step 3 < 4
+    assert not st.step_info(p2, 0.2, 4, 0).dense
+    assert st.step_info(p2, 0.2, 0, 1).dense  # the last step of the schedule
+    assert not st.step_info(p1, 0.6, 0, 3).dense  # pass 1 does not end the schedule
+    st.end_pass(p2)
+    p3 = st.begin_pass(full)  # a new run starts at sigma max: fresh count
+    assert p3.offset == 0
+    st.reset_passes()
+
+
+def test_vace_call_schedule(mods):
+    assert mods.steps.call_schedule(3) == (0, 1, 2)
+    assert mods.steps.call_schedule(3, (0, 2), 2) == (0, 0, 0, 1, 2, 2, 2)
+
+
+# ---------------------------------------------------------------------------- masks
+def test_key_padding_from_masks(mods):
+    kp = mods.override.key_padding_from_mask
+    L = 6
+    assert kp(None, 2, L) == (True, None)
+    add = torch.zeros(1, 1, L)
+    add[..., 4:] = -torch.finfo(torch.float32).max
+    ok, m = kp(add, 2, L)
+    assert ok and m.shape == (2, L) and m[:, :4].all() and not m[:, 4:].any()
+    ok, m = kp(torch.zeros(1, 1, L), 2, L)
+    assert ok and m is None  # nothing padded
+    b = torch.ones(2, 1, 1, L, dtype=torch.bool)
+    b[1, ..., 5] = False
+    ok, m = kp(b, 2, L)
+    assert ok and m[0].all() and not m[1, 5]
+    assert kp(torch.zeros(1, 1, L, L), 1, L)[0] is False  # query-dependent
+    bias = torch.zeros(1, 1, L)
+    bias[..., 0] = 0.5
+    assert kp(bias, 1, L)[0] is False  # a real bias
