@@ -226,6 +226,17 @@ def prepare_lora(model, source: lora_file.LoraSource) -> PreparedLora:
 
     to_load = {n: _comfy_target(t) for n, t in targets.items()}
     patches = comfy.lora.load_lora(lora_sd, to_load, log_missing=False)
+    # PEFT lora_bias (".lora_B.bias"): a bias delta scaled like the LoRA's output
+    for name, target in targets.items():
+        t = modules[name].tensors
+        if "lora_bias" not in t:
+            continue
+        bias = lora_sd[t["lora_bias"]].float()
+        if "alpha" in t and "down" in t:
+            bias = bias * (float(lora_sd[t["alpha"]]) / lora_sd[t["down"]].shape[0])
+        elif scale is not None and "down" in t:
+            bias = bias * scale.scale_for(name, int(lora_sd[t["down"]].shape[0]))
+        patches[_comfy_target(lora_keys.bias_target(target))] = ("diff", (bias,))
     return PreparedLora(patches=patches, report=report)
 
 

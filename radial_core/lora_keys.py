@@ -52,6 +52,9 @@ _SUFFIX_ROLES: dict[str, str] = {
     ".lora_linear_layer.down.weight": "down",
     ".lora_B": "up",
     ".lora_A": "down",
+    # PEFT lora_bias (diffusers writes a Wan/Hunyuan "diff_b" as this): a bias delta that PEFT
+    # scales like the LoRA output. ComfyUI does not read it; the node turns it into a bias patch.
+    ".lora_B.bias": "lora_bias",
     ".alpha": "alpha",
     ".dora_scale": "dora_scale",
     ".reshape_weight": "reshape",
@@ -84,7 +87,7 @@ _SUFFIX_ROLES: dict[str, str] = {
 _SUFFIXES_LONGEST_FIRST = sorted(_SUFFIX_ROLES, key=len, reverse=True)
 
 # Roles that carry a weight change by themselves (a module with only "alpha" changes nothing).
-_PAYLOAD_ROLES = {"up", "down", "diff", "diff_b", "set_weight", "w_norm", "b_norm", "adapter"}
+_PAYLOAD_ROLES = {"up", "down", "diff", "diff_b", "set_weight", "w_norm", "b_norm", "adapter", "lora_bias"}
 
 
 def split_lora_key(key: str) -> tuple[str, str] | None:
@@ -366,6 +369,13 @@ def target_key(target: Target) -> str:
     return target if isinstance(target, str) else target[0]
 
 
+def bias_target(target: Target) -> Target:
+    """The same target on the weight's bias (same rows / transform)."""
+    key = target_key(target)
+    bias = key[: -len(".weight")] + ".bias"
+    return bias if isinstance(target, str) else (bias, *target[1:])
+
+
 def target_offset(target: Target) -> Offset | None:
     if isinstance(target, str) or len(target) < 2:
         return None
@@ -432,6 +442,13 @@ def check_module_shapes(
                     problems.append(
                         f"{t['up']} {list(up)} @ {t['down']} {list(down)} does not fit {key} {list(want)}"
                     )
+        if "lora_bias" in t and want is not None:
+            b = tuple(lora_shapes[t["lora_bias"]])
+            bias_key = key[: -len(".weight")] + ".bias" if key.endswith(".weight") else None
+            if bias_key not in model_shapes:
+                problems.append(f"{t['lora_bias']}: a bias delta, but {key} has no bias")
+            elif b != (want[0],):
+                problems.append(f"{t['lora_bias']} {list(b)} does not fit the bias of {key} ({want[0]} outputs)")
         if "diff" in t and want is not None:
             d = tuple(lora_shapes[t["diff"]])
             if d != tuple(want):

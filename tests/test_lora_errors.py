@@ -135,3 +135,10 @@ def test_folder_chosen_without_weights(wan, lora_node, tmp_path):
     folder.mkdir()
     (folder / "lora_config.json").write_text(json.dumps({"r": 4, "lora_alpha": 4}))
     _assert_refused(wan, lora_node, folder, "folder holds no LoRA weights")
+
+
+def test_bias_delta_of_wrong_size(wan, lora_node, tmp_path):
+    tensors = H.make_lora([Target("transformer.blocks.0.attn1.to_q", "x", D, D)], "diffusers")[0]
+    tensors["transformer.blocks.0.attn1.to_q.lora_B.bias"] = torch.zeros(D + 1)
+    path = H.write_safetensors(tmp_path / "bias.safetensors", tensors)
+    _assert_refused(wan, lora_node, path, "lora_B.bias [129] does not fit the bias")

@@ -22,6 +22,7 @@ from radial_core import lora_keys as lk
         ("x.lora.down.weight", ("x", "down")),
         ("x.hada_w1_a", ("x", "adapter")),
         ("x.diff_b", ("x", "diff_b")),
+        ("transformer.blocks.0.attn1.to_q.lora_B.bias", ("transformer.blocks.0.attn1.to_q", "lora_bias")),
     ],
 )
 def test_split_lora_key(key, expected):

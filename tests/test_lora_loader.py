@@ -230,3 +230,35 @@ def test_composes_with_comfyui_lora_loader(comfy, wan, lora_node, tmp_path):
     expected = H.expected_weights(base, first, m1, 0.5, _scale_from_alpha)
     expected = H.expected_weights(expected, second, m2, 2.0, _scale_from_alpha)
     H.assert_only_targets_changed(H.patched_weights(out), expected, base, {first[0].model_key})
+
+
+def test_peft_lora_bias_becomes_a_scaled_bias_patch(wan, hunyuan, lora_node, tmp_path):
+    """diffusers writes Wan/Hunyuan "diff_b" as PEFT's lora_B.bias, scaled like the LoRA output."""
+    targets = [Target("transformer.blocks.0.attn1.to_q", "diffusion_model.blocks.0.self_attn.q.weight", D, D)]
+    tensors, mats = H.make_lora(targets, "diffusers")
+    bias = torch.randn(D, generator=torch.Generator().manual_seed(5))
+    tensors["transformer.blocks.0.attn1.to_q.lora_B.bias"] = bias
+    folder = H.write_diffusers_folder(tmp_path / "wan_bias", tensors, {"r": 4, "lora_alpha": 2})
+    base = H.weights(wan)
+    out, report = lora_node.load_radial_lora(wan, str(folder), 0.5, radial_mode="lora_only")
+    assert "matched 3 of 3" in report
+    expected = H.expected_weights(base, targets, mats, 0.5, lambda t: 0.5)
+    expected["diffusion_model.blocks.0.self_attn.q.bias"] = base["diffusion_model.blocks.0.self_attn.q.bias"] + 0.5 * 0.5 * bias
+    H.assert_only_targets_changed(
+        H.patched_weights(out), expected, base,
+        {"diffusion_model.blocks.0.self_attn.q.weight", "diffusion_model.blocks.0.self_attn.q.bias"},
+    )
+
+    hy_targets = [Target("transformer.transformer_blocks.0.attn.to_k", "diffusion_model.double_blocks.0.img_attn.qkv.weight",
+                         HY_H, HY_H, rows=(HY_H, HY_H))]
+    tensors, mats = H.make_lora(hy_targets, "diffusers")
+    tensors["transformer.transformer_blocks.0.attn.to_k.lora_B.bias"] = bias
+    path = H.write_safetensors(tmp_path / "hy_bias.safetensors", tensors)
+    base = H.weights(hunyuan)
+    out, _ = lora_node.load_radial_lora(hunyuan, str(path), 1.0, radial_mode="lora_only")
+    expected = H.expected_weights(base, hy_targets, mats, 1.0, lambda t: 1.0)
+    expected["diffusion_model.double_blocks.0.img_attn.qkv.bias"][HY_H : 2 * HY_H] += bias
+    H.assert_only_targets_changed(
+        H.patched_weights(out), expected, base,
+        {"diffusion_model.double_blocks.0.img_attn.qkv.weight", "diffusion_model.double_blocks.0.img_attn.qkv.bias"},
+    )
