@@ -1,0 +1,206 @@
+// Live density readout for the Radial Attention nodes.
+//
+// On "Sparsity Preview" and "Radial Attention Patch" nodes this shows the radial mask's density
+// and expected attention speedup for the current widget values, updated as they are edited,
+// without running the graph. The numbers come from the pack's HTTP route
+// (GET /radial_attention/estimate, nodes/routes.py): all mask math stays in Python.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const PREVIEW = "SparsityPreview";
+const PATCH = "RadialAttentionPatch";
+const READOUT = "radial_readout";
+const FAMILIES = ["wan21", "wan22_14b", "wan22_5b", "hunyuan", "mochi"];
+const DEFAULT_SIZE = { width: 1280, height: 720, frames: 81 };
+const POLL_MS = 300;
+
+const answers = new Map(); // query string -> Promise<{ok, body}>
+
+function widget(node, ...names) {
+  for (const name of names) {
+    const w = node.widgets?.find((x) => x.name === name);
+    if (w) return w;
+  }
+  return undefined;
+}
+
+function value(node, fallback, ...names) {
+  const w = widget(node, ...names);
+  return w === undefined || w.value === undefined || w.value === null ? fallback : w.value;
+}
+
+// Family from a model loader's file name upstream of the patch node (the patch node detects the
+// family from the model itself at run time; this is only the readout's guess).
+function familyFromGraph(node) {
+  const seen = new Set();
+  let current = node;
+  for (let hops = 0; current && hops < 12 && !seen.has(current.id); hops++) {
+    seen.add(current.id);
+    const fromWidget = value(current, null, "family", "model_family");
+    if (fromWidget && FAMILIES.includes(fromWidget)) return fromWidget;
+    for (const w of current.widgets ?? []) {
+      if (typeof w.value !== "string") continue;
+      const name = w.value.toLowerCase();
+      if (name.includes("hunyuan")) return "hunyuan";
+      if (name.includes("mochi")) return "mochi";
+      if (name.includes("wan2.2") || name.includes("wan2_2") || name.includes("wan22")) {
+        return name.includes("5b") ? "wan22_5b" : "wan22_14b";
+      }
+      if (name.includes("wan")) return "wan21";
+    }
+    const input = current.inputs?.find((i) => i.type === "MODEL" && i.link != null);
+    if (!input) break;
+    const link = app.graph.links?.[input.link] ?? app.graph.links?.get?.(input.link);
+    current = link ? app.graph.getNodeById(link.origin_id) : null;
+  }
+  return null;
+}
+
+// Video size for the patch node: the first node in the graph with width/height/length widgets
+// (EmptyHunyuanLatentVideo, WanImageToVideo, EmptyMochiLatentVideo, ...).
+function sizeFromGraph() {
+  for (const n of app.graph?._nodes ?? []) {
+    const w = value(n, null, "width");
+    const h = value(n, null, "height");
+    const f = value(n, null, "length", "frames");
+    if (n.comfyClass !== PREVIEW && Number.isFinite(w) && Number.isFinite(h) && Number.isFinite(f)) {
+      return { width: w, height: h, frames: f, from: n.title || n.comfyClass };
+    }
+  }
+  return { ...DEFAULT_SIZE, from: null };
+}
+
+function params(node) {
+  const p = {
+    block_size: String(value(node, 128, "block_size")),
+    decay_factor: String(value(node, 0, "decay_factor")),
+    dist1: String(value(node, "full", "dist1", "distance1_rule")),
+    text_tokens: String(value(node, -1, "text_tokens")),
+  };
+  let note = "";
+  if (node.comfyClass === PREVIEW) {
+    p.family = value(node, "wan21", "family");
+    p.width = String(value(node, 832, "width"));
+    p.height = String(value(node, 480, "height"));
+    p.frames = String(value(node, 81, "frames"));
+    if (node.inputs?.some((i) => i.name === "latent" && i.link != null)) {
+      note = " (size from the latent when run)";
+    }
+  } else {
+    const family = familyFromGraph(node);
+    const size = sizeFromGraph();
+    p.family = family ?? "wan21";
+    p.width = String(size.width);
+    p.height = String(size.height);
+    p.frames = String(size.frames);
+    if (p.decay_factor === "auto") p.decay_factor = "0";
+    note = ` at ${size.width}x${size.height}, ${size.frames} frames` + (family ? "" : ", Wan 2.1 assumed");
+  }
+  return { query: new URLSearchParams(p).toString(), note };
+}
+
+function ask(query) {
+  if (!answers.has(query)) {
+    const promise = api
+      .fetchApi(`/radial_attention/estimate?${query}`)
+      .then(async (r) => ({ ok: r.ok, body: await r.json().catch(() => ({ error: r.statusText })) }))
+      .catch((e) => ({ ok: false, body: { error: String(e) } }));
+    answers.set(query, promise);
+    if (answers.size > 200) answers.delete(answers.keys().next().value);
+  }
+  return answers.get(query);
+}
+
+function show(node, state, body, note) {
+  const el = node.radialReadout;
+  if (!el) return;
+  el.dataset.state = state;
+  if (state === "ok") {
+    const pct = (x) => `${(100 * x).toFixed(1)} %`;
+    el.querySelector(".radial-main").textContent =
+      `density ${pct(body.density)} · ~${body.expected_speedup.toFixed(2)}x attention`;
+    el.querySelector(".radial-detail").textContent =
+      `${body.num_frames} x ${body.tokens_per_frame} tokens` +
+      (body.text_tokens ? ` + ${body.text_tokens} text` : "") +
+      `, ${body.num_blocks} blocks, ${pct(body.flops_saved)} FLOPs saved${note}`;
+    el.title = body.summary;
+  } else {
+    el.querySelector(".radial-main").textContent = state === "busy" ? "density: ..." : "cannot estimate";
+    el.querySelector(".radial-detail").textContent = body?.error ?? "";
+    el.title = body?.error ?? "";
+  }
+  node.setDirtyCanvas?.(true, false);
+}
+
+async function refresh(node) {
+  if (!node.radialReadout) return;
+  node.radialReadout.dataset.nodeId = String(node.id); // ids are assigned after creation on load
+  const { query, note } = params(node);
+  const key = query + "|" + note;
+  if (node.radialKey === key) return;
+  node.radialKey = key;
+  show(node, "busy", null, note);
+  const { ok, body } = await ask(query);
+  if (node.radialKey !== key) return; // edited again meanwhile
+  node.radialReadout.dataset.query = query;
+  show(node, ok ? "ok" : "error", body, note);
+}
+
+function attach(node) {
+  if (node.radialReadout || ![PREVIEW, PATCH].includes(node.comfyClass)) return;
+  const el = document.createElement("div");
+  el.className = "radial-readout";
+  el.dataset.nodeId = String(node.id);
+  el.style.cssText =
+    "font: 12px/1.35 ui-monospace, monospace; padding: 4px 6px; border-radius: 4px;" +
+    "background: rgba(0,0,0,0.35); color: #e6e8ee; overflow: hidden; white-space: normal;";
+  el.innerHTML = '<div class="radial-main" style="font-weight:600;color:#f6c945"></div>' +
+    '<div class="radial-detail" style="opacity:0.8"></div>';
+  const w = node.addDOMWidget(READOUT, "radial_readout", el, {
+    hideOnZoom: false,
+    serialize: false,
+    getValue: () => "",
+    setValue: () => {},
+  });
+  w.serialize = false;
+  w.computeLayoutSize = () => ({ minHeight: 44, maxHeight: 64, minWidth: 220 });
+  node.radialReadout = el;
+  for (const other of node.widgets ?? []) {
+    if (other === w) continue;
+    const original = other.callback;
+    other.callback = function (...args) {
+      const result = original?.apply(this, args);
+      setTimeout(() => refresh(node), 0);
+      return result;
+    };
+  }
+  refresh(node);
+}
+
+const EXTENSION = {
+  name: "radial_attention.density_readout",
+  nodeCreated(node) {
+    attach(node);
+  },
+  loadedGraphNode(node) {
+    attach(node);
+    node.radialKey = null;
+    refresh(node);
+  },
+  setup() {
+    // Catch every way a value can change (typing, arrows, links, graph loads): compare the
+    // query of each readout node a few times a second; only a changed query reaches the server.
+    setInterval(() => {
+      for (const node of app.graph?._nodes ?? []) {
+        if (node.radialReadout) refresh(node);
+      }
+    }, POLL_MS);
+  },
+};
+
+// ComfyUI may serve this folder under two names (the pack's WEB_DIRECTORY and pyproject's
+// [tool.comfy] web), loading this file twice: register once per page.
+if (!window.__radialAttentionReadout) {
+  window.__radialAttentionReadout = true;
+  app.registerExtension(EXTENSION);
+}
