@@ -214,3 +214,67 @@ def test_key_padding_from_masks(mods):
     bias = torch.zeros(1, 1, L)
     bias[..., 0] = 0.5
     assert kp(bias, 1, L)[0] is False  # a real bias
+
+
+# ---------------------------------------------------------------------------- fallbacks (direct)
+def _direct_setup(comfy, mods, frames=4):
+    rs = comfy.pack_module("nodes.run_state")
+    p = mods.patcher.apply_radial_patch(hm.load_model("wan_t2v"), dense_blocks="", block_size=64)
+    ov = p.model_options["transformer_options"]["optimized_attention_override"]
+    run = rs.RunState(None)
+    run.fwd = rs.open_forward(run, ov.config.family, torch.zeros(1, 16, frames, 16, 16), torch.tensor([1.0]),
+                              None, {}, {}, 0, 0)
+    return {"optimized_attention_override": ov, rs.RUN_KEY: run}, run
+
+
+@pytest.mark.parametrize("case", ["float64", "grad", "odd_length"])
+def test_fallbacks_warn_once_and_match_dense(comfy, mods, caplog, case):
+    import comfy.ldm.modules.attention as attn
+
+    topts, run = _direct_setup(comfy, mods)
+    g = torch.Generator().manual_seed(0)
+    L = 4 * 64 if case != "odd_length" else 4 * 64 + 3
+    dtype = torch.float64 if case == "float64" else torch.float32
+    words = {"float64": "dtype torch.float64", "grad": "gradients", "odd_length": "do not match"}[case]
+    outs = []
+    with caplog.at_level(logging.WARNING), torch.set_grad_enabled(case == "grad"):
+        for _ in range(3):
+            run.fwd.calls = 0
+            q, k, v = (torch.randn(2, L, 128, generator=g, dtype=dtype) for _ in range(3))
+            if case == "grad":
+                q.requires_grad_(True)
+            out = attn.attention_pytorch(q, k, v, heads=1, transformer_options=topts)
+            want = attn.attention_pytorch(q, k, v, heads=1, transformer_options={})
+            outs.append(float((out - want).detach().abs().max()))
+    assert max(outs) == 0.0
+    assert len([r for r in caplog.records if words in r.getMessage()]) == 1
+    assert run.sparse_calls == 0
+
+
+def test_outside_a_sampler_the_override_is_dense(comfy, mods):
+    import comfy.ldm.modules.attention as attn
+
+    p = mods.patcher.apply_radial_patch(hm.load_model("wan_t2v"), dense_blocks="")
+    ov = p.model_options["transformer_options"]["optimized_attention_override"]
+    q = torch.randn(1, 256, 128)
+    out = attn.attention_pytorch(q, q, q, heads=1, transformer_options={"optimized_attention_override": ov})
+    assert torch.equal(out, attn.attention_pytorch(q, q, q, heads=1, transformer_options={}))
+
+
+def test_direct_sparse_call_layouts(comfy, mods):
+    """[B, L, H*D] in, same layout out; skip_reshape [B, H, L, D] in, [B, L, H*D] out."""
+    import comfy.ldm.modules.attention as attn
+    from radial_core.reference import dense_masked_attention
+
+    topts, run = _direct_setup(comfy, mods, frames=8)
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 8 * 64, 256, generator=g) for _ in range(3))
+    out = attn.attention_pytorch(q, k, v, heads=2, transformer_options=topts)
+    assert out.shape == q.shape and run.sparse_calls == 1
+    q4, k4, v4 = (t.view(2, -1, 2, 128).transpose(1, 2) for t in (q, k, v))
+    mask = comfy.pack_module("nodes.attention_override").cached_mask(8, 64, 0, 64, 0.2, "wan", "full")
+    ref = dense_masked_attention(q4, k4, v4, mask, 64).transpose(1, 2).reshape(2, -1, 256)
+    assert float((out.double() - ref).norm() / ref.norm()) < 1e-5
+    run.fwd.calls = 0
+    out2 = attn.attention_pytorch(q4, k4, v4, heads=2, skip_reshape=True, transformer_options=topts)
+    assert out2.shape == q.shape and torch.allclose(out2, out, atol=1e-6)
