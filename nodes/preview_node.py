@@ -77,7 +77,7 @@ class SparsityPreview(io.ComfyNode):
                 io.Combo.Input("block_size", options=["128", "64"], default="128",
                                tooltip="Attention block size of the sparse kernel (tokens)."),
                 io.Float.Input(
-                    "decay_factor", default=0.0, min=0.0, max=4.0, step=0.05,
+                    "decay_factor", default=0.0, min=0.0, max=10.0, step=0.01,
                     tooltip="Scales the spatial window of far frames; lower is sparser. 0 = the "
                     "family's default (Wan 2.1 0.2, Wan 2.2 0.8, HunyuanVideo 0.95).",
                 ),
@@ -96,6 +96,9 @@ class SparsityPreview(io.ComfyNode):
                              "are added around it)."),
                 io.Latent.Input("latent", optional=True,
                                 tooltip="Optional: read frames and size from this video latent."),
+                io.Model.Input("model", optional=True,
+                               tooltip="Optional: a model from Radial Attention Patch; its family, "
+                               "block size, decay factor and distance-1 rule replace this node's."),
             ],
             outputs=[
                 io.Image.Output(display_name="mask image",
@@ -108,15 +111,31 @@ class SparsityPreview(io.ComfyNode):
     @classmethod
     def execute(cls, family: str, width: int, height: int, frames: int, block_size: str,
                 decay_factor: float, dist1: str, text_tokens: int, image_size: int = 640,
-                latent: dict | None = None) -> io.NodeOutput:
-        est = estimate_for(family, width, height, frames, block_size=int(block_size),
-                           decay_factor=decay_factor, dist1=dist1, text_tokens=text_tokens,
-                           latent=latent)
+                latent: dict | None = None, model=None) -> io.NodeOutput:
+        settings = dict(family=family, block_size=int(block_size), decay_factor=decay_factor,
+                        dist1=dist1)
+        if model is not None:
+            settings = settings_from_model(model, settings)
+        est = estimate_for(width=width, height=height, frames=frames, text_tokens=text_tokens,
+                           latent=latent, **settings)
         picture = est.render(panel_size=int(image_size))
         image = (picture.to(torch.float32) / 255.0).unsqueeze(0)  # [1, H, W, 3], 0..1
         summary = est.summary()
         logger.info("Sparsity Preview: %s", summary.replace("\n", "; "))
         return io.NodeOutput(image, summary, ui=ui.PreviewImage(image, cls=cls))
+
+
+def settings_from_model(model, fallback: dict) -> dict:
+    """Family, block size, decay factor and distance-1 rule of a model patched by the pack."""
+    from .radial_patcher import get_radial_config
+
+    cfg = get_radial_config(model)
+    if cfg is None:
+        logger.warning("Sparsity Preview: the MODEL input is not patched by Radial Attention Patch; "
+                       "using this node's own settings")
+        return fallback
+    return {"family": cfg["family"], "block_size": int(cfg["block_size"]),
+            "decay_factor": float(cfg["decay_factor"]), "dist1": cfg["dist1"]}
 
 
 def estimate_for(family: str, width: int, height: int, frames: int, *, block_size: int,

@@ -31,7 +31,7 @@ LIMITS = {  # name: (min, max) for integer parameters
     "frames": (1, 2049),
     "text_tokens": (-1, 4096),
 }
-MAX_DECAY = 4.0
+MAX_DECAY = 10.0  # as the nodes' decay_factor inputs
 _registered = False
 
 

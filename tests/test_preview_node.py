@@ -152,6 +152,35 @@ def test_node_reads_shape_from_a_latent(comfy):
     assert f"kept {int(mask.sum()):,}" in summary
 
 
+def test_node_reads_settings_from_a_patched_model(comfy, tmp_path):
+    """UNETLoader (a tiny random-weight Wan 2.2-5B file) -> Radial Attention Patch -> preview."""
+    import helpers_models as hm
+
+    tm = hm.tiny_models_module()
+    tm.save(tm.wan_state_dict("wan22_5b"), tmp_path / "tiny_wan22_5b.safetensors")
+    comfy.folder_paths.add_model_folder_path("diffusion_models", str(tmp_path))
+    prompt = {
+        "3": {"class_type": "UNETLoader",
+              "inputs": {"unet_name": "tiny_wan22_5b.safetensors", "weight_dtype": "default"}},
+        "4": {"class_type": "RadialAttentionPatch",
+              "inputs": {"model": ["3", 0], "decay_factor": 0.5, "block_size": 64,
+                         "dense_blocks": "", "dense_steps_first": 0, "dense_steps_last": 0,
+                         "dist1": "half", "backend": "pytorch", "family": "auto"}},
+        # the node's own settings say otherwise; the patched model's must win
+        "1": preview_prompt(family="hunyuan", width=1280, height=704, frames=121, block_size="128",
+                            decay_factor=0.9, dist1="full")["1"],
+    }
+    prompt["1"]["inputs"]["model"] = ["4", 0]
+    executor = run_prompt(prompt)
+    _, summary, _ = node_outputs(executor)
+    geo = geometry_from_pixels("wan22_5b", 1280, 704, 121)
+    assert (geo.num_frames, geo.tokens_per_frame, geo.text_tokens) == (31, 880, 0)
+    mask = radial_block_mask(31, 880, block_size=64, decay_factor=0.5, model="wan", dist1="half")
+    assert "31 frames x 880 tokens/frame + 0 text" in summary
+    assert f"of 64, kept {int(mask.sum()):,}" in summary
+    assert "decay factor 0.5, distance-1 rule half" in summary
+
+
 def test_node_bad_size_is_a_clear_error(comfy):
     import execution
 
