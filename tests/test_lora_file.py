@@ -105,3 +105,13 @@ def test_header_size_mismatch_and_empty(tmp_path):
     save_file({}, str(empty))
     with pytest.raises(lf.LoraFileError, match="holds no tensors"):
         lf.load_lora_source(empty)
+
+
+def test_peft_folder_with_adapter_config(tmp_path):
+    folder = tmp_path / "peft_out"
+    folder.mkdir()
+    _write(folder / "adapter_model.safetensors")
+    (folder / "adapter_config.json").write_text(json.dumps({"r": 2, "lora_alpha": 4}))
+    src = lf.load_lora_source(folder)
+    assert src.kind == "diffusers-folder" and src.config["lora_alpha"] == 4
+    assert src.config_path.endswith("adapter_config.json")

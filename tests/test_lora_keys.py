@@ -111,6 +111,9 @@ def test_hunyuan_extra_key_map_splits_fused_weights():
     assert m["transformer.single_transformer_blocks.3.proj_mlp"] == (lin1, (0, 384, 512))
     assert m["transformer.single_transformer_blocks.3.proj_out"] == "diffusion_model.single_blocks.3.linear2.weight"
     assert m["transformer.transformer_blocks.0.ff.net.0.proj"] == "diffusion_model.double_blocks.0.img_mlp.0.weight"
+    assert m["lora_transformer_single_transformer_blocks_3_attn_to_q"] == (lin1, (0, 0, 128))
+    assert m["diffusion_model.transformer_blocks.0.attn.to_q"] == (qkv, (0, 0, 128))
+    assert m["double_blocks.0.img_attn.qkv"] == qkv
     assert m["transformer.norm_out.linear"] == ("diffusion_model.final_layer.adaLN_modulation.1.weight", None, "swap_halves")
     assert lk.target_shape(m["transformer.single_transformer_blocks.3.proj_mlp"], _hy_shapes()) == (512, 128)
 

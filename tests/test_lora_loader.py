@@ -262,3 +262,30 @@ def test_peft_lora_bias_becomes_a_scaled_bias_patch(wan, hunyuan, lora_node, tmp
         H.patched_weights(out), expected, base,
         {"diffusion_model.double_blocks.0.img_attn.qkv.weight", "diffusion_model.double_blocks.0.img_attn.qkv.bias"},
     )
+
+
+def test_wan_i2v_image_keys_and_embedders(comfy, lora_node, tmp_path):
+    """I2V-only weights: diffusers' add_k_proj / add_v_proj and the image embedder."""
+    i2v = H.build_model(dict(H.WAN_CONFIG, model_type="i2v", in_dim=36), seed=2)
+    assert "diffusion_model.blocks.0.cross_attn.k_img.weight" in i2v.model.state_dict()
+    targets = [
+        Target("transformer.blocks.0.attn2.add_k_proj", "diffusion_model.blocks.0.cross_attn.k_img.weight", D, D),
+        Target("transformer.blocks.1.attn2.add_v_proj", "diffusion_model.blocks.1.cross_attn.v_img.weight", D, D),
+        Target("transformer.condition_embedder.image_embedder.ff.net.0.proj", "diffusion_model.img_emb.proj.1.weight", 1280, 1280),
+        Target("transformer.condition_embedder.time_proj", "diffusion_model.time_projection.1.weight", 6 * D, D),
+        Target("transformer.condition_embedder.text_embedder.linear_1", "diffusion_model.text_embedding.0.weight", D, 4096),
+        Target("transformer.proj_out", "diffusion_model.head.head.weight", 64, D),
+    ]
+    tensors, mats = H.make_lora(targets, "diffusers")
+    path = H.write_safetensors(tmp_path / "i2v.safetensors", tensors)
+    _check(i2v, lora_node, path, targets, mats, strength=1.0)
+
+
+def test_node_registered_with_comfyui_schema(comfy):
+    cls = comfy.nodes.NODE_CLASS_MAPPINGS["RadialLoraLoader"]
+    assert comfy.nodes.NODE_DISPLAY_NAME_MAPPINGS.get("RadialLoraLoader") == "Radial LoRA Loader"
+    info = cls.INPUT_TYPES()
+    assert set(info["required"]) == {"model", "lora_name", "strength"}
+    assert {"radial_mode", "decay_factor", "block_size", "dense_blocks", "dense_steps_first",
+            "dense_steps_last", "dist1", "family", "backend"} == set(info["optional"])
+    assert list(cls.RETURN_TYPES) == ["MODEL", "STRING"]
