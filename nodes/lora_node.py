@@ -448,3 +448,11 @@ class RadialLoraLoader(io.ComfyNode):
             model, path, strength, radial_mode=radial_mode, overrides=overrides, backend=backend
         )
         return io.NodeOutput(out, text)
+
+    @classmethod
+    def fingerprint_inputs(cls, lora_name=None, **kwargs):
+        """Re-run when the LoRA's files change on disk (size/mtime of the file, side-car, folder)."""
+        try:
+            return _fingerprint(resolve_lora_path(lora_name))
+        except (ValueError, TypeError, OSError):
+            return lora_name

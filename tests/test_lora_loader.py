@@ -289,3 +289,12 @@ def test_node_registered_with_comfyui_schema(comfy):
     assert {"radial_mode", "decay_factor", "block_size", "dense_blocks", "dense_steps_first",
             "dense_steps_last", "dist1", "family", "backend"} == set(info["optional"])
     assert list(cls.RETURN_TYPES) == ["MODEL", "STRING"]
+
+
+def test_bf16_lora_on_float32_model(wan, lora_node, tmp_path):
+    targets = [Target("lora_unet_blocks_1_self_attn_v", "diffusion_model.blocks.1.self_attn.v.weight", D, D, alpha=2.0)]
+    tensors, mats = H.make_lora(targets, "kohya")
+    tensors = {k: v.to(torch.bfloat16) for k, v in tensors.items()}
+    mats = {k: (u.to(torch.bfloat16).float(), d.to(torch.bfloat16).float()) for k, (u, d) in mats.items()}
+    path = H.write_safetensors(tmp_path / "bf16.safetensors", tensors)
+    _check(wan, lora_node, path, targets, mats, strength=1.0)

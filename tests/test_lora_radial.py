@@ -150,6 +150,10 @@ def test_node_execute_with_loras_folder_and_overrides(comfy, wan, lora_node, pat
 
     out2, report2 = node.execute(model=wan, lora_name="diff_folder/", strength=1.0).args
     assert "matched 2 of 2" in report2 and patcher.get_radial_config(out2) is not None
+    fp = node.fingerprint_inputs(lora_name="ext.safetensors", strength=1.0)
+    (loras / "ext.radial.json").write_text(json.dumps({"radial_attn.dense_steps": 5}))
+    assert node.fingerprint_inputs(lora_name="ext.safetensors", strength=1.0) != fp  # side-car counts
+    assert node.execute(model=wan, lora_name="ext.safetensors", strength=1.0).args[1].count("dense_steps_first=5") == 1
     with pytest.raises(ValueError, match=r"'nope.safetensors' not found in the loras folders"):
         node.execute(model=wan, lora_name="nope.safetensors", strength=1.0)
 
