@@ -298,3 +298,26 @@ def test_bf16_lora_on_float32_model(wan, lora_node, tmp_path):
     mats = {k: (u.to(torch.bfloat16).float(), d.to(torch.bfloat16).float()) for k, (u, d) in mats.items()}
     path = H.write_safetensors(tmp_path / "bf16.safetensors", tensors)
     _check(wan, lora_node, path, targets, mats, strength=1.0)
+
+
+def test_works_with_lowvram_offloading(wan, lora_node, tmp_path):
+    """Under ComfyUI's partial (low-VRAM) loading the weights stay W and the patch is computed on the
+    fly at each forward (LowVramPatch): only possible because the LoRA is a patch, not an edit."""
+    targets = [Target("transformer.blocks.0.attn1.to_q", "diffusion_model.blocks.0.self_attn.q.weight", D, D)]
+    tensors, mats = H.make_lora(targets, "diffusers")
+    tensors["transformer.blocks.0.attn1.to_q.lora_B.bias"] = torch.ones(D)
+    path = H.write_safetensors(tmp_path / "lowvram.safetensors", tensors)
+    base = H.weights(wan)
+    out, _ = lora_node.load_radial_lora(wan, str(path), 0.8, radial_mode="lora_only")
+    expected = H.expected_weights(base, targets, mats, 0.8, lambda t: 1.0)
+    w = expected["diffusion_model.blocks.0.self_attn.q.weight"]
+    b = base["diffusion_model.blocks.0.self_attn.q.bias"] + 0.8
+    x = torch.randn(3, D, generator=torch.Generator().manual_seed(9))
+    out.patch_model(device_to=torch.device("cpu"), lowvram_model_memory=1)
+    try:
+        q = out.model.diffusion_model.blocks[0].self_attn.q
+        assert q.weight_function, "ComfyUI did not take the low-VRAM path"
+        torch.testing.assert_close(q.weight, base["diffusion_model.blocks.0.self_attn.q.weight"], rtol=0, atol=0)
+        torch.testing.assert_close(q(x), x @ w.T + b, rtol=1e-5, atol=1e-5)
+    finally:
+        out.unpatch_model(device_to=torch.device("cpu"))
