@@ -172,6 +172,30 @@ try {
   step("preview images", { images });
   await page.waitForTimeout(1500); // let the canvas draw the images
 
+  // 6. the readout on a Radial Attention Patch node too (added as the node search would add it)
+  const patch = await page.evaluate(() => {
+    const { app } = window.comfyAPI.app;
+    const node = window.LiteGraph.createNode("RadialAttentionPatch");
+    if (!node) return { error: "RadialAttentionPatch is not registered in the front end" };
+    node.pos = [1050, 170];
+    app.graph.add(node);
+    return { id: node.id };
+  });
+  if (patch.error) throw new Error(patch.error);
+  await page.waitForFunction(
+    (id) => document.querySelector(`.radial-readout[data-node-id="${id}"]`)?.dataset.state === "ok",
+    patch.id, { timeout: 20_000 });
+  const patchText = (await page.locator(`.radial-readout[data-node-id="${patch.id}"]`).innerText()).trim();
+  const patchExpected = await page.evaluate(async () => {
+    const q = "family=wan21&width=1280&height=720&frames=81&block_size=128&decay_factor=0&dist1=full";
+    return (await (await fetch(`/api/radial_attention/estimate?${q}`)).json()).density;
+  });
+  if (!patchText.includes(`density ${(100 * patchExpected).toFixed(1)} %`) || !patchText.includes("1280x720, 81 frames")) {
+    throw new Error(`patch node readout "${patchText}" is not the route's answer ${patchExpected}`);
+  }
+  step("patch node readout", { text: patchText });
+  await page.waitForTimeout(500);
+
   const shot = path.join(artifacts, "sparsity_preview_ui.png");
   await page.screenshot({ path: shot });
   result.screenshot = shot;

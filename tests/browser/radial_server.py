@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,15 +27,7 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # git-ignored
 START_TIMEOUT_S = 180
 
 # Front-end settings for a fresh user: no first-run dialogs over the canvas.
-FRESH_SETTINGS = {
-    "Comfy.TutorialCompleted": True,
-    "Comfy.Workflow.ShowMissingModelsWarning": False,
-    "Comfy.Workflow.ShowMissingNodesWarning": True,
-    "Comfy.InstalledVersion": "1.32.9",
-    "Comfy.Release.Version": "1.32.9",
-    "Comfy.Release.Status": "skipped",
-    "Comfy.Release.Timestamp": 4102444800000,
-}
+FRESH_SETTINGS = {"Comfy.TutorialCompleted": True}
 
 
 def comfyui_dir() -> Path:
@@ -69,7 +62,13 @@ class ComfyServer:
         self.work = Path(tempfile.mkdtemp(prefix="radial-comfy-"))
         for sub in ("output", "temp", "input", "user/default"):
             (self.work / sub).mkdir(parents=True, exist_ok=True)
-        (self.work / "user/default/comfy.settings.json").write_text(json.dumps(FRESH_SETTINGS))
+        user = self.work / "user/default"
+        (user / "comfy.settings.json").write_text(json.dumps(FRESH_SETTINGS))
+        # files and folders the front end reads for every user (absent ones log 404s)
+        (user / "user.css").write_text("")
+        (user / "comfy.templates.json").write_text("[]")
+        for sub in ("workflows", "subgraphs"):
+            (user / sub).mkdir(exist_ok=True)
         ARTIFACTS.mkdir(exist_ok=True)
         self.log_path = ARTIFACTS / "comfyui-server.log"
         self.proc: subprocess.Popen | None = None
@@ -115,6 +114,7 @@ class ComfyServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
+        shutil.rmtree(self.work, ignore_errors=True)
 
     # --- HTTP helpers ---------------------------------------------------------------------
     def request(self, path: str, data: dict | None = None, timeout: float = 30):

@@ -48,10 +48,7 @@ function familyFromGraph(node) {
       }
       if (name.includes("wan")) return "wan21";
     }
-    const input = current.inputs?.find((i) => i.type === "MODEL" && i.link != null);
-    if (!input) break;
-    const link = app.graph.links?.[input.link] ?? app.graph.links?.get?.(input.link);
-    current = link ? app.graph.getNodeById(link.origin_id) : null;
+    current = upstream(current, "model");
   }
   return null;
 }
@@ -70,22 +67,40 @@ function sizeFromGraph() {
   return { ...DEFAULT_SIZE, from: null };
 }
 
-function params(node) {
-  const p = {
+function upstream(node, inputName) {
+  const input = node.inputs?.find((i) => i.name === inputName && i.link != null);
+  if (!input) return null;
+  const link = app.graph.links?.[input.link] ?? app.graph.links?.get?.(input.link);
+  return link ? app.graph.getNodeById(link.origin_id) : null;
+}
+
+// Mask settings of a node's widgets: block size, decay factor (0 = family default), rule.
+function maskSettings(node) {
+  return {
     block_size: String(value(node, 128, "block_size")),
     decay_factor: String(value(node, 0, "decay_factor")),
-    dist1: String(value(node, "full", "dist1", "distance1_rule")),
-    text_tokens: String(value(node, -1, "text_tokens")),
+    dist1: String(value(node, "full", "dist1")),
   };
+}
+
+function params(node) {
+  const p = { ...maskSettings(node), text_tokens: String(value(node, -1, "text_tokens")) };
   let note = "";
   if (node.comfyClass === PREVIEW) {
     p.family = value(node, "wan21", "family");
     p.width = String(value(node, 832, "width"));
     p.height = String(value(node, 480, "height"));
     p.frames = String(value(node, 81, "frames"));
-    if (node.inputs?.some((i) => i.name === "latent" && i.link != null)) {
-      note = " (size from the latent when run)";
+    const patch = upstream(node, "model");
+    if (patch?.comfyClass === PATCH) {
+      // the node takes the patched model's settings when run; show those
+      Object.assign(p, maskSettings(patch));
+      p.family = familyFromGraph(patch) ?? p.family;
+      note += ", settings from the patch";
+    } else if (patch) {
+      note += ", settings from the model when run";
     }
+    if (upstream(node, "latent")) note += ", size from the latent when run";
   } else {
     const family = familyFromGraph(node);
     const size = sizeFromGraph();
@@ -93,8 +108,7 @@ function params(node) {
     p.width = String(size.width);
     p.height = String(size.height);
     p.frames = String(size.frames);
-    if (p.decay_factor === "auto") p.decay_factor = "0";
-    note = ` at ${size.width}x${size.height}, ${size.frames} frames` + (family ? "" : ", Wan 2.1 assumed");
+    note = `at ${size.width}x${size.height}, ${size.frames} frames` + (family ? "" : ", Wan 2.1 assumed");
   }
   return { query: new URLSearchParams(p).toString(), note };
 }
@@ -122,11 +136,13 @@ function show(node, state, body, note) {
     el.querySelector(".radial-detail").textContent =
       `${body.num_frames} x ${body.tokens_per_frame} tokens` +
       (body.text_tokens ? ` + ${body.text_tokens} text` : "") +
-      `, ${body.num_blocks} blocks, ${pct(body.flops_saved)} FLOPs saved${note}`;
+      `, ${body.num_blocks} blocks, ${pct(body.flops_saved)} FLOPs saved`;
+    el.querySelector(".radial-note").textContent = note.replace(/^[ ,]+/, "");
     el.title = body.summary;
   } else {
     el.querySelector(".radial-main").textContent = state === "busy" ? "density: ..." : "cannot estimate";
     el.querySelector(".radial-detail").textContent = body?.error ?? "";
+    el.querySelector(".radial-note").textContent = "";
     el.title = body?.error ?? "";
   }
   node.setDirtyCanvas?.(true, false);
@@ -155,7 +171,8 @@ function attach(node) {
     "font: 12px/1.35 ui-monospace, monospace; padding: 4px 6px; border-radius: 4px;" +
     "background: rgba(0,0,0,0.35); color: #e6e8ee; overflow: hidden; white-space: normal;";
   el.innerHTML = '<div class="radial-main" style="font-weight:600;color:#f6c945"></div>' +
-    '<div class="radial-detail" style="opacity:0.8"></div>';
+    '<div class="radial-detail" style="opacity:0.85"></div>' +
+    '<div class="radial-note" style="opacity:0.6"></div>';
   const w = node.addDOMWidget(READOUT, "radial_readout", el, {
     hideOnZoom: false,
     serialize: false,
@@ -163,8 +180,16 @@ function attach(node) {
     setValue: () => {},
   });
   w.serialize = false;
-  w.computeLayoutSize = () => ({ minHeight: 44, maxHeight: 64, minWidth: 220 });
+  w.computeLayoutSize = () => ({ minHeight: 78, maxHeight: 96, minWidth: 260 });
   node.radialReadout = el;
+  // make room for the readout once the node has its final widgets (never shrink a node)
+  requestAnimationFrame(() => {
+    const [w, h] = node.computeSize?.() ?? node.size;
+    if (node.size[0] < w || node.size[1] < h) {
+      node.setSize([Math.max(node.size[0], w), Math.max(node.size[1], h)]);
+      node.setDirtyCanvas?.(true, true);
+    }
+  });
   for (const other of node.widgets ?? []) {
     if (other === w) continue;
     const original = other.callback;

@@ -1,0 +1,74 @@
+"""Real browser: headless Debian chromium (driven by npm playwright-core) against a real ComfyUI.
+
+Starts ComfyUI with the pack on 127.0.0.1 (radial_server.py), then runs preview_ui.mjs: it loads
+the bundled workflow, checks every node renders with no console errors, edits a widget and sees
+the density readout change, queues the graph and sees the preview image; screenshots land in
+tests/browser/artifacts/ (git-ignored). Set RADIAL_DOCS_SCREENSHOT=1 to also refresh
+docs/images/sparsity_preview.png for the README.
+
+Needs `bash scripts/setup_browser.sh` once. Without chromium / node / playwright-core the test
+skips with the reason locally, and FAILS under CI=true (it must never skip silently in CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from radial_server import ARTIFACTS, ROOT, get_server
+
+pytestmark = [pytest.mark.comfy, pytest.mark.slow]
+
+HERE = Path(__file__).resolve().parent
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+DOCS_SHOT = ROOT / "docs" / "images" / "sparsity_preview.png"
+
+
+def missing_tools() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"no chromium at {CHROMIUM}"
+    if shutil.which("node") is None:
+        return "no node (Node.js) on PATH"
+    if not (HERE / "node_modules" / "playwright-core" / "package.json").exists():
+        return "playwright-core is not installed in tests/browser/node_modules"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser_ready():
+    why = missing_tools()
+    if why:
+        message = f"browser test needs its tools: {why}. Fix: run `bash scripts/setup_browser.sh`."
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: the browser test may not skip)")
+        pytest.skip(message)
+
+
+def test_preview_workflow_in_a_real_browser(browser_ready):
+    server = get_server()
+    cmd = ["node", str(HERE / "preview_ui.mjs"), server.url, str(ARTIFACTS)]
+    if os.environ.get("RADIAL_DOCS_SCREENSHOT") == "1":
+        cmd.append(str(DOCS_SHOT))
+    proc = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+    assert lines, f"preview_ui.mjs printed no result (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    result = json.loads(lines[-1])
+    (ARTIFACTS / "browser-result.json").write_text(json.dumps(result, indent=1))
+    for step in result["steps"]:
+        print("browser:", json.dumps(step)[:300])
+    assert result["ok"], (
+        f"browser check failed: {result.get('error')}\n"
+        f"console errors: {result['consoleErrors']}\nserver log tail:\n{server.log_tail()}"
+    )
+    assert result["consoleErrors"] == []
+    names = [s["name"] for s in result["steps"]]
+    assert names[-1] == "patch node readout" and "readout changed" in names and "preview images" in names
+    images = next(s for s in result["steps"] if s["name"] == "preview images")["images"]
+    assert all(len(node_imgs) == 1 and node_imgs[0][0] > 100 for node_imgs in images)
+    assert Path(result["screenshot"]).stat().st_size > 50_000
