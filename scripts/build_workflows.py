@@ -1,0 +1,426 @@
+"""Write the pack's example workflows (``workflows/*.json``, UI format) from short descriptions.
+
+The files are what ComfyUI's front end saves and what its template browser serves. Writing them by
+hand is error-prone (widget order, link tables), so each workflow is described here by node type,
+widget values *by name* and links, and the JSON is laid out from the real node definitions of the
+ComfyUI copy this repository uses (``INPUT_TYPES()`` order, control-after-generate values that the
+front end stores after seeds). ``tests/test_workflows.py`` then reads the files back independently
+(UI -> API conversion) and has ComfyUI validate them, so a schema change shows up as a failing test:
+re-run this script and commit the result.
+
+Usage:  .venv/bin/python scripts/build_workflows.py          (writes workflows/*.json)
+        .venv/bin/python scripts/build_workflows.py --check  (exit 1 if a file is out of date)
+
+workflows/sparsity_preview.json and workflows/demo_wan_tiny.json belong to other scripts/owners and
+are not written here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "workflows"
+
+HF_WAN21 = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
+HF_WAN22 = "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files"
+HF_HUNYUAN = "https://huggingface.co/Comfy-Org/HunyuanVideo_repackaged/resolve/main/split_files"
+HF_CLIP_L = "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors"
+
+# The model files, with the names and download places ComfyUI's own templates use.
+MODELS = {
+    "wan2.1_t2v_14B_fp16.safetensors": (f"{HF_WAN21}/diffusion_models/wan2.1_t2v_14B_fp16.safetensors", "diffusion_models"),
+    "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors": (
+        f"{HF_WAN22}/diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors", "diffusion_models"),
+    "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors": (
+        f"{HF_WAN22}/diffusion_models/wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors", "diffusion_models"),
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": (
+        f"{HF_WAN21}/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders"),
+    "wan_2.1_vae.safetensors": (f"{HF_WAN21}/vae/wan_2.1_vae.safetensors", "vae"),
+    "hunyuan_video_t2v_720p_bf16.safetensors": (
+        f"{HF_HUNYUAN}/diffusion_models/hunyuan_video_t2v_720p_bf16.safetensors", "diffusion_models"),
+    "clip_l.safetensors": (HF_CLIP_L, "text_encoders"),
+    "llava_llama3_fp8_scaled.safetensors": (f"{HF_HUNYUAN}/text_encoders/llava_llama3_fp8_scaled.safetensors", "text_encoders"),
+    "hunyuan_video_vae_bf16.safetensors": (f"{HF_HUNYUAN}/vae/hunyuan_video_vae_bf16.safetensors", "vae"),
+}
+# Length-extension LoRAs have no canonical download yet: the workflows name a file the user puts in
+# models/loras/ (any name works: pick yours in the node).
+WAN_LONG_LORA = "radial_wan2.1_t2v_14B_4x_length_lora.safetensors"
+HUNYUAN_LONG_LORA = "radial_hunyuan_video_t2v_4x_length_lora.safetensors"
+START_IMAGE = "example.png"  # ships in ComfyUI's input/ folder
+
+WAN_NEGATIVE = (
+    "Vivid colors, overexposed, static, blurry details, subtitles, style, artwork, painting, still "
+    "picture, overall gray, worst quality, low quality, JPEG artifacts, ugly, deformed, extra fingers, "
+    "poorly drawn hands, poorly drawn face, malformed limbs, fused fingers, motionless frame, cluttered "
+    "background, three legs, many people in the background, walking backwards"
+)
+
+MODE_BYPASS = 4
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    values: dict[str, Any]
+    links_in: dict[str, tuple["Node", int]]
+    title: str | None = None
+    mode: int = 0
+    col: int = 0
+    size: tuple[int, int] | None = None
+
+    def __getitem__(self, slot: int) -> tuple["Node", int]:
+        return (self, slot)
+
+
+@dataclass
+class Workflow:
+    name: str
+    nodes: list[Node] = field(default_factory=list)
+
+    def add(self, type_: str, *, title: str | None = None, mode: int = 0, col: int | None = None,
+            size: tuple[int, int] | None = None, **inputs) -> Node:
+        links = {k: v for k, v in inputs.items() if isinstance(v, tuple) and v and isinstance(v[0], Node)}
+        values = {k: v for k, v in inputs.items() if k not in links}
+        auto_col = 1 + max((src.col for src, _ in links.values()), default=-1)
+        node = Node(len(self.nodes) + 1, type_, values, links, title, mode,
+                    auto_col if col is None else col, size)
+        self.nodes.append(node)
+        return node
+
+
+# --- the four workflows ---------------------------------------------------------------------------
+
+def note(wf: Workflow, text: str) -> Node:
+    return wf.add("MarkdownNote", text=text, col=0, size=(460, 560))
+
+
+def wan_text(wf: Workflow, positive: str) -> tuple[Node, Node, Node]:
+    clip = wf.add("CLIPLoader", clip_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors", type="wan", device="default", col=0)
+    pos = wf.add("CLIPTextEncode", title="Positive prompt", text=positive, clip=clip[0], size=(420, 200))
+    neg = wf.add("CLIPTextEncode", title="Negative prompt", text=WAN_NEGATIVE, clip=clip[0], size=(420, 200))
+    return clip, pos, neg
+
+
+def save_video(wf: Workflow, images: tuple[Node, int], fps: int, prefix: str) -> None:
+    col = images[0].col
+    video = wf.add("CreateVideo", images=images, fps=fps, col=col)
+    wf.add("SaveVideo", video=video[0], filename_prefix=prefix, format="auto", codec="auto", col=col,
+           size=(340, 420))
+
+
+WAN21_NOTE = """## Wan 2.1 T2V 14B, 1280x720, 81 frames, with Radial Attention
+
+**Download** (put each file in the ComfyUI `models/` folder named after the arrow):
+- [wan2.1_t2v_14B_fp16.safetensors]({unet}) → `diffusion_models/` (low VRAM: `wan2.1_t2v_14B_fp8_scaled.safetensors` from the same folder, and pick it in the loader)
+- [umt5_xxl_fp8_e4m3fn_scaled.safetensors]({te}) → `text_encoders/`
+- [wan_2.1_vae.safetensors]({vae}) → `vae/`
+
+**Radial Attention Patch, recommended settings (the paper authors' for Wan 2.1, 1x length):**
+- `decay_factor` 0 = family default (0.2 for Wan 2.1); lower is sparser and faster
+- `dense_blocks` 1 (the first transformer block stays dense)
+- `dense_steps_first` 12 of 50 steps (about a quarter of the schedule stays dense; scale it if you change the steps)
+- `block_size` 128, `dist1` full, `backend` auto (Triton on NVIDIA, PyTorch elsewhere)
+
+At 81 frames the mask keeps about 40 % of the attention blocks; the gain grows with length (see the Sparsity Preview workflow). Remove the patch node (or bypass it with Ctrl+B) to compare with dense attention on the same seed.
+"""
+
+WAN22_NOTE = """## Wan 2.2 I2V A14B, both experts, with Radial Attention on each
+
+**Download:**
+- [wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors]({hi}) → `models/diffusion_models/`
+- [wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors]({lo}) → `models/diffusion_models/`
+- [umt5_xxl_fp8_e4m3fn_scaled.safetensors]({te}) → `models/text_encoders/`
+- [wan_2.1_vae.safetensors]({vae}) → `models/vae/`
+- a start image: drop it on the Load Image node
+
+Wan 2.2 A14B runs two models: the high-noise expert does steps 0-10, the low-noise expert steps 10-20 (two KSamplerAdvanced). Each expert is its own MODEL, so each gets its own **Radial Attention Patch** with the same settings:
+- `family` wan22_14b (Wan 2.2 defaults), `decay_factor` 0 = family default 0.8
+- `dense_blocks` 1, `dense_steps_first` 5: dense steps are counted over the **whole** 20-step schedule (the pack reads it from the sampler), so steps 0-4 of the high-noise pass stay dense and the low-noise pass is all sparse. Use the same numbers on both patches.
+- Low VRAM: lower the resolution in WanImageToVideo, or keep 1280x720 and use fewer frames.
+"""
+
+WAN_LONG_NOTE = """## Wan 2.1 T2V 14B, 4x length: 321 frames at 1280x720, Radial LoRA Loader
+
+A model trained on 81 frames drifts at 4x length; a light LoRA tuned **with the radial mask** fixes that (Radial Attention paper, section 5). The **Radial LoRA Loader** applies the LoRA through ComfyUI's own LoRA patches *and* applies the Radial Attention Patch with the settings stored in the LoRA file (or the authors' length-extension settings when the file has none: 2 dense blocks, 2 dense steps). Its `report` output (shown here) says how many tensors matched and which radial settings were used.
+
+**Download:**
+- [wan2.1_t2v_14B_fp16.safetensors]({unet}) → `models/diffusion_models/`
+- [umt5_xxl_fp8_e4m3fn_scaled.safetensors]({te}) → `models/text_encoders/`
+- [wan_2.1_vae.safetensors]({vae}) → `models/vae/`
+- your length-extension LoRA → `models/loras/` (ComfyUI, diffusers/PEFT or Kohya keys; a diffusers folder works too) and pick it in the loader. The name in this workflow is only an example.
+
+**Recommended:** keep the loader's optional inputs at "from LoRA" / -1 / empty so the LoRA's own settings apply; 50 steps. 321 frames at 720p is 75 600 x 4 tokens: expect about 16 % of the attention blocks kept. Low VRAM: use the fp8 model and the VAE's tiled decode.
+"""
+
+HUNYUAN_NOTE = """## HunyuanVideo T2V, 1280x720, 253 frames, with Radial Attention
+
+**Download:**
+- [hunyuan_video_t2v_720p_bf16.safetensors]({unet}) → `models/diffusion_models/`
+- [clip_l.safetensors]({clip_l}) → `models/text_encoders/`
+- [llava_llama3_fp8_scaled.safetensors]({llava}) → `models/text_encoders/`
+- [hunyuan_video_vae_bf16.safetensors]({vae}) → `models/vae/`
+
+**Radial Attention Patch, recommended (the authors' HunyuanVideo settings):** `decay_factor` 0 = family default 0.95, `dense_blocks` 0, `dense_steps_first` 12 of 50 steps. The text tokens of HunyuanVideo's joint attention always stay dense; the text padding mask is honoured.
+
+**Longer than the 129 frames the model was trained on:** a length-extension LoRA helps. The **Radial LoRA Loader** here is bypassed (purple); put your LoRA in `models/loras/`, select the node and press Ctrl+B to enable it. With `radial_mode` replace, the radial settings stored in the LoRA (or 2 dense blocks, 2 dense steps) replace the patch's.
+
+Low VRAM: weight_dtype fp8 in the loader, and lower the tile size of the tiled VAE decode.
+"""
+
+
+def wan21_t2v() -> Workflow:
+    wf = Workflow("radial_wan2.1_t2v_14B_720p_81f")
+    note(wf, WAN21_NOTE.format(unet=MODELS["wan2.1_t2v_14B_fp16.safetensors"][0],
+                               te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
+                               vae=MODELS["wan_2.1_vae.safetensors"][0]))
+    unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_14B_fp16.safetensors", weight_dtype="default", col=1)
+    patch = wf.add("RadialAttentionPatch", model=unet[0], decay_factor=0.0, block_size=128, dense_blocks="1",
+                   dense_steps_first=12, dense_steps_last=0, dist1="full", backend="auto", family="auto")
+    shift = wf.add("ModelSamplingSD3", model=patch[0], shift=8.0)
+    _, pos, neg = wan_text(wf, "A red fox trots through fresh snow in a pine forest at sunrise, its breath "
+                           "steaming; the camera tracks alongside at ground level, soft golden light.")
+    vae = wf.add("VAELoader", vae_name="wan_2.1_vae.safetensors", col=1)
+    latent = wf.add("EmptyHunyuanLatentVideo", width=1280, height=720, length=81, batch_size=1, col=2)
+    sampler = wf.add("KSampler", model=shift[0], positive=pos[0], negative=neg[0], latent_image=latent[0],
+                     seed=42, steps=50, cfg=5.0, sampler_name="uni_pc", scheduler="simple", denoise=1.0, col=4)
+    decode = wf.add("VAEDecode", samples=sampler[0], vae=vae[0])
+    save_video(wf, decode[0], 16, "video/radial_wan21_t2v")
+    return wf
+
+
+def wan22_i2v() -> Workflow:
+    wf = Workflow("radial_wan2.2_i2v_A14B_720p_81f")
+    note(wf, WAN22_NOTE.format(hi=MODELS["wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"][0],
+                               lo=MODELS["wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors"][0],
+                               te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
+                               vae=MODELS["wan_2.1_vae.safetensors"][0]))
+    common = dict(decay_factor=0.0, block_size=128, dense_blocks="1", dense_steps_first=5, dense_steps_last=0,
+                  dist1="full", backend="auto", family="wan22_14b")
+    hi = wf.add("UNETLoader", title="High-noise expert", unet_name="wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
+                weight_dtype="default", col=1)
+    lo = wf.add("UNETLoader", title="Low-noise expert", unet_name="wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
+                weight_dtype="default", col=1)
+    hi_patch = wf.add("RadialAttentionPatch", title="Radial Attention Patch (high noise)", model=hi[0], **common)
+    lo_patch = wf.add("RadialAttentionPatch", title="Radial Attention Patch (low noise)", model=lo[0], **common)
+    hi_shift = wf.add("ModelSamplingSD3", model=hi_patch[0], shift=8.0)
+    lo_shift = wf.add("ModelSamplingSD3", model=lo_patch[0], shift=8.0)
+    _, pos, neg = wan_text(wf, "The white dragon warrior stands still on a cliff in the wind, then slowly raises "
+                           "its head; the camera circles around it, clouds drifting behind.")
+    vae = wf.add("VAELoader", vae_name="wan_2.1_vae.safetensors", col=1)
+    image = wf.add("LoadImage", image=START_IMAGE, col=1, size=(320, 330))
+    i2v = wf.add("WanImageToVideo", positive=pos[0], negative=neg[0], vae=vae[0], start_image=image[0],
+                 width=1280, height=720, length=81, batch_size=1)
+    first = wf.add("KSamplerAdvanced", title="KSampler (high noise: steps 0-10)", model=hi_shift[0],
+                   positive=i2v[0], negative=i2v[1], latent_image=i2v[2], add_noise="enable", noise_seed=42,
+                   steps=20, cfg=3.5, sampler_name="euler", scheduler="simple", start_at_step=0, end_at_step=10,
+                   return_with_leftover_noise="enable", col=4)
+    second = wf.add("KSamplerAdvanced", title="KSampler (low noise: steps 10-20)", model=lo_shift[0],
+                    positive=i2v[0], negative=i2v[1], latent_image=first[0], add_noise="disable", noise_seed=0,
+                    steps=20, cfg=3.5, sampler_name="euler", scheduler="simple", start_at_step=10,
+                    end_at_step=10000, return_with_leftover_noise="disable", col=5)
+    decode = wf.add("VAEDecode", samples=second[0], vae=vae[0])
+    save_video(wf, decode[0], 16, "video/radial_wan22_i2v")
+    return wf
+
+
+def wan21_long() -> Workflow:
+    wf = Workflow("radial_wan2.1_t2v_14B_720p_321f_lora")
+    note(wf, WAN_LONG_NOTE.format(unet=MODELS["wan2.1_t2v_14B_fp16.safetensors"][0],
+                                  te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
+                                  vae=MODELS["wan_2.1_vae.safetensors"][0]))
+    unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_14B_fp16.safetensors", weight_dtype="default", col=1)
+    lora = wf.add("RadialLoraLoader", model=unet[0], lora_name=WAN_LONG_LORA, strength=1.0, radial_mode="auto",
+                  decay_factor=0.0, block_size="from LoRA", dense_blocks="", dense_steps_first=-1,
+                  dense_steps_last=-1, dist1="from LoRA", family="from LoRA", backend="auto", size=(360, 380))
+    wf.add("PreviewAny", title="LoRA report", source=lora[1], size=(420, 200))
+    shift = wf.add("ModelSamplingSD3", model=lora[0], shift=8.0)
+    _, pos, neg = wan_text(wf, "A slow drone flight along a winding mountain river through autumn forests, "
+                           "passing a wooden bridge and a small village, continuous shot, natural light.")
+    vae = wf.add("VAELoader", vae_name="wan_2.1_vae.safetensors", col=1)
+    latent = wf.add("EmptyHunyuanLatentVideo", width=1280, height=720, length=321, batch_size=1, col=2)
+    sampler = wf.add("KSampler", model=shift[0], positive=pos[0], negative=neg[0], latent_image=latent[0],
+                     seed=42, steps=50, cfg=5.0, sampler_name="uni_pc", scheduler="simple", denoise=1.0, col=4)
+    decode = wf.add("VAEDecodeTiled", samples=sampler[0], vae=vae[0], tile_size=512, overlap=64,
+                    temporal_size=64, temporal_overlap=8)
+    save_video(wf, decode[0], 16, "video/radial_wan21_t2v_long")
+    return wf
+
+
+def hunyuan_t2v() -> Workflow:
+    wf = Workflow("radial_hunyuan_video_t2v_720p_253f")
+    note(wf, HUNYUAN_NOTE.format(unet=MODELS["hunyuan_video_t2v_720p_bf16.safetensors"][0],
+                                 clip_l=MODELS["clip_l.safetensors"][0],
+                                 llava=MODELS["llava_llama3_fp8_scaled.safetensors"][0],
+                                 vae=MODELS["hunyuan_video_vae_bf16.safetensors"][0]))
+    unet = wf.add("UNETLoader", unet_name="hunyuan_video_t2v_720p_bf16.safetensors", weight_dtype="default", col=1)
+    patch = wf.add("RadialAttentionPatch", model=unet[0], decay_factor=0.0, block_size=128, dense_blocks="0",
+                   dense_steps_first=12, dense_steps_last=0, dist1="full", backend="auto", family="auto")
+    lora = wf.add("RadialLoraLoader", title="Radial LoRA Loader (optional: Ctrl+B to enable)", mode=MODE_BYPASS,
+                  model=patch[0], lora_name=HUNYUAN_LONG_LORA, strength=1.0, radial_mode="replace",
+                  decay_factor=0.0, block_size="from LoRA", dense_blocks="", dense_steps_first=-1,
+                  dense_steps_last=-1, dist1="from LoRA", family="from LoRA", backend="auto", size=(360, 380))
+    shift = wf.add("ModelSamplingSD3", model=lora[0], shift=7.0)
+    clip = wf.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="llava_llama3_fp8_scaled.safetensors",
+                  type="hunyuan_video", device="default", col=0)
+    text = wf.add("CLIPTextEncode", title="Prompt", clip=clip[0], size=(420, 200),
+                  text="A paper boat drifts down a rain-soaked city gutter at dusk, neon reflections "
+                       "rippling around it, the camera following closely at water level, cinematic.")
+    guidance = wf.add("FluxGuidance", conditioning=text[0], guidance=6.0)
+    guider = wf.add("BasicGuider", model=shift[0], conditioning=guidance[0])
+    noise = wf.add("RandomNoise", noise_seed=42, col=3)
+    sampler_select = wf.add("KSamplerSelect", sampler_name="euler", col=3)
+    sigmas = wf.add("BasicScheduler", model=shift[0], scheduler="simple", steps=50, denoise=1.0)
+    latent = wf.add("EmptyHunyuanLatentVideo", width=1280, height=720, length=253, batch_size=1, col=3)
+    sample = wf.add("SamplerCustomAdvanced", noise=noise[0], guider=guider[0], sampler=sampler_select[0],
+                    sigmas=sigmas[0], latent_image=latent[0], col=5)
+    vae = wf.add("VAELoader", vae_name="hunyuan_video_vae_bf16.safetensors", col=4)
+    decode = wf.add("VAEDecodeTiled", samples=sample[0], vae=vae[0], tile_size=256, overlap=64,
+                    temporal_size=64, temporal_overlap=8)
+    save_video(wf, decode[0], 24, "video/radial_hunyuan_t2v")
+    return wf
+
+
+WORKFLOWS = [wan21_t2v, wan22_i2v, wan21_long, hunyuan_t2v]
+
+
+# --- layout and serialisation ---------------------------------------------------------------------
+
+def render(wf: Workflow, node_classes: dict) -> dict:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from workflow_convert import UPLOAD_FLAGS, extra_values_after, input_specs, is_widget
+
+    link_rows: list[list] = []
+    out_links: dict[tuple[int, int], list[int]] = {}
+    for node in wf.nodes:
+        for name, (src, slot) in node.links_in.items():
+            lid = len(link_rows) + 1
+            out_links.setdefault((src.id, slot), []).append(lid)
+            link_rows.append([lid, src.id, slot, node.id, None, None])  # target slot and type filled below
+
+    col_y: dict[int, float] = {}
+    result = []
+    for order, node in enumerate(wf.nodes):
+        entry: dict[str, Any] = {"id": node.id, "type": node.type}
+        if node.type == "MarkdownNote":
+            inputs_json, outputs_json, widgets = [], [], [node.values["text"]]
+            n_widgets = 1
+        else:
+            cls = node_classes[node.type]
+            specs = input_specs(cls.INPUT_TYPES())
+            optional = set((cls.INPUT_TYPES().get("optional") or {}).keys())
+            known = {n for n, _, _ in specs}
+            unknown = set(node.values) | set(node.links_in)
+            unknown -= known
+            if unknown:
+                raise SystemExit(f"{wf.name}: {node.type} has no input(s) {sorted(unknown)}; inputs: {sorted(known)}")
+            inputs_json, widgets = [], []
+            for name, kind, opts in specs:
+                linked = name in node.links_in
+                if is_widget(kind, opts):
+                    if name not in node.values and not linked and "default" not in opts:
+                        raise SystemExit(f"{wf.name}: {node.type}.{name} needs a value")
+                    value = node.values.get(name, opts.get("default"))
+                    widgets.append(value)
+                    extras = extra_values_after(name, kind, opts)
+                    if any(opts.get(flag) for flag in UPLOAD_FLAGS):
+                        widgets.extend(["fixed"] * (extras - 1) + ["image"])  # the upload button's value
+                    else:
+                        widgets.extend(["fixed"] * extras)  # control-after-generate: keep the seed
+                    if linked:
+                        inputs_json.append({"name": name, "type": kind if isinstance(kind, str) else "COMBO",
+                                            "widget": {"name": name}, "link": None})
+                else:
+                    ent = {"name": name, "type": kind, "link": None}
+                    if name in optional:
+                        ent["shape"] = 7  # the front end draws optional sockets hollow
+                    inputs_json.append(ent)
+            for slot, ent in enumerate(inputs_json):
+                if ent["name"] in node.links_in:
+                    src, src_slot = node.links_in[ent["name"]]
+                    row = next(r for r in link_rows if r[3] == node.id and r[1] == src.id and r[2] == src_slot
+                               and r[4] is None)
+                    row[4] = slot
+                    row[5] = ent["type"]
+                    ent["link"] = row[0]
+            types = list(cls.RETURN_TYPES)
+            names = list(getattr(cls, "RETURN_NAMES", None) or types)
+            outputs_json = []
+            for slot, (otype, oname) in enumerate(zip(types, names)):
+                outputs_json.append({"name": oname, "type": otype, "slot_index": slot,
+                                     "links": out_links.get((node.id, slot), [])})
+            n_widgets = len(widgets)
+        width, height = node.size or (340, 46 + 24 * (n_widgets + max(len(inputs_json), len(outputs_json))))
+        x = 40 + 420 * node.col + (0 if node.col == 0 else 100)
+        y = col_y.get(node.col, 40.0)
+        col_y[node.col] = y + height + 70
+        entry.update({"pos": [x, y], "size": [width, height], "flags": {}, "order": order, "mode": node.mode,
+                      "inputs": inputs_json, "outputs": outputs_json})
+        props: dict[str, Any] = {"Node name for S&R": node.type}
+        models = [{"name": v, "url": MODELS[v][0], "directory": MODELS[v][1]}
+                  for v in node.values.values() if isinstance(v, str) and v in MODELS]
+        if models:
+            props["models"] = models
+        entry["properties"] = props
+        entry["widgets_values"] = widgets
+        if node.title:
+            entry["title"] = node.title
+        if node.type == "MarkdownNote":
+            entry["color"], entry["bgcolor"] = "#432", "#653"
+        result.append(entry)
+
+    for row in link_rows:
+        if row[4] is None:
+            raise SystemExit(f"{wf.name}: link {row} could not be placed")
+    return {
+        "last_node_id": len(wf.nodes),
+        "last_link_id": len(link_rows),
+        "nodes": result,
+        "links": link_rows,
+        "groups": [],
+        "config": {},
+        "extra": {"ds": {"scale": 0.55, "offset": [40, 40]}},
+        "version": 0.4,
+    }
+
+
+def load_node_classes() -> dict:
+    sys.path.insert(0, str(ROOT / "tests"))
+    import conftest  # noqa: E402  (tests/conftest.py: loads real ComfyUI and this pack)
+
+    comfy = conftest.load_comfy()
+    asyncio.run(comfy.nodes.init_builtin_extra_nodes())
+    return comfy.nodes.NODE_CLASS_MAPPINGS
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="only report files that differ; exit 1 if any")
+    args = ap.parse_args()
+    classes = load_node_classes()
+    stale = []
+    for make in WORKFLOWS:
+        wf = make()
+        text = json.dumps(render(wf, classes), indent=2, ensure_ascii=False) + "\n"
+        path = OUT / f"{wf.name}.json"
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}")
+    if stale:
+        print("out of date (run scripts/build_workflows.py):", ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
