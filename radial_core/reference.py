@@ -52,3 +52,42 @@ def dense_masked_attention(
     probs = torch.softmax(scores, dim=-1)
     probs = torch.where(row_has_key, probs, torch.zeros_like(probs))
     return torch.matmul(probs, vf)
+
+
+def masked_attention_rows(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    block_mask: torch.Tensor,
+    block_size: int,
+    rows: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+    dtype: torch.dtype = torch.float32,
+    head_chunk: int = 4,
+) -> torch.Tensor:
+    """Reference output ``[B, H, len(rows), D]`` for the query rows ``rows`` only.
+
+    Memory is ``len(rows) x S`` per head chunk, so it checks long sequences (S ~ 300k) on a GPU.
+    Rows with no kept key give zeros.
+    """
+    B, H, S, D = q.shape
+    if scale is None:
+        scale = 1.0 / math.sqrt(D)
+    rows = rows.to(q.device)
+    m = block_mask.to(q.device, torch.bool)
+    tok = m[..., rows // block_size, :].repeat_interleave(block_size, dim=-1)[..., :S]
+    allowed = tok[None, None] if tok.dim() == 2 else tok[None]  # [1, 1|H, R, S]
+    if key_padding_mask is not None:
+        allowed = allowed & key_padding_mask.to(q.device, torch.bool)[:, None, None, :]
+    out = torch.empty(B, H, rows.numel(), v.shape[-1], dtype=dtype, device=q.device)
+    for h0 in range(0, H, head_chunk):
+        sl = slice(h0, h0 + head_chunk)
+        al = allowed if allowed.shape[1] == 1 else allowed[:, sl]
+        s = torch.matmul(q[:, sl, rows].to(dtype), k[:, sl].to(dtype).transpose(-1, -2)) * scale
+        s = s.masked_fill(~al, float("-inf"))
+        has = al.any(-1, keepdim=True)
+        p = torch.softmax(torch.where(has, s, torch.zeros_like(s)), dim=-1)
+        p = torch.where(has, p, torch.zeros_like(p))
+        out[:, sl] = torch.matmul(p, v[:, sl].to(dtype))
+    return out

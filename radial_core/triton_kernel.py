@@ -26,30 +26,36 @@ LOG2E = 1.4426950408889634
 
 @triton.jit
 def _tile(
-    acc, l_i, m_i, q, k_base, v_base, kpm_base, start_n, S, D, sks, skd, svs, svd, qk_scale,
+    acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, start_n, S, D, sks, skd, svs, svd,
+    qk_scale,
     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
-    BOUNDS: tl.constexpr, HAS_KPM: tl.constexpr,
+    BOUNDS: tl.constexpr, HAS_KPM: tl.constexpr, USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     """One BLOCK_N-wide key tile folded into the running softmax state."""
     offs_n = start_n + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    rows = offs_n.to(tl.int64)
-    k_ptrs = k_base + rows[:, None] * sks + offs_d[None, :] * skd
-    v_ptrs = v_base + rows[:, None] * svs + offs_d[None, :] * svd
-    if BOUNDS:
-        lm = (offs_n < S)[:, None]
-        if not EVEN_D:
-            lm = lm & (offs_d < D)[None, :]
-        k = tl.load(k_ptrs, mask=lm, other=0.0)
-        v = tl.load(v_ptrs, mask=lm, other=0.0)
-    elif EVEN_D:
-        k = tl.load(k_ptrs)
-        v = tl.load(v_ptrs)
+    if USE_TMA:
+        # tensor descriptors over [B, H, S, D]: the copy engine zero-fills past S and past D
+        k = k_base.load([b, h, start_n, 0]).reshape(BLOCK_N, BLOCK_D)
+        v = v_base.load([b, h, start_n, 0]).reshape(BLOCK_N, BLOCK_D)
     else:
-        lm = (offs_d < D)[None, :]
-        k = tl.load(k_ptrs, mask=lm, other=0.0)
-        v = tl.load(v_ptrs, mask=lm, other=0.0)
-    qk = tl.dot(q, tl.trans(k))
+        offs_d = tl.arange(0, BLOCK_D)
+        rows = offs_n.to(tl.int64)
+        k_ptrs = k_base + rows[:, None] * sks + offs_d[None, :] * skd
+        v_ptrs = v_base + rows[:, None] * svs + offs_d[None, :] * svd
+        if BOUNDS:
+            lm = (offs_n < S)[:, None]
+            if not EVEN_D:
+                lm = lm & (offs_d < D)[None, :]
+            k = tl.load(k_ptrs, mask=lm, other=0.0)
+            v = tl.load(v_ptrs, mask=lm, other=0.0)
+        elif EVEN_D:
+            k = tl.load(k_ptrs)
+            v = tl.load(v_ptrs)
+        else:
+            lm = (offs_d < D)[None, :]
+            k = tl.load(k_ptrs, mask=lm, other=0.0)
+            v = tl.load(v_ptrs, mask=lm, other=0.0)
+    qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
     if BOUNDS or HAS_KPM:
         valid = offs_n < S
         if HAS_KPM:
@@ -67,7 +73,7 @@ def _tile(
         alpha = tl.math.exp2(m_i - m_new)
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None]
-    acc = tl.dot(p.to(v.dtype), v, acc)
+    acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
     return acc, l_i, m_new
 
 
@@ -84,6 +90,7 @@ def _radial_fwd(
     PER_HEAD_MASK: tl.constexpr, ORDERED: tl.constexpr, BLOCK: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     EVEN_D: tl.constexpr, EVEN_S: tl.constexpr, HAS_KPM: tl.constexpr,
+    USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
     SUB_N: tl.constexpr = BLOCK // BLOCK_N
@@ -116,8 +123,12 @@ def _radial_fwd(
         q_mask = q_mask & (offs_d < D)[None, :]
     q = tl.load(q_ptrs, mask=q_mask, other=0.0)
 
-    k_base = K + b64 * skb + h64 * skh
-    v_base = V + b64 * svb + h64 * svh
+    if USE_TMA:
+        k_base = K
+        v_base = V
+    else:
+        k_base = K + b64 * skb + h64 * skh
+        v_base = V + b64 * svb + h64 * svh
     kpm_base = KPM + b64 * skpb
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -137,14 +148,14 @@ def _radial_fwd(
         kb = tl.load(col_idx + first + t // SUB_N)
         start_n = kb * BLOCK + (t % SUB_N) * BLOCK_N
         acc, l_i, m_i = _tile(
-            acc, l_i, m_i, q, k_base, v_base, kpm_base, start_n, S, D, sks, skd, svs, svd,
-            qk_scale, BLOCK_N, BLOCK_D, EVEN_D, False, HAS_KPM,
+            acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, start_n, S, D, sks, skd, svs, svd,
+            qk_scale, BLOCK_N, BLOCK_D, EVEN_D, False, HAS_KPM, USE_TMA, DOT_PREC,
         )
     for t in range(0, n_tail * SUB_N):
         start_n = (NB - 1) * BLOCK + t * BLOCK_N
         acc, l_i, m_i = _tile(
-            acc, l_i, m_i, q, k_base, v_base, kpm_base, start_n, S, D, sks, skd, svs, svd,
-            qk_scale, BLOCK_N, BLOCK_D, EVEN_D, True, HAS_KPM,
+            acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, start_n, S, D, sks, skd, svs, svd,
+            qk_scale, BLOCK_N, BLOCK_D, EVEN_D, True, HAS_KPM, USE_TMA, DOT_PREC,
         )
 
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)
@@ -160,19 +171,23 @@ def _is_hopper_or_newer(device: torch.device) -> bool:
 def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torch.device) -> dict:
     """Deterministic launch configuration per (head dim, dtype, block size, GPU generation).
 
-    No autotuning at run time: the first sampling step must not stall. The table was chosen by
-    measurement on an H100 (see docs/perf-notes.md); Ampere/Ada get the smaller-tile variants.
+    No autotuning at run time: the first sampling step must not stall. The Hopper rows were
+    chosen by a sweep on an H200 (docs/perf-notes.md): one warpgroup per 128 query rows, 64-key
+    tiles, two pipeline stages, K/V through tensor descriptors (TMA). GPUs before Hopper load
+    K/V with plain pointers; those with ~100 KB of shared memory (sm 8.6/8.9, 7.5) use 32-key
+    tiles so two stages still fit.
     """
     bd = max(16, triton.next_power_of_2(head_dim))
     hopper = _is_hopper_or_newer(device)
+    big_smem = hopper or (
+        device.type == "cuda" and torch.cuda.get_device_capability(device) == (8, 0)
+    )
     if dtype == torch.float32 or bd >= 256:
         cfg = dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2)
-    elif bd <= 64:
-        cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=3)
-    elif hopper:
-        cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=3)
+    elif big_smem:
+        cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=2)
     else:
-        cfg = dict(BLOCK_M=128, BLOCK_N=32, num_warps=4, num_stages=2)
+        cfg = dict(BLOCK_M=128 if bd <= 64 else 64, BLOCK_N=32, num_warps=4, num_stages=2)
     cfg["BLOCK_M"] = min(cfg["BLOCK_M"], block_size)
     cfg["BLOCK_N"] = min(cfg["BLOCK_N"], block_size)
     cfg["BLOCK_D"] = bd
@@ -209,9 +224,21 @@ def triton_block_sparse_attention(
         kpm = csr.row_len  # never read (HAS_KPM=False); any device pointer will do
         skpb = 0
     bm = cfg.pop("BLOCK_M")
+    use_tma = cfg.pop("USE_TMA", None)
+    if use_tma is None:
+        use_tma = _is_hopper_or_newer(q.device)
+    kk, vv = k, v
+    if use_tma:
+        descs = _descriptors(k, v, cfg["BLOCK_N"], cfg["BLOCK_D"])
+        if descs is None:
+            use_tma = False
+        else:
+            kk, vv = descs
+    # float32 inputs: three TF32 products per dot (near-float32 accuracy) on the GPU
+    prec = "tf32x3" if (q.dtype == torch.float32 and q.is_cuda) else None
     grid = (nb * (block_size // bm), B * H)
     _radial_fwd[grid](
-        q, k, v, out, kpm,
+        q, kk, vv, out, kpm,
         csr.row_start, csr.row_len, csr.col_idx, csr.row_order,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), skpb,
         H, S, D, nb, float(scale) * LOG2E,
@@ -222,6 +249,23 @@ def triton_block_sparse_attention(
         EVEN_D=cfg["BLOCK_D"] == D,
         EVEN_S=S % block_size == 0,
         HAS_KPM=key_padding_mask is not None,
+        USE_TMA=bool(use_tma),
+        DOT_PREC=prec,
         **cfg,
     )
+    return out
+
+
+def _descriptors(k: torch.Tensor, v: torch.Tensor, block_n: int, block_d: int):
+    """Host-side tensor descriptors over [B, H, S, D] views, or None when TMA can't take them."""
+    try:
+        from triton.tools.tensor_descriptor import TensorDescriptor
+    except ImportError:
+        return None
+    out = []
+    for t in (k, v):
+        es = t.element_size()
+        if t.stride(-1) != 1 or t.data_ptr() % 16 or any((st * es) % 16 for st in t.stride()[:-1]):
+            return None
+        out.append(TensorDescriptor(t, list(t.shape), list(t.stride()), [1, 1, block_n, block_d]))
     return out

@@ -1,0 +1,349 @@
+"""Kernel benchmark: dense SDPA (flash, cuDNN), flex_attention on the same block mask, and ours.
+
+One command on any CUDA machine (run from the repository root):
+
+    python3 bench/bench_kernel.py                # the four shapes of docs (performance.md)
+    python3 bench/bench_kernel.py --shapes wan720 --sweep   # + launch-config sweep for ours
+
+Prints, per shape: time (median of CUDA-event timings after warm-up), TFLOP/s on kept blocks
+(dense rows: on all blocks), speedups, and our relative error against a float32 reference on
+sampled query rows. The table comes last; ``--json PATH`` also writes every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from radial_core.attention import block_sparse_attention  # noqa: E402
+from radial_core.csr import block_mask_to_csr  # noqa: E402
+from radial_core.mask import radial_block_mask  # noqa: E402
+from radial_core.reference import masked_attention_rows  # noqa: E402
+from radial_core.triton_kernel import pick_config, triton_block_sparse_attention  # noqa: E402
+
+# name: (frames F, tokens per frame T, text tokens, heads, model, authors' decay factor)
+SHAPES = {
+    "wan480": ("Wan 2.1-14B 480x832, 81 frames", 21, 1560, 0, 40, "wan", 0.2),
+    "wan720": ("Wan 2.1-14B 720x1280, 81 frames", 21, 3600, 0, 40, "wan", 0.2),
+    "hunyuan720": ("HunyuanVideo 720x1280, 129 frames (+256 text)", 33, 3600, 256, 24,
+                   "hunyuan", 0.95),
+    "wan720x4": ("Wan 2.1-14B 720x1280, 321 frames", 81, 3600, 0, 40, "wan", 0.2),
+}
+
+
+def cuda_time_ms(fn, target_ms: float = 1500.0, max_reps: int = 30, min_reps: int = 3) -> float:
+    """Median of CUDA-event timings after one warm-up call (two when the call is fast)."""
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    torch.cuda.synchronize()
+    est = start.elapsed_time(end)
+    reps = int(min(max_reps, max(min_reps, target_ms / max(est, 1e-3))))
+    times = []
+    for _ in range(reps):
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def kept_token_pairs(mask: torch.Tensor, S: int, bs: int) -> int:
+    """Exact count of (query, key) token pairs inside kept blocks (tail block counted short)."""
+    nb = mask.shape[-1]
+    sizes = torch.full((nb,), bs, dtype=torch.float64)
+    sizes[-1] = S - (nb - 1) * bs
+    return int(sizes @ mask.to(torch.float64) @ sizes)
+
+
+def flex_block_mask(mask: torch.Tensor, S: int, bs: int):
+    """flex_attention BlockMask holding exactly our kept blocks, each as a full block."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    m = mask.cuda()
+    nb = m.shape[0]
+    counts = m.sum(-1).to(torch.int32)[None, None]
+    order = torch.argsort((~m).to(torch.int8), dim=-1, stable=True).to(torch.int32)[None, None]
+    zeros = torch.zeros_like(counts)
+
+    def mask_mod(b, h, q_idx, kv_idx):  # same mask at token level (only read by eager flex)
+        return m[q_idx // bs, kv_idx // bs]
+
+    return BlockMask.from_kv_blocks(zeros, torch.zeros_like(order), counts, order, bs, mask_mod,
+                                    (S, S))
+
+
+def error_vs_reference(out, q, k, v, mask, bs, n_rows=256, seed=0):
+    S = q.shape[2]
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.cat([torch.randint(0, S, (n_rows,), generator=g), torch.arange(S - 64, S)])
+    rows = rows.unique().cuda()
+    ref = masked_attention_rows(q, k, v, mask, bs, rows, dtype=torch.float32, head_chunk=2)
+    o = out[:, :, rows].double()
+    if not torch.isfinite(o).all():
+        return float("nan")
+    return ((o - ref.double()).norm() / ref.double().norm()).item()
+
+
+def bench_shape(key, args, results, dtype):
+    title, F_, T, text, H, model, decay = SHAPES[key]
+    if args.decay is not None:
+        decay = args.decay
+    bs, D, B = args.block_size, args.head_dim, args.batch
+    S = F_ * T + text
+    t0 = time.perf_counter()
+    mask = radial_block_mask(F_, T, text_tokens=text, block_size=bs, decay_factor=decay,
+                             model=model)
+    mask_ms = (time.perf_counter() - t0) * 1e3
+    density = kept_token_pairs(mask, S, bs) / float(S * S)
+    dense_flop = 4.0 * B * H * S * S * D
+    sparse_flop = 4.0 * B * H * D * kept_token_pairs(mask, S, bs)
+    torch.manual_seed(0)
+    layout = args.layout
+    if layout == "bshd":
+        q, k, v = (torch.randn(B, S, H * D, device="cuda", dtype=dtype).view(B, S, H, D)
+                   .transpose(1, 2) for _ in range(3))
+    else:
+        q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=dtype) for _ in range(3))
+    row = {"shape": key, "title": title, "S": S, "H": H, "D": D, "B": B, "dtype": str(dtype),
+           "layout": layout, "decay": decay, "density": density, "mask_build_ms": mask_ms}
+    t0 = time.perf_counter()
+    csr = block_mask_to_csr(mask, q.device)
+    row["csr_first_ms"] = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter()
+    block_mask_to_csr(mask, q.device)
+    row["csr_cached_us"] = (time.perf_counter() - t0) * 1e6
+
+    def ours():
+        return block_sparse_attention(q, k, v, mask, block_size=bs, backend="triton")
+
+    out = ours()
+    row["ours_err"] = error_vs_reference(out, q, k, v, mask, bs)
+    del out
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base_mem = torch.cuda.memory_allocated()
+    row["ours_ms"] = cuda_time_ms(ours)
+    row["ours_extra_mem_mb"] = (torch.cuda.max_memory_allocated() - base_mem) / 2**20
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    # SDPA wants [B, H, S, D]; ComfyUI hands it the same views, so time it on them
+    for name, backend in (("flash", SDPBackend.FLASH_ATTENTION),
+                          ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+        if args.skip_dense:
+            continue
+        try:
+            with sdpa_kernel([backend]):
+                row[f"{name}_ms"] = cuda_time_ms(lambda: F.scaled_dot_product_attention(q, k, v))
+        except Exception as exc:  # a backend missing on this build/GPU
+            row[f"{name}_ms"] = float("nan")
+            row[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    if not args.skip_flex:
+        try:
+            from torch.nn.attention.flex_attention import flex_attention
+
+            flex = torch.compile(flex_attention, dynamic=False)
+            bm = flex_block_mask(mask, S, bs)
+            t0 = time.perf_counter()
+            flex(q, k, v, block_mask=bm)
+            torch.cuda.synchronize()
+            row["flex_compile_s"] = time.perf_counter() - t0
+            row["flex_err"] = error_vs_reference(flex(q, k, v, block_mask=bm), q, k, v, mask, bs)
+            row["flex_ms"] = cuda_time_ms(lambda: flex(q, k, v, block_mask=bm))
+        except Exception as exc:
+            row["flex_ms"] = float("nan")
+            row["flex_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    for name in ("ours", "flash", "cudnn", "flex"):
+        ms = row.get(f"{name}_ms")
+        if ms is None or not math.isfinite(ms):
+            continue
+        flop = sparse_flop if name in ("ours", "flex") else dense_flop
+        row[f"{name}_tflops"] = flop / (ms * 1e-3) / 1e12
+    results.append(row)
+    print(json.dumps(row), flush=True)
+
+    if args.sweep and key == args.shapes.split(",")[0].strip():
+        sweep(q, k, v, csr, bs, sparse_flop, key, results)
+    del q, k, v
+    torch.cuda.empty_cache()
+
+
+def sweep(q, k, v, csr, bs, flop, key, results):
+    """Time our kernel under several launch configurations (for the config table)."""
+    D = q.shape[-1]
+    bd = max(16, 1 << (D - 1).bit_length())
+    variants = []
+    for tma in (False, True):
+        for bm, bn, warps, stages in ((128, 64, 4, 2), (128, 64, 4, 3), (128, 64, 8, 2),
+                                      (128, 128, 8, 2), (128, 128, 8, 3), (64, 64, 4, 3),
+                                      (128, 32, 4, 2), (128, 32, 4, 3)):
+            variants.append(dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages,
+                                 BLOCK_D=bd, USE_TMA=tma))
+    default = pick_config(D, q.dtype, bs, q.device)
+    print("sweep default", default, flush=True)
+    for ordered in (False, True):
+        for cfg in variants:
+            if ordered and any(cfg.get(x) != default.get(x) for x in default):
+                continue
+            try:
+                fn = lambda: triton_block_sparse_attention(q, k, v, csr, bs, config=cfg,  # noqa
+                                                           ordered=ordered)
+                ms = cuda_time_ms(fn, target_ms=600, max_reps=10)
+                rec = {"sweep": key, "ordered": ordered, **cfg, "ms": ms,
+                       "tflops": flop / (ms * 1e-3) / 1e12}
+            except Exception as exc:
+                rec = {"sweep": key, "ordered": ordered, **cfg,
+                       "error": f"{type(exc).__name__}: {exc}"[:200]}
+            results.append(rec)
+            print(json.dumps(rec), flush=True)
+
+
+def rate_variants(key, args, results):
+    """Our rate for odd S, B = 2, fp16 and layouts against the aligned bf16 rate (same shape)."""
+    _, F_, T, text, H, model, decay = SHAPES[key]
+    decay = args.decay if args.decay is not None else decay
+    bs, D = args.block_size, args.head_dim
+    S_full = F_ * T + text
+    mask_full = radial_block_mask(F_, T, text_tokens=text, block_size=bs, decay_factor=decay,
+                                  model=model)
+    S_al = (S_full // bs) * bs
+    cases = [("aligned bf16 B=1 bhsd", S_al, 1, torch.bfloat16, "bhsd"),
+             ("aligned bf16 B=1 bshd", S_al, 1, torch.bfloat16, "bshd"),
+             ("odd S bf16 B=1 bshd", S_full, 1, torch.bfloat16, "bshd"),
+             ("aligned fp16 B=1 bshd", S_al, 1, torch.float16, "bshd"),
+             ("odd S bf16 B=2 bshd", S_full, 2, torch.bfloat16, "bshd"),
+             ("odd S fp16 B=2 bshd", S_full, 2, torch.float16, "bshd")]
+    base = None
+    for name, S, B, dtype, layout in cases:
+        nb = -(-S // bs)
+        mask = mask_full[:nb, :nb].contiguous()
+        if layout == "bshd":
+            q, k, v = (torch.randn(B, S, H * D, device="cuda", dtype=dtype).view(B, S, H, D)
+                       .transpose(1, 2) for _ in range(3))
+        else:
+            q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=dtype) for _ in range(3))
+        flop = 4.0 * B * H * D * kept_token_pairs(mask, S, bs)
+        ms = cuda_time_ms(lambda: block_sparse_attention(q, k, v, mask, block_size=bs,
+                                                         backend="triton"))
+        tf = flop / (ms * 1e-3) / 1e12
+        base = base or tf
+        rec = {"variant": name, "shape": key, "S": S, "B": B, "ms": ms, "tflops": tf,
+               "vs_aligned_bf16": tf / base}
+        results.append(rec)
+        print(json.dumps(rec), flush=True)
+        del q, k, v
+    torch.cuda.empty_cache()
+
+
+def environment() -> dict:
+    import triton
+
+    props = torch.cuda.get_device_properties(0)
+    env = {"gpu": props.name, "sms": props.multi_processor_count, "torch": torch.__version__,
+           "triton": triton.__version__, "cuda": torch.version.cuda,
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "python": platform.python_version()}
+    try:
+        import subprocess
+
+        env["driver"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20).stdout.strip()
+    except Exception:
+        env["driver"] = "?"
+    return env
+
+
+def print_table(env, results):
+    print()
+    print(f"# {env['gpu']} | driver {env['driver']} | torch {env['torch']} | "
+          f"triton {env['triton']} | {env['date']}")
+    hdr = ("shape", "S", "H", "dens", "flash ms", "cuDNN ms", "flex ms", "ours ms", "ours TF/s",
+           "flex TF/s", "vs cuDNN", "target", "vs flex", "err")
+    print(" | ".join(hdr))
+    for r in results:
+        if "density" not in r:
+            continue
+
+        def g(name):
+            return r.get(name, float("nan"))
+
+        print(" | ".join([
+            r["shape"], str(r["S"]), str(r["H"]), f"{r['density']:.3f}",
+            f"{g('flash_ms'):.1f}", f"{g('cudnn_ms'):.1f}", f"{g('flex_ms'):.1f}",
+            f"{g('ours_ms'):.1f}", f"{g('ours_tflops'):.0f}", f"{g('flex_tflops'):.0f}",
+            f"{g('cudnn_ms') / g('ours_ms'):.2f}x", f"{0.9 / r['density']:.2f}x",
+            f"{g('flex_ms') / g('ours_ms'):.2f}x", f"{r['ours_err']:.1e}",
+        ]))
+    var = [r for r in results if "variant" in r]
+    if var:
+        print("rate variants (TF/s on kept blocks; ratio to aligned bf16 B=1):")
+        for r in var:
+            print(f"  {r['shape']} {r['variant']}: S={r['S']} {r['ms']:.2f} ms "
+                  f"{r['tflops']:.0f} TF/s ({r['vs_aligned_bf16']:.3f})")
+    sw = [r for r in results if "sweep" in r and "ms" in r]
+    if sw:
+        best = sorted(sw, key=lambda r: r["ms"])[:5]
+        print("best configs:")
+        for r in best:
+            print(f"  {r['sweep']} ordered={r['ordered']} tma={r['USE_TMA']} BM={r['BLOCK_M']} BN={r['BLOCK_N']} "
+                  f"w={r['num_warps']} s={r['num_stages']}: {r['ms']:.2f} ms "
+                  f"{r['tflops']:.0f} TF/s")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shapes", default=",".join(SHAPES), help="comma list of " + ",".join(SHAPES))
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"])
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--block-size", type=int, default=128, choices=[64, 128])
+    ap.add_argument("--layout", default="bshd", choices=["bshd", "bhsd"],
+                    help="bshd: [B, S, H*D] views as ComfyUI passes them; bhsd: contiguous")
+    ap.add_argument("--decay", type=float, default=None, help="override the authors' decay")
+    ap.add_argument("--skip-dense", action="store_true")
+    ap.add_argument("--skip-flex", action="store_true")
+    ap.add_argument("--sweep", action="store_true", help="also sweep our launch configs")
+    ap.add_argument("--variants", action="store_true",
+                    help="also time odd S, B=2, fp16 and layouts at the first shape")
+    ap.add_argument("--json", default=None, help="write all numbers to this file")
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("bench_kernel.py needs a CUDA GPU", file=sys.stderr)
+        return 2
+    env = environment()
+    print(json.dumps(env), flush=True)
+    dtype = getattr(torch, args.dtype)
+    results: list[dict] = []
+    keys = [k.strip() for k in args.shapes.split(",")]
+    for key in keys:
+        bench_shape(key, args, results, dtype)
+    if args.variants:
+        rate_variants(keys[0], args, results)
+    print_table(env, results)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"env": env, "args": vars(args),
+                                               "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", "/tmp/radial_inductor_cache")
+    sys.exit(main())

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One device call: GPU tests + kernel benchmark, logs under $OUT (device tool) or ./out.
+# usage: bash bench/device_run.sh [tests] [bench ARGS...]
+set -uo pipefail
+OUT=${OUT:-$(pwd)/out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gpu --format=csv | tee "$OUT/env.txt"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/env.txt"
+if ! python3 -c "import pytest" 2>/dev/null && [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+# run from a copy without the pack's top-level __init__.py (it needs ComfyUI, absent here)
+W=/tmp/radial_w
+rm -rf "$W"; mkdir -p "$W"; cp -r radial_core tests bench "$W"/
+cd "$W"
+export PYTHONPATH=$W${PYTHONPATH:+:$PYTHONPATH}
+if [ "${1:-}" = "tests" ]; then
+  shift
+  python3 -m pytest -q -p no:cacheprovider -rs tests/test_gpu_attention.py \
+    tests/test_attention_api.py tests/test_attention_torch.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+fi
+if [ "${1:-}" = "bench" ]; then
+  shift
+  python3 bench/bench_kernel.py --json "$OUT/bench.json" "$@" 2>&1 | tee "$OUT/bench.log" | grep -v '^{' 
+fi
