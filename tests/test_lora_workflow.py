@@ -1,0 +1,123 @@
+"""Radial LoRA Loader inside a real ComfyUI prompt: ComfyUI's validate_prompt and PromptExecutor
+run UNETLoader (a tiny random-weight Wan file) -> Radial LoRA Loader -> Preview as Text."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+
+import lora_helpers as H
+from lora_helpers import Target
+
+pytestmark = pytest.mark.comfy
+
+
+class _Events:
+    """The executor's message sink (what PromptServer would send to the browser)."""
+
+    client_id = None
+    last_node_id = None
+    last_prompt_id = None
+
+    def __init__(self):
+        self.events = []
+
+    def send_sync(self, event, data, sid=None):
+        self.events.append((event, data))
+
+    def queue_updated(self):
+        pass
+
+
+def _load_preview_any(comfy):
+    if "PreviewAny" not in comfy.nodes.NODE_CLASS_MAPPINGS:
+        path = str(comfy.dir / "comfy_extras" / "nodes_preview_any.py")
+        assert asyncio.run(comfy.nodes.load_custom_node(path, module_parent="comfy_extras"))
+
+
+def _run(prompt):
+    import execution
+
+    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("lora", prompt, None))
+    executor = execution.PromptExecutor(_Events(), cache_type=False, cache_args={"lru": 0, "ram": 0})
+    if valid:
+        executor.execute(prompt, "lora-prompt", {}, outputs)
+    return valid, error, node_errors, executor
+
+
+@pytest.fixture(scope="module")
+def unet_file(comfy, tmp_path_factory):
+    """A tiny random-weight Wan 2.1 file in a diffusion_models folder; returns its state dict."""
+    import folder_paths
+    from comfy.model_detection import model_config_from_unet_config
+    from safetensors.torch import save_file
+
+    _load_preview_any(comfy)
+    models = tmp_path_factory.mktemp("diffusion_models")
+    cfg = model_config_from_unet_config(dict(H.WAN_CONFIG))
+    g = torch.Generator().manual_seed(0)
+    sd = {k: torch.randn(v.shape, generator=g) * 0.02 for k, v in cfg.get_model({}, "").diffusion_model.state_dict().items()}
+    save_file(sd, str(models / "tiny_wan_lora_test.safetensors"))
+    folder_paths.add_model_folder_path("diffusion_models", str(models))
+    return sd
+
+
+def _prompt(lora_name, strength=0.5):
+    return {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_wan_lora_test.safetensors", "weight_dtype": "default"}},
+        "2": {"class_type": "RadialLoraLoader",
+              "inputs": {"model": ["1", 0], "lora_name": lora_name, "strength": strength,
+                         "radial_mode": "auto", "decay_factor": 0.0, "block_size": "from LoRA", "dense_blocks": "",
+                         "dense_steps_first": -1, "dense_steps_last": -1, "dist1": "from LoRA",
+                         "family": "from LoRA", "backend": "pytorch"}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}},
+    }
+
+
+def test_prompt_with_unet_loader_and_radial_lora(comfy, unet_file, tmp_path):
+    import folder_paths
+
+    loras = tmp_path / "loras"
+    targets = [Target("transformer.blocks.0.attn1.to_q", "diffusion_model.blocks.0.self_attn.q.weight", 128, 128)]
+    tensors, mats = H.make_lora(targets, "diffusers")
+    H.write_safetensors(loras / "wf_radial.safetensors", tensors,
+                        metadata={"radial_attn.decay_factor": "0.25", "radial_attn.dense_steps": "1"})
+    folder_paths.add_model_folder_path("loras", str(loras))
+
+    valid, error, node_errors, executor = _run(_prompt("wf_radial.safetensors"))
+    assert valid, f"ComfyUI rejected the prompt: {error} {node_errors}"
+    assert executor.success, executor.status_messages
+    model, report = (o[0] for o in executor.caches.outputs.get("2").outputs)
+    assert "matched 2 of 2 LoRA tensors" in report and "decay_factor=0.25 (metadata)" in report
+    assert executor.caches.outputs.get("3").ui["output"]["text"] == [report]
+    cfg = comfy.pack_module("nodes.radial_patcher").get_radial_config(model)
+    assert cfg["decay_factor"] == pytest.approx(0.25) and cfg["dense_steps_first"] == 1 and cfg["backend"] == "pytorch"
+    w = H.patched_weights(model)["diffusion_model.blocks.0.self_attn.q.weight"]
+    up, down = mats["transformer.blocks.0.attn1.to_q"]
+    torch.testing.assert_close(w, unet_file["blocks.0.self_attn.q.weight"] + 0.5 * up @ down, rtol=1e-5, atol=1e-6)
+
+
+def test_prompt_with_a_truncated_lora_fails_cleanly(comfy, unet_file, tmp_path):
+    import folder_paths
+
+    loras = tmp_path / "loras_bad"
+    tensors, _ = H.make_lora([Target("diffusion_model.blocks.0.self_attn.q", "x", 128, 128)], "comfyui")
+    p = H.write_safetensors(loras / "cut_in_half.safetensors", tensors)
+    p.write_bytes(p.read_bytes()[:-64])
+    folder_paths.add_model_folder_path("loras", str(loras))
+    valid, error, node_errors, executor = _run(_prompt("cut_in_half.safetensors"))
+    assert valid, f"ComfyUI rejected the prompt: {error} {node_errors}"
+    assert not executor.success
+    errors = [data for event, data in executor.status_messages if event == "execution_error"]
+    assert len(errors) == 1 and errors[0]["node_type"] == "RadialLoraLoader"
+    assert str(p) in errors[0]["exception_message"] and "truncated" in errors[0]["exception_message"]
+    # a name that is not in the loras folders (ComfyUI 0.3.75 does not check v3 combo values
+    # before running, so the node itself refuses it)
+    valid, _, node_errors, executor = _run(_prompt("missing.safetensors"))
+    if valid:
+        errors = [data for event, data in executor.status_messages if event == "execution_error"]
+        assert len(errors) == 1 and "'missing.safetensors' not found in the loras folders" in errors[0]["exception_message"]
+    else:
+        assert "2" in node_errors
