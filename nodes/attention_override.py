@@ -48,8 +48,11 @@ def cached_mask(frames: int, tpf: int, text: int, block_size: int, decay: float,
         if m is not None:
             _MASKS.move_to_end(key)
             return m
-    m = radial_block_mask(frames, tpf, text_tokens=text, block_size=block_size,
-                          decay_factor=decay, model=model, dist1=dist1)
+    # ComfyUI samples under torch.inference_mode(); a mask made there would be an inference
+    # tensor, which the kernel's CSR cache cannot version-check. Build it as a normal tensor.
+    with torch.inference_mode(False):
+        m = radial_block_mask(frames, tpf, text_tokens=text, block_size=block_size,
+                              decay_factor=decay, model=model, dist1=dist1)
     with _MASKS_LOCK:
         _MASKS[key] = m
         while len(_MASKS) > _MAX_MASKS:

@@ -87,11 +87,12 @@ def sample(model, kind: str, lat: torch.Tensor, *, steps: int = 2, cfg: float = 
     positive = positive if positive is not None else conditioning(kind, seed=1)
     negative = negative if negative is not None else conditioning(kind, seed=2)
     noise = comfy.sample.prepare_noise(lat, seed)
-    return comfy.sample.sample(
-        model, noise, steps, cfg, sampler, scheduler, positive, negative, lat,
-        denoise=1.0, start_step=start_step, last_step=last_step,
-        force_full_denoise=force_full_denoise, seed=seed, disable_pbar=True,
-    )
+    with torch.inference_mode():  # as ComfyUI's prompt executor runs every node
+        return comfy.sample.sample(
+            model, noise, steps, cfg, sampler, scheduler, positive, negative, lat,
+            denoise=1.0, start_step=start_step, last_step=last_step,
+            force_full_denoise=force_full_denoise, seed=seed, disable_pbar=True,
+        )
 
 
 class Recorder:
