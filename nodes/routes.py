@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 from collections.abc import Mapping
 from functools import lru_cache
 
@@ -154,11 +155,11 @@ def register() -> bool:
     global _registered
     if _registered:
         return True
-    try:
-        from server import PromptServer  # ComfyUI's server module
-    except ImportError:
-        return False
-    instance = getattr(PromptServer, "instance", None)
+    # ComfyUI's main.py imports its `server` module before loading custom nodes; when it is not
+    # imported (ComfyUI used as a library, tests), no server runs and there is nothing to do.
+    server = sys.modules.get("server")
+    prompt_server = getattr(server, "PromptServer", None)
+    instance = getattr(prompt_server, "instance", None)
     if instance is None:
         return False
     instance.routes.get(ROUTE)(handle_estimate)
