@@ -744,3 +744,29 @@ def resolve_radial_settings(
             ", ".join(RADIAL_PREFIX + k for k in list(_RADIAL_ALIASES) + list(RADIAL_INFO_KEYS)),
         )
     return RadialSettings(values=values, sources=sources, info=info, ignored=ignored)
+
+
+def radial_metadata(**settings: Any) -> dict[str, str]:
+    """Safetensors metadata for a trainer to store with a LoRA, validated like the loader reads it.
+
+    ``radial_metadata(decay_factor=0.2, dense_blocks=2, dense_steps=2, tuned_frames=161)`` ->
+    ``{"radial_attn.decay_factor": "0.2", ...}``; pass it as ``metadata=`` to
+    ``safetensors.torch.save_file``. Accepts the keys of docs/lora-format.md (without the prefix).
+    """
+    out: dict[str, str] = {}
+    for key, value in settings.items():
+        if value is None:
+            continue
+        if key in RADIAL_INFO_KEYS:
+            out[RADIAL_PREFIX + key] = str(value)
+            continue
+        name = _RADIAL_ALIASES.get(key)
+        if name is None:
+            known = ", ".join(list(_RADIAL_ALIASES) + list(RADIAL_INFO_KEYS))
+            raise ValueError(f"unknown radial setting {key!r}; known: {known}")
+        try:
+            parsed = _parse_setting(name, value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{key} = {value!r} is invalid; expected {_EXPECTED[name]}.") from None
+        out[RADIAL_PREFIX + key] = str(parsed)
+    return out

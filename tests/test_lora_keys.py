@@ -229,3 +229,20 @@ def test_family_from_image_model():
     assert lk.family_from_image_model("hunyuan_video") == "hunyuan"
     assert lk.family_from_image_model("flux") == "other"
     assert lk.family_from_image_model(None) == "other"
+
+
+def test_radial_metadata_writer_round_trips():
+    meta = lk.radial_metadata(decay_factor=0.2, block_size=64, dense_blocks=[5], dense_steps=2, dist1="half",
+                              family="wan22_14b", tuned_frames=161, dense_steps_last=None)
+    assert meta == {
+        "radial_attn.decay_factor": "0.2", "radial_attn.block_size": "64", "radial_attn.dense_blocks": "5,",
+        "radial_attn.dense_steps": "2", "radial_attn.dist1": "half", "radial_attn.family": "wan22_14b",
+        "radial_attn.tuned_frames": "161",
+    }
+    s = lk.resolve_radial_settings(meta)
+    assert s.values == {"decay_factor": 0.2, "block_size": 64, "dense_blocks": "5,", "dense_steps_first": 2,
+                        "dense_steps_last": 0, "dist1": "half", "family": "wan22_14b"}
+    with pytest.raises(ValueError, match="unknown radial setting 'decay'"):
+        lk.radial_metadata(decay=0.2)
+    with pytest.raises(ValueError, match=r"block_size = 96 is invalid; expected 64 or 128"):
+        lk.radial_metadata(block_size=96)
