@@ -11,6 +11,7 @@ Radial Attention Patch (``nodes/radial_patcher.py``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -152,23 +153,23 @@ class PreparedLora:
     report: LoraReport
 
 
-def _peft_scale(source: lora_file.LoraSource) -> lora_keys.PeftScale | None:
+def _peft_scale(source: lora_file.LoraSource) -> tuple[lora_keys.PeftScale | None, str]:
+    """rank/alpha from the side-car config or diffusers' ``lora_adapter_metadata``, and where from."""
     if source.config:
         scale = lora_keys.parse_peft_config(source.config, source.config_path or source.path)
         if scale is not None:
-            return scale
+            return scale, os.path.basename(source.config_path or source.path)
     meta = source.metadata.get("lora_adapter_metadata")
     if meta:
-        import json
-
         try:
             cfg = json.loads(meta)
         except json.JSONDecodeError:
             logger.warning("%s: lora_adapter_metadata is not JSON; ignored", source.weights_path)
-            return None
+            return None, ""
         if isinstance(cfg, dict):
-            return lora_keys.parse_peft_config(cfg, f"{source.weights_path} (lora_adapter_metadata)")
-    return None
+            label = f"{source.weights_path} (lora_adapter_metadata)"
+            return lora_keys.parse_peft_config(cfg, label), "lora_adapter_metadata"
+    return None, ""
 
 
 def prepare_lora(model, source: lora_file.LoraSource) -> PreparedLora:
@@ -183,7 +184,7 @@ def prepare_lora(model, source: lora_file.LoraSource) -> PreparedLora:
     for name, target in lora_keys.extra_key_map(model_shapes, family).items():
         key_map.setdefault(name, target)
 
-    modules, unknown = lora_keys.group_modules(lora_sd.keys())
+    modules, _unknown = lora_keys.group_modules(lora_sd.keys())
     targets = {n: key_map[n] for n, m in modules.items() if n in key_map and m.has_payload}
     report = LoraReport(path=source.path, key_format=lora_keys.detect_format(modules), total_tensors=len(lora_sd))
     matched_names = {k for n in targets for k in modules[n].tensors.values()}
@@ -207,7 +208,7 @@ def prepare_lora(model, source: lora_file.LoraSource) -> PreparedLora:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise LoraFileError(source.path, "mismatched shapes: " + "; ".join(problems[:3]) + more)
 
-    scale = _peft_scale(source)
+    scale, scale_from = _peft_scale(source)
     if scale is not None:
         added = 0
         for name in targets:
@@ -217,7 +218,7 @@ def prepare_lora(model, source: lora_file.LoraSource) -> PreparedLora:
                 lora_sd[f"{name}.alpha"] = torch.tensor(scale.alpha_tensor_value(name, rank))
                 added += 1
         report.scale_note = (
-            f"scale from {os.path.basename(scale.source.split(' ')[0])}: alpha {scale.alpha:g} / rank "
+            f"scale from {scale_from}: alpha {scale.alpha:g} / rank "
             f"{scale.rank if scale.rank is not None else '(per tensor)'}{' (rsLoRA)' if scale.use_rslora else ''}"
             f" on {added} modules without alpha tensors"
         )
