@@ -501,14 +501,20 @@ def parse_peft_config(cfg: Mapping[str, Any], source: str) -> PeftScale | None:
     """Read rank and alpha from a LoRA config dict; ``None`` when it names no alpha.
 
     Accepts PEFT's names (``r``, ``lora_alpha``, ``use_rslora``, ``rank_pattern``,
-    ``alpha_pattern``), the short ``rank`` / ``alpha``, and diffusers' component prefix
-    (``transformer.r``...).
+    ``alpha_pattern``), the short ``rank`` / ``alpha``, diffusers' component prefix
+    (``transformer.r``...) and the Radial Attention authors' ``{"lora_params": {"lora_rank",
+    "lora_alpha"}}``.
     """
     flat = {}
     for k, v in cfg.items():
         flat[k.split(".", 1)[1] if k.startswith("transformer.") else k] = v
+    # The Radial Attention authors' lora_config.json nests them: {"lora_params": {"lora_rank": 128,
+    # "lora_alpha": 64}} (their hunyuan_t2v_inference.py scales the LoRA by lora_alpha / lora_rank).
+    nested = flat.get("lora_params")
+    if isinstance(nested, Mapping):
+        flat = {**flat, **nested}
     alpha = flat.get("lora_alpha", flat.get("alpha", flat.get("network_alpha")))
-    rank = flat.get("r", flat.get("rank", flat.get("network_dim")))
+    rank = flat.get("r", flat.get("rank", flat.get("lora_rank", flat.get("network_dim"))))
     if alpha is None:
         return None
     try:

@@ -148,6 +148,8 @@ def test_peft_scale_plain_rslora_and_patterns():
     assert pat.scale_for("transformer.blocks.0.attn1.to_k", 16) == pytest.approx(1.0)
     diffusers_meta = lk.parse_peft_config({"transformer.r": 4, "transformer.lora_alpha": 2}, "meta")
     assert diffusers_meta.scale_for("x", 4) == pytest.approx(0.5)
+    authors = lk.parse_peft_config({"lora_params": {"lora_rank": 128, "lora_alpha": 64}}, "cfg")
+    assert authors.rank == 128 and authors.scale_for("x", 128) == pytest.approx(0.5)
     assert lk.parse_peft_config({"r": 4}, "cfg") is None
     with pytest.raises(ValueError, match="rank/alpha must be numbers"):
         lk.parse_peft_config({"r": "sixteen", "lora_alpha": 8}, "cfg")

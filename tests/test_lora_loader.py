@@ -171,6 +171,19 @@ def test_hunyuan_formats(case, hunyuan, lora_node, tmp_path):
     _check(hunyuan, lora_node, path, targets, mats, strength=-0.5)
 
 
+def test_hunyuan_folder_in_the_radial_authors_layout(hunyuan, lora_node, tmp_path):
+    """The authors' HunyuanVideo 4x LoRA folder: diffusers keys + lora_config.json with
+    {"lora_params": {"lora_rank", "lora_alpha"}} (their script scales by lora_alpha / lora_rank)."""
+    targets = [
+        Target("transformer.transformer_blocks.0.attn.to_q", "diffusion_model.double_blocks.0.img_attn.qkv.weight", HY_H, HY_H, rows=(0, HY_H), rank=8),
+        Target("transformer.single_transformer_blocks.0.proj_out", "diffusion_model.single_blocks.0.linear2.weight", HY_H, HY_H + HY_MLP, rank=8),
+    ]
+    tensors, mats = H.make_lora(targets, "diffusers")
+    cfg = {"lora_params": {"lora_rank": 8, "lora_alpha": 4}}
+    folder = H.write_diffusers_folder(tmp_path / "hunyuan_4x_lora", tensors, cfg)
+    _check(hunyuan, lora_node, folder, targets, mats, strength=1.0, scale_of=lambda t: 0.5)
+
+
 def test_hunyuan_diffusers_folder(hunyuan, lora_node, tmp_path):
     targets = [
         Target("transformer.transformer_blocks.0.attn.to_v", "diffusion_model.double_blocks.0.img_attn.qkv.weight", HY_H, HY_H, rows=(2 * HY_H, HY_H), rank=2),
