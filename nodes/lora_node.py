@@ -3,8 +3,9 @@
 The LoRA goes through ComfyUI's own machinery (``comfy.lora.model_lora_keys_unet``,
 ``comfy.lora.load_lora``, ``ModelPatcher.add_patches`` on a clone), so it stacks with other LoRA
 loaders and with weight offloading. Key names ComfyUI does not map itself (diffusers/PEFT, Kohya
-of diffusers names) come from ``radial_core.lora_keys``; files are read and checked by
-``radial_core.lora_file``. The radial settings come from the LoRA's metadata (or side-car
+of diffusers names) come from ``radial_core.lora_keys``, the scale of configs from
+``radial_core.lora_scale``; files are read and checked by ``radial_core.lora_file``, the radial
+settings parsed by ``radial_core.lora_radial``. The radial settings come from the LoRA's metadata (or side-car
 config), node overrides, or the authors' length-extension defaults, and are handed to the
 Radial Attention Patch (``nodes/radial_patcher.py``).
 """
@@ -25,7 +26,7 @@ import comfy.lora_convert
 import folder_paths
 from comfy_api.latest import io
 
-from ..radial_core import lora_file, lora_keys
+from ..radial_core import lora_file, lora_keys, lora_radial, lora_scale
 from ..radial_core.lora_file import LoraFileError
 from .radial_patcher import apply_radial_patch, get_radial_config
 
@@ -153,10 +154,10 @@ class PreparedLora:
     report: LoraReport
 
 
-def _peft_scale(source: lora_file.LoraSource) -> tuple[lora_keys.PeftScale | None, str]:
+def _peft_scale(source: lora_file.LoraSource) -> tuple[lora_scale.PeftScale | None, str]:
     """rank/alpha from the side-car config or diffusers' ``lora_adapter_metadata``, and where from."""
     if source.config:
-        scale = lora_keys.parse_peft_config(source.config, source.config_path or source.path)
+        scale = lora_scale.parse_peft_config(source.config, source.config_path or source.path)
         if scale is not None:
             return scale, os.path.basename(source.config_path or source.path)
     meta = source.metadata.get("lora_adapter_metadata")
@@ -168,7 +169,7 @@ def _peft_scale(source: lora_file.LoraSource) -> tuple[lora_keys.PeftScale | Non
             return None, ""
         if isinstance(cfg, dict):
             label = f"{source.weights_path} (lora_adapter_metadata)"
-            return lora_keys.parse_peft_config(cfg, label), "lora_adapter_metadata"
+            return lora_scale.parse_peft_config(cfg, label), "lora_adapter_metadata"
     return None, ""
 
 
@@ -259,9 +260,9 @@ def apply_lora(model, prepared: PreparedLora, strength: float):
 
 def radial_entries(source: lora_file.LoraSource) -> dict[str, Any]:
     """Radial keys from the safetensors metadata, overridden by the side-car config."""
-    merged = lora_keys.collect_radial_entries(source.metadata)
-    merged.update(lora_keys.collect_radial_entries(source.config))
-    return {lora_keys.RADIAL_PREFIX + k: v for k, v in merged.items()}
+    merged = lora_radial.collect_radial_entries(source.metadata)
+    merged.update(lora_radial.collect_radial_entries(source.config))
+    return {lora_radial.RADIAL_PREFIX + k: v for k, v in merged.items()}
 
 
 def _describe_existing(cfg: dict) -> str:
@@ -314,7 +315,7 @@ def load_radial_lora(
     source = read_lora(lora_path)
     settings = None
     if radial_mode != "lora_only":
-        settings = lora_keys.resolve_radial_settings(radial_entries(source), overrides, source=source.path)
+        settings = lora_radial.resolve_radial_settings(radial_entries(source), overrides, source=source.path)
     prepared = prepare_lora(model, source)
     report = prepared.report
     report.strength = strength
@@ -410,7 +411,7 @@ class RadialLoraLoader(io.ComfyNode):
                     tooltip="Override Wan's distance-1 window rule; 'from LoRA' uses the LoRA's (default full).",
                 ),
                 io.Combo.Input(
-                    "family", options=[FROM_LORA, *lora_keys.FAMILIES], default=FROM_LORA, optional=True,
+                    "family", options=[FROM_LORA, *lora_radial.FAMILIES], default=FROM_LORA, optional=True,
                     tooltip="Override the model family the radial settings are for (only needed to tell Wan 2.2-A14B "
                     "from Wan 2.1); 'from LoRA' uses the LoRA's (default auto = detect).",
                 ),
