@@ -190,12 +190,13 @@ def sweep(q, k, v, csr, bs, flop, key, results):
     D = q.shape[-1]
     bd = max(16, 1 << (D - 1).bit_length())
     variants = []
-    for tma in (False, True):
-        for bm, bn, warps, stages in ((128, 64, 4, 2), (128, 64, 4, 3), (128, 64, 8, 2),
-                                      (128, 128, 8, 2), (128, 128, 8, 3), (64, 64, 4, 3),
-                                      (128, 32, 4, 2), (128, 32, 4, 3)):
-            variants.append(dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages,
-                                 BLOCK_D=bd, USE_TMA=tma))
+    for tma, nested, bm, bn, warps, stages in (
+        (True, False, 128, 64, 4, 2), (True, True, 128, 64, 4, 2), (True, True, 128, 64, 4, 3),
+        (True, False, 128, 64, 4, 1), (True, False, 64, 64, 4, 2), (True, False, 128, 128, 8, 2),
+        (True, True, 128, 32, 4, 2), (False, False, 128, 64, 4, 2), (False, True, 128, 64, 4, 2),
+    ):
+        variants.append(dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages,
+                             BLOCK_D=bd, USE_TMA=tma, NESTED=nested))
     default = pick_config(D, q.dtype, bs, q.device)
     print("sweep default", default, flush=True)
     for ordered in (False, True):
@@ -300,10 +301,11 @@ def print_table(env, results):
                   f"{r['tflops']:.0f} TF/s ({r['vs_aligned_bf16']:.3f})")
     sw = [r for r in results if "sweep" in r and "ms" in r]
     if sw:
-        best = sorted(sw, key=lambda r: r["ms"])[:5]
+        best = sorted(sw, key=lambda r: r["ms"])[:8]
         print("best configs:")
         for r in best:
-            print(f"  {r['sweep']} ordered={r['ordered']} tma={r['USE_TMA']} BM={r['BLOCK_M']} BN={r['BLOCK_N']} "
+            print(f"  {r['sweep']} ordered={r['ordered']} tma={r['USE_TMA']} "
+                  f"nested={r.get('NESTED')} BM={r['BLOCK_M']} BN={r['BLOCK_N']} "
                   f"w={r['num_warps']} s={r['num_stages']}: {r['ms']:.2f} ms "
                   f"{r['tflops']:.0f} TF/s")
 

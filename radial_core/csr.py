@@ -3,6 +3,8 @@
 The radial mask is static for one video shape, so the conversion (and the copy to the GPU)
 happens once per mask and device; later calls with the same mask object cost a dict lookup.
 A mask passed as a fresh tensor with the same content is found again through a content hash.
+An in-place edit of a mask is noticed through its version counter, except for inference tensors
+(made under ``torch.inference_mode``), which have none: do not edit those after first use.
 """
 
 from __future__ import annotations
@@ -81,6 +83,14 @@ _by_identity: OrderedDict[int, _Entry] = OrderedDict()
 _by_content: OrderedDict[tuple, dict[str, BlockCSR]] = OrderedDict()
 
 
+def _version(mask: torch.Tensor):
+    """In-place edit counter; inference tensors have none (then identity alone is trusted)."""
+    try:
+        return mask._version
+    except RuntimeError:
+        return None
+
+
 def _content_key(mask: torch.Tensor) -> tuple:
     data = mask.detach().to("cpu", torch.bool).contiguous().numpy().tobytes()
     return (tuple(mask.shape), hashlib.blake2b(data, digest_size=16).hexdigest())
@@ -98,7 +108,7 @@ def block_mask_to_csr(mask: torch.Tensor, device: torch.device | str = "cpu") ->
     dkey = _dev_key(device)
     with _lock:
         ent = _by_identity.get(id(mask))
-        if ent is not None and ent.ref() is mask and ent.version == mask._version:
+        if ent is not None and ent.ref() is mask and ent.version == _version(mask):
             _by_identity.move_to_end(id(mask))
             csr = ent.by_device.get(dkey)
             if csr is not None:
@@ -121,7 +131,7 @@ def block_mask_to_csr(mask: torch.Tensor, device: torch.device | str = "cpu") ->
             per_dev[dkey] = csr
     with _lock:
         if ent is None:
-            ent = _Entry(weakref.ref(mask), mask._version, ckey)
+            ent = _Entry(weakref.ref(mask), _version(mask), ckey)
             _by_identity[id(mask)] = ent
             while len(_by_identity) > _MAX_ENTRIES:
                 _by_identity.popitem(last=False)

@@ -90,7 +90,7 @@ def _radial_fwd(
     PER_HEAD_MASK: tl.constexpr, ORDERED: tl.constexpr, BLOCK: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     EVEN_D: tl.constexpr, EVEN_S: tl.constexpr, HAS_KPM: tl.constexpr,
-    USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr,
+    USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr, NESTED: tl.constexpr,
 ):
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
     SUB_N: tl.constexpr = BLOCK // BLOCK_N
@@ -144,13 +144,25 @@ def _radial_fwd(
         n_tail = (last == NB - 1).to(tl.int32)
         n_main = count - n_tail
 
-    for t in range(0, n_main * SUB_N):
-        kb = tl.load(col_idx + first + t // SUB_N)
-        start_n = kb * BLOCK + (t % SUB_N) * BLOCK_N
-        acc, l_i, m_i = _tile(
-            acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, start_n, S, D, sks, skd, svs, svd,
-            qk_scale, BLOCK_N, BLOCK_D, EVEN_D, False, HAS_KPM, USE_TMA, DOT_PREC,
-        )
+    if NESTED:
+        # one iteration per kept block, its key tiles unrolled
+        for j in range(0, n_main):
+            kb = tl.load(col_idx + first + j)
+            for u in tl.static_range(SUB_N):
+                acc, l_i, m_i = _tile(
+                    acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, kb * BLOCK + u * BLOCK_N,
+                    S, D, sks, skd, svs, svd, qk_scale,
+                    BLOCK_N, BLOCK_D, EVEN_D, False, HAS_KPM, USE_TMA, DOT_PREC,
+                )
+    else:
+        # one iteration per key tile (the pipeliner sees a single flat loop)
+        for t in range(0, n_main * SUB_N):
+            kb = tl.load(col_idx + first + t // SUB_N)
+            start_n = kb * BLOCK + (t % SUB_N) * BLOCK_N
+            acc, l_i, m_i = _tile(
+                acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, start_n, S, D, sks, skd, svs,
+                svd, qk_scale, BLOCK_N, BLOCK_D, EVEN_D, False, HAS_KPM, USE_TMA, DOT_PREC,
+            )
     for t in range(0, n_tail * SUB_N):
         start_n = (NB - 1) * BLOCK + t * BLOCK_N
         acc, l_i, m_i = _tile(
@@ -225,6 +237,7 @@ def triton_block_sparse_attention(
         skpb = 0
     bm = cfg.pop("BLOCK_M")
     use_tma = cfg.pop("USE_TMA", None)
+    nested = bool(cfg.pop("NESTED", False))
     if use_tma is None:
         use_tma = _is_hopper_or_newer(q.device)
     kk, vv = k, v
@@ -251,6 +264,7 @@ def triton_block_sparse_attention(
         HAS_KPM=key_padding_mask is not None,
         USE_TMA=bool(use_tma),
         DOT_PREC=prec,
+        NESTED=nested,
         **cfg,
     )
     return out

@@ -92,3 +92,15 @@ def test_csr_cache_reuses_conversion():
     mask[0, 1] = not bool(mask[0, 1])  # in-place edit: must not reuse the stale conversion
     b = block_mask_to_csr(mask, "cpu")
     assert b is not a and b.kept == int(mask.sum())
+
+
+def test_masks_and_inputs_from_inference_mode():
+    # ComfyUI samples under torch.inference_mode(): masks and inputs may be inference tensors
+    with torch.inference_mode():
+        mask = torch.rand(4, 4) < 0.5
+        mask |= torch.eye(4, dtype=torch.bool)
+        q, k, v = _inputs()
+        a = block_sparse_attention(q, k, v, mask, block_size=64)
+        assert block_mask_to_csr(mask, "cpu").kept == int(mask.sum())
+    b = block_sparse_attention(q, k, v, mask, block_size=64)  # outside inference mode too
+    assert torch.equal(a, b)

@@ -131,9 +131,10 @@ def test_odd_long_sequence_with_head_dim_80():
     _check_rows(out, q, k, v, mask, 128, n=256)
 
 
+@pytest.mark.parametrize("nested", [False, True])
 @pytest.mark.parametrize("use_tma", [False, True])
 @pytest.mark.parametrize("D", [64, 80, 128])
-def test_pointer_and_descriptor_loads(use_tma, D):
+def test_pointer_and_descriptor_loads(use_tma, D, nested):
     """Both load paths (plain pointers; Hopper tensor descriptors) on odd S, padding, per-head."""
     require_cuda()
     if use_tma and torch.cuda.get_device_capability()[0] < 9:
@@ -146,7 +147,7 @@ def test_pointer_and_descriptor_loads(use_tma, D):
     mask = random_block_mask(nb_for(S, bs), 0.35, seed=D, heads=H)
     kpm = torch.ones(B, S, dtype=torch.bool, device="cuda")
     kpm[0, -100:] = False
-    cfg = dict(pick_config(D, q.dtype, bs, q.device), USE_TMA=use_tma)
+    cfg = dict(pick_config(D, q.dtype, bs, q.device), USE_TMA=use_tma, NESTED=nested)
     out = triton_block_sparse_attention(q, k, v, block_mask_to_csr(mask, q.device), bs,
                                         key_padding_mask=kpm, config=cfg)
     _check_rows(out, q, k, v, mask, bs, kpm=kpm, n=512)
