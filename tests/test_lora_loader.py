@@ -334,3 +334,32 @@ def test_works_with_lowvram_offloading(wan, lora_node, tmp_path):
         torch.testing.assert_close(q(x), x @ w.T + b, rtol=1e-5, atol=1e-5)
     finally:
         out.unpatch_model(device_to=torch.device("cpu"))
+
+
+def test_which_formats_comfyui_maps_itself(comfy, wan, hunyuan):
+    """The pack adds only what ComfyUI lacks: where ComfyUI maps a name, its target is kept."""
+    import comfy.lora as comfy_lora
+    import comfyui_version
+
+    lora_keys = comfy.pack_module("radial_core.lora_keys")
+    for model, family in ((wan, "wan"), (hunyuan, "hunyuan")):
+        native = comfy_lora.model_lora_keys_unet(model.model, {})
+        shapes = {k: tuple(v.shape) for k, v in model.model_state_dict().items()}
+        extra = lora_keys.extra_key_map(shapes, family)
+        merged = dict(native)
+        for k, v in extra.items():
+            merged.setdefault(k, v)
+        assert all(merged[k] == v for k, v in native.items())
+        assert len(merged) > len(native)
+    if comfyui_version.__version__ != "0.3.75":
+        pytest.skip(f"the native/added split below is recorded for ComfyUI 0.3.75, not {comfyui_version.__version__}")
+    wan_native = comfy_lora.model_lora_keys_unet(wan.model, {})
+    assert {"diffusion_model.blocks.0.self_attn.q", "lora_unet_blocks_0_self_attn_q"} <= set(wan_native)
+    assert not {"transformer.blocks.0.attn1.to_q", "diffusion_model.blocks.0.attn1.to_q",
+                "base_model.model.blocks.0.attn1.to_q", "lora_transformer_blocks_0_attn1_to_q",
+                "blocks.0.self_attn.q"} & set(wan_native)
+    hy_native = comfy_lora.model_lora_keys_unet(hunyuan.model, {})
+    assert {"diffusion_model.double_blocks.0.img_attn.qkv", "lora_unet_double_blocks_0_img_attn_qkv",
+            "transformer.double_blocks.0.img_attn_qkv"} <= set(hy_native)
+    assert not {"transformer.transformer_blocks.0.attn.to_q", "transformer.single_transformer_blocks.0.proj_mlp",
+                "base_model.model.transformer_blocks.0.attn.to_q"} & set(hy_native)
