@@ -63,6 +63,8 @@ WAN_NEGATIVE = (
 )
 
 MODE_BYPASS = 4
+# Nodes that the pack's front-end extension makes taller (density readout under the widgets).
+SIZE_HINTS = {"RadialAttentionPatch": (360, 340), "RadialLoraLoader": (380, 440)}
 
 
 @dataclass
@@ -239,7 +241,7 @@ def wan21_long() -> Workflow:
     unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_14B_fp16.safetensors", weight_dtype="default", col=1)
     lora = wf.add("RadialLoraLoader", model=unet[0], lora_name=WAN_LONG_LORA, strength=1.0, radial_mode="auto",
                   decay_factor=0.0, block_size="from LoRA", dense_blocks="", dense_steps_first=-1,
-                  dense_steps_last=-1, dist1="from LoRA", family="from LoRA", backend="auto", size=(360, 380))
+                  dense_steps_last=-1, dist1="from LoRA", family="from LoRA", backend="auto")
     wf.add("PreviewAny", title="LoRA report", source=lora[1], size=(420, 200))
     shift = wf.add("ModelSamplingSD3", model=lora[0], shift=8.0)
     _, pos, neg = wan_text(wf, "A slow drone flight along a winding mountain river through autumn forests, "
@@ -266,7 +268,7 @@ def hunyuan_t2v() -> Workflow:
     lora = wf.add("RadialLoraLoader", title="Radial LoRA Loader (optional: Ctrl+B to enable)", mode=MODE_BYPASS,
                   model=patch[0], lora_name=HUNYUAN_LONG_LORA, strength=1.0, radial_mode="replace",
                   decay_factor=0.0, block_size="from LoRA", dense_blocks="", dense_steps_first=-1,
-                  dense_steps_last=-1, dist1="from LoRA", family="from LoRA", backend="auto", size=(360, 380))
+                  dense_steps_last=-1, dist1="from LoRA", family="from LoRA", backend="auto")
     shift = wf.add("ModelSamplingSD3", model=lora[0], shift=7.0)
     clip = wf.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="llava_llama3_fp8_scaled.safetensors",
                   type="hunyuan_video", device="default", col=0)
@@ -289,6 +291,41 @@ def hunyuan_t2v() -> Workflow:
 
 
 WORKFLOWS = [wan21_t2v, wan22_i2v, wan21_long, hunyuan_t2v]
+
+# Template-browser thumbnails (<name>.jpg next to <name>.json): the radial mask each workflow runs,
+# drawn by the Sparsity Preview renderer. name -> (card title, family, width, height, frames)
+THUMBNAILS = {
+    "radial_wan2.1_t2v_14B_720p_81f": ("Wan 2.1 T2V 14B - 720p - 81 frames", "wan21", 1280, 720, 81),
+    "radial_wan2.2_i2v_A14B_720p_81f": ("Wan 2.2 I2V A14B - 2 experts - 81 frames", "wan22_14b", 1280, 720, 81),
+    "radial_wan2.1_t2v_14B_720p_321f_lora": ("Wan 2.1 T2V - 4x length: 321 frames + LoRA", "wan21", 1280, 720, 321),
+    "radial_hunyuan_video_t2v_720p_253f": ("HunyuanVideo T2V - 720p - 253 frames", "hunyuan", 1280, 720, 253),
+    "sparsity_preview": ("Sparsity Preview - no model needed", "wan21", 1280, 720, 81),
+}
+
+
+def thumbnail(title: str, family: str, width: int, height: int, frames: int):
+    """A 512x512 card: title, density and speedup line, the mask picture."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    sys.path.insert(0, str(ROOT))
+    from radial_core import preview
+
+    est = preview.estimate(family, width, height, frames)
+    picture = Image.fromarray(est.render(panel_size=420).numpy())
+    card = Image.new("RGB", (512, 512), (24, 26, 32))
+    draw = ImageDraw.Draw(card)
+    try:
+        big, small = ImageFont.load_default(size=24), ImageFont.load_default(size=17)
+    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
+        big = small = ImageFont.load_default()
+    draw.text((14, 10), "Radial Attention", fill=(255, 196, 64), font=big)
+    draw.text((14, 42), title, fill=(235, 235, 235), font=small)
+    s = est.stats
+    line = f"mask density {100 * s.density:.1f} %  -  {s.num_frames} x {s.tokens_per_frame} tokens"
+    draw.text((14, 66), line, fill=(170, 200, 255), font=small)
+    picture.thumbnail((512 - 20, 512 - 100))
+    card.paste(picture, ((512 - picture.width) // 2, 95))
+    return card
 
 
 # --- layout and serialisation ---------------------------------------------------------------------
@@ -357,7 +394,8 @@ def render(wf: Workflow, node_classes: dict) -> dict:
                 outputs_json.append({"name": oname, "type": otype, "slot_index": slot,
                                      "links": out_links.get((node.id, slot), [])})
             n_widgets = len(widgets)
-        width, height = node.size or (340, 46 + 24 * (n_widgets + max(len(inputs_json), len(outputs_json))))
+        default_h = 46 + 24 * (n_widgets + max(len(inputs_json), len(outputs_json)))
+        width, height = node.size or SIZE_HINTS.get(node.type) or (340, default_h)
         x = 40 + 420 * node.col + (0 if node.col == 0 else 100)
         y = col_y.get(node.col, 40.0)
         col_y[node.col] = y + height + 70
@@ -416,6 +454,10 @@ def main() -> int:
         else:
             path.write_text(text)
             print(f"wrote {path.relative_to(ROOT)}")
+    if not args.check:
+        for name, spec in THUMBNAILS.items():
+            thumbnail(*spec).save(OUT / f"{name}.jpg", quality=88)
+            print(f"wrote workflows/{name}.jpg")
     if stale:
         print("out of date (run scripts/build_workflows.py):", ", ".join(stale))
         return 1

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from conftest import comfyui_dir
-from workflow_convert import ui_to_api
+from workflow_convert import input_types_from_object_info, ui_to_api
 
 pytestmark = pytest.mark.comfy
 
@@ -245,6 +245,10 @@ def test_template_browser_serves_the_workflows(server):
         status, body = server.get(f"/api/workflow_templates/{FOLDER}/{name}.json")
         assert status == 200
         assert json.loads(body) == json.loads((server_root(server) / "workflows" / f"{name}.json").read_text())
+        thumb = server_root(server) / "workflows" / f"{name}.jpg"
+        if thumb.exists():  # the card picture the front end asks for
+            status, body = server.get(f"/api/workflow_templates/{FOLDER}/{name}.jpg")
+            assert status == 200 and body[:3] == b"\xff\xd8\xff"
 
 
 def test_front_end_script_served_once(server):
@@ -257,18 +261,8 @@ def test_front_end_script_served_once(server):
 
 def test_preview_workflow_runs_on_the_installed_copy(server):
     """Convert the shipped preview workflow with the server's own /object_info and queue it."""
-    info = server.get_json("/object_info")
-
-    def input_types_of(class_type):
-        node = info.get(class_type)
-        if node is None:
-            return None
-        order = node.get("input_order", {})
-        return {sect: {n: node["input"][sect][n] for n in order.get(sect, node["input"].get(sect, {}))}
-                for sect in ("required", "optional") if sect in node["input"]}
-
     wf = json.loads((server_root(server) / "workflows" / "sparsity_preview.json").read_text())
-    prompt = ui_to_api(wf, input_types_of)
+    prompt = ui_to_api(wf, input_types_from_object_info(server.get_json("/object_info")))
     status, body = server.post_json("/prompt", {"prompt": prompt, "client_id": "install-test"})
     assert status == 200, body
     pid = body["prompt_id"]

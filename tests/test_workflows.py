@@ -178,6 +178,19 @@ def test_expected_workflows_are_shipped():
     assert not missing, f"workflows/ lacks {sorted(missing)} (got {sorted(names)})"
 
 
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_has_a_thumbnail(path):
+    """The template browser shows <name>.jpg from the same folder as each workflow's card."""
+    from PIL import Image
+
+    thumb = path.with_suffix(".jpg")
+    if not _is_ui_format(path):
+        pytest.skip(f"{path.name} is not a template (API format)")
+    assert thumb.exists(), f"{thumb.name} missing: run .venv/bin/python scripts/build_workflows.py"
+    with Image.open(thumb) as im:
+        assert im.format == "JPEG" and min(im.size) >= 256, (im.format, im.size)
+
+
 @pytest.mark.parametrize("path", WORKFLOW_PARAMS)
 def test_workflow_is_consistent_ui_json(path):
     wf = load(path)

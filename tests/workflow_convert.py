@@ -160,3 +160,22 @@ def ui_to_api(workflow: dict, input_types_of: Callable[[str], dict | None]) -> d
             entry["_meta"] = {"title": node["title"]}
         prompt[str(nid)] = entry
     return prompt
+
+
+def input_types_from_object_info(object_info: dict) -> Callable[[str], dict | None]:
+    """``input_types_of`` for ``ui_to_api`` from a server's ``GET /object_info`` answer (the
+    definitions the front end itself works from; ``input_order`` keeps the widget order)."""
+
+    def get(class_type: str) -> dict | None:
+        node = object_info.get(class_type)
+        if node is None:
+            return None
+        order = node.get("input_order") or {}
+        out = {}
+        for section in ("required", "optional"):
+            inputs = node["input"].get(section)
+            if inputs:
+                out[section] = {name: inputs[name] for name in order.get(section, list(inputs))}
+        return out
+
+    return get

@@ -1,0 +1,134 @@
+// The example workflows in ComfyUI's real front end: headless Debian chromium via playwright-core.
+//
+//   node tests/browser/workflows_ui.mjs <comfyui url> <module> <out dir> <name> [<name> ...]
+//
+// For each workflow, fetched as the template browser fetches it (/api/workflow_templates/<module>/
+// <name>.json), it loads the graph with app.loadGraphData, checks that every node type is known to
+// the front end and drawn, converts the graph with the front end's own app.graphToPrompt() (the
+// converter "Queue" uses) and saves a screenshot of the whole graph to <out dir>/<name>.png.
+// Prints one JSON line {ok, workflows: {name: {nodes, prompt, screenshot}}, consoleErrors}; exit 1
+// on failure. tests/test_workflows_browser.py compares the prompts with tests/workflow_convert.py.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const [url, moduleName, outDir, ...names] = process.argv.slice(2);
+if (!url || !moduleName || !outDir || names.length === 0) {
+  console.error("usage: node workflows_ui.mjs <comfyui url> <module> <out dir> <name>...");
+  process.exit(2);
+}
+const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const host = new URL(url).host;
+fs.mkdirSync(outDir, { recursive: true });
+
+// Console errors a bare ComfyUI 0.3.75 / frontend 1.32.9 prints offline (see preview_ui.mjs).
+function knownNoise(e) {
+  if (e.url && !e.url.includes(host)) return "external request blocked (offline)";
+  if (/violates the following Content Security Policy directive/.test(e.text)) return "CSP";
+  if (/reading 'id'\)/.test(e.text) && /at onChange .*\n\s+at Proxy\.set .*\n(.*\n)?\s+at load \(/.test(e.text)) {
+    return "frontend 1.32.9 start-up bug";
+  }
+  if (/Failed to load resource/.test(e.text) && /\/(user\.css|favicon\.ico)$/.test(e.url || "")) {
+    return "no user.css / favicon";
+  }
+  return null;
+}
+
+const result = { workflows: {}, consoleErrors: [], ignoredErrors: [] };
+let browser;
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "radial-wf-chromium-"));
+try {
+  browser = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 2400, height: 1350 },
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  await browser.addInitScript(() => localStorage.setItem("vueNodesBannerDismissed", "true"));
+  const page = browser.pages()[0] ?? (await browser.newPage());
+  const record = (e) => {
+    const why = knownNoise(e);
+    (why ? result.ignoredErrors : result.consoleErrors).push(why ? { ...e, why } : e);
+  };
+  page.on("console", (m) => {
+    if (m.type() === "error") record({ text: m.text(), url: m.location()?.url || "" });
+  });
+  page.on("pageerror", (err) => record({ text: `${err.message}\n${err.stack || ""}`, url: "" }));
+
+  await page.goto(url, { waitUntil: "domcontentloaded" });
+  await page.waitForFunction(() => window.comfyAPI?.app?.app?.graph && window.LiteGraph?.registered_node_types?.RadialAttentionPatch,
+    null, { timeout: 90_000 });
+  await page.waitForTimeout(1500);
+  // screenshots: full-quality drawing at the fitted zoom
+  await page.evaluate(async () => {
+    const { app } = window.comfyAPI.app;
+    try { await app.extensionManager.setting.set("LiteGraph.Canvas.LowQualityRenderingZoomThreshold", 0.1); } catch {}
+  });
+
+  for (const name of names) {
+    const template = `/api/workflow_templates/${moduleName}/${encodeURIComponent(name)}.json`;
+    const loaded = await page.evaluate(async ([template, name]) => {
+      const { app } = window.comfyAPI.app;
+      const r = await fetch(template);
+      if (!r.ok) return { error: `GET ${template}: ${r.status}` };
+      // as the template browser opens it, minus the missing-models dialog (no weights here)
+      await app.loadGraphData(await r.json(), true, true, name, { showMissingModelsDialog: false });
+      return { ok: true };
+    }, [template, name]);
+    if (loaded.error) throw new Error(loaded.error);
+    await page.waitForTimeout(1500);
+    const info = await page.evaluate(async () => {
+      const { app } = window.comfyAPI.app;
+      const types = window.LiteGraph.registered_node_types;
+      const nodes = app.graph._nodes.map((n) => ({
+        id: n.id, type: n.type, known: Boolean(types[n.type]), mode: n.mode,
+        size: [...n.size], widgets: (n.widgets ?? []).map((w) => w.name),
+      }));
+      // fit the whole graph into the view for the screenshot
+      let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+      for (const n of app.graph._nodes) {
+        x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - 30);
+        x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
+      }
+      const rect = app.canvas.canvas.getBoundingClientRect();
+      // free area: right of the side bar, below the tab bar, left of the Run button
+      const [left, top, right, bottom] = [90, 90, 60, 40];
+      const w = rect.width - left - right, h = rect.height - top - bottom;
+      const scale = Math.min(w / (x1 - x0), h / (y1 - y0), 1);
+      app.canvas.ds.scale = scale;
+      app.canvas.ds.offset[0] = (left + (w - scale * (x1 - x0)) / 2) / scale - x0;
+      app.canvas.ds.offset[1] = top / scale - y0;
+      if ("low_quality_zoom_threshold" in app.canvas) app.canvas.low_quality_zoom_threshold = 0.1;
+      app.canvas.setDirty(true, true);
+      const { output } = await app.graphToPrompt();
+      return { nodes, prompt: output };
+    });
+    for (const n of info.nodes) {
+      if (!n.known || n.size[0] < 50 || n.size[1] < 30) {
+        throw new Error(`${name}: node ${n.id} (${n.type}) is not known or not drawn: ${JSON.stringify(n)}`);
+      }
+    }
+    await page.waitForTimeout(700);
+    const shot = path.join(outDir, `${name}.png`);
+    await page.screenshot({ path: shot });
+    result.workflows[name] = { ...info, screenshot: shot };
+  }
+  if (result.consoleErrors.length) {
+    throw new Error(`console errors: ${JSON.stringify(result.consoleErrors, null, 1)}`);
+  }
+  result.ok = true;
+} catch (err) {
+  result.ok = false;
+  result.error = String(err?.stack || err);
+  try {
+    const page = browser?.pages()[0];
+    if (page) await page.screenshot({ path: path.join(outDir, "workflows-failure.png") });
+  } catch {}
+} finally {
+  await browser?.close().catch(() => {});
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+}
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);

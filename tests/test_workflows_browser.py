@@ -1,0 +1,129 @@
+"""The example workflows opened in ComfyUI's real front end (headless chromium, playwright-core).
+
+tests/browser/workflows_ui.mjs loads each workflow as the template browser serves it, checks every
+node is known and drawn, and converts it with the front end's own ``app.graphToPrompt()``. Here that
+API prompt must equal what ``tests/workflow_convert.py`` makes of the same file (the converter the
+validation tests rely on), and ComfyUI's server must accept it for validation up to the missing
+model files. Screenshots of each graph land in tests/browser/artifacts/workflows/ (git-ignored);
+RADIAL_DOCS_SCREENSHOT=1 also refreshes docs/images/workflow_*.png for the README.
+
+Needs `bash scripts/setup_browser.sh` once; skips with the reason without chromium/node/playwright
+locally and fails under CI=true (the same rule as tests/browser/test_browser.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from workflow_convert import input_types_from_object_info, ui_to_api
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
+from radial_server import ARTIFACTS, get_server  # noqa: E402
+
+pytestmark = [pytest.mark.comfy, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+BROWSER = ROOT / "tests" / "browser"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+NAMES = [
+    "radial_wan2.1_t2v_14B_720p_81f",
+    "radial_wan2.2_i2v_A14B_720p_81f",
+    "radial_wan2.1_t2v_14B_720p_321f_lora",
+    "radial_hunyuan_video_t2v_720p_253f",
+]
+DOCS_SHOTS = {  # README pictures
+    "radial_wan2.2_i2v_A14B_720p_81f": ROOT / "docs" / "images" / "workflow_wan22_i2v.png",
+    "radial_wan2.1_t2v_14B_720p_321f_lora": ROOT / "docs" / "images" / "workflow_wan21_long_lora.png",
+}
+
+
+def missing_tools() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"no chromium at {CHROMIUM}"
+    if shutil.which("node") is None:
+        return "no node (Node.js) on PATH"
+    if not (BROWSER / "node_modules" / "playwright-core" / "package.json").exists():
+        return "playwright-core is not installed in tests/browser/node_modules"
+    return None
+
+
+@pytest.fixture(scope="module")
+def front_end():
+    why = missing_tools()
+    if why:
+        message = f"browser test needs its tools: {why}. Fix: run `bash scripts/setup_browser.sh`."
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: the browser test may not skip)")
+        pytest.skip(message)
+    server = get_server()
+    templates = fetch_json(server.url + "/workflow_templates")
+    module = next((m for m, names in templates.items() if set(NAMES) <= set(names)), None)
+    assert module, f"the server's template browser does not list the workflows: {templates}"
+    upload_start_image(server.url)
+    out = ARTIFACTS / "workflows"
+    proc = subprocess.run(["node", str(BROWSER / "workflows_ui.mjs"), server.url, module, str(out), *NAMES],
+                          cwd=BROWSER, capture_output=True, text=True, timeout=400,
+                          env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+    assert lines, f"workflows_ui.mjs printed no result (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    result = json.loads(lines[-1])
+    assert result["ok"], f"front-end check failed: {result.get('error')}\nconsole: {result['consoleErrors']}"
+    return result, fetch_json(server.url + "/object_info")
+
+
+def upload_start_image(url: str) -> None:
+    """The I2V workflow's Load Image names example.png, which a real ComfyUI ships in input/; the
+    test server's input folder is empty, so upload one the way the node's upload button does."""
+    import io
+
+    import requests
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 180), (70, 120, 190)).save(buf, format="PNG")
+    r = requests.post(url + "/upload/image", files={"image": ("example.png", buf.getvalue(), "image/png")},
+                      data={"overwrite": "true", "type": "input"}, timeout=30)
+    assert r.status_code == 200 and r.json()["name"] == "example.png", r.text
+
+
+def fetch_json(url: str):
+    with urllib.request.urlopen(url, timeout=60) as r:
+        return json.loads(r.read())
+
+
+def comparable(prompt: dict, object_info: dict) -> dict:
+    """The prompt without titles, and without inputs the node does not define: front-end extensions
+    add display-only widgets (PreviewAny's text box 'preview') that the server ignores."""
+    out = {}
+    for k, v in prompt.items():
+        spec = object_info[v["class_type"]]["input"]
+        known = set(spec.get("required", {})) | set(spec.get("optional", {}))
+        out[k] = {"class_type": v["class_type"], "inputs": {n: x for n, x in v["inputs"].items() if n in known}}
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_front_end_converts_like_our_converter(front_end, name):
+    result, object_info = front_end
+    seen = result["workflows"][name]
+    wf = json.loads((ROOT / "workflows" / f"{name}.json").read_text())
+    ours = comparable(ui_to_api(wf, input_types_from_object_info(object_info)), object_info)
+    theirs = comparable(seen["prompt"], object_info)
+    assert theirs == ours, (
+        f"{name}: the front end's graphToPrompt differs from tests/workflow_convert.py:\n"
+        f"front end: {json.dumps(theirs, sort_keys=True)[:3000]}\nours: {json.dumps(ours, sort_keys=True)[:3000]}"
+    )
+    assert {n["type"] for n in seen["nodes"]} == {n["type"] for n in wf["nodes"]}
+    shot = Path(seen["screenshot"])
+    assert shot.stat().st_size > 30_000, "the screenshot is (nearly) empty"
+    if os.environ.get("RADIAL_DOCS_SCREENSHOT") == "1" and name in DOCS_SHOTS:
+        DOCS_SHOTS[name].parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, DOCS_SHOTS[name])
