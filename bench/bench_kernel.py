@@ -191,9 +191,9 @@ def sweep(q, k, v, csr, bs, flop, key, results):
     bd = max(16, 1 << (D - 1).bit_length())
     variants = []
     for tma, nested, bm, bn, warps, stages in (
-        (True, False, 128, 64, 4, 2), (True, True, 128, 64, 4, 2), (True, True, 128, 64, 4, 3),
+        (True, False, 128, 64, 4, 2), (True, True, 128, 64, 4, 2), (True, False, 128, 64, 4, 3),
         (True, False, 128, 64, 4, 1), (True, False, 64, 64, 4, 2), (True, False, 128, 128, 8, 2),
-        (True, True, 128, 32, 4, 2), (False, False, 128, 64, 4, 2), (False, True, 128, 64, 4, 2),
+        (True, False, 128, 32, 4, 2), (False, False, 128, 64, 4, 2), (False, True, 128, 64, 4, 2),
     ):
         variants.append(dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages,
                              BLOCK_D=bd, USE_TMA=tma, NESTED=nested))
