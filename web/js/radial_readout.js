@@ -108,7 +108,7 @@ function params(node) {
     p.width = String(size.width);
     p.height = String(size.height);
     p.frames = String(size.frames);
-    note = `at ${size.width}x${size.height}, ${size.frames} frames` + (family ? "" : ", Wan 2.1 assumed");
+    note = `at ${size.width}x${size.height}, ${size.frames} frames` + (family ? "" : " (family assumed)");
   }
   return { query: new URLSearchParams(p).toString(), note };
 }
@@ -137,7 +137,8 @@ function show(node, state, body, note) {
       `${body.num_frames} x ${body.tokens_per_frame} tokens` +
       (body.text_tokens ? ` + ${body.text_tokens} text` : "") +
       `, ${body.num_blocks} blocks, ${pct(body.flops_saved)} FLOPs saved`;
-    el.querySelector(".radial-note").textContent = note.replace(/^[ ,]+/, "");
+    const where = node.comfyClass === PATCH ? `${body.label} ${note}` : note;
+    el.querySelector(".radial-note").textContent = where.replace(/^[ ,]+/, "");
     el.title = body.summary;
   } else {
     el.querySelector(".radial-main").textContent = state === "busy" ? "density: ..." : "cannot estimate";
@@ -180,7 +181,7 @@ function attach(node) {
     setValue: () => {},
   });
   w.serialize = false;
-  w.computeLayoutSize = () => ({ minHeight: 78, maxHeight: 96, minWidth: 260 });
+  w.computeLayoutSize = () => ({ minHeight: 92, maxHeight: 112, minWidth: 260 });
   node.radialReadout = el;
   // make room for the readout once the node has its final widgets (never shrink a node)
   requestAnimationFrame(() => {
