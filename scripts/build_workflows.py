@@ -100,6 +100,14 @@ class Workflow:
 
 # --- the four workflows ---------------------------------------------------------------------------
 
+def density(family: str, width: int, height: int, frames: int) -> str:
+    """The exact mask density at the family's default decay, from radial_core (for the notes)."""
+    sys.path.insert(0, str(ROOT))
+    from radial_core import preview
+
+    return f"{100 * preview.estimate(family, width, height, frames).stats.density:.1f} %"
+
+
 def note(wf: Workflow, text: str) -> Node:
     return wf.add("MarkdownNote", text=text, col=0, size=(460, 560))
 
@@ -131,7 +139,7 @@ WAN21_NOTE = """## Wan 2.1 T2V 14B, 1280x720, 81 frames, with Radial Attention
 - `dense_steps_first` 12 of 50 steps (about a quarter of the schedule stays dense; scale it if you change the steps)
 - `block_size` 128, `dist1` full, `backend` auto (Triton on NVIDIA, PyTorch elsewhere)
 
-At 81 frames the mask keeps about 40 % of the attention blocks; the gain grows with length (see the Sparsity Preview workflow). Remove the patch node (or bypass it with Ctrl+B) to compare with dense attention on the same seed.
+At this size the mask keeps {density} of the attention blocks (decay 0.2); the saving grows with length (see the Sparsity Preview workflow). Remove the patch node (or bypass it with Ctrl+B) to compare with dense attention on the same seed.
 """
 
 WAN22_NOTE = """## Wan 2.2 I2V A14B, both experts, with Radial Attention on each
@@ -146,12 +154,13 @@ WAN22_NOTE = """## Wan 2.2 I2V A14B, both experts, with Radial Attention on each
 Wan 2.2 A14B runs two models: the high-noise expert does steps 0-10, the low-noise expert steps 10-20 (two KSamplerAdvanced). Each expert is its own MODEL, so each gets its own **Radial Attention Patch** with the same settings:
 - `family` wan22_14b (Wan 2.2 defaults), `decay_factor` 0 = family default 0.8
 - `dense_blocks` 1, `dense_steps_first` 5: dense steps are counted over the **whole** 20-step schedule (the pack reads it from the sampler), so steps 0-4 of the high-noise pass stay dense and the low-noise pass is all sparse. Use the same numbers on both patches.
+- At 1280x720, 81 frames the mask keeps {density} of the attention blocks (decay 0.8).
 - Low VRAM: lower the resolution in WanImageToVideo, or keep 1280x720 and use fewer frames.
 """
 
 WAN_LONG_NOTE = """## Wan 2.1 T2V 14B, 4x length: 321 frames at 1280x720, Radial LoRA Loader
 
-A model trained on 81 frames drifts at 4x length; a light LoRA tuned **with the radial mask** fixes that (Radial Attention paper, section 5). The **Radial LoRA Loader** applies the LoRA through ComfyUI's own LoRA patches *and* applies the Radial Attention Patch with the settings stored in the LoRA file (or the authors' length-extension settings when the file has none: 2 dense blocks, 2 dense steps). Its `report` output (shown here) says how many tensors matched and which radial settings were used.
+A model trained on 81 frames loses quality at 4x length; the Radial Attention paper recovers it with a light LoRA tuned **with the radial mask**. The **Radial LoRA Loader** applies the LoRA through ComfyUI's own LoRA patches *and* applies the Radial Attention Patch with the settings stored in the LoRA file (or the authors' length-extension settings when the file has none: 2 dense blocks, 2 dense steps). Its `report` output (shown here) says how many tensors matched and which radial settings were used.
 
 **Download:**
 - [wan2.1_t2v_14B_fp16.safetensors]({unet}) → `models/diffusion_models/`
@@ -159,7 +168,7 @@ A model trained on 81 frames drifts at 4x length; a light LoRA tuned **with the 
 - [wan_2.1_vae.safetensors]({vae}) → `models/vae/`
 - your length-extension LoRA → `models/loras/` (ComfyUI, diffusers/PEFT or Kohya keys; a diffusers folder works too) and pick it in the loader. The name in this workflow is only an example.
 
-**Recommended:** keep the loader's optional inputs at "from LoRA" / -1 / empty so the LoRA's own settings apply; 50 steps. 321 frames at 720p is 75 600 x 4 tokens: expect about 16 % of the attention blocks kept. Low VRAM: use the fp8 model and the VAE's tiled decode.
+**Recommended:** keep the loader's optional inputs at "from LoRA" / -1 / empty so the LoRA's own settings apply; 50 steps. 321 frames at 720p are 81 latent frames x 3600 tokens = 291 600 tokens; the mask keeps {density} of the attention blocks (decay 0.2). Low VRAM: use the fp8 model and the VAE's tiled decode.
 """
 
 HUNYUAN_NOTE = """## HunyuanVideo T2V, 1280x720, 253 frames, with Radial Attention
@@ -170,7 +179,7 @@ HUNYUAN_NOTE = """## HunyuanVideo T2V, 1280x720, 253 frames, with Radial Attenti
 - [llava_llama3_fp8_scaled.safetensors]({llava}) → `models/text_encoders/`
 - [hunyuan_video_vae_bf16.safetensors]({vae}) → `models/vae/`
 
-**Radial Attention Patch, recommended (the authors' HunyuanVideo settings):** `decay_factor` 0 = family default 0.95, `dense_blocks` 0, `dense_steps_first` 12 of 50 steps. The text tokens of HunyuanVideo's joint attention always stay dense; the text padding mask is honoured.
+**Radial Attention Patch, recommended (the authors' HunyuanVideo settings):** `decay_factor` 0 = family default 0.95, `dense_blocks` 0, `dense_steps_first` 12 of 50 steps. The text tokens of HunyuanVideo's joint attention always stay dense; the text padding mask is honoured. At 1280x720, 253 frames the mask keeps {density} of the attention blocks.
 
 **Longer than the 129 frames the model was trained on:** a length-extension LoRA helps. The **Radial LoRA Loader** here is bypassed (purple); put your LoRA in `models/loras/`, select the node and press Ctrl+B to enable it. With `radial_mode` replace, the radial settings stored in the LoRA (or 2 dense blocks, 2 dense steps) replace the patch's.
 
@@ -180,7 +189,7 @@ Low VRAM: weight_dtype fp8 in the loader, and lower the tile size of the tiled V
 
 def wan21_t2v() -> Workflow:
     wf = Workflow("radial_wan2.1_t2v_14B_720p_81f")
-    note(wf, WAN21_NOTE.format(unet=MODELS["wan2.1_t2v_14B_fp16.safetensors"][0],
+    note(wf, WAN21_NOTE.format(density=density("wan21", 1280, 720, 81), unet=MODELS["wan2.1_t2v_14B_fp16.safetensors"][0],
                                te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
                                vae=MODELS["wan_2.1_vae.safetensors"][0]))
     unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_14B_fp16.safetensors", weight_dtype="default", col=1)
@@ -200,7 +209,7 @@ def wan21_t2v() -> Workflow:
 
 def wan22_i2v() -> Workflow:
     wf = Workflow("radial_wan2.2_i2v_A14B_720p_81f")
-    note(wf, WAN22_NOTE.format(hi=MODELS["wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"][0],
+    note(wf, WAN22_NOTE.format(density=density("wan22_14b", 1280, 720, 81), hi=MODELS["wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"][0],
                                lo=MODELS["wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors"][0],
                                te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
                                vae=MODELS["wan_2.1_vae.safetensors"][0]))
@@ -235,7 +244,7 @@ def wan22_i2v() -> Workflow:
 
 def wan21_long() -> Workflow:
     wf = Workflow("radial_wan2.1_t2v_14B_720p_321f_lora")
-    note(wf, WAN_LONG_NOTE.format(unet=MODELS["wan2.1_t2v_14B_fp16.safetensors"][0],
+    note(wf, WAN_LONG_NOTE.format(density=density("wan21", 1280, 720, 321), unet=MODELS["wan2.1_t2v_14B_fp16.safetensors"][0],
                                   te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
                                   vae=MODELS["wan_2.1_vae.safetensors"][0]))
     unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_14B_fp16.safetensors", weight_dtype="default", col=1)
@@ -258,7 +267,7 @@ def wan21_long() -> Workflow:
 
 def hunyuan_t2v() -> Workflow:
     wf = Workflow("radial_hunyuan_video_t2v_720p_253f")
-    note(wf, HUNYUAN_NOTE.format(unet=MODELS["hunyuan_video_t2v_720p_bf16.safetensors"][0],
+    note(wf, HUNYUAN_NOTE.format(density=density("hunyuan", 1280, 720, 253), unet=MODELS["hunyuan_video_t2v_720p_bf16.safetensors"][0],
                                  clip_l=MODELS["clip_l.safetensors"][0],
                                  llava=MODELS["llava_llama3_fp8_scaled.safetensors"][0],
                                  vae=MODELS["hunyuan_video_vae_bf16.safetensors"][0]))
