@@ -21,8 +21,8 @@ when a case ran with fewer blocks.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
+import importlib.util
 import math
 import os
 import sys
@@ -63,14 +63,14 @@ def import_comfy(comfy_dir: Path):
     else:
         comfy.cli_args.args.cpu = True
     import comfy.model_management  # noqa: F401
-    import nodes as comfy_nodes
 
-    pack_path = comfy_dir / "custom_nodes" / "radial-attention"
-    if not pack_path.exists():
-        pack_path = ROOT
-    if not asyncio.run(comfy_nodes.load_custom_node(str(pack_path))):
-        raise SystemExit(f"ComfyUI could not load the pack from {pack_path}")
-    pkg = str(pack_path).replace(".", "_x_")
+    # The pack as a package (its own folder), without ComfyUI's server-side node registry: the
+    # benchmark needs only the patch function that the "Radial Attention Patch" node calls.
+    pkg = "radial_attention_pack"
+    spec = importlib.util.spec_from_file_location(pkg, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[pkg] = module
+    spec.loader.exec_module(module)
     return importlib.import_module(f"{pkg}.nodes.radial_patcher")
 
 

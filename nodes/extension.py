@@ -1,0 +1,28 @@
+"""The pack's ``ComfyExtension`` (node API v3): gathers the nodes and registers the HTTP route.
+
+Kept apart from ``nodes/__init__.py`` so that the patch machinery (``nodes.radial_patcher``) can be
+imported with only ``comfy`` present, e.g. by ``bench/bench_e2e.py``.
+"""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+
+class RadialAttentionExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        from .lora_node import RadialLoraLoader
+        from .patch_node import RadialAttentionPatch
+        from .preview_node import SparsityPreview
+
+        return [RadialAttentionPatch, RadialLoraLoader, SparsityPreview]
+
+    async def on_load(self) -> None:
+        # HTTP route for the front-end readout; harmless when no server is running.
+        from . import routes
+
+        routes.register()
+
+
+async def comfy_entrypoint() -> RadialAttentionExtension:
+    return RadialAttentionExtension()
