@@ -134,7 +134,8 @@ def conditioning(family: str, dev):
                                                        "attention_mask": mask, "guidance": 6.0}]]
 
 
-def one_step(model, family, latent, cond, repeats=2):
+def one_step(model, family, latent, cond, repeats=2, long_s=20.0):
+    """Best of ``repeats`` one-step samplings; a single run when it takes over ``long_s``."""
     import comfy.sample
 
     cuda = torch.cuda.is_available()
@@ -152,6 +153,8 @@ def one_step(model, family, latent, cond, repeats=2):
                                       denoise=1.0, seed=0, disable_pbar=True)
         sync()
         best = min(best, time.perf_counter() - t0)
+        if best > long_s:
+            break
     return best, (torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0), out
 
 
@@ -196,7 +199,8 @@ def main():
         density = float(mask.float().mean())
         t_dense, mem_dense, out_dense = one_step(model, family, latent, cond)
         patched = radial_patcher.apply_radial_patch(model, decay_factor=decay)
-        t_sparse, mem_sparse, out_sparse = one_step(patched, family, latent, cond)
+        one_step(patched, family, latent[:, :, :2], cond, repeats=1)  # compile kernels, build a mask
+        t_sparse, mem_sparse, out_sparse = one_step(patched, family, latent, cond, long_s=1e9)
         rel = float((out_sparse.float() - out_dense.float()).norm() / out_dense.float().norm())
         depth = f"{layers} blocks" if layers else "full depth"
         rows.append((name, f"{w}x{h}x{f}", geom.seq_len, depth, f"{density:.3f}", f"{t_dense:.2f}",
