@@ -187,3 +187,17 @@ def test_render_rejects_bad_panel_size():
     mask = radial_block_mask(2, 128)
     with pytest.raises(ValueError, match=r"panel_size must be in \[64, 4096\]; got 10"):
         P.render_mask(mask, 2, 128, panel_size=10)
+
+
+@pytest.mark.parametrize(
+    "F,T,text,decay,model,measured",
+    [  # docs/benchmarks.md: H100 bf16, ours vs dense cuDNN SDPA on the same shapes
+        (21, 1560, 0, 0.2, "wan", 2.60),  # Wan 2.1-14B 480x832x81
+        (21, 3600, 0, 0.2, "wan", 3.50),  # Wan 2.1-14B 720x1280x81
+        (33, 3600, 256, 0.95, "hunyuan", 3.21),  # HunyuanVideo 720x1280x129
+        (81, 3600, 0, 0.2, "wan", 7.38),  # Wan 2.1-14B 720x1280x321
+    ],
+)
+def test_expected_speedup_agrees_with_the_measured_kernel(F, T, text, decay, model, measured):
+    s = P.estimate_latent(F, T, text_tokens=text, decay_factor=decay, model=model).stats
+    assert s.expected_speedup == pytest.approx(measured, rel=0.05)
