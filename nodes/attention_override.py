@@ -285,7 +285,7 @@ class RadialAttentionOverride:
             + f", mask density {mask_density(mask):.3f}"
             + f", dense blocks {dense_blocks if dense_blocks else 'none'}"
             + f", dense steps first {cfg.dense_steps_first} / last {cfg.dense_steps_last}"
-            + f", backend {backend}"
+            + f", backend {backend} ({str(q.dtype).replace('torch.', '')}, {q.device.type})"
         ))
         if cfg.family.note:
             run.once("note", logging.INFO, f"Radial Attention: {cfg.family.note}")

@@ -143,11 +143,15 @@ RUN_STATE: dict = {}
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prompt", default="a red fox running through fresh snow, cinematic")
-    ap.add_argument("--width", type=int, default=512)
-    ap.add_argument("--height", type=int, default=320)
-    ap.add_argument("--length", type=int, default=49, help="pixel frames (4k+1)")
+    cuda = torch.cuda.is_available()
+    # CPU: small enough for a 2-core machine; CUDA: a Wan-1.3B-wide model at 480p x 81 frames
+    ap.add_argument("--width", type=int, default=832 if cuda else 512)
+    ap.add_argument("--height", type=int, default=480 if cuda else 320)
+    ap.add_argument("--length", type=int, default=81 if cuda else 33, help="pixel frames (4k+1)")
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--layers", type=int, default=4, help="transformer blocks of the small Wan")
+    ap.add_argument("--layers", type=int, default=4 if cuda else 3, help="transformer blocks of the small Wan")
+    ap.add_argument("--dim", type=int, default=1536 if cuda else 128, help="model width (heads = dim / 128)")
+    ap.add_argument("--ffn", type=int, default=8960 if cuda else 256, help="feed-forward width")
     ap.add_argument("--out", default=str(ROOT / "out" / "demo"))
     ap.add_argument("--backend", default="auto", choices=["auto", "triton", "pytorch"])
     args = ap.parse_args(argv)
@@ -164,7 +168,10 @@ def main(argv=None) -> int:
 
     # 1. the small Wan, saved with the real key names
     tm = _import_script("make_tiny_models")
-    model_path = tm.save(tm.wan_state_dict("wan_t2v", num_layers=args.layers, seed=0), models_dir / MODEL_NAME)
+    if args.dim % 128:
+        sys.exit(f"--dim must be a multiple of 128 (ComfyUI reads Wan's heads as dim / 128); got {args.dim}")
+    model_path = tm.save(tm.wan_state_dict("wan_t2v", num_layers=args.layers, dim=args.dim, ffn_dim=args.ffn,
+                                           seed=0), models_dir / MODEL_NAME)
 
     # 2. toy text encoder -> conditioning -> a dataset shard that LoadTrainingDataset reads
     te = _import_script("toy_text_encoder")
@@ -224,7 +231,8 @@ def main(argv=None) -> int:
         "",
         "=== Radial Attention demo (real ComfyUI, real sampler; random-weight model) ===",
         f"device: {device}; ComfyUI at {comfyui_dir()}",
-        f"model: small Wan 2.1 T2V ({args.layers} blocks, dim 128, random weights), {model_path}",
+        f"model: small Wan 2.1 T2V ({args.layers} blocks, dim {args.dim}, {args.dim // 128} heads, random "
+        f"weights), {model_path}",
         f"text: toy random-weight byte-level encoder ({te_path.name}): the conditioning changes with "
         f"the prompt but carries no meaning; passed through ComfyUI's LoadTrainingDataset node",
         f"video: {args.width}x{args.height}, {args.length} frames -> latent {frames_lat}x{args.height // 8}x"

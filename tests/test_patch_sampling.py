@@ -30,12 +30,19 @@ def fresh_passes(comfy):
     yield
 
 
+# fp32 on the CPU is exact to rounding; on CUDA the Triton kernel computes fp32 inputs with TF32
+# tensor-core products (about 3e-4 per call), which a few blocks and steps then carry along.
+ON_CUDA = torch.cuda.is_available()
+CALL_TOL = 5e-3 if ON_CUDA else 1e-5
+RUN_TOL = 2e-2 if ON_CUDA else 1e-4
+
+
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.double(), b.double()
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
-def _check_sparse_events(events, block_size, tol=1e-5):
+def _check_sparse_events(events, block_size, tol=CALL_TOL):
     assert events, "no sparse attention call happened"
     for e in events:
         ref = dense_masked_attention(e["q"], e["k"], e["v"], e["block_mask"], block_size,
@@ -58,7 +65,7 @@ def test_all_kept_mask_equals_unpatched(rp, kind, frames):
     sparse = rec.sparse()
     assert len(sparse) == 2 * 2  # 2 steps x 2 blocks, cfg 1 (one forward per step)
     assert all(bool(e["block_mask"].all()) for e in sparse)
-    assert _rel(out, ref_out) < 1e-4
+    assert _rel(out, ref_out) < RUN_TOL
 
 
 @pytest.mark.parametrize(
@@ -191,5 +198,6 @@ def test_one_info_line_per_run(rp, caplog):
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Radial Attention: HunyuanVideo")]
     assert len(lines) == 1
     for part in ("HunyuanVideo T2V", "8 frames x 64 tokens", "+ 8 text", "mask density", "dense blocks [0]",
-                 "dense steps first 0 / last 0", "backend pytorch", "latent [1, 16, 8, 16, 16]"):
+                 "dense steps first 0 / last 0",
+                 "backend triton (float32, cuda)" if ON_CUDA else "backend pytorch (float32, cpu)", "latent [1, 16, 8, 16, 16]"):
         assert part in lines[0], (part, lines[0])
