@@ -125,5 +125,9 @@ def test_front_end_converts_like_our_converter(front_end, name):
     shot = Path(seen["screenshot"])
     assert shot.stat().st_size > 30_000, "the screenshot is (nearly) empty"
     if os.environ.get("RADIAL_DOCS_SCREENSHOT") == "1" and name in DOCS_SHOTS:
+        from PIL import Image
+
         DOCS_SHOTS[name].parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, DOCS_SHOTS[name])
+        with Image.open(shot) as im:
+            im.convert("RGB").resize((1600, round(1600 * im.height / im.width)), Image.LANCZOS).save(
+                DOCS_SHOTS[name], optimize=True)
