@@ -304,3 +304,19 @@ def test_loads_without_triton(fresh_comfyui, tmp_path):
         check_loaded(srv, "install without Triton")
     finally:
         srv.stop()
+
+
+def test_registry_publish_workflow():
+    """.github/workflows/publish.yml: the Comfy Registry action, after the tests, on version bumps."""
+    import yaml
+
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "publish.yml").read_text())
+    triggers = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
+    assert "pyproject.toml" in triggers["push"]["paths"] and "main" in triggers["push"]["branches"]
+    publish = wf["jobs"]["publish-node"]
+    assert publish["needs"] == "test"
+    step = next(s for s in publish["steps"] if "publish-node-action" in s.get("uses", ""))
+    assert step["uses"].startswith("Comfy-Org/publish-node-action@")
+    assert step["with"]["personal_access_token"] == "${{ secrets.REGISTRY_ACCESS_TOKEN }}"
+    test_steps = " ".join(s.get("run", "") for s in wf["jobs"]["test"]["steps"])
+    assert ".ci/run" in test_steps, "the publish job must run the same tests as CI first"
