@@ -31,6 +31,7 @@ WAN_KINDS = {
     "wan_i2v": ("i2v", 36, 16, True),
     "wan22_a14b_i2v": ("t2v", 36, 16, False),  # Wan 2.2 A14B I2V: 36 channels, no CLIP projection
     "wan22_5b": ("t2v", 48, 48, False),
+    "wan_vace": ("vace", 16, 16, False),  # VACE: one VACE block after main block 0
 }
 
 
@@ -68,9 +69,12 @@ def wan_state_dict(kind: str = "wan_t2v", *, num_layers: int = 2, dim: int = 128
     import comfy.ops
 
     model_type, in_dim, out_dim, with_img = WAN_KINDS[kind]
+    cls, extra = wan.WanModel, {"model_type": "i2v" if with_img else model_type}
+    if model_type == "vace":
+        cls, extra = wan.VaceWanModel, {"vace_layers": 1, "vace_in_dim": 96}
     with torch.device("meta"):
-        m = wan.WanModel(
-            model_type="i2v" if with_img else model_type, patch_size=(1, 2, 2), in_dim=in_dim, dim=dim,
+        m = cls(
+            **extra, patch_size=(1, 2, 2), in_dim=in_dim, dim=dim,
             ffn_dim=ffn_dim, freq_dim=256, text_dim=4096, out_dim=out_dim, num_heads=dim // 128,
             num_layers=num_layers, qk_norm=True, cross_attn_norm=True, eps=1e-6,
             operations=comfy.ops.disable_weight_init, device="meta", dtype=torch.float32,

@@ -132,6 +132,18 @@ def test_split_passes_and_two_experts_count_steps_of_the_whole_schedule(rp):
     assert sorted({e["step"] for e in rec_lo.sparse()}) == [3, 4]
 
 
+def test_vace_blocks_follow_their_main_block(rp):
+    """Wan VACE runs its VACE block's self-attention right after main block 0 (same tokens)."""
+    base = hm.load_model("wan_vace")
+    lat = hm.latent("wan_vace", 8, 16, 16)
+    rec = hm.Recorder(keep_tensors=True)
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks="1"), rec)
+    hm.sample(p, "wan_vace", lat, steps=2)
+    assert len(rec.dense("dense block")) == 2 * 2  # main block 0 + its VACE block, per step
+    assert [e["block"] for e in rec.sparse()] == [1, 1]
+    _check_sparse_events(rec.sparse(), 64)
+
+
 # --------------------------------------------------------------------------- composition
 def test_cross_attention_untouched_and_earlier_override_serves_dense_calls(rp):
     base = hm.load_model("wan_i2v")

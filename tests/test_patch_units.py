@@ -39,6 +39,7 @@ def mods(comfy):
         ("hunyuan_t2v", "hunyuan", "HunyuanVideo T2V", "hunyuan", "joint", 2),
         ("hunyuan_i2v", "hunyuan", "HunyuanVideo I2V", "hunyuan", "joint", 2),
         ("mochi", "mochi", "Mochi 1", "hunyuan", "joint", 2),
+        ("wan_vace", "wan21", "Wan 2.1 VACE", "wan", "wan", 2),
     ],
 )
 def test_family_detected_from_the_model(mods, kind, family, variant, mask_model, layout, blocks):
