@@ -126,17 +126,17 @@ def test_node_image_and_summary_match_radial_core(comfy, family, width, height, 
     assert np.abs(png.astype(np.float32) / 255 - image[0].numpy()).max() <= 1 / 255 + 1e-6
 
 
-def load_builtin_extra(comfy, module: str, node_id: str) -> None:
-    """Load one of ComfyUI's comfy_extras node modules through its own loader (the fixture loads
-    only the core nodes and this pack)."""
-    if node_id not in comfy.nodes.NODE_CLASS_MAPPINGS:
-        path = str(comfy.dir / "comfy_extras" / module)
-        assert asyncio.run(comfy.nodes.load_custom_node(path, module_parent="comfy_extras"))
-    assert node_id in comfy.nodes.NODE_CLASS_MAPPINGS
+def load_builtin_extra_nodes(comfy) -> None:
+    """ComfyUI's comfy_extras nodes (video latents, ...), loaded as at server start-up; the
+    ``comfy`` fixture loads only nodes.py and this pack. (Same check as tests/test_workflows.py,
+    so the two never leave the registry half-loaded for each other.)"""
+    if "EmptyHunyuanLatentVideo" not in comfy.nodes.NODE_CLASS_MAPPINGS:
+        asyncio.run(comfy.nodes.init_builtin_extra_nodes())
+    assert "EmptyHunyuanLatentVideo" in comfy.nodes.NODE_CLASS_MAPPINGS
 
 
 def test_node_reads_shape_from_a_latent(comfy):
-    load_builtin_extra(comfy, "nodes_hunyuan.py", "EmptyHunyuanLatentVideo")
+    load_builtin_extra_nodes(comfy)
     # EmptyHunyuanLatentVideo is ComfyUI's own empty video latent: [1, 16, frames', h/8, w/8]
     prompt = {
         "2": {"class_type": "EmptyHunyuanLatentVideo",
