@@ -267,7 +267,7 @@ class RadialAttentionOverride:
         return out.transpose(1, 2).reshape(B, L, H * D)
 
     def _report_shape(self, run, fwd, call, frames, text):
-        key = f"shape:{frames}x{fwd.tokens_per_frame}+{text}"
+        key = f"shape:{frames}x{fwd.tokens_per_frame}"  # once per run (cond/uncond text may differ)
         if key in run.reported:
             return
         cfg = self.config
