@@ -89,14 +89,17 @@ class ComfyServer:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}; log:\n{self.log_tail()}")
             try:
                 info = self.get_json("/object_info/SparsityPreview")
-                if "SparsityPreview" in info:
-                    return self
-                raise RuntimeError(f"ComfyUI started without the pack's nodes; log:\n{self.log_tail()}")
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.5)
+                continue
+            if "SparsityPreview" in info:
+                return self
+            self.stop()
+            raise RuntimeError(f"ComfyUI started without the pack's nodes; log:\n{self.log_tail()}")
         self.stop()
         raise RuntimeError(f"ComfyUI did not answer within {START_TIMEOUT_S}s; log:\n{self.log_tail()}")
 
