@@ -82,8 +82,12 @@ IMAGE_INPUTS = {("LoadImage", "image")}
 def core(comfy):
     """ComfyUI with its built-in extra nodes (comfy_extras: video latents, SaveVideo, ...) loaded,
     as at server start-up; the ``comfy`` fixture alone loads only nodes.py and this pack."""
-    if "EmptyHunyuanLatentVideo" not in comfy.nodes.NODE_CLASS_MAPPINGS:
+    needed = {"ModelSamplingSD3", "EmptyHunyuanLatentVideo", "WanImageToVideo", "CreateVideo", "SaveVideo",
+              "PreviewAny", "FluxGuidance", "BasicGuider", "SamplerCustomAdvanced", "VAEDecodeTiled"}
+    if not needed <= set(comfy.nodes.NODE_CLASS_MAPPINGS):  # another test may have loaded only some
         asyncio.run(comfy.nodes.init_builtin_extra_nodes())
+    missing = needed - set(comfy.nodes.NODE_CLASS_MAPPINGS)
+    assert not missing, f"ComfyUI's built-in nodes {sorted(missing)} did not load (see the log)"
     return comfy
 
 
