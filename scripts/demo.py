@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=832 if cuda else 512)
     ap.add_argument("--height", type=int, default=480 if cuda else 320)
     ap.add_argument("--length", type=int, default=81 if cuda else 33, help="pixel frames (4k+1)")
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=8 if cuda else 3)
     ap.add_argument("--layers", type=int, default=4 if cuda else 3, help="transformer blocks of the small Wan")
     ap.add_argument("--dim", type=int, default=1536 if cuda else 128, help="model width (heads = dim / 128)")
     ap.add_argument("--ffn", type=int, default=8960 if cuda else 256, help="feed-forward width")
@@ -189,14 +189,17 @@ def main(argv=None) -> int:
     prompt[PATCH]["inputs"]["backend"] = args.backend
     for node in (DENSE_SAMPLER, RADIAL_SAMPLER):
         prompt[node]["inputs"]["steps"] = args.steps
-    # warm-up on a small video: loads the model, and on CUDA compiles the Triton kernel (the
-    # warm-up step is sparse), so the timed run measures sampling only
+    # warm-up: loads the model and, on CUDA, compiles the Triton kernel for this shape (the
+    # warm-up step is sparse), so the timed run measures sampling only. On a CPU nothing is
+    # compiled: a small video is enough there.
     warm = copy.deepcopy(prompt)
-    warm[LATENT]["inputs"].update(width=128, height=128, length=9)
+    if not torch.cuda.is_available():
+        warm[LATENT]["inputs"].update(width=128, height=128, length=9)
     warm[PATCH]["inputs"]["dense_steps_first"] = 0
     for node in (DENSE_SAMPLER, RADIAL_SAMPLER):
         warm[node]["inputs"]["steps"] = 1
-    print(f"[demo] warm-up on {device}: one step each on a 128x128x9 video", flush=True)
+    w = warm[LATENT]["inputs"]
+    print(f"[demo] warm-up on {device}: one step each at {w['width']}x{w['height']}x{w['length']}", flush=True)
     run_prompt(execution, warm, SAVE_OUTPUTS)
     print(f"[demo] timed run: {args.steps} steps dense, then {args.steps} steps radial", flush=True)
     server = run_prompt(execution, prompt, SAVE_OUTPUTS)
