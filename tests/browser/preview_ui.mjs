@@ -203,6 +203,34 @@ try {
     fs.mkdirSync(path.dirname(docsShot), { recursive: true });
     await page.screenshot({ path: docsShot });
   }
+  // 7. the same readout with the Vue node renderer ("Nodes 2.0", a setting users switch on):
+  //    type a new frame count into the frames input and see the readout follow
+  await page.evaluate(() => window.comfyAPI.app.app.extensionManager.setting.set("Comfy.VueNodes.Enabled", true));
+  const framesInput = page.locator('[data-node-id="1"] input[aria-label="frames"]');
+  await framesInput.waitFor({ state: "visible", timeout: 20_000 });
+  const vueBefore = (await readout.innerText()).trim();
+  await framesInput.click();
+  await page.keyboard.press("Control+A");
+  await page.keyboard.type("161");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(
+    (old) => {
+      const el = document.querySelector('.radial-readout[data-node-id="1"]');
+      return el?.dataset.state === "ok" && el.innerText.trim() !== old && el.dataset.query.includes("frames=161");
+    },
+    vueBefore, { timeout: 20_000 });
+  const vueAfter = (await readout.innerText()).trim();
+  const vueExpected = await page.evaluate(async () => {
+    const q = document.querySelector('.radial-readout[data-node-id="1"]').dataset.query;
+    return (await (await fetch(`/api/radial_attention/estimate?${q}`)).json()).density;
+  });
+  if (!vueAfter.includes(`density ${(100 * vueExpected).toFixed(1)} %`) || !vueAfter.includes("41 x 3600 tokens")) {
+    throw new Error(`Vue-node readout "${vueAfter}" is not the route's answer ${vueExpected} for 161 frames`);
+  }
+  step("vue nodes readout", { text: vueAfter });
+  await page.waitForTimeout(500);
+  await page.screenshot({ path: path.join(artifacts, "sparsity_preview_vue_nodes.png") });
+
   if (result.consoleErrors.length) {
     throw new Error(`console errors: ${JSON.stringify(result.consoleErrors, null, 1)}`);
   }
