@@ -74,8 +74,9 @@ def local_step(sample_sigmas: tuple[float, ...], sigma: float) -> int | None:
     """Index of the step of ``sample_sigmas`` that a model call at ``sigma`` belongs to.
 
     A call at ``sample_sigmas[i]`` is step i; a call between ``sample_sigmas[i]`` and
-    ``sample_sigmas[i+1]`` (second-order samplers) also belongs to step i. None when ``sigma``
-    is outside the schedule.
+    ``sample_sigmas[i+1]`` (DPM-2's midpoint) also belongs to step i. A call exactly on
+    ``sample_sigmas[i+1]`` (Heun's correction) counts as step i+1: by its sigma it cannot be told
+    apart. None when ``sigma`` is outside the schedule.
     """
     n = len(sample_sigmas) - 1
     if n < 1:

@@ -213,3 +213,17 @@ def test_one_info_line_per_run(rp, caplog):
                  "dense steps first 0 / last 0",
                  "backend triton (float32, cuda)" if ON_CUDA else "backend pytorch (float32, cpu)", "latent [1, 16, 8, 16, 16]"):
         assert part in lines[0], (part, lines[0])
+
+
+def test_second_order_sampler_calls_belong_to_their_step(rp):
+    """DPM-2 evaluates the model twice per step (at the step's sigma and at a midpoint); both
+    calls count as that step. (Heun's second call sits exactly on the next step's sigma and
+    counts as that step.)"""
+    base = hm.load_model("wan_t2v")
+    rec = hm.Recorder()
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks="", dense_steps_first=1), rec)
+    hm.sample(p, "wan_t2v", hm.latent("wan_t2v", 8, 16, 16), steps=3, sampler="dpm_2")
+    steps_sparse = [e["step"] for e in rec.sparse()]
+    steps_dense = [e["step"] for e in rec.dense("dense step")]
+    assert set(steps_dense) == {0} and len(steps_dense) == 2 * 2  # two evaluations x two blocks
+    assert set(steps_sparse) == {1, 2}

@@ -279,3 +279,34 @@ def test_direct_sparse_call_layouts(comfy, mods):
     run.fwd.calls = 0
     out2 = attn.attention_pytorch(q4, k4, v4, heads=2, skip_reshape=True, transformer_options=topts)
     assert out2.shape == q.shape and torch.allclose(out2, out, atol=1e-6)
+
+
+def test_joint_layout_batch_of_two_with_padding(comfy, mods):
+    """HunyuanVideo-style call: [B, H, L, D], video then text, additive key mask per batch row."""
+    import comfy.ldm.modules.attention as attn
+    from radial_core.reference import dense_masked_attention
+
+    rs = comfy.pack_module("nodes.run_state")
+    p = mods.patcher.apply_radial_patch(hm.load_model("hunyuan_t2v"), dense_blocks="", block_size=64)
+    ov = p.model_options["transformer_options"]["optimized_attention_override"]
+    run = rs.RunState(None)
+    run.fwd = rs.open_forward(run, ov.config.family, torch.zeros(2, 16, 8, 16, 16), torch.tensor([1.0]),
+                              torch.zeros(2, 10, 32), {}, {}, 0, 0)
+    topts = {"optimized_attention_override": ov, rs.RUN_KEY: run}
+    g = torch.Generator().manual_seed(3)
+    L = 8 * 64 + 10
+    q, k, v = (torch.randn(2, 1, L, 128, generator=g) for _ in range(3))
+    mask = torch.zeros(2, 1, 1, L)
+    mask[0, ..., -3:] = -torch.finfo(torch.float32).max  # row 0: 7 real text tokens
+    mask[1, ..., -6:] = -torch.finfo(torch.float32).max  # row 1: 4 real text tokens
+    out = attn.attention_pytorch(q, k, v, 1, mask=mask, skip_reshape=True, transformer_options=topts)
+    assert run.sparse_calls == 1 and out.shape == (2, L, 128)
+    m = comfy.pack_module("nodes.attention_override").cached_mask(8, 64, 10, 64, 0.95, "hunyuan", "full")
+    kpm = mask[:, 0, 0] == 0
+    ref = dense_masked_attention(q, k, v, m, 64, key_padding_mask=kpm).transpose(1, 2).reshape(2, L, 128)
+    assert float((out.double() - ref).norm() / ref.norm()) < 1e-5
+    # the text refiner's own self-attention (text only) is not a video call
+    run.fwd.calls = 0
+    t = torch.randn(2, 1, 10, 128, generator=g)
+    attn.attention_pytorch(t, t, t, 1, skip_reshape=True, transformer_options=topts)
+    assert run.sparse_calls == 1 and run.fwd.calls == 0
