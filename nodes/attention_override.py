@@ -15,6 +15,10 @@ Layouts that reach us (ComfyUI 0.3.75):
 - HunyuanVideo: ``[B, H, L, D]`` with ``skip_reshape=True``; video tokens then text tokens; an
   additive key mask ``(1, 1, L)`` (0 = real, -max = padded text) when the prompt is padded.
 - Mochi: ``[B, H, L, D]`` with ``skip_reshape=True``; video then the unpadded text tokens.
+
+Newer ComfyUI (2026) hands q/k/v to the attention functions in ``AttentionTensorContainer``s and
+unwraps them before calling an override that has no ``container_function``, so the override
+still receives tensors; it may also pass ``scale=`` (honoured) and ``enable_gqa=`` (dense path).
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class _Call:
     mask: object
     skip_reshape: bool
     skip_output_reshape: bool
+    scale: float | None = None  # newer ComfyUI passes scale= for some models
+    gqa: bool = False  # grouped-query attention (fewer key/value heads): dense path
 
     @property
     def lq(self) -> int:
@@ -90,7 +96,9 @@ def _parse(args: tuple, kwargs: dict) -> _Call | None:
     skip = bool(got.get("skip_reshape", False))
     if q.ndim != (4 if skip else 3) or k.ndim != q.ndim or v.ndim != q.ndim:
         return None
-    return _Call(q, k, v, heads, got.get("mask"), skip, bool(got.get("skip_output_reshape", False)))
+    scale = kwargs.get("scale")
+    return _Call(q, k, v, heads, got.get("mask"), skip, bool(got.get("skip_output_reshape", False)),
+                 float(scale) if isinstance(scale, (int, float)) else None, bool(kwargs.get("enable_gqa", False)))
 
 
 def key_padding_from_mask(mask, batch: int, length: int) -> tuple[bool, torch.Tensor | None]:
@@ -145,6 +153,9 @@ class RadialAttentionOverride:
             return self._dense_for(run, "unrecognised attention call", False, func, args, kwargs, topts)
         if call.lq != call.lk:
             return self._dense_for(run, "cross-attention", False, func, args, kwargs, topts)
+        if call.gqa or call.k.shape != call.q.shape or call.v.shape != call.q.shape:
+            return self._dense_for(run, "attention with other key/value shapes (grouped-query)",
+                                   True, func, args, kwargs, topts)
         return self._self_attention(run, fwd, call, func, args, kwargs, topts)
 
     # ------------------------------------------------------------------ dense path
@@ -254,7 +265,7 @@ class RadialAttentionOverride:
                            cfg.decay_factor, cfg.family.mask_model, cfg.dist1)
         backend = self._backend(run, q)
         out = block_sparse_attention(q, k, v, mask, block_size=cfg.block_size,
-                                     key_padding_mask=kpm, backend=backend)
+                                     key_padding_mask=kpm, scale=call.scale, backend=backend)
         obs = topts.get(OBSERVER_KEY)
         if obs is not None:
             obs({"kind": "sparse", "block": block, "step": run.fwd.step.global_index,

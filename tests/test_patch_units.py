@@ -310,3 +310,27 @@ def test_joint_layout_batch_of_two_with_padding(comfy, mods):
     t = torch.randn(2, 1, 10, 128, generator=g)
     attn.attention_pytorch(t, t, t, 1, skip_reshape=True, transformer_options=topts)
     assert run.sparse_calls == 1 and run.fwd.calls == 0
+
+
+def test_scale_kwarg_is_honoured_and_gqa_goes_dense(comfy, mods):
+    """Newer ComfyUI may pass scale= and enable_gqa= through to the override."""
+    from radial_core.reference import dense_masked_attention
+
+    topts, run = _direct_setup(comfy, mods, frames=8)
+    ov = topts["optimized_attention_override"]
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 8 * 64, 128, generator=g) for _ in range(3))
+    calls = []
+
+    def dense(*args, **kwargs):
+        calls.append(kwargs)
+        return torch.zeros(1, 8 * 64, 128)
+
+    out = ov(dense, q, k, v, heads=1, scale=0.05, transformer_options=topts)
+    mask = comfy.pack_module("nodes.attention_override").cached_mask(8, 64, 0, 64, 0.2, "wan", "full")
+    ref = dense_masked_attention(*(t.view(1, -1, 1, 128).transpose(1, 2) for t in (q, k, v)), mask, 64,
+                                 scale=0.05).transpose(1, 2).reshape(1, -1, 128)
+    assert not calls and float((out.double() - ref).norm() / ref.norm()) < 1e-5
+    run.fwd.calls = 0
+    ov(dense, q, k, v, heads=1, enable_gqa=True, transformer_options=topts)
+    assert len(calls) == 1 and run.sparse_calls == 1
