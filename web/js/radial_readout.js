@@ -53,10 +53,15 @@ function familyFromGraph(node) {
   return null;
 }
 
-// Video size for the patch node: the first node in the graph with width/height/length widgets
+// The graph a node lives in (the root graph or a subgraph).
+function graphOf(node) {
+  return node?.graph ?? app.graph;
+}
+
+// Video size for the patch node: the first node in its graph with width/height/length widgets
 // (EmptyHunyuanLatentVideo, WanImageToVideo, EmptyMochiLatentVideo, ...).
-function sizeFromGraph() {
-  for (const n of app.graph?._nodes ?? []) {
+function sizeFromGraph(node) {
+  for (const n of graphOf(node)?._nodes ?? []) {
     const w = value(n, null, "width");
     const h = value(n, null, "height");
     const f = value(n, null, "length", "frames");
@@ -70,8 +75,9 @@ function sizeFromGraph() {
 function upstream(node, inputName) {
   const input = node.inputs?.find((i) => i.name === inputName && i.link != null);
   if (!input) return null;
-  const link = app.graph.links?.[input.link] ?? app.graph.links?.get?.(input.link);
-  return link ? app.graph.getNodeById(link.origin_id) : null;
+  const graph = graphOf(node);
+  const link = graph.links?.[input.link] ?? graph.links?.get?.(input.link);
+  return link ? graph.getNodeById(link.origin_id) : null;
 }
 
 // Mask settings of a node's widgets: block size, decay factor (0 = family default), rule.
@@ -103,7 +109,7 @@ function params(node) {
     if (upstream(node, "latent")) note += ", size from the latent when run";
   } else {
     const family = familyFromGraph(node);
-    const size = sizeFromGraph();
+    const size = sizeFromGraph(node);
     p.family = family ?? "wan21";
     p.width = String(size.width);
     p.height = String(size.height);
@@ -217,8 +223,11 @@ const EXTENSION = {
     // Catch every way a value can change (typing, arrows, links, graph loads): compare the
     // query of each readout node a few times a second; only a changed query reaches the server.
     setInterval(() => {
-      for (const node of app.graph?._nodes ?? []) {
-        if (node.radialReadout) refresh(node);
+      const graphs = new Set([app.graph, app.canvas?.graph].filter(Boolean)); // root, open subgraph
+      for (const graph of graphs) {
+        for (const node of graph._nodes ?? []) {
+          if (node.radialReadout) refresh(node);
+        }
       }
     }, POLL_MS);
   },
