@@ -3,7 +3,8 @@
 Query blocks are processed in groups against the key blocks their rows keep (gathered), so
 memory is bounded by a fixed budget per group and never grows as S^2. Rows are taken longest
 first (the CSR's ``row_order``) so that a group pads its shorter rows as little as possible.
-Scores and softmax run in float32 (float64 for float64 inputs).
+Each group is one fused ``scaled_dot_product_attention`` call over its gathered keys with a
+boolean key mask (tail keys, padding, unused slots), in float32 (float64 for float64 inputs).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .csr import BlockCSR
 
@@ -47,9 +49,11 @@ def torch_block_sparse_attention(
         scale = 1.0 / math.sqrt(D)
 
     def blocks(t: torch.Tensor) -> torch.Tensor:
+        # one contiguous copy [B, H, nb, bs, d]: gathering whole blocks is then a plain memcpy
         d = t.shape[-1]
-        padded = t.new_zeros((B, H, sp, d), dtype=cdt)
+        padded = t.new_empty((B, H, sp, d), dtype=cdt)
         padded[:, :, :S] = t
+        padded[:, :, S:] = 0
         return padded.view(B, H, nb, bs, d)
 
     qb, kb, vb = blocks(q), blocks(k), blocks(v)
@@ -63,7 +67,7 @@ def torch_block_sparse_attention(
         valid = valid[None]
     valid_b = valid.view(valid.shape[0], nb, bs)  # [Bk, nb, bs]
 
-    out = torch.zeros((B, sp, H, Dv), dtype=q.dtype, device=dev)
+    out = torch.empty((B, sp, H, Dv), dtype=q.dtype, device=dev)  # every block row is written
     out_blocks = out.view(B, nb, bs, H, Dv)
 
     row_len = csr.row_len.cpu()
@@ -96,19 +100,34 @@ def torch_block_sparse_attention(
             rows_d, idx_d, used_d = rows.to(dev), idx.to(dev), used.to(dev)
 
             R = rows.numel()
-            qs = q_h[:, :, rows_d]  # [B, hg, R, bs, D]
-            ks = k_h[:, :, idx_d].reshape(B, hg, R, width * bs, D)
-            vs = v_h[:, :, idx_d].reshape(B, hg, R, width * bs, Dv)
-            keep = valid_b[:, idx_d] & used_d[None, :, :, None]  # [Bk, R, W, bs]
-            keep = keep.reshape(keep.shape[0], 1, R, 1, width * bs)
-
-            scores = torch.matmul(qs, ks.transpose(-1, -2)).mul_(scale)
-            scores.masked_fill_(~keep, float("-inf"))
-            m = scores.amax(dim=-1, keepdim=True)
-            m = torch.where(torch.isinf(m), torch.zeros_like(m), m)  # rows with no key
-            p = torch.exp(scores.sub_(m))
-            denom = p.sum(dim=-1, keepdim=True)
-            res = torch.matmul(p, vs) / torch.where(denom > 0, denom, torch.ones_like(denom))
+            qs = q_h[:, :, rows_d].reshape(B, hg, R * bs, D)
+            if width * 4 >= nb * 3:
+                # dense-ish group: attend to all keys with a token mask; no gather needed
+                blk = torch.zeros((R, nb), dtype=torch.bool, device=dev)
+                blk[torch.arange(R, device=dev)[:, None].expand(R, width)[used_d], idx_d[used_d]] = True
+                keep = blk.repeat_interleave(bs, dim=1)[None] & valid[:, None, :]  # [Bk, R, sp]
+                has_key = keep.any(dim=-1)  # [Bk, R]
+                keep = keep[:, None, :, None, :].expand(-1, 1, R, bs, sp)
+                keep = keep.reshape(keep.shape[0], 1, R * bs, sp)
+                if bool(has_key.all()) and bool(blk.all()) and bool(valid.all()):
+                    keep = None  # every key is kept and real: SDPA's unmasked fast path
+                ks, vs = k_h.reshape(B, hg, sp, D), v_h.reshape(B, hg, sp, Dv)
+            else:
+                # sparse group: gather each row's kept key blocks
+                ks = k_h[:, :, idx_d].reshape(B, hg, R, width * bs, D).reshape(B, hg * R, -1, D)
+                vs = v_h[:, :, idx_d].reshape(B, hg, R, width * bs, Dv).reshape(B, hg * R, -1, Dv)
+                qs = qs.reshape(B, hg * R, bs, D)
+                keep = valid_b[:, idx_d] & used_d[None, :, :, None]  # [Bk, R, W, bs]
+                keep = keep.reshape(keep.shape[0], R, width * bs)
+                has_key = keep.any(dim=-1)  # [Bk, R]
+                keep = keep[:, None].expand(-1, hg, -1, -1).reshape(keep.shape[0], hg * R, 1, -1)
+                if bool(keep.all()):
+                    keep = None  # every gathered key is real: SDPA's unmasked fast path
+            # fused attention (flash kernel on CPU/CUDA where available)
+            res = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=keep, scale=scale)
+            res = res.view(B, hg, R, bs, Dv)
+            if not bool(has_key.all()):  # rows with no valid key: zeros, not NaN
+                res = torch.where(has_key[:, None, :, None, None], res, torch.zeros((), dtype=res.dtype, device=dev))
             # [B, hg, R, bs, Dv] -> [B, R, bs, hg, Dv]
             res = res.permute(0, 2, 3, 1, 4).to(q.dtype)
             if h is None:

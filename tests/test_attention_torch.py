@@ -30,10 +30,11 @@ def test_random_mask_odd_length_batch2(dtype, layout, block_size):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_key_padding_mask(dtype):
+@pytest.mark.parametrize("density", [0.5, 1.0])
+def test_key_padding_mask(dtype, density):
     B, H, S, D, bs = 2, 2, 300, 32, 64
     q, k, v = make_qkv(B, H, S, D, dtype, seed=3)
-    mask = random_block_mask(nb_for(S, bs), 0.5, seed=4)
+    mask = random_block_mask(nb_for(S, bs), density, seed=4)
     kpm = random_padding(B, S, seed=5)
     out = block_sparse_attention(q, k, v, mask, block_size=bs, key_padding_mask=kpm)
     check_against_reference(out, q, k, v, mask, bs, key_padding_mask=kpm)
@@ -55,8 +56,9 @@ def test_radial_masks(frames, tpf, text, bs, model, decay):
     check_against_reference(out, q, k, v, mask, bs, key_padding_mask=kpm)
 
 
-def test_all_kept_equals_sdpa():
-    B, H, S, D, bs = 2, 4, 333, 64, 128
+@pytest.mark.parametrize("S", [333, 384])  # with and without a partial tail block
+def test_all_kept_equals_sdpa(S):
+    B, H, D, bs = 2, 4, 64, 128
     q, k, v = make_qkv(B, H, S, D, torch.float32, seed=7)
     mask = torch.ones(nb_for(S, bs), nb_for(S, bs), dtype=torch.bool)
     out = block_sparse_attention(q, k, v, mask, block_size=bs)
@@ -64,10 +66,11 @@ def test_all_kept_equals_sdpa():
     assert rel_err(out, sdpa) < 1e-5
 
 
-def test_empty_rows_are_zero_and_finite():
+@pytest.mark.parametrize("density", [0.5, 1.0])  # gathered keys; all keys with a token mask
+def test_empty_rows_are_zero_and_finite(density):
     B, H, S, D, bs = 1, 2, 200, 16, 64
     q, k, v = make_qkv(B, H, S, D, torch.float16, seed=8)
-    mask = random_block_mask(nb_for(S, bs), 0.5, seed=9)
+    mask = random_block_mask(nb_for(S, bs), density, seed=9)
     mask[1] = False  # query block 1 keeps nothing
     kpm = torch.ones(B, S, dtype=torch.bool)
     kpm[:, 192:] = False  # the last key block holds only padding
@@ -79,10 +82,11 @@ def test_empty_rows_are_zero_and_finite():
     check_against_reference(out, q, k, v, mask, bs, key_padding_mask=kpm)
 
 
-def test_per_head_mask():
+@pytest.mark.parametrize("density", [0.4, 0.9])
+def test_per_head_mask(density):
     B, H, S, D, bs = 2, 3, 260, 32, 64
     q, k, v = make_qkv(B, H, S, D, torch.float32, seed=10)
-    mask = random_block_mask(nb_for(S, bs), 0.4, seed=11, heads=H)
+    mask = random_block_mask(nb_for(S, bs), density, seed=11, heads=H)
     out = block_sparse_attention(q, k, v, mask, block_size=bs)
     check_against_reference(out, q, k, v, mask, bs)
 
