@@ -12,6 +12,10 @@ show exactly the numbers of :func:`radial_core.radial_block_mask` (the mask the 
 - :func:`estimate` — the whole chain from pixel-space settings (family, width, height, frames).
 
 Pure torch; ``radial_core`` never imports ``comfy``.
+
+The idea of showing the mask by temporal-distance bands (dense near the diagonal, halving with each
+power-of-two distance) follows the Radial Attention paper's own mask figures (Li et al., arXiv
+2506.19852, "spatiotemporal energy decay"); the drawing code is ours.
 """
 
 from __future__ import annotations
