@@ -308,8 +308,15 @@ THUMBNAILS = {
     "radial_wan2.2_i2v_A14B_720p_81f": ("Wan 2.2 I2V A14B - 2 experts - 81 frames", "wan22_14b", 1280, 720, 81),
     "radial_wan2.1_t2v_14B_720p_321f_lora": ("Wan 2.1 T2V - 4x length: 321 frames + LoRA", "wan21", 1280, 720, 321),
     "radial_hunyuan_video_t2v_720p_253f": ("HunyuanVideo T2V - 720p - 253 frames", "hunyuan", 1280, 720, 253),
-    "sparsity_preview": ("Sparsity Preview - no model needed", "wan21", 1280, 720, 81),
 }
+
+
+def preview_thumbnail_spec() -> tuple:
+    """The Sparsity Preview workflow (another owner's file): its own family and size."""
+    wf = json.loads((OUT / "sparsity_preview.json").read_text())
+    node = next(n for n in wf["nodes"] if n["type"] == "SparsityPreview")
+    family, width, height, frames = node["widgets_values"][:4]
+    return ("Sparsity Preview - no model needed", family, width, height, frames)
 
 
 def thumbnail(title: str, family: str, width: int, height: int, frames: int):
@@ -464,7 +471,10 @@ def main() -> int:
             path.write_text(text)
             print(f"wrote {path.relative_to(ROOT)}")
     if not args.check:
-        for name, spec in THUMBNAILS.items():
+        specs = dict(THUMBNAILS)
+        if (OUT / "sparsity_preview.json").exists():
+            specs["sparsity_preview"] = preview_thumbnail_spec()
+        for name, spec in specs.items():
             thumbnail(*spec).save(OUT / f"{name}.jpg", quality=88)
             print(f"wrote workflows/{name}.jpg")
     if stale:
