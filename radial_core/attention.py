@@ -158,8 +158,14 @@ def can_use_triton(
             f"GPU compute capability {major}.{minor} is too old for the Triton kernel "
             f"with {q.dtype} (needs 8.0+ for bfloat16, 7.5+ otherwise)"
         )
+    if q.shape[0] * q.shape[1] > 65535:
+        return False, f"batch x heads = {q.shape[0] * q.shape[1]} is above the kernel's grid limit 65535"
     if _triton_module() is None:
         return False, f"Triton is not importable ({_triton_state.get('error')})"
+    if not _triton_module().triton_version_ok():
+        return False, (
+            f"Triton {_triton_module().triton.__version__} is older than the kernel needs (3.0)"
+        )
     return True, "ok"
 
 

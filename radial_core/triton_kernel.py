@@ -24,6 +24,15 @@ from .csr import BlockCSR
 LOG2E = 1.4426950408889634
 
 
+def triton_version_ok() -> bool:
+    """The kernel uses ``tl.dot(..., input_precision=...)``: Triton 3.0 or newer."""
+    try:
+        major = int(triton.__version__.split(".")[0])
+    except ValueError:
+        return True
+    return major >= 3
+
+
 @triton.jit
 def _tile(
     acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, start_n, S, D, sks, skd, svs, svd,
