@@ -105,6 +105,7 @@ try {
       const { output } = await app.graphToPrompt();
       return { nodes, prompt: output };
     });
+    if (info.nodes.length === 0) throw new Error(`${name}: the front end opened an empty graph`);
     for (const n of info.nodes) {
       if (!n.known || n.size[0] < 50 || n.size[1] < 30) {
         throw new Error(`${name}: node ${n.id} (${n.type}) is not known or not drawn: ${JSON.stringify(n)}`);
