@@ -28,7 +28,7 @@ import comfy.patcher_extension as pe
 from .attention_override import RadialAttentionOverride
 from .model_family import FAMILY_CHOICES, ModelFamily, default_decay, describe_model, detect_family, override_family
 from .run_state import RUN_KEY, RunState, open_forward
-from .step_tracker import begin_pass, end_pass, parse_dense_blocks
+from .step_tracker import PassSteps, as_floats as _floats, begin_pass, end_pass, parse_dense_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -111,15 +111,24 @@ class _OuterSampleWrapper:
 
     def __call__(self, executor, *args, **kwargs):
         guider = executor.class_obj
-        sigmas = kwargs.get("sigmas", args[3] if len(args) > 3 else None)
-        steps = begin_pass(sigmas) if sigmas is not None else None
+        topts = None
+        steps = None
+        try:
+            sigmas = kwargs.get("sigmas", args[3] if len(args) > 3 else None)
+            steps = begin_pass(sigmas) if sigmas is not None else None
+            opts = getattr(guider, "model_options", None)
+            if isinstance(opts, dict):
+                topts = opts.setdefault("transformer_options", {})
+        except Exception as exc:  # noqa: BLE001 - a guider of another pack: per-call state only
+            logger.debug("Radial Attention: no run state for %s (%s)", type(guider).__name__, exc)
         run = RunState(steps)
-        topts = guider.model_options.setdefault("transformer_options", {})
-        topts[RUN_KEY] = run
+        if topts is not None:
+            topts[RUN_KEY] = run
         try:
             return executor(*args, **kwargs)
         finally:
-            topts.pop(RUN_KEY, None)
+            if topts is not None:
+                topts.pop(RUN_KEY, None)
             if steps is not None:
                 end_pass(steps)
             logger.debug("Radial Attention: run done, %d sparse calls, dense calls %s",
@@ -136,8 +145,10 @@ class _ApplyModelWrapper:
                  transformer_options=None, **kwargs):
         topts = transformer_options if transformer_options is not None else {}
         run = topts.get(RUN_KEY)
-        if run is None:  # a model call outside a sampler: own state for this call only
-            run = RunState(None)
+        if run is None:  # no OUTER_SAMPLE state (another guider, a direct call): this call only
+            sample_sigmas = topts.get("sample_sigmas")
+            run = RunState(PassSteps(_floats(sample_sigmas), 0, _floats(sample_sigmas)[-1:] == (0.0,))
+                           if sample_sigmas is not None else None)
             topts[RUN_KEY] = run
         cfg = self.config
         prev = run.fwd

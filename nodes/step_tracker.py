@@ -37,7 +37,7 @@ class PassSteps:
         return max(len(self.sigmas) - 1, 0)
 
 
-def _as_floats(sigmas) -> tuple[float, ...]:
+def as_floats(sigmas) -> tuple[float, ...]:
     if isinstance(sigmas, torch.Tensor):
         return tuple(float(s) for s in sigmas.detach().flatten().cpu())
     return tuple(float(s) for s in sigmas)
@@ -46,7 +46,7 @@ def _as_floats(sigmas) -> tuple[float, ...]:
 def begin_pass(sample_sigmas) -> PassSteps:
     """Register the start of a sampling pass; continues the previous pass's step count if this
     pass starts exactly where it stopped."""
-    sig = _as_floats(sample_sigmas)
+    sig = as_floats(sample_sigmas)
     offset = 0
     with _lock:
         if _last_pass is not None and sig and _last_pass[0] > 0 and sig[0] == _last_pass[0]:
