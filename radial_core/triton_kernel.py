@@ -13,6 +13,7 @@ This module holds the kernel and its launcher only; checks live in ``attention.p
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -259,23 +260,26 @@ def triton_block_sparse_attention(
     # float32 inputs: three TF32 products per dot (near-float32 accuracy) on the GPU
     prec = "tf32x3" if (q.dtype == torch.float32 and q.is_cuda) else None
     grid = (nb * (block_size // bm), B * H)
-    _radial_fwd[grid](
-        q, kk, vv, out, kpm,
-        csr.row_start, csr.row_len, csr.col_idx, csr.row_order,
-        *q.stride(), *k.stride(), *v.stride(), *out.stride(), skpb,
-        H, S, D, nb, float(scale) * LOG2E,
-        PER_HEAD_MASK=csr.mask_heads > 1,
-        ORDERED=bool(ordered),
-        BLOCK=block_size,
-        BLOCK_M=bm,
-        EVEN_D=cfg["BLOCK_D"] == D,
-        EVEN_S=S % block_size == 0,
-        HAS_KPM=key_padding_mask is not None,
-        USE_TMA=bool(use_tma),
-        DOT_PREC=prec,
-        NESTED=nested,
-        **cfg,
-    )
+    # launch on q's GPU even when another one is current (Triton uses the current device)
+    guard = torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext()
+    with guard:
+        _radial_fwd[grid](
+            q, kk, vv, out, kpm,
+            csr.row_start, csr.row_len, csr.col_idx, csr.row_order,
+            *q.stride(), *k.stride(), *v.stride(), *out.stride(), skpb,
+            H, S, D, nb, float(scale) * LOG2E,
+            PER_HEAD_MASK=csr.mask_heads > 1,
+            ORDERED=bool(ordered),
+            BLOCK=block_size,
+            BLOCK_M=bm,
+            EVEN_D=cfg["BLOCK_D"] == D,
+            EVEN_S=S % block_size == 0,
+            HAS_KPM=key_padding_mask is not None,
+            USE_TMA=bool(use_tma),
+            DOT_PREC=prec,
+            NESTED=nested,
+            **cfg,
+        )
     return out
 
 
