@@ -18,8 +18,10 @@ cd "$W"
 export PYTHONPATH=$W${PYTHONPATH:+:$PYTHONPATH}
 if [ "${1:-}" = "tests" ]; then
   shift
-  python3 -m pytest -q -p no:cacheprovider -rs tests/test_gpu_attention.py \
-    tests/test_attention_api.py tests/test_attention_torch.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+  python3 -m pytest -q -s -p no:cacheprovider -rs tests/test_gpu_attention.py \
+    tests/test_attention_api.py tests/test_attention_torch.py 2>&1 | tee "$OUT/gpu_tests.log" \
+    | sed 's/\[gpu-err\].*//' | grep -v '^$' | tail -25
+  grep -o '\[gpu-err\].*' "$OUT/gpu_tests.log" | grep float32 | tail -6
 fi
 if [ "${1:-}" = "bench" ]; then
   shift

@@ -12,10 +12,11 @@ restricted to the tokens of the kept blocks of ``block_mask``:
 - Output: ``[B, H, S, D]`` in q's dtype, returned as ``out.transpose(1, 2)`` of a contiguous
   ``[B, S, H, D]`` buffer, so ``result.transpose(1, 2).reshape(B, S, H * D)`` is free.
 
-Backends: ``"triton"`` (CUDA; fp16 and bf16 natively; fp32 inputs are computed with TF32
-tensor-core products and float32 softmax, error about 3e-4; any head dim up to 256, padded to
-a power of two inside the kernel), ``"pytorch"`` (any device, float32 math, memory bounded per
-group of query blocks), ``"auto"`` (Triton when :func:`can_use_triton` says yes, else PyTorch).
+Backends: ``"triton"`` (CUDA, Triton >= 3.0; fp16 and bf16 natively; fp32 inputs are accepted
+and computed with three-pass TF32 products (``tf32x3``, near-float32 accuracy) and a float32
+softmax; any head dim up to 256, padded to a power of two inside the kernel), ``"pytorch"``
+(any device; float32 math, float64 for float64 inputs; memory bounded per group of query
+blocks), ``"auto"`` (Triton when :func:`can_use_triton` says yes, else PyTorch).
 """
 
 from __future__ import annotations

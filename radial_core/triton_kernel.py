@@ -194,7 +194,7 @@ def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torc
     """Deterministic launch configuration per (head dim, dtype, block size, GPU generation).
 
     No autotuning at run time: the first sampling step must not stall. The Hopper rows were
-    chosen by a sweep on an H200 (docs/perf-notes.md): one warpgroup per 128 query rows, 64-key
+    chosen by sweeps on an H200 and an H100 (docs/perf-notes.md): one warpgroup per 128 query rows, 64-key
     tiles, two pipeline stages, K/V through tensor descriptors (TMA). GPUs before Hopper load
     K/V with plain pointers; those with ~100 KB of shared memory (sm 8.6/8.9, 7.5) use 32-key
     tiles so two stages still fit.

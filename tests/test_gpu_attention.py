@@ -19,8 +19,8 @@ from radial_core.reference import masked_attention_rows
 
 pytestmark = pytest.mark.gpu
 
-# fp32 inputs run on TF32 tensor cores (documented): about 3e-4 relative error
-GPU_FLOOR = {torch.bfloat16: 4e-3, torch.float16: 5e-4, torch.float32: 1.5e-3}
+# fp32 inputs run as three-pass TF32 products (tf32x3): near-float32 accuracy
+GPU_FLOOR = {torch.bfloat16: 4e-3, torch.float16: 5e-4, torch.float32: 2e-4}
 
 
 def _rel(a, b):
@@ -44,6 +44,7 @@ def _check_rows(out, q, k, v, mask, bs, kpm=None, n=384, seed=0):
         am = am & kpm[:, None, None, :]
     base = _rel(F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=am), ref)
     tol = 2 * base + GPU_FLOOR[q.dtype]
+    print(f"[gpu-err] {q.dtype} S={S} D={D}: ours {err:.2e}, SDPA {base:.2e}, tol {tol:.2e}")
     assert err <= tol, f"error {err:.3e} > tolerance {tol:.3e} (SDPA {base:.3e})"
     return err, base
 
