@@ -203,6 +203,8 @@ def apply_radial_patch(
             f"model: expected a ComfyUI MODEL (ModelPatcher); got {type(model).__name__}. "
             f"Fix: connect the output of a model loader."
         )
+    if isinstance(block_size, str) and block_size.strip().isdigit():
+        block_size = int(block_size)  # combo values and metadata may arrive as text
     _choice("block_size", block_size, BLOCK_SIZES)
     _choice("dist1", dist1, DIST1_CHOICES)
     _choice("backend", backend, BACKEND_CHOICES)
