@@ -212,6 +212,10 @@ class RadialAttentionOverride:
             return self._dense_for(run, "dense block", False, func, args, kwargs, topts, block)
         if fwd.step.dense:
             return self._dense_for(run, fwd.step.reason, False, func, args, kwargs, topts, block)
+        if fwd.step.global_index is None and (cfg.dense_steps_first or cfg.dense_steps_last):
+            run.once("step-unknown", logging.WARNING,
+                     "Radial Attention: this model call's sampling step is unknown (no sample_sigmas "
+                     "from the sampler); dense_steps_first/last cannot be applied to it.")
         if frames < 2:
             return self._dense_for(run, "single-frame input (an image): nothing to sparsify",
                                    True, func, args, kwargs, topts, block)
