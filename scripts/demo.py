@@ -103,8 +103,11 @@ def boot_comfyui(cdir: Path, out_dir: Path, models_dir: Path):
 
     folder_paths.set_output_directory(str(out_dir))
     folder_paths.add_model_folder_path("diffusion_models", str(models_dir), is_default=True)
-    import nodes
+    import comfy.utils
     import execution
+    import nodes
+
+    comfy.utils.PROGRESS_BAR_ENABLED = False  # no tqdm bars between the demo's lines
 
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
     link = cdir / "custom_nodes" / "radial-attention"
@@ -234,7 +237,7 @@ def main(argv=None) -> int:
         "",
         "=== Radial Attention demo (real ComfyUI, real sampler; random-weight model) ===",
         f"device: {device}; ComfyUI at {comfyui_dir()}",
-        f"model: small Wan 2.1 T2V ({args.layers} blocks, dim {args.dim}, {args.dim // 128} heads, random "
+        f"model: small Wan 2.1 T2V ({args.layers} blocks, dim {args.dim}, {args.dim // 128} head(s), random "
         f"weights), {model_path}",
         f"text: toy random-weight byte-level encoder ({te_path.name}): the conditioning changes with "
         f"the prompt but carries no meaning; passed through ComfyUI's LoadTrainingDataset node",
@@ -258,8 +261,9 @@ def main(argv=None) -> int:
                  f"your models/diffusion_models to run it there)")
     lines.append(f"total demo time {time.perf_counter() - t_start:.1f} s")
     if not torch.cuda.is_available():
-        lines.append("note: on a CPU the block path pays Python overhead per block group; the speedup "
-                     "is a GPU result (Triton), see docs/benchmarks.md")
+        lines.append("note: on a CPU both paths are slow and the difference is small (the PyTorch block "
+                     "path works block group by block group); the speedup the pack is for comes from "
+                     "the Triton kernel on a GPU, see docs/benchmarks.md")
     print("\n".join(lines))
     summary = {
         "device": device, "dense_seconds": t_dense, "radial_seconds": t_radial, "density": density,
