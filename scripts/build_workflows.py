@@ -35,7 +35,8 @@ HF_CLIP_L = "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/ma
 
 # The model files, with the names and download places ComfyUI's own templates use.
 MODELS = {
-    "wan2.1_t2v_14B_fp16.safetensors": (f"{HF_WAN21}/diffusion_models/wan2.1_t2v_14B_fp16.safetensors", "diffusion_models"),
+    "wan2.1_t2v_14B_fp8_scaled.safetensors": (
+        f"{HF_WAN21}/diffusion_models/wan2.1_t2v_14B_fp8_scaled.safetensors", "diffusion_models"),
     "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors": (
         f"{HF_WAN22}/diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors", "diffusion_models"),
     "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors": (
@@ -129,7 +130,7 @@ def save_video(wf: Workflow, images: tuple[Node, int], fps: int, prefix: str) ->
 WAN21_NOTE = """## Wan 2.1 T2V 14B, 1280x720, 81 frames, with Radial Attention
 
 **Download** (put each file in the ComfyUI `models/` folder named after the arrow):
-- [wan2.1_t2v_14B_fp16.safetensors]({unet}) → `diffusion_models/` (low VRAM: `wan2.1_t2v_14B_fp8_scaled.safetensors` from the same folder, and pick it in the loader)
+- [wan2.1_t2v_14B_fp8_scaled.safetensors]({unet}) → `diffusion_models/` (the original weights: `wan2.1_t2v_14B_bf16.safetensors` from the same folder, if you have the VRAM; pick it in the loader)
 - [umt5_xxl_fp8_e4m3fn_scaled.safetensors]({te}) → `text_encoders/`
 - [wan_2.1_vae.safetensors]({vae}) → `vae/`
 
@@ -163,12 +164,12 @@ WAN_LONG_NOTE = """## Wan 2.1 T2V 14B, 4x length: 321 frames at 1280x720, Radial
 A model trained on 81 frames loses quality at 4x length; the Radial Attention paper recovers it with a light LoRA tuned **with the radial mask**. The **Radial LoRA Loader** applies the LoRA through ComfyUI's own LoRA patches *and* applies the Radial Attention Patch with the settings stored in the LoRA file (or the authors' length-extension settings when the file has none: 2 dense blocks, 2 dense steps). Its `report` output (shown here) says how many tensors matched and which radial settings were used.
 
 **Download:**
-- [wan2.1_t2v_14B_fp16.safetensors]({unet}) → `models/diffusion_models/`
+- [wan2.1_t2v_14B_fp8_scaled.safetensors]({unet}) → `models/diffusion_models/`
 - [umt5_xxl_fp8_e4m3fn_scaled.safetensors]({te}) → `models/text_encoders/`
 - [wan_2.1_vae.safetensors]({vae}) → `models/vae/`
 - your length-extension LoRA → `models/loras/` (ComfyUI, diffusers/PEFT or Kohya keys; a diffusers folder works too) and pick it in the loader. The name in this workflow is only an example.
 
-**Recommended:** keep the loader's optional inputs at "from LoRA" / -1 / empty so the LoRA's own settings apply; 50 steps. 321 frames at 720p are 81 latent frames x 3600 tokens = 291 600 tokens; the mask keeps {density} of the attention blocks (decay 0.2). Low VRAM: use the fp8 model and the VAE's tiled decode.
+**Recommended:** keep the loader's optional inputs at "from LoRA" / -1 / empty so the LoRA's own settings apply; 50 steps. 321 frames at 720p are 81 latent frames x 3600 tokens = 291 600 tokens; the mask keeps {density} of the attention blocks (decay 0.2). Low VRAM: the fp8 model is already selected; lower the VAE's tile size.
 """
 
 HUNYUAN_NOTE = """## HunyuanVideo T2V, 1280x720, 253 frames, with Radial Attention
@@ -189,10 +190,10 @@ Low VRAM: weight_dtype fp8 in the loader, and lower the tile size of the tiled V
 
 def wan21_t2v() -> Workflow:
     wf = Workflow("radial_wan2.1_t2v_14B_720p_81f")
-    note(wf, WAN21_NOTE.format(density=density("wan21", 1280, 720, 81), unet=MODELS["wan2.1_t2v_14B_fp16.safetensors"][0],
+    note(wf, WAN21_NOTE.format(density=density("wan21", 1280, 720, 81), unet=MODELS["wan2.1_t2v_14B_fp8_scaled.safetensors"][0],
                                te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
                                vae=MODELS["wan_2.1_vae.safetensors"][0]))
-    unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_14B_fp16.safetensors", weight_dtype="default", col=1)
+    unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_14B_fp8_scaled.safetensors", weight_dtype="default", col=1)
     patch = wf.add("RadialAttentionPatch", model=unet[0], decay_factor=0.0, block_size=128, dense_blocks="1",
                    dense_steps_first=12, dense_steps_last=0, dist1="full", backend="auto", family="auto")
     shift = wf.add("ModelSamplingSD3", model=patch[0], shift=8.0)
@@ -244,10 +245,10 @@ def wan22_i2v() -> Workflow:
 
 def wan21_long() -> Workflow:
     wf = Workflow("radial_wan2.1_t2v_14B_720p_321f_lora")
-    note(wf, WAN_LONG_NOTE.format(density=density("wan21", 1280, 720, 321), unet=MODELS["wan2.1_t2v_14B_fp16.safetensors"][0],
+    note(wf, WAN_LONG_NOTE.format(density=density("wan21", 1280, 720, 321), unet=MODELS["wan2.1_t2v_14B_fp8_scaled.safetensors"][0],
                                   te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
                                   vae=MODELS["wan_2.1_vae.safetensors"][0]))
-    unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_14B_fp16.safetensors", weight_dtype="default", col=1)
+    unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_14B_fp8_scaled.safetensors", weight_dtype="default", col=1)
     lora = wf.add("RadialLoraLoader", model=unet[0], lora_name=WAN_LONG_LORA, strength=1.0, radial_mode="auto",
                   decay_factor=0.0, block_size="from LoRA", dense_blocks="", dense_steps_first=-1,
                   dense_steps_last=-1, dist1="from LoRA", family="from LoRA", backend="auto")

@@ -413,6 +413,25 @@ def test_converter_reads_comfyui_templates(core, placeholders):
         assert_valid(prompt, f"ComfyUI template {path.name}")
 
 
+def test_model_names_are_comfyuis_own(core):
+    """The model files our workflows load are named as in ComfyUI's own templates, so users who
+    downloaded them for those already have them (and the front end's download links match)."""
+    spec = importlib.util.find_spec("comfyui_workflow_templates_media_video")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("comfyui-workflow-templates (media_video) is not installed with this ComfyUI")
+    known = "\n".join(p.read_text(encoding="utf-8", errors="replace")
+                      for loc in spec.submodule_search_locations
+                      for p in (Path(loc) / "templates").glob("*.json"))
+    for path in WORKFLOWS:
+        if not _is_ui_format(path):
+            continue
+        prompt = ui_to_api(all_enabled(load(path)), input_types_of(core))
+        for node in prompt.values():
+            for name, value in node["inputs"].items():
+                if (node["class_type"], name) in MODEL_INPUTS and node["class_type"] != "RadialLoraLoader":
+                    assert value in known, f"{path.name}: {value} is not a name ComfyUI's templates use"
+
+
 def test_converter_refuses_stale_widget_values(core):
     wf = load(WORKFLOW_DIR / "radial_wan2.1_t2v_14B_720p_81f.json")
     patch = next(n for n in wf["nodes"] if n["type"] == "RadialAttentionPatch")
