@@ -145,7 +145,9 @@ def fresh_comfyui(tmp_path_factory) -> Path:
     # Only ComfyUI's own entries may be in the fresh custom_nodes/ (none of this pack).
     for entry in (dst / "custom_nodes").iterdir():
         assert "radial" not in entry.name.lower(), f"fresh ComfyUI already holds {entry}"
-    run(["git", "clone", "--quiet", str(ROOT), str(dst / "custom_nodes" / FOLDER)])
+    # safe.directory: CI containers often check the repository out as another user than the one
+    # running the tests; git would then refuse to read it ("dubious ownership").
+    run(["git", "-c", "safe.directory=*", "clone", "--quiet", str(ROOT), str(dst / "custom_nodes" / FOLDER)])
     return dst
 
 
