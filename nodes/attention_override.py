@@ -226,7 +226,7 @@ class RadialAttentionOverride:
             return self._dense_for(run, f"dtype {call.q.dtype} (the sparse kernels take float16, "
                                    f"bfloat16, float32)", True, func, args, kwargs, topts, block)
         B = int(call.q.shape[0])
-        ok, kpm = key_padding_from_mask(call.mask, B, call.lk)
+        ok, kpm = fwd.key_padding(call.mask, B, call.lk, key_padding_from_mask)
         if not ok:
             return self._dense_for(run, "an attention mask that is not a key-padding mask",
                                    True, func, args, kwargs, topts, block)

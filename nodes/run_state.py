@@ -36,10 +36,23 @@ class ForwardContext:
     step: StepInfo
     schedule: tuple[int, ...]  # block index of the n-th video self-attention call
     calls: int = 0
+    _kpm: tuple | None = None  # (mask, batch, length, result): one mask serves every block
 
     @property
     def seq_frames(self) -> int:
         return self.frames + self.extra_frames
+
+    def key_padding(self, mask, batch: int, length: int, convert):
+        """``convert(mask, batch, length)``, computed once per mask object in this model call
+        (the model builds one mask per forward; converting it reads it back from the GPU)."""
+        if mask is None:
+            return True, None
+        c = self._kpm
+        if c is not None and c[0] is mask and c[1] == batch and c[2] == length:
+            return c[3]
+        result = convert(mask, batch, length)
+        self._kpm = (mask, batch, length, result)
+        return result
 
     def next_block(self) -> int | None:
         """Block index of the video self-attention call being made now (None past the end)."""
