@@ -9,8 +9,11 @@ restricted to the tokens of the kept blocks of ``block_mask``:
   ``nb = ceil(S / block_size)``; entry ``[qi, ki]`` keeps query block qi x key block ki.
 - ``key_padding_mask``: optional bool ``[B, S]``, True = real key. Padded keys and keys past S
   never enter the softmax; a query row with no kept key returns zeros (never NaN).
-- Output: ``[B, H, S, D]`` in q's dtype, returned as ``out.transpose(1, 2)`` of a contiguous
-  ``[B, S, H, D]`` buffer, so ``result.transpose(1, 2).reshape(B, S, H * D)`` is free.
+- Output: ``[B, H, S, D]`` in q's dtype. The sparse paths return ``out.transpose(1, 2)`` of a
+  contiguous ``[B, S, H, D]`` buffer, so ``result.transpose(1, 2).reshape(B, S, H * D)`` is
+  free. With ``backend="auto"``, a mask that keeps every block (and no key padding) goes to
+  PyTorch's dense ``scaled_dot_product_attention`` (same function, faster at density 1); its
+  output layout is whatever that returns, so use ``reshape``, not ``view``.
 
 Backends: ``"triton"`` (CUDA, Triton >= 3.0; fp16 and bf16 natively; fp32 inputs are accepted
 and computed with three-pass TF32 products (``tf32x3``, near-float32 accuracy) and a float32
@@ -25,6 +28,7 @@ import logging
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .csr import block_mask_to_csr
 from .torch_path import torch_block_sparse_attention
@@ -206,12 +210,19 @@ def block_sparse_attention(
         if not ok:
             _warn_once(f"block_sparse_attention: using the PyTorch path because {reason}")
 
+    csr = block_mask_to_csr(block_mask, q.device if use_triton else "cpu")
+    if (
+        backend == "auto"
+        and key_padding_mask is None
+        and csr.kept == csr.mask_heads * csr.nb * csr.nb
+    ):
+        # every block kept: plain dense attention is the same function, and PyTorch's fused
+        # kernels (cuDNN, flash) are a few percent faster than any sparse path at density 1
+        return F.scaled_dot_product_attention(q, k, v, scale=float(scale))
     if use_triton:
-        csr = block_mask_to_csr(block_mask, q.device)
         return _triton_module().triton_block_sparse_attention(
             q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=float(scale)
         )
-    csr = block_mask_to_csr(block_mask, "cpu")
     return torch_block_sparse_attention(
         q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=float(scale)
     )

@@ -56,12 +56,13 @@ def test_radial_masks(frames, tpf, text, bs, model, decay):
     check_against_reference(out, q, k, v, mask, bs, key_padding_mask=kpm)
 
 
+@pytest.mark.parametrize("backend", ["pytorch", "auto"])  # auto: straight to dense SDPA
 @pytest.mark.parametrize("S", [333, 384])  # with and without a partial tail block
-def test_all_kept_equals_sdpa(S):
+def test_all_kept_equals_sdpa(S, backend):
     B, H, D, bs = 2, 4, 64, 128
     q, k, v = make_qkv(B, H, S, D, torch.float32, seed=7)
     mask = torch.ones(nb_for(S, bs), nb_for(S, bs), dtype=torch.bool)
-    out = block_sparse_attention(q, k, v, mask, block_size=bs)
+    out = block_sparse_attention(q, k, v, mask, block_size=bs, backend=backend)
     sdpa = F.scaled_dot_product_attention(q, k, v)
     assert rel_err(out, sdpa) < 1e-5
 
@@ -94,7 +95,8 @@ def test_per_head_mask(density):
 def test_output_layout_is_a_free_view():
     B, H, S, D = 2, 3, 150, 16
     q, k, v = make_qkv(B, H, S, D, torch.float32, layout="bshd")
-    out = block_sparse_attention(q, k, v, torch.ones(3, 3, dtype=torch.bool), block_size=64)
+    out = block_sparse_attention(q, k, v, torch.ones(3, 3, dtype=torch.bool), block_size=64,
+                                 backend="pytorch")
     flat = out.transpose(1, 2).reshape(B, S, H * D)
     assert flat.data_ptr() == out.data_ptr()  # no copy needed to go back to [B, S, H*D]
 
