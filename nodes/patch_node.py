@@ -50,7 +50,8 @@ class RadialAttentionPatch(io.ComfyNode):
                     tooltip=(
                         "Transformer blocks that keep dense attention. A number N = the first N "
                         "blocks (the authors keep the first block dense); a list such as '0,1,39' "
-                        "or '0-3' = those blocks; empty or 0 = none."
+                        "or '0-3' = those blocks; empty or 0 = none. HunyuanVideo numbers its "
+                        "double-stream blocks first, then the single-stream ones (0-59)."
                     ),
                 ),
                 io.Int.Input(
