@@ -7,7 +7,9 @@ through a safetensors file and ComfyUI's own loader. Everything here needs the `
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +19,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 _CACHE: dict = {}
 _TMP = Path(tempfile.mkdtemp(prefix="radial-tiny-models-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 
 
 def tiny_models_module():
