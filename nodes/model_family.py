@@ -102,8 +102,10 @@ def _wan_family(base, dm) -> ModelFamily | None:
         return ModelFamily("wan21", "Wan 2.1 FLF2V" if flf else "Wan 2.1 I2V", "wan", patch, n, "wan")
     if in_dim == 36 and not has_img:
         return ModelFamily("wan22_14b", "Wan 2.2 A14B I2V", "wan", patch, n, "wan")
-    if has_ref:
-        return ModelFamily("wan22_14b", "Wan 2.2 Fun (reference)", "wan", patch, n, "wan")
+    if has_ref:  # Wan Fun 1.1 / 2.2 Fun with a reference-image conv: the version is not visible
+        return ModelFamily("wan21", "Wan Fun (reference image)", "wan", patch, n, "wan",
+                           note="Wan 2.1 Fun and Wan 2.2 Fun weights look alike here; using Wan 2.1's "
+                                "defaults. For Wan 2.2 Fun set the node's family to 'wan22_14b'.")
     note = ""
     if int(getattr(dm, "dim", 0)) == 5120:  # 14B: Wan 2.1 T2V or a Wan 2.2 A14B T2V expert
         note = (

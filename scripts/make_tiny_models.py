@@ -32,6 +32,7 @@ WAN_KINDS = {
     "wan22_a14b_i2v": ("t2v", 36, 16, False),  # Wan 2.2 A14B I2V: 36 channels, no CLIP projection
     "wan22_5b": ("t2v", 48, 48, False),
     "wan_vace": ("vace", 16, 16, False),  # VACE: one VACE block after main block 0
+    "wan_fun_ref": ("t2v", 16, 16, False),  # Wan Fun with a reference-image conv (ref_conv)
 }
 
 
@@ -72,6 +73,8 @@ def wan_state_dict(kind: str = "wan_t2v", *, num_layers: int = 2, dim: int = 128
     cls, extra = wan.WanModel, {"model_type": "i2v" if with_img else model_type}
     if model_type == "vace":
         cls, extra = wan.VaceWanModel, {"vace_layers": 1, "vace_in_dim": 96}
+    if kind == "wan_fun_ref":
+        extra["in_dim_ref_conv"] = 16
     with torch.device("meta"):
         m = cls(
             **extra, patch_size=(1, 2, 2), in_dim=in_dim, dim=dim,

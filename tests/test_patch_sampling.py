@@ -146,6 +146,20 @@ def test_vace_blocks_follow_their_main_block(rp):
     _check_sparse_events(rec.sparse(), 64)
 
 
+def test_wan_reference_image_joins_the_sequence_as_a_frame(rp):
+    """Wan Fun's reference image (ref_conv) is prepended to the video tokens: one more frame."""
+    base = hm.load_model("wan_fun_ref")
+    lat = hm.latent("wan_fun_ref", 8, 16, 16)
+    pos = hm.conditioning("wan_fun_ref", seed=1)
+    pos[0][1]["reference_latents"] = [torch.randn(1, 16, 1, 16, 16)]
+    rec = hm.Recorder(keep_tensors=True)
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
+    hm.sample(p, "wan_fun_ref", lat, steps=2, positive=pos)
+    frames = sorted({e["frames"] for e in rec.sparse()})
+    assert frames == [9]  # 8 video frames + the reference image (cfg 1: the positive only)
+    _check_sparse_events(rec.sparse(), 64)
+
+
 # --------------------------------------------------------------------------- composition
 def test_cross_attention_untouched_and_earlier_override_serves_dense_calls(rp):
     base = hm.load_model("wan_i2v")
