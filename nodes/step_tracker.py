@@ -5,7 +5,8 @@ Steps come from ``transformer_options["sample_sigmas"]`` (the schedule of this s
 passes (KSamplerAdvanced start/end steps, Wan 2.2 A14B's high- and low-noise experts): a pass that
 starts exactly at the sigma where the previous pass stopped continues its step count, so
 "the first N steps" means the first N of the whole schedule. "The last N steps" are counted back
-from the pass that ends the schedule at sigma 0.
+from the pass that ends the schedule at sigma 0 (an earlier pass cannot know how many steps follow
+it, so with a last pass shorter than N only that pass's steps are dense).
 
 Blocks: ComfyUI 0.3.75 does not tell Wan's attention which block it is in, so the patch counts
 the video self-attention calls of each forward; :func:`call_schedule` maps the n-th call to
