@@ -39,6 +39,7 @@ NAMES = [
     "radial_wan2.1_t2v_14B_720p_321f_lora",
     "radial_hunyuan_video_t2v_720p_253f",
 ]
+DOCS_TEMPLATES = ROOT / "docs" / "images" / "template_browser.png"
 DOCS_SHOTS = {  # README pictures
     "radial_wan2.2_i2v_A14B_720p_81f": ROOT / "docs" / "images" / "workflow_wan22_i2v.png",
     "radial_wan2.1_t2v_14B_720p_321f_lora": ROOT / "docs" / "images" / "workflow_wan21_long_lora.png",
@@ -71,7 +72,7 @@ def front_end():
     out = ARTIFACTS / "workflows"
     proc = subprocess.run(["node", str(BROWSER / "workflows_ui.mjs"), server.url, module, str(out), *NAMES],
                           cwd=BROWSER, capture_output=True, text=True, timeout=400,
-                          env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
+                          env={**os.environ, "CHROMIUM_PATH": CHROMIUM, "RADIAL_NOT_TEMPLATES": ",".join(not_templates())})
     lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
     assert lines, f"workflows_ui.mjs printed no result (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     result = json.loads(lines[-1])
@@ -92,6 +93,17 @@ def upload_start_image(url: str) -> None:
     r = requests.post(url + "/upload/image", files={"image": ("example.png", buf.getvalue(), "image/png")},
                       data={"overwrite": "true", "type": "input"}, timeout=30)
     assert r.status_code == 200 and r.json()["name"] == "example.png", r.text
+
+
+def not_templates() -> list[str]:
+    """API-format files in workflows/ (see test_workflows.py's xfail): the template browser lists them
+    but has no thumbnail for them; reported, not failed here."""
+    out = []
+    for p in (ROOT / "workflows").glob("*.json"):
+        data = json.loads(p.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "nodes" not in data:
+            out.append(p.stem)
+    return out
 
 
 def fetch_json(url: str):
@@ -131,3 +143,18 @@ def test_front_end_converts_like_our_converter(front_end, name):
         with Image.open(shot) as im:
             im.convert("RGB").resize((1600, round(1600 * im.height / im.width)), Image.LANCZOS).save(
                 DOCS_SHOTS[name], optimize=True)
+
+
+def test_template_browser_shows_thumbnails(front_end):
+    result, _ = front_end
+    thumbs = result.get("thumbnails", {})
+    for name in NAMES:
+        assert thumbs.get(name) == 200, f"the template browser did not load {name}.jpg (got {thumbs})"
+    shot = ARTIFACTS / "workflows" / "template_browser.png"
+    assert shot.stat().st_size > 30_000
+    if os.environ.get("RADIAL_DOCS_SCREENSHOT") == "1":
+        from PIL import Image
+
+        with Image.open(shot) as im:
+            im.convert("RGB").resize((1200, round(1200 * im.height / im.width)), Image.LANCZOS).save(
+                DOCS_TEMPLATES, optimize=True)
