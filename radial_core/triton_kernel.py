@@ -40,6 +40,7 @@ def _tile(
     qk_scale,
     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
     BOUNDS: tl.constexpr, HAS_KPM: tl.constexpr, USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr,
+    LAZY: tl.constexpr,
 ):
     """One BLOCK_N-wide key tile folded into the running softmax state."""
     offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -77,12 +78,26 @@ def _tile(
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
         p = tl.math.exp2(qk - m_use[:, None])
         alpha = tl.math.exp2(m_i - m_use)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+    elif LAZY:
+        # lazy rescaling (FlashAttention-4's idea): the running maximum moves only when a row's
+        # new maximum exceeds it by more than 2^8, so p stays <= 256 (exact in float32, bf16
+        # keeps its relative precision) and most tiles skip rescaling the accumulator
+        m_tile = tl.max(qk, 1) * qk_scale
+        grow = m_tile > m_i + 8.0
+        m_new = tl.where(grow, m_tile, m_i)
+        p = tl.math.exp2(qk * qk_scale - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if tl.max(grow.to(tl.int32), 0) > 0:
+            acc = acc * alpha[:, None]
     else:
         m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
         p = tl.math.exp2(qk * qk_scale - m_new[:, None])
         alpha = tl.math.exp2(m_i - m_new)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None]
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
     acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
     return acc, l_i, m_new
 
@@ -100,7 +115,7 @@ def _radial_fwd(
     PER_HEAD_MASK: tl.constexpr, ORDERED: tl.constexpr, BLOCK: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     EVEN_D: tl.constexpr, EVEN_S: tl.constexpr, HAS_KPM: tl.constexpr,
-    USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr, NESTED: tl.constexpr,
+    USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr, NESTED: tl.constexpr, LAZY: tl.constexpr,
 ):
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
     SUB_N: tl.constexpr = BLOCK // BLOCK_N
@@ -162,7 +177,7 @@ def _radial_fwd(
                 acc, l_i, m_i = _tile(
                     acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, kb * BLOCK + u * BLOCK_N,
                     S, D, sks, skd, svs, svd, qk_scale,
-                    BLOCK_N, BLOCK_D, EVEN_D, False, HAS_KPM, USE_TMA, DOT_PREC,
+                    BLOCK_N, BLOCK_D, EVEN_D, False, HAS_KPM, USE_TMA, DOT_PREC, LAZY,
                 )
     else:
         # one iteration per key tile (the pipeliner sees a single flat loop)
@@ -172,12 +187,13 @@ def _radial_fwd(
             acc, l_i, m_i = _tile(
                 acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, start_n, S, D, sks, skd, svs,
                 svd, qk_scale, BLOCK_N, BLOCK_D, EVEN_D, False, HAS_KPM, USE_TMA, DOT_PREC,
+                LAZY,
             )
     for t in range(0, n_tail * SUB_N):
         start_n = (NB - 1) * BLOCK + t * BLOCK_N
         acc, l_i, m_i = _tile(
             acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, start_n, S, D, sks, skd, svs, svd,
-            qk_scale, BLOCK_N, BLOCK_D, EVEN_D, True, HAS_KPM, USE_TMA, DOT_PREC,
+            qk_scale, BLOCK_N, BLOCK_D, EVEN_D, True, HAS_KPM, USE_TMA, DOT_PREC, LAZY,
         )
 
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)
@@ -252,6 +268,7 @@ def triton_block_sparse_attention(
     bm = cfg.pop("BLOCK_M")
     use_tma = cfg.pop("USE_TMA", None)
     nested = bool(cfg.pop("NESTED", False))
+    lazy = bool(cfg.pop("LAZY", False))
     if use_tma is None:
         use_tma = _is_hopper_or_newer(q.device)
     kk, vv = k, v
@@ -282,6 +299,7 @@ def triton_block_sparse_attention(
             USE_TMA=bool(use_tma),
             DOT_PREC=prec,
             NESTED=nested,
+            LAZY=lazy,
             **cfg,
         )
     return out

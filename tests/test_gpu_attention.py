@@ -153,3 +153,25 @@ def test_pointer_and_descriptor_loads(use_tma, D, nested):
     out = triton_block_sparse_attention(q, k, v, block_mask_to_csr(mask, q.device), bs,
                                         key_padding_mask=kpm, config=cfg)
     _check_rows(out, q, k, v, mask, bs, kpm=kpm, n=512)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_lazy_rescaling_long_radial(dtype):
+    """The lazy-rescaling variant at the Wan 720p length, odd S, B = 2, large logits."""
+    require_cuda()
+    from radial_core.csr import block_mask_to_csr
+    from radial_core.triton_kernel import pick_config, triton_block_sparse_attention
+
+    S, H, D = 21 * 3600, 2, 128
+    q, k, v = make_qkv(2, H, S, D, dtype, "cuda", "bshd", seed=11)
+    q = q * 3  # sharper softmax: the running maximum moves often
+    mask = radial_block_mask(21, 3600, decay_factor=0.2)
+    kpm = torch.ones(2, S, dtype=torch.bool, device="cuda")
+    kpm[1, -500:] = False
+    cfg = dict(pick_config(D, dtype, 128, q.device), LAZY=True)
+    out = triton_block_sparse_attention(q, k, v, block_mask_to_csr(mask, q.device), 128,
+                                        key_padding_mask=kpm, config=cfg)
+    _check_rows(out, q, k, v, mask, 128, kpm=kpm, n=256)
+    out = triton_block_sparse_attention(q, k, v, block_mask_to_csr(mask, q.device), 128,
+                                        config=cfg)
+    _check_rows(out, q, k, v, mask, 128, n=256)
