@@ -129,6 +129,27 @@ class Server:
         self._log.close()
 
 
+# What ComfyUI itself ships in custom_nodes/; anything else there is a pack a user installed.
+COMFYUI_CUSTOM_NODES_FILES = {"example_node.py.example", "websocket_image_save.py"}
+
+
+def fresh_copy_filter(src: Path):
+    """copytree filter for a *fresh* ComfyUI: the code only. With COMFYUI_DIR naming a user's install,
+    their models (often hundreds of GB), outputs, other custom node packs and Python environments
+    stay behind."""
+    top = {"models", "output", "temp", "user", "input", ".git", "venv", ".venv", "python_embeded"}
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        here = Path(folder)
+        if here == src:
+            return [n for n in names if n in top]
+        if here == src / "custom_nodes":
+            return [n for n in names if n not in COMFYUI_CUSTOM_NODES_FILES]
+        return [n for n in names if n == "__pycache__"]
+
+    return ignore
+
+
 @pytest.fixture(scope="module")
 def fresh_comfyui(tmp_path_factory) -> Path:
     """A fresh copy of the ComfyUI folder with the pack cloned into custom_nodes/ as the Manager does."""
@@ -138,13 +159,12 @@ def fresh_comfyui(tmp_path_factory) -> Path:
     if not (src / "main.py").exists():
         pytest.skip(f"no ComfyUI at {src}: run `make test` (it unpacks one) or set COMFYUI_DIR")
     dst = tmp_path_factory.mktemp("install") / "ComfyUI"
-    skip = {"radial-attention", FOLDER, "__pycache__", "user", "output", "temp"}
-    shutil.copytree(src, dst, symlinks=True, ignore=lambda d, names: [n for n in names if n in skip])
-    for name in ("output", "temp", "user"):
+    shutil.copytree(src, dst, symlinks=True, ignore=fresh_copy_filter(src))
+    for name in ("output", "temp", "user", "models", "input"):
         (dst / name).mkdir(exist_ok=True)
-    # Only ComfyUI's own entries may be in the fresh custom_nodes/ (none of this pack).
-    for entry in (dst / "custom_nodes").iterdir():
-        assert "radial" not in entry.name.lower(), f"fresh ComfyUI already holds {entry}"
+    # Only ComfyUI's own entries may be in the fresh custom_nodes/ (none of this pack, no other pack).
+    leftovers = {e.name for e in (dst / "custom_nodes").iterdir()} - COMFYUI_CUSTOM_NODES_FILES
+    assert not leftovers, f"the fresh ComfyUI copy already holds custom nodes {sorted(leftovers)}"
     # safe.directory: CI containers often check the repository out as another user than the one
     # running the tests; git would then refuse to read it ("dubious ownership").
     run(["git", "-c", "safe.directory=*", "clone", "--quiet", str(ROOT), str(dst / "custom_nodes" / FOLDER)])
