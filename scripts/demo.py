@@ -6,7 +6,7 @@ What it does (no downloads):
    saved as safetensors with the real key names (loaded by ComfyUI's UNETLoader node);
 2. encodes the prompt with a toy random-weight text encoder (scripts/toy_text_encoder.py) and
    hands the tensors to the workflow through ComfyUI's LoadTrainingDataset node;
-3. runs workflows/demo_wan_tiny.json headlessly through ComfyUI's prompt executor: the same
+3. runs workflows/api/demo_wan_tiny.json headlessly through ComfyUI's prompt executor: the same
    sampling once with ComfyUI's default attention and once through the Radial Attention Patch
    (Triton kernel on CUDA, the PyTorch block path elsewhere), after a one-step warm-up;
 4. prints the mask density, the two sampling times and their difference, and where the saved
@@ -32,7 +32,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW = ROOT / "workflows" / "demo_wan_tiny.json"
+# API format ("Export (API)"): kept out of workflows/ itself, whose files the template browser lists
+WORKFLOW = ROOT / "workflows" / "api" / "demo_wan_tiny.json"
 MODEL_NAME = "radial_demo_wan_t2v_tiny.safetensors"
 DATASET = "radial_demo_conditioning"
 DENSE_SAMPLER, RADIAL_SAMPLER, PATCH, LOADER, LATENT = "6", "7", "2", "1", "5"
@@ -257,8 +258,8 @@ def main(argv=None) -> int:
         lines.append(f"output difference radial vs dense: relative L2 {diff:.3e} (sparse attention changes the result)")
     lines.append(f"outputs: {dense_files[-1] if dense_files else '?'}")
     lines.append(f"         {radial_files[-1] if radial_files else '?'}")
-    lines.append(f"workflow: {WORKFLOW} (drag it into ComfyUI after `make serve`; copy the model file to "
-                 f"your models/diffusion_models to run it there)")
+    lines.append(f"workflow: {WORKFLOW} (API format; ComfyUI's Load button opens it after `make serve` once "
+                 f"the model file is in models/diffusion_models and the dataset folder in output/)")
     lines.append(f"total demo time {time.perf_counter() - t_start:.1f} s")
     if not torch.cuda.is_available():
         lines.append("note: on a CPU both paths are slow and the difference is small (the PyTorch block "

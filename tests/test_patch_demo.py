@@ -17,7 +17,7 @@ pytestmark = pytest.mark.comfy
 
 
 def test_workflow_is_api_format_with_the_patch_node():
-    wf = json.loads((ROOT / "workflows" / "demo_wan_tiny.json").read_text())
+    wf = json.loads((ROOT / "workflows" / "api" / "demo_wan_tiny.json").read_text())
     kinds = {v["class_type"] for v in wf.values()}
     assert {"UNETLoader", "RadialAttentionPatch", "KSampler", "SaveLatent", "LoadTrainingDataset"} <= kinds
     patch = next(v for v in wf.values() if v["class_type"] == "RadialAttentionPatch")
