@@ -53,4 +53,8 @@ if [ ! -e "$link" ]; then
   ln -s "$ROOT" "$link"
 fi
 echo "$COMFY" > "$VENV/comfyui-path"
+
+# Browser test tools (Debian chromium + npm playwright-core, no browser download). Without them
+# the browser tests skip with a reason locally and fail under CI=true.
+bash scripts/setup_browser.sh || echo "setup_env: browser test tools missing (see scripts/setup_browser.sh)" >&2
 echo "environment ready: $VENV (ComfyUI at $COMFY)"
