@@ -109,12 +109,12 @@ def build_model(family: str, layers: int | None, sizes: dict):
     unet_config = comfy.model_detection.detect_unet_config(sd, "")
     model_config = comfy.model_detection.model_config_from_unet_config(unet_config, sd)
     dev = mm.get_torch_device()
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32  # CPU smoke runs in float32
+    dtype = torch.bfloat16
     model_config.set_inference_dtype(dtype, None)
     model = model_config.get_model(sd, "", device=dev)
     g = torch.Generator(device=dev).manual_seed(0)
     for name, p in model.diffusion_model.named_parameters():
-        p.data = torch.empty(p.shape, dtype=dtype, device=dev)
+        p.data = torch.empty(p.shape, dtype=p.dtype, device=dev)  # keeps float32 layers float32
         if p.ndim >= 2:
             p.data.normal_(0.0, 1.0 / math.sqrt(max(1, p[0].numel())), generator=g)
         elif "norm" in name or name.endswith("scale"):
