@@ -144,8 +144,10 @@ def test_node_schema_and_execute(mods):
     for n in ("model", "decay_factor", "block_size", "dense_blocks", "dense_steps_first",
               "dense_steps_last", "dist1", "backend"):
         assert n in names
-    assert node.validate_inputs(dense_blocks="0,x") != True  # noqa: E712 - message expected
-    assert node.validate_inputs(dense_blocks="0,1") is True
+    ok = dict(block_size=128, dist1="full", backend="auto")
+    assert node.validate_inputs(dense_blocks="0,x", **ok) != True  # noqa: E712 - message expected
+    assert node.validate_inputs(dense_blocks="0,1", **ok) is True
+    assert "dist1" in node.validate_inputs(dense_blocks="", **dict(ok, dist1="quarter"))
     out = node.execute(hm.load_model("hunyuan_t2v"), 0.0, 128, "1", 0, 0, "full", "auto")
     cfg = mods.patcher.get_radial_config(out.result[0])
     assert cfg["family"] == "hunyuan" and cfg["decay_factor"] == 0.95
@@ -334,3 +336,48 @@ def test_scale_kwarg_is_honoured_and_gqa_goes_dense(comfy, mods):
     run.fwd.calls = 0
     ov(dense, q, k, v, heads=1, enable_gqa=True, transformer_options=topts)
     assert len(calls) == 1 and run.sparse_calls == 1
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"dense_blocks": "0,x"}, ["dense_blocks", "'0,x'"]),
+        ({"dense_steps_first": 5000}, ["dense_steps_first", "5000"]),
+        ({"block_size": 96}, ["block_size", "96", "[128, 64]"]),
+        ({"backend": "cuda"}, ["backend", "cuda"]),
+        ({"decay_factor": -1.0}, ["decay_factor", "-1.0"]),
+    ],
+)
+def test_comfyui_validation_reports_bad_inputs(comfy, mods, tmp_path, change, words):
+    """ComfyUI's own prompt validation (what the server runs before queueing) rejects bad inputs
+    with the input named, before anything executes."""
+    import asyncio
+
+    import execution
+
+    folder = tmp_path / "diffusion_models"
+    folder.mkdir()
+    (folder / "placeholder.safetensors").touch()
+    fp = comfy.folder_paths
+    fp.add_model_folder_path("diffusion_models", str(folder), is_default=True)
+    fp.filename_list_cache.clear()
+    try:
+        inputs = {"model": ["1", 0], "decay_factor": 0.0, "block_size": 128, "dense_blocks": "1",
+                  "dense_steps_first": 0, "dense_steps_last": 0, "dist1": "full", "backend": "auto"}
+        inputs.update(change)
+        prompt = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": "placeholder.safetensors",
+                                                               "weight_dtype": "default"}},
+                  "2": {"class_type": "RadialAttentionPatch", "inputs": inputs}}
+        ok, errors, _ = asyncio.run(execution.validate_inputs("t", prompt, "2", {}))
+        assert not ok
+        text = str(errors)
+        for w in words:
+            assert w in text, (w, text)
+        for key in change:  # the same prompt with the good value passes
+            inputs[key] = {"dense_blocks": "1", "dense_steps_first": 0, "block_size": 128, "decay_factor": 0.0,
+                           "backend": "auto"}[key]
+        ok, errors, _ = asyncio.run(execution.validate_inputs("t", prompt, "2", {}))
+        assert ok, errors
+    finally:
+        fp.folder_names_and_paths["diffusion_models"][0].remove(str(folder))
+        fp.filename_list_cache.clear()
