@@ -95,7 +95,8 @@ class RadialAttentionPatch(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, dense_blocks: str, block_size, dist1: str, backend: str) -> bool | str:
+    def validate_inputs(cls, dense_blocks: str, block_size, dist1: str, backend: str,
+                        family: str = "auto") -> bool | str:
         # Named inputs only: ComfyUI still checks the numbers' bounds itself (a **kwargs signature
         # would switch those checks off). ComfyUI 0.3.75 does not check v3 combo values, so the
         # combos are checked here.
@@ -104,7 +105,7 @@ class RadialAttentionPatch(io.ComfyNode):
         except ValueError as exc:
             return str(exc)
         for name, value, options in (("block_size", block_size, BLOCK_SIZES), ("dist1", dist1, DIST1_CHOICES),
-                                      ("backend", backend, BACKEND_CHOICES)):
+                                      ("backend", backend, BACKEND_CHOICES), ("family", family, FAMILY_CHOICES)):
             if value not in options and str(value) not in {str(o) for o in options}:
                 return f"{name}: expected one of {list(options)}; got {value!r}. Fix: pick one of those."
         return True

@@ -375,7 +375,7 @@ def test_comfyui_validation_reports_bad_inputs(comfy, mods, tmp_path, change, wo
             assert w in text, (w, text)
         for key in change:  # the same prompt with the good value passes
             inputs[key] = {"dense_blocks": "1", "dense_steps_first": 0, "block_size": 128, "decay_factor": 0.0,
-                           "backend": "auto"}[key]
+                           "backend": "auto", "family": "auto"}[key]
         ok, errors, _ = asyncio.run(execution.validate_inputs("t", prompt, "2", {}))
         assert ok, errors
     finally:
