@@ -346,6 +346,7 @@ def test_scale_kwarg_is_honoured_and_gqa_goes_dense(comfy, mods):
         ({"block_size": 96}, ["block_size", "96", "[128, 64]"]),
         ({"backend": "cuda"}, ["backend", "cuda"]),
         ({"decay_factor": -1.0}, ["decay_factor", "-1.0"]),
+        ({"family": "sdxl"}, ["family", "sdxl"]),
     ],
 )
 def test_comfyui_validation_reports_bad_inputs(comfy, mods, tmp_path, change, words):
