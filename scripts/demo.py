@@ -111,8 +111,10 @@ def boot_comfyui(cdir: Path, out_dir: Path, models_dir: Path):
     comfy.utils.PROGRESS_BAR_ENABLED = False  # no tqdm bars between the demo's lines
 
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    # this checkout's pack (through ComfyUI's link to it when there is one: the name ComfyUI
+    # itself would give it); a link to another copy is not used
     link = cdir / "custom_nodes" / "radial-attention"
-    pack = link if link.exists() else ROOT
+    pack = link if link.exists() and link.resolve() == ROOT.resolve() else ROOT
     if not asyncio.run(nodes.load_custom_node(str(pack))):
         sys.exit(f"ComfyUI could not load the Radial Attention pack from {pack} (see the log above).")
     # the pack's own log lines (one info line per sampling run) stay visible
