@@ -195,8 +195,7 @@ def apply_radial_patch(
 
     ``decay_factor`` None or 0: the family's default. ``dense_blocks``: "N" (first N blocks) or
     a list "0,1,39". ``family``: "auto" or a family key (only to tell Wan 2.2-A14B from Wan 2.1,
-    whose weights look the same). An unsupported model is returned as an unchanged clone with a
-    warning. Bad values raise ValueError naming the value and the fix.
+    whose weights look the same). An unsupported model is returned as it is, with a warning. Bad values raise ValueError naming the value and the fix.
     """
     if not hasattr(model, "clone") or not hasattr(model, "model_options"):
         raise ValueError(
@@ -216,20 +215,20 @@ def apply_radial_patch(
     if not isinstance(dense_blocks, str):
         dense_blocks = str(dense_blocks)
 
-    m = model.clone()
-    fam = detect_family(m)
+    fam = detect_family(model)
     if fam is None:
         parse_dense_blocks(dense_blocks)  # still report a malformed value
         logger.warning(
             "Radial Attention Patch: %s is not a video model this pack supports (Wan 2.1/2.2, "
-            "HunyuanVideo, Mochi); the model passes through unchanged.", describe_model(m))
-        return m
+            "HunyuanVideo, Mochi); the model passes through unchanged.", describe_model(model))
+        return model
     fam = override_family(fam, family)
     blocks = parse_dense_blocks(dense_blocks, fam.num_blocks)
     decay, is_default = _decay(decay_factor, fam)
     cfg = RadialConfig(fam, decay, is_default, int(block_size), blocks, dense_blocks.strip(),
                        first, last, dist1, backend)
 
+    m = model.clone()
     topts = m.model_options.setdefault("transformer_options", {})
     previous = _clean_override(topts.get(OVERRIDE_KEY))
     topts[OVERRIDE_KEY] = RadialAttentionOverride(cfg, previous)

@@ -62,6 +62,7 @@ def test_unknown_model_passes_through_with_one_warning(mods, comfy, caplog):
         out = mods.patcher.apply_radial_patch(other)
     warnings = [r for r in caplog.records if "not a video model" in r.getMessage()]
     assert len(warnings) == 1
+    assert out is other
     assert mods.patcher.get_radial_config(out) is None
     assert "optimized_attention_override" not in out.model_options.get("transformer_options", {})
 
