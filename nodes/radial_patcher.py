@@ -195,7 +195,8 @@ def apply_radial_patch(
 
     ``decay_factor`` None or 0: the family's default. ``dense_blocks``: "N" (first N blocks) or
     a list "0,1,39". ``family``: "auto" or a family key (only to tell Wan 2.2-A14B from Wan 2.1,
-    whose weights look the same). An unsupported model is returned as it is, with a warning. Bad values raise ValueError naming the value and the fix.
+    whose weights look the same). An unsupported model is returned as it is, with a warning.
+    Bad values raise ValueError naming the value and the fix.
     """
     if not hasattr(model, "clone") or not hasattr(model, "model_options"):
         raise ValueError(
