@@ -46,7 +46,8 @@ class ModelFamily:
     num_blocks: int  # self-attention blocks per forward (main stack)
     layout: str  # "wan": [B, L, H*D], video only; "joint": [B, H, L, D], video then text
     note: str = ""  # caveat shown once in the log (e.g. ambiguous detection)
-    vace_layers: tuple[int, ...] = field(default=())  # Wan VACE: main block index of each VACE block
+    vace_layers: tuple[int, ...] = field(default=())  # Wan VACE: main blocks followed by VACE blocks
+    double_blocks: int = 0  # HunyuanVideo: double-stream blocks (numbered before the single ones)
 
     @property
     def name(self) -> str:
@@ -124,7 +125,7 @@ def _hunyuan_family(base, dm) -> ModelFamily | None:
         return None
     n = len(dm.double_blocks) + len(dm.single_blocks)
     variant = "HunyuanVideo T2V" if cls == "HunyuanVideo" else "HunyuanVideo I2V"
-    return ModelFamily("hunyuan", variant, "hunyuan", patch, n, "joint")
+    return ModelFamily("hunyuan", variant, "hunyuan", patch, n, "joint", double_blocks=len(dm.double_blocks))
 
 
 def _mochi_family(base, dm) -> ModelFamily:
@@ -167,6 +168,7 @@ def override_family(detected: ModelFamily, family: str) -> ModelFamily:
         detected.num_blocks,
         detected.layout,
         vace_layers=detected.vace_layers,
+        double_blocks=detected.double_blocks,
     )
 
 

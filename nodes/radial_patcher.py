@@ -28,7 +28,7 @@ import comfy.patcher_extension as pe
 from .attention_override import RadialAttentionOverride
 from .model_family import FAMILY_CHOICES, ModelFamily, default_decay, describe_model, detect_family, override_family
 from .run_state import RUN_KEY, RunState, open_forward
-from .step_tracker import PassSteps, as_floats as _floats, begin_pass, end_pass, parse_dense_blocks
+from .step_tracker import PassSteps, as_floats as _floats, begin_pass, end_pass, mark_replaced_blocks, parse_dense_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -166,9 +166,12 @@ class _ApplyModelWrapper:
                      f"Radial Attention: input of shape {tuple(getattr(x, 'shape', ()))} is not a "
                      f"video latent [B, C, F, H, W]; dense attention.")
         run.fwd = fwd
+        undo = mark_replaced_blocks(topts, fwd, cfg.family.double_blocks) if fwd is not None else None
         try:
             return executor(x, t, c_concat, c_crossattn, control, topts, **kwargs)
         finally:
+            if undo is not None:
+                undo()
             run.fwd = prev
 
 

@@ -184,3 +184,52 @@ def parse_dense_blocks(spec: str, num_blocks: int | None = None) -> frozenset[in
             f"Fix: list only indices below {num_blocks}."
         )
     return frozenset(out)
+
+
+class _BlockMarker:
+    """Wraps a ``patches_replace["dit"]`` block replacement (SkipLayerGuidance, block swaps, ...)
+    so the block counter points at that block when it runs, and at the next one afterwards. A
+    replacement that skips its block then cannot shift the count of the blocks after it."""
+
+    def __init__(self, fn, fwd, position: int, after: int):
+        self.fn, self.fwd, self.position, self.after = fn, fwd, position, after
+
+    def __call__(self, *args, **kwargs):
+        self.fwd.calls = self.position
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.fwd.calls = self.after
+
+
+def mark_replaced_blocks(transformer_options: dict, fwd, double_blocks: int):
+    """Wrap this model call's block replacements with :class:`_BlockMarker`.
+
+    ``("double_block", i)`` is block i (Wan, Mochi, HunyuanVideo's double-stream blocks);
+    ``("single_block", i)`` is block ``double_blocks + i`` (HunyuanVideo). Only this call's
+    ``transformer_options`` get the wrapped dict (ComfyUI's own dicts stay as they are). Returns a
+    function that undoes it.
+    """
+    pr = transformer_options.get("patches_replace")
+    dit = pr.get("dit") if isinstance(pr, dict) else None
+    if not dit:
+        return lambda: None
+    schedule = fwd.schedule
+    first = {}
+    for pos, b in enumerate(schedule):
+        first.setdefault(b, pos)
+    wrapped = dict(dit)
+    for key, fn in dit.items():
+        if not (isinstance(key, tuple) and len(key) == 2 and key[0] in ("double_block", "single_block")):
+            continue
+        block = int(key[1]) + (double_blocks if key[0] == "single_block" else 0)
+        if block not in first:
+            continue
+        after = first.get(block + 1, len(schedule))
+        wrapped[key] = _BlockMarker(fn, fwd, first[block], after)
+    transformer_options["patches_replace"] = {**pr, "dit": wrapped}
+
+    def undo():
+        transformer_options["patches_replace"] = pr
+
+    return undo

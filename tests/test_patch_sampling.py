@@ -243,3 +243,23 @@ def test_second_order_sampler_calls_belong_to_their_step(rp):
     steps_dense = [e["step"] for e in rec.dense("dense step")]
     assert set(steps_dense) == {0} and len(steps_dense) == 2 * 2  # two evaluations x two blocks
     assert set(steps_sparse) == {1, 2}
+
+
+@pytest.mark.parametrize("kind, key, skipped", [("wan_t2v", ("double_block", 0), 0),
+                                               ("hunyuan_t2v", ("double_block", 0), 0),
+                                               ("hunyuan_t2v", ("single_block", 0), 1)])
+def test_a_skipped_block_does_not_shift_the_block_count(rp, kind, key, skipped):
+    """SkipLayerGuidance-style block replacements that skip a block (patches_replace["dit"]):
+    the blocks after it keep their own index."""
+    base = hm.load_model(kind)
+    rec = hm.Recorder()
+    p = rp.apply_radial_patch(base, block_size=64, dense_blocks="")
+
+    def skip(args, extra):  # what ComfyUI's SkipLayerGuidanceDiT installs
+        return args
+
+    p.set_model_patch_replace(skip, "dit", key[0], key[1])
+    p = hm.with_observer(p, rec)
+    hm.sample(p, kind, hm.latent(kind, 8, 16, 16), steps=2)
+    blocks = [e["block"] for e in rec.sparse()]
+    assert blocks == [1 - skipped] * 2, blocks  # two blocks, one skipped, two steps
