@@ -188,7 +188,7 @@ def parse_dense_blocks(spec: str, num_blocks: int | None = None) -> frozenset[in
 
 class _BlockMarker:
     """Wraps a ``patches_replace["dit"]`` block replacement (SkipLayerGuidance, block swaps, ...)
-    so the block counter points at that block when it runs, and at the next one afterwards. A
+    so the block counter points at that block when it runs, and at the call after it afterwards. A
     replacement that skips its block then cannot shift the count of the blocks after it."""
 
     def __init__(self, fn, fwd, position: int, after: int):
@@ -225,8 +225,8 @@ def mark_replaced_blocks(transformer_options: dict, fwd, double_blocks: int):
         block = int(key[1]) + (double_blocks if key[0] == "single_block" else 0)
         if block not in first:
             continue
-        after = first.get(block + 1, len(schedule))
-        wrapped[key] = _BlockMarker(fn, fwd, first[block], after)
+        # afterwards: the call right after this block's own (a VACE block, or the next block)
+        wrapped[key] = _BlockMarker(fn, fwd, first[block], first[block] + 1)
     transformer_options["patches_replace"] = {**pr, "dit": wrapped}
 
     def undo():

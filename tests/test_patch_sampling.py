@@ -263,3 +263,13 @@ def test_a_skipped_block_does_not_shift_the_block_count(rp, kind, key, skipped):
     hm.sample(p, kind, hm.latent(kind, 8, 16, 16), steps=2)
     blocks = [e["block"] for e in rec.sparse()]
     assert blocks == [1 - skipped] * 2, blocks  # two blocks, one skipped, two steps
+
+
+def test_a_skipped_vace_main_block_keeps_its_vace_block_in_place(rp):
+    base = hm.load_model("wan_vace")
+    rec = hm.Recorder()
+    p = rp.apply_radial_patch(base, block_size=64, dense_blocks="")
+    p.set_model_patch_replace(lambda args, extra: args, "dit", "double_block", 0)
+    p = hm.with_observer(p, rec)
+    hm.sample(p, "wan_vace", hm.latent("wan_vace", 8, 16, 16), steps=1)
+    assert [e["block"] for e in rec.sparse()] == [0, 1]  # block 0's VACE block, then block 1
