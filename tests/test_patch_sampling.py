@@ -273,3 +273,17 @@ def test_a_skipped_vace_main_block_keeps_its_vace_block_in_place(rp):
     p = hm.with_observer(p, rec)
     hm.sample(p, "wan_vace", hm.latent("wan_vace", 8, 16, 16), steps=1)
     assert [e["block"] for e in rec.sparse()] == [0, 1]  # block 0's VACE block, then block 1
+
+
+@pytest.mark.parametrize("kind, h, w, tpf", [("wan_t2v", 15, 17, 72), ("hunyuan_t2v", 14, 18, 63)])
+def test_any_size_works(rp, kind, h, w, tpf):
+    """Wan pads a 15 x 17 latent to its 2 x 2 patch: 8 x 9 = 72 tokens per frame. HunyuanVideo
+    (which needs even sizes) at 14 x 18: 63 tokens per frame, not a multiple of the block."""
+    base = hm.load_model(kind)
+    rec = hm.Recorder(keep_tensors=True)
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
+    out = hm.sample(p, kind, hm.latent(kind, 7, h, w), steps=1)
+    assert out.shape[-3:] == (7, h, w) and torch.isfinite(out).all()
+    sparse = rec.sparse()
+    assert len(sparse) == 2 and all(e["frames"] == 7 and e["tokens_per_frame"] == tpf for e in sparse)
+    _check_sparse_events(sparse, 64)
