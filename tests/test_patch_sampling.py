@@ -183,19 +183,25 @@ def test_cross_attention_untouched_and_earlier_override_serves_dense_calls(rp):
     assert all(lq != lk for lq, lk in seen)
 
 
-def test_cfg_batches_cond_and_uncond(rp):
-    base = hm.load_model("wan_t2v")
-    lat = hm.latent("wan_t2v", 8, 16, 16)
+@pytest.mark.parametrize("kind", ["wan_t2v", "hunyuan_t2v", "mochi"])
+def test_cfg_batch_of_two(rp, kind):
+    base = hm.load_model(kind)
+    lat = hm.latent(kind, 8, 16, 16)
     rec = hm.Recorder(keep_tensors=True)
     p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
-    out = hm.sample(p, "wan_t2v", lat, steps=2, cfg=4.0,
-                    negative=hm.conditioning("wan_t2v", seed=3, text_len=8))
+    out = hm.sample(p, kind, lat, steps=2, cfg=4.0, negative=hm.conditioning(kind, seed=3, text_len=8))
     sparse = rec.sparse()
     assert len(sparse) == 2 * 2 and all(e["q"].shape[0] == 2 for e in sparse)  # one batched call
     _check_sparse_events(sparse, 64)
     assert torch.isfinite(out).all()
+
+
+def test_cfg_with_different_text_lengths(rp):
+    base = hm.load_model("wan_t2v")
+    lat = hm.latent("wan_t2v", 8, 16, 16)
+    rec = hm.Recorder(keep_tensors=True)
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
     # different text lengths: ComfyUI runs cond and uncond as separate calls; both go sparse
-    rec.events.clear()
     out = hm.sample(p, "wan_t2v", lat, steps=2, cfg=4.0,
                     negative=hm.conditioning("wan_t2v", seed=3, text_len=5))
     assert len(rec.sparse()) == 2 * 2 * 2
