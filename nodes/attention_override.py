@@ -141,7 +141,10 @@ class RadialAttentionOverride:
         self.config = config  # RadialConfig (small, frozen)
         self.previous = previous  # an override installed before ours, serves the dense calls
 
-    # ComfyUI calls override(func, *args, **kwargs)
+    # ComfyUI calls override(func, *args, **kwargs). torch.compile (e.g. ComfyUI's
+    # TorchCompileModel node) does not trace into it: counters and caches here are plain Python
+    # state that would make it recompile on every block; the kernels run as they are.
+    @torch.compiler.disable
     def __call__(self, func, *args, **kwargs):
         topts = kwargs.get("transformer_options") or {}
         run: RunState | None = topts.get(RUN_KEY)

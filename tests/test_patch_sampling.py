@@ -293,3 +293,17 @@ def test_any_size_works(rp, kind, h, w, tpf):
     sparse = rec.sparse()
     assert len(sparse) == 2 and all(e["frames"] == 7 and e["tokens_per_frame"] == tpf for e in sparse)
     _check_sparse_events(sparse, 64)
+
+
+def test_torch_compiled_model_keeps_radial_attention(rp):
+    """A torch.compile'd diffusion model (as ComfyUI's TorchCompileModel node installs it, through
+    an object patch); the override runs outside the compiled graph."""
+    base = hm.load_model("wan_t2v")
+    rec = hm.Recorder(keep_tensors=True)
+    p = rp.apply_radial_patch(base, block_size=64, dense_blocks="")
+    p.add_object_patch("diffusion_model", torch.compile(p.get_model_object("diffusion_model"), backend="eager"))
+    p = hm.with_observer(p, rec)
+    out = hm.sample(p, "wan_t2v", hm.latent("wan_t2v", 8, 16, 16), steps=2)
+    assert torch.isfinite(out).all()
+    assert [e["block"] for e in rec.sparse()] == [0, 1, 0, 1]
+    _check_sparse_events(rec.sparse(), 64)
