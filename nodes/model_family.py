@@ -133,10 +133,20 @@ def _mochi_family(base, dm) -> ModelFamily:
     return ModelFamily("mochi", "Mochi 1", "hunyuan", (1, p, p), len(dm.blocks), "joint")
 
 
+def _unwrap(module):
+    """The model inside torch.compile's wrapper (ComfyUI's TorchCompileModel node puts one in
+    place while the model is loaded)."""
+    seen = 0
+    while hasattr(module, "_orig_mod") and seen < 8:
+        module = module._orig_mod
+        seen += 1
+    return module
+
+
 def detect_family(model) -> ModelFamily | None:
     """Family of a ModelPatcher (or a comfy.model_base model); None when not supported."""
     base = getattr(model, "model", model)
-    dm = getattr(base, "diffusion_model", None)
+    dm = _unwrap(getattr(base, "diffusion_model", None))
     if dm is None:
         return None
     import comfy.model_base as mb  # noqa: PLC0415
