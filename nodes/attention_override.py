@@ -151,6 +151,7 @@ class RadialAttentionOverride:
         fwd = run.fwd if run is not None else None
         if fwd is None:
             return self.dense(func, args, kwargs)
+        fwd.seen = True
         call = _parse(args, kwargs)
         if call is None:
             return self._dense_for(run, "unrecognised attention call", False, func, args, kwargs, topts)

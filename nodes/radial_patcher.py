@@ -173,6 +173,12 @@ class _ApplyModelWrapper:
             if undo is not None:
                 undo()
             run.fwd = prev
+            if fwd is not None and not fwd.seen:
+                run.once("override-unused", logging.WARNING,
+                         "Radial Attention: the radial attention override did not run in this model "
+                         "call: a node applied after Radial Attention Patch installed its own "
+                         "attention override (put Radial Attention Patch after it), or this model "
+                         "variant does not use ComfyUI's optimized_attention. Attention stays dense.")
 
 
 def _clean_override(existing):

@@ -36,6 +36,7 @@ class ForwardContext:
     step: StepInfo
     schedule: tuple[int, ...]  # block index of the n-th video self-attention call
     calls: int = 0
+    seen: bool = False  # the radial override ran at least once in this model call
     _kpm: tuple | None = None  # (mask, batch, length, result): one mask serves every block
 
     @property

@@ -314,3 +314,19 @@ def test_torch_compiled_model_keeps_radial_attention(rp):
         import comfy.model_management
 
         comfy.model_management.unload_all_models()  # puts the uncompiled model back
+
+
+def test_an_override_installed_after_ours_is_reported(rp, caplog):
+    base = hm.load_model("wan_t2v")
+    p = rp.apply_radial_patch(base, dense_blocks="")
+    later = []
+
+    def sage_like(func, *args, **kwargs):  # another pack's override, set after ours, not chaining
+        later.append(1)
+        return func(*args, **kwargs)
+
+    p.model_options["transformer_options"]["optimized_attention_override"] = sage_like
+    with caplog.at_level(logging.WARNING):
+        out = hm.sample(p, "wan_t2v", hm.latent("wan_t2v", 4, 16, 16), steps=2)
+    assert torch.isfinite(out).all() and later
+    assert len([r for r in caplog.records if "did not run in this model call" in r.getMessage()]) == 1
