@@ -167,18 +167,21 @@ class _ApplyModelWrapper:
                      f"video latent [B, C, F, H, W]; dense attention.")
         run.fwd = fwd
         undo = mark_replaced_blocks(topts, fwd, cfg.family.double_blocks) if fwd is not None else None
+        # an override set after ours that does not chain to it (a cache that skips a whole
+        # forward leaves ours on top and is not reported)
+        foreign = not isinstance(topts.get(OVERRIDE_KEY), RadialAttentionOverride)
         try:
             return executor(x, t, c_concat, c_crossattn, control, topts, **kwargs)
         finally:
             if undo is not None:
                 undo()
             run.fwd = prev
-            if fwd is not None and not fwd.seen:
+            if fwd is not None and foreign and not fwd.seen:
                 run.once("override-unused", logging.WARNING,
                          "Radial Attention: the radial attention override did not run in this model "
                          "call: a node applied after Radial Attention Patch installed its own "
-                         "attention override (put Radial Attention Patch after it), or this model "
-                         "variant does not use ComfyUI's optimized_attention. Attention stays dense.")
+                         "attention override (put Radial Attention Patch after it). Attention "
+                         "stays dense.")
 
 
 def _clean_override(existing):

@@ -330,3 +330,19 @@ def test_an_override_installed_after_ours_is_reported(rp, caplog):
         out = hm.sample(p, "wan_t2v", hm.latent("wan_t2v", 4, 16, 16), steps=2)
     assert torch.isfinite(out).all() and later
     assert len([r for r in caplog.records if "did not run in this model call" in r.getMessage()]) == 1
+
+
+def test_a_cache_that_skips_forwards_is_not_reported(rp, caplog, comfy):
+    """ComfyUI's EasyCache skips whole model calls: no false warning about the override."""
+    import comfy.patcher_extension as pe
+
+    base = hm.load_model("wan_t2v")
+    p = rp.apply_radial_patch(base, dense_blocks="")
+
+    def skip_forward(executor, x, *args, **kwargs):  # a DIFFUSION_MODEL wrapper that skips
+        return torch.zeros_like(x)
+
+    p.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "test-skip", skip_forward)
+    with caplog.at_level(logging.WARNING):
+        hm.sample(p, "wan_t2v", hm.latent("wan_t2v", 4, 16, 16), steps=2)
+    assert not [r for r in caplog.records if "did not run" in r.getMessage()]
