@@ -132,7 +132,9 @@ try {
   });
   await page.evaluate(() => window.comfyAPI.app.app.extensionManager.command.execute("Comfy.BrowseTemplates"));
   // the pack's own category, listed under "Extensions" by its folder name
-  const category = page.getByText(moduleName, { exact: true }).first();
+  const dialog = page.getByRole("dialog").filter({ hasText: "Templates" }).last();
+  await dialog.waitFor({ state: "visible", timeout: 30_000 });
+  const category = dialog.getByText(moduleName, { exact: true }).last();
   await category.waitFor({ state: "visible", timeout: 30_000 });
   await category.click();
   await page.waitForFunction((n) => n.every((x) => document.body.innerText.includes(x)), names, { timeout: 30_000 });
