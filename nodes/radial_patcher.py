@@ -157,11 +157,12 @@ class _ApplyModelWrapper:
             fwd = open_forward(run, cfg.family, x, t, c_crossattn, kwargs, topts,
                                cfg.dense_steps_first, cfg.dense_steps_last,
                                getattr(base, "diffusion_model", None))
+            not_video = fwd is None
         except Exception as exc:  # noqa: BLE001 - never break sampling over bookkeeping
             run.once("fwd-error", logging.WARNING,
                      f"Radial Attention: could not read the latent geometry ({exc}); dense attention.")
-            fwd = None
-        if fwd is None:
+            fwd, not_video = None, False
+        if not_video:
             run.once("not-video", logging.WARNING,
                      f"Radial Attention: input of shape {tuple(getattr(x, 'shape', ()))} is not a "
                      f"video latent [B, C, F, H, W]; dense attention.")
