@@ -6,6 +6,10 @@
 # (an existing folder or link of that name is left alone). --cpu is added when PyTorch sees no
 # CUDA GPU. Extra arguments go to ComfyUI's main.py, e.g. `bash scripts/serve.sh --port 8190`.
 set -euo pipefail
+# a relative COMFYUI_DIR is relative to where the command was started
+if [ -n "${COMFYUI_DIR:-}" ] && [ -d "$COMFYUI_DIR" ]; then
+  COMFYUI_DIR=$(cd "$COMFYUI_DIR" && pwd)
+fi
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV=${VENV:-$ROOT/.venv}
