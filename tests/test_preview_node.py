@@ -7,7 +7,6 @@ queued prompt does; its outputs are read from the executor's output cache.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import numpy as np
 import pytest
@@ -194,24 +193,11 @@ def test_node_bad_size_is_a_clear_error(comfy):
     assert errors and "too large for a preview" in errors[0]["exception_message"]
 
 
-@pytest.mark.slow
-def test_node_under_a_second_at_4x_length(comfy):
-    """Benchmark: Wan 720x1280 at 321 frames (4x length): first mask build, figures, picture and
-    ComfyUI's PNG save, through the executor. Best of three fresh masks (other processes on a
-    2-core CI machine add noise); the target is under a second."""
-    run_prompt(preview_prompt(image_size=128))  # warm up torch and Pillow
-    times, cpu = [], []
-    for decay in (0.21, 0.22, 0.23):  # a new decay factor: a mask not in any cache yet
+def test_node_at_4x_length(comfy):
+    """Wan 720x1280 at 321 frames (4x length) through the executor: a fresh mask each time.
+    Its speed is a benchmark (bench/bench_preview.py), not a test."""
+    for decay in (0.21, 0.22):  # a new decay factor: a mask not in any cache yet
         prompt = preview_prompt(family="wan21", width=1280, height=720, frames=321, decay_factor=decay)
-        start, start_cpu = time.perf_counter(), time.process_time()
         executor = run_prompt(prompt)
-        times.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-        _, summary, _ = node_outputs(executor)
+        image, summary, _ = node_outputs(executor)
         assert "81 frames x 3600 tokens/frame" in summary
-    print("Sparsity Preview, Wan 720x1280x321 (2279 x 2279 blocks): wall "
-          + ", ".join(f"{1000 * t:.0f}" for t in times) + " ms; CPU "
-          + ", ".join(f"{1000 * t:.0f}" for t in cpu) + " ms")
-    # CPU time of this process (all its threads): what the preview costs, whatever else the
-    # machine runs; on an idle machine the wall time is at most this.
-    assert min(cpu) < 1.0, f"preview used {min(cpu):.2f} CPU-s at best at 4x length; expected < 1 s"
