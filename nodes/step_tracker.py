@@ -10,7 +10,9 @@ it, so with a last pass shorter than N only that pass's steps are dense).
 
 Blocks: ComfyUI 0.3.75 does not tell Wan's attention which block it is in, so the patch counts
 the video self-attention calls of each forward; :func:`call_schedule` maps the n-th call to
-its block (Wan VACE interleaves its extra blocks with the main ones).
+its block (Wan VACE interleaves its extra blocks with the main ones), and
+:func:`mark_replaced_blocks` re-synchronises the count at every block that another patch
+replaces (SkipLayerGuidance skips blocks that way).
 """
 
 from __future__ import annotations
