@@ -211,7 +211,11 @@ class RadialAttentionOverride:
         if block is None:
             return self._dense_for(run, f"more video self-attention calls than the model's "
                                    f"{cfg.family.num_blocks} blocks", True, func, args, kwargs, topts)
-        self._report_shape(run, fwd, call, frames, text)
+        try:
+            self._report_shape(run, fwd, call, frames, text)
+        except Exception as exc:  # noqa: BLE001 - logging must never break sampling
+            return self._dense_for(run, f"a mask that could not be built ({type(exc).__name__}: {exc})",
+                                   True, func, args, kwargs, topts, block)
         if block in cfg.dense_blocks:
             return self._dense_for(run, "dense block", False, func, args, kwargs, topts, block)
         if fwd.step.dense:
