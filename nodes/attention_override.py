@@ -16,6 +16,11 @@ Layouts that reach us (ComfyUI 0.3.75):
   additive key mask ``(1, 1, L)`` (0 = real, -max = padded text) when the prompt is padded.
 - Mochi: ``[B, H, L, D]`` with ``skip_reshape=True``; video then the unpadded text tokens.
 
+``transformer_options["radial_attention_observer"]`` (optional, a callable) receives one dict per
+decision: ``{"kind": "sparse", "block", "step", "q", "k", "v", "out", "block_mask", ...}`` or
+``{"kind": "dense", "reason", "block", "step"}``. The tests use it to check every sparse call
+against the dense reference; it costs one dict lookup when unset.
+
 Newer ComfyUI (2026) hands q/k/v to the attention functions in ``AttentionTensorContainer``s and
 unwraps them before calling an override that has no ``container_function``, so the override
 still receives tensors; it may also pass ``scale=`` (honoured) and ``enable_gqa=`` (dense path).
