@@ -44,6 +44,18 @@ def test_every_node_input_is_explained(comfy, node):
     section = README[start:README.index("\n## ", start) if "\n## " in README[start:] else None]
     section = section.split("\n### ", 1)[0]
     inputs = cls.INPUT_TYPES()
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
     for group in ("required", "optional"):
-        for name in inputs.get(group, {}):
-            assert re.search(rf"`{re.escape(name)}`", section), f"README's {node} table does not explain `{name}`"
+        for name, spec in inputs.get(group, {}).items():
+            row = next((r for r in rows if re.search(rf"`{re.escape(name)}`", r.split("|")[1])), None)
+            assert row, f"README's {node} table does not explain `{name}`"
+            opts = spec[1] if len(spec) > 1 else {}
+            if spec[0] in ("INT", "FLOAT") and "min" in opts and "max" in opts:
+                span = f"{number(opts['min'])}–{number(opts['max'])}"
+                assert span in row, f"README gives `{name}` of {node} another range than the node's {span}: {row}"
+
+
+def number(x) -> str:
+    """How the README writes a bound: 10 not 10.0, a real minus sign."""
+    text = str(int(x)) if float(x).is_integer() else str(x)
+    return text.replace("-", "−")
