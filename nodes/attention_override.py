@@ -190,6 +190,8 @@ class RadialAttentionOverride:
         cfg = self.config
         T = fwd.tokens_per_frame
         L = call.lq
+        if int(call.q.shape[0]) != fwd.batch:
+            return None  # e.g. attention over per-frame groups folded into the batch
         if cfg.family.layout == "wan":
             if L % T:
                 return None

@@ -221,12 +221,12 @@ def test_key_padding_from_masks(mods):
 
 
 # ---------------------------------------------------------------------------- fallbacks (direct)
-def _direct_setup(comfy, mods, frames=4):
+def _direct_setup(comfy, mods, frames=4, batch=2):
     rs = comfy.pack_module("nodes.run_state")
     p = mods.patcher.apply_radial_patch(hm.load_model("wan_t2v"), dense_blocks="", block_size=64)
     ov = p.model_options["transformer_options"]["optimized_attention_override"]
     run = rs.RunState(None)
-    run.fwd = rs.open_forward(run, ov.config.family, torch.zeros(1, 16, frames, 16, 16), torch.tensor([1.0]),
+    run.fwd = rs.open_forward(run, ov.config.family, torch.zeros(batch, 16, frames, 16, 16), torch.tensor([1.0]),
                               None, {}, {}, 0, 0)
     return {"optimized_attention_override": ov, rs.RUN_KEY: run}, run
 
@@ -319,7 +319,7 @@ def test_scale_kwarg_is_honoured_and_gqa_goes_dense(comfy, mods):
     """Newer ComfyUI may pass scale= and enable_gqa= through to the override."""
     from radial_core.reference import dense_masked_attention
 
-    topts, run = _direct_setup(comfy, mods, frames=8)
+    topts, run = _direct_setup(comfy, mods, frames=8, batch=1)
     ov = topts["optimized_attention_override"]
     g = torch.Generator().manual_seed(5)
     q, k, v = (torch.randn(1, 8 * 64, 128, generator=g) for _ in range(3))
@@ -383,3 +383,15 @@ def test_comfyui_validation_reports_bad_inputs(comfy, mods, tmp_path, change, wo
     finally:
         fp.folder_names_and_paths["diffusion_models"][0].remove(str(folder))
         fp.filename_list_cache.clear()
+
+
+def test_attention_over_frame_groups_folded_into_the_batch_is_not_a_block(comfy, mods):
+    """HuMo-style audio attention: q reshaped to [B * frames, H, T, D] against 16 audio tokens;
+    with T = 16 its lengths match, but it is no video self-attention and no block."""
+    import comfy.ldm.modules.attention as attn
+
+    topts, run = _direct_setup(comfy, mods, frames=4, batch=1)
+    g = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(4, 1, 64, 128, generator=g) for _ in range(3))
+    attn.attention_pytorch(q, k, v, 1, skip_reshape=True, skip_output_reshape=True, transformer_options=topts)
+    assert run.fwd.calls == 0 and run.sparse_calls == 0
