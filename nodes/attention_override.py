@@ -283,8 +283,11 @@ class RadialAttentionOverride:
         mask = cached_mask(frames, run.fwd.tokens_per_frame, text, cfg.block_size,
                            cfg.decay_factor, cfg.family.mask_model, cfg.dist1)
         backend = self._backend(run, q)
+        # "auto" lets radial_core send an all-kept mask to PyTorch's fused dense attention
+        # (same function, a few percent faster at density 1); Triton is known to work here.
+        call_backend = "auto" if (backend == "triton" and cfg.backend == "auto") else backend
         out = block_sparse_attention(q, k, v, mask, block_size=cfg.block_size,
-                                     key_padding_mask=kpm, scale=call.scale, backend=backend)
+                                     key_padding_mask=kpm, scale=call.scale, backend=call_backend)
         obs = topts.get(OBSERVER_KEY)
         if obs is not None:
             obs({"kind": "sparse", "block": block, "step": run.fwd.step.global_index,
