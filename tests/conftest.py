@@ -73,6 +73,7 @@ def load_comfy() -> types.SimpleNamespace:
 
     import comfy.model_management  # noqa: F401
     import folder_paths
+    import utils.json_util  # noqa: F401  ComfyUI's utils package, before nodes.py puts comfy/ first on sys.path
     import nodes as comfy_nodes  # ComfyUI's nodes.py
 
     pack_link = cdir / "custom_nodes" / "radial-attention"
