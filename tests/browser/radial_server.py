@@ -30,14 +30,7 @@ START_TIMEOUT_S = 180
 FRESH_SETTINGS = {"Comfy.TutorialCompleted": True}
 
 
-def comfyui_dir() -> Path:
-    env = os.environ.get("COMFYUI_DIR")
-    if env:
-        return Path(env).resolve()
-    recorded = ROOT / ".venv" / "comfyui-path"
-    if recorded.exists():
-        return Path(recorded.read_text().strip())
-    return ROOT / ".comfyui"
+from conftest import comfyui_dir  # noqa: E402  (one definition, in tests/conftest.py)
 
 
 def free_port() -> int:
