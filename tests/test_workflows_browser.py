@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -26,13 +25,12 @@ import pytest
 from workflow_convert import input_types_from_object_info, ui_to_api
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-from radial_server import ARTIFACTS, get_server  # noqa: E402
+from radial_server import ARTIFACTS, CHROMIUM, get_server, require_browser_tools  # noqa: E402
 
 pytestmark = [pytest.mark.comfy, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 BROWSER = ROOT / "tests" / "browser"
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 NAMES = [
     "radial_wan2.1_t2v_14B_720p_81f",
     "radial_wan2.2_i2v_A14B_720p_81f",
@@ -46,24 +44,9 @@ DOCS_SHOTS = {  # README pictures
 }
 
 
-def missing_tools() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"no chromium at {CHROMIUM}"
-    if shutil.which("node") is None:
-        return "no node (Node.js) on PATH"
-    if not (BROWSER / "node_modules" / "playwright-core" / "package.json").exists():
-        return "playwright-core is not installed in tests/browser/node_modules"
-    return None
-
-
 @pytest.fixture(scope="module")
 def front_end():
-    why = missing_tools()
-    if why:
-        message = f"browser test needs its tools: {why}. Fix: run `bash scripts/setup_browser.sh`."
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + " (CI=true: the browser test may not skip)")
-        pytest.skip(message)
+    require_browser_tools()
     server = get_server()
     templates = fetch_json(server.url + "/workflow_templates")
     module = next((m for m, names in templates.items() if set(NAMES) <= set(names)), None)

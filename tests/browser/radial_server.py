@@ -22,6 +22,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # git-ignored
 START_TIMEOUT_S = 180
@@ -31,6 +33,26 @@ FRESH_SETTINGS = {"Comfy.TutorialCompleted": True}
 
 
 from conftest import comfyui_dir  # noqa: E402  (one definition, in tests/conftest.py)
+
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+
+def require_browser_tools() -> None:
+    """Skip (with the fix) when chromium, node or playwright-core is missing; fail under CI=true."""
+    here = Path(__file__).resolve().parent
+    why = None
+    if not Path(CHROMIUM).exists():
+        why = f"no chromium at {CHROMIUM}"
+    elif shutil.which("node") is None:
+        why = "no node (Node.js) on PATH"
+    elif not (here / "node_modules" / "playwright-core" / "package.json").exists():
+        why = "playwright-core is not installed in tests/browser/node_modules"
+    if why:
+        message = f"browser test needs its tools: {why}. Fix: run `bash scripts/setup_browser.sh`."
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: the browser test may not skip)")
+        pytest.skip(message)
 
 
 def free_port() -> int:

@@ -14,39 +14,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from radial_server import ARTIFACTS, ROOT, get_server
+from radial_server import ARTIFACTS, CHROMIUM, ROOT, get_server, require_browser_tools
 
 pytestmark = [pytest.mark.comfy, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 DOCS_SHOT = ROOT / "docs" / "images" / "sparsity_preview.png"
-
-
-def missing_tools() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"no chromium at {CHROMIUM}"
-    if shutil.which("node") is None:
-        return "no node (Node.js) on PATH"
-    if not (HERE / "node_modules" / "playwright-core" / "package.json").exists():
-        return "playwright-core is not installed in tests/browser/node_modules"
-    return None
 
 
 @pytest.fixture(scope="module")
 def browser_ready():
-    why = missing_tools()
-    if why:
-        message = f"browser test needs its tools: {why}. Fix: run `bash scripts/setup_browser.sh`."
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + " (CI=true: the browser test may not skip)")
-        pytest.skip(message)
+    require_browser_tools()
 
 
 def test_preview_workflow_in_a_real_browser(browser_ready):
