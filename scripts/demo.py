@@ -44,7 +44,7 @@ def comfyui_dir() -> Path:
     env = os.environ.get("COMFYUI_DIR")
     if env:
         return Path(env).resolve()
-    recorded = ROOT / ".venv" / "comfyui-path"
+    recorded = Path(sys.prefix) / "comfyui-path"  # written by scripts/setup_env.sh
     if recorded.exists():
         return Path(recorded.read_text().strip())
     return ROOT / ".comfyui"

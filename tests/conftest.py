@@ -25,7 +25,8 @@ def comfyui_dir() -> Path:
     env = os.environ.get("COMFYUI_DIR")
     if env:
         return Path(env).resolve()
-    recorded = ROOT / ".venv" / "comfyui-path"
+    # scripts/setup_env.sh records each leg's ComfyUI in its virtual environment
+    recorded = Path(sys.prefix) / "comfyui-path"
     if recorded.exists():
         return Path(recorded.read_text().strip())
     return ROOT / ".comfyui"
