@@ -85,21 +85,46 @@ def wan_state_dict(kind: str = "wan_t2v", *, num_layers: int = 2, dim: int = 128
     return _fill(_shapes(m), seed)
 
 
-def hunyuan_state_dict(*, in_channels: int = 16, double: int = 1, single: int = 1, hidden: int = 128,
-                       context_dim: int = 32, seed: int = 0) -> dict:
-    import comfy.ldm.hunyuan_video.model as hv
-    import comfy.ops
+def detected_state_dict(probe: dict[str, tuple[int, ...]], seed: int = 0) -> dict:
+    """A full random-weight state dict for the model ComfyUI detects from ``probe``.
 
+    ``probe`` names the few keys (and shapes) that ComfyUI's model detection reads for a family;
+    ComfyUI's own ``detect_unet_config`` turns them into the model configuration (with whatever
+    fields that ComfyUI version needs), its model config builds the real class on the ``meta``
+    device, and every parameter and buffer of that class is filled with seeded random values.
+    No constructor keyword lists of ours, so a ComfyUI update that adds a field keeps working.
+    """
+    import comfy.model_detection as md
+
+    meta_sd = {k: torch.empty(shape, device="meta") for k, shape in probe.items()}
+    unet_config = md.detect_unet_config(meta_sd, "")
+    if unet_config is None:
+        raise RuntimeError(f"ComfyUI's model detection did not recognise the probe keys {sorted(probe)[:4]}...")
+    model_config = md.model_config_from_unet_config(unet_config, meta_sd)
+    if model_config is None:
+        raise RuntimeError(f"ComfyUI has no model config for {unet_config}")
+    model_config.set_inference_dtype(torch.float32, None)
     with torch.device("meta"):
-        m = hv.HunyuanVideo(
-            in_channels=in_channels, out_channels=16, vec_in_dim=768, context_in_dim=context_dim,
-            hidden_size=hidden, mlp_ratio=4.0, num_heads=hidden // 128, depth=double,
-            depth_single_blocks=single, axes_dim=[16, 56, 56], theta=256, patch_size=[1, 2, 2],
-            qkv_bias=True, guidance_embed=False, byt5=False, meanflow=False,
-            use_cond_type_embedding=False, vision_in_dim=None,
-            operations=comfy.ops.disable_weight_init, device="meta", dtype=torch.float32,
-        )
-    return _fill(_shapes(m), seed)
+        model = model_config.get_model(meta_sd, "", device="meta")
+    return _fill(_shapes(model.diffusion_model), seed)
+
+
+def hunyuan_state_dict(*, in_channels: int = 16, double: int = 1, single: int = 1, hidden: int = 128,
+                       context_dim: int = 32, guidance: bool = False, seed: int = 0) -> dict:
+    """A small HunyuanVideo (T2V; I2V with ``in_channels=33``), detected by ComfyUI from its keys.
+
+    ``guidance``: with the guidance embedder of the distilled checkpoints (``guidance_in``)."""
+    probe = {
+        "img_in.proj.weight": (hidden, in_channels, 1, 2, 2),
+        "final_layer.linear.weight": (16 * 4, hidden),
+        "vector_in.in_layer.weight": (hidden, 768),
+        "txt_in.input_embedder.weight": (hidden, context_dim),
+        "txt_in.individual_token_refiner.blocks.0.norm1.weight": (hidden,),
+        **{f"double_blocks.{i}.img_attn.qkv.weight": (3 * hidden, hidden) for i in range(double)},
+        **{f"single_blocks.{i}.linear1.weight": (hidden, hidden) for i in range(single)},
+        **({"guidance_in.in_layer.weight": (hidden, 256)} if guidance else {}),
+    }
+    return detected_state_dict(probe, seed)
 
 
 # ComfyUI's Mochi block asserts an x-MLP width of 1536 * 8 = 12288, whatever the hidden size.

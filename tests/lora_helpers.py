@@ -20,23 +20,28 @@ WAN_CONFIG = dict(
     num_layers=2, patch_size=(1, 2, 2), freq_dim=256, window_size=(-1, -1), qk_norm=True,
     cross_attn_norm=True, eps=1e-6, in_dim=16, text_len=512, text_dim=4096,
 )
-HUNYUAN_CONFIG = dict(
-    image_model="hunyuan_video", in_channels=16, patch_size=[1, 2, 2], out_channels=16,
-    vec_in_dim=768, axes_dim=[16, 56, 56], meanflow=False, context_in_dim=4096, hidden_size=128,
-    mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1, theta=256, qkv_bias=True,
-    byt5=False, guidance_embed=True, use_cond_type_embedding=False, vision_in_dim=None,
-)
+# HunyuanVideo: hidden 128, one double and one single block, text width 4096, guidance embedder;
+# its configuration comes from ComfyUI's own detection (scripts/make_tiny_models.py)
+HUNYUAN_CONFIG = dict(context_dim=4096, guidance=True, double=1, single=1, hidden=128)
 HY_H = 128  # HunyuanVideo hidden size above
 HY_MLP = 512  # hidden * mlp_ratio
 
 
-def build_model(unet_config: dict, seed: int = 0):
-    """A ModelPatcher for a tiny random-weight model, detected and loaded by ComfyUI itself."""
+def build_model(config: dict, seed: int = 0):
+    """A ModelPatcher for a tiny random-weight model, detected and loaded by ComfyUI itself.
+
+    ``config``: a Wan ``unet_config`` (``WAN_CONFIG``), or ``HUNYUAN_CONFIG`` (the arguments of
+    ``make_tiny_models.hunyuan_state_dict``, whose model configuration ComfyUI detects)."""
     import comfy.model_detection
     import comfy.sd
 
-    cfg = comfy.model_detection.model_config_from_unet_config(dict(unet_config))
-    template = cfg.get_model({}, "").diffusion_model.state_dict()
+    if "image_model" in config:
+        cfg = comfy.model_detection.model_config_from_unet_config(dict(config))
+        template = cfg.get_model({}, "").diffusion_model.state_dict()
+    else:
+        from helpers_models import tiny_models_module
+
+        template = tiny_models_module().hunyuan_state_dict(**config)
     g = torch.Generator().manual_seed(seed)
     sd = {k: torch.randn(v.shape, generator=g) * 0.02 for k, v in template.items()}
     patcher = comfy.sd.load_diffusion_model_state_dict(sd)
