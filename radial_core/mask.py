@@ -13,7 +13,9 @@ same block decision in closed form, so no token mask is ever materialised.
 Block mask layout
 -----------------
 ``mask[qi, ki]`` is True when query block ``qi`` attends to key block ``ki`` (blocks of
-``block_size`` tokens along the sequence ``[video tokens, frame-major | text tokens]``). Its shape
+``block_size`` tokens along the sequence ``[video tokens, frame-major | text tokens]``, or
+``[text tokens | video tokens]`` with ``text_first=True``: HunyuanVideo in ComfyUI 0.5+ puts the
+text first). Its shape
 is ``[nb, nb]`` with ``nb = ceil(S / block_size)``; the same mask serves every batch entry, head,
 layer and step of one generation.
 """
@@ -36,7 +38,7 @@ DIST1_RULES = ("full", "half")
 _THINNING_TOKENS = 128
 
 
-def _check_args(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1):
+def _check_args(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first=False):
     def _int(name, value, minimum):
         if isinstance(value, bool) or not isinstance(value, int):
             try:
@@ -71,7 +73,9 @@ def _check_args(num_frames, tokens_per_frame, text_tokens, block_size, decay_fac
         raise ValueError(f"model must be one of {MODELS}; got {model!r}")
     if dist1 not in DIST1_RULES:
         raise ValueError(f"dist1 must be one of {DIST1_RULES}; got {dist1!r}")
-    return num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1
+    if not isinstance(text_first, bool):
+        raise ValueError(f"text_first must be True or False; got {text_first!r}")
+    return num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first
 
 
 def _pair_windows(num_frames, tokens_per_frame, block_size, decay_factor, model, dist1):
@@ -163,14 +167,15 @@ def _kept_row_intervals(rr, rc, w, T, b):
 
 
 @lru_cache(maxsize=64)
-def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1):
+def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first=False):
     F, T, b = num_frames, tokens_per_frame, block_size
     S = F * T + text_tokens
     nb = -(-S // b)
     k = -(-T // b)
+    lead = text_tokens if text_first else 0  # tokens before the first video frame
 
     windows = _pair_windows(F, T, b, decay_factor, model, dist1)  # [F, F]
-    start = torch.arange(F) * T
+    start = lead + torch.arange(F) * T
     row_off = start % b  # where a frame starts inside its first block
     base = (start // b).to(torch.int32)  # a frame's first block
 
@@ -203,10 +208,16 @@ def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, 
     mask = mask.view(nb, nb)
 
     # Text tokens attend to everything and are attended by everything; the block holding the
-    # video/text border is dense too.
-    border = (F * T) // b
-    mask[border:, :] = True
-    mask[:, border:] = True
+    # video/text border is dense too. Text first: the same rule mirrored (the spec's per-tile
+    # token-to-block reduction applied where the frames actually sit in the sequence).
+    if text_first:
+        border = -(-lead // b)  # blocks holding any text token
+        mask[:border, :] = True
+        mask[:, :border] = True
+    else:
+        border = (F * T) // b
+        mask[border:, :] = True
+        mask[:, border:] = True
     return mask
 
 
@@ -219,6 +230,7 @@ def radial_block_mask(
     decay_factor: float = 1.0,
     model: str = "wan",
     dist1: str = "full",
+    text_first: bool = False,
 ) -> torch.Tensor:
     """Return the radial block mask, a CPU ``torch.bool`` tensor of shape ``[nb, nb]``.
 
@@ -232,11 +244,14 @@ def radial_block_mask(
         model: ``"wan"`` (attention sink on frame 0) or ``"hunyuan"`` (no sink).
         dist1: ``"full"`` (the authors' current rule) or ``"half"`` (paper-era Wan rule): the
             window for frames at distance 1 in Wan.
+        text_first: the text tokens come before the video tokens (``[text | video]``). The
+            token-level rule is the same; frames start at offset ``text_tokens`` so their blocks
+            are placed (and reduced) where they are, and the text blocks are the first ones.
 
     ``nb = ceil((num_frames * tokens_per_frame + text_tokens) / block_size)``. Results are cached
     per argument set; each call returns a fresh copy that the caller may modify.
     """
-    args = _check_args(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1)
+    args = _check_args(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first)
     return _build(*args).clone()
 
 

@@ -10,8 +10,10 @@ import math
 import torch
 
 
-def spec_block_mask(F, T, text_tokens=0, b=128, decay=1.0, model="wan", dist1="full"):
+def spec_block_mask(F, T, text_tokens=0, b=128, decay=1.0, model="wan", dist1="full", text_first=False):
+    """``text_first``: the sequence is [text | video]; every frame starts ``text_tokens`` later."""
     S = F * T + text_tokens
+    lead = text_tokens if text_first else 0
     nb = math.ceil(S / b)
     out = torch.zeros(nb, nb, dtype=torch.bool)
     P = 2 ** T.bit_length()
@@ -35,7 +37,7 @@ def spec_block_mask(F, T, text_tokens=0, b=128, decay=1.0, model="wan", dist1="f
                 L = P / 2**g
                 if L < 128 and d % int(128 / L) != 0:
                     tile = torch.zeros(T, T, dtype=torch.bool)
-            ro, co = (i * T) % b, (j * T) % b
+            ro, co = (lead + i * T) % b, (lead + j * T) % b
             canvas = torch.zeros(ro + k * b, co + k * b, dtype=torch.bool)
             canvas[ro:ro + T, co:co + T] = tile
             canvas = canvas[: k * b, : k * b].view(k, b, k, b)
@@ -44,10 +46,15 @@ def spec_block_mask(F, T, text_tokens=0, b=128, decay=1.0, model="wan", dist1="f
             high = (col_density > 1 / 3).sum(-1)
             frac = high.float() / (nonzero.float() + 1e-9)
             blocks = frac > 0.6
-            r0, c0 = (i * T) // b, (j * T) // b
+            r0, c0 = (lead + i * T) // b, (lead + j * T) // b
             r1, c1 = min(r0 + k, nb), min(c0 + k, nb)
             out[r0:r1, c0:c1] |= blocks[: r1 - r0, : c1 - c0]
-    border = (F * T) // b
-    out[border:, :] = True
-    out[:, border:] = True
+    if text_first:
+        border = math.ceil(lead / b)
+        out[:border, :] = True
+        out[:, :border] = True
+    else:
+        border = (F * T) // b
+        out[border:, :] = True
+        out[:, border:] = True
     return out

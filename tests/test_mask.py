@@ -78,6 +78,30 @@ def test_matches_literal_spec_random(args):
     assert torch.equal(_mask(*args), spec_block_mask(*args))
 
 
+def _text_first_cases(n, seed=99):
+    rng = random.Random(seed)
+    cases = [(9, 390, 77, 64, 0.3), (5, 300, 128, 128, 0.95), (4, 200, 64, 64, 0.2), (6, 127, 256, 128, 0.95), (3, 256, 226, 128, 0.95), (2, 130, 1, 128, 1.0)]
+    for _ in range(n):
+        cases.append((rng.randint(1, 12), rng.choice([rng.randint(1, 64), rng.randint(65, 500)]),
+                      rng.choice([77, 226, 256, rng.randint(1, 300)]), rng.choice([64, 128]),
+                      rng.choice([0.2, 0.8, 0.95, 1.0])))
+    return cases
+
+
+@pytest.mark.parametrize("F,T,text,b,decay", _text_first_cases(12))
+def test_text_first_matches_literal_spec(F, T, text, b, decay):
+    """[text | video] (HunyuanVideo in ComfyUI 0.5+): the frames' blocks sit after the text."""
+    got = radial_block_mask(F, T, text_tokens=text, block_size=b, decay_factor=decay, model="hunyuan", text_first=True)
+    want = spec_block_mask(F, T, text, b, decay, "hunyuan", "full", text_first=True)
+    assert torch.equal(got, want)
+    lead = -(-text // b)
+    assert got[:lead].all() and got[:, :lead].all()
+    if text % b == 0:  # block-aligned text: the video blocks are those of the video-first mask
+        after = radial_block_mask(F, T, text_tokens=text, block_size=b, decay_factor=decay, model="hunyuan")
+        vb = (F * T) // b  # whole video blocks (video-first makes the border block dense)
+        assert torch.equal(got[lead:lead + vb, lead:lead + vb], after[:vb, :vb])
+
+
 @pytest.mark.parametrize("F,T,text,b", [(7, 300, 0, 128), (5, 333, 77, 64), (13, 200, 256, 128), (2, 5, 0, 64)])
 def test_shape_and_structure(F, T, text, b):
     for model in ("wan", "hunyuan"):
