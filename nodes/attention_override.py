@@ -50,8 +50,9 @@ _MASKS_LOCK = threading.Lock()
 _MAX_MASKS = 16
 
 
-def cached_mask(frames: int, tpf: int, text: int, block_size: int, decay: float, model: str, dist1: str) -> torch.Tensor:
-    key = (frames, tpf, text, block_size, float(decay), model, dist1)
+def cached_mask(frames: int, tpf: int, text: int, block_size: int, decay: float, model: str, dist1: str,
+                text_first: bool = False) -> torch.Tensor:
+    key = (frames, tpf, text, block_size, float(decay), model, dist1, text_first)
     with _MASKS_LOCK:
         m = _MASKS.get(key)
         if m is not None:
@@ -61,7 +62,7 @@ def cached_mask(frames: int, tpf: int, text: int, block_size: int, decay: float,
     # tensor, which the kernel's CSR cache cannot version-check. Build it as a normal tensor.
     with torch.inference_mode(False):
         m = radial_block_mask(frames, tpf, text_tokens=text, block_size=block_size,
-                              decay_factor=decay, model=model, dist1=dist1)
+                              decay_factor=decay, model=model, dist1=dist1, text_first=text_first)
     with _MASKS_LOCK:
         _MASKS[key] = m
         while len(_MASKS) > _MAX_MASKS:
@@ -281,7 +282,7 @@ class RadialAttentionOverride:
         cfg = self.config
         q, k, v = self._to_bhld(call)
         mask = cached_mask(frames, run.fwd.tokens_per_frame, text, cfg.block_size,
-                           cfg.decay_factor, cfg.family.mask_model, cfg.dist1)
+                           cfg.decay_factor, cfg.family.mask_model, cfg.dist1, run.fwd.text_first)
         backend = self._backend(run, q)
         # "auto" lets radial_core send an all-kept mask to PyTorch's fused dense attention
         # (same function, a few percent faster at density 1); Triton is known to work here.
@@ -293,6 +294,7 @@ class RadialAttentionOverride:
             obs({"kind": "sparse", "block": block, "step": run.fwd.step.global_index,
                  "q": q, "k": k, "v": v, "out": out, "block_mask": mask, "key_padding_mask": kpm,
                  "frames": frames, "tokens_per_frame": run.fwd.tokens_per_frame, "text_tokens": text,
+                 "text_first": run.fwd.text_first,
                  "backend": backend})
         if call.skip_output_reshape:
             return out
@@ -306,13 +308,13 @@ class RadialAttentionOverride:
         cfg = self.config
         q = call.q
         mask = cached_mask(frames, fwd.tokens_per_frame, text, cfg.block_size, cfg.decay_factor,
-                           cfg.family.mask_model, cfg.dist1)
+                           cfg.family.mask_model, cfg.dist1, fwd.text_first)
         dense_blocks = sorted(cfg.dense_blocks)
         backend = self._backend(run, q if call.skip_reshape else q.view(q.shape[0], q.shape[1], call.heads, -1).transpose(1, 2))
         run.once(key, logging.INFO, (
             f"Radial Attention: {cfg.family.variant}, latent {list(fwd.latent_shape)} -> "
             f"{frames} frames x {fwd.tokens_per_frame} tokens"
-            + (f" + {text} text" if text else "")
+            + (f" + {text} text" + (" (first)" if fwd.text_first else "") if text else "")
             + f" = {call.lq} tokens, block {cfg.block_size}, decay {cfg.decay_factor:g}"
             + (f", dist1 {cfg.dist1}" if cfg.family.mask_model == "wan" else "")
             + f", mask density {mask_density(mask):.3f}"

@@ -36,6 +36,7 @@ class ForwardContext:
     step: StepInfo
     schedule: tuple[int, ...]  # block index of the n-th video self-attention call
     calls: int = 0
+    text_first: bool = False  # joint sequences: [text | video] instead of [video | text]
     seen: bool = False  # the radial override ran at least once in this model call
     _kpm: tuple | None = None  # (mask, batch, length, result): one mask serves every block
 
@@ -95,6 +96,22 @@ def _sigma_of(t, transformer_options: dict) -> float | None:
     return None
 
 
+def text_comes_first(family: ModelFamily, diffusion_model) -> bool:
+    """Does this model's joint attention put the text tokens before the video tokens?
+
+    Asked of the model itself: ComfyUI's double-stream blocks (Flux's, which HunyuanVideo uses)
+    concatenate [text, image] unless the block has ``flipped_img_txt`` set, which HunyuanVideo's
+    blocks had in ComfyUI 0.3.x ([image, text]); newer versions (0.33) dropped it and put the
+    text first. Wan has no text in its self-attention; Mochi puts the text last.
+    """
+    if family.layout == "wan" or family.family == "mochi":
+        return False
+    blocks = getattr(diffusion_model, "double_blocks", None)
+    if not blocks:
+        return False
+    return not bool(getattr(blocks[0], "flipped_img_txt", False))
+
+
 def open_forward(
     run: RunState,
     family: ModelFamily,
@@ -142,6 +159,7 @@ def open_forward(
         context_len=ctx_len,
         step=step_info(run.steps, sigma, dense_first, dense_last),
         schedule=call_schedule(family.num_blocks, family.vace_layers, vace_contexts),
+        text_first=text_comes_first(family, diffusion_model),
     )
 
 

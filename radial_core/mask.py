@@ -209,11 +209,17 @@ def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, 
 
     # Text tokens attend to everything and are attended by everything; the block holding the
     # video/text border is dense too. Text first: the same rule mirrored (the spec's per-tile
-    # token-to-block reduction applied where the frames actually sit in the sequence).
+    # token-to-block reduction applied where the frames actually sit in the sequence): the blocks
+    # holding text are dense, and so is the block holding the end of the video when the sequence
+    # does not end on a block boundary. (Video first, that block is the border block; text first,
+    # the spec's canvas would drop the last frame's tokens in it and leave them only the text.)
     if text_first:
         border = -(-lead // b)  # blocks holding any text token
         mask[:border, :] = True
         mask[:, :border] = True
+        if S % b:
+            mask[nb - 1, :] = True
+            mask[:, nb - 1] = True
     else:
         border = (F * T) // b
         mask[border:, :] = True

@@ -53,6 +53,9 @@ def spec_block_mask(F, T, text_tokens=0, b=128, decay=1.0, model="wan", dist1="f
         border = math.ceil(lead / b)
         out[:border, :] = True
         out[:, :border] = True
+        if S % b:  # the block holding the end of the video
+            out[nb - 1, :] = True
+            out[:, nb - 1] = True
     else:
         border = (F * T) // b
         out[border:, :] = True

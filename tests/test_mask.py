@@ -96,6 +96,8 @@ def test_text_first_matches_literal_spec(F, T, text, b, decay):
     assert torch.equal(got, want)
     lead = -(-text // b)
     assert got[:lead].all() and got[:, :lead].all()
+    if (F * T + text) % b:  # the block holding the end of the video is dense (as video-first)
+        assert got[-1].all() and got[:, -1].all()
     if text % b == 0:  # block-aligned text: the video blocks are those of the video-first mask
         after = radial_block_mask(F, T, text_tokens=text, block_size=b, decay_factor=decay, model="hunyuan")
         vb = (F * T) // b  # whole video blocks (video-first makes the border block dense)

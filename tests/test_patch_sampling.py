@@ -90,8 +90,17 @@ def test_radial_mask_sparse_calls_equal_the_masked_reference(rp, kind, text_len,
         assert rec.dense("token refiner"), "HunyuanVideo's text refiner must stay dense"
     if kind == "hunyuan_t2v":
         assert all(e["text_tokens"] == text_len for e in sparse)
-        kpm = sparse[0]["key_padding_mask"]
-        assert kpm is not None and not kpm[:, -(text_len - real_tokens):].any() and kpm[:, :-3].all()
+        # The model's own text mask says where its text sits: the padded keys must fall in the
+        # part of the sequence that the radial mask treats as text (rows and columns all kept).
+        e = sparse[0]
+        kpm, bm = e["key_padding_mask"], e["block_mask"]
+        assert kpm is not None and int((~kpm).sum()) == text_len - real_tokens
+        video = e["frames"] * e["tokens_per_frame"]
+        text_span = (0, text_len) if e["text_first"] else (video, video + text_len)
+        padded = torch.nonzero(~kpm[0]).flatten()
+        assert ((padded >= text_span[0]) & (padded < text_span[1])).all()
+        text_blocks = range(text_span[0] // 64, (text_span[1] - 1) // 64 + 1)
+        assert all(bm[b].all() and bm[:, b].all() for b in text_blocks)
     if kind == "mochi":
         assert all(e["text_tokens"] == text_len for e in sparse)  # Mochi crops to the real tokens
     _check_sparse_events(sparse, 64)
