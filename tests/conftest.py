@@ -32,6 +32,20 @@ def comfyui_dir() -> Path:
     return ROOT / ".comfyui"
 
 
+def script_module(name: str):
+    """Import ``scripts/<name>.py`` (helpers the demo shares with the tests), once."""
+    import importlib.util
+
+    key = f"radial_{name}"
+    mod = sys.modules.get(key)
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(key, ROOT / "scripts" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[key] = mod
+        spec.loader.exec_module(mod)
+    return mod
+
+
 def require_cuda() -> None:
     """Skip (never silently) when no CUDA GPU is present."""
     if not torch.cuda.is_available():

@@ -23,13 +23,9 @@ atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 
 
 def tiny_models_module():
-    mod = sys.modules.get("radial_make_tiny_models")
-    if mod is None:
-        spec = importlib.util.spec_from_file_location("radial_make_tiny_models", ROOT / "scripts" / "make_tiny_models.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["radial_make_tiny_models"] = mod
-        spec.loader.exec_module(mod)
-    return mod
+    from conftest import script_module
+
+    return script_module("make_tiny_models")
 
 
 def load_model(kind: str):

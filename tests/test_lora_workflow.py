@@ -9,26 +9,10 @@ import pytest
 import torch
 
 import lora_helpers as H
+from conftest import script_module
 from lora_helpers import Target
 
 pytestmark = pytest.mark.comfy
-
-
-class _Events:
-    """The executor's message sink (what PromptServer would send to the browser)."""
-
-    client_id = None
-    last_node_id = None
-    last_prompt_id = None
-
-    def __init__(self):
-        self.events = []
-
-    def send_sync(self, event, data, sid=None):
-        self.events.append((event, data))
-
-    def queue_updated(self):
-        pass
 
 
 def _load_preview_any(comfy):
@@ -38,10 +22,11 @@ def _load_preview_any(comfy):
 
 
 def _run(prompt):
-    import execution
+    from conftest import script_module
 
-    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("lora", prompt, None))
-    executor = execution.PromptExecutor(_Events(), cache_type=False, cache_args={"lru": 0, "ram": 0})
+    headless = script_module("comfy_headless")
+    valid, error, outputs, node_errors = headless.validate(prompt)
+    executor = headless.new_executor()
     if valid:
         executor.execute(prompt, "lora-prompt", {}, outputs)
     return valid, error, node_errors, executor
@@ -89,9 +74,9 @@ def test_prompt_with_unet_loader_and_radial_lora(comfy, unet_file, tmp_path):
     valid, error, node_errors, executor = _run(_prompt("wf_radial.safetensors"))
     assert valid, f"ComfyUI rejected the prompt: {error} {node_errors}"
     assert executor.success, executor.status_messages
-    model, report = (o[0] for o in executor.caches.outputs.get("2").outputs)
+    model, report = (o[0] for o in script_module("comfy_headless").cached_output(executor, "2").outputs)
     assert "matched 2 of 2 LoRA tensors" in report and "decay_factor=0.25 (metadata)" in report
-    assert executor.caches.outputs.get("3").ui["output"]["text"] == [report]
+    assert script_module("comfy_headless").cached_output(executor, "3").ui["output"]["text"] == [report]
     cfg = comfy.pack_module("nodes.radial_patcher").get_radial_config(model)
     assert cfg["decay_factor"] == pytest.approx(0.25) and cfg["dense_steps_first"] == 1 and cfg["backend"] == "pytorch"
     w = H.patched_weights(model)["diffusion_model.blocks.0.self_attn.q.weight"]

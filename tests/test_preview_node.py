@@ -19,31 +19,11 @@ from radial_core.geometry import default_decay, geometry_from_pixels
 pytestmark = pytest.mark.comfy
 
 
-class EventLog:
-    """The executor's message sink: what PromptServer would push to the browser, kept in a list."""
-
-    def __init__(self) -> None:
-        self.client_id = None
-        self.last_node_id = None
-        self.last_prompt_id = None
-        self.events: list[tuple[str, dict]] = []
-
-    def send_sync(self, event, data, sid=None) -> None:
-        self.events.append((event, data))
-
-    def queue_updated(self) -> None:
-        pass
-
-
 def run_prompt(prompt: dict):
     """Validate and execute ``prompt`` (API format) with ComfyUI; returns the executor."""
-    import execution
+    from conftest import script_module
 
-    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("test", prompt, None))
-    assert valid, f"ComfyUI rejected the prompt: {error} {node_errors}"
-    executor = execution.PromptExecutor(EventLog(), cache_type=False, cache_args={"lru": 0, "ram": 0})
-    executor.execute(prompt, "test-prompt", {}, outputs)
-    assert executor.success, executor.status_messages
+    executor, _ = script_module("comfy_headless").execute(prompt)
     return executor
 
 
@@ -57,7 +37,9 @@ def preview_prompt(**inputs) -> dict:
 
 
 def node_outputs(executor, node_id: str = "1"):
-    entry = executor.caches.outputs.get(node_id)
+    from conftest import script_module
+
+    entry = script_module("comfy_headless").cached_output(executor, node_id)
     assert entry is not None, f"node {node_id} produced no output"
     image, summary = entry.outputs[0][0], entry.outputs[1][0]
     return image, summary, entry.ui["output"]
@@ -181,13 +163,11 @@ def test_node_reads_settings_from_a_patched_model(comfy, tmp_path):
 
 
 def test_node_bad_size_is_a_clear_error(comfy):
-    import execution
+    from conftest import script_module
 
     prompt = preview_prompt(family="wan21", width=8192, height=8192, frames=2049)
-    valid, _, outputs, _ = asyncio.run(execution.validate_prompt("test", prompt, None))
-    assert valid
-    executor = execution.PromptExecutor(EventLog(), cache_type=False, cache_args={"lru": 0, "ram": 0})
-    executor.execute(prompt, "test-prompt", {}, outputs)
+    executor, _ = script_module("comfy_headless").execute(prompt, check=False)
+    assert executor is not None, "the prompt should validate (the size is checked when the node runs)"
     assert not executor.success
     errors = [d for e, d in executor.status_messages if e == "execution_error"]
     assert errors and "too large for a preview" in errors[0]["exception_message"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from workflow_convert import WorkflowError, ui_to_api
+from conftest import script_module
 
 pytestmark = pytest.mark.comfy
 
@@ -162,9 +163,7 @@ def placeholders(core, tmp_path):
 
 
 def validate(prompt: dict):
-    import execution
-
-    return asyncio.run(execution.validate_prompt("workflow-test", prompt, None))
+    return script_module("comfy_headless").validate(prompt)
 
 
 def assert_valid(prompt: dict, what: str):
@@ -351,33 +350,12 @@ def test_hunyuan_long_video_patched(core):
 
 # --- the preview workflow runs -------------------------------------------------------------------
 
-class EventSink:
-    """Receives what the executor would push to browsers (PromptServer's role); keeps it."""
-
-    def __init__(self):
-        self.client_id = None
-        self.last_node_id = None
-        self.last_prompt_id = None
-        self.events: list[tuple[str, dict]] = []
-
-    def send_sync(self, event, data, sid=None):
-        self.events.append((event, data))
-
-    def queue_updated(self):
-        pass
-
-
 def test_preview_workflow_executes(core, placeholders):
-    import execution
-
     prompt = ui_to_api(load(WORKFLOW_DIR / PREVIEW), input_types_of(core))
-    outputs = assert_valid(prompt, PREVIEW)
-    sink = EventSink()
-    executor = execution.PromptExecutor(sink, cache_type=False, cache_args={"lru": 0, "ram": 0})
-    executor.execute(prompt, "workflow-test-preview", {"client_id": "workflow-test"}, outputs)
-    assert executor.success, executor.status_messages
+    assert_valid(prompt, PREVIEW)
+    executor, sink = script_module("comfy_headless").execute(prompt, extra_data={"client_id": "workflow-test"})
     preview_id = next(k for k, v in prompt.items() if v["class_type"] == "SparsityPreview")
-    entry = executor.caches.outputs.get(preview_id)
+    entry = script_module("comfy_headless").cached_output(executor, preview_id)
     assert entry is not None, "the Sparsity Preview node produced no output"
     image, summary = entry.outputs[0][0], entry.outputs[1][0]
     assert image.ndim == 4 and image.shape[0] == 1 and image.shape[-1] == 3, tuple(image.shape)
