@@ -21,10 +21,11 @@ from comfy_api.latest import io
 from ..radial_core import lora_file, lora_radial
 from .lora_apply import apply_lora, prepare_lora
 from .radial_patcher import apply_radial_patch, get_radial_config
+from .validation import Choice, dense_blocks_problem
 
 logger = logging.getLogger(__name__)
 
-CATEGORY = "radial_attention"
+CATEGORY = "Radial Attention"
 FROM_LORA = "from LoRA"
 RADIAL_MODES = ("auto", "replace", "lora_only")
 
@@ -202,7 +203,7 @@ class RadialLoraLoader(io.ComfyNode):
             ),
             inputs=[
                 io.Model.Input("model", tooltip="The Wan or HunyuanVideo model to apply the LoRA to."),
-                io.Combo.Input(
+                Choice(
                     "lora_name",
                     options=lora_choices(),
                     tooltip="A .safetensors LoRA from the loras folder, or a diffusers folder (name/) holding "
@@ -212,7 +213,7 @@ class RadialLoraLoader(io.ComfyNode):
                     "strength", default=1.0, min=-100.0, max=100.0, step=0.01,
                     tooltip="How strongly the LoRA changes the model (0 = pass the MODEL through unchanged).",
                 ),
-                io.Combo.Input(
+                Choice(
                     "radial_mode", options=list(RADIAL_MODES), default="auto", optional=True,
                     tooltip="auto: apply radial attention with the LoRA's settings unless the MODEL already has "
                     "it; replace: apply the LoRA's settings even then; lora_only: apply only the weights.",
@@ -222,7 +223,7 @@ class RadialLoraLoader(io.ComfyNode):
                     tooltip="Override the LoRA's decay factor (lower = sparser). 0 = use the LoRA's value, "
                     "or the family default (Wan 2.1 0.2, Wan 2.2 0.8, HunyuanVideo 0.95).",
                 ),
-                io.Combo.Input(
+                Choice(
                     "block_size", options=[FROM_LORA, "128", "64"], default=FROM_LORA, optional=True,
                     tooltip="Override the attention block size; 'from LoRA' uses the LoRA's (default 128).",
                 ),
@@ -239,16 +240,16 @@ class RadialLoraLoader(io.ComfyNode):
                     "dense_steps_last", default=-1, min=-1, max=1000, optional=True,
                     tooltip="Override how many last sampling steps stay dense; -1 = from the LoRA (default 0).",
                 ),
-                io.Combo.Input(
+                Choice(
                     "dist1", options=[FROM_LORA, "full", "half"], default=FROM_LORA, optional=True,
                     tooltip="Override Wan's distance-1 window rule; 'from LoRA' uses the LoRA's (default full).",
                 ),
-                io.Combo.Input(
+                Choice(
                     "family", options=[FROM_LORA, *lora_radial.FAMILIES], default=FROM_LORA, optional=True,
                     tooltip="Override the model family the radial settings are for (only needed to tell Wan 2.2-A14B "
                     "from Wan 2.1); 'from LoRA' uses the LoRA's (default auto = detect).",
                 ),
-                io.Combo.Input(
+                Choice(
                     "backend", options=["auto", "triton", "pytorch"], default="auto", optional=True,
                     tooltip="Attention backend for the radial patch: auto picks Triton on CUDA, else PyTorch.",
                 ),
@@ -283,6 +284,13 @@ class RadialLoraLoader(io.ComfyNode):
             model, path, strength, radial_mode=radial_mode, overrides=overrides, backend=backend
         )
         return io.NodeOutput(out, text)
+
+    @classmethod
+    def validate_inputs(cls, dense_blocks: str | None = None) -> bool | str:
+        # One argument only: ComfyUI reports a failed check once per argument (nodes/validation.py);
+        # the LoRA name, numbers and dropdowns are checked by ComfyUI itself, each on its input.
+        problem = dense_blocks_problem(dense_blocks, none_word=True)
+        return True if problem is None else problem
 
     @classmethod
     def fingerprint_inputs(cls, lora_name=None, **kwargs):

@@ -11,11 +11,11 @@ from comfy_api.latest import io
 
 from .model_family import FAMILY_CHOICES
 from .radial_patcher import BACKEND_CHOICES, BLOCK_SIZES, DIST1_CHOICES, MAX_DENSE_STEPS, apply_radial_patch
-from .step_tracker import parse_dense_blocks
+from .validation import Choice, dense_blocks_problem
 
 logger = logging.getLogger(__name__)
 
-CATEGORY = "radial_attention"
+CATEGORY = "Radial Attention"
 
 
 class RadialAttentionPatch(io.ComfyNode):
@@ -41,7 +41,7 @@ class RadialAttentionPatch(io.ComfyNode):
                         "Wan 2.2 0.8, HunyuanVideo 0.95 (Mochi 0.95)."
                     ),
                 ),
-                io.Combo.Input(
+                Choice(
                     "block_size", options=list(BLOCK_SIZES), default=BLOCK_SIZES[0],
                     tooltip="Tokens per mask block. 128 is fastest on GPUs; 64 follows the mask more finely.",
                 ),
@@ -66,7 +66,7 @@ class RadialAttentionPatch(io.ComfyNode):
                     "dense_steps_last", default=0, min=0, max=MAX_DENSE_STEPS,
                     tooltip="The last N sampling steps of the schedule stay dense (fine detail).",
                 ),
-                io.Combo.Input(
+                Choice(
                     "dist1", options=list(DIST1_CHOICES), default="full",
                     tooltip=(
                         "Wan only: window for neighbouring frames. 'full' = the authors' current "
@@ -74,7 +74,7 @@ class RadialAttentionPatch(io.ComfyNode):
                         "with those ports expect it)."
                     ),
                 ),
-                io.Combo.Input(
+                Choice(
                     "backend", options=list(BACKEND_CHOICES), default="auto",
                     tooltip=(
                         "auto: the Triton kernel on a CUDA GPU, else the PyTorch block path. "
@@ -82,7 +82,7 @@ class RadialAttentionPatch(io.ComfyNode):
                         "cannot run). pytorch: always the PyTorch block path."
                     ),
                 ),
-                io.Combo.Input(
+                Choice(
                     "family", options=list(FAMILY_CHOICES), default="auto",
                     tooltip=(
                         "auto: detect from the model. Wan 2.1-14B T2V and Wan 2.2-A14B T2V weights "
@@ -95,20 +95,11 @@ class RadialAttentionPatch(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, dense_blocks: str, block_size, dist1: str, backend: str,
-                        family: str = "auto") -> bool | str:
-        # Named inputs only: ComfyUI still checks the numbers' bounds itself (a **kwargs signature
-        # would switch those checks off). ComfyUI 0.3.75 does not check v3 combo values, so the
-        # combos are checked here.
-        try:
-            parse_dense_blocks(dense_blocks)
-        except ValueError as exc:
-            return str(exc)
-        for name, value, options in (("block_size", block_size, BLOCK_SIZES), ("dist1", dist1, DIST1_CHOICES),
-                                      ("backend", backend, BACKEND_CHOICES), ("family", family, FAMILY_CHOICES)):
-            if value not in options and str(value) not in {str(o) for o in options}:
-                return f"{name}: expected one of {list(options)}; got {value!r}. Fix: pick one of those."
-        return True
+    def validate_inputs(cls, dense_blocks: str | None = None) -> bool | str:
+        # One argument only: ComfyUI reports a failed check once per argument (nodes/validation.py).
+        # Numbers and dropdowns are checked by ComfyUI itself, each on its own input.
+        problem = dense_blocks_problem(dense_blocks)
+        return True if problem is None else problem
 
     @classmethod
     def execute(

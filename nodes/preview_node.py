@@ -17,6 +17,7 @@ from comfy_api.latest import io, ui
 from ..radial_core import preview as rpreview
 from ..radial_core.geometry import family_spec, geometry_from_latent
 from . import routes
+from .validation import Choice
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 # is imported (while custom nodes load, before the server adds its routes). Idempotent.
 routes.register()
 
-CATEGORY = "radial_attention"
+CATEGORY = "Radial Attention"
 FAMILIES = list(rpreview.FAMILY_LABELS)  # wan21, wan22_14b, wan22_5b, hunyuan, mochi
 MAX_SIDE = 8192
 MAX_FRAMES = 2049
@@ -61,7 +62,7 @@ class SparsityPreview(io.ComfyNode):
             ),
             is_output_node=True,
             inputs=[
-                io.Combo.Input(
+                Choice(
                     "family", options=FAMILIES, default="wan21",
                     tooltip="Model family: wan21 = Wan 2.1, wan22_14b = Wan 2.2 A14B, wan22_5b = "
                     "Wan 2.2 TI2V-5B, hunyuan = HunyuanVideo, mochi = Mochi. Sets the VAE "
@@ -74,14 +75,14 @@ class SparsityPreview(io.ComfyNode):
                 io.Int.Input("frames", default=81, min=1, max=MAX_FRAMES, step=4,
                              tooltip="Video length in pixel frames, e.g. 81 for Wan (4k+1); "
                              "ignored when a latent is connected."),
-                io.Combo.Input("block_size", options=["128", "64"], default="128",
+                Choice("block_size", options=["128", "64"], default="128",
                                tooltip="Attention block size of the sparse kernel (tokens)."),
                 io.Float.Input(
                     "decay_factor", default=0.0, min=0.0, max=10.0, step=0.01,
                     tooltip="Scales the spatial window of far frames; lower is sparser. 0 = the "
                     "family's default (Wan 2.1 0.2, Wan 2.2 0.8, HunyuanVideo 0.95).",
                 ),
-                io.Combo.Input(
+                Choice(
                     "dist1", options=["full", "half"], default="full",
                     tooltip="Window for frames at distance 1 in Wan: full (the authors' current "
                     "rule) or half (paper-era rule of older ComfyUI ports).",

@@ -230,7 +230,7 @@ def check_loaded(server: Server, what: str) -> dict:
     assert not missing, f"{what}: /object_info lacks {missing}\n{server.log()[-4000:]}"
     for name in PACK_NODES:
         assert info[name]["python_module"] == f"custom_nodes.{FOLDER}", info[name]["python_module"]
-        assert info[name]["category"] == "radial_attention"
+        assert info[name]["category"] == "Radial Attention"
     log = server.log()
     import_lines = [ln for ln in log.splitlines() if FOLDER in ln]
     assert import_lines, f"{what}: the log never mentions {FOLDER}:\n{log[-4000:]}"

@@ -50,7 +50,7 @@ def test_serve_starts_comfyui_with_the_pack():
         assert info is not None, f"ComfyUI did not serve the node (exit {proc.poll()})"
         node = info["RadialAttentionPatch"]
         assert node["display_name"] == "Radial Attention Patch"
-        assert node["category"] == "radial_attention"
+        assert node["category"] == "Radial Attention"
         assert "dense_blocks" in node["input"]["required"]
     finally:
         proc.terminate()  # serve.sh execs ComfyUI, so this is ComfyUI's own process
