@@ -349,7 +349,8 @@ def thumbnail(title: str, family: str, width: int, height: int, frames: int):
 
 def render(wf: Workflow, node_classes: dict) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
-    from workflow_convert import UPLOAD_FLAGS, extra_values_after, input_specs, is_widget
+    from workflow_convert import (DYNAMIC_COMBO, UPLOAD_FLAGS, dynamic_default, dynamic_option_specs,
+                                  extra_values_after, input_specs, is_widget)
 
     link_rows: list[list] = []
     out_links: dict[tuple[int, int], list[int]] = {}
@@ -376,13 +377,18 @@ def render(wf: Workflow, node_classes: dict) -> dict:
             if unknown:
                 raise SystemExit(f"{wf.name}: {node.type} has no input(s) {sorted(unknown)}; inputs: {sorted(known)}")
             inputs_json, widgets = [], []
-            for name, kind, opts in specs:
+            pending = list(specs)
+            while pending:
+                name, kind, opts = pending.pop(0)
                 linked = name in node.links_in
                 if is_widget(kind, opts):
-                    if name not in node.values and not linked and "default" not in opts:
+                    default = dynamic_default(opts) if kind == DYNAMIC_COMBO else opts.get("default")
+                    if name not in node.values and not linked and default is None:
                         raise SystemExit(f"{wf.name}: {node.type}.{name} needs a value")
-                    value = node.values.get(name, opts.get("default"))
+                    value = node.values.get(name, default)
                     widgets.append(value)
+                    # a DynamicCombo's chosen option adds its own widgets right after it
+                    pending[:0] = [w for w in dynamic_option_specs(name, kind, opts, value) if is_widget(w[1], w[2])]
                     extras = extra_values_after(name, kind, opts)
                     if any(opts.get(flag) for flag in UPLOAD_FLAGS):
                         widgets.extend(["fixed"] * (extras - 1) + ["image"])  # the upload button's value
@@ -441,9 +447,16 @@ def render(wf: Workflow, node_classes: dict) -> dict:
         "links": link_rows,
         "groups": [],
         "config": {},
-        "extra": {"ds": {"scale": 0.55, "offset": [40, 40]}},
+        # the ComfyUI whose node definitions wrote the widget values (tests/test_workflows.py)
+        "extra": {"ds": {"scale": 0.55, "offset": [40, 40]}, "radial_attention": {"comfyui": _comfyui_version()}},
         "version": 0.4,
     }
+
+
+def _comfyui_version() -> str:
+    import comfyui_version
+
+    return comfyui_version.__version__
 
 
 def load_node_classes() -> dict:

@@ -369,14 +369,27 @@ def test_preview_workflow_executes(core, placeholders):
 
 # --- the converter against what the real front end saved -----------------------------------------
 
+TEMPLATE_PACKAGES = ("comfyui_workflow_templates_media_video",  # ComfyUI 0.3.x
+                     "comfyui_workflow_templates_json")  # ComfyUI 0.33: every template's JSON
+
+
+def template_folders() -> list[Path]:
+    """The ``templates`` folders of the workflow-template packages this ComfyUI installed."""
+    folders = []
+    for name in TEMPLATE_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            folders += [Path(loc) / "templates" for loc in spec.submodule_search_locations]
+    return [f for f in folders if f.is_dir() and any(f.glob("*.json"))]
+
+
 def comfyui_templates() -> list[Path]:
-    spec = importlib.util.find_spec("comfyui_workflow_templates_media_video")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    folder = Path(list(spec.submodule_search_locations)[0]) / "templates"
     names = ["text_to_video_wan.json", "hunyuan_video_text_to_video.json", "video_wan2_2_14B_i2v.json",
              "video_wan2_2_14B_t2v.json"]
-    return [folder / n for n in names if (folder / n).exists()]
+    found = [folder / n for folder in template_folders() for n in names if (folder / n).exists()]
+    # newer templates wrap their graph in subgraphs, which tests/workflow_convert.py does not
+    # flatten (our workflows have none): those are left out
+    return [p for p in found if not (load(p).get("definitions") or {}).get("subgraphs")]
 
 
 def test_converter_reads_comfyui_templates(core, placeholders):
@@ -384,7 +397,7 @@ def test_converter_reads_comfyui_templates(core, placeholders):
     control values, upload buttons, optional widgets, bypassed groups) match the real front end."""
     templates = comfyui_templates()
     if not templates:
-        pytest.skip("comfyui-workflow-templates (media_video) is not installed with this ComfyUI")
+        pytest.skip(f"none of {TEMPLATE_PACKAGES} is installed with this ComfyUI")
     for path in templates:
         prompt = ui_to_api(load(path), input_types_of(core))
         placeholders.provide(prompt)
@@ -394,12 +407,10 @@ def test_converter_reads_comfyui_templates(core, placeholders):
 def test_model_names_are_comfyuis_own(core):
     """The model files our workflows load are named as in ComfyUI's own templates, so users who
     downloaded them for those already have them (and the front end's download links match)."""
-    spec = importlib.util.find_spec("comfyui_workflow_templates_media_video")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("comfyui-workflow-templates (media_video) is not installed with this ComfyUI")
-    known = "\n".join(p.read_text(encoding="utf-8", errors="replace")
-                      for loc in spec.submodule_search_locations
-                      for p in (Path(loc) / "templates").glob("*.json"))
+    folders = template_folders()
+    if not folders:
+        pytest.skip(f"none of {TEMPLATE_PACKAGES} is installed with this ComfyUI")
+    known = "\n".join(p.read_text(encoding="utf-8", errors="replace") for f in folders for p in f.glob("*.json"))
     for path in WORKFLOWS:
         if not _is_ui_format(path):
             continue
@@ -411,8 +422,14 @@ def test_model_names_are_comfyuis_own(core):
 
 
 def test_converter_refuses_stale_widget_values(core):
-    wf = load(WORKFLOW_DIR / "radial_wan2.1_t2v_14B_720p_81f.json")
-    patch = next(n for n in wf["nodes"] if n["type"] == "RadialAttentionPatch")
+    from workflow_convert import running_comfyui_version
+
+    full = load(WORKFLOW_DIR / "radial_wan2.1_t2v_14B_720p_81f.json")
+    patch = next(n for n in full["nodes"] if n["type"] == "RadialAttentionPatch")
+    for inp in patch.get("inputs") or []:
+        inp["link"] = None
+    # saved by this very ComfyUI: every widget value must fit its node definition
+    wf = {"nodes": [patch], "links": [], "extra": {"radial_attention": {"comfyui": running_comfyui_version()}}}
     patch["widgets_values"] = patch["widgets_values"] + ["surplus"]
     with pytest.raises(WorkflowError, match=r"node \d+ \(RadialAttentionPatch\).*re-save"):
         ui_to_api(wf, input_types_of(core))
@@ -434,9 +451,16 @@ def test_workflows_match_their_generator(core):
     build = importlib.util.module_from_spec(spec)
     sys.modules["build_workflows"] = build  # dataclasses look their module up while the class is made
     spec.loader.exec_module(build)
+    from workflow_convert import running_comfyui_version
+
     for make in build.WORKFLOWS:
         wf = make()
-        expected = json.dumps(build.render(wf, core.nodes.NODE_CLASS_MAPPINGS), indent=2, ensure_ascii=False) + "\n"
         path = WORKFLOW_DIR / f"{wf.name}.json"
+        saved_with = load(path)["extra"]["radial_attention"]["comfyui"]
+        if saved_with != running_comfyui_version():
+            pytest.skip(f"the bundled workflows are written from ComfyUI {saved_with}'s node definitions; "
+                        f"this leg runs ComfyUI {running_comfyui_version()} (the tests above check that "
+                        f"they convert, validate and run here)")
+        expected = json.dumps(build.render(wf, core.nodes.NODE_CLASS_MAPPINGS), indent=2, ensure_ascii=False) + "\n"
         assert path.read_text(encoding="utf-8") == expected, \
             f"{path.name} is out of date with the node definitions: run .venv/bin/python scripts/build_workflows.py"

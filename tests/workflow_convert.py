@@ -24,9 +24,13 @@ node definitions must fail loudly, never be "fixed" silently.
 
 from __future__ import annotations
 
+import re
+
 from typing import Any, Callable
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"  # node API v3 DynamicCombo (ComfyUI 0.33+): a combo whose
+# choice adds the chosen option's own inputs right after it, named "<combo>.<input>"
 UI_ONLY_NODES = {"Note", "MarkdownNote"}
 UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload", "upload")
 MODE_MUTED, MODE_BYPASSED = 2, 4
@@ -50,7 +54,24 @@ def input_specs(input_types: dict) -> list[tuple[str, Any, dict]]:
 def is_widget(kind: Any, opts: dict) -> bool:
     if opts.get("forceInput"):
         return False
-    return isinstance(kind, (list, tuple)) or kind in WIDGET_TYPES
+    return isinstance(kind, (list, tuple)) or kind in WIDGET_TYPES or kind == DYNAMIC_COMBO
+
+
+def dynamic_default(opts: dict):
+    """A DynamicCombo's default choice: its ``default``, else its first option's key."""
+    keys = [o["key"] for o in opts.get("options") or []]
+    return opts.get("default", keys[0] if keys else None)
+
+
+def dynamic_option_specs(name: str, kind: Any, opts: dict, value) -> list[tuple[str, Any, dict]]:
+    """The inputs a DynamicCombo ``name`` adds for the chosen ``value`` (empty for other kinds),
+    named as the front end names them (``format.codec``)."""
+    if kind != DYNAMIC_COMBO:
+        return []
+    for option in opts.get("options") or []:
+        if option.get("key") == value:
+            return [(f"{name}.{n}", k, o) for n, k, o in input_specs(option.get("inputs") or {})]
+    return []
 
 
 def extra_values_after(name: str, kind: Any, opts: dict) -> int:
@@ -67,8 +88,11 @@ def extra_values_after(name: str, kind: Any, opts: dict) -> int:
     return extra
 
 
-def widget_inputs(node: dict, specs: list[tuple[str, Any, dict]]) -> dict[str, Any]:
-    """Map a UI node's ``widgets_values`` onto its widget inputs by name."""
+def widget_inputs(node: dict, specs: list[tuple[str, Any, dict]], lenient: bool = False) -> dict[str, Any]:
+    """Map a UI node's ``widgets_values`` onto its widget inputs by name.
+
+    ``lenient``: the workflow was saved by another ComfyUI version; as the front end does, widgets
+    past the saved values keep their defaults and saved values past the widgets are ignored."""
     values = node.get("widgets_values")
     if values is None:
         values = []
@@ -77,8 +101,14 @@ def widget_inputs(node: dict, specs: list[tuple[str, Any, dict]]) -> dict[str, A
         return {n: values[n] for n, _, _ in widgets if n in values}
     out: dict[str, Any] = {}
     pos = 0
-    for name, kind, opts in widgets:
+    pending = list(widgets)
+    while pending:
+        name, kind, opts = pending.pop(0)
         if pos >= len(values):
+            if lenient and ("default" in opts or kind == DYNAMIC_COMBO):  # added since: its default
+                out[name] = dynamic_default(opts) if kind == DYNAMIC_COMBO else opts.get("default")
+                pending[:0] = [w for w in dynamic_option_specs(name, kind, opts, out[name]) if is_widget(w[1], w[2])]
+                continue
             raise WorkflowError(
                 f"node {node['id']} ({node['type']}): widgets_values has {len(values)} entries, "
                 f"but the node definition needs a value for '{name}' (widget inputs: "
@@ -86,7 +116,8 @@ def widget_inputs(node: dict, specs: list[tuple[str, Any, dict]]) -> dict[str, A
             )
         out[name] = values[pos]
         pos += 1 + extra_values_after(name, kind, opts)
-    if pos != len(values):
+        pending[:0] = [w for w in dynamic_option_specs(name, kind, opts, out[name]) if is_widget(w[1], w[2])]
+    if pos != len(values) and not (lenient and pos < len(values)):
         raise WorkflowError(
             f"node {node['id']} ({node['type']}): widgets_values has {len(values)} entries, expected "
             f"{pos} for widget inputs {[w[0] for w in widgets]}; got {values!r}. The node's inputs "
@@ -95,11 +126,32 @@ def widget_inputs(node: dict, specs: list[tuple[str, Any, dict]]) -> dict[str, A
     return out
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+def running_comfyui_version() -> str:
+    """The version of the ComfyUI the tests run against (its ``comfyui_version.py``)."""
+    from conftest import comfyui_dir
+
+    text = (comfyui_dir() / "comfyui_version.py").read_text(encoding="utf-8")
+    return re.search(r"__version__\s*=\s*[\"']([^\"']+)", text).group(1)
+
+
+def saved_by_this_comfyui(workflow: dict) -> bool:
+    """The workflow records (in ``extra``) that it was written from this ComfyUI's node definitions."""
+    saved = ((workflow.get("extra") or {}).get("radial_attention") or {}).get("comfyui")
+    return bool(saved) and _version(saved) == _version(running_comfyui_version())
+
+
 def ui_to_api(workflow: dict, input_types_of: Callable[[str], dict | None]) -> dict[str, dict]:
     """The API prompt ``{id: {"class_type", "inputs"}}`` for a UI-format ``workflow``.
 
     ``input_types_of(class_type)`` returns the class's ``INPUT_TYPES()`` dict, or ``None`` when
-    ComfyUI has no such node.
+    ComfyUI has no such node. A workflow written from this ComfyUI's own node definitions
+    (``scripts/build_workflows.py`` records the version) must match them exactly; any other one is
+    read as the front end reads it: widgets added at the end since it was saved keep their
+    defaults, values of widgets the running nodes do not have (yet) are ignored.
     """
     if "nodes" not in workflow or "links" not in workflow:
         raise WorkflowError(
@@ -134,6 +186,7 @@ def ui_to_api(workflow: dict, input_types_of: Callable[[str], dict | None]) -> d
             return None
         return [str(origin), slot]
 
+    lenient = not saved_by_this_comfyui(workflow)
     prompt: dict[str, dict] = {}
     for nid, node in sorted(nodes.items()):
         ctype = node["type"]
@@ -146,7 +199,7 @@ def ui_to_api(workflow: dict, input_types_of: Callable[[str], dict | None]) -> d
                 "that provides it or use core nodes only"
             )
         specs = input_specs(input_types)
-        inputs = widget_inputs(node, specs)
+        inputs = widget_inputs(node, specs, lenient=lenient)
         for inp in node.get("inputs") or []:
             if inp.get("link") is None:
                 continue
