@@ -280,9 +280,14 @@ class RadialLoraLoader(io.ComfyNode):
         overrides = node_overrides(
             decay_factor, block_size, dense_blocks, dense_steps_first, dense_steps_last, dist1, family
         )
-        out, text = load_radial_lora(
-            model, path, strength, radial_mode=radial_mode, overrides=overrides, backend=backend
-        )
+        try:
+            out, text = load_radial_lora(
+                model, path, strength, radial_mode=radial_mode, overrides=overrides, backend=backend
+            )
+        except lora_file.LoraFileError as exc:
+            # ComfyUI names an exception by its module path, a file path for a custom node: the
+            # dialog reads "ValueError: Cannot use the LoRA <path>: <reason>; <what to do>".
+            raise ValueError(str(exc)) from None
         return io.NodeOutput(out, text)
 
     @classmethod

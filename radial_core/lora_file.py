@@ -38,12 +38,16 @@ _MAX_HEADER = 100 * 1024 * 1024
 
 
 class LoraFileError(ValueError):
-    """A LoRA that cannot be used; the message names the path and the reason."""
+    """A LoRA that cannot be used; the message names the path, the reason and what to do.
+
+    The node re-raises it as a plain ``ValueError`` (ComfyUI's error dialog shows an exception's
+    module path as its type name, which for a custom node is a file path).
+    """
 
     def __init__(self, path: str | os.PathLike, reason: str):
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"LoRA refused: {self.path}: {reason}")
+        super().__init__(f"Cannot use the LoRA {self.path}: {reason}")
 
 
 @dataclass
@@ -57,7 +61,7 @@ def read_safetensors_header(path: str | os.PathLike) -> SafetensorsHeader:
     """Parse and check a safetensors header without loading tensor data."""
     p = Path(path)
     if not p.is_file():
-        raise LoraFileError(p, "no such file")
+        raise LoraFileError(p, "no such file; put it in a loras folder and pick it again")
     lower = p.name.lower()
     if lower.endswith(_PICKLE_SUFFIXES):
         raise LoraFileError(
@@ -69,11 +73,12 @@ def read_safetensors_header(path: str | os.PathLike) -> SafetensorsHeader:
     with p.open("rb") as f:
         head = f.read(8)
         if len(head) < 8:
-            raise LoraFileError(p, f"not a safetensors file: only {size} bytes long")
+            raise LoraFileError(p, f"not a safetensors file: only {size} bytes long; download it again")
         (n,) = struct.unpack("<Q", head)
         if n == 0 or n > _MAX_HEADER:
             raise LoraFileError(
-                p, f"not a safetensors file (header length field reads {n}); is it a pickle .pt/.ckpt renamed?"
+                p, "not a safetensors file (it does not start with a safetensors header; a renamed pickle "
+                ".pt/.ckpt?); download the .safetensors version, or convert it with safetensors.torch.save_file"
             )
         if 8 + n > size:
             raise LoraFileError(
@@ -83,12 +88,12 @@ def read_safetensors_header(path: str | os.PathLike) -> SafetensorsHeader:
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise LoraFileError(p, "not a safetensors file (its header is not JSON)") from None
+        raise LoraFileError(p, "not a safetensors file (its header is not JSON); download it again") from None
     if not isinstance(header, dict):
-        raise LoraFileError(p, "not a safetensors file (header is not a JSON object)")
+        raise LoraFileError(p, "not a safetensors file (header is not a JSON object); download it again")
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict):
-        raise LoraFileError(p, "malformed safetensors metadata (not an object)")
+        raise LoraFileError(p, "malformed safetensors metadata (not an object); re-save the file with safetensors")
     data_len = size - 8 - n
     end_max = 0
     for name, info in header.items():
@@ -98,11 +103,11 @@ def read_safetensors_header(path: str | os.PathLike) -> SafetensorsHeader:
             for s in shape:
                 numel *= int(s)
         except (KeyError, TypeError, ValueError):
-            raise LoraFileError(p, f"malformed safetensors entry for tensor {name!r}") from None
+            raise LoraFileError(p, f"malformed safetensors entry for tensor {name!r}; download it again") from None
         width = _DTYPE_BYTES.get(dtype)
         if width is not None and end - start != numel * width:
             raise LoraFileError(
-                p, f"tensor {name!r}: {dtype}{list(shape)} needs {numel * width} bytes, header gives {end - start}"
+                p, f"tensor {name!r}: {dtype}{list(shape)} needs {numel * width} bytes, header gives {end - start}; the file is damaged: download it again"
             )
         end_max = max(end_max, end)
     if end_max > data_len:
@@ -118,14 +123,14 @@ def load_safetensors(path: str | os.PathLike):
     """Check the header, then load all tensors on the CPU. Returns (tensors, metadata)."""
     header = read_safetensors_header(path)
     if not header.tensors:
-        raise LoraFileError(path, "the file holds no tensors")
+        raise LoraFileError(path, "the file holds no tensors, so it is no LoRA; pick the LoRA file itself")
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, RuntimeError) as e:
-        raise LoraFileError(path, f"safetensors could not read it: {e}") from None
+        raise LoraFileError(path, f"safetensors could not read it ({e}); download it again") from None
     return tensors, header.metadata
 
 
@@ -135,7 +140,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise LoraFileError(path, f"config is not valid JSON ({e}); fix or delete it") from None
     if not isinstance(data, dict):
-        raise LoraFileError(path, "config must be a JSON object")
+        raise LoraFileError(path, "config must be a JSON object; fix or delete it")
     return data
 
 
@@ -194,7 +199,7 @@ def load_lora_source(path: str | os.PathLike) -> LoraSource:
         weights = p
         kind = "file"
     else:
-        raise LoraFileError(p, "no such file or folder")
+        raise LoraFileError(p, "no such file or folder; put it in a loras folder and pick it again")
     tensors, metadata = load_safetensors(weights)
     cfg_path = find_config(weights)
     if cfg_path is not None and kind == "file" and weights.name in WEIGHT_FILE_NAMES:

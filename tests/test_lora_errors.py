@@ -142,3 +142,76 @@ def test_bias_delta_of_wrong_size(wan, lora_node, tmp_path):
     tensors["transformer.blocks.0.attn1.to_q.lora_B.bias"] = torch.zeros(D + 1)
     path = H.write_safetensors(tmp_path / "bias.safetensors", tensors)
     _assert_refused(wan, lora_node, path, "lora_B.bias [129] does not fit the bias")
+
+
+# ------------------------------------------------------------------ what ComfyUI's error dialog shows
+@pytest.fixture(scope="module")
+def prompt_run(comfy, tmp_path_factory):
+    """Runs UNETLoader (a tiny random-weight Wan file) -> Radial LoRA Loader -> PreviewAny through
+    ComfyUI's own validation and executor; returns (valid, node_errors, execution_error events)."""
+    import asyncio
+
+    import folder_paths
+    from comfy.model_detection import model_config_from_unet_config
+    from safetensors.torch import save_file
+
+    from conftest import script_module
+
+    if "PreviewAny" not in comfy.nodes.NODE_CLASS_MAPPINGS:
+        path = str(comfy.dir / "comfy_extras" / "nodes_preview_any.py")
+        assert asyncio.run(comfy.nodes.load_custom_node(path, module_parent="comfy_extras"))
+    models = tmp_path_factory.mktemp("diffusion_models")
+    cfg = model_config_from_unet_config(dict(H.WAN_CONFIG))
+    g = torch.Generator().manual_seed(0)
+    sd = {k: torch.randn(v.shape, generator=g) * 0.02
+          for k, v in cfg.get_model({}, "").diffusion_model.state_dict().items()}
+    save_file(sd, str(models / "tiny_wan_dialog_test.safetensors"))
+    folder_paths.add_model_folder_path("diffusion_models", str(models))
+    headless = script_module("comfy_headless")
+
+    def run(lora_name: str):
+        prompt = {
+            "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_wan_dialog_test.safetensors",
+                                                         "weight_dtype": "default"}},
+            "2": {"class_type": "RadialLoraLoader",
+                  "inputs": {"model": ["1", 0], "lora_name": lora_name, "strength": 1.0, "backend": "pytorch"}},
+            "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}},
+        }
+        valid, _, outputs, node_errors = headless.validate(prompt)
+        if not valid:
+            return False, node_errors, []
+        executor = headless.new_executor()
+        executor.execute(prompt, "lora-dialog", {}, outputs)
+        return True, node_errors, [d for e, d in executor.status_messages if e == "execution_error"]
+
+    return run
+
+
+@pytest.mark.parametrize("damage,reason,fix", [
+    ("truncate", "truncated", "download it again"),
+    ("pickle", "not a safetensors file", "convert it"),
+    ("empty", "holds no tensors", "pick the LoRA file itself"),
+])
+def test_a_corrupt_lora_reads_as_plain_words_in_comfyuis_error(prompt_run, comfy, tmp_path, damage, reason, fix):
+    import folder_paths
+
+    loras = tmp_path / "loras"
+    path = H.write_safetensors(loras / f"{damage}_lora.safetensors", _good_tensors())
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:-64])
+    elif damage == "pickle":
+        torch.save(_good_tensors(), path)
+    else:
+        H.write_safetensors(path, {})
+    folder_paths.add_model_folder_path("loras", str(loras))
+    try:
+        valid, node_errors, errors = prompt_run(path.name)
+    finally:
+        folder_paths.folder_names_and_paths["loras"][0].remove(str(loras))
+    assert valid, node_errors
+    assert len(errors) == 1 and errors[0]["node_type"] == "RadialLoraLoader", errors
+    # a built-in exception type, not "/.../custom_nodes/radial-attention.radial_core.lora_file.LoraFileError"
+    assert errors[0]["exception_type"] == "ValueError", errors[0]["exception_type"]
+    message = errors[0]["exception_message"]
+    assert message.startswith(f"Cannot use the LoRA {path}: "), message
+    assert reason in message and fix in message, message
