@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from ..radial_core import mask_density, radial_block_mask
+from .model_family import other_stream_reason
 from .run_state import RUN_KEY, ForwardContext, RunState
 
 logger = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ class RadialAttentionOverride:
         if int(call.q.shape[0]) != fwd.batch:
             return None  # e.g. attention over per-frame groups folded into the batch
         if cfg.family.layout == "wan":
-            if L % T:
+            if L % T or (cfg.family.exact_video and L != fwd.seq_frames * T):
                 return None
             return L // T, 0
         if fwd.context_len is not None and L == fwd.context_len:
@@ -206,6 +207,10 @@ class RadialAttentionOverride:
 
     def _self_attention(self, run, fwd, call, func, args, kwargs, topts):
         cfg = self.config
+        width = int(call.q.shape[1] * call.q.shape[3]) if call.skip_reshape else int(call.q.shape[-1])
+        other = other_stream_reason(cfg.family, width, call.lq, fwd.seq_frames * fwd.tokens_per_frame)
+        if other is not None:  # e.g. LTX-2's audio stream: not video attention
+            return self._dense_for(run, other, False, func, args, kwargs, topts)
         geo = self._geometry(fwd, call)
         if geo is None:
             reason = (f"self-attention over {call.lq} tokens that do not match the video "

@@ -6,7 +6,11 @@ into frames x tokens per frame), the attention layout that reaches ``optimized_a
 the number of transformer blocks (for ``dense_blocks``).
 
 Detection looks at the ``comfy.model_base`` class and the diffusion model's configuration
-(``model_type``, input channels, output channels). Two cases cannot be told apart from the
+(``model_type``, input channels, output channels). Families other than Wan are found by the
+``comfy.model_base`` class names listed in ``radial_core.geometry.FAMILIES`` (the one family
+table: label, strides, defaults, token layout); this module adds what needs the live model
+(block counts, attention widths) and the per-architecture adapters that read a model call's
+extra token groups (:func:`video_latent_shape`, :func:`extra_frames`, :func:`refiner_text_len`). Two cases cannot be told apart from the
 weights: Wan 2.1-14B T2V and Wan 2.2-A14B T2V have identical shapes (the 2.2 I2V experts can
 be told: 36 input channels without a CLIP image projection). They are reported as Wan 2.1 with
 a note; the node's ``family`` input overrides detection.
@@ -15,24 +19,20 @@ a note; the node's ``family`` input overrides detection.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import torch
 
 logger = logging.getLogger(__name__)
 
-# family key -> human name. Keys match radial_core's family names (preview, geometry).
-FAMILY_NAMES = {
-    "wan21": "Wan 2.1",
-    "wan22_14b": "Wan 2.2-A14B",
-    "wan22_5b": "Wan 2.2-5B",
-    "hunyuan": "HunyuanVideo",
-    "mochi": "Mochi",
-}
+from ..radial_core.geometry import FAMILIES as _SPECS
+
+# family key -> human name, from the one family table (radial_core.geometry.FAMILIES).
+FAMILY_NAMES = {key: spec.label for key, spec in _SPECS.items()}
 FAMILY_CHOICES = ("auto",) + tuple(FAMILY_NAMES)
 
-# The authors' decay factors (Wan 2.1 0.2, Wan 2.2 0.8, HunyuanVideo 0.95). Mochi: the paper
-# runs Mochi 1 but publishes no factor; it has HunyuanVideo's layout (joint video+text, no sink),
-# so it gets HunyuanVideo's value. radial_core.geometry.default_decay wins when it exists.
-_FALLBACK_DECAY = {"wan21": 0.2, "wan22_14b": 0.8, "wan22_5b": 0.8, "hunyuan": 0.95, "mochi": 0.95}
+# comfy.model_base class name -> family key (every family but Wan, which needs its weights read)
+_CLASS_FAMILY = {cls: key for key, spec in _SPECS.items() for cls in spec.comfy_classes}
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,12 @@ class ModelFamily:
     note: str = ""  # caveat shown once in the log (e.g. ambiguous detection)
     vace_layers: tuple[int, ...] = field(default=())  # Wan VACE: main blocks followed by VACE blocks
     double_blocks: int = 0  # HunyuanVideo: double-stream blocks (numbered before the single ones)
+    # the ComfyUI model code the family runs on ("wan", "hunyuan_video", "mochi", "ltx"): which
+    # adapter reads the extra token groups of a model call (see extra_frames and friends)
+    arch: str = ""
+    video_width: int = 0  # heads x head dim of the video self-attention, when another stream
+    # (LTX-2's audio) has self-attention of its own: a call of another width is not video
+    exact_video: bool = False  # the video self-attention is exactly frames x tokens (no extra frames)
 
     @property
     def name(self) -> str:
@@ -55,16 +61,8 @@ class ModelFamily:
 
 
 def default_decay(family: str) -> float:
-    """The authors' decay factor for a family (radial_core.geometry's table when present)."""
-    try:
-        from ..radial_core import geometry  # noqa: PLC0415  (lands separately)
-
-        value = geometry.default_decay(family)
-        if value is not None:
-            return float(value)
-    except (ImportError, AttributeError, KeyError, ValueError):
-        pass
-    return _FALLBACK_DECAY[family]
+    """The family's default decay factor (the family table; see its ``tuned`` / ``defaults_rule``)."""
+    return float(_SPECS[family].default_decay)
 
 
 def _wan_family(base, dm) -> ModelFamily | None:
@@ -117,20 +115,49 @@ def _wan_family(base, dm) -> ModelFamily | None:
 
 
 def _hunyuan_family(base, dm) -> ModelFamily | None:
+    """HunyuanVideo and HunyuanVideo 1.5 (one ComfyUI model code, told apart by the class that
+    ComfyUI's detection chose); HunyuanImage 2.1 and other users of that code are not video."""
     cls = type(base).__name__
-    if cls not in ("HunyuanVideo", "HunyuanVideoI2V", "HunyuanVideoSkyreelsI2V"):
-        return None  # HunyuanVideo 1.5, HunyuanImage: other models, not in the paper
+    family = _CLASS_FAMILY.get(cls)
+    if family not in ("hunyuan", "hunyuan15"):
+        return None
     patch = tuple(int(p) for p in dm.patch_size)
     if len(patch) != 3:
         return None
     n = len(dm.double_blocks) + len(dm.single_blocks)
-    variant = "HunyuanVideo T2V" if cls == "HunyuanVideo" else "HunyuanVideo I2V"
-    return ModelFamily("hunyuan", variant, "hunyuan", patch, n, "joint", double_blocks=len(dm.double_blocks))
+    if family == "hunyuan":
+        variant = "HunyuanVideo T2V" if cls == "HunyuanVideo" else "HunyuanVideo I2V"
+    else:
+        variant = "HunyuanVideo 1.5 SR (distilled)" if cls.endswith("SR_Distilled") else "HunyuanVideo 1.5"
+        if getattr(dm, "time_r_in", None) is not None and not cls.endswith("SR_Distilled"):
+            variant += " (step-distilled)"
+    return ModelFamily(family, variant, _SPECS[family].mask_model, patch, n, "joint",
+                       double_blocks=len(dm.double_blocks), arch="hunyuan_video")
 
 
 def _mochi_family(base, dm) -> ModelFamily:
     p = int(dm.patch_size)
-    return ModelFamily("mochi", "Mochi 1", "hunyuan", (1, p, p), len(dm.blocks), "joint")
+    return ModelFamily("mochi", "Mochi 1", "hunyuan", (1, p, p), len(dm.blocks), "joint", arch="mochi")
+
+
+def _ltx_family(base, dm) -> ModelFamily | None:
+    """LTX-Video (``LTXV``) and LTX-2 (``LTXAV``: a video and an audio stream in every block).
+
+    Video self-attention gets ``[B, L, H*D]`` like Wan, video tokens only (the patchifier's
+    patch is 1x1x1; guide latents are frames appended to the latent). In LTX-2 the audio stream's
+    self-attention and the audio<->video cross-attention reach the same function: only calls of
+    the video stream's width over exactly the video's tokens are video self-attention.
+    """
+    family = _CLASS_FAMILY.get(type(base).__name__)
+    if family not in ("ltxv", "ltxav"):
+        return None
+    patch = tuple(int(p) for p in getattr(dm.patchifier, "patch_size", (1, 1, 1)))
+    if len(patch) != 3:
+        return None
+    variant = "LTX-2 (video + audio)" if family == "ltxav" else "LTX-Video"
+    return ModelFamily(family, variant, _SPECS[family].mask_model, patch, len(dm.transformer_blocks), "wan",
+                       arch="ltx", video_width=int(dm.inner_dim) if family == "ltxav" else 0,
+                       exact_video=True)
 
 
 def _unwrap(module):
@@ -152,11 +179,14 @@ def detect_family(model) -> ModelFamily | None:
     import comfy.model_base as mb  # noqa: PLC0415
 
     if isinstance(base, mb.WAN21):
-        return _wan_family(base, dm)
+        fam = _wan_family(base, dm)
+        return replace(fam, arch="wan") if fam is not None else None
     if isinstance(base, mb.HunyuanVideo):
         return _hunyuan_family(base, dm)
     if isinstance(base, mb.GenmoMochi):
         return _mochi_family(base, dm)
+    if _CLASS_FAMILY.get(type(base).__name__) in ("ltxv", "ltxav"):
+        return _ltx_family(base, dm)
     return None
 
 
@@ -170,16 +200,64 @@ def override_family(detected: ModelFamily, family: str) -> ModelFamily:
             f"family: {family!r} does not match this model, which is {detected.variant} "
             f"(family {detected.family!r}). Fix: set family to 'auto' or {detected.family!r}."
         )
-    return ModelFamily(
-        family,
-        f"{detected.variant} (family set to {FAMILY_NAMES[family]})",
-        detected.mask_model,
-        detected.patch_size,
-        detected.num_blocks,
-        detected.layout,
-        vace_layers=detected.vace_layers,
-        double_blocks=detected.double_blocks,
-    )
+    return replace(detected, family=family, note="",
+                   variant=f"{detected.variant} (family set to {FAMILY_NAMES[family]})")
+
+
+# ------------------------------------------------------------------ per-architecture adapters
+def _ceil_div(a: int, b: int) -> int:
+    return -(-int(a) // int(b))
+
+
+def video_latent_shape(family: ModelFamily, x, model_kwargs: dict) -> tuple[int, ...] | None:
+    """``(B, C, F, H, W)`` of the video latent of one model call, None when it is not a video.
+
+    Usually ``x`` itself. ComfyUI packs an audio + video latent (LTX-2) into one ``(B, 1, N)``
+    tensor and passes the streams' shapes as ``latent_shapes``; the video stream comes first.
+    """
+    if isinstance(x, torch.Tensor) and x.ndim == 5:
+        return tuple(int(s) for s in x.shape)
+    if family.arch == "ltx":
+        shapes = model_kwargs.get("latent_shapes")
+        if shapes and len(shapes[0]) == 5 and isinstance(x, torch.Tensor):
+            # the shapes are the sampler's (batch 1); the call's batch is x's (CFG: 2)
+            return (int(x.shape[0]),) + tuple(int(s) for s in shapes[0][1:])
+    return None
+
+
+def extra_frames(family: ModelFamily, model_kwargs: dict, diffusion_model) -> int:
+    """Frames that join the video in the self-attention sequence besides the latent's own:
+    Wan's concatenated frames (``time_dim_concat``) and reference image (``ref_conv``),
+    HunyuanVideo's reference latent (prepended)."""
+    pt = family.patch_size[0]
+    extra = 0
+    if family.arch == "wan":
+        tdc = model_kwargs.get("time_dim_concat")
+        if isinstance(tdc, torch.Tensor) and tdc.ndim == 5:
+            extra += _ceil_div(tdc.shape[2], pt)
+        if model_kwargs.get("reference_latent") is not None and getattr(diffusion_model, "ref_conv", None) is not None:
+            extra += 1
+    elif family.arch == "hunyuan_video":
+        ref = model_kwargs.get("ref_latent")
+        if isinstance(ref, torch.Tensor) and ref.ndim == 5:
+            extra += _ceil_div(ref.shape[2], pt)
+    return extra
+
+
+def refiner_text_len(family: ModelFamily, context) -> int | None:
+    """Length of the text that HunyuanVideo's token refiner attends over (text-only, dense)."""
+    if family.arch == "hunyuan_video" and isinstance(context, torch.Tensor) and context.ndim >= 2:
+        return int(context.shape[1])
+    return None
+
+
+def other_stream_reason(family: ModelFamily, width: int, length: int, video_tokens: int) -> str | None:
+    """Why a self-attention call belongs to a non-video stream (LTX-2's audio), else None."""
+    if family.video_width and width != family.video_width:
+        return "audio-stream attention (LTX-2 audio self-attention, or an audio-video call of the audio width)"
+    if family.arch == "ltx" and family.family == "ltxav" and length != video_tokens:
+        return "audio-stream attention (LTX-2 audio self-attention, or an audio-video call of the audio width)"
+    return None
 
 
 def describe_model(model) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .model_family import ModelFamily
+from .model_family import ModelFamily, extra_frames, refiner_text_len, video_latent_shape
 from .step_tracker import PassSteps, StepInfo, call_schedule, step_info
 
 logger = logging.getLogger(__name__)
@@ -125,26 +125,15 @@ def open_forward(
     diffusion_model=None,
 ) -> ForwardContext | None:
     """Build the context of one model call; None when the input is not a video latent."""
-    if not isinstance(x, torch.Tensor) or x.ndim != 5:
+    shape = video_latent_shape(family, x, model_kwargs)  # per-family geometry: nodes/model_family.py
+    if shape is None:
         return None
-    b, _, f, h, w = (int(s) for s in x.shape)
+    b, _, f, h, w = shape
     pt, ph, pw = family.patch_size
     frames = _ceil_div(f, pt)
     tpf = _ceil_div(h, ph) * _ceil_div(w, pw)
-    extra = 0
-    if family.family in ("wan21", "wan22_14b", "wan22_5b"):
-        tdc = model_kwargs.get("time_dim_concat")
-        if isinstance(tdc, torch.Tensor) and tdc.ndim == 5:
-            extra += _ceil_div(tdc.shape[2], pt)
-        if model_kwargs.get("reference_latent") is not None and getattr(diffusion_model, "ref_conv", None) is not None:
-            extra += 1
-    elif family.family == "hunyuan":
-        ref = model_kwargs.get("ref_latent")
-        if isinstance(ref, torch.Tensor) and ref.ndim == 5:
-            extra += _ceil_div(ref.shape[2], pt)
-    ctx_len = None
-    if family.family == "hunyuan" and isinstance(context, torch.Tensor) and context.ndim >= 2:
-        ctx_len = int(context.shape[1])
+    extra = extra_frames(family, model_kwargs, diffusion_model)
+    ctx_len = refiner_text_len(family, context)
     vace_contexts = 0
     if family.vace_layers:
         vc = model_kwargs.get("vace_context")
@@ -152,7 +141,7 @@ def open_forward(
     sigma = _sigma_of(t, transformer_options)
     return ForwardContext(
         batch=b,
-        latent_shape=tuple(int(s) for s in x.shape),
+        latent_shape=shape,
         frames=frames,
         tokens_per_frame=tpf,
         extra_frames=extra,

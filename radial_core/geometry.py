@@ -14,20 +14,76 @@ from .mask import radial_block_mask
 
 @dataclass(frozen=True)
 class FamilySpec:
+    """One model family: everything about it that needs no ComfyUI (the one table of families).
+
+    ``default_decay``, ``dense_blocks`` and ``dense_steps_fraction`` are the recommended settings;
+    ``tuned`` is False where no published quality figure backs them (then ``defaults_rule`` says
+    how they were chosen). ``token_groups`` and ``block_numbering`` document the sequence the
+    self-attention sees and how ``dense_blocks`` counts.
+    """
+
     label: str
     vae_stride: tuple[int, int, int]  # (time, height, width) compression of the VAE
     patch: tuple[int, int, int]  # (time, height, width) patch size of the transformer
     mask_model: str  # "wan" (attention sink) or "hunyuan" (no sink, text tokens allowed)
     default_decay: float  # the decay factor the authors use for this family
     text_tokens: int  # text tokens inside the self-attention sequence (joint attention)
+    dense_blocks: str = "1"  # recommended dense_blocks
+    dense_steps_fraction: float = 0.25  # recommended dense_steps_first / steps (authors: 12 of 50)
+    tuned: bool = True  # the authors published quality figures for these defaults
+    defaults_rule: str = "the paper authors' settings"
+    token_groups: str = "video tokens only"
+    block_numbering: str = "transformer blocks 0..N-1"
+    latent_channels: int = 16
+    # comfy.model_base classes detected as this family by class name (Wan: by its weights instead)
+    comfy_classes: tuple[str, ...] = ()
 
+
+# Rules for the untuned families (no published quality figure): the mask rule of the authors'
+# family with the same token layout (joint text -> HunyuanVideo's rule without sink; video only
+# -> Wan's rule with the frame-0 sink, the denser and safer of the two), and the decay factor of
+# the authors' family with the same pixels per token (16x16: HunyuanVideo 0.95; 32x32: Wan
+# 2.2-5B 0.8), so that a video of the same size and length gets about the mask density the
+# authors ran; dense steps the authors' quarter, dense blocks as that family.
+_RULE_HY = ("untuned: HunyuanVideo's rule and decay (same 16x16 pixels per token, joint text), "
+            "its dense blocks (0) and a quarter of the steps dense")
+_RULE_LTX = ("untuned: Wan's rule with the frame-0 sink (video-only self-attention), the decay of "
+             "Wan 2.2-5B (same 32x32 pixels per token), 1 dense block, a quarter of the steps dense")
 
 FAMILIES: dict[str, FamilySpec] = {
     "wan21": FamilySpec("Wan 2.1 (14B / 1.3B)", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0),
     "wan22_14b": FamilySpec("Wan 2.2 A14B", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0),
-    "wan22_5b": FamilySpec("Wan 2.2 5B (TI2V)", (4, 16, 16), (1, 2, 2), "wan", 0.8, 0),
-    "hunyuan": FamilySpec("HunyuanVideo", (4, 8, 8), (1, 2, 2), "hunyuan", 0.95, 256),
-    "mochi": FamilySpec("Mochi", (6, 8, 8), (1, 2, 2), "hunyuan", 0.95, 256),
+    "wan22_5b": FamilySpec("Wan 2.2 5B (TI2V)", (4, 16, 16), (1, 2, 2), "wan", 0.8, 0, latent_channels=48),
+    "hunyuan": FamilySpec("HunyuanVideo", (4, 8, 8), (1, 2, 2), "hunyuan", 0.95, 256, dense_blocks="0",
+                          token_groups="video tokens and text tokens (text first in ComfyUI 0.5+, "
+                                       "last before); text attends and is attended fully",
+                          block_numbering="20 double-stream blocks, then 40 single-stream (0-59)",
+                          comfy_classes=("HunyuanVideo", "HunyuanVideoI2V", "HunyuanVideoSkyreelsI2V")),
+    "mochi": FamilySpec("Mochi", (6, 8, 8), (1, 2, 2), "hunyuan", 0.95, 256, dense_blocks="0", tuned=False,
+                        defaults_rule="untuned: HunyuanVideo's settings (same joint layout, no sink)",
+                        token_groups="video tokens then the prompt's real text tokens",
+                        latent_channels=12, comfy_classes=("GenmoMochi",)),
+    "hunyuan15": FamilySpec("HunyuanVideo 1.5", (4, 16, 16), (1, 1, 1), "hunyuan", 0.95, 256,
+                            dense_blocks="0", tuned=False, defaults_rule=_RULE_HY,
+                            token_groups="text first (image-encoder tokens in I2V, ByT5 glyph tokens, "
+                                         "the prompt), then video; all non-video tokens attend and are "
+                                         "attended fully",
+                            block_numbering="54 double-stream blocks (0-53), no single-stream blocks",
+                            latent_channels=32,
+                            comfy_classes=("HunyuanVideo15", "HunyuanVideo15_SR_Distilled")),
+    "ltxv": FamilySpec("LTX-Video", (8, 32, 32), (1, 1, 1), "wan", 0.8, 0, tuned=False,
+                       defaults_rule=_RULE_LTX,
+                       token_groups="video tokens only (guide / keyframe latents appended as frames "
+                                    "at the end); text is cross-attention",
+                       block_numbering="transformer blocks 0..N-1 (28 in LTXV-2B, 48 in 13B)",
+                       latent_channels=128, comfy_classes=("LTXV",)),
+    "ltxav": FamilySpec("LTX-2 (video + audio)", (8, 32, 32), (1, 1, 1), "wan", 0.8, 0, tuned=False,
+                        defaults_rule=_RULE_LTX,
+                        token_groups="video self-attention over video tokens only; the audio stream "
+                                     "(audio self-attention, audio-video cross-attention in both "
+                                     "directions) and text cross-attention stay dense",
+                        block_numbering="joint audio-video blocks 0..N-1 (48 in LTX-2)",
+                        latent_channels=128, comfy_classes=("LTXAV",)),
 }
 
 

@@ -85,7 +85,7 @@ def wan_state_dict(kind: str = "wan_t2v", *, num_layers: int = 2, dim: int = 128
     return _fill(_shapes(m), seed)
 
 
-def detected_state_dict(probe: dict[str, tuple[int, ...]], seed: int = 0) -> dict:
+def detected_state_dict(probe: dict[str, tuple[int, ...]], seed: int = 0, metadata: dict | None = None) -> dict:
     """A full random-weight state dict for the model ComfyUI detects from ``probe``.
 
     ``probe`` names the few keys (and shapes) that ComfyUI's model detection reads for a family;
@@ -97,7 +97,7 @@ def detected_state_dict(probe: dict[str, tuple[int, ...]], seed: int = 0) -> dic
     import comfy.model_detection as md
 
     meta_sd = {k: torch.empty(shape, device="meta") for k, shape in probe.items()}
-    unet_config = md.detect_unet_config(meta_sd, "")
+    unet_config = md.detect_unet_config(meta_sd, "", metadata=metadata) if metadata else md.detect_unet_config(meta_sd, "")
     if unet_config is None:
         raise RuntimeError(f"ComfyUI's model detection did not recognise the probe keys {sorted(probe)[:4]}...")
     model_config = md.model_config_from_unet_config(unet_config, meta_sd)
@@ -127,6 +127,69 @@ def hunyuan_state_dict(*, in_channels: int = 16, double: int = 1, single: int = 
     return detected_state_dict(probe, seed)
 
 
+def hunyuan15_state_dict(*, in_channels: int = 65, double: int = 2, hidden: int = 128, context_dim: int = 32,
+                         meanflow: bool = False, seed: int = 0) -> dict:
+    """A small HunyuanVideo 1.5, detected by ComfyUI from its keys (ComfyUI 0.33+).
+
+    The keys that tell it: no ``vector_in``, an image-encoder projection ``vision_in`` (SigLIP
+    width 1152, which ComfyUI's config matches on), ``cond_type_embedding``, patch 1x1x1, 32 latent
+    channels. ``in_channels`` 65 = T2V / I2V (32 latent + 32 image + 1 mask), 98 = the SR-distilled
+    upscaler; ``meanflow`` adds ``time_r_in`` (the step-distilled checkpoints). The ByT5 glyph
+    mapper (``byt5_in``, optional in the real files too) is left out: it is 7M parameters.
+    """
+    probe = {
+        "img_in.proj.weight": (hidden, in_channels, 1, 1, 1),
+        "final_layer.linear.weight": (32, hidden),
+        "txt_in.input_embedder.weight": (hidden, context_dim),
+        "txt_in.individual_token_refiner.blocks.0.norm1.weight": (hidden,),
+        "vision_in.proj.0.weight": (1152,),
+        "cond_type_embedding.weight": (3, hidden),
+        **{f"double_blocks.{i}.img_attn.qkv.weight": (3 * hidden, hidden) for i in range(double)},
+        **({"time_r_in.in_layer.weight": (hidden, 256)} if meanflow else {}),
+    }
+    return detected_state_dict(probe, seed)
+
+
+# LTX-Video / LTX-2: ComfyUI reads the block count and the head width (attn2.to_k rows / 32
+# heads) from the keys and the rest of the configuration from the file's "config" metadata, as
+# the real checkpoints carry it. Tiny: 32 heads of width 4 (video, 128 wide), 8 heads of width 8
+# (audio, 64 wide: the two streams differ in width, as in the real LTX-2, 4096 vs 2048).
+LTX_TINY_CONFIG = {
+    "in_channels": 128, "num_attention_heads": 32, "attention_head_dim": 4, "cross_attention_dim": 128,
+    "caption_channels": 64, "audio_num_attention_heads": 8, "audio_attention_head_dim": 8,
+    "audio_cross_attention_dim": 64, "audio_in_channels": 128,
+    # LTX-2's text connectors (they refine raw text features; a conditioning of width
+    # cross_attention_dim + audio_cross_attention_dim counts as already refined and skips them)
+    "audio_connector_attention_head_dim": 8, "audio_connector_num_attention_heads": 4,
+    "audio_connector_num_layers": 1, "connector_attention_head_dim": 8,
+    "connector_num_attention_heads": 4, "connector_num_layers": 1,
+}
+
+
+def ltx_metadata(audio: bool) -> dict:
+    import json
+
+    cfg = dict(LTX_TINY_CONFIG)
+    if not audio:
+        cfg = {k: v for k, v in cfg.items() if not k.startswith(("audio_", "connector_"))}
+    return {"config": json.dumps({"transformer": cfg})}
+
+
+def ltx_state_dict(*, audio: bool = False, num_layers: int = 2, seed: int = 0) -> dict:
+    """A small LTX-Video (``audio=False``, ComfyUI's LTXV) or LTX-2 (``audio=True``, LTXAV).
+
+    Save it with :func:`ltx_metadata` (``save(sd, path, metadata=ltx_metadata(audio))``).
+    """
+    cfg = LTX_TINY_CONFIG
+    inner = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+    probe = {
+        "adaln_single.emb.timestep_embedder.linear_1.bias": (inner,),
+        **{f"transformer_blocks.{i}.attn2.to_k.weight": (inner, cfg["cross_attention_dim"]) for i in range(num_layers)},
+        **({"audio_adaln_single.linear.weight": (6 * 64, 64)} if audio else {}),
+    }
+    return detected_state_dict(probe, seed, metadata=ltx_metadata(audio))
+
+
 # ComfyUI's Mochi block asserts an x-MLP width of 1536 * 8 = 12288, whatever the hidden size.
 MOCHI_TINY = dict(
     image_model="mochi_preview", depth=2, patch_size=2, num_heads=1, hidden_size_x=128,
@@ -137,12 +200,12 @@ MOCHI_TINY = dict(
 )
 
 
-def save(sd: dict, path: str | Path) -> Path:
+def save(sd: dict, path: str | Path, metadata: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(sd, str(path))
+    save_file(sd, str(path), metadata=metadata)
     return path
 
 

@@ -1,0 +1,119 @@
+"""Tiny random-weight models of the newer video families (ComfyUI 0.33+), for tests/test_families.py.
+
+Each case is built the way a user's file is: a state dict with the real key names (from
+scripts/make_tiny_models.py), saved as safetensors and loaded by ComfyUI's own
+``load_diffusion_model`` (key-based detection, model config, ModelPatcher). Whether a ComfyUI
+version has a family is asked of that ComfyUI: its ``supported_models`` must hold the class the
+family table names (``radial_core.geometry.FAMILIES[...].comfy_classes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+import helpers_models as hm
+from radial_core.geometry import FAMILIES
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str  # test id
+    family: str  # key of radial_core.geometry.FAMILIES
+    comfy_class: str  # the comfy.supported_models / comfy.model_base class ComfyUI must pick
+    variant: str  # ModelFamily.variant the pack reports
+    build: str  # make_tiny_models function
+    build_kwargs: tuple = ()
+    blocks: int = 2  # video self-attention calls per forward
+    text_dim: int = 32
+    audio: bool = False
+
+
+CASES = {
+    "hunyuan15_t2v": Case("hunyuan15_t2v", "hunyuan15", "HunyuanVideo15", "HunyuanVideo 1.5",
+                          "hunyuan15_state_dict"),
+    "hunyuan15_sr": Case("hunyuan15_sr", "hunyuan15", "HunyuanVideo15_SR_Distilled",
+                         "HunyuanVideo 1.5 SR (distilled)", "hunyuan15_state_dict",
+                         (("in_channels", 98), ("meanflow", True))),
+    "ltxv": Case("ltxv", "ltxv", "LTXV", "LTX-Video", "ltx_state_dict", text_dim=64),
+    "ltxav": Case("ltxav", "ltxav", "LTXAV", "LTX-2 (video + audio)", "ltx_state_dict",
+                  (("audio", True),), text_dim=2 * 64, audio=True),  # video + audio text, refined
+}
+
+
+def require_family(case: Case) -> None:
+    """Skip, naming the ComfyUI version, when this ComfyUI has no model class for the family."""
+    import comfy.supported_models as sm
+
+    names = {m.__name__ for m in sm.models}
+    if case.comfy_class not in names:
+        try:
+            from comfyui_version import __version__ as version
+        except ImportError:  # very old trees
+            version = "this version"
+        pytest.skip(f"ComfyUI {version} has no {case.comfy_class} model ({FAMILIES[case.family].label}): "
+                    f"the family needs a newer ComfyUI (0.33 has it)")
+
+
+_MODELS: dict = {}
+
+
+def load(case: Case):
+    """The case's ModelPatcher, built once per session through a safetensors file."""
+    if case.kind in _MODELS:
+        return _MODELS[case.kind]
+    require_family(case)
+    tm = hm.tiny_models_module()
+    sd = getattr(tm, case.build)(**dict(case.build_kwargs))
+    meta = tm.ltx_metadata(case.audio) if case.build == "ltx_state_dict" else None
+    path = tm.save(sd, hm._TMP / f"{case.kind}.safetensors", metadata=meta)
+    model = tm.load_with_comfy(path)
+    assert type(model.model).__name__ == case.comfy_class, (
+        f"ComfyUI detected {type(model.model).__name__}, not {case.comfy_class}")
+    _MODELS[case.kind] = model
+    return model
+
+
+def conditioning(case: Case, *, seed: int = 0, text_len: int = 8, real_tokens: int | None = None,
+                 vision_tokens: int = 0):
+    """CONDITIONING with random text features (and, for HunyuanVideo 1.5 I2V, image-encoder
+    tokens as CLIPVisionEncode gives them)."""
+    g = torch.Generator().manual_seed(seed)
+    extra = {"pooled_output": torch.randn(1, 768, generator=g)} if case.family == "hunyuan15" else {}
+    if real_tokens is None and case.family in ("ltxv", "ltxav"):
+        real_tokens = text_len  # LTX's forward takes the text mask the T5 / Gemma encoders give
+    if real_tokens is not None:
+        m = torch.zeros(1, text_len, dtype=torch.long)
+        m[:, :real_tokens] = 1
+        extra["attention_mask"] = m
+    if vision_tokens:
+        class _Vision:  # the attribute HunyuanVideo 1.5 reads of a CLIP_VISION_OUTPUT
+            last_hidden_state = torch.randn(1, vision_tokens, 1152, generator=g)
+        extra["clip_vision_output"] = _Vision()
+    return [[torch.randn(1, text_len, case.text_dim, generator=g), extra]]
+
+
+def latent(case: Case, frames: int, height: int, width: int, batch: int = 1, audio_frames: int = 12):
+    """An empty latent of the family's channels; LTX-2: a NestedTensor (video, audio) as
+    ComfyUI's LTXVConcatAVLatent makes it (audio: 8 channels x ``audio_frames`` x 16 bins)."""
+    video = torch.zeros(batch, FAMILIES[case.family].latent_channels, frames, height, width)
+    if not case.audio:
+        return video
+    import comfy.nested_tensor
+
+    return comfy.nested_tensor.NestedTensor([video, torch.zeros(batch, 8, audio_frames, 16)])
+
+
+def output_tensor(out) -> torch.Tensor:
+    """The sampled latent as one tensor (the streams of a NestedTensor concatenated)."""
+    if getattr(out, "is_nested", False):
+        return torch.cat([t.flatten(1) for t in out.unbind()], dim=1)
+    return out
+
+
+def sample(model, case: Case, lat, **kw):
+    positive = kw.pop("positive", None) or conditioning(case, seed=1)
+    negative = kw.pop("negative", None) or conditioning(case, seed=2)
+    return hm.sample(model, case.kind, lat, positive=positive, negative=negative, **kw)

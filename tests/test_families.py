@@ -1,0 +1,232 @@
+"""The newer video families (HunyuanVideo 1.5, LTX-Video, LTX-2) through ComfyUI's real sampler.
+
+Per family: a tiny random-weight model from a state dict with the real key names, detected by
+ComfyUI's own loader (tests/family_cases.py), patched, sampled with ``comfy.sample.sample``.
+Checked: detection (family, variant, blocks), an all-kept mask equals the unpatched model, every
+sparse call equals the masked dense reference, the calls that must stay dense stay dense (counted),
+a CFG batch of two, odd latent sizes. A family the running ComfyUI lacks is skipped with a reason
+naming its version (family_cases.require_family asks ComfyUI's supported_models).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import family_cases as fc
+import helpers_models as hm
+from radial_core import radial_block_mask
+from radial_core.geometry import FAMILIES
+from radial_core.reference import dense_masked_attention
+
+pytestmark = pytest.mark.comfy
+
+ON_CUDA = torch.cuda.is_available()
+CALL_TOL = 5e-3 if ON_CUDA else 1e-5
+RUN_TOL = 2e-2 if ON_CUDA else 1e-4
+STEPS = 2
+AUDIO_REASON = "audio-stream attention"
+
+
+@pytest.fixture(scope="module")
+def rp(comfy):
+    return comfy.pack_module("nodes.radial_patcher")
+
+
+@pytest.fixture(scope="module")
+def mf(comfy):
+    return comfy.pack_module("nodes.model_family")
+
+
+@pytest.fixture(autouse=True)
+def fresh_passes(comfy):
+    comfy.pack_module("nodes.step_tracker").reset_passes()
+    yield
+
+
+def _case(kind: str) -> fc.Case:
+    case = fc.CASES[kind]
+    fc.require_family(case)
+    return case
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = fc.output_tensor(a).double(), fc.output_tensor(b).double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def _check_sparse_events(events, block_size):
+    assert events, "no sparse attention call happened"
+    for e in events:
+        ref = dense_masked_attention(e["q"], e["k"], e["v"], e["block_mask"], block_size,
+                                     key_padding_mask=e["key_padding_mask"], dtype=torch.float64)
+        assert torch.isfinite(e["out"]).all()
+        err = float((e["out"].double() - ref).norm() / ref.norm())
+        assert err < CALL_TOL, f"sparse call (block {e['block']}, step {e['step']}) differs from the reference: {err:.2e}"
+
+
+def _refiner_blocks(model) -> int:
+    return len(model.model.diffusion_model.txt_in.individual_token_refiner.blocks)
+
+
+def _expected_dense(case: fc.Case, model, forwards: int) -> dict[str, int]:
+    """Dense calls per reason for ``forwards`` model calls with no dense blocks / steps."""
+    b = case.blocks
+    if case.family == "hunyuan15":  # the text refiner; text and image tokens join the joint sequence
+        return {"token refiner": forwards * _refiner_blocks(model)}
+    if case.family == "ltxv":  # text cross-attention in every block
+        return {"cross-attention": forwards * b}
+    if case.family == "ltxav":  # per block: video text, audio text, audio->video, video->audio
+        return {"cross-attention": forwards * b * 4, AUDIO_REASON: forwards * b}
+    raise KeyError(case.family)
+
+
+def _assert_dense_counts(rec: hm.Recorder, expected: dict[str, int]) -> None:
+    got = {}
+    for e in rec.dense():
+        got[e["reason"]] = got.get(e["reason"], 0) + 1
+    for reason, n in expected.items():
+        have = sum(v for k, v in got.items() if reason in k)
+        assert have == n, f"dense calls for {reason!r}: {have}, expected {n} (all: {got})"
+    unexpected = {k: v for k, v in got.items() if not any(r in k for r in expected)}
+    assert not unexpected, f"unexpected dense calls: {unexpected}"
+
+
+KINDS = list(fc.CASES)
+
+
+# ------------------------------------------------------------------------------------- detection
+@pytest.mark.parametrize("kind", KINDS)
+def test_detected_from_the_weights(mf, rp, kind):
+    case = _case(kind)
+    model = fc.load(case)
+    fam = mf.detect_family(model)
+    assert fam is not None, f"{case.comfy_class} not detected"
+    spec = FAMILIES[case.family]
+    assert (fam.family, fam.variant, fam.num_blocks) == (case.family, case.variant, case.blocks)
+    assert fam.patch_size == spec.patch and fam.mask_model == spec.mask_model
+    cfg = rp.get_radial_config(rp.apply_radial_patch(model))
+    assert cfg["family"] == case.family and cfg["decay_factor"] == spec.default_decay
+    assert not spec.tuned and spec.defaults_rule.startswith("untuned")
+
+
+# ------------------------------------------------------------------------------------- equality
+@pytest.mark.parametrize("kind", KINDS)
+def test_all_kept_mask_equals_unpatched(rp, kind):
+    """4 frames x 256 tokens at a huge decay: every block kept, the result is the model's own."""
+    case = _case(kind)
+    base = fc.load(case)
+    lat = fc.latent(case, 4, 16, 16)
+    ref_out = fc.sample(base, case, lat, steps=STEPS)
+    rec = hm.Recorder()
+    p = hm.with_observer(rp.apply_radial_patch(base, decay_factor=10.0, dense_blocks=""), rec)
+    out = fc.sample(p, case, lat, steps=STEPS)
+    sparse = rec.sparse()
+    assert len(sparse) == STEPS * case.blocks
+    text = FAMILIES[case.family].text_tokens and 8
+    assert all((e["frames"], e["tokens_per_frame"], e["text_tokens"]) == (4, 256, text) for e in sparse)
+    assert bool(radial_block_mask(4, 256, text_tokens=text, decay_factor=10.0,
+                                  model=FAMILIES[case.family].mask_model).all())
+    assert _rel(out, ref_out) < RUN_TOL
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sparse_calls_equal_the_masked_reference_and_dense_calls_are_counted(rp, kind):
+    case = _case(kind)
+    base = fc.load(case)
+    lat = fc.latent(case, 8, 8, 8)  # 8 frames x 64 tokens (patch 1): the radial mask is sparse
+    rec = hm.Recorder(keep_tensors=True)
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
+    pos = fc.conditioning(case, seed=1, text_len=8)
+    out = fc.sample(p, case, lat, steps=STEPS, positive=pos)
+    dense_out = fc.sample(base, case, lat, steps=STEPS, positive=pos)
+    sparse = rec.sparse()
+    assert len(sparse) == STEPS * case.blocks
+    text = FAMILIES[case.family].text_tokens and 8
+    for e in sparse:
+        assert (e["frames"], e["tokens_per_frame"], e["text_tokens"]) == (8, 64, text)
+        assert float(e["block_mask"].float().mean()) < 0.6  # really sparse
+    _check_sparse_events(sparse, 64)
+    _assert_dense_counts(rec, _expected_dense(case, base, STEPS))
+    assert torch.isfinite(fc.output_tensor(out)).all()
+    assert _rel(out, dense_out) > 1e-6  # the sparse mask did change the computation
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cfg_batch_of_two(rp, kind):
+    case = _case(kind)
+    base = fc.load(case)
+    rec = hm.Recorder(keep_tensors=True)
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
+    out = fc.sample(p, case, fc.latent(case, 8, 8, 8), steps=STEPS, cfg=4.0,
+                    negative=fc.conditioning(case, seed=3, text_len=8))
+    sparse = rec.sparse()
+    assert len(sparse) == STEPS * case.blocks and all(e["q"].shape[0] == 2 for e in sparse)  # one batched call
+    _check_sparse_events(sparse, 64)
+    _assert_dense_counts(rec, _expected_dense(case, base, STEPS))  # counted per call, batch 2
+    assert torch.isfinite(fc.output_tensor(out)).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_odd_latent_size(rp, kind):
+    """7 frames of 9 x 11 latent pixels (patch 1): 99 tokens per frame, not a block multiple."""
+    case = _case(kind)
+    base = fc.load(case)
+    rec = hm.Recorder(keep_tensors=True)
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
+    out = fc.sample(p, case, fc.latent(case, 7, 9, 11), steps=1)
+    video = out.unbind()[0] if getattr(out, "is_nested", False) else out
+    assert video.shape[-3:] == (7, 9, 11) and torch.isfinite(video).all()
+    sparse = rec.sparse()
+    assert len(sparse) == case.blocks and all(e["frames"] == 7 and e["tokens_per_frame"] == 99 for e in sparse)
+    _check_sparse_events(sparse, 64)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_dense_first_block_and_step(rp, kind):
+    case = _case(kind)
+    base = fc.load(case)
+    rec = hm.Recorder()
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks="1", dense_steps_first=1), rec)
+    fc.sample(p, case, fc.latent(case, 8, 8, 8), steps=3)
+    assert sorted((e["step"], e["block"]) for e in rec.sparse()) == [(s, b) for s in (1, 2) for b in range(1, case.blocks)]
+    assert len(rec.dense("dense block")) == 3
+    assert len(rec.dense("dense step")) == case.blocks - 1
+
+
+# ------------------------------------------------------------------------------ family specifics
+@pytest.mark.parametrize("real_tokens, vision_tokens", [(5, 0), (None, 9)])
+def test_hunyuan15_text_padding_and_image_tokens_join_the_text(rp, real_tokens, vision_tokens):
+    """HunyuanVideo 1.5 puts [image-encoder tokens | text] before the video in ComfyUI 0.33; padded
+    text (5 of 8 real) arrives as a key-padding mask; all non-video tokens are dense rows/columns.
+    (Both at once fails inside ComfyUI 0.33 itself: its text mask does not cover the image tokens.)"""
+    case = _case("hunyuan15_t2v")
+    base = fc.load(case)
+    rec = hm.Recorder(keep_tensors=True)
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
+    pos = fc.conditioning(case, seed=1, text_len=8, real_tokens=real_tokens, vision_tokens=vision_tokens)
+    fc.sample(p, case, fc.latent(case, 8, 8, 8), steps=STEPS, positive=pos)
+    sparse = rec.sparse()
+    assert len(sparse) == STEPS * case.blocks
+    for e in sparse:
+        assert e["text_tokens"] == vision_tokens + 8 and e["frames"] == 8
+        kpm = e["key_padding_mask"]
+        if real_tokens is None:
+            assert kpm is None
+            continue
+        assert kpm is not None and int((~kpm).sum()) == 3  # the 3 padded text tokens only
+        text = kpm[:, :8] if e["text_first"] else kpm[:, 8 * 64:]
+        assert not text[:, -3:].any() and text[:, :5].all()
+    _check_sparse_events(sparse, 64)
+
+
+def test_ltx2_audio_only_latent_frames_are_not_video(rp):
+    """LTX-2 with a longer audio stream (48 audio latents): the audio self-attention stays dense
+    with its own reason whatever its length; the video calls stay radial."""
+    case = _case("ltxav")
+    base = fc.load(case)
+    rec = hm.Recorder()
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
+    fc.sample(p, case, fc.latent(case, 8, 8, 8, audio_frames=64), steps=1)  # 64 audio tokens = one frame's worth
+    assert len(rec.sparse()) == case.blocks
+    assert len(rec.dense(AUDIO_REASON)) == case.blocks
