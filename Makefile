@@ -1,18 +1,35 @@
 # The newcomer's commands. Each one sets up what it needs from scratch first.
-#   make demo   - set up, then run a bundled Wan workflow through real ComfyUI, dense vs radial
-#   make test   - set up, then run the test suite (CPU; GPU tests skip with a reason)
-#   make serve  - set up, then start ComfyUI with the pack at 127.0.0.1:8188 (COMFYUI_DIR=... for yours)
+#   make demo   - set up, then run the bundled Wan graph through real ComfyUI 0.33, dense vs radial
+#   make test   - set up both ComfyUI legs, then run the whole test suite on each (0.33.0, then 0.3.75)
+#   make serve  - set up, then start ComfyUI 0.33 with the pack at 127.0.0.1:8188
+#                 (LEG=0.3.75 for the old version; COMFYUI_DIR=... for your own ComfyUI)
 #   make bench  - kernel benchmark (needs a CUDA GPU); make bench-e2e: one ComfyUI step, full-size models
 VENV ?= .venv
+VENV_OLD ?= .venv-0.3.75
 PY := $(VENV)/bin/python
+PY_OLD := $(VENV_OLD)/bin/python
+LEG ?= 0.33
 
-.PHONY: setup test test-browser demo serve bench bench-e2e clean
+.PHONY: setup setup-old test test-new test-old test-browser demo serve bench bench-e2e clean
 
 setup:
-	bash scripts/setup_env.sh
+	bash scripts/setup_env.sh 0.33
 
-test: setup
+setup-old:
+	bash scripts/setup_env.sh 0.3.75
+
+# both legs; a failure in either fails `make test` (the second leg still runs)
+test: setup setup-old
+	@status=0; \
+	echo "=== ComfyUI 0.33.0 leg ==="; $(PY) -m pytest tests || status=1; \
+	echo "=== ComfyUI 0.3.75 leg ==="; $(PY_OLD) -m pytest tests || status=1; \
+	exit $$status
+
+test-new: setup
 	$(PY) -m pytest tests
+
+test-old: setup-old
+	$(PY_OLD) -m pytest tests
 
 test-browser: setup
 	$(PY) -m pytest tests/browser -s
@@ -20,8 +37,9 @@ test-browser: setup
 demo: setup
 	$(PY) scripts/demo.py
 
-serve: setup
-	bash scripts/serve.sh
+serve:
+	bash scripts/setup_env.sh $(LEG)
+	LEG=$(LEG) bash scripts/serve.sh
 
 bench:
 	python3 bench/bench_kernel.py
@@ -30,4 +48,4 @@ bench-e2e:
 	python3 bench/bench_e2e.py
 
 clean:
-	rm -rf $(VENV) .comfyui .pytest_cache
+	rm -rf $(VENV) $(VENV_OLD) .comfyui .comfyui-0.3.75 .pytest_cache

@@ -2,7 +2,8 @@
 # `make serve`: start ComfyUI with the Radial Attention pack at http://127.0.0.1:8188
 #
 # ComfyUI folder: $COMFYUI_DIR (your own install) or the development copy that
-# scripts/setup_env.sh unpacks into .comfyui/. The pack is linked into its custom_nodes/ folder
+# scripts/setup_env.sh sets up: .comfyui/ (ComfyUI 0.33.0, the default) or, with LEG=0.3.75,
+# .comfyui-0.3.75/ (ComfyUI 0.3.75). The pack is linked into its custom_nodes/ folder
 # (an existing folder or link of that name is left alone). --cpu is added when PyTorch sees no
 # CUDA GPU. Extra arguments go to ComfyUI's main.py, e.g. `bash scripts/serve.sh --port 8190`.
 set -euo pipefail
@@ -12,7 +13,10 @@ if [ -n "${COMFYUI_DIR:-}" ] && [ -d "$COMFYUI_DIR" ]; then
 fi
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-VENV=${VENV:-$ROOT/.venv}
+case "${LEG:-0.33}" in
+  0.3.75) VENV=${VENV:-$ROOT/.venv-0.3.75} ;;
+  *) VENV=${VENV:-$ROOT/.venv} ;;
+esac
 PY=${PYTHON:-$VENV/bin/python}
 [ -x "$PY" ] || PY=python3
 
@@ -44,6 +48,7 @@ if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1
   extra+=(--cpu)
   echo "no CUDA GPU visible to PyTorch: starting ComfyUI with --cpu (the pack uses its PyTorch path)"
 fi
-echo "ComfyUI: $COMFY  ->  http://$HOST:$PORT   (Ctrl+C stops it)"
+ver=$(sed -n 's/^__version__ *= *"\(.*\)"/\1/p' "$COMFY/comfyui_version.py" 2>/dev/null)
+echo "ComfyUI ${ver:-?}: $COMFY  ->  http://$HOST:$PORT   (Ctrl+C stops it)"
 cd "$COMFY"
 exec "$PY" main.py --listen "$HOST" --port "$PORT" "${extra[@]}" "$@"
