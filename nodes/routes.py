@@ -7,8 +7,10 @@ answers the density and expected speedup of the radial mask for the widget value
         &block_size=128&decay_factor=0.2&dist1=full&text_tokens=-1
 
 ``decay_factor`` 0 (or absent) and ``text_tokens`` -1 (or absent) take the family's defaults.
-All mask math stays in Python (``radial_core.preview``). Bad or huge numbers get a 400 with a
-message naming the value and the fix; answers are cached per parameter set.
+All mask math stays in Python (``radial_core.preview``). Bad or huge numbers (non-finite, written
+as floats such as ``1e3``, out of range) get a 400 with a short message naming the value (cut
+short) and the fix; answers are cached per parameter set. ``GET /radial_attention/limits`` gives
+the accepted ranges, so the front end can check a value being typed before it asks.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import sys
 from collections.abc import Mapping
 from functools import lru_cache
@@ -25,6 +28,7 @@ from ..radial_core import preview as rpreview
 logger = logging.getLogger(__name__)
 
 ROUTE = "/radial_attention/estimate"
+LIMITS_ROUTE = "/radial_attention/limits"
 FAMILIES = tuple(rpreview.FAMILY_LABELS)
 LIMITS = {  # name: (min, max) for integer parameters
     "width": (16, 8192),
@@ -40,6 +44,16 @@ class BadRequest(ValueError):
     """A query parameter is missing, malformed or out of range (answered with HTTP 400)."""
 
 
+_INT_TEXT = re.compile(r"^[+-]?\d{1,7}$")  # plain digits: no 1e3, no 12.0, nothing unbounded
+_FLOAT_TEXT = re.compile(r"^[+-]?(\d{1,7}(\.\d{0,20})?|\.\d{1,20})$")
+
+
+def _shown(raw) -> str:
+    """A query value quoted back in a message, cut short (a message never echoes unbounded input)."""
+    text = repr(raw)
+    return text if len(text) <= 24 else text[:20] + "...'"
+
+
 def _int_param(query: Mapping[str, str], name: str, default: int | None = None) -> int:
     raw = query.get(name)
     if raw is None or raw == "":
@@ -47,38 +61,29 @@ def _int_param(query: Mapping[str, str], name: str, default: int | None = None) 
             raise BadRequest(f"missing parameter {name!r}: add {name}=<integer> to the query")
         return default
     lo, hi = LIMITS[name]
-    try:
-        value = float(raw)
-        if not math.isfinite(value) or value != int(value):
-            raise ValueError
-        value = int(value)
-    except (ValueError, OverflowError):
-        raise BadRequest(f"{name} must be an integer in [{lo}, {hi}]; got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be in [{lo}, {hi}]; got {value}. Use a value in that range.")
-    return value
+    if not _INT_TEXT.match(raw.strip()) or not lo <= int(raw) <= hi:
+        raise BadRequest(f"{name} must be a whole number in [{lo}, {hi}], written in digits; got {_shown(raw)}. "
+                         "Use a value in that range.")
+    return int(raw)
 
 
 def parse_query(query: Mapping[str, str]) -> dict:
     """Validated, normalised parameters of an estimate request; raises :class:`BadRequest`."""
     family = query.get("family", "")
     if family not in FAMILIES:
-        raise BadRequest(f"family must be one of {', '.join(FAMILIES)}; got {family!r}")
+        raise BadRequest(f"family must be one of {', '.join(FAMILIES)}; got {_shown(family)}")
     block_raw = query.get("block_size") or "128"
     if block_raw not in ("64", "128"):
-        raise BadRequest(f"block_size must be 64 or 128; got {block_raw!r}")
+        raise BadRequest(f"block_size must be 64 or 128; got {_shown(block_raw)}")
     dist1 = query.get("dist1") or "full"
     if dist1 not in ("full", "half"):
-        raise BadRequest(f"dist1 must be 'full' or 'half'; got {dist1!r}")
+        raise BadRequest(f"dist1 must be 'full' or 'half'; got {_shown(dist1)}")
     decay_raw = query.get("decay_factor") or "0"
-    try:
-        decay = float(decay_raw)
-    except ValueError:
-        decay = float("nan")
+    decay = float(decay_raw) if _FLOAT_TEXT.match(decay_raw.strip()) else float("nan")
     if not (math.isfinite(decay) and 0.0 <= decay <= MAX_DECAY):
         raise BadRequest(
-            f"decay_factor must be a number in (0, {MAX_DECAY}], or 0 for the family's default; "
-            f"got {decay_raw!r}"
+            f"decay_factor must be a number in (0, {MAX_DECAY:g}], or 0 for the family's default; "
+            f"got {_shown(decay_raw)}"
         )
     text = _int_param(query, "text_tokens", -1)
     return {
@@ -90,6 +95,17 @@ def parse_query(query: Mapping[str, str]) -> dict:
         "decay_factor": None if decay == 0 else decay,
         "dist1": dist1,
         "text_tokens": None if text < 0 else text,
+    }
+
+
+def limits() -> dict:
+    """What the route accepts, for the front end to check values before asking (no mask math)."""
+    return {
+        "families": list(FAMILIES),
+        "block_sizes": [128, 64],
+        "dist1": ["full", "half"],
+        "decay_factor": [0.0, MAX_DECAY],
+        **{name: list(span) for name, span in LIMITS.items()},
     }
 
 
@@ -147,6 +163,12 @@ async def handle_estimate(request):
     return web.json_response(body, headers={"Cache-Control": "max-age=3600"})
 
 
+async def handle_limits(request):
+    from aiohttp import web
+
+    return web.json_response(limits(), headers={"Cache-Control": "max-age=3600"})
+
+
 def register() -> bool:
     """Add the route to ComfyUI's server; returns False (harmlessly) when no server exists.
 
@@ -163,6 +185,7 @@ def register() -> bool:
     if instance is None:
         return False
     instance.routes.get(ROUTE)(handle_estimate)
+    instance.routes.get(LIMITS_ROUTE)(handle_limits)
     _registered = True
     logger.debug("registered GET %s", ROUTE)
     return True

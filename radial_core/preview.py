@@ -378,18 +378,44 @@ class Estimate:
                            panel_size=panel_size)
 
 
+def _num_blocks(num_frames: int, tokens_per_frame: int, text_tokens: int, block_size: int) -> int:
+    return -(-(int(num_frames) * int(tokens_per_frame) + int(text_tokens)) // int(block_size))
+
+
+def _too_large_fix(num_frames: int, tokens_per_frame: int, text_tokens: int, block_size: int, *,
+                   unit: str, frames_that_fit=None) -> str:
+    """What would fit, for the values given: block size 128 only when it is 64 now and would fit;
+    the frame count that fits at this size (``frames_that_fit(block) -> frames`` in the caller's
+    unit, default latent frames); otherwise a smaller size."""
+    def fit(block: int) -> int:
+        if frames_that_fit is not None:
+            return frames_that_fit(block)
+        return max(0, (MAX_PREVIEW_BLOCKS * block - int(text_tokens)) // max(1, int(tokens_per_frame)))
+
+    options = []
+    frames = fit(block_size)
+    if frames >= 1:
+        options.append(f"Use fewer frames (at most {frames} {unit} at this size and block size {block_size})")
+    if block_size < 128 and _num_blocks(num_frames, tokens_per_frame, text_tokens, 128) <= MAX_PREVIEW_BLOCKS:
+        options.append("block size 128 (it fits)" if options else "Use block size 128 (it fits)")
+    if not options:
+        options.append("Use a smaller width and height (one frame at this size is already too many blocks)")
+    return ", or ".join(options) + "."
+
+
 @lru_cache(maxsize=64)
 def estimate_latent(num_frames: int, tokens_per_frame: int, *, text_tokens: int = 0,
                     block_size: int = 128, decay_factor: float = 1.0, model: str = "wan",
                     dist1: str = "full", title: str = "", family: str = "", width: int = 0,
                     height: int = 0, frames: int = 0) -> Estimate:
     """Figures of the radial mask for a latent geometry (what the kernel would run)."""
-    nb = -(-(int(num_frames) * int(tokens_per_frame) + int(text_tokens)) // int(block_size))
+    nb = _num_blocks(num_frames, tokens_per_frame, text_tokens, block_size)
     if nb > MAX_PREVIEW_BLOCKS:
         raise ValueError(
-            f"too large for a preview: {num_frames} frames x {tokens_per_frame} tokens"
-            f" + {text_tokens} text = {nb} blocks of {block_size}; at most {MAX_PREVIEW_BLOCKS}"
-            " blocks. Use fewer frames, a smaller size or block size 128."
+            f"too large for a preview: {num_frames} latent frames x {tokens_per_frame} tokens"
+            f"{f' + {text_tokens} text' if text_tokens else ''} = {nb:,} blocks of {block_size};"
+            f" at most {MAX_PREVIEW_BLOCKS:,} blocks. "
+            + _too_large_fix(num_frames, tokens_per_frame, text_tokens, block_size, unit="latent frames")
         )
     mask = radial_block_mask(num_frames, tokens_per_frame, text_tokens=text_tokens,
                              block_size=block_size, decay_factor=decay_factor, model=model,
@@ -412,6 +438,25 @@ def estimate(family: str, width: int, height: int, frames: int, *, block_size: i
     geo = geometry_from_pixels(family, width, height, frames, text_tokens=text_tokens)
     if decay_factor is None:
         decay_factor = default_decay(family)
+    nb = _num_blocks(geo.num_frames, geo.tokens_per_frame, geo.text_tokens, block_size)
+    if nb > MAX_PREVIEW_BLOCKS:
+        def frames_that_fit(block: int) -> int:  # largest pixel frame count that fits (0: none)
+            def fits(f: int) -> bool:
+                g = geometry_from_pixels(family, width, height, f, text_tokens=text_tokens)
+                return _num_blocks(g.num_frames, g.tokens_per_frame, g.text_tokens, block) <= MAX_PREVIEW_BLOCKS
+            lo, hi = 0, int(frames)
+            while lo < hi:  # fits() is monotone in f
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+            return lo
+
+        raise ValueError(
+            f"too large for a preview: {width}x{height}, {frames} frames = {geo.num_frames} latent frames"
+            f" x {geo.tokens_per_frame} tokens{f' + {geo.text_tokens} text' if geo.text_tokens else ''}"
+            f" = {nb:,} blocks of {block_size}; at most {MAX_PREVIEW_BLOCKS:,} blocks. "
+            + _too_large_fix(geo.num_frames, geo.tokens_per_frame, geo.text_tokens, block_size,
+                             unit="frames", frames_that_fit=frames_that_fit)
+        )
     label = FAMILY_LABELS.get(family, family)
     return estimate_latent(geo.num_frames, geo.tokens_per_frame, text_tokens=geo.text_tokens,
                            block_size=block_size, decay_factor=decay_factor, model=geo.mask_model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from urllib.parse import urlencode
@@ -72,21 +73,28 @@ def test_changed_widget_changes_answer(server):
     [
         ({"family": "sdxl"}, "family must be one of"),
         ({"family": None}, "family must be one of"),
-        ({"width": "abc"}, "width must be an integer"),
-        ({"width": "12.5"}, "width must be an integer"),
-        ({"width": "nan"}, "width must be an integer"),
-        ({"width": "1e400"}, "width must be an integer"),
-        ({"width": 99999999}, "width must be in [16, 8192]"),
-        ({"height": -5}, "height must be in [16, 8192]"),
-        ({"frames": 0}, "frames must be in [1, 2049]"),
+        ({"width": "abc"}, "width must be a whole number"),
+        ({"width": "12.5"}, "width must be a whole number"),
+        ({"width": "nan"}, "width must be a whole number"),
+        ({"width": "1e400"}, "width must be a whole number"),
+        ({"width": "1e308"}, "width must be a whole number"),
+        ({"width": "inf"}, "width must be a whole number"),
+        ({"frames": "1e3"}, "frames must be a whole number"),
+        ({"frames": "81.0"}, "frames must be a whole number"),
+        ({"decay_factor": "1e308"}, "decay_factor must be a number"),
+        ({"decay_factor": "nan"}, "decay_factor must be a number"),
+        ({"width": 99999999}, "width must be a whole number in [16, 8192]"),
+        ({"height": -5}, "height must be a whole number in [16, 8192]"),
+        ({"frames": 0}, "frames must be a whole number in [1, 2049]"),
         ({"frames": None}, "missing parameter 'frames'"),
         ({"block_size": 100}, "block_size must be 64 or 128"),
         ({"decay_factor": -1}, "decay_factor must be a number"),
         ({"decay_factor": "inf"}, "decay_factor must be a number"),
         ({"decay_factor": "x"}, "decay_factor must be a number"),
         ({"dist1": "quarter"}, "dist1 must be 'full' or 'half'"),
-        ({"text_tokens": 10**9}, "text_tokens must be in [-1, 4096]"),
+        ({"text_tokens": 10**9}, "text_tokens must be a whole number in [-1, 4096]"),
         ({"width": 8192, "height": 8192, "frames": 2049}, "too large for a preview"),
+        ({"width": 8192, "height": 8192, "frames": 2049}, "at most 16 frames at this size"),
     ],
 )
 def test_bad_requests_get_400_with_a_message(server, change, needle):
@@ -95,6 +103,49 @@ def test_bad_requests_get_400_with_a_message(server, change, needle):
     status, body = estimate(server, **params)
     assert status == 400, body
     assert needle in body["error"], body
+
+
+@pytest.mark.parametrize("name", ["width", "frames", "family", "decay_factor", "block_size", "dist1"])
+def test_unbounded_input_is_never_echoed(server, name):
+    long = "9" * 400 if name in ("width", "frames", "decay_factor") else "x" * 400
+    for raw in (long, "1e308"):
+        status, body = estimate(server, **{**GOOD, name: raw})
+        assert status == 400, body
+        assert len(body["error"]) < 200 and "9" * 30 not in body["error"] and "x" * 30 not in body["error"], body
+
+
+@pytest.mark.parametrize("block_size,advice,not_said", [
+    (128, "at most 16 frames at this size and block size 128", "block size 128 (it fits)"),
+    (64, "at most 8 frames at this size and block size 64", "block size 128 (it fits)"),
+])
+def test_too_large_advice_fits_the_values_given(server, block_size, advice, not_said):
+    status, body = estimate(server, **{**GOOD, "width": 8192, "height": 8192, "frames": 2049,
+                                       "block_size": block_size})
+    assert status == 400 and advice in body["error"] and not_said not in body["error"], body
+    # block size 128 is advised exactly when the size is at block 64 and 128 would fit
+    status, body = estimate(server, **{**GOOD, "family": "hunyuan", "frames": 1000, "block_size": 64})
+    assert status == 400 and "block size 128 (it fits)" in body["error"], body
+    # and the frame count it advises does fit
+    frames = int(re.search(r"at most (\d+) frames", body["error"]).group(1))
+    assert estimate(server, **{**GOOD, "family": "hunyuan", "frames": frames, "block_size": 64})[0] == 200
+    assert estimate(server, **{**GOOD, "family": "hunyuan", "frames": frames + 4, "block_size": 64})[0] == 400
+
+
+def test_limits_route_gives_the_ranges_the_estimate_route_accepts(server):
+    status, lim = server.request("/api/radial_attention/limits")
+    assert status == 200, lim
+    assert lim["families"] and set(lim["block_sizes"]) == {64, 128}
+    for name in ("width", "height", "frames", "text_tokens"):
+        lo, hi = lim[name]
+        for value, ok in ((lo, True), (hi, True), (lo - 1, False), (hi + 1, False)):
+            params = {**GOOD, name: value}
+            if name != "frames":
+                params["frames"] = 1  # keep the biggest sizes small enough for a preview
+            status, body = estimate(server, **params)
+            assert (status == 200) == ok or "too large" in body.get("error", ""), (name, value, body)
+    lo, hi = lim["decay_factor"]
+    assert estimate(server, **{**GOOD, "decay_factor": hi})[0] == 200
+    assert estimate(server, **{**GOOD, "decay_factor": hi + 0.5})[0] == 400
 
 
 def test_repeated_answers_are_identical(server):
