@@ -190,27 +190,24 @@ def sweep(q, k, v, csr, bs, flop, key, results):
     D = q.shape[-1]
     bd = max(16, 1 << (D - 1).bit_length())
     variants = []
-    for tma, nested, lazy, bm, bn, warps, stages in (
-        (True, False, False, 128, 64, 4, 2), (True, False, True, 128, 64, 4, 2),
-        (True, False, True, 128, 128, 8, 2), (True, False, True, 128, 64, 8, 2),
-        (True, True, False, 128, 64, 4, 2), (True, False, False, 128, 64, 4, 3),
-        (True, False, False, 64, 64, 4, 2), (True, False, False, 128, 128, 8, 2),
-        (False, False, False, 128, 64, 4, 2), (False, False, True, 128, 64, 4, 2),
+    for tma, bm, bn, warps, stages in (
+        (True, 128, 64, 4, 2), (True, 128, 64, 4, 3), (True, 64, 64, 4, 2),
+        (True, 128, 128, 8, 2), (True, 128, 64, 8, 2), (False, 128, 64, 4, 2),
     ):
         variants.append(dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages,
-                             BLOCK_D=bd, USE_TMA=tma, NESTED=nested, LAZY=lazy))
+                             BLOCK_D=bd, USE_TMA=tma))
     default = pick_config(D, q.dtype, bs, q.device)
     print("sweep default", default, flush=True)
-    for ordered in (False,):  # longest-row-first measured within noise (docs/perf-notes.md)
+    for fp8 in (False, True):
         for cfg in variants:
             try:
                 fn = lambda: triton_block_sparse_attention(q, k, v, csr, bs, config=cfg,  # noqa
-                                                           ordered=ordered)
+                                                           fp8=fp8)
                 ms = cuda_time_ms(fn, target_ms=600, max_reps=10)
-                rec = {"sweep": key, "ordered": ordered, **cfg, "ms": ms,
+                rec = {"sweep": key, "fp8": fp8, **cfg, "ms": ms,
                        "tflops": flop / (ms * 1e-3) / 1e12}
             except Exception as exc:
-                rec = {"sweep": key, "ordered": ordered, **cfg,
+                rec = {"sweep": key, "fp8": fp8, **cfg,
                        "error": f"{type(exc).__name__}: {exc}"[:200]}
             results.append(rec)
             print(json.dumps(rec), flush=True)
@@ -304,8 +301,7 @@ def print_table(env, results):
         best = sorted(sw, key=lambda r: r["ms"])[:8]
         print("best configs:")
         for r in best:
-            print(f"  {r['sweep']} ordered={r['ordered']} tma={r['USE_TMA']} "
-                  f"nested={r.get('NESTED')} lazy={r.get('LAZY')} BM={r['BLOCK_M']} "
+            print(f"  {r['sweep']} fp8={r['fp8']} tma={r['USE_TMA']} BM={r['BLOCK_M']} "
                   f"BN={r['BLOCK_N']} "
                   f"w={r['num_warps']} s={r['num_stages']}: {r['ms']:.2f} ms "
                   f"{r['tflops']:.0f} TF/s")

@@ -25,8 +25,10 @@ class BlockCSR:
     """Kept key blocks per query block, for ``mask_heads`` masks (1 = shared by all heads).
 
     All index tensors are int32 on ``device``. Rows are numbered ``h * nb + row``.
-    ``row_order`` lists, per mask head, the query blocks longest row first (the order in which
-    the Triton kernel schedules them, so that long rows do not straggle at the end).
+    ``row_order`` lists, per mask head, the query blocks longest row first: the PyTorch path
+    groups rows in that order so that a group pads its shorter rows as little as possible.
+    The Triton kernel does not read it: it walks query blocks in sequence order (a
+    longest-row-first schedule measured within noise of it, docs/perf-notes.md).
     """
 
     nb: int

@@ -2,13 +2,18 @@
 
 One program computes ``BLOCK_M`` query rows of one (batch, head) against the key blocks that
 their query block keeps, reading the list from the CSR arrays (never looping over all blocks).
-Online softmax in the FlashAttention-2 style (Dao, 2023; the Triton fused-attention tutorial):
-base-2 exponentials with the softmax scale folded into one multiplier, float32 accumulators.
-The key block holding the sequence end is handled after the main loop with a bounds mask, so
-keys past S never enter the softmax and the main loop runs without masks. Offsets that scale
-with batch, head or sequence are computed in int64.
+Query blocks are scheduled in sequence order (program id = query block). Online softmax in the
+FlashAttention-2 style (Dao, 2023; the Triton fused-attention tutorial): base-2 exponentials
+with the softmax scale folded into one multiplier, float32 accumulators. The key block holding
+the sequence end is handled after the main loop with a bounds mask, so keys past S never enter
+the softmax and the main loop runs without masks. Offsets that scale with batch, head or
+sequence are computed in int64.
 
-This module holds the kernel and its launcher only; checks live in ``attention.py``.
+FP8 (``fp8=True``, Hopper/Ada): q, k, v are first quantised to e4m3 by ``quantize_fp8`` (one
+Triton pass per tensor), then the same loop runs both products in FP8 with float32
+accumulation; see ``quantize_fp8`` for the scales and the key smoothing.
+
+This module holds the kernels and their launcher only; checks live in ``attention.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ import triton.language as tl
 from .csr import BlockCSR
 
 LOG2E = 1.4426950408889634
+FP8_MAX = 448.0  # largest finite float8 e4m3 (e4m3fn) value
+# P = exp2(s - max) lies in [0, 1]; it is stored as P * 448 so that it uses e4m3's whole range
+P_SCALE = tl.constexpr(448.0)
+FP8_DTYPE = getattr(torch, "float8_e4m3fn", None)
 
 
 def triton_version_ok() -> bool:
@@ -35,87 +44,109 @@ def triton_version_ok() -> bool:
 
 
 @triton.jit
-def _tile(
-    acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, start_n, S, D, sks, skd, svs, svd,
-    qk_scale,
-    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
-    BOUNDS: tl.constexpr, HAS_KPM: tl.constexpr, USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr,
-    LAZY: tl.constexpr,
-):
-    """One BLOCK_N-wide key tile folded into the running softmax state."""
-    offs_n = start_n + tl.arange(0, BLOCK_N)
+def _load_rows(src, b, h, start, stride_s, S, d_ok,
+               ROWS: tl.constexpr, COLS: tl.constexpr, BOUNDS: tl.constexpr,
+               EVEN_D: tl.constexpr, USE_TMA: tl.constexpr):
+    """``ROWS x COLS`` tile of sequence rows ``start..start+ROWS`` of one (batch, head).
+
+    ``src`` is a tensor descriptor over ``[B, H, S, D]`` (the copy engine zero-fills past S and
+    D) or a ``[1, COLS]`` block of pointers to row 0 of this (batch, head).
+    """
     if USE_TMA:
-        # tensor descriptors over [B, H, S, D]: the copy engine zero-fills past S and past D
-        k = k_base.load([b, h, start_n, 0]).reshape(BLOCK_N, BLOCK_D)
-        v = v_base.load([b, h, start_n, 0]).reshape(BLOCK_N, BLOCK_D)
+        t = src.load([b, h, start, 0]).reshape(ROWS, COLS)
     else:
-        offs_d = tl.arange(0, BLOCK_D)
-        rows = offs_n.to(tl.int64)
-        k_ptrs = k_base + rows[:, None] * sks + offs_d[None, :] * skd
-        v_ptrs = v_base + rows[:, None] * svs + offs_d[None, :] * svd
+        rows = start + tl.arange(0, ROWS)
+        ptrs = src + rows.to(tl.int64)[:, None] * stride_s
         if BOUNDS:
-            lm = (offs_n < S)[:, None]
+            lm = (rows < S)[:, None]
             if not EVEN_D:
-                lm = lm & (offs_d < D)[None, :]
-            k = tl.load(k_ptrs, mask=lm, other=0.0)
-            v = tl.load(v_ptrs, mask=lm, other=0.0)
+                lm = lm & d_ok
+            t = tl.load(ptrs, mask=lm, other=0.0)
         elif EVEN_D:
-            k = tl.load(k_ptrs)
-            v = tl.load(v_ptrs)
+            t = tl.load(ptrs)
         else:
-            lm = (offs_d < D)[None, :]
-            k = tl.load(k_ptrs, mask=lm, other=0.0)
-            v = tl.load(v_ptrs, mask=lm, other=0.0)
-    qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
+            t = tl.load(ptrs, mask=d_ok, other=0.0)
+    return t
+
+
+@triton.jit
+def _load_vt(src, b, h, start, stride_s, ROWS: tl.constexpr, COLS: tl.constexpr,
+             USE_TMA: tl.constexpr):
+    """FP8 path: a ``COLS x ROWS`` tile of the transposed, padded V (``[B, H, D, S_pad]``)."""
+    if USE_TMA:
+        t = src.load([b, h, 0, start]).reshape(COLS, ROWS)
+    else:
+        cols = (start + tl.arange(0, ROWS)).to(tl.int64)
+        t = tl.load(src + cols[None, :] * stride_s)
+    return t
+
+
+@triton.jit
+def _tile(state, q, kv, scale, start_n, valid_ctx,
+          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
+          BOUNDS: tl.constexpr, HAS_KPM: tl.constexpr, USE_TMA: tl.constexpr,
+          DOT_PREC: tl.constexpr, FP8: tl.constexpr):
+    """One BLOCK_N-wide key tile folded into the running softmax ``state = (acc, l, m)``.
+
+    ``kv = (k_src, v_src, k_stride_s, v_stride_s, b, h)`` (b, h: descriptor coordinates);
+    ``scale = (qk_mul, k_tile_scales)``: logits in base-2 units are ``q.k * qk_mul`` (times the
+    key tile's scale in FP8); ``valid_ctx = (S, d_ok, kpm_base)``.
+    """
+    acc, l_i, m_i = state
+    k_src, v_src, sks, svs, b, h = kv
+    qk_mul, k_scales = scale
+    S, d_ok, kpm_base = valid_ctx
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    if FP8:
+        # quantised tensors are zero-padded to whole blocks: no bounds on the loads
+        k = _load_rows(k_src, b, h, start_n, sks, S, d_ok, BLOCK_N, BLOCK_D, False, True,
+                       USE_TMA)
+        vt = _load_vt(v_src, b, h, start_n, svs, BLOCK_N, BLOCK_D, USE_TMA)
+        qk = tl.dot(q, tl.trans(k)) * (qk_mul * tl.load(k_scales + start_n // BLOCK_N))
+    else:
+        k = _load_rows(k_src, b, h, start_n, sks, S, d_ok, BLOCK_N, BLOCK_D, BOUNDS, EVEN_D,
+                       USE_TMA)
+        v = _load_rows(v_src, b, h, start_n, svs, S, d_ok, BLOCK_N, BLOCK_D, BOUNDS, EVEN_D,
+                       USE_TMA)
+        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_mul
     if BOUNDS or HAS_KPM:
         valid = offs_n < S
         if HAS_KPM:
             keep = tl.load(kpm_base + offs_n, mask=valid, other=0)
             valid = valid & (keep != 0)
-        qk = tl.where(valid[None, :], qk * qk_scale, float("-inf"))
+        qk = tl.where(valid[None, :], qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         # a row that has seen no valid key yet keeps m = -inf; subtract 0 instead (no NaN)
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.math.exp2(qk - m_use[:, None])
-        alpha = tl.math.exp2(m_i - m_use)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None]
-    elif LAZY:
-        # lazy rescaling (FlashAttention-4's idea): the running maximum moves only when a row's
-        # new maximum exceeds it by more than 2^8, so p stays <= 256 (exact in float32, bf16
-        # keeps its relative precision) and most tiles skip rescaling the accumulator
-        m_tile = tl.max(qk, 1) * qk_scale
-        grow = m_tile > m_i + 8.0
-        m_new = tl.where(grow, m_tile, m_i)
-        p = tl.math.exp2(qk * qk_scale - m_new[:, None])
-        alpha = tl.math.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        if tl.max(grow.to(tl.int32), 0) > 0:
-            acc = acc * alpha[:, None]
     else:
-        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        p = tl.math.exp2(qk * qk_scale - m_new[:, None])
-        alpha = tl.math.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None]
-    acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        m_use = m_new
+    p = tl.math.exp2(qk - m_use[:, None])
+    alpha = tl.math.exp2(m_i - m_use)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    if FP8:
+        # P in [0, 1] stored as P * 448 (e4m3's full range); V^T tile is K-major for the MMA
+        acc = tl.dot((p * P_SCALE).to(vt.dtype), tl.trans(vt), acc)
+    else:
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
     return acc, l_i, m_new
 
 
 @triton.jit
 def _radial_fwd(
-    Q, K, V, O, KPM,
-    row_start, row_len, col_idx, row_order,
+    Q, K, V, O, KPM, QS, KS, VS,
+    row_start, row_len, col_idx,
     sqb, sqh, sqs, sqd,
     skb, skh, sks, skd,
     svb, svh, svs, svd,
     sob, soh, sos, sod,
     skpb,
     H, S, D, NB, qk_scale,
-    PER_HEAD_MASK: tl.constexpr, ORDERED: tl.constexpr, BLOCK: tl.constexpr,
+    PER_HEAD_MASK: tl.constexpr, BLOCK: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     EVEN_D: tl.constexpr, EVEN_S: tl.constexpr, HAS_KPM: tl.constexpr,
-    USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr, NESTED: tl.constexpr, LAZY: tl.constexpr,
+    USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr, FP8: tl.constexpr,
 ):
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
     SUB_N: tl.constexpr = BLOCK // BLOCK_N
@@ -123,42 +154,51 @@ def _radial_fwd(
     pid_bh = tl.program_id(1)
     b = pid_bh // H
     h = pid_bh % H
-    rank = pid_m // SUB_M
+    row = pid_m // SUB_M
     sub = pid_m % SUB_M
     if PER_HEAD_MASK:
-        hm = h
+        r_idx = h * NB + row
     else:
-        hm = 0
-    if ORDERED:
-        row = tl.load(row_order + hm * NB + rank)
-    else:
-        row = rank
-    r_idx = hm * NB + row
+        r_idx = row
     first = tl.load(row_start + r_idx)
     count = tl.load(row_len + r_idx)
 
     b64 = b.to(tl.int64)
     h64 = h.to(tl.int64)
+    bh64 = pid_bh.to(tl.int64)
     offs_m = row * BLOCK + sub * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
+    d_ok = (offs_d < D)[None, :]
     m64 = offs_m.to(tl.int64)
     q_ptrs = Q + b64 * sqb + h64 * sqh + m64[:, None] * sqs + offs_d[None, :] * sqd
     q_mask = (offs_m < S)[:, None]
     if not EVEN_D:
-        q_mask = q_mask & (offs_d < D)[None, :]
-    q = tl.load(q_ptrs, mask=q_mask, other=0.0)
+        q_mask = q_mask & d_ok
 
-    if USE_TMA:
-        k_base = K
-        v_base = V
+    if FP8:
+        # quantised q/k/v are contiguous and zero-padded to whole blocks (no load masks);
+        # QS: one scale per BLOCK_M query rows, KS: per BLOCK_N keys, VS: per channel
+        q = tl.load(q_ptrs)
+        scale = (tl.load(QS + bh64 * tl.num_programs(0) + pid_m), KS + bh64 * (NB * SUB_N))
     else:
-        k_base = K + b64 * skb + h64 * skh
-        v_base = V + b64 * svb + h64 * svh
-    kpm_base = KPM + b64 * skpb
+        q = tl.load(q_ptrs, mask=q_mask, other=0.0)
+        scale = (qk_scale, KS)
+    if USE_TMA:
+        # tensor descriptors over [B, H, S, D] ([B, H, D, S_pad] for FP8's V)
+        kv = (K, V, sks, svs, b, h)
+    elif FP8:
+        # V^T is [B, H, D, S_pad]: its third stride steps a channel, its last a key
+        kv = (K + b64 * skb + h64 * skh + offs_d[None, :] * skd,
+              V + b64 * svb + h64 * svh + offs_d[:, None] * svs, sks, svd, b, h)
+    else:
+        kv = (K + b64 * skb + h64 * skh + offs_d[None, :] * skd,
+              V + b64 * svb + h64 * svh + offs_d[None, :] * svd, sks, svs, b, h)
+    valid_ctx = (S, d_ok, KPM + b64 * skpb)
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    state = (acc, l_i, m_i)
 
     # the tail block (holding the sequence end) is the last entry of a row when kept
     if EVEN_S:
@@ -169,58 +209,152 @@ def _radial_fwd(
         n_tail = (last == NB - 1).to(tl.int32)
         n_main = count - n_tail
 
-    if NESTED:
-        # one iteration per kept block, its key tiles unrolled
-        for j in range(0, n_main):
-            kb = tl.load(col_idx + first + j)
-            for u in tl.static_range(SUB_N):
-                acc, l_i, m_i = _tile(
-                    acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, kb * BLOCK + u * BLOCK_N,
-                    S, D, sks, skd, svs, svd, qk_scale,
-                    BLOCK_N, BLOCK_D, EVEN_D, False, HAS_KPM, USE_TMA, DOT_PREC, LAZY,
-                )
-    else:
-        # one iteration per key tile (the pipeliner sees a single flat loop)
-        for t in range(0, n_main * SUB_N):
-            kb = tl.load(col_idx + first + t // SUB_N)
-            start_n = kb * BLOCK + (t % SUB_N) * BLOCK_N
-            acc, l_i, m_i = _tile(
-                acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, start_n, S, D, sks, skd, svs,
-                svd, qk_scale, BLOCK_N, BLOCK_D, EVEN_D, False, HAS_KPM, USE_TMA, DOT_PREC,
-                LAZY,
-            )
+    # one iteration per key tile (the pipeliner sees a single flat loop; a nested loop over
+    # kept blocks measured slower, docs/perf-notes.md)
+    for t in range(0, n_main * SUB_N):
+        kb = tl.load(col_idx + first + t // SUB_N)
+        start_n = kb * BLOCK + (t % SUB_N) * BLOCK_N
+        state = _tile(state, q, kv, scale, start_n, valid_ctx, BLOCK_N=BLOCK_N,
+                      BLOCK_D=BLOCK_D, EVEN_D=EVEN_D, BOUNDS=False, HAS_KPM=HAS_KPM,
+                      USE_TMA=USE_TMA, DOT_PREC=DOT_PREC, FP8=FP8)
     for t in range(0, n_tail * SUB_N):
         start_n = (NB - 1) * BLOCK + t * BLOCK_N
-        acc, l_i, m_i = _tile(
-            acc, l_i, m_i, q, k_base, v_base, kpm_base, b, h, start_n, S, D, sks, skd, svs, svd,
-            qk_scale, BLOCK_N, BLOCK_D, EVEN_D, True, HAS_KPM, USE_TMA, DOT_PREC, LAZY,
-        )
+        state = _tile(state, q, kv, scale, start_n, valid_ctx, BLOCK_N=BLOCK_N,
+                      BLOCK_D=BLOCK_D, EVEN_D=EVEN_D, BOUNDS=True, HAS_KPM=HAS_KPM,
+                      USE_TMA=USE_TMA, DOT_PREC=DOT_PREC, FP8=FP8)
+    acc, l_i, m_i = state
 
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)
-    out = acc / l_safe[:, None]
+    if FP8:
+        # undo P's scale and V's per-channel scales of this (batch, head)
+        v_scale = tl.load(VS + bh64 * BLOCK_D + offs_d) * (1.0 / P_SCALE)
+        out = acc * v_scale[None, :] / l_safe[:, None]
+    else:
+        out = acc / l_safe[:, None]
     o_ptrs = O + b64 * sob + h64 * soh + m64[:, None] * sos + offs_d[None, :] * sod
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=q_mask)
+
+
+@triton.jit
+def _quant_rows(X, Y, SC, MEAN, sxb, sxh, sxs, sxd, H, S, D, mul,
+                R: tl.constexpr, BD: tl.constexpr, SUB_MEAN: tl.constexpr):
+    """Y[bh, rows] = e4m3((X[b, h, rows] - mean) * mul / s), one scale s = amax / 448 per R rows.
+
+    Y is contiguous ``[B*H, S_pad, BD]``, zero past S and D; SC is ``[B*H, S_pad / R]``.
+    """
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    rows = pid * R + tl.arange(0, R)
+    d = tl.arange(0, BD)
+    ok = (rows < S)[:, None] & (d < D)[None, :]
+    x = tl.load(X + b * sxb + h * sxh + rows.to(tl.int64)[:, None] * sxs + d[None, :] * sxd,
+                mask=ok, other=0.0).to(tl.float32)
+    if SUB_MEAN:
+        x = tl.where(ok, x - tl.load(MEAN + bh * BD + d)[None, :], 0.0)
+    x = x * mul
+    s = tl.maximum(tl.max(tl.max(tl.abs(x), 1), 0), 1e-30) / 448.0
+    y = (x * (1.0 / s)).to(Y.dtype.element_ty)
+    n_pad = tl.num_programs(0) * R
+    tl.store(Y + bh.to(tl.int64) * n_pad * BD + rows.to(tl.int64)[:, None] * BD + d[None, :], y)
+    tl.store(SC + bh.to(tl.int64) * tl.num_programs(0) + pid, s)
+
+
+@triton.jit
+def _quant_vt(X, Y, VS, sxb, sxh, sxs, sxd, H, S, D, R: tl.constexpr, BD: tl.constexpr):
+    """Y[bh, :, rows] = e4m3(X[b, h, rows] / vs): V transposed to ``[B*H, BD, S_pad]``."""
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    rows = pid * R + tl.arange(0, R)
+    d = tl.arange(0, BD)
+    ok = (rows < S)[:, None] & (d < D)[None, :]
+    x = tl.load(X + b * sxb + h * sxh + rows.to(tl.int64)[:, None] * sxs + d[None, :] * sxd,
+                mask=ok, other=0.0).to(tl.float32)
+    inv = 1.0 / tl.load(VS + bh * BD + d)
+    y = (x * inv[None, :]).to(Y.dtype.element_ty)
+    n_pad = tl.num_programs(0) * R
+    tl.store(Y + bh.to(tl.int64) * BD * n_pad + d[None, :].to(tl.int64) * n_pad
+             + rows[:, None], y)
+
+
+def quantize_fp8(q, k, v, qk_mul: float, block_m: int, block_n: int, block: int, bd: int):
+    """q, k, v ``[B, H, S, D]`` -> e4m3 tensors and float32 scales for the FP8 kernel.
+
+    - Q: times ``qk_mul`` (softmax scale x log2 e), one scale per ``block_m`` query rows.
+    - K: minus its mean over the sequence (per batch, head and channel), one scale per
+      ``block_n`` keys. Smoothing K this way is SageAttention's (Zhang et al., 2024): it
+      subtracts ``q . mean`` from every logit of a query row, which the softmax ignores, and
+      it takes out the channel offsets that would otherwise spend e4m3's range.
+    - V: one scale per channel of each (batch, head) (amax over the sequence), stored
+      transposed ``[B, H, D, S_pad]``: the P.V product's B operand must be K-major in FP8.
+    Each tensor is quantised by one Triton pass (K's mean and V's amax are one torch reduction
+    each before it). Padded rows and channels are zero. Returns
+    ``(q8, k8, vt8, q_scales, k_scales, v_scales)``.
+    """
+    B, H, S, D = q.shape
+    sp = -(-S // block) * block
+    dev = q.device
+    bh = B * H
+    q8 = torch.empty((B, H, sp, bd), dtype=FP8_DTYPE, device=dev)
+    k8 = torch.empty((B, H, sp, bd), dtype=FP8_DTYPE, device=dev)
+    vt8 = torch.empty((B, H, bd, sp), dtype=FP8_DTYPE, device=dev)
+    qs = torch.empty((bh, sp // block_m), dtype=torch.float32, device=dev)
+    ks = torch.empty((bh, sp // block_n), dtype=torch.float32, device=dev)
+    mean = torch.zeros((bh, bd), dtype=torch.float32, device=dev)
+    mean[:, :D] = k.mean(dim=2, dtype=torch.float32).reshape(bh, D)
+    vs = torch.ones((bh, bd), dtype=torch.float32, device=dev)
+    vs[:, :D] = (v.abs().amax(dim=2).to(torch.float32).reshape(bh, D) / FP8_MAX).clamp_min(1e-30)
+    _quant_rows[(sp // block_m, bh)](q, q8, qs, mean, *q.stride(), H, S, D, float(qk_mul),
+                                      R=block_m, BD=bd, SUB_MEAN=False, num_warps=4)
+    _quant_rows[(sp // block_n, bh)](k, k8, ks, mean, *k.stride(), H, S, D, 1.0,
+                                      R=block_n, BD=bd, SUB_MEAN=True, num_warps=4)
+    _quant_vt[(sp // 64, bh)](v, vt8, vs, *v.stride(), H, S, D, R=64, BD=bd, num_warps=4)
+    return q8, k8, vt8, qs, ks, vs
 
 
 def _is_hopper_or_newer(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
 
 
-def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torch.device) -> dict:
+def fp8_supported(q: torch.Tensor) -> tuple[bool, str]:
+    """Can the FP8 kernel serve q's device and head dim? Returns ``(ok, reason)``."""
+    if FP8_DTYPE is None:
+        return False, "this PyTorch has no float8_e4m3fn dtype"
+    if not q.is_cuda:
+        return False, f"FP8 attention needs a CUDA GPU; got device {q.device}"
+    cap = torch.cuda.get_device_capability(q.device)
+    if cap < (8, 9):
+        return False, (f"FP8 matrix units need compute capability 8.9+ (Ada, Hopper); this "
+                       f"GPU is {cap[0]}.{cap[1]}")
+    D = q.shape[-1]
+    if D < 32 or D > 128:
+        return False, f"the FP8 kernel takes head dims 32..128 (e4m3 MMA tiles); got {D}"
+    return True, "ok"
+
+
+def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torch.device,
+                fp8: bool = False) -> dict:
     """Deterministic launch configuration per (head dim, dtype, block size, GPU generation).
 
     No autotuning at run time: the first sampling step must not stall. The Hopper rows were
-    chosen by sweeps on an H200 and an H100 (docs/perf-notes.md): one warpgroup per 128 query rows, 64-key
-    tiles, two pipeline stages, K/V through tensor descriptors (TMA). GPUs before Hopper load
-    K/V with plain pointers; those with ~100 KB of shared memory (sm 8.6/8.9, 7.5) use 32-key
-    tiles so two stages still fit.
+    chosen by sweeps on an H200 and an H100 (docs/perf-notes.md): one warpgroup per 128 query
+    rows, 64-key tiles, two pipeline stages, K/V through tensor descriptors (TMA). GPUs before
+    Hopper load K/V with plain pointers; those with ~100 KB of shared memory (sm 8.6/8.9, 7.5)
+    use 32-key tiles so two stages still fit. FP8 uses the Hopper row (Ada: the small-memory
+    row) on its quantised, padded copies.
     """
     bd = max(16, triton.next_power_of_2(head_dim))
     hopper = _is_hopper_or_newer(device)
     big_smem = hopper or (
         device.type == "cuda" and torch.cuda.get_device_capability(device) == (8, 0)
     )
-    if dtype == torch.float32 or bd >= 256:
+    if fp8:
+        cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=2) if hopper else dict(
+            BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)
+    elif dtype == torch.float32 or bd >= 256:
         cfg = dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2)
     elif hopper:
         cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=2)
@@ -245,18 +379,19 @@ def triton_block_sparse_attention(
     key_padding_mask: torch.Tensor | None = None,
     scale: float | None = None,
     config: dict | None = None,
-    ordered: bool = False,
+    fp8: bool = False,
 ) -> torch.Tensor:
     """Launch the kernel. Inputs are already validated; ``csr`` lives on q's device.
 
     Returns ``[B, H, S, D]``: a transposed view of a contiguous ``[B, S, H, D]`` buffer.
-    ``config`` overrides the launch table (benchmarks); ``ordered`` schedules each head's
-    query blocks longest row first instead of in sequence order.
+    ``config`` overrides the launch table (benchmarks, tests: ``USE_TMA`` forces the load
+    path). ``fp8=True`` quantises q, k, v to e4m3 first (``quantize_fp8``; the caller checks
+    ``fp8_supported``).
     """
     B, H, S, D = q.shape
     if scale is None:
         scale = 1.0 / math.sqrt(D)
-    cfg = dict(config) if config else pick_config(D, q.dtype, block_size, q.device)
+    cfg = dict(config) if config else pick_config(D, q.dtype, block_size, q.device, fp8=fp8)
     nb = csr.nb
     out = torch.empty((B, S, H, D), dtype=q.dtype, device=q.device).transpose(1, 2)
     if key_padding_mask is not None:
@@ -267,30 +402,39 @@ def triton_block_sparse_attention(
         skpb = 0
     bm = cfg.pop("BLOCK_M")
     use_tma = cfg.pop("USE_TMA", None)
-    nested = bool(cfg.pop("NESTED", False))
-    lazy = bool(cfg.pop("LAZY", False))
     if use_tma is None:
         use_tma = _is_hopper_or_newer(q.device)
-    kk, vv = k, v
-    if use_tma:
-        descs = _descriptors(k, v, cfg["BLOCK_N"], cfg["BLOCK_D"])
-        if descs is None:
-            use_tma = False
-        else:
-            kk, vv = descs
-    # float32 inputs: three TF32 products per dot (near-float32 accuracy) on the GPU
-    prec = "tf32x3" if (q.dtype == torch.float32 and q.is_cuda) else None
-    grid = (nb * (block_size // bm), B * H)
+    qk_scale = float(scale) * LOG2E
     # launch on q's GPU even when another one is current (Triton uses the current device)
     guard = torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext()
     with guard:
+        if fp8:
+            qq, kk, vv, qs, ks, vs = quantize_fp8(q, k, v, qk_scale, bm, cfg["BLOCK_N"],
+                                                  block_size, cfg["BLOCK_D"])
+            strides = (*qq.stride(), *kk.stride(), *vv.stride())
+            v_block = [1, 1, cfg["BLOCK_D"], cfg["BLOCK_N"]]
+            prec = None
+        else:
+            qq, kk, vv = q, k, v
+            qs = ks = vs = csr.row_len  # never read without FP8
+            strides = (*q.stride(), *k.stride(), *v.stride())
+            v_block = [1, 1, cfg["BLOCK_N"], cfg["BLOCK_D"]]
+            # float32 inputs: three TF32 products per dot (near-float32 accuracy) on the GPU
+            prec = "tf32x3" if (q.dtype == torch.float32 and q.is_cuda) else None
+        kd, vd = kk, vv
+        if use_tma:
+            descs = _descriptors(kk, vv, [1, 1, cfg["BLOCK_N"], cfg["BLOCK_D"]], v_block)
+            if descs is None:
+                use_tma = False
+            else:
+                kd, vd = descs
+        grid = (nb * (block_size // bm), B * H)
         _radial_fwd[grid](
-            q, kk, vv, out, kpm,
-            csr.row_start, csr.row_len, csr.col_idx, csr.row_order,
-            *q.stride(), *k.stride(), *v.stride(), *out.stride(), skpb,
-            H, S, D, nb, float(scale) * LOG2E,
+            qq, kd, vd, out, kpm, qs, ks, vs,
+            csr.row_start, csr.row_len, csr.col_idx,
+            *strides, *out.stride(), skpb,
+            H, S, D, nb, qk_scale,
             PER_HEAD_MASK=csr.mask_heads > 1,
-            ORDERED=bool(ordered),
             BLOCK=block_size,
             BLOCK_M=bm,
             EVEN_D=cfg["BLOCK_D"] == D,
@@ -298,23 +442,22 @@ def triton_block_sparse_attention(
             HAS_KPM=key_padding_mask is not None,
             USE_TMA=bool(use_tma),
             DOT_PREC=prec,
-            NESTED=nested,
-            LAZY=lazy,
+            FP8=bool(fp8),
             **cfg,
         )
     return out
 
 
-def _descriptors(k: torch.Tensor, v: torch.Tensor, block_n: int, block_d: int):
-    """Host-side tensor descriptors over [B, H, S, D] views, or None when TMA can't take them."""
+def _descriptors(k: torch.Tensor, v: torch.Tensor, k_block: list, v_block: list):
+    """Host-side tensor descriptors over 4-D views, or None when TMA can't take them."""
     try:
         from triton.tools.tensor_descriptor import TensorDescriptor
     except ImportError:
         return None
     out = []
-    for t in (k, v):
+    for t, blk in ((k, k_block), (v, v_block)):
         es = t.element_size()
         if t.stride(-1) != 1 or t.data_ptr() % 16 or any((st * es) % 16 for st in t.stride()[:-1]):
             return None
-        out.append(TensorDescriptor(t, list(t.shape), list(t.stride()), [1, 1, block_n, block_d]))
+        out.append(TensorDescriptor(t, list(t.shape), list(t.stride()), blk))
     return out
