@@ -160,6 +160,21 @@ def _ltx_family(base, dm) -> ModelFamily | None:
                        exact_video=True)
 
 
+def _kandinsky5_family(base, dm) -> ModelFamily | None:
+    """Kandinsky 5 video (``Kandinsky5``; the image model ``Kandinsky5Image`` is not video).
+
+    Text blocks first (text-only self-attention), then visual blocks: video self-attention as
+    ``[B, H, L, D]`` over the video tokens only, text by cross-attention.
+    """
+    if _CLASS_FAMILY.get(type(base).__name__) != "kandinsky5":
+        return None
+    patch = tuple(int(p) for p in dm.patch_size)
+    if len(patch) != 3:
+        return None
+    return ModelFamily("kandinsky5", "Kandinsky 5 video", _SPECS["kandinsky5"].mask_model, patch,
+                       len(dm.visual_transformer_blocks), "wan", arch="kandinsky5", exact_video=True)
+
+
 def _unwrap(module):
     """The model inside torch.compile's wrapper (ComfyUI's TorchCompileModel node puts one in
     place while the model is loaded)."""
@@ -185,8 +200,11 @@ def detect_family(model) -> ModelFamily | None:
         return _hunyuan_family(base, dm)
     if isinstance(base, mb.GenmoMochi):
         return _mochi_family(base, dm)
-    if _CLASS_FAMILY.get(type(base).__name__) in ("ltxv", "ltxav"):
+    by_class = _CLASS_FAMILY.get(type(base).__name__)
+    if by_class in ("ltxv", "ltxav"):
         return _ltx_family(base, dm)
+    if by_class == "kandinsky5":
+        return _kandinsky5_family(base, dm)
     return None
 
 
@@ -245,8 +263,9 @@ def extra_frames(family: ModelFamily, model_kwargs: dict, diffusion_model) -> in
 
 
 def refiner_text_len(family: ModelFamily, context) -> int | None:
-    """Length of the text that HunyuanVideo's token refiner attends over (text-only, dense)."""
-    if family.arch == "hunyuan_video" and isinstance(context, torch.Tensor) and context.ndim >= 2:
+    """Length of the text that a text-only self-attention runs over (dense): HunyuanVideo's token
+    refiner, Kandinsky 5's text blocks."""
+    if family.arch in ("hunyuan_video", "kandinsky5") and isinstance(context, torch.Tensor) and context.ndim >= 2:
         return int(context.shape[1])
     return None
 

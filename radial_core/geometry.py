@@ -50,6 +50,10 @@ _RULE_HY = ("untuned: HunyuanVideo's rule and decay (same 16x16 pixels per token
 _RULE_LTX = ("untuned: Wan's rule with the frame-0 sink (video-only self-attention), the decay of "
              "Wan 2.2-5B (same 32x32 pixels per token), 1 dense block, a quarter of the steps dense")
 
+_RULE_K5 = ("untuned: HunyuanVideo's decay (same VAE and patch: the same tokens for the same video), "
+            "Wan's rule with the frame-0 sink (video-only self-attention), 1 dense block, a quarter "
+            "of the steps dense")
+
 FAMILIES: dict[str, FamilySpec] = {
     "wan21": FamilySpec("Wan 2.1 (14B / 1.3B)", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0),
     "wan22_14b": FamilySpec("Wan 2.2 A14B", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0),
@@ -84,6 +88,14 @@ FAMILIES: dict[str, FamilySpec] = {
                                      "directions) and text cross-attention stay dense",
                         block_numbering="joint audio-video blocks 0..N-1 (48 in LTX-2)",
                         latent_channels=128, comfy_classes=("LTXAV",)),
+    "kandinsky5": FamilySpec("Kandinsky 5 (video)", (4, 8, 8), (1, 2, 2), "wan", 0.95, 0, tuned=False,
+                             defaults_rule=_RULE_K5,
+                             token_groups="video tokens only; the text runs through its own text blocks "
+                                          "first (text-only self-attention, dense) and reaches the "
+                                          "video by cross-attention",
+                             block_numbering="visual blocks 0..N-1 (32 in Lite, 60 in Pro); the text "
+                                             "blocks are not counted",
+                             comfy_classes=("Kandinsky5",)),
 }
 
 

@@ -190,6 +190,29 @@ def ltx_state_dict(*, audio: bool = False, num_layers: int = 2, seed: int = 0) -
     return detected_state_dict(probe, seed, metadata=ltx_metadata(audio))
 
 
+def kandinsky5_state_dict(*, visual_blocks: int = 2, text_blocks: int = 1, model_dim: int = 128,
+                          seed: int = 0) -> dict:
+    """A small Kandinsky 5 video model (ComfyUI 0.33+), detected by ComfyUI from its keys.
+
+    ComfyUI reads the width, time width, feed-forward width, visual embedding width (132 = 4 x
+    (16 latent + 16 image + 1 mask) channels of a 1x2x2 patch) and the block counts from the keys;
+    head width 64 (its rope axes). Text features are 3584 wide (Qwen2.5-VL), pooled 768 (CLIP).
+    """
+    probe = {
+        "visual_transformer_blocks.0.cross_attention.key_norm.weight": (64,),
+        "visual_embeddings.in_layer.bias": (model_dim,),
+        "visual_embeddings.in_layer.weight": (model_dim, 132),
+        "time_embeddings.in_layer.bias": (128,),
+        **{f"visual_transformer_blocks.{i}.feed_forward.in_layer.weight": (2 * model_dim, model_dim)
+           for i in range(visual_blocks)},
+        **{f"text_transformer_blocks.{i}.self_attention.to_query.weight": (model_dim, model_dim)
+           for i in range(text_blocks)},
+    }
+    sd = detected_state_dict(probe, seed)
+    sd.pop("time_embeddings.freqs", None)  # a computed buffer, not in the real files
+    return sd
+
+
 # ComfyUI's Mochi block asserts an x-MLP width of 1536 * 8 = 12288, whatever the hidden size.
 MOCHI_TINY = dict(
     image_model="mochi_preview", depth=2, patch_size=2, num_heads=1, hidden_size_x=128,

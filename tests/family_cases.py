@@ -40,6 +40,8 @@ CASES = {
     "ltxv": Case("ltxv", "ltxv", "LTXV", "LTX-Video", "ltx_state_dict", text_dim=64),
     "ltxav": Case("ltxav", "ltxav", "LTXAV", "LTX-2 (video + audio)", "ltx_state_dict",
                   (("audio", True),), text_dim=2 * 64, audio=True),  # video + audio text, refined
+    "kandinsky5": Case("kandinsky5", "kandinsky5", "Kandinsky5", "Kandinsky 5 video", "kandinsky5_state_dict",
+                       text_dim=3584),
 }
 
 
@@ -81,7 +83,8 @@ def conditioning(case: Case, *, seed: int = 0, text_len: int = 8, real_tokens: i
     """CONDITIONING with random text features (and, for HunyuanVideo 1.5 I2V, image-encoder
     tokens as CLIPVisionEncode gives them)."""
     g = torch.Generator().manual_seed(seed)
-    extra = {"pooled_output": torch.randn(1, 768, generator=g)} if case.family == "hunyuan15" else {}
+    pooled = case.family in ("hunyuan15", "kandinsky5")
+    extra = {"pooled_output": torch.randn(1, 768, generator=g)} if pooled else {}
     if real_tokens is None and case.family in ("ltxv", "ltxav"):
         real_tokens = text_len  # LTX's forward takes the text mask the T5 / Gemma encoders give
     if real_tokens is not None:

@@ -1,4 +1,4 @@
-"""The newer video families (HunyuanVideo 1.5, LTX-Video, LTX-2) through ComfyUI's real sampler.
+"""The newer video families (HunyuanVideo 1.5, LTX-Video, LTX-2, Kandinsky 5) through ComfyUI's real sampler.
 
 Per family: a tiny random-weight model from a state dict with the real key names, detected by
 ComfyUI's own loader (tests/family_cases.py), patched, sampled with ``comfy.sample.sample``.
@@ -65,6 +65,13 @@ def _check_sparse_events(events, block_size):
         assert err < CALL_TOL, f"sparse call (block {e['block']}, step {e['step']}) differs from the reference: {err:.2e}"
 
 
+def _lat(case: fc.Case, frames: int, th: int, tw: int, **kw):
+    """A latent of ``th`` x ``tw`` tokens per frame. (Kandinsky 5 in ComfyUI pads a latent to its
+    2 x 2 patch but does not crop the result back, so its latents must be even.)"""
+    _, ph, pw = FAMILIES[case.family].patch
+    return fc.latent(case, frames, th * ph, tw * pw, **kw)
+
+
 def _refiner_blocks(model) -> int:
     return len(model.model.diffusion_model.txt_in.individual_token_refiner.blocks)
 
@@ -78,6 +85,9 @@ def _expected_dense(case: fc.Case, model, forwards: int) -> dict[str, int]:
         return {"cross-attention": forwards * b}
     if case.family == "ltxav":  # per block: video text, audio text, audio->video, video->audio
         return {"cross-attention": forwards * b * 4, AUDIO_REASON: forwards * b}
+    if case.family == "kandinsky5":  # the text blocks' self-attention; text cross-attention
+        text_blocks = len(model.model.diffusion_model.text_transformer_blocks)
+        return {"token refiner": forwards * text_blocks, "cross-attention": forwards * b}
     raise KeyError(case.family)
 
 
@@ -116,7 +126,7 @@ def test_all_kept_mask_equals_unpatched(rp, kind):
     """4 frames x 256 tokens at a huge decay: every block kept, the result is the model's own."""
     case = _case(kind)
     base = fc.load(case)
-    lat = fc.latent(case, 4, 16, 16)
+    lat = _lat(case, 4, 16, 16)
     ref_out = fc.sample(base, case, lat, steps=STEPS)
     rec = hm.Recorder()
     p = hm.with_observer(rp.apply_radial_patch(base, decay_factor=10.0, dense_blocks=""), rec)
@@ -134,7 +144,7 @@ def test_all_kept_mask_equals_unpatched(rp, kind):
 def test_sparse_calls_equal_the_masked_reference_and_dense_calls_are_counted(rp, kind):
     case = _case(kind)
     base = fc.load(case)
-    lat = fc.latent(case, 8, 8, 8)  # 8 frames x 64 tokens (patch 1): the radial mask is sparse
+    lat = _lat(case, 8, 8, 8)  # 8 frames x 64 tokens: the radial mask is sparse
     rec = hm.Recorder(keep_tensors=True)
     p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
     pos = fc.conditioning(case, seed=1, text_len=8)
@@ -158,7 +168,7 @@ def test_cfg_batch_of_two(rp, kind):
     base = fc.load(case)
     rec = hm.Recorder(keep_tensors=True)
     p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
-    out = fc.sample(p, case, fc.latent(case, 8, 8, 8), steps=STEPS, cfg=4.0,
+    out = fc.sample(p, case, _lat(case, 8, 8, 8), steps=STEPS, cfg=4.0,
                     negative=fc.conditioning(case, seed=3, text_len=8))
     sparse = rec.sparse()
     assert len(sparse) == STEPS * case.blocks and all(e["q"].shape[0] == 2 for e in sparse)  # one batched call
@@ -169,14 +179,17 @@ def test_cfg_batch_of_two(rp, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_odd_latent_size(rp, kind):
-    """7 frames of 9 x 11 latent pixels (patch 1): 99 tokens per frame, not a block multiple."""
+    """7 frames of 9 x 11 tokens (latent 9 x 11 with patch 1; 18 x 22 for Kandinsky 5, see _lat):
+    99 tokens per frame, not a block multiple."""
     case = _case(kind)
     base = fc.load(case)
     rec = hm.Recorder(keep_tensors=True)
     p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
-    out = fc.sample(p, case, fc.latent(case, 7, 9, 11), steps=1)
+    lat = _lat(case, 7, 9, 11)
+    out = fc.sample(p, case, lat, steps=1)
     video = out.unbind()[0] if getattr(out, "is_nested", False) else out
-    assert video.shape[-3:] == (7, 9, 11) and torch.isfinite(video).all()
+    lat_video = lat.unbind()[0] if getattr(lat, "is_nested", False) else lat
+    assert video.shape == lat_video.shape and torch.isfinite(video).all()
     sparse = rec.sparse()
     assert len(sparse) == case.blocks and all(e["frames"] == 7 and e["tokens_per_frame"] == 99 for e in sparse)
     _check_sparse_events(sparse, 64)
@@ -188,7 +201,7 @@ def test_dense_first_block_and_step(rp, kind):
     base = fc.load(case)
     rec = hm.Recorder()
     p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks="1", dense_steps_first=1), rec)
-    fc.sample(p, case, fc.latent(case, 8, 8, 8), steps=3)
+    fc.sample(p, case, _lat(case, 8, 8, 8), steps=3)
     assert sorted((e["step"], e["block"]) for e in rec.sparse()) == [(s, b) for s in (1, 2) for b in range(1, case.blocks)]
     assert len(rec.dense("dense block")) == 3
     assert len(rec.dense("dense step")) == case.blocks - 1
@@ -205,7 +218,7 @@ def test_hunyuan15_text_padding_and_image_tokens_join_the_text(rp, real_tokens, 
     rec = hm.Recorder(keep_tensors=True)
     p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
     pos = fc.conditioning(case, seed=1, text_len=8, real_tokens=real_tokens, vision_tokens=vision_tokens)
-    fc.sample(p, case, fc.latent(case, 8, 8, 8), steps=STEPS, positive=pos)
+    fc.sample(p, case, _lat(case, 8, 8, 8), steps=STEPS, positive=pos)
     sparse = rec.sparse()
     assert len(sparse) == STEPS * case.blocks
     for e in sparse:
@@ -227,6 +240,6 @@ def test_ltx2_audio_only_latent_frames_are_not_video(rp):
     base = fc.load(case)
     rec = hm.Recorder()
     p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
-    fc.sample(p, case, fc.latent(case, 8, 8, 8, audio_frames=64), steps=1)  # 64 audio tokens = one frame's worth
+    fc.sample(p, case, _lat(case, 8, 8, 8, audio_frames=64), steps=1)  # 64 audio tokens = one frame's worth
     assert len(rec.sparse()) == case.blocks
     assert len(rec.dense(AUDIO_REASON)) == case.blocks
