@@ -99,6 +99,29 @@ def radial_entries(source: lora_file.LoraSource) -> dict[str, Any]:
     return {lora_radial.RADIAL_PREFIX + k: v for k, v in merged.items()}
 
 
+def planned_settings(lora_name: str, overrides: dict | None = None) -> dict:
+    """The radial settings the node will apply for ``lora_name`` (one of :func:`lora_choices`) and
+    these node overrides, read from the file's header and side-car only (no tensor is loaded).
+
+    For the front end (``GET /radial_attention/lora_settings``). Raises ``ValueError`` with the
+    reason: an unknown name, an unreadable file, bad radial metadata or a bad override.
+    """
+    if lora_name not in lora_choices():
+        raise ValueError("lora_name is not in the loras folders: pick one from the list (refresh after adding a file)")
+    path = Path(resolve_lora_path(lora_name))
+    weights = lora_file._weights_in_folder(path) if path.is_dir() else path
+    header = lora_file.read_safetensors_header(weights)
+    cfg_path = lora_file.find_config(weights)
+    config = lora_file._read_json(cfg_path) if cfg_path is not None else {}
+    entries = lora_radial.collect_radial_entries(header.metadata)
+    entries.update(lora_radial.collect_radial_entries(config))
+    settings = lora_radial.resolve_radial_settings(
+        {lora_radial.RADIAL_PREFIX + k: v for k, v in entries.items()}, overrides, source=lora_name)
+    return {"lora_name": lora_name, "values": settings.values, "sources": settings.sources,
+            "info": settings.info, "from_file": any(v == "metadata" for v in settings.sources.values()),
+            "text": settings.describe()}
+
+
 def _describe_existing(cfg: dict) -> str:
     keys = ("variant", "decay_factor", "block_size", "dense_blocks_text", "dense_steps_first", "dense_steps_last", "dist1")
     return ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)

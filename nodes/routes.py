@@ -10,7 +10,9 @@ answers the density and expected speedup of the radial mask for the widget value
 All mask math stays in Python (``radial_core.preview``). Bad or huge numbers (non-finite, written
 as floats such as ``1e3``, out of range) get a 400 with a short message naming the value (cut
 short) and the fix; answers are cached per parameter set. ``GET /radial_attention/limits`` gives
-the accepted ranges, so the front end can check a value being typed before it asks.
+the accepted ranges, so the front end can check a value being typed before it asks;
+``GET /radial_attention/lora_settings?lora_name=...`` the radial settings the Radial LoRA Loader will
+apply (the file's metadata, the node's overrides, or the defaults; read from the header only).
 """
 
 from __future__ import annotations
@@ -163,6 +165,44 @@ async def handle_estimate(request):
     return web.json_response(body, headers={"Cache-Control": "max-age=3600"})
 
 
+LORA_ROUTE = "/radial_attention/lora_settings"
+_LORA_OVERRIDES = ("decay_factor", "block_size", "dense_blocks", "dense_steps_first", "dense_steps_last",
+                   "dist1", "family")
+
+
+def lora_settings_json(query: Mapping[str, str]) -> dict:
+    """What the Radial LoRA Loader will apply: ``lora_name`` plus the node's override widgets."""
+    from .lora_node import node_overrides, planned_settings
+
+    name = query.get("lora_name") or ""
+    if not name or len(name) > 1024:
+        raise BadRequest("missing or overlong parameter 'lora_name': add lora_name=<a name from the node's list>")
+    raw = {k: query.get(k) for k in _LORA_OVERRIDES}
+    try:
+        decay = float(raw["decay_factor"]) if raw["decay_factor"] and _FLOAT_TEXT.match(raw["decay_factor"]) else 0.0
+        first = int(raw["dense_steps_first"]) if raw["dense_steps_first"] and _INT_TEXT.match(raw["dense_steps_first"]) else -1
+        last = int(raw["dense_steps_last"]) if raw["dense_steps_last"] and _INT_TEXT.match(raw["dense_steps_last"]) else -1
+        overrides = node_overrides(decay, raw["block_size"] or None, (raw["dense_blocks"] or "")[:200], first, last,
+                                   raw["dist1"] or None, raw["family"] or None)
+        return planned_settings(name, overrides)
+    except ValueError as exc:
+        text = str(exc)
+        raise BadRequest(text if len(text) <= 400 else text[:396] + " ...") from None
+
+
+async def handle_lora_settings(request):
+    from aiohttp import web
+
+    try:
+        body = await asyncio.to_thread(lora_settings_json, request.rel_url.query)
+    except BadRequest as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    except Exception:  # a bug, not bad input
+        logger.exception("radial_attention lora_settings failed")
+        return web.json_response({"error": "internal error, see the ComfyUI log"}, status=500)
+    return web.json_response(body)
+
+
 async def handle_limits(request):
     from aiohttp import web
 
@@ -186,6 +226,7 @@ def register() -> bool:
         return False
     instance.routes.get(ROUTE)(handle_estimate)
     instance.routes.get(LIMITS_ROUTE)(handle_limits)
+    instance.routes.get(LORA_ROUTE)(handle_lora_settings)
     _registered = True
     logger.debug("registered GET %s", ROUTE)
     return True

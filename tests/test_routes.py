@@ -185,3 +185,57 @@ def test_preview_prompt_through_the_server(server):
     text = entry["outputs"]["2"]["text"][0]
     mask = radial_block_mask(21, 1560, decay_factor=0.2)
     assert f"kept {int(mask.sum()):,}" in text
+
+
+@pytest.fixture
+def lora_in_server(server):
+    """LoRA files in the server's own loras folder (removed afterwards)."""
+    from safetensors.torch import save_file
+    import torch
+
+    folder = server.dir / "models" / "loras"
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+
+    def make(name, metadata=None):
+        path = folder / name
+        save_file({"diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.zeros(4, 8),
+                   "diffusion_model.blocks.0.self_attn.q.lora_up.weight": torch.zeros(8, 4)},
+                  str(path), metadata=metadata)
+        made.append(path)
+        return name
+
+    yield make
+    for path in made:
+        path.unlink(missing_ok=True)
+
+
+def lora_settings(server, **params):
+    return server.request(f"/api/radial_attention/lora_settings?{urlencode(params)}")
+
+
+def test_lora_settings_route_says_what_the_loader_will_apply(server, lora_in_server):
+    tuned = lora_in_server("radial_route_test_tuned.safetensors",
+                           {"radial_attn.decay_factor": "0.25", "radial_attn.dense_steps": "1"})
+    plain = lora_in_server("radial_route_test_plain.safetensors")
+    status, body = lora_settings(server, lora_name=tuned)
+    assert status == 200, body
+    assert body["values"]["decay_factor"] == 0.25 and body["sources"]["decay_factor"] == "metadata"
+    assert body["values"]["dense_steps_first"] == 1 and body["sources"]["dense_steps_first"] == "metadata"
+    assert body["values"]["dense_blocks"] == "2" and body["sources"]["dense_blocks"] == "default"
+    assert body["from_file"] is True
+    status, body = lora_settings(server, lora_name=plain)
+    assert status == 200 and body["from_file"] is False
+    assert set(body["sources"].values()) == {"default"}, body
+    # the node's overrides win, as when it runs
+    status, body = lora_settings(server, lora_name=tuned, dense_blocks="3", block_size="64", dense_steps_first="-1")
+    assert status == 200, body
+    assert body["values"]["dense_blocks"] == "3" and body["sources"]["dense_blocks"] == "override"
+    assert body["values"]["block_size"] == 64 and body["sources"]["dense_steps_first"] == "metadata"
+
+
+@pytest.mark.parametrize("name", ["absent.safetensors", "../../../etc/passwd", "x" * 5000, ""])
+def test_lora_settings_route_refuses_names_not_in_the_list(server, name):
+    status, body = lora_settings(server, lora_name=name)
+    assert status == 400, body
+    assert "lora_name" in body["error"] and len(body["error"]) < 200, body
