@@ -15,6 +15,18 @@ restricted to the tokens of the kept blocks of ``block_mask``:
   PyTorch's dense ``scaled_dot_product_attention`` (same function, faster at density 1); its
   output layout is whatever that returns, so use ``reshape``, not ``view``.
 
+Precision: ``precision="exact"`` (default; ``"bf16"`` is accepted as an alias, the issue's name
+for it) computes in the inputs' own dtype: bf16 stays bf16, fp16 stays fp16, nothing is cast.
+``precision="fp8"`` (opt-in, Triton kernel on compute capability 8.9+, head dim 32..128) runs
+Q.K^T and P.V on e4m3 copies with per-block scales and float32 accumulation
+(``triton_kernel.quantize_fp8``); its error on random inputs is about 5e-2 relative, against
+2.3e-3 for bf16 (docs/perf-notes.md). Where FP8 cannot run (CPU, older GPU, head dim, backend
+``"pytorch"``) the call computes the exact result and logs one warning.
+
+torch.compile: the call is the custom op ``torch.ops.radial_attention.block_sparse_attn``
+(``torch.library``), so a compiled model keeps one graph with the attention inside. Inputs that
+require grad take the eager path instead (the op has no backward yet).
+
 Backends: ``"triton"`` (CUDA, Triton >= 3.0; fp16 and bf16 natively; fp32 inputs are accepted
 and computed with three-pass TF32 products (``tf32x3``, near-float32 accuracy) and a float32
 softmax; any head dim up to 256, padded to a power of two inside the kernel), ``"pytorch"``
@@ -37,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 BLOCK_SIZES = (64, 128)
 BACKENDS = ("auto", "triton", "pytorch")
+PRECISIONS = ("exact", "bf16", "fp8")  # "bf16": alias of "exact" (the input dtype's own path)
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_TRITON_HEAD_DIM = 256
 
@@ -63,8 +76,14 @@ def _name(t: object) -> str:
     return f"{type(t).__name__} {t!r}"
 
 
-def _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend) -> None:
+def _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend,
+              precision="exact") -> None:
     where = "block_sparse_attention"
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"{where}: precision must be one of {PRECISIONS}; got {precision!r}. "
+            f"Fix: 'exact' (or its alias 'bf16') for the input dtype, 'fp8' for the FP8 kernel."
+        )
     for nm, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{where}: {nm} must be a torch.Tensor [B, H, S, D]; got {_name(t)}")
@@ -190,11 +209,34 @@ def block_sparse_attention(
     key_padding_mask: torch.Tensor | None = None,
     scale: float | None = None,
     backend: str = "auto",
+    precision: str = "exact",
 ) -> torch.Tensor:
     """Block-sparse attention; see the module docstring for the full contract."""
-    _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend)
+    _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend, precision)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        # The custom op has no backward: gradients go through the eager path (the PyTorch
+        # path is differentiable; can_use_triton refuses grad). Issue 14 replaces this branch
+        # with torch.library.register_autograd on the op (see _register_op below).
+        return _attention(q, k, v, block_mask, key_padding_mask, block_size, float(scale),
+                          backend, precision)
+    return _OP(q, k, v, block_mask, key_padding_mask, block_size, float(scale), backend,
+               precision)
+
+
+def _attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    block_mask: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+    block_size: int,
+    scale: float,
+    backend: str,
+    precision: str,
+) -> torch.Tensor:
+    """Backend and precision choice, then the call (inputs validated, scale resolved)."""
     use_triton = False
     if backend == "triton":
         ok, reason = can_use_triton(q, k, v)
@@ -210,19 +252,83 @@ def block_sparse_attention(
         if not ok:
             _warn_once(f"block_sparse_attention: using the PyTorch path because {reason}")
 
+    fp8 = False
+    if precision == "fp8":
+        if use_triton:
+            ok, reason = _triton_module().fp8_supported(q)
+        elif backend == "pytorch":
+            ok, reason = False, "backend='pytorch' has no FP8 kernel"
+        else:
+            ok, reason = False, f"the FP8 kernel needs the Triton backend on a CUDA GPU (device {q.device})"
+        fp8 = ok
+        if not ok:
+            _warn_once(f"block_sparse_attention: precision='fp8' computes the exact result "
+                       f"instead, because {reason}")
+
     csr = block_mask_to_csr(block_mask, q.device if use_triton else "cpu")
     if (
         backend == "auto"
+        and not fp8
         and key_padding_mask is None
         and csr.kept == csr.mask_heads * csr.nb * csr.nb
     ):
         # every block kept: plain dense attention is the same function, and PyTorch's fused
         # kernels (cuDNN, flash) are a few percent faster than any sparse path at density 1
-        return F.scaled_dot_product_attention(q, k, v, scale=float(scale))
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
     if use_triton:
         return _triton_module().triton_block_sparse_attention(
-            q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=float(scale)
+            q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale, fp8=fp8
         )
     return torch_block_sparse_attention(
-        q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=float(scale)
+        q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale
     )
+
+
+OP_NAME = "radial_attention::block_sparse_attn"
+
+
+def _register_op():
+    """The custom op that torch.compile sees as one opaque node (no graph break).
+
+    Its output always has the sparse paths' layout (a ``[B, H, S, D]`` view of a contiguous
+    ``[B, S, H, D]`` buffer), which ``register_fake`` states; the dense shortcut for an
+    all-kept mask is copied into that layout. A second copy of this module (ComfyUI loads the
+    pack under its own module name beside a plain ``import radial_core``) reuses the op that
+    the first one registered. Backward (issue 14): add
+    ``torch.library.register_autograd(OP_NAME, backward, setup_context=...)`` here and drop the
+    requires-grad branch in ``block_sparse_attention``.
+    """
+    ns, name = OP_NAME.split("::")
+    try:
+        return getattr(getattr(torch.ops, ns), name).default
+    except (AttributeError, RuntimeError):
+        pass  # not registered yet
+
+    @torch.library.custom_op(OP_NAME, mutates_args=())
+    def block_sparse_attn(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        block_mask: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        block_size: int,
+        scale: float,
+        backend: str,
+        precision: str,
+    ) -> torch.Tensor:
+        out = _attention(q, k, v, block_mask, key_padding_mask, block_size, scale, backend,
+                         precision)
+        B, H, S, D = q.shape
+        if out.stride() != (S * H * D, D, H * D, 1):
+            out = q.new_empty((B, S, H, D)).transpose(1, 2).copy_(out)
+        return out
+
+    @block_sparse_attn.register_fake
+    def _(q, k, v, block_mask, key_padding_mask, block_size, scale, backend, precision):
+        B, H, S, D = q.shape
+        return q.new_empty((B, S, H, D)).transpose(1, 2)
+
+    return torch.ops.radial_attention.block_sparse_attn.default
+
+
+_OP = _register_op()
