@@ -2,19 +2,53 @@
 //
 // On "Sparsity Preview" and "Radial Attention Patch" nodes this shows the radial mask's density
 // and expected attention speedup for the current widget values, updated as they are edited,
-// without running the graph. The numbers come from the pack's HTTP route
-// (GET /radial_attention/estimate, nodes/routes.py): all mask math stays in Python.
+// without running the graph; on "Radial LoRA Loader" the radial settings it will apply. The
+// numbers come from the pack's HTTP routes (GET /radial_attention/estimate and /lora_settings,
+// nodes/routes.py): all mask math stays in Python. A value is sent once it has stopped changing,
+// and only when it is inside the route's limits (GET /radial_attention/limits).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const PREVIEW = "SparsityPreview";
 const PATCH = "RadialAttentionPatch";
+const LORA = "RadialLoraLoader";
 const READOUT = "radial_readout";
 const FAMILIES = ["wan21", "wan22_14b", "wan22_5b", "hunyuan", "mochi"];
 const DEFAULT_SIZE = { width: 1280, height: 720, frames: 81 };
 const POLL_MS = 300;
+const SETTLE_MS = 450; // ask the server only once a value has stopped changing this long
 
-const answers = new Map(); // query string -> Promise<{ok, body}>
+const answers = new Map(); // route + query string -> Promise<{ok, body}>
+
+// What the estimate route accepts (GET /radial_attention/limits): values outside it are explained
+// here without a request, so typing "1" on the way to "129" logs no 400 in the console.
+let limits = null;
+function loadLimits() {
+  if (limits) return limits;
+  limits = api
+    .fetchApi("/radial_attention/limits")
+    .then((r) => (r.ok ? r.json() : null))
+    .catch(() => null);
+  return limits;
+}
+
+async function localProblem(p) {
+  const lim = await loadLimits();
+  if (!lim) return null; // the server checks everything anyway
+  for (const name of ["width", "height", "frames", "text_tokens"]) {
+    const [lo, hi] = lim[name];
+    const v = Number(p[name]);
+    if (!/^-?\d+$/.test(String(p[name])) || v < lo || v > hi) {
+      return `${name} ${String(p[name]).slice(0, 12)} is outside ${lo}-${hi}`;
+    }
+  }
+  const d = Number(p.decay_factor);
+  const [dlo, dhi] = lim.decay_factor;
+  if (!Number.isFinite(d) || d < dlo || d > dhi) return `decay_factor ${p.decay_factor} is outside ${dlo}-${dhi}`;
+  if (!lim.families.includes(p.family)) return `family ${p.family} has no preview`;
+  if (!lim.block_sizes.map(String).includes(p.block_size)) return `block_size ${p.block_size} is not 64 or 128`;
+  return null;
+}
 
 function widget(node, ...names) {
   for (const name of names) {
@@ -114,28 +148,71 @@ function params(node) {
     p.width = String(size.width);
     p.height = String(size.height);
     p.frames = String(size.frames);
-    note = `at ${size.width}x${size.height}, ${size.frames} frames` + (family ? "" : " (family assumed)");
+    note = `at ${size.width}x${size.height}, ${size.frames} frames` +
+      (size.from ? ` (from ${size.from})` : " (no video latent node in this graph)");
+    const assumed = [];
+    if (!size.from) assumed.push(`size ${size.width}x${size.height}, ${size.frames} frames`);
+    if (!family) assumed.push("family Wan 2.1");
+    if (assumed.length) {
+      return { route: "estimate", p, query: new URLSearchParams(p).toString(), note,
+               assumed: `assumed ${assumed.join(", ")}` };
+    }
   }
-  return { query: new URLSearchParams(p).toString(), note };
+  return { route: "estimate", p, query: new URLSearchParams(p).toString(), note, assumed: "" };
 }
 
-function ask(query) {
-  if (!answers.has(query)) {
+// The Radial LoRA Loader: its LoRA and override widgets, for GET /radial_attention/lora_settings.
+function loraParams(node) {
+  const p = { lora_name: String(value(node, "", "lora_name")) };
+  for (const name of ["decay_factor", "block_size", "dense_blocks", "dense_steps_first", "dense_steps_last",
+                      "dist1", "family"]) {
+    const v = value(node, null, name);
+    if (v !== null) p[name] = String(v);
+  }
+  return { route: "lora_settings", p, query: new URLSearchParams(p).toString(), note: "", assumed: "" };
+}
+
+function ask(route, query) {
+  const key = `${route}?${query}`;
+  if (!answers.has(key)) {
     const promise = api
-      .fetchApi(`/radial_attention/estimate?${query}`)
+      .fetchApi(`/radial_attention/${key}`)
       .then(async (r) => ({ ok: r.ok, body: await r.json().catch(() => ({ error: r.statusText })) }))
       .catch((e) => ({ ok: false, body: { error: String(e) } }));
-    answers.set(query, promise);
+    answers.set(key, promise);
     if (answers.size > 200) answers.delete(answers.keys().next().value);
   }
-  return answers.get(query);
+  return answers.get(key);
 }
 
-function show(node, state, body, note) {
+const SOURCE = { metadata: "from the LoRA", override: "set here", default: "default" };
+
+function showLora(el, body) {
+  const v = body.values;
+  const src = (k) => SOURCE[body.sources[k]] ?? body.sources[k];
+  const decay = v.decay_factor === null ? "family default" : v.decay_factor;
+  el.querySelector(".radial-main").textContent =
+    `applies: decay ${decay} · block ${v.block_size} · dense blocks ${v.dense_blocks}`;
+  el.querySelector(".radial-detail").textContent =
+    `dense steps first ${v.dense_steps_first} / last ${v.dense_steps_last} · dist1 ${v.dist1}` +
+    (v.family && v.family !== "auto" ? ` · ${v.family}` : "");
+  el.querySelector(".radial-note").textContent = body.from_file
+    ? `decay ${src("decay_factor")}, dense blocks ${src("dense_blocks")}, dense steps ${src("dense_steps_first")}`
+    : "no radial settings in this LoRA: the authors' defaults (or the values set here)";
+  el.title = body.text;
+}
+
+function show(node, state, body, info) {
   const el = node.radialReadout;
   if (!el) return;
   el.dataset.state = state;
-  if (state === "ok") {
+  const assumed = el.querySelector(".radial-assumed");
+  assumed.textContent = info?.assumed ?? "";
+  assumed.style.display = info?.assumed ? "" : "none";
+  el.dataset.assumed = info?.assumed ? "true" : "false";
+  if (state === "ok" && info.route === "lora_settings") {
+    showLora(el, body);
+  } else if (state === "ok") {
     const pct = (x) => `${(100 * x).toFixed(1)} %`;
     el.querySelector(".radial-main").textContent =
       `density ${pct(body.density)} · ~${body.expected_speedup.toFixed(2)}x attention`;
@@ -143,11 +220,12 @@ function show(node, state, body, note) {
       `${body.num_frames} x ${body.tokens_per_frame} tokens` +
       (body.text_tokens ? ` + ${body.text_tokens} text` : "") +
       `, ${body.num_blocks} blocks, ${pct(body.flops_saved)} FLOPs saved`;
-    const where = node.comfyClass === PATCH ? `${body.label} ${note}` : note;
+    const where = node.comfyClass === PATCH ? `${body.label} ${info.note}` : info.note;
     el.querySelector(".radial-note").textContent = where.replace(/^[ ,]+/, "");
     el.title = body.summary;
   } else {
-    el.querySelector(".radial-main").textContent = state === "busy" ? "density: ..." : "cannot estimate";
+    const waiting = state === "busy";
+    el.querySelector(".radial-main").textContent = waiting ? "..." : state === "invalid" ? "not yet valid" : "cannot estimate";
     el.querySelector(".radial-detail").textContent = body?.error ?? "";
     el.querySelector(".radial-note").textContent = "";
     el.title = body?.error ?? "";
@@ -158,26 +236,53 @@ function show(node, state, body, note) {
 async function refresh(node) {
   if (!node.radialReadout) return;
   node.radialReadout.dataset.nodeId = String(node.id); // ids are assigned after creation on load
-  const { query, note } = params(node);
-  const key = query + "|" + note;
+  const info = node.comfyClass === LORA ? loraParams(node) : params(node);
+  const key = `${info.route}?${info.query}|${info.note}|${info.assumed}`;
   if (node.radialKey === key) return;
+  // wait until the value stops changing (typing "129" passes through "1" and "12")
+  const now = performance.now();
+  if (node.radialPendingKey !== key) {
+    node.radialPendingKey = key;
+    node.radialPendingSince = now;
+    if (node.radialKey !== null && node.radialKey !== undefined) node.radialReadout.dataset.state = "settling";
+    setTimeout(() => refresh(node), SETTLE_MS + 20);
+    return;
+  }
+  if (now - node.radialPendingSince < SETTLE_MS) return;
   node.radialKey = key;
-  show(node, "busy", null, note);
-  const { ok, body } = await ask(query);
+  if (info.route === "estimate") {
+    const problem = await localProblem(info.p);
+    if (node.radialKey !== key) return;
+    if (problem) {
+      node.radialReadout.dataset.query = info.query;
+      show(node, "invalid", { error: problem }, info);
+      return;
+    }
+  } else if (!info.p.lora_name) {
+    show(node, "invalid", { error: "no LoRA chosen" }, info);
+    return;
+  }
+  show(node, "busy", null, info);
+  const { ok, body } = await ask(info.route, info.query);
   if (node.radialKey !== key) return; // edited again meanwhile
-  node.radialReadout.dataset.query = query;
-  show(node, ok ? "ok" : "error", body, note);
+  node.radialReadout.dataset.query = info.query;
+  show(node, ok ? "ok" : "error", body, info);
 }
 
 function attach(node) {
-  if (node.radialReadout || ![PREVIEW, PATCH].includes(node.comfyClass)) return;
+  if (node.radialReadout || ![PREVIEW, PATCH, LORA].includes(node.comfyClass)) return;
   const el = document.createElement("div");
   el.className = "radial-readout";
   el.dataset.nodeId = String(node.id);
+  // a fixed-height box: both renderers (canvas and Vue "Nodes 2.0") give it the same room, and
+  // the last line keeps a margin from the node's edge
   el.style.cssText =
     "font: 12px/1.35 ui-monospace, monospace; padding: 4px 6px; border-radius: 4px;" +
-    "background: rgba(0,0,0,0.35); color: #e6e8ee; overflow: hidden; white-space: normal;";
-  el.innerHTML = '<div class="radial-main" style="font-weight:600;color:#f6c945"></div>' +
+    "background: rgba(0,0,0,0.35); color: #e6e8ee; overflow: hidden; white-space: normal;" +
+    "box-sizing: border-box; height: 96px; max-height: 96px; flex: 0 0 96px; margin-bottom: 6px;";
+  el.innerHTML = '<div class="radial-assumed" style="display:none;font-weight:700;color:#ff9f43;' +
+    'text-transform:uppercase;letter-spacing:0.02em"></div>' +
+    '<div class="radial-main" style="font-weight:600;color:#f6c945"></div>' +
     '<div class="radial-detail" style="opacity:0.85"></div>' +
     '<div class="radial-note" style="opacity:0.6"></div>';
   const w = node.addDOMWidget(READOUT, "radial_readout", el, {
@@ -187,7 +292,7 @@ function attach(node) {
     setValue: () => {},
   });
   w.serialize = false;
-  w.computeLayoutSize = () => ({ minHeight: 92, maxHeight: 112, minWidth: 260 });
+  w.computeLayoutSize = () => ({ minHeight: 102, maxHeight: 102, minWidth: 260 });
   node.radialReadout = el;
   // make room for the readout once the node has its final widgets (never shrink a node)
   requestAnimationFrame(() => {
