@@ -1,13 +1,17 @@
-"""Kernel benchmark: dense SDPA (flash, cuDNN), flex_attention on the same block mask, and ours.
+"""Kernel benchmark: cuDNN SDPA, flex_attention on the same mask, comfy-kitchen, ours bf16/fp8.
 
 One command on any CUDA machine (run from the repository root):
 
     python3 bench/bench_kernel.py                # the four shapes of docs (performance.md)
     python3 bench/bench_kernel.py --shapes wan720 --sweep   # + launch-config sweep for ours
 
-Prints, per shape: time (median of CUDA-event timings after warm-up), TFLOP/s on kept blocks
-(dense rows: on all blocks), speedups, and our relative error against a float32 reference on
-sampled query rows. The table comes last; ``--json PATH`` also writes every number.
+Prints, per shape and input layout (contiguous [B,H,S,D] and ComfyUI's [B,S,H*D] views): time
+(median of CUDA-event timings after warm-up) of cuDNN dense SDPA, flex_attention on the same
+block mask, comfy-kitchen's ``sol_attn`` and ``int8_attention`` (when ``comfy_kitchen``
+imports), ours in bf16 and FP8; TFLOP/s on kept blocks (dense rows: on all blocks), speedups,
+and relative errors against a float32 reference on sampled query rows. ``--errors`` adds FP8
+beside comfy-kitchen INT8 on the same dense random inputs. The table comes last;
+``--json PATH`` also writes every number.
 """
 
 from __future__ import annotations
@@ -101,7 +105,35 @@ def error_vs_reference(out, q, k, v, mask, bs, n_rows=256, seed=0):
     return ((o - ref.double()).norm() / ref.double().norm()).item()
 
 
+def comfy_kitchen():
+    """comfy_kitchen when importable with its CUDA kernels, else None (and why)."""
+    try:
+        import comfy_kitchen as ck
+
+        return ck, ""
+    except Exception as exc:  # not installed, or no CUDA build for this machine
+        return None, f"{type(exc).__name__}: {exc}"[:200]
+
+
+def make_inputs(B, S, H, D, dtype, layout):
+    if layout == "bshd":
+        return [torch.randn(B, S, H * D, device="cuda", dtype=dtype).view(B, S, H, D)
+                .transpose(1, 2) for _ in range(3)]
+    return [torch.randn(B, H, S, D, device="cuda", dtype=dtype) for _ in range(3)]
+
+
+def timed(row, name, fn, flop):
+    """Time fn into row[name_ms] / row[name_tflops]; record the error instead of raising."""
+    try:
+        row[f"{name}_ms"] = cuda_time_ms(fn, target_ms=800, max_reps=15)
+        row[f"{name}_tflops"] = flop / (row[f"{name}_ms"] * 1e-3) / 1e12
+    except Exception as exc:  # a backend missing on this build/GPU
+        row[f"{name}_ms"] = float("nan")
+        row[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:300]
+
+
 def bench_shape(key, args, results, dtype):
+    """One shape, both layouts: cuDNN, flex (same mask), comfy-kitchen, ours bf16 and fp8."""
     title, F_, T, text, H, model, decay = SHAPES[key]
     if args.decay is not None:
         decay = args.decay
@@ -111,78 +143,93 @@ def bench_shape(key, args, results, dtype):
     mask = radial_block_mask(F_, T, text_tokens=text, block_size=bs, decay_factor=decay,
                              model=model)
     mask_ms = (time.perf_counter() - t0) * 1e3
-    density = kept_token_pairs(mask, S, bs) / float(S * S)
+    pairs = kept_token_pairs(mask, S, bs)
+    density = pairs / float(S * S)
     dense_flop = 4.0 * B * H * S * S * D
-    sparse_flop = 4.0 * B * H * D * kept_token_pairs(mask, S, bs)
-    torch.manual_seed(0)
-    layout = args.layout
-    if layout == "bshd":
-        q, k, v = (torch.randn(B, S, H * D, device="cuda", dtype=dtype).view(B, S, H, D)
-                   .transpose(1, 2) for _ in range(3))
-    else:
-        q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=dtype) for _ in range(3))
-    row = {"shape": key, "title": title, "S": S, "H": H, "D": D, "B": B, "dtype": str(dtype),
-           "layout": layout, "decay": decay, "density": density, "mask_build_ms": mask_ms}
-    t0 = time.perf_counter()
-    csr = block_mask_to_csr(mask, q.device)
-    row["csr_first_ms"] = (time.perf_counter() - t0) * 1e3
-    t0 = time.perf_counter()
-    block_mask_to_csr(mask, q.device)
-    row["csr_cached_us"] = (time.perf_counter() - t0) * 1e6
-
-    def ours():
-        return block_sparse_attention(q, k, v, mask, block_size=bs, backend="triton")
-
-    out = ours()
-    row["ours_err"] = error_vs_reference(out, q, k, v, mask, bs)
-    del out
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base_mem = torch.cuda.memory_allocated()
-    row["ours_ms"] = cuda_time_ms(ours)
-    row["ours_extra_mem_mb"] = (torch.cuda.max_memory_allocated() - base_mem) / 2**20
-
+    sparse_flop = 4.0 * B * H * D * pairs
+    ck, ck_why = comfy_kitchen()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    # SDPA wants [B, H, S, D]; ComfyUI hands it the same views, so time it on them
-    for name, backend in (("flash", SDPBackend.FLASH_ATTENTION),
-                          ("cudnn", SDPBackend.CUDNN_ATTENTION)):
-        if args.skip_dense:
-            continue
-        try:
-            with sdpa_kernel([backend]):
-                row[f"{name}_ms"] = cuda_time_ms(lambda: F.scaled_dot_product_attention(q, k, v))
-        except Exception as exc:  # a backend missing on this build/GPU
-            row[f"{name}_ms"] = float("nan")
-            row[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:200]
-    if not args.skip_flex:
-        try:
-            from torch.nn.attention.flex_attention import flex_attention
+    for layout in args.layouts.split(","):
+        torch.manual_seed(0)
+        q, k, v = make_inputs(B, S, H, D, dtype, layout)
+        row = {"shape": key, "title": title, "S": S, "H": H, "D": D, "B": B,
+               "dtype": str(dtype), "layout": layout, "decay": decay, "density": density,
+               "mask_build_ms": mask_ms}
+        t0 = time.perf_counter()
+        block_mask_to_csr(mask, q.device)
+        row["csr_first_ms"] = (time.perf_counter() - t0) * 1e3
 
-            flex = torch.compile(flex_attention, dynamic=False)
-            bm = flex_block_mask(mask, S, bs)
-            t0 = time.perf_counter()
-            flex(q, k, v, block_mask=bm)
-            torch.cuda.synchronize()
-            row["flex_compile_s"] = time.perf_counter() - t0
-            row["flex_err"] = error_vs_reference(flex(q, k, v, block_mask=bm), q, k, v, mask, bs)
-            row["flex_ms"] = cuda_time_ms(lambda: flex(q, k, v, block_mask=bm))
-        except Exception as exc:
-            row["flex_ms"] = float("nan")
-            row["flex_error"] = f"{type(exc).__name__}: {exc}"[:300]
-    for name in ("ours", "flash", "cudnn", "flex"):
-        ms = row.get(f"{name}_ms")
-        if ms is None or not math.isfinite(ms):
-            continue
-        flop = sparse_flop if name in ("ours", "flex") else dense_flop
-        row[f"{name}_tflops"] = flop / (ms * 1e-3) / 1e12
-    results.append(row)
-    print(json.dumps(row), flush=True)
+        def ours(prec):
+            return lambda: block_sparse_attention(q, k, v, mask, block_size=bs,
+                                                  backend="triton", precision=prec)
 
-    if args.sweep and key == args.shapes.split(",")[0].strip():
-        sweep(q, k, v, csr, bs, sparse_flop, key, results)
-    del q, k, v
-    torch.cuda.empty_cache()
+        for name, prec in (("ours", "exact"), ("fp8", "fp8")):
+            out = ours(prec)()
+            row[f"{name}_err"] = error_vs_reference(out, q, k, v, mask, bs)
+            del out
+            timed(row, name, ours(prec), sparse_flop)
+        if not args.skip_dense:
+            with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+                timed(row, "cudnn", lambda: F.scaled_dot_product_attention(q, k, v), dense_flop)
+        if not args.skip_flex:
+            try:
+                from torch.nn.attention.flex_attention import flex_attention
+
+                flex = torch.compile(flex_attention, dynamic=False)
+                bm = flex_block_mask(mask, S, bs)
+                flex(q, k, v, block_mask=bm)
+                row["flex_err"] = error_vs_reference(flex(q, k, v, block_mask=bm), q, k, v,
+                                                     mask, bs)
+                timed(row, "flex", lambda: flex(q, k, v, block_mask=bm), sparse_flop)
+            except Exception as exc:
+                row["flex_ms"] = float("nan")
+                row["flex_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        if ck is not None:
+            # Sol-Attn takes (B, T, H, 128): the [B, S, H*D] views' own memory order
+            qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))
+            if layout == "bhsd":
+                qt, kt, vt = (t.contiguous() for t in (qt, kt, vt))  # its layout, not timed
+            timed(row, "sol", lambda: ck.sol_attn(qt, kt, vt), dense_flop)
+            del qt, kt, vt
+            timed(row, "int8", lambda: ck.int8_attention(q, k, v), dense_flop)
+        else:
+            row["ck_error"] = ck_why
+        results.append(row)
+        print(json.dumps(row), flush=True)
+        if args.sweep and key == args.shapes.split(",")[0].strip() and layout == "bshd":
+            sweep(q, k, v, block_mask_to_csr(mask, q.device), bs, sparse_flop, key, results)
+        del q, k, v
+        torch.cuda.empty_cache()
+
+
+def error_table(args, results, dtype):
+    """FP8 vs comfy-kitchen INT8 error on the same random inputs, both against float32."""
+    ck, why = comfy_kitchen()
+    B, H, D, bs = 1, 8, args.head_dim, args.block_size
+    for S in (8192, 32760):
+        torch.manual_seed(1)
+        q, k, v = make_inputs(B, S, H, D, dtype, "bshd")
+        nb = -(-S // bs)
+        full = torch.ones(nb, nb, dtype=torch.bool)
+        rec = {"errors": S, "H": H, "dtype": str(dtype)}
+        for name, prec in (("ours_bf16_dense", "exact"), ("ours_fp8_dense", "fp8")):
+            out = block_sparse_attention(q, k, v, full, block_size=bs, backend="triton",
+                                         precision=prec)
+            rec[name] = error_vs_reference(out, q, k, v, full, bs)
+        rec["sdpa"] = error_vs_reference(F.scaled_dot_product_attention(q, k, v), q, k, v,
+                                         full, bs)
+        if ck is not None:
+            try:
+                rec["ck_int8"] = error_vs_reference(ck.int8_attention(q, k, v), q, k, v,
+                                                    full, bs)
+            except Exception as exc:
+                rec["ck_int8_error"] = f"{type(exc).__name__}: {exc}"[:200]
+        else:
+            rec["ck_error"] = why
+        results.append(rec)
+        print(json.dumps(rec), flush=True)
+        del q, k, v
 
 
 def sweep(q, k, v, csr, bs, flop, key, results):
@@ -257,7 +304,8 @@ def environment() -> dict:
     env = {"gpu": props.name, "sms": props.multi_processor_count, "torch": torch.__version__,
            "triton": triton.__version__, "cuda": torch.version.cuda,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "python": platform.python_version()}
+           "python": platform.python_version(),
+           "comfy_kitchen": getattr(comfy_kitchen()[0], "__version__", comfy_kitchen()[1])}
     try:
         import subprocess
 
@@ -272,9 +320,10 @@ def environment() -> dict:
 def print_table(env, results):
     print()
     print(f"# {env['gpu']} | driver {env['driver']} | torch {env['torch']} | "
-          f"triton {env['triton']} | {env['date']}")
-    hdr = ("shape", "S", "H", "dens", "flash ms", "cuDNN ms", "flex ms", "ours ms", "ours TF/s",
-           "flex TF/s", "vs cuDNN", "target", "vs flex", "err")
+          f"triton {env['triton']} | comfy_kitchen {env.get('comfy_kitchen')} | {env['date']}")
+    hdr = ("shape", "layout", "S", "dens", "cuDNN ms", "flex ms", "sol ms", "int8 ms",
+           "ours ms", "fp8 ms", "ours TF/s", "fp8 TF/s", "fp8/ours", "vs cuDNN", "target",
+           "vs flex", "vs sol", "fp8 vs sol", "err", "fp8 err")
     print(" | ".join(hdr))
     for r in results:
         if "density" not in r:
@@ -284,12 +333,19 @@ def print_table(env, results):
             return r.get(name, float("nan"))
 
         print(" | ".join([
-            r["shape"], str(r["S"]), str(r["H"]), f"{r['density']:.3f}",
-            f"{g('flash_ms'):.1f}", f"{g('cudnn_ms'):.1f}", f"{g('flex_ms'):.1f}",
-            f"{g('ours_ms'):.1f}", f"{g('ours_tflops'):.0f}", f"{g('flex_tflops'):.0f}",
+            r["shape"], r["layout"], str(r["S"]), f"{r['density']:.3f}",
+            f"{g('cudnn_ms'):.1f}", f"{g('flex_ms'):.1f}", f"{g('sol_ms'):.1f}",
+            f"{g('int8_ms'):.1f}", f"{g('ours_ms'):.1f}", f"{g('fp8_ms'):.1f}",
+            f"{g('ours_tflops'):.0f}", f"{g('fp8_tflops'):.0f}",
+            f"{g('ours_ms') / g('fp8_ms'):.2f}x",
             f"{g('cudnn_ms') / g('ours_ms'):.2f}x", f"{0.9 / r['density']:.2f}x",
-            f"{g('flex_ms') / g('ours_ms'):.2f}x", f"{r['ours_err']:.1e}",
+            f"{g('flex_ms') / g('ours_ms'):.2f}x", f"{g('sol_ms') / g('ours_ms'):.2f}x",
+            f"{g('sol_ms') / g('fp8_ms'):.2f}x", f"{g('ours_err'):.1e}", f"{g('fp8_err'):.1e}",
         ]))
+    for r in results:
+        if "errors" in r:
+            print(f"error vs float32 at S={r['errors']} (dense, random inputs): " + ", ".join(
+                f"{k} {v:.2e}" for k, v in r.items() if isinstance(v, float)))
     var = [r for r in results if "variant" in r]
     if var:
         print("rate variants (TF/s on kept blocks; ratio to aligned bf16 B=1):")
@@ -298,8 +354,8 @@ def print_table(env, results):
                   f"{r['tflops']:.0f} TF/s ({r['vs_aligned_bf16']:.3f})")
     sw = [r for r in results if "sweep" in r and "ms" in r]
     if sw:
-        best = sorted(sw, key=lambda r: r["ms"])[:8]
-        print("best configs:")
+        best = sorted(sw, key=lambda r: (r["fp8"], r["ms"]))
+        print("sweep:")
         for r in best:
             print(f"  {r['sweep']} fp8={r['fp8']} tma={r['USE_TMA']} BM={r['BLOCK_M']} "
                   f"BN={r['BLOCK_N']} "
@@ -314,8 +370,10 @@ def main() -> int:
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--block-size", type=int, default=128, choices=[64, 128])
-    ap.add_argument("--layout", default="bshd", choices=["bshd", "bhsd"],
+    ap.add_argument("--layouts", default="bhsd,bshd",
                     help="bshd: [B, S, H*D] views as ComfyUI passes them; bhsd: contiguous")
+    ap.add_argument("--errors", action="store_true",
+                    help="also FP8 vs comfy-kitchen INT8 error on the same dense random inputs")
     ap.add_argument("--decay", type=float, default=None, help="override the authors' decay")
     ap.add_argument("--skip-dense", action="store_true")
     ap.add_argument("--skip-flex", action="store_true")
@@ -336,6 +394,8 @@ def main() -> int:
         bench_shape(key, args, results, dtype)
     if args.variants:
         rate_variants(keys[0], args, results)
+    if args.errors:
+        error_table(args, results, dtype)
     print_table(env, results)
     if args.json:
         Path(args.json).write_text(json.dumps({"env": env, "args": vars(args),

@@ -11,6 +11,9 @@ if ! python3 -c "import pytest" 2>/dev/null && [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
+# comfy-kitchen (bench peers): the stripped package from ../shared/comfyui/gpu-bundle.sh's recipe,
+# carried in .gpu/site (git-ignored)
+[ -d .gpu/site ] && export PYTHONPATH=$(pwd)/.gpu/site${PYTHONPATH:+:$PYTHONPATH}
 # run from a copy without the pack's top-level __init__.py (it needs ComfyUI, absent here)
 W=/tmp/radial_w
 rm -rf "$W"; mkdir -p "$W"; cp -r radial_core tests bench "$W"/
@@ -19,9 +22,11 @@ export PYTHONPATH=$W${PYTHONPATH:+:$PYTHONPATH}
 if [ "${1:-}" = "tests" ]; then
   shift
   python3 -m pytest -q -s -p no:cacheprovider -rs tests/test_gpu_attention.py \
+    tests/test_fp8_attention.py tests/test_custom_op.py tests/test_triton_interpret.py \
     tests/test_attention_api.py tests/test_attention_torch.py 2>&1 | tee "$OUT/gpu_tests.log" \
     | sed 's/\[gpu-err\].*//' | grep -v '^$' | tail -25
   grep -o '\[gpu-err\].*' "$OUT/gpu_tests.log" | grep float32 | tail -6
+  grep -o '\[fp8-err\].*' "$OUT/gpu_tests.log" | tail -14
 fi
 if [ "${1:-}" = "bench" ]; then
   shift

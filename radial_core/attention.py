@@ -9,11 +9,11 @@ restricted to the tokens of the kept blocks of ``block_mask``:
   ``nb = ceil(S / block_size)``; entry ``[qi, ki]`` keeps query block qi x key block ki.
 - ``key_padding_mask``: optional bool ``[B, S]``, True = real key. Padded keys and keys past S
   never enter the softmax; a query row with no kept key returns zeros (never NaN).
-- Output: ``[B, H, S, D]`` in q's dtype. The sparse paths return ``out.transpose(1, 2)`` of a
-  contiguous ``[B, S, H, D]`` buffer, so ``result.transpose(1, 2).reshape(B, S, H * D)`` is
-  free. With ``backend="auto"``, a mask that keeps every block (and no key padding) goes to
-  PyTorch's dense ``scaled_dot_product_attention`` (same function, faster at density 1); its
-  output layout is whatever that returns, so use ``reshape``, not ``view``.
+- Output: ``[B, H, S, D]`` in q's dtype, always ``out.transpose(1, 2)`` of a contiguous
+  ``[B, S, H, D]`` buffer, so ``result.transpose(1, 2).reshape(B, S, H * D)`` is free. With
+  ``backend="auto"``, a mask that keeps every block (and no key padding) goes to PyTorch's
+  dense ``scaled_dot_product_attention`` (same function, faster at density 1), copied into
+  that layout (the custom op declares one layout; inputs that require grad get SDPA's own).
 
 Precision: ``precision="exact"`` (default; ``"bf16"`` is accepted as an alias, the issue's name
 for it) computes in the inputs' own dtype: bf16 stays bf16, fp16 stays fp16, nothing is cast.
