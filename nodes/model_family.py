@@ -175,6 +175,19 @@ def _kandinsky5_family(base, dm) -> ModelFamily | None:
                        len(dm.visual_transformer_blocks), "wan", arch="kandinsky5", exact_video=True)
 
 
+def _cosmos_predict2_family(base, dm) -> ModelFamily | None:
+    """Cosmos Predict2 (``CosmosPredict2``: Text2Image and Video2World; not Cosmos 1 nor Anima).
+
+    Self-attention as ``[B, H, L, D]`` over the video tokens only, text by cross-attention.
+    """
+    if _CLASS_FAMILY.get(type(base).__name__) != "cosmos_predict2":
+        return None
+    pt, ps = int(dm.patch_temporal), int(dm.patch_spatial)
+    variant = "Cosmos Predict2 Video2World" if getattr(base, "image_to_video", False) else "Cosmos Predict2 Text2Image"
+    return ModelFamily("cosmos_predict2", variant, _SPECS["cosmos_predict2"].mask_model, (pt, ps, ps),
+                       len(dm.blocks), "wan", arch="cosmos_predict2", exact_video=True)
+
+
 def _unwrap(module):
     """The model inside torch.compile's wrapper (ComfyUI's TorchCompileModel node puts one in
     place while the model is loaded)."""
@@ -205,6 +218,8 @@ def detect_family(model) -> ModelFamily | None:
         return _ltx_family(base, dm)
     if by_class == "kandinsky5":
         return _kandinsky5_family(base, dm)
+    if by_class == "cosmos_predict2":
+        return _cosmos_predict2_family(base, dm)
     return None
 
 

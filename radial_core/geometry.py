@@ -54,6 +54,10 @@ _RULE_K5 = ("untuned: HunyuanVideo's decay (same VAE and patch: the same tokens 
             "Wan's rule with the frame-0 sink (video-only self-attention), 1 dense block, a quarter "
             "of the steps dense")
 
+_RULE_COSMOS = ("untuned: Wan 2.1's rule and decay (Cosmos Predict2 runs on Wan 2.1's VAE with the same "
+                "1x2x2 patch: the same tokens for the same video; video-only self-attention), 1 dense "
+                "block, a quarter of the steps dense")
+
 FAMILIES: dict[str, FamilySpec] = {
     "wan21": FamilySpec("Wan 2.1 (14B / 1.3B)", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0),
     "wan22_14b": FamilySpec("Wan 2.2 A14B", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0),
@@ -96,6 +100,13 @@ FAMILIES: dict[str, FamilySpec] = {
                              block_numbering="visual blocks 0..N-1 (32 in Lite, 60 in Pro); the text "
                                              "blocks are not counted",
                              comfy_classes=("Kandinsky5",)),
+    "cosmos_predict2": FamilySpec("Cosmos Predict2", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0, tuned=False,
+                                  defaults_rule=_RULE_COSMOS,
+                                  token_groups="video tokens only (Video2World: the conditioning "
+                                               "frames are latent frames, marked by a mask channel); "
+                                               "text is cross-attention",
+                                  block_numbering="blocks 0..N-1 (28 in 2B, 36 in 14B)",
+                                  comfy_classes=("CosmosPredict2",)),
 }
 
 

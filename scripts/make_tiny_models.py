@@ -65,7 +65,8 @@ def _shapes(module: torch.nn.Module) -> dict:
     return shapes
 
 
-def wan_state_dict(kind: str = "wan_t2v", *, num_layers: int = 2, dim: int = 128, ffn_dim: int = 256, seed: int = 0) -> dict:
+def wan_state_dict(kind: str = "wan_t2v", *, num_layers: int = 2, dim: int = 128, ffn_dim: int = 256, seed: int = 0,
+                   text_dim: int = 4096) -> dict:
     import comfy.ldm.wan.model as wan
     import comfy.ops
 
@@ -78,7 +79,7 @@ def wan_state_dict(kind: str = "wan_t2v", *, num_layers: int = 2, dim: int = 128
     with torch.device("meta"):
         m = cls(
             **extra, patch_size=(1, 2, 2), in_dim=in_dim, dim=dim,
-            ffn_dim=ffn_dim, freq_dim=256, text_dim=4096, out_dim=out_dim, num_heads=dim // 128,
+            ffn_dim=ffn_dim, freq_dim=256, text_dim=text_dim, out_dim=out_dim, num_heads=dim // 128,
             num_layers=num_layers, qk_norm=True, cross_attn_norm=True, eps=1e-6,
             operations=comfy.ops.disable_weight_init, device="meta", dtype=torch.float32,
         )
@@ -210,6 +211,24 @@ def kandinsky5_state_dict(*, visual_blocks: int = 2, text_blocks: int = 1, model
     }
     sd = detected_state_dict(probe, seed)
     sd.pop("time_embeddings.freqs", None)  # a computed buffer, not in the real files
+    return sd
+
+
+def cosmos_predict2_state_dict(*, in_channels: int = 17, num_blocks: int = 2, model_channels: int = 256,
+                               seed: int = 0) -> dict:
+    """A small Cosmos Predict2, detected by ComfyUI from its keys: ``in_channels`` 17 =
+    Video2World (16 latent + a conditioning-mask channel), 16 = Text2Image. The patch embedding
+    takes one padding-mask channel more per 1x2x2 patch. ComfyUI's default of 16 heads applies
+    (it names heads only for the full widths), so heads are 16 wide (its 3D rope needs >= 16);
+    text features 1024 wide (T5).
+    """
+    probe = {
+        "x_embedder.proj.1.weight": (model_channels, (in_channels + 1) * 4),
+        **{f"blocks.{i}.mlp.layer1.weight": (4 * model_channels, model_channels) for i in range(num_blocks)},
+    }
+    sd = detected_state_dict(probe, seed)
+    for k in ("pos_embedder.dim_spatial_range", "pos_embedder.dim_temporal_range"):
+        sd.pop(k, None)  # computed buffers, not in the real files
     return sd
 
 

@@ -22,13 +22,15 @@ from radial_core.geometry import FAMILIES
 class Case:
     kind: str  # test id
     family: str  # key of radial_core.geometry.FAMILIES
-    comfy_class: str  # the comfy.supported_models / comfy.model_base class ComfyUI must pick
+    comfy_class: str  # the comfy.supported_models class ComfyUI must pick
     variant: str  # ModelFamily.variant the pack reports
     build: str  # make_tiny_models function
     build_kwargs: tuple = ()
-    blocks: int = 2  # video self-attention calls per forward
+    blocks_attr: str = "double_blocks"  # the diffusion model's list of video blocks (see video_blocks)
     text_dim: int = 32
     audio: bool = False
+    base_class: str = ""  # its comfy.model_base class, when named otherwise
+    even_latent: bool = False  # ComfyUI cannot take a latent that is not a patch multiple
 
 
 CASES = {
@@ -37,11 +39,18 @@ CASES = {
     "hunyuan15_sr": Case("hunyuan15_sr", "hunyuan15", "HunyuanVideo15_SR_Distilled",
                          "HunyuanVideo 1.5 SR (distilled)", "hunyuan15_state_dict",
                          (("in_channels", 98), ("meanflow", True))),
-    "ltxv": Case("ltxv", "ltxv", "LTXV", "LTX-Video", "ltx_state_dict", text_dim=64),
+    "ltxv": Case("ltxv", "ltxv", "LTXV", "LTX-Video", "ltx_state_dict", text_dim=64,
+                 blocks_attr="transformer_blocks"),
     "ltxav": Case("ltxav", "ltxav", "LTXAV", "LTX-2 (video + audio)", "ltx_state_dict",
-                  (("audio", True),), text_dim=2 * 64, audio=True),  # video + audio text, refined
+                  (("audio", True),), text_dim=2 * 64, audio=True,
+                  blocks_attr="transformer_blocks"),  # video + audio text, refined
     "kandinsky5": Case("kandinsky5", "kandinsky5", "Kandinsky5", "Kandinsky 5 video", "kandinsky5_state_dict",
-                       text_dim=3584),
+                       text_dim=3584, even_latent=True,
+                       blocks_attr="visual_transformer_blocks"),
+    "cosmos_predict2": Case("cosmos_predict2", "cosmos_predict2", "CosmosI2VPredict2",
+                            "Cosmos Predict2 Video2World", "cosmos_predict2_state_dict", text_dim=1024,
+                            base_class="CosmosPredict2", blocks_attr="blocks",
+                            even_latent=True),  # ComfyUI 0.3.75's Cosmos Predict2 asserts even sizes
 }
 
 
@@ -72,10 +81,18 @@ def load(case: Case):
     meta = tm.ltx_metadata(case.audio) if case.build == "ltx_state_dict" else None
     path = tm.save(sd, hm._TMP / f"{case.kind}.safetensors", metadata=meta)
     model = tm.load_with_comfy(path)
-    assert type(model.model).__name__ == case.comfy_class, (
-        f"ComfyUI detected {type(model.model).__name__}, not {case.comfy_class}")
+    want = case.base_class or case.comfy_class
+    assert type(model.model).__name__ == want and type(model.model.model_config).__name__ == case.comfy_class, (
+        f"ComfyUI detected {type(model.model.model_config).__name__} / {type(model.model).__name__}, not "
+        f"{case.comfy_class} / {want}")
     _MODELS[case.kind] = model
     return model
+
+
+def video_blocks(case: Case, model) -> int:
+    """Blocks with one video self-attention each, counted in the model ComfyUI built (ComfyUI
+    0.3.75 builds Cosmos Predict2 with its default 10 blocks at widths it does not know)."""
+    return len(getattr(model.model.diffusion_model, case.blocks_attr))
 
 
 def conditioning(case: Case, *, seed: int = 0, text_len: int = 8, real_tokens: int | None = None,

@@ -1,4 +1,4 @@
-"""The newer video families (HunyuanVideo 1.5, LTX-Video, LTX-2, Kandinsky 5) through ComfyUI's real sampler.
+"""The newer video families (HunyuanVideo 1.5, LTX-Video, LTX-2, Kandinsky 5, Cosmos Predict2) through ComfyUI's real sampler.
 
 Per family: a tiny random-weight model from a state dict with the real key names, detected by
 ComfyUI's own loader (tests/family_cases.py), patched, sampled with ``comfy.sample.sample``.
@@ -66,10 +66,13 @@ def _check_sparse_events(events, block_size):
 
 
 def _lat(case: fc.Case, frames: int, th: int, tw: int, **kw):
-    """A latent of ``th`` x ``tw`` tokens per frame. (Kandinsky 5 in ComfyUI pads a latent to its
-    2 x 2 patch but does not crop the result back, so its latents must be even.)"""
+    """A latent of ``th`` x ``tw`` tokens per frame: the smallest that patchifies to it (odd for a
+    2 x 2 patch), or the exact multiple where ComfyUI cannot take others (Kandinsky 5 pads but does
+    not crop back; Cosmos Predict2 in 0.3.75 asserts even sizes)."""
     _, ph, pw = FAMILIES[case.family].patch
-    return fc.latent(case, frames, th * ph, tw * pw, **kw)
+    if case.even_latent:
+        return fc.latent(case, frames, th * ph, tw * pw, **kw)
+    return fc.latent(case, frames, th * ph - (ph - 1), tw * pw - (pw - 1), **kw)
 
 
 def _refiner_blocks(model) -> int:
@@ -78,7 +81,7 @@ def _refiner_blocks(model) -> int:
 
 def _expected_dense(case: fc.Case, model, forwards: int) -> dict[str, int]:
     """Dense calls per reason for ``forwards`` model calls with no dense blocks / steps."""
-    b = case.blocks
+    b = fc.video_blocks(case, model)
     if case.family == "hunyuan15":  # the text refiner; text and image tokens join the joint sequence
         return {"token refiner": forwards * _refiner_blocks(model)}
     if case.family == "ltxv":  # text cross-attention in every block
@@ -88,6 +91,8 @@ def _expected_dense(case: fc.Case, model, forwards: int) -> dict[str, int]:
     if case.family == "kandinsky5":  # the text blocks' self-attention; text cross-attention
         text_blocks = len(model.model.diffusion_model.text_transformer_blocks)
         return {"token refiner": forwards * text_blocks, "cross-attention": forwards * b}
+    if case.family == "cosmos_predict2":  # text cross-attention in every block
+        return {"cross-attention": forwards * b}
     raise KeyError(case.family)
 
 
@@ -113,7 +118,7 @@ def test_detected_from_the_weights(mf, rp, kind):
     fam = mf.detect_family(model)
     assert fam is not None, f"{case.comfy_class} not detected"
     spec = FAMILIES[case.family]
-    assert (fam.family, fam.variant, fam.num_blocks) == (case.family, case.variant, case.blocks)
+    assert (fam.family, fam.variant, fam.num_blocks) == (case.family, case.variant, fc.video_blocks(case, model))
     assert fam.patch_size == spec.patch and fam.mask_model == spec.mask_model
     cfg = rp.get_radial_config(rp.apply_radial_patch(model))
     assert cfg["family"] == case.family and cfg["decay_factor"] == spec.default_decay
@@ -132,7 +137,7 @@ def test_all_kept_mask_equals_unpatched(rp, kind):
     p = hm.with_observer(rp.apply_radial_patch(base, decay_factor=10.0, dense_blocks=""), rec)
     out = fc.sample(p, case, lat, steps=STEPS)
     sparse = rec.sparse()
-    assert len(sparse) == STEPS * case.blocks
+    assert len(sparse) == STEPS * fc.video_blocks(case, base)
     text = FAMILIES[case.family].text_tokens and 8
     assert all((e["frames"], e["tokens_per_frame"], e["text_tokens"]) == (4, 256, text) for e in sparse)
     assert bool(radial_block_mask(4, 256, text_tokens=text, decay_factor=10.0,
@@ -151,7 +156,7 @@ def test_sparse_calls_equal_the_masked_reference_and_dense_calls_are_counted(rp,
     out = fc.sample(p, case, lat, steps=STEPS, positive=pos)
     dense_out = fc.sample(base, case, lat, steps=STEPS, positive=pos)
     sparse = rec.sparse()
-    assert len(sparse) == STEPS * case.blocks
+    assert len(sparse) == STEPS * fc.video_blocks(case, base)
     text = FAMILIES[case.family].text_tokens and 8
     for e in sparse:
         assert (e["frames"], e["tokens_per_frame"], e["text_tokens"]) == (8, 64, text)
@@ -171,7 +176,7 @@ def test_cfg_batch_of_two(rp, kind):
     out = fc.sample(p, case, _lat(case, 8, 8, 8), steps=STEPS, cfg=4.0,
                     negative=fc.conditioning(case, seed=3, text_len=8))
     sparse = rec.sparse()
-    assert len(sparse) == STEPS * case.blocks and all(e["q"].shape[0] == 2 for e in sparse)  # one batched call
+    assert len(sparse) == STEPS * fc.video_blocks(case, base) and all(e["q"].shape[0] == 2 for e in sparse)  # one batched call
     _check_sparse_events(sparse, 64)
     _assert_dense_counts(rec, _expected_dense(case, base, STEPS))  # counted per call, batch 2
     assert torch.isfinite(fc.output_tensor(out)).all()
@@ -179,7 +184,7 @@ def test_cfg_batch_of_two(rp, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_odd_latent_size(rp, kind):
-    """7 frames of 9 x 11 tokens (latent 9 x 11 with patch 1; 18 x 22 for Kandinsky 5, see _lat):
+    """7 frames of 9 x 11 tokens (latent 9 x 11 with patch 1, 17 x 21 with 2 x 2; see _lat):
     99 tokens per frame, not a block multiple."""
     case = _case(kind)
     base = fc.load(case)
@@ -191,7 +196,7 @@ def test_odd_latent_size(rp, kind):
     lat_video = lat.unbind()[0] if getattr(lat, "is_nested", False) else lat
     assert video.shape == lat_video.shape and torch.isfinite(video).all()
     sparse = rec.sparse()
-    assert len(sparse) == case.blocks and all(e["frames"] == 7 and e["tokens_per_frame"] == 99 for e in sparse)
+    assert len(sparse) == fc.video_blocks(case, base) and all(e["frames"] == 7 and e["tokens_per_frame"] == 99 for e in sparse)
     _check_sparse_events(sparse, 64)
 
 
@@ -202,9 +207,9 @@ def test_dense_first_block_and_step(rp, kind):
     rec = hm.Recorder()
     p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks="1", dense_steps_first=1), rec)
     fc.sample(p, case, _lat(case, 8, 8, 8), steps=3)
-    assert sorted((e["step"], e["block"]) for e in rec.sparse()) == [(s, b) for s in (1, 2) for b in range(1, case.blocks)]
+    assert sorted((e["step"], e["block"]) for e in rec.sparse()) == [(s, b) for s in (1, 2) for b in range(1, fc.video_blocks(case, base))]
     assert len(rec.dense("dense block")) == 3
-    assert len(rec.dense("dense step")) == case.blocks - 1
+    assert len(rec.dense("dense step")) == fc.video_blocks(case, base) - 1
 
 
 # ------------------------------------------------------------------------------ family specifics
@@ -220,7 +225,7 @@ def test_hunyuan15_text_padding_and_image_tokens_join_the_text(rp, real_tokens, 
     pos = fc.conditioning(case, seed=1, text_len=8, real_tokens=real_tokens, vision_tokens=vision_tokens)
     fc.sample(p, case, _lat(case, 8, 8, 8), steps=STEPS, positive=pos)
     sparse = rec.sparse()
-    assert len(sparse) == STEPS * case.blocks
+    assert len(sparse) == STEPS * fc.video_blocks(case, base)
     for e in sparse:
         assert e["text_tokens"] == vision_tokens + 8 and e["frames"] == 8
         kpm = e["key_padding_mask"]
@@ -241,5 +246,5 @@ def test_ltx2_audio_only_latent_frames_are_not_video(rp):
     rec = hm.Recorder()
     p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
     fc.sample(p, case, _lat(case, 8, 8, 8, audio_frames=64), steps=1)  # 64 audio tokens = one frame's worth
-    assert len(rec.sparse()) == case.blocks
-    assert len(rec.dense(AUDIO_REASON)) == case.blocks
+    assert len(rec.sparse()) == fc.video_blocks(case, base)
+    assert len(rec.dense(AUDIO_REASON)) == fc.video_blocks(case, base)
