@@ -248,3 +248,21 @@ def test_ltx2_audio_only_latent_frames_are_not_video(rp):
     fc.sample(p, case, _lat(case, 8, 8, 8, audio_frames=64), steps=1)  # 64 audio tokens = one frame's worth
     assert len(rec.sparse()) == fc.video_blocks(case, base)
     assert len(rec.dense(AUDIO_REASON)) == fc.video_blocks(case, base)
+
+
+def test_readme_lists_every_untuned_family_as_untuned():
+    """The README's family table has a row for each family whose defaults no published quality
+    figure backs, and that row says "untuned" (the family table's ``tuned`` / ``defaults_rule``)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Usage per model family"):]
+    section = section[:section.index("\n## ")]
+    rows = [line for line in section.splitlines() if line.startswith("| **")]
+    for key, spec in FAMILIES.items():
+        if spec.tuned:
+            continue
+        name = spec.label.split(" (")[0]
+        row = next((r for r in rows if r.startswith(f"| **{name}**")), None)
+        assert row, f"README's family table has no row for {name} ({key})"
+        assert "untuned" in row, f"README's row for {name} does not say its defaults are untuned"
