@@ -65,6 +65,22 @@ def default_decay(family: str) -> float:
     return float(_SPECS[family].default_decay)
 
 
+# Wan variants (comfy.model_base class) that pass through unchanged, and why. Their self-attention
+# sequences carry token groups besides the video frames (audio, face, pose, motion, music), or
+# their attention is causal (the radial mask is bidirectional): the paper does not cover them and
+# dense attention is always correct.
+WAN_PASS_THROUGH = {
+    "WAN22_S2V": "Wan 2.2 S2V adds reference and motion-frame tokens at other resolutions, and audio",
+    "WAN21_HuMo": "HuMo adds audio attention inside the blocks",
+    "WAN22_Animate": "Wan 2.2 Animate adds pose latents and face-adapter blocks",
+    "WAN_Animate2": "Wan Animate 2 adds pose and face streams",
+    "WAN21_SCAIL": "SCAIL appends pose tokens of another resolution to the video sequence",
+    "WAN21_SCAIL2": "SCAIL-2 appends pose tokens of another resolution to the video sequence",
+    "WAN22_WanDancer": "WanDancer adds music and global-frame streams",
+    "WAN21_CausalAR": "causal autoregressive Wan attends over a cache (causal attention, not radial)",
+}
+
+
 def _wan_family(base, dm) -> ModelFamily | None:
     import comfy.ldm.wan.model as wan  # noqa: PLC0415
 
@@ -78,11 +94,15 @@ def _wan_family(base, dm) -> ModelFamily | None:
     has_ref = getattr(dm, "ref_conv", None) is not None
 
     # Variants whose block loop or token layout differs (audio, face, motion tokens): not
-    # covered by the paper and not checked here, so they pass through.
-    if cls in ("WAN22_S2V", "WAN21_HuMo", "WAN22_Animate"):
+    # covered by the paper and not checked here, so they pass through (with the reason).
+    reason = WAN_PASS_THROUGH.get(cls)
+    if reason is None and type(dm) not in (wan.WanModel, wan.VaceWanModel, wan.CameraWanModel):
+        reason = f"its diffusion model {type(dm).__name__} has a token layout the pack does not know"
+    if reason is not None:
+        logger.info("Radial Attention: %s passes through: %s.", cls, reason)
         return None
-    if type(dm) not in (wan.WanModel, wan.VaceWanModel, wan.CameraWanModel):
-        return None
+    if cls == "WAN21_FlowRVS":  # Wan 2.1 T2V weights run as a video-to-mask flow: same tokens
+        return ModelFamily("wan21", "Wan 2.1 FlowRVS (video segmentation)", "wan", patch, n, "wan")
 
     if out_dim == 48:
         return ModelFamily("wan22_5b", "Wan 2.2 TI2V-5B", "wan", patch, n, "wan")

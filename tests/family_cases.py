@@ -31,6 +31,7 @@ class Case:
     audio: bool = False
     base_class: str = ""  # its comfy.model_base class, when named otherwise
     even_latent: bool = False  # ComfyUI cannot take a latent that is not a patch multiple
+    config: tuple = ()  # the file's "config" metadata (transformer settings), as real files carry it
 
 
 CASES = {
@@ -51,6 +52,9 @@ CASES = {
                             "Cosmos Predict2 Video2World", "cosmos_predict2_state_dict", text_dim=1024,
                             base_class="CosmosPredict2", blocks_attr="blocks",
                             even_latent=True),  # ComfyUI 0.3.75's Cosmos Predict2 asserts even sizes
+    "wan_flowrvs": Case("wan_flowrvs", "wan21", "WAN21_FlowRVS", "Wan 2.1 FlowRVS (video segmentation)",
+                        "wan_state_dict", (("kind", "wan_t2v"),), text_dim=4096, blocks_attr="blocks",
+                        config=(("model_type", "flow_rvs"),)),
 }
 
 
@@ -60,12 +64,16 @@ def require_family(case: Case) -> None:
 
     names = {m.__name__ for m in sm.models}
     if case.comfy_class not in names:
-        try:
-            from comfyui_version import __version__ as version
-        except ImportError:  # very old trees
-            version = "this version"
-        pytest.skip(f"ComfyUI {version} has no {case.comfy_class} model ({FAMILIES[case.family].label}): "
+        pytest.skip(f"ComfyUI {comfy_version()} has no {case.comfy_class} model ({FAMILIES[case.family].label}): "
                     f"the family needs a newer ComfyUI (0.33 has it)")
+
+
+def comfy_version() -> str:
+    try:
+        from comfyui_version import __version__ as version
+    except ImportError:  # very old trees
+        return "(version unknown)"
+    return version
 
 
 _MODELS: dict = {}
@@ -79,6 +87,10 @@ def load(case: Case):
     tm = hm.tiny_models_module()
     sd = getattr(tm, case.build)(**dict(case.build_kwargs))
     meta = tm.ltx_metadata(case.audio) if case.build == "ltx_state_dict" else None
+    if case.config:
+        import json
+
+        meta = {"config": json.dumps({"transformer": dict(case.config)})}
     path = tm.save(sd, hm._TMP / f"{case.kind}.safetensors", metadata=meta)
     model = tm.load_with_comfy(path)
     want = case.base_class or case.comfy_class
