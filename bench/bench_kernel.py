@@ -237,27 +237,28 @@ def sweep(q, k, v, csr, bs, flop, key, results):
     D = q.shape[-1]
     bd = max(16, 1 << (D - 1).bit_length())
     variants = []
-    for tma, bm, bn, warps, stages in (
-        (True, 128, 64, 4, 2), (True, 128, 64, 4, 3), (True, 64, 64, 4, 2),
-        (True, 128, 128, 8, 2), (True, 128, 64, 8, 2), (False, 128, 64, 4, 2),
+    for fp8, tma, bm, bn, warps, stages, split in (
+        (False, True, 128, 64, 4, 2, True), (False, True, 128, 64, 4, 2, False),
+        (False, True, 128, 64, 4, 3, True), (False, True, 128, 128, 8, 2, True),
+        (True, True, 128, 64, 4, 3, True), (True, True, 128, 64, 4, 3, False),
+        (True, True, 128, 64, 4, 2, True), (True, True, 128, 128, 8, 3, True),
     ):
-        variants.append(dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages,
-                             BLOCK_D=bd, USE_TMA=tma))
+        variants.append((fp8, dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages,
+                                   BLOCK_D=bd, USE_TMA=tma, EXP_SPLIT=split)))
     default = pick_config(D, q.dtype, bs, q.device)
     print("sweep default", default, flush=True)
-    for fp8 in (False, True):
-        for cfg in variants:
-            try:
-                fn = lambda: triton_block_sparse_attention(q, k, v, csr, bs, config=cfg,  # noqa
-                                                           fp8=fp8)
-                ms = cuda_time_ms(fn, target_ms=600, max_reps=10)
-                rec = {"sweep": key, "fp8": fp8, **cfg, "ms": ms,
-                       "tflops": flop / (ms * 1e-3) / 1e12}
-            except Exception as exc:
-                rec = {"sweep": key, "fp8": fp8, **cfg,
-                       "error": f"{type(exc).__name__}: {exc}"[:200]}
-            results.append(rec)
-            print(json.dumps(rec), flush=True)
+    for fp8, cfg in variants:
+        try:
+            fn = lambda: triton_block_sparse_attention(q, k, v, csr, bs, config=cfg,  # noqa
+                                                       fp8=fp8)
+            ms = cuda_time_ms(fn, target_ms=600, max_reps=10)
+            rec = {"sweep": key, "fp8": fp8, **cfg, "ms": ms,
+                   "tflops": flop / (ms * 1e-3) / 1e12}
+        except Exception as exc:
+            rec = {"sweep": key, "fp8": fp8, **cfg,
+                   "error": f"{type(exc).__name__}: {exc}"[:200]}
+        results.append(rec)
+        print(json.dumps(rec), flush=True)
 
 
 def rate_variants(key, args, results):
@@ -357,7 +358,8 @@ def print_table(env, results):
         best = sorted(sw, key=lambda r: (r["fp8"], r["ms"]))
         print("sweep:")
         for r in best:
-            print(f"  {r['sweep']} fp8={r['fp8']} tma={r['USE_TMA']} BM={r['BLOCK_M']} "
+            print(f"  {r['sweep']} fp8={r['fp8']} split={r.get('EXP_SPLIT')} "
+                  f"tma={r['USE_TMA']} BM={r['BLOCK_M']} "
                   f"BN={r['BLOCK_N']} "
                   f"w={r['num_warps']} s={r['num_stages']}: {r['ms']:.2f} ms "
                   f"{r['tflops']:.0f} TF/s")
