@@ -20,10 +20,7 @@ import re
 
 from comfy_api.latest import _io, io
 
-DENSE_BLOCKS_HELP = (
-    "a number N (the first N blocks stay dense, 0 = none), block indices and ranges counted from 0 "
-    "such as 0,1,39 or 0-3 (a trailing comma makes one index a list: 5,), or empty for none"
-)
+DENSE_BLOCKS_HELP = "a number N (the first N blocks), indices and ranges from 0 such as 0,1,39 or 0-3, or empty"
 _PART = re.compile(r"^\d+(\s*-\s*\d+)?$")
 _SHOWN = 40  # characters of a bad value quoted back
 
@@ -67,5 +64,5 @@ def dense_blocks_problem(value, *, none_word: bool = False) -> str | None:
                     return (f"the range {p} runs backwards. Fix: write it low to high, e.g. "
                             f"{hi}-{lo}.")
         return None
-    return (f"{quote(value)} is not a block count or a block list. Allowed: {DENSE_BLOCKS_HELP}"
-            + (", or none" if none_word else "") + ". Fix: e.g. 1 (the first block), or clear the field.")
+    return (f"{quote(value)} is not a block count or a list of blocks. Allowed: {DENSE_BLOCKS_HELP}"
+            + (", or none" if none_word else "") + ". Fix: e.g. 1 (the first block).")

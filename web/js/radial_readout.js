@@ -149,13 +149,16 @@ function params(node) {
     p.height = String(size.height);
     p.frames = String(size.frames);
     note = `at ${size.width}x${size.height}, ${size.frames} frames` +
-      (size.from ? ` (from ${size.from})` : " (no video latent node in this graph)");
+      (size.from ? ` (from ${size.from})` : "");
     const assumed = [];
-    if (!size.from) assumed.push(`size ${size.width}x${size.height}, ${size.frames} frames`);
-    if (!family) assumed.push("family Wan 2.1");
+    if (!size.from) {
+      assumed.push(`${size.width}x${size.height}, ${size.frames} frames`);
+      note = "· no video size node found";
+    }
+    if (!family) assumed.push("Wan 2.1");
     if (assumed.length) {
       return { route: "estimate", p, query: new URLSearchParams(p).toString(), note,
-               assumed: `assumed ${assumed.join(", ")}` };
+               assumed: `assumed: ${assumed.join(", ")}` };
     }
   }
   return { route: "estimate", p, query: new URLSearchParams(p).toString(), note, assumed: "" };
@@ -279,7 +282,7 @@ function attach(node) {
   el.style.cssText =
     "font: 12px/1.35 ui-monospace, monospace; padding: 4px 6px; border-radius: 4px;" +
     "background: rgba(0,0,0,0.35); color: #e6e8ee; overflow: hidden; white-space: normal;" +
-    "box-sizing: border-box; height: 96px; max-height: 96px; flex: 0 0 96px; margin-bottom: 6px;";
+    "box-sizing: border-box; height: 112px; max-height: 112px; flex: 0 0 112px; margin-bottom: 6px;";
   el.innerHTML = '<div class="radial-assumed" style="display:none;font-weight:700;color:#ff9f43;' +
     'text-transform:uppercase;letter-spacing:0.02em"></div>' +
     '<div class="radial-main" style="font-weight:600;color:#f6c945"></div>' +
@@ -292,7 +295,7 @@ function attach(node) {
     setValue: () => {},
   });
   w.serialize = false;
-  w.computeLayoutSize = () => ({ minHeight: 102, maxHeight: 102, minWidth: 260 });
+  w.computeLayoutSize = () => ({ minHeight: 118, maxHeight: 118, minWidth: 260 });
   node.radialReadout = el;
   // make room for the readout once the node has its final widgets (never shrink a node)
   requestAnimationFrame(() => {

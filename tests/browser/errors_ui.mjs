@@ -1,0 +1,195 @@
+// Real-browser check of what a user sees when a value is wrong, and of the readout's layout.
+//
+//   node tests/browser/errors_ui.mjs <comfyui url> <artifacts dir>
+//
+// 1. A graph with a Radial Attention Patch whose dense_blocks is "abc,-3" is queued the way the
+//    Queue button does it: the front end must hold exactly one error for that node, on dense_blocks,
+//    and show the message once; a screenshot of the error panel is saved.
+// 2. The three nodes (Sparsity Preview, Radial Attention Patch, Radial LoRA Loader) on the classic
+//    canvas and with the Vue renderer ("Nodes 2.0"): the readout box lies inside its node with a
+//    margin at the bottom and is not stretched; an unconnected Patch says "assumed" on its first
+//    line; the LoRA loader shows the settings it will apply. Screenshots of both renderers.
+// Prints one JSON line with what it saw; exits 1 on any failure.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const [url, artifacts] = process.argv.slice(2);
+const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const host = new URL(url).host;
+fs.mkdirSync(artifacts, { recursive: true });
+const OURS = /radial[-_ ]?attention|radial_readout/i;
+const result = { steps: [], consoleErrors: [], ignoredErrors: [] };
+const step = (name, data = {}) => result.steps.push({ name, ...data });
+const BAD = "abc,-3";
+let browser;
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "radial-chromium-"));
+
+function addNodes() {
+  const { app } = window.comfyAPI.app;
+  app.graph.clear();
+  const make = (type, pos) => {
+    const n = window.LiteGraph.createNode(type);
+    n.pos = pos;
+    app.graph.add(n);
+    return n;
+  };
+  const loader = make("UNETLoader", [40, 60]);
+  const patch = make("RadialAttentionPatch", [420, 60]);
+  const preview = make("SparsityPreview", [820, 60]);
+  const lora = make("RadialLoraLoader", [420, 520]);
+  loader.connect(0, patch, 0);
+  patch.connect(0, preview, preview.inputs.findIndex((i) => i.name === "model"));
+  const unconnected = make("RadialAttentionPatch", [1220, 60]);
+  return { loader: loader.id, patch: patch.id, preview: preview.id, lora: lora.id, unconnected: unconnected.id };
+}
+
+async function layout(page, ids) {
+  return page.evaluate((ids) => {
+    const { app } = window.comfyAPI.app;
+    const out = {};
+    for (const [name, id] of Object.entries(ids)) {
+      const el = document.querySelector(`.radial-readout[data-node-id="${id}"]`);
+      if (!el) continue;
+      const r = el.getBoundingClientRect();
+      // the node's box: its Vue element, or its canvas rectangle converted to the page
+      let box = document.querySelector(`[data-node-id="${id}"]:not(.radial-readout)`)?.getBoundingClientRect();
+      if (!box || box.width === 0) {
+        const node = app.graph.getNodeById(id);
+        const rect = app.canvas.canvas.getBoundingClientRect();
+        const dpr = app.canvas.canvas.width / rect.width;
+        const [x0, y0] = app.canvas.ds.convertOffsetToCanvas([node.pos[0], node.pos[1]]);
+        const [x1, y1] = app.canvas.ds.convertOffsetToCanvas([node.pos[0] + node.size[0], node.pos[1] + node.size[1]]);
+        box = { left: rect.left + x0 / dpr, top: rect.top + y0 / dpr, right: rect.left + x1 / dpr, bottom: rect.top + y1 / dpr };
+      }
+      const scale = app.canvas.ds.scale;
+      out[name] = {
+        state: el.dataset.state, text: el.innerText.trim(), assumed: el.dataset.assumed,
+        height: r.height / scale, inside: r.left >= box.left - 1 && r.right <= box.right + 1 && r.top >= box.top - 1,
+        bottomMargin: (box.bottom - r.bottom) / scale,
+        firstLine: el.querySelector(".radial-assumed")?.offsetParent ? el.querySelector(".radial-assumed").innerText : "",
+      };
+    }
+    return out;
+  }, ids);
+}
+
+function checkLayout(where, lay, ids) {
+  for (const name of ["patch", "preview", "lora", "unconnected"]) {
+    const l = lay[name];
+    if (!l) throw new Error(`${where}: no readout on the ${name} node`);
+    if (!l.inside) throw new Error(`${where}: the ${name} readout sticks out of its node: ${JSON.stringify(l)}`);
+    if (l.bottomMargin < 2) throw new Error(`${where}: the ${name} readout touches its node's edge: ${JSON.stringify(l)}`);
+    if (l.height > 120) throw new Error(`${where}: the ${name} readout is stretched to ${l.height}px`);
+  }
+  if (!/^ASSUMED: 1280X720, 81 FRAMES/i.test(lay.unconnected.firstLine)) {
+    throw new Error(`${where}: the unconnected patch does not say "assumed" first: ${JSON.stringify(lay.unconnected)}`);
+  }
+  if (!/applies: decay/.test(lay.lora.text)) throw new Error(`${where}: LoRA readout: ${lay.lora.text}`);
+}
+
+try {
+  browser = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM, headless: true, viewport: { width: 1700, height: 1100 },
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const page = browser.pages()[0] ?? (await browser.newPage());
+  await browser.addInitScript(() => localStorage.setItem("vueNodesBannerDismissed", "true"));
+  const record = (e) => {
+    const external = /https?:\/\/(?!127\.0\.0\.1|localhost)/.test(e.text || "") || (e.url && !e.url.includes(host));
+    // the 400 of the bad prompt itself is what this test provokes
+    const provoked = /\/api\/prompt/.test(e.url || "") || /status of 400/.test(e.text || "") && /prompt/.test(e.url || "");
+    const ours = OURS.test(`${e.url || ""}\n${e.text || ""}`);
+    (ours && !external && !provoked ? result.consoleErrors : result.ignoredErrors).push(e);
+  };
+  page.on("console", (m) => { if (m.type() === "error") record({ text: m.text(), url: m.location()?.url || "" }); });
+  page.on("pageerror", (err) => record({ text: `${err.message}\n${err.stack || ""}`, url: "" }));
+  await page.goto(url, { waitUntil: "domcontentloaded" });
+  await page.waitForFunction(() => window.comfyAPI?.app?.app?.graph && window.__radialAttentionReadout === true,
+    null, { timeout: 90_000 });
+  await page.waitForTimeout(1500);
+  const version = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null);
+  step("app ready", { frontend: version });
+
+  // 1. the error: one, on dense_blocks
+  const ids = await page.evaluate(addNodes);
+  await page.evaluate(({ id, bad }) => {
+    const { app } = window.comfyAPI.app;
+    app.graph.getNodeById(id).widgets.find((w) => w.name === "dense_blocks").value = bad;
+    app.graph.setDirtyCanvas(true, true);
+  }, { id: ids.patch, bad: BAD });
+  await page.evaluate(() => window.comfyAPI.app.app.queuePrompt(0));
+  await page.waitForFunction((id) => {
+    const errs = window.comfyAPI.app.app.lastNodeErrors;
+    return errs && errs[id];
+  }, ids.patch, { timeout: 30_000 });
+  await page.waitForTimeout(1500);
+  const errors = await page.evaluate((id) => window.comfyAPI.app.app.lastNodeErrors[id].errors, ids.patch);
+  step("errors of the patch node", { errors });
+  if (errors.length !== 1 || errors[0].extra_info?.input_name !== "dense_blocks" || !errors[0].details.includes(BAD)) {
+    throw new Error(`expected one error on dense_blocks naming ${BAD}: ${JSON.stringify(errors)}`);
+  }
+  // what the user reads: the message appears once on the page (the dialog or the error panel)
+  const count = () => page.evaluate((bad) => document.body.innerText.split(`'${bad}' is not a block count`).length - 1, BAD);
+  let shown = await count();
+  if (shown === 0) {
+    // front end 1.49: a toast ("2 errors found") whose "View details" opens the error panel
+    const details = page.getByText("View details", { exact: true });
+    if (await details.count()) {
+      await details.first().click();
+      await page.waitForTimeout(2000);
+      shown = await count();
+      step("error panel opened", { text: (await page.evaluate(() => document.body.innerText)).slice(0, 3000) });
+    }
+  }
+  // front end 1.49's panel lists "<node title> - <input>" per error, the message behind an icon
+  const listed = await page.evaluate(() => (document.body.innerText.match(/Radial Attention Patch - \w+/g) ?? []));
+  step("message shown", { times: shown, listed });
+  await page.screenshot({ path: path.join(artifacts, "error_panel.png") });
+  const panelOk = listed.length === 1 && listed[0] === "Radial Attention Patch - dense_blocks";
+  if (shown !== 1 && !(shown === 0 && panelOk)) {
+    throw new Error(`the message is shown ${shown} times, the panel lists ${JSON.stringify(listed)} (expected once, on dense_blocks)`);
+  }
+  await page.screenshot({ path: path.join(artifacts, "error_panel.png") });
+  // close the dialog, clear the error marks for the layout part
+  await page.keyboard.press("Escape");
+  await page.evaluate(({ id }) => {
+    const { app } = window.comfyAPI.app;
+    app.graph.getNodeById(id).widgets.find((w) => w.name === "dense_blocks").value = "1";
+  }, { id: ids.patch });
+
+  // 2. the readout's layout on the canvas, then with Vue nodes
+  await page.waitForFunction((ids) => Object.values(ids).filter((id) => {
+    const s = document.querySelector(`.radial-readout[data-node-id="${id}"]`)?.dataset.state;
+    return s === "ok";
+  }).length >= 4, ids, { timeout: 30_000 });
+  await page.waitForTimeout(800);
+  const canvas = await layout(page, ids);
+  step("canvas layout", canvas);
+  await page.screenshot({ path: path.join(artifacts, "readout_canvas.png") });
+  checkLayout("canvas", canvas, ids);
+
+  await page.evaluate(() => window.comfyAPI.app.app.extensionManager.setting.set("Comfy.VueNodes.Enabled", true));
+  await page.waitForTimeout(2500);
+  const vue = await layout(page, ids);
+  step("vue layout", vue);
+  await page.screenshot({ path: path.join(artifacts, "readout_vue_nodes.png") });
+  checkLayout("vue nodes", vue, ids);
+
+  if (result.consoleErrors.length) throw new Error(`console errors: ${JSON.stringify(result.consoleErrors, null, 1)}`);
+  result.ok = true;
+} catch (err) {
+  result.ok = false;
+  result.error = String(err?.stack || err);
+  try {
+    const page = browser?.pages()[0];
+    if (page) await page.screenshot({ path: path.join(artifacts, "errors_failure.png") });
+  } catch {}
+} finally {
+  await browser?.close().catch(() => {});
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+}
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);
