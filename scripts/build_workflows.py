@@ -302,46 +302,65 @@ def hunyuan_t2v() -> Workflow:
 
 WORKFLOWS = [wan21_t2v, wan22_i2v, wan21_long, hunyuan_t2v]
 
-# Template-browser thumbnails (<name>.jpg next to <name>.json): the radial mask each workflow runs,
-# drawn by the Sparsity Preview renderer. name -> (card title, family, width, height, frames)
+# Template-browser thumbnails (<name>.jpg next to <name>.json). The front ends show a custom
+# node's template by its file name only, so the card itself must tell the workflows apart at a
+# glance: a colour per model family, the model and the length in big type, a badge for what is
+# special, and the radial mask the workflow runs (Sparsity Preview renderer).
+# name -> (model line, length line, badge, family, width, height, frames)
 THUMBNAILS = {
-    "radial_wan2.1_t2v_14B_720p_81f": ("Wan 2.1 T2V 14B - 720p - 81 frames", "wan21", 1280, 720, 81),
-    "radial_wan2.2_i2v_A14B_720p_81f": ("Wan 2.2 I2V A14B - 2 experts - 81 frames", "wan22_14b", 1280, 720, 81),
-    "radial_wan2.1_t2v_14B_720p_321f_lora": ("Wan 2.1 T2V - 4x length: 321 frames + LoRA", "wan21", 1280, 720, 321),
-    "radial_hunyuan_video_t2v_720p_253f": ("HunyuanVideo T2V - 720p - 253 frames", "hunyuan", 1280, 720, 253),
+    "radial_wan2.1_t2v_14B_720p_81f": ("Wan 2.1 T2V 14B", "720p · 81 frames", "text to video", "wan21", 1280, 720, 81),
+    "radial_wan2.2_i2v_A14B_720p_81f": ("Wan 2.2 I2V A14B", "720p · 81 frames", "image to video · 2 experts",
+                                        "wan22_14b", 1280, 720, 81),
+    "radial_wan2.1_t2v_14B_720p_321f_lora": ("Wan 2.1 T2V 14B", "720p · 321 frames", "4x length · LoRA",
+                                             "wan21", 1280, 720, 321),
+    "radial_hunyuan_video_t2v_720p_253f": ("HunyuanVideo T2V", "720p · 253 frames", "text to video · 2x length",
+                                           "hunyuan", 1280, 720, 253),
 }
+CARD_COLOURS = {"wan21": (52, 120, 246), "wan22_14b": (30, 170, 110), "wan22_5b": (30, 170, 110),
+                "hunyuan": (150, 80, 220), "mochi": (220, 120, 40)}
+PREVIEW_COLOUR = (236, 170, 40)
 
 
 def preview_thumbnail_spec() -> tuple:
-    """The Sparsity Preview workflow (another owner's file): its own family and size."""
+    """The Sparsity Preview workflow: its own family and size."""
     wf = json.loads((OUT / "sparsity_preview.json").read_text())
     node = next(n for n in wf["nodes"] if n["type"] == "SparsityPreview")
     family, width, height, frames = node["widgets_values"][:4]
-    return ("Sparsity Preview - no model needed", family, width, height, frames)
+    return ("Sparsity Preview", f"{height}p · {frames} frames", "no model needed", family, width, height, frames)
 
 
-def thumbnail(title: str, family: str, width: int, height: int, frames: int):
-    """A 512x512 card: title, density and speedup line, the mask picture."""
+def thumbnail(headline: str, length: str, badge: str, family: str, width: int, height: int, frames: int):
+    """A 512x512 card: a family-coloured band with the model and length in big type, a badge, the
+    density, and the mask picture."""
     from PIL import Image, ImageDraw, ImageFont
 
     sys.path.insert(0, str(ROOT))
     from radial_core import preview
 
     est = preview.estimate(family, width, height, frames)
-    picture = Image.fromarray(est.render(panel_size=420).numpy())
+    picture = Image.fromarray(est.render(panel_size=300).numpy())
+    colour = PREVIEW_COLOUR if headline == "Sparsity Preview" else CARD_COLOURS.get(family, (120, 120, 120))
     card = Image.new("RGB", (512, 512), (24, 26, 32))
     draw = ImageDraw.Draw(card)
-    try:
-        big, small = ImageFont.load_default(size=24), ImageFont.load_default(size=17)
-    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
-        big = small = ImageFont.load_default()
-    draw.text((14, 10), "Radial Attention", fill=(255, 196, 64), font=big)
-    draw.text((14, 42), title, fill=(235, 235, 235), font=small)
+
+    def font(size):
+        try:
+            return ImageFont.load_default(size=size)
+        except TypeError:  # Pillow < 10.1: fixed-size bitmap font
+            return ImageFont.load_default()
+
+    draw.rectangle([0, 0, 512, 150], fill=colour)
+    draw.text((18, 12), headline, fill=(255, 255, 255), font=font(44))
+    draw.text((18, 66), length, fill=(255, 255, 255), font=font(34))
+    draw.text((18, 112), "Radial Attention", fill=(20, 20, 24), font=font(22))
+    bw = draw.textlength(badge, font=font(22)) if hasattr(draw, "textlength") else 12 * len(badge)
+    draw.rounded_rectangle([18, 166, 18 + bw + 24, 202], radius=10, fill=(250, 250, 250))
+    draw.text((30, 170), badge, fill=(20, 20, 24), font=font(22))
     s = est.stats
-    line = f"mask density {100 * s.density:.1f} %  -  {s.num_frames} x {s.tokens_per_frame} tokens"
-    draw.text((14, 66), line, fill=(170, 200, 255), font=small)
-    picture.thumbnail((512 - 20, 512 - 100))
-    card.paste(picture, ((512 - picture.width) // 2, 95))
+    draw.text((18, 222), f"mask density {100 * s.density:.0f} %", fill=(235, 235, 235), font=font(24))
+    draw.text((18, 254), f"~{s.expected_speedup:.1f}x attention", fill=(246, 201, 69), font=font(24))
+    picture.thumbnail((250, 250))
+    card.paste(picture, (512 - picture.width - 12, 512 - picture.height - 12))
     return card
 
 
