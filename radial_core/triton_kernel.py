@@ -82,30 +82,10 @@ def _load_vt(src, b, h, start, stride_s, ROWS: tl.constexpr, COLS: tl.constexpr,
 
 
 @triton.jit
-def _exp2_fma(x):
-    """2^x for finite x <= 0 on the FMA pipes (no MUFU): 2^floor(x) by exponent bits times a
-    degree-3 polynomial for 2^frac (max relative error 8.6e-5, fitted here; FlashAttention-4
-    computes part of its exponentials this way to relieve the special-function unit)."""
-    x = tl.maximum(x, -126.0)
-    n = tl.floor(x)
-    f = x - n
-    p = 1.0 + f * (0.6951140062754666 + f * (0.22765695418741527 + f * 0.07705639541289963))
-    bits = p.to(tl.int32, bitcast=True) + (n.to(tl.int32) << 23)
-    return bits.to(tl.float32, bitcast=True)
-
-
-@triton.jit
-def _exp2_split(x, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """exp2 of an unmasked tile: odd columns on MUFU, even columns on the FMA pipes."""
-    a, b = tl.split(tl.reshape(x, (BLOCK_M, BLOCK_N // 2, 2)))
-    return tl.reshape(tl.join(_exp2_fma(a), tl.math.exp2(b)), (BLOCK_M, BLOCK_N))
-
-
-@triton.jit
 def _tile(state, q, kv, scale, start_n, valid_ctx,
           BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
           BOUNDS: tl.constexpr, HAS_KPM: tl.constexpr, USE_TMA: tl.constexpr,
-          DOT_PREC: tl.constexpr, FP8: tl.constexpr, EXP_SPLIT: tl.constexpr):
+          DOT_PREC: tl.constexpr, FP8: tl.constexpr):
     """One BLOCK_N-wide key tile folded into the running softmax ``state = (acc, l, m)``.
 
     ``kv = (k_src, v_src, k_stride_s, v_stride_s, b, h)`` (b, h: descriptor coordinates);
@@ -141,11 +121,7 @@ def _tile(state, q, kv, scale, start_n, valid_ctx,
     else:
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         m_use = m_new
-    if EXP_SPLIT and not (BOUNDS or HAS_KPM):
-        # every logit is finite here (masked tiles keep exp2's exact 0 for -inf)
-        p = _exp2_split(qk - m_use[:, None], qk.shape[0], BLOCK_N)
-    else:
-        p = tl.math.exp2(qk - m_use[:, None])
+    p = tl.math.exp2(qk - m_use[:, None])
     alpha = tl.math.exp2(m_i - m_use)
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None]
@@ -171,7 +147,6 @@ def _radial_fwd(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     EVEN_D: tl.constexpr, EVEN_S: tl.constexpr, HAS_KPM: tl.constexpr,
     USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr, FP8: tl.constexpr,
-    EXP_SPLIT: tl.constexpr,
 ):
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
     SUB_N: tl.constexpr = BLOCK // BLOCK_N
@@ -241,12 +216,12 @@ def _radial_fwd(
         start_n = kb * BLOCK + (t % SUB_N) * BLOCK_N
         state = _tile(state, q, kv, scale, start_n, valid_ctx, BLOCK_N=BLOCK_N,
                       BLOCK_D=BLOCK_D, EVEN_D=EVEN_D, BOUNDS=False, HAS_KPM=HAS_KPM,
-                      USE_TMA=USE_TMA, DOT_PREC=DOT_PREC, FP8=FP8, EXP_SPLIT=EXP_SPLIT)
+                      USE_TMA=USE_TMA, DOT_PREC=DOT_PREC, FP8=FP8)
     for t in range(0, n_tail * SUB_N):
         start_n = (NB - 1) * BLOCK + t * BLOCK_N
         state = _tile(state, q, kv, scale, start_n, valid_ctx, BLOCK_N=BLOCK_N,
                       BLOCK_D=BLOCK_D, EVEN_D=EVEN_D, BOUNDS=True, HAS_KPM=HAS_KPM,
-                      USE_TMA=USE_TMA, DOT_PREC=DOT_PREC, FP8=FP8, EXP_SPLIT=EXP_SPLIT)
+                      USE_TMA=USE_TMA, DOT_PREC=DOT_PREC, FP8=FP8)
     acc, l_i, m_i = state
 
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)
@@ -369,8 +344,7 @@ def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torc
     rows, 64-key tiles, two pipeline stages, K/V through tensor descriptors (TMA). GPUs before
     Hopper load K/V with plain pointers; those with ~100 KB of shared memory (sm 8.6/8.9, 7.5)
     use 32-key tiles so two stages still fit. FP8 on Hopper: three stages (its tiles are half
-    the bytes); on Ada a 64 x 64 row. ``EXP_SPLIT`` (Hopper, 16-bit and FP8): half of each
-    unmasked tile's exponentials on the FMA pipes (``_exp2_fma``), never for float32.
+    the bytes); on Ada (not measured) a 64 x 64 row.
     """
     bd = max(16, triton.next_power_of_2(head_dim))
     hopper = _is_hopper_or_newer(device)
@@ -378,14 +352,13 @@ def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torc
         device.type == "cuda" and torch.cuda.get_device_capability(device) == (8, 0)
     )
     if fp8:
-        # H200 sweep (wan720): 3 stages 46.6 ms, 2 stages 49.0, BN128 w8 57.9
-        cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=3,
-                   EXP_SPLIT=True) if hopper else dict(
+        # H200 sweeps (wan720): 3 stages 46.6 / 47.0 ms, 2 stages 49.0, BN128 w8 57.9
+        cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=3) if hopper else dict(
             BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)
     elif dtype == torch.float32 or bd >= 256:
         cfg = dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2)
     elif hopper:
-        cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=2, EXP_SPLIT=True)
+        cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=2)
     elif big_smem:
         # A100 (not measured here): mma.sync keeps Q and the accumulator in registers, so
         # 128 x 128 tiles need 8 warps to stay clear of spills
@@ -430,7 +403,6 @@ def triton_block_sparse_attention(
         skpb = 0
     bm = cfg.pop("BLOCK_M")
     use_tma = cfg.pop("USE_TMA", None)
-    exp_split = bool(cfg.pop("EXP_SPLIT", False))
     if use_tma is None:
         use_tma = _is_hopper_or_newer(q.device)
     qk_scale = float(scale) * LOG2E
@@ -472,7 +444,6 @@ def triton_block_sparse_attention(
             USE_TMA=bool(use_tma),
             DOT_PREC=prec,
             FP8=bool(fp8),
-            EXP_SPLIT=exp_split,
             **cfg,
         )
     return out
