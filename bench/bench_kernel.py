@@ -115,6 +115,18 @@ def comfy_kitchen():
         return None, f"{type(exc).__name__}: {exc}"[:200]
 
 
+def _ck_version() -> str:
+    ck, why = comfy_kitchen()
+    if ck is None:
+        return f"not importable ({why})"
+    try:
+        from importlib.metadata import version
+
+        return version("comfy-kitchen")
+    except Exception:  # a copied package without its dist-info (the GPU bundle)
+        return getattr(ck, "__version__", "importable, version unknown")
+
+
 def make_inputs(B, S, H, D, dtype, layout):
     if layout == "bshd":
         return [torch.randn(B, S, H * D, device="cuda", dtype=dtype).view(B, S, H, D)
@@ -305,7 +317,7 @@ def environment() -> dict:
            "triton": triton.__version__, "cuda": torch.version.cuda,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "python": platform.python_version(),
-           "comfy_kitchen": getattr(comfy_kitchen()[0], "__version__", comfy_kitchen()[1])}
+           "comfy_kitchen": _ck_version()}
     try:
         import subprocess
 
