@@ -54,6 +54,7 @@ class ModelFamily:
     video_width: int = 0  # heads x head dim of the video self-attention, when another stream
     # (LTX-2's audio) has self-attention of its own: a call of another width is not video
     exact_video: bool = False  # the video self-attention is exactly frames x tokens (no extra frames)
+    text_first: bool | None = None  # joint layout: the other tokens come before the video (None: ask the blocks)
 
     @property
     def name(self) -> str:
@@ -208,6 +209,23 @@ def _cosmos_predict2_family(base, dm) -> ModelFamily | None:
                        len(dm.blocks), "wan", arch="cosmos_predict2", exact_video=True)
 
 
+def _minimax_h3_family(base, dm) -> ModelFamily | None:
+    """MiniMax H3 (video + stereo audio in ONE packed sequence): ``[text | conditioning rows |
+    audio | video]``, the target video always last (``PackedLayout`` in comfy/ldm/minimax).
+
+    The joint audio-video rule: everything before the video (text, keyframe / reference rows,
+    audio) is treated like HunyuanVideo's text: those tokens attend to every token and every
+    token attends to them (dense rows and columns); only video-to-video attention is radial.
+    """
+    if _CLASS_FAMILY.get(type(base).__name__) != "minimax_h3":
+        return None
+    patch = tuple(int(p) for p in dm.patch_size)
+    if len(patch) != 3:
+        return None
+    return ModelFamily("minimax_h3", "MiniMax H3 (video + audio)", _SPECS["minimax_h3"].mask_model, patch,
+                       len(dm.blocks), "joint", arch="minimax_h3", text_first=True)
+
+
 def _unwrap(module):
     """The model inside torch.compile's wrapper (ComfyUI's TorchCompileModel node puts one in
     place while the model is loaded)."""
@@ -240,6 +258,8 @@ def detect_family(model) -> ModelFamily | None:
         return _kandinsky5_family(base, dm)
     if by_class == "cosmos_predict2":
         return _cosmos_predict2_family(base, dm)
+    if by_class == "minimax_h3":
+        return _minimax_h3_family(base, dm)
     return None
 
 
@@ -265,12 +285,12 @@ def _ceil_div(a: int, b: int) -> int:
 def video_latent_shape(family: ModelFamily, x, model_kwargs: dict) -> tuple[int, ...] | None:
     """``(B, C, F, H, W)`` of the video latent of one model call, None when it is not a video.
 
-    Usually ``x`` itself. ComfyUI packs an audio + video latent (LTX-2) into one ``(B, 1, N)``
-    tensor and passes the streams' shapes as ``latent_shapes``; the video stream comes first.
+    Usually ``x`` itself. ComfyUI packs an audio + video latent (LTX-2, MiniMax H3) into one
+    ``(B, 1, N)`` tensor and passes the streams' shapes as ``latent_shapes``; video comes first.
     """
     if isinstance(x, torch.Tensor) and x.ndim == 5:
         return tuple(int(s) for s in x.shape)
-    if family.arch == "ltx":
+    if family.arch in ("ltx", "minimax_h3"):
         shapes = model_kwargs.get("latent_shapes")
         if shapes and len(shapes[0]) == 5 and isinstance(x, torch.Tensor):
             # the shapes are the sampler's (batch 1); the call's batch is x's (CFG: 2)

@@ -104,6 +104,8 @@ def text_comes_first(family: ModelFamily, diffusion_model) -> bool:
     blocks had in ComfyUI 0.3.x ([image, text]); newer versions (0.33) dropped it and put the
     text first. Wan has no text in its self-attention; Mochi puts the text last.
     """
+    if family.text_first is not None:  # fixed by the model's code (the family table)
+        return family.text_first
     if family.layout == "wan" or family.family == "mochi":
         return False
     blocks = getattr(diffusion_model, "double_blocks", None)

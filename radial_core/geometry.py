@@ -58,6 +58,10 @@ _RULE_COSMOS = ("untuned: Wan 2.1's rule and decay (Cosmos Predict2 runs on Wan 
                 "1x2x2 patch: the same tokens for the same video; video-only self-attention), 1 dense "
                 "block, a quarter of the steps dense")
 
+_RULE_MINIMAX = ("untuned: HunyuanVideo's rule (joint sequence, no sink; text, conditioning and audio "
+                 "tokens dense like text) with the decay of Wan 2.2-5B (same 32x32 pixels per token), "
+                 "dense blocks 0, a quarter of the steps dense")
+
 FAMILIES: dict[str, FamilySpec] = {
     "wan21": FamilySpec("Wan 2.1 (14B / 1.3B)", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0),
     "wan22_14b": FamilySpec("Wan 2.2 A14B", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0),
@@ -107,6 +111,15 @@ FAMILIES: dict[str, FamilySpec] = {
                                                "text is cross-attention",
                                   block_numbering="blocks 0..N-1 (28 in 2B, 36 in 14B)",
                                   comfy_classes=("CosmosPredict2",)),
+    # latent frames: MiniMax's VAE packs 1 pixel frame, then 4 per latent frame (about 4x)
+    "minimax_h3": FamilySpec("MiniMax H3 (video + audio)", (4, 16, 16), (1, 2, 2), "hunyuan", 0.8, 256,
+                             dense_blocks="0", tuned=False, defaults_rule=_RULE_MINIMAX,
+                             token_groups="one packed sequence [text | keyframe / reference rows | "
+                                          "audio (2 rows per audio latent) | video]; every token before "
+                                          "the video attends and is attended fully",
+                             block_numbering="single-stream blocks 0..N-1 (the text refiner runs once "
+                                             "per sampling, outside the blocks)",
+                             latent_channels=24, comfy_classes=("MiniMaxH3",)),
 }
 
 

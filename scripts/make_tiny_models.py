@@ -232,6 +232,28 @@ def cosmos_predict2_state_dict(*, in_channels: int = 17, num_blocks: int = 2, mo
     return sd
 
 
+def minimax_h3_state_dict(*, num_layers: int = 2, hidden: int = 128, heads: int = 4, head_dim: int = 32,
+                          text_dim: int = 64, seed: int = 0) -> dict:
+    """A small MiniMax H3 (video + audio, ComfyUI 0.33+), detected by ComfyUI from its keys:
+    video patch 1x2x2 on 24 channels, audio 32 channels, heads from the qkv and q-norm widths, a
+    4-frequency rope (12 x 2 rotated dims of the 32-wide heads)."""
+    probe = {
+        "video_patch_proj.weight": (hidden, 24 * 4),
+        "audio_patch_proj.weight": (hidden, 32),
+        **{f"blocks.{i}.attn.q_norm.weight": (head_dim,) for i in range(num_layers)},
+        "blocks.0.attn.qkv_proj.weight": (3 * heads * head_dim, hidden),
+        "blocks.0.mlp.fc1.weight": (4 * hidden, hidden),
+        "token_refiner.blocks.0.attn.q_norm.weight": (head_dim,),
+        "final_layer.video_out.weight": (24 * 4, hidden),
+        "final_layer.audio_out.weight": (32, hidden),
+        "condition_proj.weight": (hidden, text_dim),
+        "time_embedder.proj_in.weight": (hidden, 256),
+        "time_embedder.proj_out.weight": (hidden // 2, hidden),
+        "rope.inv_freq": (4,),
+    }
+    return detected_state_dict(probe, seed)
+
+
 # ComfyUI's Mochi block asserts an x-MLP width of 1536 * 8 = 12288, whatever the hidden size.
 MOCHI_TINY = dict(
     image_model="mochi_preview", depth=2, patch_size=2, num_heads=1, hidden_size_x=128,

@@ -28,7 +28,8 @@ class Case:
     build_kwargs: tuple = ()
     blocks_attr: str = "double_blocks"  # the diffusion model's list of video blocks (see video_blocks)
     text_dim: int = 32
-    audio: bool = False
+    audio: str = ""  # the audio latent's layout: "ltx" (B, 8, T, 16) or "minimax" (B, 32, 2, T)
+    cfg_batched: bool = True  # ComfyUI runs cond and uncond as one batch of two
     base_class: str = ""  # its comfy.model_base class, when named otherwise
     even_latent: bool = False  # ComfyUI cannot take a latent that is not a patch multiple
     config: tuple = ()  # the file's "config" metadata (transformer settings), as real files carry it
@@ -43,7 +44,7 @@ CASES = {
     "ltxv": Case("ltxv", "ltxv", "LTXV", "LTX-Video", "ltx_state_dict", text_dim=64,
                  blocks_attr="transformer_blocks"),
     "ltxav": Case("ltxav", "ltxav", "LTXAV", "LTX-2 (video + audio)", "ltx_state_dict",
-                  (("audio", True),), text_dim=2 * 64, audio=True,
+                  (("audio", True),), text_dim=2 * 64, audio="ltx",
                   blocks_attr="transformer_blocks"),  # video + audio text, refined
     "kandinsky5": Case("kandinsky5", "kandinsky5", "Kandinsky5", "Kandinsky 5 video", "kandinsky5_state_dict",
                        text_dim=3584, even_latent=True,
@@ -55,6 +56,9 @@ CASES = {
     "wan_flowrvs": Case("wan_flowrvs", "wan21", "WAN21_FlowRVS", "Wan 2.1 FlowRVS (video segmentation)",
                         "wan_state_dict", (("kind", "wan_t2v"),), text_dim=4096, blocks_attr="blocks",
                         config=(("model_type", "flow_rvs"),)),
+    "minimax_h3": Case("minimax_h3", "minimax_h3", "MiniMaxH3", "MiniMax H3 (video + audio)",
+                       "minimax_h3_state_dict", text_dim=64, audio="minimax", blocks_attr="blocks",
+                       cfg_batched=False),  # the model takes batch 1: ComfyUI runs cond, uncond apart
 }
 
 
@@ -86,7 +90,7 @@ def load(case: Case):
     require_family(case)
     tm = hm.tiny_models_module()
     sd = getattr(tm, case.build)(**dict(case.build_kwargs))
-    meta = tm.ltx_metadata(case.audio) if case.build == "ltx_state_dict" else None
+    meta = tm.ltx_metadata(bool(case.audio)) if case.build == "ltx_state_dict" else None
     if case.config:
         import json
 
@@ -128,14 +132,25 @@ def conditioning(case: Case, *, seed: int = 0, text_len: int = 8, real_tokens: i
 
 
 def latent(case: Case, frames: int, height: int, width: int, batch: int = 1, audio_frames: int = 12):
-    """An empty latent of the family's channels; LTX-2: a NestedTensor (video, audio) as
-    ComfyUI's LTXVConcatAVLatent makes it (audio: 8 channels x ``audio_frames`` x 16 bins)."""
+    """An empty latent of the family's channels; with audio a NestedTensor (video, audio) as
+    ComfyUI's LTXVConcatAVLatent / EmptyMiniMaxH3LatentAV make it (LTX-2 audio: 8 channels x
+    ``audio_frames`` x 16 bins; MiniMax H3: 32 channels x 2 (stereo) x ``audio_frames``)."""
     video = torch.zeros(batch, FAMILIES[case.family].latent_channels, frames, height, width)
     if not case.audio:
         return video
     import comfy.nested_tensor
 
-    return comfy.nested_tensor.NestedTensor([video, torch.zeros(batch, 8, audio_frames, 16)])
+    audio = (torch.zeros(batch, 8, audio_frames, 16) if case.audio == "ltx"
+             else torch.zeros(batch, 32, 2, audio_frames))
+    return comfy.nested_tensor.NestedTensor([video, audio])
+
+
+def joint_tokens(case: Case, text_len: int, audio_frames: int = 12) -> int:
+    """Tokens besides the video in the video self-attention sequence: the text of the joint
+    families; MiniMax H3 also packs its audio there (2 rows per audio latent)."""
+    if not FAMILIES[case.family].text_tokens:
+        return 0
+    return text_len + (2 * audio_frames if case.audio == "minimax" else 0)
 
 
 def output_tensor(out) -> torch.Tensor:
