@@ -2,11 +2,13 @@
 
 Public API:
     radial_block_mask(...)       the exact radial mask (see radial_core.mask)
-    block_sparse_attention(...)  Triton kernel on CUDA, PyTorch path elsewhere
+    block_sparse_attention(...)  Triton kernel on CUDA, PyTorch path elsewhere; a torch.library
+                                 custom op (torch.compile keeps one graph); precision= one of
+                                 PRECISIONS ("exact", its alias "bf16", opt-in "fp8")
 """
 
 from . import geometry
-from .attention import block_sparse_attention, can_use_triton
+from .attention import PRECISIONS, block_sparse_attention, can_use_triton
 from .mask import mask_density, radial_block_mask
 
 __all__ = [
@@ -15,4 +17,5 @@ __all__ = [
     "geometry",
     "block_sparse_attention",
     "can_use_triton",
+    "PRECISIONS",
 ]
