@@ -11,7 +11,7 @@ re-run this script and commit the result.
 Usage:  .venv/bin/python scripts/build_workflows.py          (writes workflows/*.json)
         .venv/bin/python scripts/build_workflows.py --check  (exit 1 if a file is out of date)
 
-workflows/sparsity_preview.json and workflows/demo_wan_tiny.json belong to other scripts/owners and
+workflows/Sparsity Preview, no model needed.json and workflows/demo_wan_tiny.json belong to other scripts/owners and
 are not written here.
 """
 
@@ -189,7 +189,7 @@ Low VRAM: weight_dtype fp8 in the loader, and lower the tile size of the tiled V
 
 
 def wan21_t2v() -> Workflow:
-    wf = Workflow("radial_wan2.1_t2v_14B_720p_81f")
+    wf = Workflow("Wan 2.1 T2V 14B, 720p 81 frames")
     note(wf, WAN21_NOTE.format(density=density("wan21", 1280, 720, 81), unet=MODELS["wan2.1_t2v_14B_fp8_scaled.safetensors"][0],
                                te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
                                vae=MODELS["wan_2.1_vae.safetensors"][0]))
@@ -209,7 +209,7 @@ def wan21_t2v() -> Workflow:
 
 
 def wan22_i2v() -> Workflow:
-    wf = Workflow("radial_wan2.2_i2v_A14B_720p_81f")
+    wf = Workflow("Wan 2.2 I2V A14B, 720p 81 frames")
     note(wf, WAN22_NOTE.format(density=density("wan22_14b", 1280, 720, 81), hi=MODELS["wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"][0],
                                lo=MODELS["wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors"][0],
                                te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
@@ -244,7 +244,7 @@ def wan22_i2v() -> Workflow:
 
 
 def wan21_long() -> Workflow:
-    wf = Workflow("radial_wan2.1_t2v_14B_720p_321f_lora")
+    wf = Workflow("Wan 2.1 T2V 14B, 321 frames with LoRA")
     note(wf, WAN_LONG_NOTE.format(density=density("wan21", 1280, 720, 321), unet=MODELS["wan2.1_t2v_14B_fp8_scaled.safetensors"][0],
                                   te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
                                   vae=MODELS["wan_2.1_vae.safetensors"][0]))
@@ -267,7 +267,7 @@ def wan21_long() -> Workflow:
 
 
 def hunyuan_t2v() -> Workflow:
-    wf = Workflow("radial_hunyuan_video_t2v_720p_253f")
+    wf = Workflow("HunyuanVideo T2V, 720p 253 frames")
     note(wf, HUNYUAN_NOTE.format(density=density("hunyuan", 1280, 720, 253), unet=MODELS["hunyuan_video_t2v_720p_bf16.safetensors"][0],
                                  clip_l=MODELS["clip_l.safetensors"][0],
                                  llava=MODELS["llava_llama3_fp8_scaled.safetensors"][0],
@@ -308,12 +308,12 @@ WORKFLOWS = [wan21_t2v, wan22_i2v, wan21_long, hunyuan_t2v]
 # special, and the radial mask the workflow runs (Sparsity Preview renderer).
 # name -> (model line, length line, badge, family, width, height, frames)
 THUMBNAILS = {
-    "radial_wan2.1_t2v_14B_720p_81f": ("Wan 2.1 T2V 14B", "720p · 81 frames", "text to video", "wan21", 1280, 720, 81),
-    "radial_wan2.2_i2v_A14B_720p_81f": ("Wan 2.2 I2V A14B", "720p · 81 frames", "image to video · 2 experts",
+    "Wan 2.1 T2V 14B, 720p 81 frames": ("Wan 2.1 T2V 14B", "720p · 81 frames", "text to video", "wan21", 1280, 720, 81),
+    "Wan 2.2 I2V A14B, 720p 81 frames": ("Wan 2.2 I2V A14B", "720p · 81 frames", "image to video · 2 experts",
                                         "wan22_14b", 1280, 720, 81),
-    "radial_wan2.1_t2v_14B_720p_321f_lora": ("Wan 2.1 T2V 14B", "720p · 321 frames", "4x length · LoRA",
+    "Wan 2.1 T2V 14B, 321 frames with LoRA": ("Wan 2.1 T2V 14B", "720p · 321 frames", "4x length · LoRA",
                                              "wan21", 1280, 720, 321),
-    "radial_hunyuan_video_t2v_720p_253f": ("HunyuanVideo T2V", "720p · 253 frames", "text to video · 2x length",
+    "HunyuanVideo T2V, 720p 253 frames": ("HunyuanVideo T2V", "720p · 253 frames", "text to video · 2x length",
                                            "hunyuan", 1280, 720, 253),
 }
 CARD_COLOURS = {"wan21": (52, 120, 246), "wan22_14b": (30, 170, 110), "wan22_5b": (30, 170, 110),
@@ -323,7 +323,7 @@ PREVIEW_COLOUR = (236, 170, 40)
 
 def preview_thumbnail_spec() -> tuple:
     """The Sparsity Preview workflow: its own family and size."""
-    wf = json.loads((OUT / "sparsity_preview.json").read_text())
+    wf = json.loads((OUT / "Sparsity Preview, no model needed.json").read_text())
     node = next(n for n in wf["nodes"] if n["type"] == "SparsityPreview")
     family, width, height, frames = node["widgets_values"][:4]
     return ("Sparsity Preview", f"{height}p · {frames} frames", "no model needed", family, width, height, frames)
@@ -505,8 +505,8 @@ def main() -> int:
             print(f"wrote {path.relative_to(ROOT)}")
     if not args.check:
         specs = dict(THUMBNAILS)
-        if (OUT / "sparsity_preview.json").exists():
-            specs["sparsity_preview"] = preview_thumbnail_spec()
+        if (OUT / "Sparsity Preview, no model needed.json").exists():
+            specs["Sparsity Preview, no model needed"] = preview_thumbnail_spec()
         for name, spec in specs.items():
             thumbnail(*spec).save(OUT / f"{name}.jpg", quality=88)
             print(f"wrote workflows/{name}.jpg")

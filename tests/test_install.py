@@ -259,17 +259,19 @@ def test_manager_install_loads_all_nodes(server):
 
 
 def test_template_browser_serves_the_workflows(server):
+    from urllib.parse import quote  # the workflows' file names are their titles (spaces, commas)
+
     templates = server.get_json("/workflow_templates")
     ours = sorted(templates.get(FOLDER, []))
     shipped = sorted(p.stem for p in (server_root(server) / "workflows").glob("*.json"))
     assert ours == shipped and ours, f"template browser lists {ours}, the pack ships {shipped}"
     for name in ours:
-        status, body = server.get(f"/api/workflow_templates/{FOLDER}/{name}.json")
+        status, body = server.get(f"/api/workflow_templates/{FOLDER}/{quote(name)}.json")
         assert status == 200
         assert json.loads(body) == json.loads((server_root(server) / "workflows" / f"{name}.json").read_text())
         thumb = server_root(server) / "workflows" / f"{name}.jpg"
         if thumb.exists():  # the card picture the front end asks for
-            status, body = server.get(f"/api/workflow_templates/{FOLDER}/{name}.jpg")
+            status, body = server.get(f"/api/workflow_templates/{FOLDER}/{quote(name)}.jpg")
             assert status == 200 and body[:3] == b"\xff\xd8\xff"
 
 
@@ -283,7 +285,7 @@ def test_front_end_script_served_once(server):
 
 def test_preview_workflow_runs_on_the_installed_copy(server):
     """Convert the shipped preview workflow with the server's own /object_info and queue it."""
-    wf = json.loads((server_root(server) / "workflows" / "sparsity_preview.json").read_text())
+    wf = json.loads((server_root(server) / "workflows" / "Sparsity Preview, no model needed.json").read_text())
     prompt = ui_to_api(wf, input_types_from_object_info(server.get_json("/object_info")))
     status, body = server.post_json("/prompt", {"prompt": prompt, "client_id": "install-test"})
     assert status == 200, body

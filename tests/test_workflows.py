@@ -50,12 +50,12 @@ def _params(paths):
 
 WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.json"))
 WORKFLOW_PARAMS = _params(WORKFLOWS)
-PREVIEW = "sparsity_preview.json"
+PREVIEW = "Sparsity Preview, no model needed.json"
 EXPECTED = {
-    "radial_wan2.1_t2v_14B_720p_81f.json",
-    "radial_wan2.2_i2v_A14B_720p_81f.json",
-    "radial_wan2.1_t2v_14B_720p_321f_lora.json",
-    "radial_hunyuan_video_t2v_720p_253f.json",
+    "Wan 2.1 T2V 14B, 720p 81 frames.json",
+    "Wan 2.2 I2V A14B, 720p 81 frames.json",
+    "Wan 2.1 T2V 14B, 321 frames with LoRA.json",
+    "HunyuanVideo T2V, 720p 253 frames.json",
     PREVIEW,
 }
 PACK_NODES = {"RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview"}
@@ -290,7 +290,7 @@ def api(core, name: str, enabled: bool = False) -> dict:
 
 
 def test_wan21_t2v_720p_81_frames(core):
-    prompt = api(core, "radial_wan2.1_t2v_14B_720p_81f.json")
+    prompt = api(core, "Wan 2.1 T2V 14B, 720p 81 frames.json")
     assert latent_size(prompt) == (1280, 720, 81)
     (ks_id, ks), = samplers(prompt, "KSampler").items()
     chain = model_chain(prompt, ks_id)
@@ -300,7 +300,7 @@ def test_wan21_t2v_720p_81_frames(core):
 
 
 def test_wan22_i2v_both_experts_patched(core):
-    prompt = api(core, "radial_wan2.2_i2v_A14B_720p_81f.json")
+    prompt = api(core, "Wan 2.2 I2V A14B, 720p 81 frames.json")
     assert latent_size(prompt) == (1280, 720, 81)
     kss = samplers(prompt, "KSamplerAdvanced")
     assert len(kss) == 2, "Wan 2.2 A14B needs two KSamplerAdvanced (high- and low-noise expert)"
@@ -331,19 +331,19 @@ def test_wan22_i2v_both_experts_patched(core):
 
 
 def test_wan21_long_video_uses_lora_loader(core):
-    prompt = api(core, "radial_wan2.1_t2v_14B_720p_321f_lora.json")
+    prompt = api(core, "Wan 2.1 T2V 14B, 321 frames with LoRA.json")
     assert latent_size(prompt) == (1280, 720, 321)
     (ks_id, _), = samplers(prompt, "KSampler").items()
     assert "RadialLoraLoader" in model_chain(prompt, ks_id)
 
 
 def test_hunyuan_long_video_patched(core):
-    prompt = api(core, "radial_hunyuan_video_t2v_720p_253f.json")
+    prompt = api(core, "HunyuanVideo T2V, 720p 253 frames.json")
     w, h, frames = latent_size(prompt)
     assert (w, h) == (1280, 720) and frames > 129 and (frames - 1) % 4 == 0
     guider = next(k for k, v in prompt.items() if v["class_type"] == "BasicGuider")
     assert "RadialAttentionPatch" in model_chain(prompt, guider)
-    enabled = api(core, "radial_hunyuan_video_t2v_720p_253f.json", enabled=True)
+    enabled = api(core, "HunyuanVideo T2V, 720p 253 frames.json", enabled=True)
     guider = next(k for k, v in enabled.items() if v["class_type"] == "BasicGuider")
     assert {"RadialAttentionPatch", "RadialLoraLoader"} <= set(model_chain(enabled, guider))
 
@@ -424,7 +424,7 @@ def test_model_names_are_comfyuis_own(core):
 def test_converter_refuses_stale_widget_values(core):
     from workflow_convert import running_comfyui_version
 
-    full = load(WORKFLOW_DIR / "radial_wan2.1_t2v_14B_720p_81f.json")
+    full = load(WORKFLOW_DIR / "Wan 2.1 T2V 14B, 720p 81 frames.json")
     patch = next(n for n in full["nodes"] if n["type"] == "RadialAttentionPatch")
     for inp in patch.get("inputs") or []:
         inp["link"] = None

@@ -32,15 +32,15 @@ pytestmark = [pytest.mark.comfy, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 BROWSER = ROOT / "tests" / "browser"
 NAMES = [
-    "radial_wan2.1_t2v_14B_720p_81f",
-    "radial_wan2.2_i2v_A14B_720p_81f",
-    "radial_wan2.1_t2v_14B_720p_321f_lora",
-    "radial_hunyuan_video_t2v_720p_253f",
+    "Wan 2.1 T2V 14B, 720p 81 frames",
+    "Wan 2.2 I2V A14B, 720p 81 frames",
+    "Wan 2.1 T2V 14B, 321 frames with LoRA",
+    "HunyuanVideo T2V, 720p 253 frames",
 ]
 DOCS_TEMPLATES = ROOT / "docs" / "images" / "template_browser.png"
 DOCS_SHOTS = {  # README pictures
-    "radial_wan2.2_i2v_A14B_720p_81f": ROOT / "docs" / "images" / "workflow_wan22_i2v.png",
-    "radial_wan2.1_t2v_14B_720p_321f_lora": ROOT / "docs" / "images" / "workflow_wan21_long_lora.png",
+    "Wan 2.2 I2V A14B, 720p 81 frames": ROOT / "docs" / "images" / "workflow_wan22_i2v.png",
+    "Wan 2.1 T2V 14B, 321 frames with LoRA": ROOT / "docs" / "images" / "workflow_wan21_long_lora.png",
 }
 
 

@@ -18,7 +18,7 @@ if (!url || !artifacts) {
   process.exit(2);
 }
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-const TEMPLATE = "/api/workflow_templates/radial-attention/sparsity_preview.json";
+const TEMPLATE = "/api/workflow_templates/radial-attention/Sparsity Preview, no model needed.json";
 const host = new URL(url).host;
 fs.mkdirSync(artifacts, { recursive: true });
 

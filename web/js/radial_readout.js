@@ -261,9 +261,16 @@ async function refresh(node) {
       show(node, "invalid", { error: problem }, info);
       return;
     }
-  } else if (!info.p.lora_name) {
-    show(node, "invalid", { error: "no LoRA chosen" }, info);
-    return;
+  } else {
+    // only a LoRA the loras folders hold (the node's list): a workflow may name one not downloaded yet
+    const listed = widget(node, "lora_name")?.options?.values;
+    const known = Array.isArray(listed) ? listed : null;
+    if (!info.p.lora_name || (known && !known.includes(info.p.lora_name))) {
+      show(node, "invalid", { error: info.p.lora_name
+        ? `${info.p.lora_name} is not in the loras folders: put it into models/loras and refresh (R)`
+        : "no LoRA chosen" }, info);
+      return;
+    }
   }
   show(node, "busy", null, info);
   const { ok, body } = await ask(info.route, info.query);
