@@ -128,6 +128,15 @@ def test_front_end_converts_like_our_converter(front_end, name):
                 DOCS_SHOTS[name], optimize=True)
 
 
+def test_template_browser_shows_human_titles(front_end):
+    """Both front ends title a custom node's template by its file name: the names read as titles."""
+    result, _ = front_end
+    text = result.get("templateDialogText", "")
+    for name in NAMES:
+        assert name in text, f"the template browser does not show the title {name!r}"
+    assert "radial_wan" not in text and "_720p_" not in text, "a raw file-name title is shown"
+
+
 def test_template_browser_shows_thumbnails(front_end):
     result, _ = front_end
     thumbs = result.get("thumbnails", {})

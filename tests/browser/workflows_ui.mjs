@@ -141,6 +141,7 @@ try {
   await page.waitForTimeout(1500);
   await page.screenshot({ path: path.join(outDir, "template_browser.png") });
   result.thumbnails = thumbs;
+  result.templateDialogText = (await dialog.innerText()).slice(0, 20000); // the cards' titles as shown
   if (result.consoleErrors.length) {
     throw new Error(`console errors: ${JSON.stringify(result.consoleErrors, null, 1)}`);
   }
