@@ -7,6 +7,7 @@ One table of model families; the ComfyUI patch reads the real latent shape inste
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .mask import radial_block_mask
@@ -37,6 +38,19 @@ class FamilySpec:
     latent_channels: int = 16
     # comfy.model_base classes detected as this family by class name (Wan: by its weights instead)
     comfy_classes: tuple[str, ...] = ()
+    # pixel frames -> (latent frames, extra joint tokens that grow with the length, e.g. audio rows),
+    # for VAEs whose time compression is not "first frame alone, then vae_stride[0] per latent"
+    frames_rule: Callable[[int], tuple[int, int]] | None = None
+
+
+def _minimax_h3_frames(frames: int) -> tuple[int, int]:
+    """MiniMax H3 as its empty-latent node counts (comfy_extras/nodes_minimax_h3.py): the length
+    snaps up to 17k + 5 frames at 24 fps, 5 latent frames per 17 pixel frames (+2), and the audio
+    (40 latents per second, stereo: 2 rows each) joins the joint sequence."""
+    n = max(5, int(frames))
+    n += (5 - n) % 17
+    latent_t = 2 if n <= 5 else ((n - 5) // 17) * 5 + 2
+    return latent_t, 2 * round(n / 24 * 40)
 
 
 # Rules for the untuned families (no published quality figure): the mask rule of the authors'
@@ -119,7 +133,7 @@ FAMILIES: dict[str, FamilySpec] = {
                                           "the video attends and is attended fully",
                              block_numbering="single-stream blocks 0..N-1 (the text refiner runs once "
                                              "per sampling, outside the blocks)",
-                             latent_channels=24, comfy_classes=("MiniMaxH3",)),
+                             latent_channels=24, comfy_classes=("MiniMaxH3",), frames_rule=_minimax_h3_frames),
 }
 
 
@@ -188,7 +202,9 @@ def geometry_from_pixels(family: str, width: int, height: int, frames: int, text
     """Geometry of a ``width`` x ``height`` video of ``frames`` pixel frames for ``family``.
 
     Latent frames are ``(frames - 1) // stride_t + 1`` (the first frame is encoded alone), the
-    latent size is ``pixels // stride`` as ComfyUI's empty-latent nodes make it.
+    latent size is ``pixels // stride`` as ComfyUI's empty-latent nodes make it. A family with a
+    ``frames_rule`` (MiniMax H3) counts its own way and adds the tokens that grow with the length
+    (its audio) to ``text_tokens``.
     """
     spec = family_spec(family)
     for name, value in (("width", width), ("height", height), ("frames", frames)):
@@ -197,8 +213,10 @@ def geometry_from_pixels(family: str, width: int, height: int, frames: int, text
     st, sh, sw = spec.vae_stride
     if width < sw or height < sh:
         raise ValueError(f"{spec.label} needs width and height >= {sw} pixels; got {width}x{height}")
-    latent = ((int(frames) - 1) // st + 1, int(height) // sh, int(width) // sw)
+    latent_t, grows = ((int(frames) - 1) // st + 1, 0) if spec.frames_rule is None else spec.frames_rule(int(frames))
+    latent = (latent_t, int(height) // sh, int(width) // sw)
     text = spec.text_tokens if text_tokens is None else int(text_tokens)
     if text < 0:
         raise ValueError(f"text_tokens must be >= 0; got {text}")
+    text += grows
     return geometry_from_latent(latent, spec.patch, text_tokens=text, mask_model=spec.mask_model)

@@ -291,3 +291,42 @@ def test_wan_variants_with_other_token_streams_pass_through_with_their_reason(mf
     with caplog.at_level(logging.INFO):
         assert mf._wan_family(base, dm) is None
     assert any(cls in r.getMessage() and mf.WAN_PASS_THROUGH[cls] in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("family, node_module, node", [
+    ("hunyuan15", "comfy_extras.nodes_hunyuan", "EmptyHunyuanVideo15Latent"),
+    ("ltxv", "comfy_extras.nodes_lt", "EmptyLTXVLatentVideo"),
+    ("ltxav", "comfy_extras.nodes_lt", "EmptyLTXVLatentVideo"),
+    ("kandinsky5", "comfy_extras.nodes_hunyuan", "EmptyHunyuanLatentVideo"),  # as its templates do
+    ("cosmos_predict2", "comfy_extras.nodes_cosmos", "CosmosPredict2ImageToVideoLatent"),
+    ("minimax_h3", "comfy_extras.nodes_minimax_h3", "EmptyMiniMaxH3LatentAV"),
+])
+def test_preview_geometry_matches_comfyuis_empty_latent(comfy, family, node_module, node):
+    """The family table's pixel -> latent rule (the Sparsity Preview's geometry) gives the latent
+    that ComfyUI's own empty-latent node makes, for lengths on and off its frame grid (MiniMax H3:
+    plus its audio rows, which join the joint sequence)."""
+    import importlib
+    import inspect
+
+    from radial_core.geometry import geometry_from_pixels
+
+    try:
+        cls = getattr(importlib.import_module(node_module), node)
+    except (ImportError, AttributeError):
+        pytest.skip(f"ComfyUI {fc.comfy_version()} has no {node_module}.{node}")
+    params = inspect.signature(cls.execute).parameters
+    for frames in (5, 22, 121, 124, 125, 241):
+        kwargs = {"width": 1344, "height": 768, "length": frames}
+        if "batch_size" in params:
+            kwargs["batch_size"] = 1
+        if "vae" in params:
+            kwargs["vae"] = None  # only used to encode start / end images
+        samples = cls.execute(**kwargs).result[0]["samples"]
+        streams = samples.unbind() if getattr(samples, "is_nested", False) else [samples]
+        video = streams[0]
+        geo = geometry_from_pixels(family, 1344, 768, frames, text_tokens=0)
+        _, ph, pw = FAMILIES[family].patch
+        assert geo.num_frames == video.shape[2], (family, frames)
+        assert (geo.height_tokens, geo.width_tokens) == (video.shape[3] // ph, video.shape[4] // pw)
+        audio_rows = 2 * streams[1].shape[-1] if family == "minimax_h3" else 0  # stereo: 2 rows each
+        assert geo.text_tokens == audio_rows
