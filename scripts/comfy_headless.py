@@ -76,7 +76,7 @@ def execute(prompt: dict, outputs=None, *, executor=None, extra_data=None, check
 
     ``check``: assert that it validates and runs without an error (tests want the message)."""
     valid, error, out_nodes, node_errors = validate(prompt, outputs)
-    if not valid:
+    if not valid or (check and node_errors):  # node_errors: outputs ComfyUI would drop
         if check:
             raise AssertionError(f"ComfyUI rejected the prompt: {error} {node_errors}")
         return None, None

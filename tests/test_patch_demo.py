@@ -1,6 +1,7 @@
-"""`make demo` end to end, small: scripts/demo.py runs the bundled workflow through ComfyUI's
-prompt executor (UNETLoader -> Radial Attention Patch -> KSampler -> SaveLatent) in a fresh
-process, dense and radial, and reports what it measured."""
+"""`make demo` end to end, small: scripts/demo.py runs the bundled graph through ComfyUI's prompt
+executor (UNETLoader -> Radial Attention Patch -> KSampler -> VAEDecode -> CreateVideo -> SaveVideo,
+and the Sparsity Preview -> SaveImage) in a fresh process, dense and radial, and reports what it
+measured: two video files, the mask and one summary picture."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.comfy
 def test_workflow_is_api_format_with_the_patch_node():
     wf = json.loads((ROOT / "workflows" / "api" / "demo_wan_tiny.json").read_text())
     kinds = {v["class_type"] for v in wf.values()}
-    assert {"UNETLoader", "RadialAttentionPatch", "KSampler", "SaveLatent", "LoadTrainingDataset"} <= kinds
+    assert {"UNETLoader", "RadialAttentionPatch", "KSampler", "VAELoader", "VAEDecode", "CreateVideo",
+            "SaveVideo", "SparsityPreview", "SaveImage"} <= kinds
     patch = next(v for v in wf.values() if v["class_type"] == "RadialAttentionPatch")
     for name in ("decay_factor", "block_size", "dense_blocks", "dense_steps_first", "dense_steps_last",
                  "dist1", "backend"):
@@ -39,8 +41,14 @@ def test_demo_runs_the_workflow_dense_and_radial(tmp_path):
     assert 0 < summary["density"] < 1
     assert summary["dense_seconds"] > 0 and summary["radial_seconds"] > 0
     assert summary["relative_difference"] > 0  # the radial run really used the sparse mask
-    assert len(summary["outputs"]) == 2 and all(Path(p).exists() for p in summary["outputs"])
+    videos = [Path(p) for p in summary["videos"]]
+    assert len(videos) == 2 and all(p.suffix == ".mp4" and p.stat().st_size > 1000 for p in videos)
+    from PIL import Image
+
+    with Image.open(summary["picture"]) as pic:  # mask + both frames side by side
+        assert pic.width > 2 * 360 and pic.height > 300
+    assert Path(summary["mask"]).exists()
     out = proc.stdout
-    for words in ("mask: block 128", "dense  (ComfyUI's", "radial (", "difference:", "outputs:"):
+    for words in ("mask density", "dense  (ComfyUI's", "radial (", "speedup", "videos:", "picture:"):
         assert words in out, words
     assert "Radial Attention: Wan 2.1 T2V" in proc.stderr + out  # the patch's one info line
