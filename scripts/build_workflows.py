@@ -349,17 +349,19 @@ def thumbnail(headline: str, length: str, badge: str, family: str, width: int, h
         except TypeError:  # Pillow < 10.1: fixed-size bitmap font
             return ImageFont.load_default()
 
-    draw.rectangle([0, 0, 512, 150], fill=colour)
-    draw.text((18, 12), headline, fill=(255, 255, 255), font=font(44))
-    draw.text((18, 66), length, fill=(255, 255, 255), font=font(34))
-    draw.text((18, 112), "Radial Attention", fill=(20, 20, 24), font=font(22))
+    # the top 48 px stay plain: front end 1.49 lays a "Node graph" badge over the card's corner
+    draw.rectangle([0, 0, 512, 48], fill=tuple(c // 2 for c in colour))
+    draw.rectangle([0, 48, 512, 196], fill=colour)
+    draw.text((18, 56), headline, fill=(255, 255, 255), font=font(44))
+    draw.text((18, 110), length, fill=(255, 255, 255), font=font(34))
+    draw.text((18, 158), "Radial Attention", fill=(20, 20, 24), font=font(22))
     bw = draw.textlength(badge, font=font(22)) if hasattr(draw, "textlength") else 12 * len(badge)
-    draw.rounded_rectangle([18, 166, 18 + bw + 24, 202], radius=10, fill=(250, 250, 250))
-    draw.text((30, 170), badge, fill=(20, 20, 24), font=font(22))
+    draw.rounded_rectangle([18, 210, 18 + bw + 24, 246], radius=10, fill=(250, 250, 250))
+    draw.text((30, 214), badge, fill=(20, 20, 24), font=font(22))
     s = est.stats
-    draw.text((18, 222), f"mask density {100 * s.density:.0f} %", fill=(235, 235, 235), font=font(24))
-    draw.text((18, 254), f"~{s.expected_speedup:.1f}x attention", fill=(246, 201, 69), font=font(24))
-    picture.thumbnail((250, 250))
+    draw.text((18, 268), f"mask density {100 * s.density:.0f} %", fill=(235, 235, 235), font=font(24))
+    draw.text((18, 300), f"~{s.expected_speedup:.1f}x attention", fill=(246, 201, 69), font=font(24))
+    picture.thumbnail((230, 230))
     card.paste(picture, (512 - picture.width - 12, 512 - picture.height - 12))
     return card
 
