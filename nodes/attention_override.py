@@ -220,7 +220,7 @@ class RadialAttentionOverride:
                 reason = "text-only self-attention (token refiner)"
             return self._dense_for(run, reason, not text_only, func, args, kwargs, topts)
         frames, text = geo
-        block = fwd.next_block()
+        block = fwd.block_of_call(topts, cfg.family.double_blocks, cfg.family.num_blocks)
         if block is None:
             return self._dense_for(run, f"more video self-attention calls than the model's "
                                    f"{cfg.family.num_blocks} blocks", True, func, args, kwargs, topts)

@@ -177,6 +177,17 @@ class _ApplyModelWrapper:
             if undo is not None:
                 undo()
             run.fwd = prev
+            if fwd is not None and foreign and fwd.seen:
+                # e.g. ComfyUI's "Model Sparse Attention" node (0.34+): it re-installs its override
+                # on top at every step and hands down the calls it declines. The user gets that
+                # override for the calls it takes and radial attention for the rest; say so once.
+                above = topts.get(OVERRIDE_KEY)
+                name = getattr(above, "__qualname__", None) or type(above).__name__
+                run.once("override-above", logging.WARNING,
+                         f"Radial Attention: another attention override ({name}) runs above Radial "
+                         f"Attention Patch: it handles the attention calls it takes, radial attention "
+                         f"only the calls it passes on. Two sparse attentions do not combine; bypass "
+                         f"one of the two nodes to get the other alone.")
             if fwd is not None and foreign and not fwd.seen:
                 run.once("override-unused", logging.WARNING,
                          "Radial Attention: the radial attention override did not run in this model "
