@@ -10,10 +10,13 @@ Detection looks at the ``comfy.model_base`` class and the diffusion model's conf
 ``comfy.model_base`` class names listed in ``radial_core.geometry.FAMILIES`` (the one family
 table: label, strides, defaults, token layout); this module adds what needs the live model
 (block counts, attention widths) and the per-architecture adapters that read a model call's
-extra token groups (:func:`video_latent_shape`, :func:`extra_frames`, :func:`refiner_text_len`). Two cases cannot be told apart from the
-weights: Wan 2.1-14B T2V and Wan 2.2-A14B T2V have identical shapes (the 2.2 I2V experts can
-be told: 36 input channels without a CLIP image projection). They are reported as Wan 2.1 with
-a note; the node's ``family`` input overrides detection.
+extra token groups (:func:`video_latent_shape`, :func:`extra_frames`, :func:`refiner_text_len`,
+:func:`other_stream_reason`).
+
+Two cases cannot be told apart from the weights: Wan 2.1-14B T2V and Wan 2.2-A14B T2V have
+identical shapes (the 2.2 I2V experts can be told: 36 input channels without a CLIP image
+projection). They are reported as Wan 2.1 with a note; the node's ``family`` input overrides
+detection.
 """
 
 from __future__ import annotations
