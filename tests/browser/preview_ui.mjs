@@ -172,7 +172,7 @@ try {
     const { app } = window.comfyAPI.app;
     const node = window.LiteGraph.createNode("RadialAttentionPatch");
     if (!node) return { error: "RadialAttentionPatch is not registered in the front end" };
-    node.pos = [1050, 170];
+    node.pos = [1060, 640];
     app.graph.add(node);
     return { id: node.id };
   });
