@@ -74,8 +74,17 @@ def import_comfy(comfy_dir: Path):
     return importlib.import_module(f"{pkg}.nodes.radial_patcher")
 
 
+def tiny_models():
+    spec = importlib.util.spec_from_file_location("radial_make_tiny_models", ROOT / "scripts" / "make_tiny_models.py")
+    mod = sys.modules.get(spec.name)
+    if mod is None:
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+    return mod
+
+
 def meta_state_dict(family: str, layers: int | None, sizes: dict):
-    import comfy.ldm.hunyuan_video.model as hv
     import comfy.ldm.wan.model as wan
     import comfy.ops
 
@@ -87,15 +96,11 @@ def meta_state_dict(family: str, layers: int | None, sizes: dict):
                              num_heads=sizes["heads"], num_layers=layers or sizes["layers"],
                              qk_norm=True, cross_attn_norm=True, eps=1e-6,
                              operations=ops, device="meta", dtype=torch.bfloat16)
-        else:
+        else:  # HunyuanVideo: the keys ComfyUI's detection reads; it fills in the configuration
             double = layers or sizes["layers"]
-            single = 2 * double
-            m = hv.HunyuanVideo(in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096,
-                                hidden_size=sizes["dim"], mlp_ratio=4.0, num_heads=sizes["heads"], depth=double,
-                                depth_single_blocks=single, axes_dim=[16, 56, 56], theta=256,
-                                patch_size=[1, 2, 2], qkv_bias=True, guidance_embed=True, byt5=False,
-                                meanflow=False, use_cond_type_embedding=False, vision_in_dim=None,
-                                operations=ops, device="meta", dtype=torch.bfloat16)
+            probe = tiny_models().hunyuan_probe(in_channels=16, double=double, single=2 * double,
+                                                hidden=sizes["dim"], context_dim=4096, guidance=True)
+            return {k: torch.empty(shape, dtype=torch.bfloat16) for k, shape in probe.items()}
     return dict(m.state_dict())
 
 

@@ -115,7 +115,14 @@ def hunyuan_state_dict(*, in_channels: int = 16, double: int = 1, single: int = 
     """A small HunyuanVideo (T2V; I2V with ``in_channels=33``), detected by ComfyUI from its keys.
 
     ``guidance``: with the guidance embedder of the distilled checkpoints (``guidance_in``)."""
-    probe = {
+    return detected_state_dict(hunyuan_probe(in_channels=in_channels, double=double, single=single, hidden=hidden,
+                                             context_dim=context_dim, guidance=guidance), seed)
+
+
+def hunyuan_probe(*, in_channels: int = 16, double: int = 1, single: int = 1, hidden: int = 128,
+                  context_dim: int = 32, guidance: bool = False) -> dict[str, tuple[int, ...]]:
+    """The keys (and shapes) ComfyUI's detection reads for a HunyuanVideo of this size."""
+    return {
         "img_in.proj.weight": (hidden, in_channels, 1, 2, 2),
         "final_layer.linear.weight": (16 * 4, hidden),
         "vector_in.in_layer.weight": (hidden, 768),
@@ -125,7 +132,6 @@ def hunyuan_state_dict(*, in_channels: int = 16, double: int = 1, single: int = 
         **{f"single_blocks.{i}.linear1.weight": (hidden, hidden) for i in range(single)},
         **({"guidance_in.in_layer.weight": (hidden, 256)} if guidance else {}),
     }
-    return detected_state_dict(probe, seed)
 
 
 def hunyuan15_state_dict(*, in_channels: int = 65, double: int = 2, hidden: int = 128, context_dim: int = 32,
