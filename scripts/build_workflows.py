@@ -300,7 +300,123 @@ def hunyuan_t2v() -> Workflow:
     return wf
 
 
-WORKFLOWS = [wan21_t2v, wan22_i2v, wan21_long, hunyuan_t2v]
+HUNYUAN15_NAME = "HunyuanVideo 1.5 T2V, 720p 241 frames"
+LTX2_NAME = "LTX-2 T2V with audio, 704p 481 frames"
+# --- HunyuanVideo 1.5 and LTX-2 at a long length (issue 12) ------------------------------------
+HF_HUNYUAN15 = "https://huggingface.co/Comfy-Org/HunyuanVideo_1.5_repackaged/resolve/main/split_files"
+HF_LTX2 = "https://huggingface.co/Lightricks/LTX-2/resolve/main"
+MODELS.update({
+    "hunyuanvideo1.5_720p_t2v_fp16.safetensors": (
+        f"{HF_HUNYUAN15}/diffusion_models/hunyuanvideo1.5_720p_t2v_fp16.safetensors", "diffusion_models"),
+    "qwen_2.5_vl_7b_fp8_scaled.safetensors": (
+        f"{HF_HUNYUAN15}/text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors", "text_encoders"),
+    "byt5_small_glyphxl_fp16.safetensors": (
+        f"{HF_HUNYUAN15}/text_encoders/byt5_small_glyphxl_fp16.safetensors", "text_encoders"),
+    "hunyuanvideo15_vae_fp16.safetensors": (f"{HF_HUNYUAN15}/vae/hunyuanvideo15_vae_fp16.safetensors", "vae"),
+    "ltx-2-19b-dev-fp8.safetensors": (f"{HF_LTX2}/ltx-2-19b-dev-fp8.safetensors", "checkpoints"),
+    "gemma_3_12B_it_fp4_mixed.safetensors": (
+        "https://huggingface.co/Comfy-Org/ltx-2/resolve/main/split_files/text_encoders/gemma_3_12B_it_fp4_mixed.safetensors",
+        "text_encoders"),
+})
+
+HUNYUAN15_NOTE = """## HunyuanVideo 1.5 T2V, 1280x720, 241 frames (2x length), with Radial Attention
+
+**Download:**
+- [hunyuanvideo1.5_720p_t2v_fp16.safetensors]({unet}) → `models/diffusion_models/`
+- [qwen_2.5_vl_7b_fp8_scaled.safetensors]({qwen}) → `models/text_encoders/`
+- [byt5_small_glyphxl_fp16.safetensors]({byt5}) → `models/text_encoders/`
+- [hunyuanvideo15_vae_fp16.safetensors]({vae}) → `models/vae/`
+
+**Radial Attention Patch (untuned: no published quality figure for HunyuanVideo 1.5 yet):** `decay_factor` 0 = family default 0.95 (HunyuanVideo's, same pixels per token), `dense_blocks` 0, `dense_steps_first` 5 of 20 steps (a quarter, as the authors keep for HunyuanVideo). The text, glyph and image-encoder tokens of the joint attention always stay dense. At 1280x720, 241 frames the mask keeps {density} of the attention blocks.
+
+Twice the 121 frames the model was trained on: expect weaker motion far apart in time; raise `decay_factor` or the dense steps if it suffers. Low VRAM: weight_dtype fp8_e4m3fn in the loader, a smaller tile size in the tiled VAE decode.
+"""
+
+LTX2_NOTE = """## LTX-2 T2V (video + audio), 1280x704, 481 frames (19 s), with Radial Attention
+
+**Download:**
+- [ltx-2-19b-dev-fp8.safetensors]({ckpt}) → `models/checkpoints/` (model, video VAE and audio VAE in one file)
+- [gemma_3_12B_it_fp4_mixed.safetensors]({gemma}) → `models/text_encoders/`
+
+**Radial Attention Patch (untuned: no published quality figure for LTX-2 yet):** `decay_factor` 0 = family default 0.8 (Wan 2.2-5B's, same 32x32 pixels per token), `dense_blocks` 1, `dense_steps_first` 5 of 20 steps. Only the video stream's self-attention is radial: the audio self-attention and the audio-video cross-attention (both directions) stay dense. At 1280x704, 481 frames the mask keeps {density} of the video attention blocks.
+
+Width and height divisible by 64, frames 8k+1. Low VRAM: lower the size or the frames, or decode with a smaller tile size.
+"""
+
+
+def hunyuan15_long() -> Workflow:
+    wf = Workflow(HUNYUAN15_NAME)
+    note(wf, HUNYUAN15_NOTE.format(density=density("hunyuan15", 1280, 720, 241),
+                                   unet=MODELS["hunyuanvideo1.5_720p_t2v_fp16.safetensors"][0],
+                                   qwen=MODELS["qwen_2.5_vl_7b_fp8_scaled.safetensors"][0],
+                                   byt5=MODELS["byt5_small_glyphxl_fp16.safetensors"][0],
+                                   vae=MODELS["hunyuanvideo15_vae_fp16.safetensors"][0]))
+    unet = wf.add("UNETLoader", unet_name="hunyuanvideo1.5_720p_t2v_fp16.safetensors", weight_dtype="default", col=1)
+    patch = wf.add("RadialAttentionPatch", model=unet[0], decay_factor=0.0, block_size=128, dense_blocks="0",
+                   dense_steps_first=5, dense_steps_last=0, dist1="full", backend="auto", family="auto")
+    shift = wf.add("ModelSamplingSD3", model=patch[0], shift=7.0)
+    clip = wf.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                  clip_name2="byt5_small_glyphxl_fp16.safetensors", type="hunyuan_video_15", device="default", col=0)
+    pos = wf.add("CLIPTextEncode", title="Positive prompt", clip=clip[0], size=(420, 200),
+                 text="A paper airplane released from the top of a skyscraper glides through the city, over "
+                      "traffic and between towers, the camera following it closely in one continuous shot.")
+    neg = wf.add("CLIPTextEncode", title="Negative prompt", clip=clip[0], size=(420, 200), text="")
+    guider = wf.add("CFGGuider", model=shift[0], positive=pos[0], negative=neg[0], cfg=6.0)
+    noise = wf.add("RandomNoise", noise_seed=42, col=3)
+    sampler_select = wf.add("KSamplerSelect", sampler_name="euler", col=3)
+    sigmas = wf.add("BasicScheduler", model=shift[0], scheduler="simple", steps=20, denoise=1.0)
+    latent = wf.add("EmptyHunyuanVideo15Latent", width=1280, height=720, length=241, batch_size=1, col=3)
+    sample = wf.add("SamplerCustomAdvanced", noise=noise[0], guider=guider[0], sampler=sampler_select[0],
+                    sigmas=sigmas[0], latent_image=latent[0], col=5)
+    vae = wf.add("VAELoader", vae_name="hunyuanvideo15_vae_fp16.safetensors", col=4)
+    decode = wf.add("VAEDecodeTiled", samples=sample[0], vae=vae[0], tile_size=512, overlap=64,
+                    temporal_size=64, temporal_overlap=8)
+    save_video(wf, decode[0], 24, "video/radial_hunyuan15_t2v")
+    return wf
+
+
+def ltx2_long() -> Workflow:
+    wf = Workflow(LTX2_NAME)
+    note(wf, LTX2_NOTE.format(density=density("ltxav", 1280, 704, 481),
+                              ckpt=MODELS["ltx-2-19b-dev-fp8.safetensors"][0],
+                              gemma=MODELS["gemma_3_12B_it_fp4_mixed.safetensors"][0]))
+    ckpt = wf.add("CheckpointLoaderSimple", ckpt_name="ltx-2-19b-dev-fp8.safetensors", col=1)
+    patch = wf.add("RadialAttentionPatch", model=ckpt[0], decay_factor=0.0, block_size=128, dense_blocks="1",
+                   dense_steps_first=5, dense_steps_last=0, dist1="full", backend="auto", family="auto")
+    te = wf.add("LTXAVTextEncoderLoader", text_encoder="gemma_3_12B_it_fp4_mixed.safetensors",
+                ckpt_name="ltx-2-19b-dev-fp8.safetensors", device="default", col=0)
+    pos = wf.add("CLIPTextEncode", title="Positive prompt", clip=te[0], size=(420, 200),
+                 text="A street musician plays a cheerful melody on an accordion in a rainy European square, "
+                      "people with umbrellas pass by, the camera slowly circles him; the music and the rain "
+                      "are clearly audible.")
+    neg = wf.add("CLIPTextEncode", title="Negative prompt", clip=te[0], size=(420, 200),
+                 text="blurry, low quality, still frame, frames, watermark, overlay, titles, has blurbox, has subtitles")
+    cond = wf.add("LTXVConditioning", positive=pos[0], negative=neg[0], frame_rate=25.0)
+    guider = wf.add("CFGGuider", model=patch[0], positive=cond[0], negative=cond[1], cfg=4.0)
+    audio_vae = wf.add("LTXVAudioVAELoader", ckpt_name="ltx-2-19b-dev-fp8.safetensors", col=2)
+    video_latent = wf.add("EmptyLTXVLatentVideo", width=1280, height=704, length=481, batch_size=1, col=3)
+    fps = wf.add("PrimitiveInt", title="Frame rate", value=25, col=2)  # as ComfyUI's LTX-2 template wires it
+    audio_latent = wf.add("LTXVEmptyLatentAudio", audio_vae=audio_vae[0], frame_rate=fps[0], frames_number=481,
+                          batch_size=1, col=3)
+    av = wf.add("LTXVConcatAVLatent", video_latent=video_latent[0], audio_latent=audio_latent[0])
+    noise = wf.add("RandomNoise", noise_seed=42, col=3)
+    sampler_select = wf.add("KSamplerSelect", sampler_name="euler", col=3)
+    sigmas = wf.add("LTXVScheduler", latent=av[0], steps=20, max_shift=2.05, base_shift=0.95, stretch=True,
+                    terminal=0.1)
+    sample = wf.add("SamplerCustomAdvanced", noise=noise[0], guider=guider[0], sampler=sampler_select[0],
+                    sigmas=sigmas[0], latent_image=av[0], col=6)
+    split = wf.add("LTXVSeparateAVLatent", av_latent=sample[0])
+    decode = wf.add("VAEDecodeTiled", samples=split[0], vae=ckpt[2], tile_size=512, overlap=64,
+                    temporal_size=64, temporal_overlap=8)
+    audio = wf.add("LTXVAudioVAEDecode", samples=split[1], audio_vae=audio_vae[0])
+    col = decode.col + 1
+    video = wf.add("CreateVideo", images=decode[0], audio=audio[0], fps=25.0, col=col)
+    wf.add("SaveVideo", video=video[0], filename_prefix="video/radial_ltx2_t2v", format="auto", codec="auto",
+           col=col, size=(340, 420))
+    return wf
+
+
+WORKFLOWS = [wan21_t2v, wan22_i2v, wan21_long, hunyuan_t2v, hunyuan15_long, ltx2_long]
 
 # Template-browser thumbnails (<name>.jpg next to <name>.json). The front ends show a custom
 # node's template by its file name only, so the card itself must tell the workflows apart at a
@@ -318,6 +434,12 @@ THUMBNAILS = {
 }
 CARD_COLOURS = {"wan21": (52, 120, 246), "wan22_14b": (30, 170, 110), "wan22_5b": (30, 170, 110),
                 "hunyuan": (150, 80, 220), "mochi": (220, 120, 40)}
+THUMBNAILS.update({  # the new families' long-length workflows (issue 12)
+    HUNYUAN15_NAME: ("HunyuanVideo 1.5 T2V", "720p · 241 frames", "text to video · 2x length",
+                     "hunyuan15", 1280, 720, 241),
+    LTX2_NAME: ("LTX-2 T2V + audio", "704p · 481 frames", "video + audio · 19 s", "ltxav", 1280, 704, 481),
+})
+CARD_COLOURS.update({"hunyuan15": (120, 60, 200), "ltxav": (220, 60, 90)})
 PREVIEW_COLOUR = (236, 170, 40)
 
 

@@ -73,6 +73,9 @@ MODEL_INPUTS = {
     ("LoraLoader", "lora_name"): "loras",
     ("RadialLoraLoader", "lora_name"): "loras",
     ("CheckpointLoaderSimple", "ckpt_name"): "checkpoints",
+    ("LTXAVTextEncoderLoader", "text_encoder"): "text_encoders",  # LTX-2: Gemma, then the checkpoint
+    ("LTXAVTextEncoderLoader", "ckpt_name"): "checkpoints",
+    ("LTXVAudioVAELoader", "ckpt_name"): "checkpoints",
 }
 IMAGE_INPUTS = {("LoadImage", "image")}
 
