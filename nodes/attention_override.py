@@ -293,7 +293,8 @@ class RadialAttentionOverride:
         # (same function, a few percent faster at density 1); Triton is known to work here.
         call_backend = "auto" if (backend == "triton" and cfg.backend == "auto") else backend
         out = block_sparse_attention(q, k, v, mask, block_size=cfg.block_size,
-                                     key_padding_mask=kpm, scale=call.scale, backend=call_backend)
+                                     key_padding_mask=kpm, scale=call.scale, backend=call_backend,
+                                     precision=cfg.precision)
         obs = topts.get(OBSERVER_KEY)
         if obs is not None:
             obs({"kind": "sparse", "block": block, "step": run.fwd.step.global_index,

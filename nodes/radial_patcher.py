@@ -37,6 +37,7 @@ OVERRIDE_KEY = "optimized_attention_override"
 BLOCK_SIZES = (128, 64)
 DIST1_CHOICES = ("full", "half")
 BACKEND_CHOICES = ("auto", "triton", "pytorch")
+PRECISION_CHOICES = ("exact", "fp8")  # radial_core.PRECISIONS without its "bf16" alias of "exact"
 MAX_DENSE_STEPS = 1000
 
 
@@ -52,6 +53,7 @@ class RadialConfig:
     dense_steps_last: int
     dist1: str
     backend: str
+    precision: str = "exact"
 
     def as_dict(self) -> dict:
         return {
@@ -66,6 +68,7 @@ class RadialConfig:
             "dense_steps_last": self.dense_steps_last,
             "dist1": self.dist1,
             "backend": self.backend,
+            "precision": self.precision,
             "mask_model": self.family.mask_model,
             "patch_size": list(self.family.patch_size),
             "num_blocks": self.family.num_blocks,
@@ -214,6 +217,7 @@ def apply_radial_patch(
     dist1: str = "full",
     backend: str = "auto",
     family: str = "auto",
+    precision: str = "exact",
 ):
     """Return a clone of ``model`` with radial attention configured (see the module doc).
 
@@ -233,6 +237,7 @@ def apply_radial_patch(
     _choice("dist1", dist1, DIST1_CHOICES)
     _choice("backend", backend, BACKEND_CHOICES)
     _choice("family", family, FAMILY_CHOICES)
+    _choice("precision", precision, PRECISION_CHOICES)
     first = _steps("dense_steps_first", dense_steps_first)
     last = _steps("dense_steps_last", dense_steps_last)
     if dense_blocks is None:
@@ -251,7 +256,7 @@ def apply_radial_patch(
     blocks = parse_dense_blocks(dense_blocks, fam.num_blocks)
     decay, is_default = _decay(decay_factor, fam)
     cfg = RadialConfig(fam, decay, is_default, int(block_size), blocks, dense_blocks.strip(),
-                       first, last, dist1, backend)
+                       first, last, dist1, backend, precision)
 
     m = model.clone()
     topts = m.model_options.setdefault("transformer_options", {})
