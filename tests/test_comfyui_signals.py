@@ -166,3 +166,28 @@ def test_precision_input_reaches_the_kernel_call(comfy, rp):
     assert torch.equal(hm.sample(fp8, "wan_t2v", lat, steps=2), hm.sample(exact, "wan_t2v", lat, steps=2))
     with pytest.raises(ValueError, match="precision"):
         rp.apply_radial_patch(base, precision="fp4")
+
+
+def test_dense_calls_go_to_the_function_comfyui_would_run(comfy, rp):
+    """--use-ck-attention (0.33) makes comfy-kitchen's INT8 attention ComfyUI's default: ComfyUI
+    hands that function to the override as ``func``; every call radial attention declines must
+    run it (here a stand-in that records its calls), with the arguments unchanged."""
+    run_key = comfy.pack_module("nodes.run_state").RUN_KEY
+    patched = rp.apply_radial_patch(hm.load_model("wan_t2v"), block_size=64, dense_blocks="1")
+    run, override = _forward(comfy, patched, frames=8, h=16, w=16)
+    topts = {run_key: run}
+    calls = []
+
+    def default_attention(q, k, v, heads, **kwargs):
+        calls.append((q, k, v, heads))
+        return q * 0 + 1
+
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(1, 512, 128, generator=g)
+    text = torch.randn(1, 8, 128, generator=g)
+    out = override(default_attention, q, text, text, heads=1, transformer_options=topts)  # cross-attention
+    assert len(calls) == 1 and calls[0][0] is q and calls[0][1] is text and torch.equal(out, torch.ones_like(q))
+    out = override(default_attention, q, q, q, heads=1, transformer_options=topts)  # block 0: a dense block
+    assert len(calls) == 2 and torch.equal(out, torch.ones_like(q))
+    override(default_attention, q, q, q, heads=1, transformer_options=topts)  # block 1: sparse, ours
+    assert len(calls) == 2
