@@ -14,12 +14,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { notOurs } from "./console_errors.mjs";
 
 const [url, artifacts] = process.argv.slice(2);
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const host = new URL(url).host;
 fs.mkdirSync(artifacts, { recursive: true });
-const OURS = /radial[-_ ]?attention|radial_readout/i;
 const result = { steps: [], consoleErrors: [], ignoredErrors: [] };
 const step = (name, data = {}) => result.steps.push({ name, ...data });
 const BAD = "abc,-3";
@@ -98,11 +98,9 @@ try {
   const page = browser.pages()[0] ?? (await browser.newPage());
   await browser.addInitScript(() => localStorage.setItem("vueNodesBannerDismissed", "true"));
   const record = (e) => {
-    const external = /https?:\/\/(?!127\.0\.0\.1|localhost)/.test(e.text || "") || (e.url && !e.url.includes(host));
     // the 400 of the bad prompt itself is what this test provokes
     const provoked = /\/api\/prompt/.test(e.url || "") || /status of 400/.test(e.text || "") && /prompt/.test(e.url || "");
-    const ours = OURS.test(`${e.url || ""}\n${e.text || ""}`);
-    (ours && !external && !provoked ? result.consoleErrors : result.ignoredErrors).push(e);
+    (notOurs(e, host) === null && !provoked ? result.consoleErrors : result.ignoredErrors).push(e);
   };
   page.on("console", (m) => { if (m.type() === "error") record({ text: m.text(), url: m.location()?.url || "" }); });
   page.on("pageerror", (err) => record({ text: `${err.message}\n${err.stack || ""}`, url: "" }));

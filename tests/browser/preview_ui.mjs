@@ -11,6 +11,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { notOurs } from "./console_errors.mjs";
 
 const [url, artifacts, docsShot] = process.argv.slice(2);
 if (!url || !artifacts) {
@@ -22,17 +23,7 @@ const TEMPLATE = "/api/workflow_templates/radial-attention/Sparsity Preview, no 
 const host = new URL(url).host;
 fs.mkdirSync(artifacts, { recursive: true });
 
-// Console errors: the test fails on those that come from this pack (our extension's script, its
-// requests to our routes, anything naming the pack) and only on those; the front end's own start-up
-// noise differs between its versions (offline registry calls, CSP, settings) and is kept as ignored.
-const OURS = /radial[-_ ]?attention|radial_readout/i;
-function knownNoise(e) {
-  // the front end looks our nodes up in the online registry: blocked offline, not our code
-  if (/https?:\/\/(?!127\.0\.0\.1|localhost)/.test(e.text || "") || (e.url && !e.url.includes(host))) {
-    return "external request blocked (offline)";
-  }
-  return OURS.test(`${e.url || ""}\n${e.text || ""}`) ? null : "not from the Radial Attention pack";
-}
+const knownNoise = (e) => notOurs(e, host);  // console_errors.mjs: only the pack's errors fail
 
 const result = { steps: [], consoleErrors: [], ignoredErrors: [] };
 const step = (name, data = {}) => result.steps.push({ name, ...data });

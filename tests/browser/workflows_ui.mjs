@@ -13,6 +13,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { notOurs } from "./console_errors.mjs";
 
 const [url, moduleName, outDir, ...names] = process.argv.slice(2);
 if (!url || !moduleName || !outDir || names.length === 0) {
@@ -28,18 +29,11 @@ fs.mkdirSync(outDir, { recursive: true });
 // so their missing thumbnail is listed as a known issue instead of failing every run.
 const NOT_TEMPLATES = (process.env.RADIAL_NOT_TEMPLATES || "").split(",").filter(Boolean);
 
-// The test fails on console errors from this pack (its extension, its routes and files, anything
-// naming it) and only on those; the front end's own noise differs between its versions.
-const OURS = /radial[-_ ]?attention|radial_readout/i;
 function knownNoise(e) {
   if (/status of 404/.test(e.text) && NOT_TEMPLATES.some((n) => (e.url || "").endsWith(`/${encodeURIComponent(n)}.jpg`))) {
     return "not a template (API-format file in workflows/)";
   }
-  // the front end looks our nodes up in the online registry: blocked offline, not our code
-  if (/https?:\/\/(?!127\.0\.0\.1|localhost)/.test(e.text || "") || (e.url && !e.url.includes(host))) {
-    return "external request blocked (offline)";
-  }
-  return OURS.test(`${e.url || ""}\n${e.text || ""}`) ? null : "not from the Radial Attention pack";
+  return notOurs(e, host);  // console_errors.mjs: only the pack's errors fail
 }
 
 const result = { workflows: {}, consoleErrors: [], ignoredErrors: [] };
