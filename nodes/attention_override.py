@@ -5,9 +5,9 @@ ComfyUI (0.3.60+) calls ``transformer_options["optimized_attention_override"](fu
 replaces. We take only the video self-attention calls of the transformer blocks (query length
 = key length = the video sequence [+ text for HunyuanVideo/Mochi]) and run them through
 ``radial_core.block_sparse_attention`` with the radial mask; every other call (cross-attention,
-text refiner, dense blocks or steps, single frames, inputs the kernel cannot take, calls that
-need gradients) goes to the dense path: the override another pack installed before us, if
-any, else ComfyUI's own function.
+text refiner, dense blocks or steps, single frames, inputs the kernel cannot take) goes to
+the dense path: the override another pack installed before us, if any, else ComfyUI's own
+function. Calls that need gradients (training) stay sparse: the op is differentiable.
 
 Layouts that reach us (ComfyUI 0.3.75):
 - Wan: ``q, k, v`` ``[B, L, H*D]`` with ``heads``; no mask; video tokens only (reference or
@@ -240,9 +240,8 @@ class RadialAttentionOverride:
         if frames < 2:
             return self._dense_for(run, "single-frame input (an image): nothing to sparsify",
                                    True, func, args, kwargs, topts, block)
-        if torch.is_grad_enabled() and any(t.requires_grad for t in (call.q, call.k, call.v)):
-            return self._dense_for(run, "a call that needs gradients (training)", True,
-                                   func, args, kwargs, topts, block)
+        # A call that needs gradients (training, e.g. ComfyUI's Train LoRA) stays sparse:
+        # block_sparse_attention is differentiable (issue 14), so forward and backward are radial.
         if call.q.dtype not in _SPARSE_DTYPES or call.k.dtype != call.q.dtype or call.v.dtype != call.q.dtype:
             return self._dense_for(run, f"dtype {call.q.dtype} (the sparse kernels take float16, "
                                    f"bfloat16, float32)", True, func, args, kwargs, topts, block)
