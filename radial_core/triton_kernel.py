@@ -28,6 +28,7 @@ import triton.language as tl
 from .csr import BlockCSR
 
 LOG2E = 1.4426950408889634
+LN2 = tl.constexpr(0.6931471805599453)
 FP8_MAX = 448.0  # largest finite float8 e4m3 (e4m3fn) value
 # P = exp2(s - max) lies in [0, 1]; it is stored as P * 448 so that it uses e4m3's whole range
 P_SCALE = tl.constexpr(448.0)
@@ -135,7 +136,7 @@ def _tile(state, q, kv, scale, start_n, valid_ctx,
 
 @triton.jit
 def _radial_fwd(
-    Q, K, V, O, KPM, QS, KS, VS,
+    Q, K, V, O, KPM, QS, KS, VS, LSE,
     row_start, row_len, col_idx,
     sqb, sqh, sqs, sqd,
     skb, skh, sks, skd,
@@ -147,6 +148,7 @@ def _radial_fwd(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     EVEN_D: tl.constexpr, EVEN_S: tl.constexpr, HAS_KPM: tl.constexpr,
     USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr, FP8: tl.constexpr,
+    RETURN_LSE: tl.constexpr,
 ):
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
     SUB_N: tl.constexpr = BLOCK // BLOCK_N
@@ -233,6 +235,11 @@ def _radial_fwd(
         out = acc / l_safe[:, None]
     o_ptrs = O + b64 * sob + h64 * soh + m64[:, None] * sos + offs_d[None, :] * sod
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=q_mask)
+    if RETURN_LSE:
+        # natural-log LSE of the scaled scores: m and log2(l) are in base-2 units; a row with
+        # no kept key (l = 0) gets +inf, so exp(s - lse) is 0 there (no NaN in a backward)
+        lse = tl.where(l_i > 0.0, (m_i + tl.math.log2(l_safe)) * LN2, float("inf"))
+        tl.store(LSE + bh64 * S + offs_m, lse, mask=offs_m < S)
 
 
 @triton.jit
@@ -381,14 +388,25 @@ def triton_block_sparse_attention(
     scale: float | None = None,
     config: dict | None = None,
     fp8: bool = False,
-) -> torch.Tensor:
+    return_lse: bool = False,
+):
     """Launch the kernel. Inputs are already validated; ``csr`` lives on q's device.
 
     Returns ``[B, H, S, D]``: a transposed view of a contiguous ``[B, S, H, D]`` buffer.
     ``config`` overrides the launch table (benchmarks, tests: ``USE_TMA`` forces the load
     path). ``fp8=True`` quantises q, k, v to e4m3 first (``quantize_fp8``; the caller checks
     ``fp8_supported``).
+
+    ``return_lse=True`` returns ``(out, lse)``: ``lse`` is float32 ``[B, H, S]`` (contiguous),
+    the natural-log log-sum-exp of the scaled scores ``scale * q.k`` over the kept, unpadded
+    keys of each query row, ``+inf`` for a row with no such key (so ``exp(s - lse)`` is 0
+    there). It is a constexpr branch: without it the kernel compiles without the store.
+    Exact path only (FP8's logits are shifted by K's smoothing).
     """
+    if return_lse and fp8:
+        raise ValueError("triton_block_sparse_attention: return_lse=True needs the exact path; "
+                         "got fp8=True. Fix: pass fp8=False (FP8's logits are shifted by K's "
+                         "mean, so its row maxima are not the exact scores).")
     B, H, S, D = q.shape
     if scale is None:
         scale = 1.0 / math.sqrt(D)
@@ -401,6 +419,7 @@ def triton_block_sparse_attention(
     else:
         kpm = csr.row_len  # never read (HAS_KPM=False); any device pointer will do
         skpb = 0
+    lse = torch.empty((B, H, S), dtype=torch.float32, device=q.device) if return_lse else None
     bm = cfg.pop("BLOCK_M")
     use_tma = cfg.pop("USE_TMA", None)
     if use_tma is None:
@@ -431,7 +450,7 @@ def triton_block_sparse_attention(
                 kd, vd = descs
         grid = (nb * (block_size // bm), B * H)
         _radial_fwd[grid](
-            qq, kd, vd, out, kpm, qs, ks, vs,
+            qq, kd, vd, out, kpm, qs, ks, vs, lse if return_lse else csr.row_len,
             csr.row_start, csr.row_len, csr.col_idx,
             *strides, *out.stride(), skpb,
             H, S, D, nb, qk_scale,
@@ -444,9 +463,19 @@ def triton_block_sparse_attention(
             USE_TMA=bool(use_tma),
             DOT_PREC=prec,
             FP8=bool(fp8),
+            RETURN_LSE=bool(return_lse),
             **cfg,
         )
-    return out
+    return (out, lse) if return_lse else out
+
+
+def forward(q, k, v, csr, block_size, key_padding_mask=None, scale=None, config=None,
+            fp8=False, return_lse=False):
+    """The Triton forward pass: ``triton_block_sparse_attention`` under the name the
+    backward pass calls. ``return_lse=True`` gives ``(out, lse)``; see there for ``lse``."""
+    return triton_block_sparse_attention(q, k, v, csr, block_size,
+                                         key_padding_mask=key_padding_mask, scale=scale,
+                                         config=config, fp8=fp8, return_lse=return_lse)
 
 
 def _descriptors(k: torch.Tensor, v: torch.Tensor, k_block: list, v_block: list):

@@ -152,3 +152,15 @@ def test_fp8_head_dim_it_cannot_take_falls_back_once(caplog):
     assert torch.equal(a, b)
     assert torch.equal(a, block_sparse_attention(q, k, v, mask, block_size=128))
     assert len([r for r in caplog.records if "precision='fp8'" in r.getMessage()]) == 1
+
+
+def test_return_lse_with_fp8_names_the_fix():
+    """The LSE is the exact path's (FP8's logits are shifted by K's smoothing): refused."""
+    pytest.importorskip("triton", reason="Triton is not installed in this environment")
+    from radial_core import triton_kernel
+    from radial_core.csr import block_mask_to_csr
+
+    q, k, v = make_qkv(1, 1, 64, 16, torch.float16, seed=1)
+    csr = block_mask_to_csr(torch.ones(1, 1, dtype=torch.bool), "cpu")
+    with pytest.raises(ValueError, match=r"return_lse=True needs the exact path.*fp8=False"):
+        triton_kernel.forward(q, k, v, csr, 64, fp8=True, return_lse=True)

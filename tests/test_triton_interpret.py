@@ -49,6 +49,48 @@ CASES = {
     "fp32_all_kept_equals_sdpa": (2, 2, 190, 64, 64, "float32", "bhsd", "all", False, None),
 }
 
+# cases that also ask for the log-sum-exp (return_lse=True; the others check the default path)
+LSE_CASES = {
+    "fp32_odd_len_b2_bs64", "fp16_odd_len_b2_bs128", "fp16_key_padding", "fp16_per_head_mask",
+    "fp16_empty_rows", "fp32_split_query_and_key_tiles", "fp16_descriptors_split_tiles_padding",
+    "fp32_radial_hunyuan_text",
+}
+
+
+def reference_lse(q, k, mask, bs, kpm=None):
+    """float64 ``torch.logsumexp`` of the masked scaled scores, +inf where no key is kept."""
+    import math
+
+    import torch
+
+    from radial_core.reference import expand_block_mask
+
+    S, D = q.shape[2], q.shape[3]
+    allowed = expand_block_mask(mask.bool(), bs, S)
+    allowed = allowed[None, None] if allowed.dim() == 2 else allowed[None]
+    if kpm is not None:
+        allowed = allowed & kpm[:, None, None, :]
+    s = torch.matmul(q.double(), k.double().transpose(-1, -2)) / math.sqrt(D)
+    lse = torch.logsumexp(s.masked_fill(~allowed, float("-inf")), dim=-1)
+    return torch.where(torch.isneginf(lse), torch.full_like(lse, float("inf")), lse)
+
+
+def check_lse(lse, q, k, mask, bs, kpm=None):
+    """Assert shape, dtype, layout and values of the kernel's LSE; returns the max error."""
+    import torch
+
+    B, H, S, _ = q.shape
+    assert lse.shape == (B, H, S) and lse.dtype == torch.float32 and lse.is_contiguous()
+    ref = reference_lse(q, k, mask, bs, kpm)
+    inf = torch.isinf(ref)
+    assert torch.equal(torch.isinf(lse.cpu()), inf), "LSE must be +inf exactly on empty rows"
+    assert (lse.cpu()[inf] > 0).all(), "empty rows must be +inf, not -inf"
+    err = (lse.cpu().double()[~inf] - ref[~inf]).abs().max().item()
+    # fp16/fp32 scores are exact products of the inputs, accumulated in float32: the LSE
+    # differs from float64 only by float32 rounding of the sums (|lse| ~ 5 here)
+    assert err < 1e-4, f"LSE max abs error {err:.2e} against float64 torch.logsumexp"
+    return err
+
 
 def _run_case(name, spec):
     import torch
@@ -88,7 +130,16 @@ def _run_case(name, spec):
     else:
         raise ValueError(kind)
     csr = block_mask_to_csr(mask, "cpu")
-    out = triton_block_sparse_attention(q, k, v, csr, bs, key_padding_mask=kpm, config=config)
+    extra = ""
+    if name in LSE_CASES:
+        from radial_core import triton_kernel
+
+        out, lse = triton_kernel.forward(q, k, v, csr, bs, key_padding_mask=kpm, config=config,
+                                         return_lse=True)
+        extra = f", LSE max error {check_lse(lse, q, k, mask, bs, kpm):.1e}"
+    else:
+        out = triton_block_sparse_attention(q, k, v, csr, bs, key_padding_mask=kpm,
+                                            config=config)
     err, base = check_against_reference(out, q, k, v, mask, bs, key_padding_mask=kpm)
     if kind == "empty_rows":
         assert out[:, :, 64:192].abs().max() == 0, "rows with no valid key must be zero"
@@ -96,7 +147,7 @@ def _run_case(name, spec):
         sdpa = F.scaled_dot_product_attention(q, k, v)
         e = rel_err(out, sdpa)
         assert e < 1e-5, f"all-kept mask differs from SDPA by {e:.2e}"
-    return f"error {err:.2e} (SDPA {base:.2e})"
+    return f"error {err:.2e} (SDPA {base:.2e}){extra}"
 
 
 def _probe() -> str | None:
