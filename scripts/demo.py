@@ -2,11 +2,11 @@
 """``make demo``: the bundled Wan graph through real ComfyUI, dense vs radial attention, to video.
 
 What it does (no downloads; every model is made here with random weights, and said so):
-1. builds a small Wan 2.1 T2V (ComfyUI's real WanModel class), a CLIP-L text encoder and a small
+1. builds a small Wan 2.1 T2V (ComfyUI's real WanModel class), a T5-base text encoder and a small
    Wan 2.1 VAE as safetensors files with the real key names (scripts/make_tiny_models.py,
    scripts/make_demo_models.py); ComfyUI's own UNETLoader, CLIPLoader and VAELoader load them;
 2. runs workflows/api/demo_wan_tiny.json headlessly through ComfyUI's prompt executor:
-   CLIPTextEncode -> KSampler with ComfyUI's default attention and KSampler through the Radial
+   CLIPLoader (type wan) -> CLIPTextEncode (prompt and negative prompt) -> KSampler with ComfyUI's default attention and KSampler through the Radial
    Attention Patch (Triton kernel on CUDA, the PyTorch block path elsewhere) -> VAEDecode ->
    CreateVideo -> SaveVideo, and the Sparsity Preview of the patched model -> SaveImage; a
    one-step warm-up runs first;
@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # API format ("Export (API)"): kept out of workflows/ itself, whose files the template browser lists
 WORKFLOW = ROOT / "workflows" / "api" / "demo_wan_tiny.json"
 UNET, VAE = "radial_demo_wan_t2v_tiny.safetensors", "radial_demo_wan_vae_random.safetensors"
-DATASET = "radial_demo_conditioning"
-PATCH, LATENT, DENSE, RADIAL, DEC_DENSE, DEC_RADIAL, PREVIEW = "2", "6", "7", "8", "10", "11", "16"
+TEXT_ENCODER = "radial_demo_t5_base_random.safetensors"
+PATCH, POSITIVE, LATENT, DENSE, RADIAL, DEC_DENSE, DEC_RADIAL, PREVIEW = "2", "4", "6", "7", "8", "10", "11", "16"
 OUTPUTS = ["14", "15", "17"]
 
 
@@ -99,16 +99,6 @@ def boot_comfyui(cdir: Path, out_dir: Path, models_dir: Path):
     if missing:
         sys.exit(f"ComfyUI has no node(s) {missing}: this demo needs ComfyUI 0.3.75 or newer.")
     return prompt
-
-
-def dataset_root(output_dir: Path, models_dir: Path) -> Path:
-    """Where LoadTrainingDataset looks: ComfyUI's "datasets" folder (0.33), else the output folder."""
-    import folder_paths
-
-    if "datasets" in folder_paths.folder_names_and_paths:
-        folder_paths.add_model_folder_path("datasets", str(models_dir / "datasets"), is_default=True)
-        return Path(folder_paths.get_folder_paths("datasets")[0])
-    return output_dir
 
 
 def frame_of(images: torch.Tensor):
@@ -177,22 +167,21 @@ def main(argv=None) -> int:
     device = "CUDA (" + torch.cuda.get_device_name(0) + ")" if cuda else "CPU"
 
     # 1. the models, saved with the real key names, loaded by ComfyUI's own loader nodes
-    tm, dm = _import_script("make_tiny_models"), _import_script("make_demo_models")
-    tm.save(tm.wan_state_dict("wan_t2v", num_layers=args.layers, dim=args.dim, ffn_dim=args.ffn, seed=0),
-            models_dir / "diffusion_models" / UNET)
+    tm = _import_script("make_tiny_models")
+    dm = _import_script("make_demo_models")
+    if not dm.wan_reads_text_width():
+        sys.exit("This ComfyUI's Wan detection ignores a model file's config metadata, which the demo uses "
+                 "to give its small Wan a 768-wide text input (T5-base): run the demo on ComfyUI 0.33 "
+                 "(`make demo` sets it up).")
+    tm.save(tm.wan_state_dict("wan_t2v", num_layers=args.layers, dim=args.dim, ffn_dim=args.ffn, seed=0,
+                              text_dim=dm.T5_BASE_WIDTH),
+            models_dir / "diffusion_models" / UNET, metadata=dm.wan_text_metadata())
     dm.save(dm.wan_vae_state_dict(dim=args.vae_dim, seed=2), models_dir / "vae" / VAE)
-    # text: Wan's encoder (UMT5-XXL, 5.7 B parameters, 4096 wide, a size ComfyUI's loader fixes)
-    # cannot be made small; a toy random-weight encoder writes the conditioning as a dataset
-    # shard that ComfyUI's LoadTrainingDataset node reads
-    te = _import_script("toy_text_encoder")
-    te_path = te.save_weights(models_dir / "text_encoders" / "radial_demo_toy_text_encoder.safetensors")
-    shard_dir = dataset_root(output_dir, models_dir) / DATASET
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    placeholder = {"samples": torch.zeros(1, 16, (args.length - 1) // 4 + 1, args.height // 8, args.width // 8)}
-    torch.save({"latents": [placeholder], "conditioning": [[[te.encode(args.prompt, te_path), {}]]]},
-               shard_dir / "shard_0000.pkl")
-    # what SaveTrainingDataset writes beside its shards (ComfyUI 0.33 lists folders that have it)
-    (shard_dir / "metadata.json").write_text(json.dumps({"num_samples": 1, "num_shards": 1, "shard_size": 1}))
+    # text: Wan's encoder (UMT5-XXL, 5.7 B parameters) cannot be made small; a random-weight
+    # T5-base (the smallest T5 ComfyUI's CLIPLoader builds) goes through CLIPLoader and
+    # CLIPTextEncode as in a real Wan workflow
+    dm.save(dm.t5_base_state_dict(seed=1), models_dir / "text_encoders" / TEXT_ENCODER)
+    prompt[POSITIVE]["inputs"]["text"] = args.prompt
 
     # 2. the bundled graph, warm-up then timed
     for node in (LATENT, PREVIEW):
@@ -257,9 +246,10 @@ def main(argv=None) -> int:
         "=== Radial Attention demo (real ComfyUI, real sampler, VAE decode and video save; random weights) ===",
         f"device: {device}; ComfyUI at {comfyui_dir()}",
         f"models (random weights, made here): small Wan 2.1 T2V ({args.layers} blocks, dim {args.dim}, "
-        f"{args.dim // 128} head(s)), Wan 2.1 VAE at width {args.vae_dim}; in {models_dir}",
-        f"prompt: {args.prompt!r}, encoded by a toy random-weight byte-level encoder (it understands "
-        f"nothing) and passed to the graph through ComfyUI's LoadTrainingDataset node",
+        f"{args.dim // 128} head(s), text width 768), Wan 2.1 VAE at width {args.vae_dim}, T5-base text encoder; "
+        f"in {models_dir}",
+        f"prompt: {args.prompt!r}, encoded by CLIPLoader (type wan) + CLIPTextEncode with a random-weight "
+        f"T5-base (ComfyUI's T5 class; it understands nothing: Wan's real UMT5-XXL is 5.7 B parameters)",
         f"mask: {summary_text.splitlines()[1] if len(summary_text.splitlines()) > 1 else ''}",
         f"mask density {density:.3f} ({100 * (1 - density):.0f}% of the attention blocks skipped)",
         f"sampling, {args.steps} steps, cfg {prompt[DENSE]['inputs']['cfg']} (cond+uncond):",
