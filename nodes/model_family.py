@@ -29,6 +29,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 from ..radial_core.geometry import FAMILIES as _SPECS
+from ..radial_core.geometry import PASS_THROUGH as _PASS_THROUGH
 
 # family key -> human name, from the one family table (radial_core.geometry.FAMILIES).
 FAMILY_NAMES = {key: spec.label for key, spec in _SPECS.items()}
@@ -69,19 +70,35 @@ def default_decay(family: str) -> float:
     return float(_SPECS[family].default_decay)
 
 
-# Wan variants (comfy.model_base class) that pass through unchanged, and why. Their self-attention
-# sequences carry token groups besides the video frames (audio, face, pose, motion, music), or
-# their attention is causal (the radial mask is bidirectional): the paper does not cover them and
-# dense attention is always correct.
-WAN_PASS_THROUGH = {
-    "WAN22_S2V": "Wan 2.2 S2V adds reference and motion-frame tokens at other resolutions, and audio",
-    "WAN21_HuMo": "HuMo adds audio attention inside the blocks",
-    "WAN22_Animate": "Wan 2.2 Animate adds pose latents and face-adapter blocks",
-    "WAN_Animate2": "Wan Animate 2 adds pose and face streams",
-    "WAN21_SCAIL": "SCAIL appends pose tokens of another resolution to the video sequence",
-    "WAN21_SCAIL2": "SCAIL-2 appends pose tokens of another resolution to the video sequence",
-    "WAN22_WanDancer": "WanDancer adds music and global-frame streams",
-    "WAN21_CausalAR": "causal autoregressive Wan attends over a cache (causal attention, not radial)",
+# Wan variants that pass through unchanged, and why (the family registry's PASS_THROUGH table).
+WAN_PASS_THROUGH = dict(_PASS_THROUGH)
+
+# Wan variants with a diffusion model of their own: comfy.model_base class -> (family key, label,
+# layout). What each one's self-attention sequence holds (comfy/ldm/wan/*.py, ComfyUI 0.33):
+# - S2V (WanModel_S2V): [video | reference frame | motion frames at 3 resolutions]; the audio is
+#   added by AudioInjector_WAN's per-frame cross-attention, which passes no transformer_options
+#   (ComfyUI's own attention serves it, the override never sees it).
+# - HuMo (HumoWanModel): [video | reference frame(s)]; the audio cross-attention reaches the
+#   override as a gathered call (each frame's tokens against its 16 audio tokens): dense.
+# - Animate (AnimateWanModel): video only (pose latents are added to the video tokens; the face
+#   adapter's attention passes no transformer_options).
+# - Animate 2 (WanAnimate2Model): video only, frame 0 the reference slot; with the pose branch on,
+#   the pose video's own self-attention (F - 1 frames, same grid) is video self-attention too, and
+#   the generation attends per frame (one frame's queries against [video | its pose frame]): dense.
+# - SCAIL / SCAIL-2 (SCAILWanModel): [reference frame(s) | video | pose video at half resolution];
+#   the reference frames go through the video's patch embedding and count as frames.
+# - WanDancer (WanDancerModel): video only; the music cross-attention and the music encoder's
+#   self-attention pass no transformer_options.
+# "joint" layout: the tokens after the video frames (reference, motion, pose) are one dense group,
+# the text rule; "wan": video tokens only.
+_WAN_VARIANTS = {
+    "WAN22_S2V": ("wan22_s2v", "Wan 2.2 S2V", "joint"),
+    "WAN21_HuMo": ("wan21_humo", "HuMo", "joint"),
+    "WAN22_Animate": ("wan22_animate", "Wan 2.2 Animate", "wan"),
+    "WAN_Animate2": ("wan_animate2", "Wan Animate 2", "wan"),
+    "WAN21_SCAIL": ("wan21_scail", "SCAIL", "joint"),
+    "WAN21_SCAIL2": ("wan21_scail", "SCAIL-2", "joint"),
+    "WAN22_WanDancer": ("wan22_dancer", "WanDancer", "wan"),
 }
 
 
@@ -97,13 +114,18 @@ def _wan_family(base, dm) -> ModelFamily | None:
     has_img = getattr(dm, "img_emb", None) is not None
     has_ref = getattr(dm, "ref_conv", None) is not None
 
-    # Variants whose block loop or token layout differs (audio, face, motion tokens): not
-    # covered by the paper and not checked here, so they pass through (with the reason).
+    # Variants whose attention radial cannot serve (causal, cached) pass through with the reason.
     reason = WAN_PASS_THROUGH.get(cls)
-    if reason is None and type(dm) not in (wan.WanModel, wan.VaceWanModel, wan.CameraWanModel):
-        reason = f"its diffusion model {type(dm).__name__} has a token layout the pack does not know"
     if reason is not None:
         logger.info("Radial Attention: %s passes through: %s.", cls, reason)
+        return None
+    if cls in _WAN_VARIANTS:
+        key, label, layout = _WAN_VARIANTS[cls]
+        arch = "wan_scail" if key == "wan21_scail" else "wan"
+        return ModelFamily(key, label, _SPECS[key].mask_model, patch, n, layout, arch=arch, text_first=False)
+    if type(dm) not in (wan.WanModel, wan.VaceWanModel, wan.CameraWanModel):
+        logger.info("Radial Attention: %s passes through: its diffusion model %s has a token layout the "
+                    "pack does not know.", cls, type(dm).__name__)
         return None
     if cls == "WAN21_FlowRVS":  # Wan 2.1 T2V weights run as a video-to-mask flow: same tokens
         return ModelFamily("wan21", "Wan 2.1 FlowRVS (video segmentation)", "wan", patch, n, "wan")
@@ -249,7 +271,7 @@ def detect_family(model) -> ModelFamily | None:
 
     if isinstance(base, mb.WAN21):
         fam = _wan_family(base, dm)
-        return replace(fam, arch="wan") if fam is not None else None
+        return replace(fam, arch="wan") if fam is not None and not fam.arch else fam
     if isinstance(base, mb.HunyuanVideo):
         return _hunyuan_family(base, dm)
     if isinstance(base, mb.GenmoMochi):
@@ -303,11 +325,17 @@ def video_latent_shape(family: ModelFamily, x, model_kwargs: dict) -> tuple[int,
 
 def extra_frames(family: ModelFamily, model_kwargs: dict, diffusion_model) -> int:
     """Frames that join the video in the self-attention sequence besides the latent's own:
-    Wan's concatenated frames (``time_dim_concat``) and reference image (``ref_conv``),
-    HunyuanVideo's reference latent (prepended)."""
+    Wan's concatenated frames (``time_dim_concat``) and reference image (``ref_conv``), SCAIL's
+    reference frames (in front, through the video's own patch embedding), HunyuanVideo's
+    reference latent (prepended). Token groups of other grids (S2V's motion frames, SCAIL's pose
+    video) are not frames: the joint layout takes them as the dense group after the video."""
     pt = family.patch_size[0]
     extra = 0
-    if family.arch == "wan":
+    if family.arch == "wan_scail":  # SCAIL: the reference frame(s) go in front of the video
+        ref = model_kwargs.get("reference_latent")
+        if isinstance(ref, torch.Tensor) and ref.ndim == 5:
+            extra += _ceil_div(ref.shape[2], pt)
+    if family.arch in ("wan", "wan_scail"):
         tdc = model_kwargs.get("time_dim_concat")
         if isinstance(tdc, torch.Tensor) and tdc.ndim == 5:
             extra += _ceil_div(tdc.shape[2], pt)

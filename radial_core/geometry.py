@@ -41,6 +41,29 @@ class FamilySpec:
     # pixel frames -> (latent frames, extra joint tokens that grow with the length, e.g. audio rows),
     # for VAEs whose time compression is not "first frame alone, then vae_stride[0] per latent"
     frames_rule: Callable[[int], tuple[int, int]] | None = None
+    # where the non-video tokens of the self-attention sequence sit: True before the video, False
+    # after it, None = the ComfyUI version decides (HunyuanVideo: after in 0.3.x, before in 0.5+)
+    text_first: bool | None = False
+    # the Wan generation a Wan variant was trained from ("2.1" / "2.2"; "" for other families)
+    wan_base: str = ""
+    # conditioning frames of the video's own grid that join the sequence as frames (SCAIL's
+    # reference frame in front), and (latent frames, height tokens, width tokens) -> tokens of the
+    # other groups after the video that grow with the size (reference / motion / pose tokens),
+    # for the preview; the patch reads both from the real model call instead
+    extra_frames: int = 0
+    extra_tokens: Callable[[int, int, int], int] | None = None
+
+    def as_dict(self) -> dict:
+        """JSON-ready entry (the HTTP route /radial_attention/families serves these)."""
+        return {
+            "label": self.label, "vae_stride": list(self.vae_stride), "patch": list(self.patch),
+            "mask_model": self.mask_model, "default_decay": self.default_decay,
+            "text_tokens": self.text_tokens, "text_first": self.text_first,
+            "dense_blocks": self.dense_blocks, "dense_steps_fraction": self.dense_steps_fraction,
+            "tuned": self.tuned, "defaults_rule": self.defaults_rule, "token_groups": self.token_groups,
+            "block_numbering": self.block_numbering, "latent_channels": self.latent_channels,
+            "comfy_classes": list(self.comfy_classes),
+        }
 
 
 def _minimax_h3_frames(frames: int) -> tuple[int, int]:
@@ -76,6 +99,42 @@ _RULE_MINIMAX = ("untuned: HunyuanVideo's rule (joint sequence, no sink; text, c
                  "tokens dense like text) with the decay of Wan 2.2-5B (same 32x32 pixels per token), "
                  "dense blocks 0, a quarter of the steps dense")
 
+_RULE_WAN_VARIANT = ("untuned: Wan's rule with the frame-0 sink and the decay of the Wan generation the "
+                     "variant was trained from (Wan 2.1: 0.2, Wan 2.2: 0.8, as ComfyUI's class name "
+                     "says; same VAE and patch, so the same tokens), every extra token group dense like "
+                     "text, 1 dense block, a quarter of the steps dense")
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-int(a) // int(b))
+
+
+def _s2v_extra(frames: int, h: int, w: int) -> int:
+    """Wan 2.2 S2V's tokens after the video: one reference frame, and the motion frames its frame
+    packer makes (comfy/ldm/wan/model.py FramePackMotioner: 1 frame at the video's grid, 1 at half
+    and 4 at a quarter of its sides)."""
+    return h * w + h * w + (h // 2) * (w // 2) + 4 * (h // 4) * (w // 4)
+
+
+def _humo_extra(frames: int, h: int, w: int) -> int:
+    """HuMo: the reference image's latent frame after the video (the HuMo node always adds one)."""
+    return h * w
+
+
+def _scail_extra(frames: int, h: int, w: int) -> int:
+    """SCAIL: the pose video after the video, one pose frame per frame at half the resolution."""
+    return frames * _cdiv(h, 2) * _cdiv(w, 2)
+
+
+# Wan variants that stay dense, by comfy.model_base class, with the reason (logged once).
+PASS_THROUGH: dict[str, str] = {
+    "WAN21_CausalAR": (
+        "causal autoregressive Wan generates chunk by chunk: each self-attention call takes one "
+        "chunk's queries against a KV cache of every earlier frame (queries != keys, causal, a "
+        "different sequence every call); Radial Attention's mask is one static, bidirectional "
+        "mask over the whole video, so it does not apply"),
+}
+
 FAMILIES: dict[str, FamilySpec] = {
     "wan21": FamilySpec("Wan 2.1 (14B / 1.3B)", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0),
     "wan22_14b": FamilySpec("Wan 2.2 A14B", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0),
@@ -84,6 +143,7 @@ FAMILIES: dict[str, FamilySpec] = {
                           token_groups="video tokens and text tokens (text first in ComfyUI 0.5+, "
                                        "last before); text attends and is attended fully",
                           block_numbering="20 double-stream blocks, then 40 single-stream (0-59)",
+                          text_first=None,
                           comfy_classes=("HunyuanVideo", "HunyuanVideoI2V", "HunyuanVideoSkyreelsI2V")),
     "mochi": FamilySpec("Mochi", (6, 8, 8), (1, 2, 2), "hunyuan", 0.95, 256, dense_blocks="0", tuned=False,
                         defaults_rule="untuned: HunyuanVideo's settings (same joint layout, no sink)",
@@ -95,7 +155,7 @@ FAMILIES: dict[str, FamilySpec] = {
                                          "the prompt), then video; all non-video tokens attend and are "
                                          "attended fully",
                             block_numbering="54 double-stream blocks (0-53), no single-stream blocks",
-                            latent_channels=32,
+                            latent_channels=32, text_first=None,
                             comfy_classes=("HunyuanVideo15", "HunyuanVideo15_SR_Distilled")),
     "ltxv": FamilySpec("LTX-Video", (8, 32, 32), (1, 1, 1), "wan", 0.8, 0, tuned=False,
                        defaults_rule=_RULE_LTX,
@@ -133,7 +193,48 @@ FAMILIES: dict[str, FamilySpec] = {
                                           "the video attends and is attended fully",
                              block_numbering="single-stream blocks 0..N-1 (the text refiner runs once "
                                              "per sampling, outside the blocks)",
-                             latent_channels=24, comfy_classes=("MiniMaxH3",), frames_rule=_minimax_h3_frames),
+                             latent_channels=24, comfy_classes=("MiniMaxH3",), frames_rule=_minimax_h3_frames,
+                             text_first=True),
+    # Wan variants (comfy.model_base classes of ComfyUI 0.33; S2V, HuMo and Animate also in 0.3.75)
+    "wan22_s2v": FamilySpec("Wan 2.2 S2V (speech to video)", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0, tuned=False,
+                            defaults_rule=_RULE_WAN_VARIANT, wan_base="2.2", extra_tokens=_s2v_extra,
+                            token_groups="[video | reference frame | motion frames (1 at the video's grid, "
+                                         "1 at half, 4 at a quarter of its sides)]: the reference and motion "
+                                         "tokens attend and are attended fully (the text rule); the audio "
+                                         "enters by per-frame cross-attention (dense)",
+                            block_numbering="blocks 0..N-1 (40 in 14B)", comfy_classes=("WAN22_S2V",)),
+    "wan21_humo": FamilySpec("HuMo (Wan 2.1, audio + reference)", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0,
+                             tuned=False, defaults_rule=_RULE_WAN_VARIANT, wan_base="2.1",
+                             extra_tokens=_humo_extra,
+                             token_groups="[video | reference frame]: the reference tokens attend and are "
+                                          "attended fully (the text rule); the audio cross-attention (each "
+                                          "frame's tokens to its 16 audio tokens) stays dense",
+                             block_numbering="blocks 0..N-1 (40 in 17B, 30 in 1.7B)", comfy_classes=("WAN21_HuMo",)),
+    "wan22_animate": FamilySpec("Wan 2.2 Animate", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0, tuned=False,
+                                defaults_rule=_RULE_WAN_VARIANT, wan_base="2.2",
+                                token_groups="video tokens only (the pose latents are added to the video "
+                                             "tokens; the face adapter is cross-attention, dense)",
+                                block_numbering="blocks 0..N-1 (40 in 14B)", comfy_classes=("WAN22_Animate",)),
+    "wan_animate2": FamilySpec("Wan Animate 2", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0, tuned=False,
+                               defaults_rule=_RULE_WAN_VARIANT, wan_base="2.1",
+                               token_groups="video tokens, frame 0 the reference image (the sink); with the "
+                                            "pose branch on, its own self-attention over the pose video "
+                                            "(F - 1 frames) is radial too and the generation attends per "
+                                            "frame to [video | its pose frame] (dense)",
+                               block_numbering="blocks 0..N-1 (40 in 14B)", comfy_classes=("WAN_Animate2",)),
+    "wan21_scail": FamilySpec("SCAIL (Wan 2.1, pose)", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0, tuned=False,
+                              defaults_rule=_RULE_WAN_VARIANT, wan_base="2.1", extra_frames=1,
+                              extra_tokens=_scail_extra,
+                              token_groups="[reference frame(s) | video | pose video at half resolution]: "
+                                           "the reference frames are frames (the first is the sink), the "
+                                           "pose tokens attend and are attended fully (the text rule)",
+                              block_numbering="blocks 0..N-1 (40 in 14B)",
+                              comfy_classes=("WAN21_SCAIL", "WAN21_SCAIL2")),
+    "wan22_dancer": FamilySpec("WanDancer (Wan 2.2, music)", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0, tuned=False,
+                               defaults_rule=_RULE_WAN_VARIANT, wan_base="2.2",
+                               token_groups="video tokens only; the music enters by per-frame cross-attention "
+                                            "and its encoder's self-attention is audio only (both dense)",
+                               block_numbering="blocks 0..N-1 (40 in 14B)", comfy_classes=("WAN22_WanDancer",)),
 }
 
 

@@ -86,6 +86,48 @@ def wan_state_dict(kind: str = "wan_t2v", *, num_layers: int = 2, dim: int = 128
     return _fill(_shapes(m), seed)
 
 
+# Wan variants of ComfyUI 0.33 (S2V, HuMo and Animate also in 0.3.75): the key that tells each one
+# apart in comfy/model_detection.py (shape: its real layout at the tiny width), its input channels,
+# and the file's "config" metadata where ComfyUI reads the variant from there (Animate 2, CausalAR).
+WAN_VARIANTS = {
+    # variant: (key that ComfyUI's detection looks for, its shape(dim), in_dim, CLIP image projection, metadata config)
+    "s2v": ("casual_audio_encoder.encoder.final_linear.weight", lambda d: (d, d), 16, False, None),
+    "humo": ("audio_proj.audio_proj_glob_1.layer.bias", lambda d: (512,), 16, False, None),
+    "animate": ("face_adapter.fuser_blocks.0.k_norm.weight", lambda d: (128,), 36, True, None),
+    "animate2": (None, None, 36, True, {"model_type": "animate2"}),
+    "scail": ("patch_embedding_pose.weight", lambda d: (d, 20, 1, 2, 2), 20, True, None),
+    "scail2": ("patch_embedding_mask.weight", lambda d: (d, 28, 1, 2, 2), 20, True, None),
+    "wandancer": ("patch_embedding_global.weight", lambda d: (d, 36, 1, 2, 2), 36, True, None),
+    "causal_ar": (None, None, 16, False, {"causal_ar": True}),
+}
+
+
+def wan_variant_metadata(variant: str) -> dict | None:
+    """The file metadata a Wan variant's checkpoint carries where ComfyUI reads the variant from it."""
+    import json
+
+    cfg = WAN_VARIANTS[variant][4]
+    return {"config": json.dumps({"transformer": cfg})} if cfg else None
+
+
+def wan_variant_state_dict(variant: str = "s2v", *, num_layers: int = 2, dim: int = 128, ffn_dim: int = 256,
+                           seed: int = 0) -> dict:
+    """A small Wan variant, detected by ComfyUI from its keys (and metadata, see
+    :func:`wan_variant_metadata`): the Wan keys ComfyUI reads (width from ``head.modulation``, heads
+    = dim // 128, block count, input channels) plus the variant's own key. Save with
+    ``save(sd, path, metadata=wan_variant_metadata(variant))``."""
+    key, shape, in_dim, with_img, _ = WAN_VARIANTS[variant]
+    probe = {
+        "head.modulation": (1, 2, dim),
+        "head.head.weight": (16 * 4, dim),
+        "patch_embedding.weight": (dim, in_dim, 1, 2, 2),
+        **{f"blocks.{i}.ffn.0.weight": (ffn_dim, dim) for i in range(num_layers)},
+        **({"img_emb.proj.0.bias": (1280,)} if with_img else {}),
+        **({key: shape(dim)} if key else {}),
+    }
+    return detected_state_dict(probe, seed, metadata=wan_variant_metadata(variant))
+
+
 def detected_state_dict(probe: dict[str, tuple[int, ...]], seed: int = 0, metadata: dict | None = None) -> dict:
     """A full random-weight state dict for the model ComfyUI detects from ``probe``.
 

@@ -33,6 +33,7 @@ class Case:
     base_class: str = ""  # its comfy.model_base class, when named otherwise
     even_latent: bool = False  # ComfyUI cannot take a latent that is not a patch multiple
     config: tuple = ()  # the file's "config" metadata (transformer settings), as real files carry it
+    extras: str = ""  # the Wan variant's conditioning (see extra_conds): reference / motion / pose / audio
 
 
 CASES = {
@@ -56,6 +57,26 @@ CASES = {
     "wan_flowrvs": Case("wan_flowrvs", "wan21", "WAN21_FlowRVS", "Wan 2.1 FlowRVS (video segmentation)",
                         "wan_state_dict", (("kind", "wan_t2v"),), text_dim=4096, blocks_attr="blocks",
                         config=(("model_type", "flow_rvs"),)),
+    # Wan variants: their conditioning as ComfyUI's own nodes attach it (extra_conds), so every test
+    # runs with the variant's extra token groups in the sequence
+    "wan22_s2v": Case("wan22_s2v", "wan22_s2v", "WAN22_S2V", "Wan 2.2 S2V", "wan_variant_state_dict",
+                      (("variant", "s2v"),), text_dim=4096, blocks_attr="blocks", extras="s2v",
+                      even_latent=True),  # S2V's reference / motion embeddings floor, their rope rounds
+    "wan21_humo": Case("wan21_humo", "wan21_humo", "WAN21_HuMo", "HuMo", "wan_variant_state_dict",
+                       (("variant", "humo"),), text_dim=4096, blocks_attr="blocks", extras="humo",
+                       even_latent=True),  # HuMo's audio gather reshapes the reference frame like a video frame
+    "wan22_animate": Case("wan22_animate", "wan22_animate", "WAN22_Animate", "Wan 2.2 Animate",
+                          "wan_variant_state_dict", (("variant", "animate"), ("num_layers", 5)), text_dim=4096,
+                          blocks_attr="blocks", extras="animate",  # 5 blocks: one face-adapter block
+                          even_latent=True),  # Animate adds unpadded pose embeddings to the padded video
+    "wan_animate2": Case("wan_animate2", "wan_animate2", "WAN_Animate2", "Wan Animate 2", "wan_variant_state_dict",
+                         (("variant", "animate2"),), text_dim=4096, blocks_attr="blocks"),
+    "wan21_scail": Case("wan21_scail", "wan21_scail", "WAN21_SCAIL", "SCAIL", "wan_variant_state_dict",
+                        (("variant", "scail"),), text_dim=4096, blocks_attr="blocks", extras="scail"),
+    "wan21_scail2": Case("wan21_scail2", "wan21_scail", "WAN21_SCAIL2", "SCAIL-2", "wan_variant_state_dict",
+                         (("variant", "scail2"),), text_dim=4096, blocks_attr="blocks", extras="scail"),
+    "wan22_dancer": Case("wan22_dancer", "wan22_dancer", "WAN22_WanDancer", "WanDancer", "wan_variant_state_dict",
+                         (("variant", "wandancer"),), text_dim=4096, blocks_attr="blocks", extras="dancer"),
     "minimax_h3": Case("minimax_h3", "minimax_h3", "MiniMaxH3", "MiniMax H3 (video + audio)",
                        "minimax_h3_state_dict", text_dim=64, audio="minimax", blocks_attr="blocks",
                        cfg_batched=False),  # the model takes batch 1: ComfyUI runs cond, uncond apart
@@ -91,6 +112,8 @@ def load(case: Case):
     tm = hm.tiny_models_module()
     sd = getattr(tm, case.build)(**dict(case.build_kwargs))
     meta = tm.ltx_metadata(bool(case.audio)) if case.build == "ltx_state_dict" else None
+    if case.build == "wan_variant_state_dict":
+        meta = tm.wan_variant_metadata(dict(case.build_kwargs)["variant"])
     if case.config:
         import json
 
@@ -145,12 +168,77 @@ def latent(case: Case, frames: int, height: int, width: int, batch: int = 1, aud
     return comfy.nested_tensor.NestedTensor([video, audio])
 
 
-def joint_tokens(case: Case, text_len: int, audio_frames: int = 12) -> int:
-    """Tokens besides the video in the video self-attention sequence: the text of the joint
-    families; MiniMax H3 also packs its audio there (2 rows per audio latent)."""
+def joint_tokens(case: Case, text_len: int, audio_frames: int = 12, lat=None) -> int:
+    """Tokens besides the video frames in the video self-attention sequence: the text of the joint
+    families; MiniMax H3 also packs its audio there (2 rows per audio latent); the Wan variants'
+    reference / motion / pose tokens (counted here from the latent ``lat`` the way each model's
+    own embedding makes them, see extra_conds)."""
+    if case.extras:
+        return _extra_tokens(case, lat)
     if not FAMILIES[case.family].text_tokens:
         return 0
     return text_len + (2 * audio_frames if case.audio == "minimax" else 0)
+
+
+def front_frames(case: Case) -> int:
+    """Conditioning frames that join the sequence as frames (SCAIL's reference frame, in front)."""
+    return 1 if case.extras == "scail" else 0
+
+
+# ------------------------------------------------------------------- Wan variants' conditioning
+def _grid(lat) -> tuple[int, int, int]:
+    return int(lat.shape[2]), int(lat.shape[3]), int(lat.shape[4])
+
+
+def _pose_latent(lat):
+    """The pose video's latent as WanSCAILToVideo makes it: half the video's resolution."""
+    f, h, w = _grid(lat)
+    return torch.randn(1, 16, f, (h + 1) // 2, (w + 1) // 2, generator=torch.Generator().manual_seed(7))
+
+
+def extra_conds(case: Case, lat) -> dict:
+    """The conditioning entries ComfyUI's nodes for the variant attach (WanSoundImageToVideo,
+    WanHuMoImageToVideo, WanAnimateToVideo, WanSCAILToVideo, the WanDancer nodes), at the
+    latent's size, with random values; the model's extra_conds turns them into model inputs."""
+    if not case.extras:
+        return {}
+    g = torch.Generator().manual_seed(5)
+    f, h, w = _grid(lat)
+    ref = torch.randn(1, 16, 1, h, w, generator=g)
+    if case.extras == "s2v":  # reference image, 19 motion latents, wav2vec features (25 layers x 1024)
+        return {"reference_latents": [ref], "reference_motion": torch.randn(1, 16, 19, h, w, generator=g),
+                "audio_embed": torch.randn(1, 25, 1024, 4 * f, generator=g)}
+    if case.extras == "humo":  # reference image, whisper features per latent frame (8 x 5 x 1280)
+        return {"reference_latents": [ref], "audio_embed": torch.randn(1, f, 8, 5, 1280, generator=g)}
+    if case.extras == "animate":  # the pose video's latents (added to frames 1..F-1)
+        return {"pose_video_latent": torch.randn(1, 16, f - 1, h, w, generator=g)}
+    if case.extras == "scail":  # reference image in front, pose video at half resolution after
+        return {"reference_latents": [ref], "pose_video_latent": _pose_latent(lat)}
+    if case.extras == "dancer":  # music features (35 per frame); WanDancer's music injector splits each
+        # frame's tokens into 8 groups, so ComfyUI takes music only when tokens per frame divide by 8
+        tokens = -(-h // 2) * -(-w // 2)
+        return {"audio_embed": torch.randn(1, 4 * f, 35, generator=g)} if tokens % 8 == 0 else {}
+    raise KeyError(case.extras)
+
+
+def _extra_tokens(case: Case, lat) -> int:
+    """Tokens after the video frames, as each model's embedding makes them (convolutions without
+    padding on the unpadded conditioning latents; SCAIL pads its pose latents to the patch)."""
+    if lat is None:
+        raise ValueError("the Wan variants' extra tokens depend on the latent: pass lat")
+    f, h, w = _grid(lat)
+    if case.extras == "s2v":  # reference frame + motion frames (frame packer: 1 + 1 at 1/2 + 4 at 1/4)
+        return 2 * (h // 2) * (w // 2) + (h // 4) * (w // 4) + 4 * (h // 8) * (w // 8)
+    if case.extras == "humo":
+        return (h // 2) * (w // 2)
+    if case.extras == "scail":
+        _, _, _, ph, pw = _pose_latent(lat).shape
+        return f * -(-ph // 2) * -(-pw // 2)
+    return 0  # Animate, WanDancer: video tokens only
+
+
+def _with_extras(cond, extras: dict):
+    return [[c[0], {**c[1], **extras}] for c in cond]
 
 
 def output_tensor(out) -> torch.Tensor:
@@ -163,4 +251,7 @@ def output_tensor(out) -> torch.Tensor:
 def sample(model, case: Case, lat, **kw):
     positive = kw.pop("positive", None) or conditioning(case, seed=1)
     negative = kw.pop("negative", None) or conditioning(case, seed=2)
+    extras = extra_conds(case, lat)
+    if extras:  # both: ComfyUI batches cond and uncond only when their inputs match in shape
+        positive, negative = _with_extras(positive, extras), _with_extras(negative, extras)
     return hm.sample(model, case.kind, lat, positive=positive, negative=negative, **kw)

@@ -93,8 +93,12 @@ def _expected_dense(case: fc.Case, model, forwards: int) -> dict[str, int]:
         return {"token refiner": forwards * text_blocks, "cross-attention": forwards * b}
     if case.family == "minimax_h3":  # one packed sequence, no other attention in the blocks
         return {}
-    if case.family in ("cosmos_predict2", "wan21"):  # text cross-attention in every block
-        return {"cross-attention": forwards * b}
+    if case.family in ("cosmos_predict2", "wan21", "wan22_s2v"):  # text cross-attention in every block
+        return {"cross-attention": forwards * b}  # (S2V's audio injector passes no transformer_options)
+    if case.family == "wan21_humo":  # text cross-attention and the gathered audio cross-attention
+        return {"cross-attention": forwards * b * 2}
+    if case.family in ("wan22_animate", "wan_animate2", "wan21_scail", "wan22_dancer"):  # I2V cross-attention:
+        return {"cross-attention": forwards * b * 2}  # image + text (face adapter, music: no override)
     raise KeyError(case.family)
 
 
@@ -140,9 +144,9 @@ def test_all_kept_mask_equals_unpatched(rp, kind):
     out = fc.sample(p, case, lat, steps=STEPS)
     sparse = rec.sparse()
     assert len(sparse) == STEPS * fc.video_blocks(case, base)
-    text = fc.joint_tokens(case, 8)
-    assert all((e["frames"], e["tokens_per_frame"], e["text_tokens"]) == (4, 256, text) for e in sparse)
-    assert bool(radial_block_mask(4, 256, text_tokens=text, decay_factor=10.0, text_first=sparse[0]["text_first"],
+    text, frames = fc.joint_tokens(case, 8, lat=lat), 4 + fc.front_frames(case)
+    assert all((e["frames"], e["tokens_per_frame"], e["text_tokens"]) == (frames, 256, text) for e in sparse)
+    assert bool(radial_block_mask(frames, 256, text_tokens=text, decay_factor=10.0, text_first=sparse[0]["text_first"],
                                   model=FAMILIES[case.family].mask_model).all())
     assert _rel(out, ref_out) < RUN_TOL
 
@@ -159,9 +163,9 @@ def test_sparse_calls_equal_the_masked_reference_and_dense_calls_are_counted(rp,
     dense_out = fc.sample(base, case, lat, steps=STEPS, positive=pos)
     sparse = rec.sparse()
     assert len(sparse) == STEPS * fc.video_blocks(case, base)
-    text = fc.joint_tokens(case, 8)
+    text, frames = fc.joint_tokens(case, 8, lat=lat), 8 + fc.front_frames(case)
     for e in sparse:
-        assert (e["frames"], e["tokens_per_frame"], e["text_tokens"]) == (8, 64, text)
+        assert (e["frames"], e["tokens_per_frame"], e["text_tokens"]) == (frames, 64, text)
         assert float(e["block_mask"].float().mean()) < 0.6  # really sparse
     _check_sparse_events(sparse, 64)
     _assert_dense_counts(rec, _expected_dense(case, base, STEPS))
@@ -200,7 +204,9 @@ def test_odd_latent_size(rp, kind):
     lat_video = lat.unbind()[0] if getattr(lat, "is_nested", False) else lat
     assert video.shape == lat_video.shape and torch.isfinite(video).all()
     sparse = rec.sparse()
-    assert len(sparse) == fc.video_blocks(case, base) and all(e["frames"] == 7 and e["tokens_per_frame"] == 99 for e in sparse)
+    frames, text = 7 + fc.front_frames(case), fc.joint_tokens(case, 8, lat=lat)
+    assert len(sparse) == fc.video_blocks(case, base)
+    assert all((e["frames"], e["tokens_per_frame"], e["text_tokens"]) == (frames, 99, text) for e in sparse)
     _check_sparse_events(sparse, 64)
 
 
@@ -272,25 +278,70 @@ def test_readme_lists_every_untuned_family_as_untuned():
         assert "untuned" in row, f"README's row for {name} does not say its defaults are untuned"
 
 
-@pytest.mark.parametrize("cls", ["WAN22_S2V", "WAN21_HuMo", "WAN22_Animate", "WAN_Animate2", "WAN21_SCAIL",
-                                 "WAN21_SCAIL2", "WAN22_WanDancer", "WAN21_CausalAR"])
-def test_wan_variants_with_other_token_streams_pass_through_with_their_reason(mf, cls, caplog):
-    """Each Wan variant the pack leaves dense is a class this ComfyUI defines; detection returns
-    None for it and logs why (checked on an uninitialised instance of the real class)."""
+def test_wan_causal_ar_passes_through_with_its_reason(mf, rp, caplog):
+    """Causal autoregressive Wan (ComfyUI's WAN21_CausalAR, detected from a file whose metadata says
+    causal_ar) is the one Wan variant radial attention cannot serve: detection returns None and
+    logs why (the registry's reason), the patch leaves the model as it is, and sampling it gives
+    exactly the unpatched result."""
     import logging
-    from types import SimpleNamespace
 
     import comfy.model_base as mb
 
-    if not hasattr(mb, cls):
-        pytest.skip(f"ComfyUI {fc.comfy_version()} has no {cls}")
-    assert issubclass(getattr(mb, cls), mb.WAN21)
-    base = object.__new__(getattr(mb, cls))
-    dm = SimpleNamespace(patch_size=(1, 2, 2), blocks=[None, None], model_type="t2v", out_dim=16,
-                         patch_embedding=SimpleNamespace(weight=torch.empty(8, 16, 1, 2, 2)))
+    from radial_core.geometry import PASS_THROUGH
+
+    if not hasattr(mb, "WAN21_CausalAR"):
+        pytest.skip(f"ComfyUI {fc.comfy_version()} has no WAN21_CausalAR (causal autoregressive Wan): "
+                    f"the family needs a newer ComfyUI (0.33 has it)")
+    tm = hm.tiny_models_module()
+    path = tm.save(tm.wan_variant_state_dict("causal_ar"), hm._TMP / "wan_causal_ar.safetensors",
+                   metadata=tm.wan_variant_metadata("causal_ar"))
+    model = tm.load_with_comfy(path)
+    assert type(model.model).__name__ == "WAN21_CausalAR"
     with caplog.at_level(logging.INFO):
-        assert mf._wan_family(base, dm) is None
-    assert any(cls in r.getMessage() and mf.WAN_PASS_THROUGH[cls] in r.getMessage() for r in caplog.records)
+        assert mf.detect_family(model) is None
+        patched = rp.apply_radial_patch(model)
+    reason = PASS_THROUGH["WAN21_CausalAR"]
+    assert any("WAN21_CausalAR" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+    assert rp.get_radial_config(patched) is None
+    case = fc.CASES["wan_flowrvs"]  # any Wan 2.1 text conditioning
+    lat = fc.latent(case, 3, 8, 8)
+    assert torch.equal(fc.sample(patched, case, lat, steps=1), fc.sample(model, case, lat, steps=1))
+
+
+def test_animate2_pose_branch_is_radial_and_the_per_frame_generation_dense(rp):
+    """Wan Animate 2 with its pose branch on (ComfyUI 0.33's WanAnimate2Model): the pose video's own
+    self-attention (F - 1 frames of the video's grid) is radial; the generation attends frame by
+    frame (one frame's queries against [video | its pose frame]): F dense calls per block, plus
+    the image and text cross-attention of both branches."""
+    case = _case("wan_animate2")
+    base = fc.load(case)
+
+    def with_pose(frames, th, tw):
+        lat = _lat(case, frames, th, tw)
+        pose = torch.randn(1, 16, frames - 1, *lat.shape[3:], generator=torch.Generator().manual_seed(3))
+        conds = [[[c[0], {**c[1], "pose_video_latent": pose}] for c in fc.conditioning(case, seed=s)] for s in (1, 2)]
+        return lat, conds[0], conds[1]
+
+    lat, pos, neg = with_pose(8, 8, 8)
+    rec = hm.Recorder(keep_tensors=True)
+    p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
+    out = fc.sample(p, case, lat, steps=STEPS, positive=pos, negative=neg)
+    assert torch.isfinite(out).all()
+    b = fc.video_blocks(case, base)
+    sparse = rec.sparse()
+    assert len(sparse) == STEPS * b and all((e["frames"], e["tokens_per_frame"], e["text_tokens"]) == (7, 64, 0)
+                                           for e in sparse)
+    _check_sparse_events(sparse, 64)
+    _assert_dense_counts(rec, {"cross-attention": STEPS * b * (8 + 2 + 2)})
+    # all blocks kept (4 pose frames x 256 tokens at a huge decay): the model's own result
+    lat, pos, neg = with_pose(5, 16, 16)
+    ref = fc.sample(base, case, lat, steps=STEPS, positive=pos, negative=neg)
+    rec = hm.Recorder()
+    p = hm.with_observer(rp.apply_radial_patch(base, decay_factor=10.0, dense_blocks=""), rec)
+    all_kept = fc.sample(p, case, lat, steps=STEPS, positive=pos, negative=neg)
+    assert len(rec.sparse()) == STEPS * b and all(e["frames"] == 4 for e in rec.sparse())
+    assert bool(radial_block_mask(4, 256, decay_factor=10.0).all())
+    assert _rel(all_kept, ref) < RUN_TOL
 
 
 @pytest.mark.parametrize("family, node_module, node", [
