@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 
 import comfy.patcher_extension as pe
 
 from .attention_override import RadialAttentionOverride
+from .attention_plan import RadialConfig
 from .model_family import FAMILY_CHOICES, ModelFamily, default_decay, describe_model, detect_family, override_family
 from .run_state import RUN_KEY, RunState, open_forward
 from .step_tracker import PassSteps, as_floats as _floats, begin_pass, end_pass, mark_replaced_blocks, parse_dense_blocks
@@ -39,40 +39,6 @@ DIST1_CHOICES = ("full", "half")
 BACKEND_CHOICES = ("auto", "triton", "pytorch")
 PRECISION_CHOICES = ("exact", "fp8")  # radial_core.PRECISIONS without its "bf16" alias of "exact"
 MAX_DENSE_STEPS = 1000
-
-
-@dataclass(frozen=True)
-class RadialConfig:
-    family: ModelFamily
-    decay_factor: float
-    decay_is_default: bool
-    block_size: int
-    dense_blocks: frozenset
-    dense_blocks_text: str
-    dense_steps_first: int
-    dense_steps_last: int
-    dist1: str
-    backend: str
-    precision: str = "exact"
-
-    def as_dict(self) -> dict:
-        return {
-            "family": self.family.family,
-            "variant": self.family.variant,
-            "decay_factor": self.decay_factor,
-            "decay_is_default": self.decay_is_default,
-            "block_size": self.block_size,
-            "dense_blocks": sorted(self.dense_blocks),
-            "dense_blocks_text": self.dense_blocks_text,
-            "dense_steps_first": self.dense_steps_first,
-            "dense_steps_last": self.dense_steps_last,
-            "dist1": self.dist1,
-            "backend": self.backend,
-            "precision": self.precision,
-            "mask_model": self.family.mask_model,
-            "patch_size": list(self.family.patch_size),
-            "num_blocks": self.family.num_blocks,
-        }
 
 
 def _choice(name: str, value, choices) -> None:

@@ -56,27 +56,32 @@ class ForwardContext:
         self._kpm = (mask, batch, length, result)
         return result
 
-    def next_block(self) -> int | None:
-        """Block index of the video self-attention call being made now (None past the end)."""
-        n = self.calls
-        self.calls += 1
-        return self.schedule[n] if n < len(self.schedule) else None
-
-    def block_of_call(self, transformer_options: dict, double_blocks: int, num_blocks: int) -> int | None:
-        """Block index of the video self-attention call being made now.
+    def peek_block(self, transformer_options: dict, double_blocks: int, num_blocks: int) -> int | None:
+        """Block index of the video self-attention call being made now (None past the model's end).
 
         ComfyUI's own signal first: models that report ``transformer_options["block_index"]``
         (with ``total_blocks``; HunyuanVideo since 0.3.72 with ``block_type``, Wan since 0.5)
         name the block, HunyuanVideo's single-stream blocks counting after its ``double_blocks``.
-        Older ComfyUI (Wan in 0.3.x): the call count of this forward (:meth:`next_block`), kept
-        in step either way so the two agree. None past the model's last block.
+        Older ComfyUI (Wan in 0.3.x): the count of this forward's video self-attention calls
+        (``calls``, mapped through ``schedule``), the one fallback; the count goes on either way
+        (:meth:`advance`) so the two agree. Reads only; :meth:`advance` moves the count.
         """
-        counted = self.next_block()
         idx = transformer_options.get("block_index")
         if isinstance(idx, int) and not isinstance(idx, bool) and "total_blocks" in transformer_options:
             block = idx + (double_blocks if transformer_options.get("block_type") == "single" else 0)
             return block if 0 <= block < num_blocks else None
-        return counted
+        n = self.calls
+        return self.schedule[n] if n < len(self.schedule) else None
+
+    def advance(self) -> None:
+        """One more video self-attention call made in this forward."""
+        self.calls += 1
+
+    def block_of_call(self, transformer_options: dict, double_blocks: int, num_blocks: int) -> int | None:
+        """:meth:`peek_block`, then :meth:`advance`."""
+        block = self.peek_block(transformer_options, double_blocks, num_blocks)
+        self.advance()
+        return block
 
 
 @dataclass

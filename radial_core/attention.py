@@ -193,6 +193,22 @@ def can_use_triton(
     return True, "ok"
 
 
+def choose_backend(
+    q: torch.Tensor, backend: str = "auto", k: torch.Tensor | None = None, v: torch.Tensor | None = None
+) -> tuple[str, str]:
+    """The one backend rule: ``("triton" | "pytorch", why not Triton)`` for these tensors.
+
+    ``backend="pytorch"`` is PyTorch; otherwise the Triton kernel when :func:`can_use_triton`
+    says yes, else PyTorch with its reason (``""`` when Triton). ``block_sparse_attention`` uses
+    it (and raises for ``backend="triton"`` where it says PyTorch); a caller that prefers a
+    fallback over that error (the ComfyUI node) asks here first and passes the answer on.
+    """
+    if backend == "pytorch":
+        return "pytorch", "backend 'pytorch' asked"
+    ok, reason = can_use_triton(q, k, v)
+    return ("triton", "") if ok else ("pytorch", reason)
+
+
 def _warn_once(msg: str) -> None:
     if msg not in _warned:
         _warned.add(msg)
@@ -237,20 +253,15 @@ def _attention(
     precision: str,
 ) -> torch.Tensor:
     """Backend and precision choice, then the call (inputs validated, scale resolved)."""
-    use_triton = False
-    if backend == "triton":
-        ok, reason = can_use_triton(q, k, v)
-        if not ok:
-            raise ValueError(
-                f"block_sparse_attention(backend='triton'): {reason}. Fix: move the tensors to "
-                f"a CUDA GPU with a supported dtype, or pass backend='pytorch' or 'auto'."
-            )
-        use_triton = True
-    elif backend == "auto" and q.is_cuda:
-        ok, reason = can_use_triton(q, k, v)
-        use_triton = ok
-        if not ok:
-            _warn_once(f"block_sparse_attention: using the PyTorch path because {reason}")
+    used, reason = choose_backend(q, backend, k, v)
+    use_triton = used == "triton"
+    if backend == "triton" and not use_triton:
+        raise ValueError(
+            f"block_sparse_attention(backend='triton'): {reason}. Fix: move the tensors to "
+            f"a CUDA GPU with a supported dtype, or pass backend='pytorch' or 'auto'."
+        )
+    if backend == "auto" and q.is_cuda and not use_triton:
+        _warn_once(f"block_sparse_attention: using the PyTorch path because {reason}")
 
     fp8 = False
     if precision == "fp8":

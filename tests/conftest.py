@@ -61,6 +61,25 @@ def cuda():
 _COMFY: types.SimpleNamespace | None = None
 
 
+def pack_module(name: str):
+    """A submodule of the pack, e.g. ``pack_module("nodes.attention_plan")``, imported as ComfyUI
+    imports it: inside the pack's package, named after its folder the way ComfyUI's loader names
+    it. The copy ComfyUI loaded when the ``comfy`` fixture ran; else the pack's package imported
+    here, without ComfyUI (its ``__init__`` then registers no nodes)."""
+    if _COMFY is not None:
+        return _COMFY.pack_module(name)
+    import importlib.util
+
+    pkg_name = str(ROOT).replace(".", "_x_")
+    if pkg_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(pkg_name, ROOT / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT)])
+        pkg = importlib.util.module_from_spec(spec)
+        sys.modules[pkg_name] = pkg
+        spec.loader.exec_module(pkg)
+    return importlib.import_module(f"{pkg_name}.{name}")
+
+
 def load_comfy() -> types.SimpleNamespace:
     """Import real ComfyUI (CPU unless CUDA is present) and load this pack through its loader."""
     global _COMFY

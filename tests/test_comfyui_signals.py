@@ -73,8 +73,7 @@ def test_attention_tensor_containers(comfy, rp):
     rec = hm.Recorder(keep_tensors=True)
     patched = hm.with_observer(rp.apply_radial_patch(hm.load_model("wan_t2v"), block_size=64, dense_blocks=""), rec)
     run, override = _forward(comfy, patched, frames=8, h=16, w=16)  # 8 frames x 64 tokens: sparse
-    topts = {"optimized_attention_override": override, run_key: run,
-             "radial_attention_observer": rec}
+    topts = {"optimized_attention_override": override, run_key: run}
     g = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(1, 512, 128, generator=g) for _ in range(3))
     containers = [C(t.clone()) for t in (q, k, v)]

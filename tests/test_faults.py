@@ -72,7 +72,7 @@ def test_interrupt_mid_sampling_then_queue_again_gives_the_uninterrupted_result(
     assert stopper.fired and not mm.processing_interrupted()
     # queued again: the same patched MODEL (as ComfyUI's cache keeps it), a fresh run
     again_rec = hm.Recorder()
-    model.model_options["transformer_options"]["radial_attention_observer"] = again_rec
+    hm.observe(model, again_rec)
     again = hm.sample(model, kind, lat, steps=STEPS)
     assert torch.equal(again, clean)
     assert decisions(again_rec) == decisions(clean_rec)  # steps counted from 0 again, same blocks
@@ -97,10 +97,10 @@ def test_interrupt_through_comfyuis_executor_then_run_again(comfy, rp):
         pytest.fail("ComfyUI's interrupt did not stop the sampler")
     # a second interrupt in the next run's first step, then a third, clean run
     stopper2 = InterruptAt(step=1)
-    model.model_options["transformer_options"]["radial_attention_observer"] = stopper2
+    hm.observe(model, stopper2)
     with pytest.raises(mm.InterruptProcessingException):
         hm.sample(model, "wan_t2v", lat, steps=STEPS)
-    model.model_options["transformer_options"]["radial_attention_observer"] = hm.Recorder()
+    hm.observe(model, hm.Recorder())
     assert torch.equal(hm.sample(model, "wan_t2v", lat, steps=STEPS), clean)
 
 
@@ -183,7 +183,7 @@ def test_gpu_out_of_memory_in_a_patched_step_leaves_comfyui_able_to_run_the_next
     mm.unload_all_models()
     mm.soft_empty_cache(True)
     rec = hm.Recorder()
-    model.model_options["transformer_options"]["radial_attention_observer"] = rec
+    hm.observe(model, rec)
     again = hm.sample(model, "wan_t2v", lat, steps=STEPS)
     assert rec.sparse()
     torch.testing.assert_close(again, clean, rtol=0, atol=0)

@@ -2,8 +2,8 @@
 
 Every test loads a real ComfyUI model class (Wan and HunyuanVideo from safetensors through
 ComfyUI's loader, Mochi through its model config), applies the patch, and samples with
-``comfy.sample.sample`` (what KSampler / KSamplerAdvanced call). An observer in
-``transformer_options["radial_attention_observer"]`` reports each attention decision.
+``comfy.sample.sample`` (what KSampler / KSamplerAdvanced call); a test-side subclass of the
+override (``helpers_models.observe``) reports each attention decision.
 """
 
 from __future__ import annotations
