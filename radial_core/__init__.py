@@ -4,11 +4,13 @@ Public API:
     radial_block_mask(...)       the exact radial mask (see radial_core.mask)
     block_sparse_attention(...)  Triton kernel on CUDA, PyTorch path elsewhere; a torch.library
                                  custom op (torch.compile keeps one graph); precision= one of
-                                 PRECISIONS ("exact", its alias "bf16", opt-in "fp8")
+                                 PRECISIONS ("exact", its alias "bf16", opt-in "fp8");
+                                 differentiable w.r.t. q, k, v on every backend
+    supports_backward(q, backend) (True, "triton" | "pytorch"): which backward runs
 """
 
 from . import geometry
-from .attention import PRECISIONS, block_sparse_attention, can_use_triton
+from .attention import PRECISIONS, block_sparse_attention, can_use_triton, supports_backward
 from .mask import mask_density, radial_block_mask
 
 __all__ = [
@@ -17,5 +19,6 @@ __all__ = [
     "geometry",
     "block_sparse_attention",
     "can_use_triton",
+    "supports_backward",
     "PRECISIONS",
 ]

@@ -24,8 +24,23 @@ Q.K^T and P.V on e4m3 copies with per-block scales and float32 accumulation
 ``"pytorch"``) the call computes the exact result and logs one warning.
 
 torch.compile: the call is the custom op ``torch.ops.radial_attention.block_sparse_attn``
-(``torch.library``), so a compiled model keeps one graph with the attention inside. Inputs that
-require grad take the eager path instead (the op has no backward yet).
+(``torch.library``), so a compiled model keeps one graph with the attention inside.
+
+Gradients (issue 14): the op is differentiable with respect to q, k and v on every backend
+(``torch.library.register_autograd``; :func:`supports_backward` says which backward runs). When
+an input requires grad the forward also returns the float32 log-sum-exp of each query row
+(float64 for float64 inputs), and autograd saves q, k, v, the output, that LSE and the masks:
+memory linear in S, never the attention matrix. The backward is a second custom op
+(``radial_attention::block_sparse_attn_backward``, so torch.compile traces it as one node too):
+on the Triton backend the kernels of ``triton_backward`` (dQ over each query block's kept key
+blocks; dK, dV over each key block's kept query blocks through the key-side CSR); elsewhere
+the PyTorch path's blockwise backward (``torch_path``), both recomputing the probabilities from
+the saved LSE group by group. Under ComfyUI's gradient checkpointing the op simply runs again.
+With ``precision="fp8"`` the forward is FP8 and the backward exact: it first recomputes the
+exact output and LSE (one more exact forward pass), then differentiates exact attention. An
+all-kept mask with ``backend="auto"`` stays on the sparse path when gradients are needed (the
+LSE must come from the same kernel as the backward). A query row with no kept key has zero
+output and zero gradient.
 
 Backends: ``"triton"`` (CUDA, Triton >= 3.0; fp16 and bf16 natively; fp32 inputs are accepted
 and computed with three-pass TF32 products (``tf32x3``, near-float32 accuracy) and a float32
@@ -42,8 +57,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .csr import block_mask_to_csr
-from .torch_path import torch_block_sparse_attention
+from .csr import block_mask_to_csr, block_mask_to_key_csr
+from .torch_path import torch_block_sparse_attention, torch_block_sparse_attention_backward
 
 logger = logging.getLogger(__name__)
 
@@ -172,10 +187,6 @@ def can_use_triton(
         return False, f"expected q as [B, H, S, D]; got shape {tuple(q.shape)}"
     if q.shape[-1] > MAX_TRITON_HEAD_DIM:
         return False, f"head dim {q.shape[-1]} is above the kernel's {MAX_TRITON_HEAD_DIM}"
-    if torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (q, k, v)
-    ):
-        return False, "the Triton kernel has no backward pass and an input requires grad"
     major, minor = torch.cuda.get_device_capability(q.device)
     if (major, minor) < (7, 5) or (q.dtype == torch.bfloat16 and major < 8):
         return False, (
@@ -231,14 +242,21 @@ def block_sparse_attention(
     _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend, precision)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        # The custom op has no backward: gradients go through the eager path (the PyTorch
-        # path is differentiable; can_use_triton refuses grad). Issue 14 replaces this branch
-        # with torch.library.register_autograd on the op (see _register_op below).
-        return _attention(q, k, v, block_mask, key_padding_mask, block_size, float(scale),
-                          backend, precision)
-    return _OP(q, k, v, block_mask, key_padding_mask, block_size, float(scale), backend,
-               precision)
+    need_lse = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    out, _ = _OP(q, k, v, block_mask, key_padding_mask, block_size, float(scale), backend,
+                 precision, need_lse)
+    return out
+
+
+def supports_backward(q: torch.Tensor, backend: str = "auto") -> tuple[bool, str]:
+    """Is ``block_sparse_attention`` differentiable for these tensors? ``(True, which backward)``.
+
+    Always True: every backend has a backward. The second value names the one that runs:
+    ``"triton"`` (the backward kernels) or ``"pytorch"`` (the blockwise PyTorch backward), the
+    same choice as the forward's (:func:`choose_backend`).
+    """
+    used, _ = choose_backend(q, backend)
+    return True, used
 
 
 def _attention(
@@ -251,8 +269,41 @@ def _attention(
     scale: float,
     backend: str,
     precision: str,
-) -> torch.Tensor:
-    """Backend and precision choice, then the call (inputs validated, scale resolved)."""
+    need_lse: bool = False,
+):
+    """Backend and precision choice, then the call (inputs validated, scale resolved).
+
+    Returns ``(out, lse)``: ``lse`` is None unless ``need_lse`` and the exact path ran (an
+    FP8 forward has no exact LSE; the backward recomputes it).
+    """
+    use_triton, fp8 = _plan(q, k, v, backend, precision)
+    csr = block_mask_to_csr(block_mask, q.device if use_triton else "cpu")
+    if (
+        backend == "auto"
+        and not need_lse
+        and not fp8
+        and key_padding_mask is None
+        and csr.kept == csr.mask_heads * csr.nb * csr.nb
+    ):
+        # every block kept: plain dense attention is the same function, and PyTorch's fused
+        # kernels (cuDNN, flash) are a few percent faster than any sparse path at density 1
+        return F.scaled_dot_product_attention(q, k, v, scale=scale), None
+    if use_triton:
+        res = _triton_module().triton_block_sparse_attention(
+            q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale, fp8=fp8,
+            return_lse=need_lse and not fp8,
+        )
+        return res if (need_lse and not fp8) else (res, None)
+    res = torch_block_sparse_attention(
+        q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale,
+        return_lse=need_lse,
+    )
+    return res if need_lse else (res, None)
+
+
+def _plan(q, k, v, backend: str, precision: str) -> tuple[bool, bool]:
+    """``(use_triton, fp8)`` for a call (warns once where it falls back; raises for
+    ``backend="triton"`` where the kernel cannot run). The backward makes the same choice."""
     used, reason = choose_backend(q, backend, k, v)
     use_triton = used == "triton"
     if backend == "triton" and not use_triton:
@@ -276,44 +327,95 @@ def _attention(
             _warn_once(f"block_sparse_attention: precision='fp8' computes the exact result "
                        f"instead, because {reason}")
 
-    csr = block_mask_to_csr(block_mask, q.device if use_triton else "cpu")
-    if (
-        backend == "auto"
-        and not fp8
-        and key_padding_mask is None
-        and csr.kept == csr.mask_heads * csr.nb * csr.nb
-    ):
-        # every block kept: plain dense attention is the same function, and PyTorch's fused
-        # kernels (cuDNN, flash) are a few percent faster than any sparse path at density 1
-        return F.scaled_dot_product_attention(q, k, v, scale=scale)
-    if use_triton:
-        return _triton_module().triton_block_sparse_attention(
-            q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale, fp8=fp8
-        )
-    return torch_block_sparse_attention(
-        q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale
-    )
+    return use_triton, fp8
 
 
 OP_NAME = "radial_attention::block_sparse_attn"
+BWD_OP_NAME = "radial_attention::block_sparse_attn_backward"
+
+
+def _lse_dtype(q: torch.Tensor) -> torch.dtype:
+    return torch.float64 if q.dtype == torch.float64 else torch.float32
+
+
+def _grad_layout(t: torch.Tensor) -> torch.Tensor:
+    B, H, S, D = t.shape
+    return t.new_empty((B, S, H, D)).transpose(1, 2)
+
+
+def _backward(q, k, v, out, lse, grad_out, block_mask, key_padding_mask, block_size, scale,
+              backend, precision):
+    """dQ, dK, dV (the backward op's body): same backend choice as the forward."""
+    use_triton, fp8 = _plan(q, k, v, backend, precision)
+    if use_triton:
+        tk = _triton_module()
+        csr = block_mask_to_csr(block_mask, q.device)
+        if fp8 or lse.numel() == 0:
+            # FP8 forward (its LSE is not the exact one) or a forward that kept no LSE: one
+            # exact forward pass first, so the backward differentiates exact attention
+            out, lse = tk.triton_block_sparse_attention(
+                q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale,
+                return_lse=True)
+        from .triton_backward import triton_block_sparse_attention_backward
+
+        kcsr = block_mask_to_key_csr(block_mask, q.device)
+        return triton_block_sparse_attention_backward(
+            q, k, v, out, lse, grad_out, csr, kcsr, block_size,
+            key_padding_mask=key_padding_mask, scale=scale)
+    csr = block_mask_to_csr(block_mask, "cpu")
+    if lse.numel() == 0:
+        out, lse = torch_block_sparse_attention(
+            q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale,
+            return_lse=True)
+    return torch_block_sparse_attention_backward(
+        q, k, v, out, lse, grad_out, csr, block_size, key_padding_mask=key_padding_mask,
+        scale=scale)
 
 
 def _register_op():
-    """The custom op that torch.compile sees as one opaque node (no graph break).
+    """The custom ops that torch.compile sees as opaque nodes (no graph break), with autograd.
 
-    Its output always has the sparse paths' layout (a ``[B, H, S, D]`` view of a contiguous
-    ``[B, S, H, D]`` buffer), which ``register_fake`` states; the dense shortcut for an
-    all-kept mask is copied into that layout. A second copy of this module (ComfyUI loads the
-    pack under its own module name beside a plain ``import radial_core``) reuses the op that
-    the first one registered. Backward (issue 14): add
-    ``torch.library.register_autograd(OP_NAME, backward, setup_context=...)`` here and drop the
-    requires-grad branch in ``block_sparse_attention``.
+    ``block_sparse_attn(..., need_lse) -> (out, lse)``: ``out`` always has the sparse paths'
+    layout (a ``[B, H, S, D]`` view of a contiguous ``[B, S, H, D]`` buffer), which
+    ``register_fake`` states; the dense shortcut for an all-kept mask is copied into that
+    layout. ``lse`` is ``[B, H, S]`` (float32; float64 for float64 inputs) when ``need_lse``,
+    else an empty ``[0]`` tensor (a backward then recomputes it); after an FP8 forward its
+    values are NaN (unused: the backward recomputes the exact one). ``register_autograd``
+    saves q, k, v, out, lse and the masks and calls ``block_sparse_attn_backward``, itself a
+    custom op with a fake, so a compiled training step traces both as single nodes.
+
+    A second copy of this module (ComfyUI loads the pack under its own module name beside a
+    plain ``import radial_core``) reuses the ops that the first one registered.
     """
     ns, name = OP_NAME.split("::")
     try:
         return getattr(getattr(torch.ops, ns), name).default
     except (AttributeError, RuntimeError):
         pass  # not registered yet
+
+    @torch.library.custom_op(BWD_OP_NAME, mutates_args=())
+    def block_sparse_attn_backward(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        out: torch.Tensor,
+        lse: torch.Tensor,
+        grad_out: torch.Tensor,
+        block_mask: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        block_size: int,
+        scale: float,
+        backend: str,
+        precision: str,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        dq, dk, dv = _backward(q, k, v, out, lse, grad_out, block_mask, key_padding_mask,
+                               block_size, scale, backend, precision)
+        return dq, dk, dv
+
+    @block_sparse_attn_backward.register_fake
+    def _(q, k, v, out, lse, grad_out, block_mask, key_padding_mask, block_size, scale,
+          backend, precision):
+        return _grad_layout(q), _grad_layout(k), _grad_layout(v)
 
     @torch.library.custom_op(OP_NAME, mutates_args=())
     def block_sparse_attn(
@@ -326,19 +428,42 @@ def _register_op():
         scale: float,
         backend: str,
         precision: str,
-    ) -> torch.Tensor:
-        out = _attention(q, k, v, block_mask, key_padding_mask, block_size, scale, backend,
-                         precision)
+        need_lse: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out, lse = _attention(q, k, v, block_mask, key_padding_mask, block_size, scale,
+                              backend, precision, need_lse)
         B, H, S, D = q.shape
         if out.stride() != (S * H * D, D, H * D, 1):
             out = q.new_empty((B, S, H, D)).transpose(1, 2).copy_(out)
-        return out
+        if not need_lse:
+            lse = q.new_empty((0,), dtype=_lse_dtype(q))
+        elif lse is None:  # FP8 forward: no exact LSE (the backward recomputes it)
+            lse = torch.full((B, H, S), float("nan"), dtype=_lse_dtype(q), device=q.device)
+        return out, lse
 
     @block_sparse_attn.register_fake
-    def _(q, k, v, block_mask, key_padding_mask, block_size, scale, backend, precision):
+    def _(q, k, v, block_mask, key_padding_mask, block_size, scale, backend, precision,
+          need_lse=False):
         B, H, S, D = q.shape
-        return q.new_empty((B, S, H, D)).transpose(1, 2)
+        lse_shape = (B, H, S) if need_lse else (0,)
+        return (q.new_empty((B, S, H, D)).transpose(1, 2),
+                q.new_empty(lse_shape, dtype=_lse_dtype(q)))
 
+    def setup_context(ctx, inputs, output):
+        q, k, v, block_mask, key_padding_mask, block_size, scale, backend, precision = inputs[:9]
+        out, lse = output
+        ctx.save_for_backward(q, k, v, out, lse, block_mask, key_padding_mask)
+        ctx.args = (block_size, scale, backend, precision)
+
+    def backward(ctx, grad_out, grad_lse):
+        q, k, v, out, lse, block_mask, key_padding_mask = ctx.saved_tensors
+        if grad_out is None:
+            grad_out = torch.zeros_like(out)
+        dq, dk, dv = torch.ops.radial_attention.block_sparse_attn_backward.default(
+            q, k, v, out, lse, grad_out, block_mask, key_padding_mask, *ctx.args)
+        return dq, dk, dv, None, None, None, None, None, None, None
+
+    block_sparse_attn.register_autograd(backward, setup_context=setup_context)
     return torch.ops.radial_attention.block_sparse_attn.default
 
 

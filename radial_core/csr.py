@@ -146,3 +146,45 @@ def clear_cache() -> None:
     with _lock:
         _by_identity.clear()
         _by_content.clear()
+
+
+# --- key side (issue 14, the backward pass) -------------------------------------------------
+# The backward's dK/dV pass walks, for each key block, the query blocks that keep it: the CSR
+# of the transposed mask. Kept in its own small cache (identity + version, like the one above)
+# so that the forward's cache can change independently.
+
+_csc_lock = threading.Lock()
+_csc_by_identity: OrderedDict[int, tuple] = OrderedDict()
+
+
+def block_mask_to_key_csr(mask: torch.Tensor, device: torch.device | str = "cpu") -> BlockCSR:
+    """Key-side CSR of a bool block mask ``[nb, nb]`` or ``[Hm, nb, nb]`` on ``device``.
+
+    Row ``h * nb + kb`` lists, ascending, the query blocks ``qb`` with ``mask[(h,) qb, kb]``
+    kept (the CSR of ``mask.transpose(-1, -2)``). Cached per mask object, version and device.
+    """
+    dkey = _dev_key(device)
+    ver = _version(mask)
+    with _csc_lock:
+        ent = _csc_by_identity.get(id(mask))
+        if ent is not None and ent[0]() is mask and ent[1] == ver:
+            _csc_by_identity.move_to_end(id(mask))
+            csr = ent[2].get(dkey)
+            if csr is not None:
+                return csr
+            per_dev = ent[2]
+        else:
+            per_dev = {}
+            _csc_by_identity[id(mask)] = (weakref.ref(mask), ver, per_dev)
+            while len(_csc_by_identity) > _MAX_ENTRIES:
+                _csc_by_identity.popitem(last=False)
+    csr = _build(mask.detach().to("cpu", torch.bool).transpose(-1, -2), torch.device(dkey))
+    with _csc_lock:
+        per_dev[dkey] = csr
+    return csr
+
+
+def clear_key_csr_cache() -> None:
+    """Forget every cached key-side conversion."""
+    with _csc_lock:
+        _csc_by_identity.clear()

@@ -2,8 +2,10 @@
 
 CPU: a small module (projections around the attention) compiled with ``fullgraph=True``
 (which raises on any graph break) through AOT autograd's fake-tensor tracing, and the dynamo
-counters showing one graph and no break; the compiled output equals eager. GPU: the same with
-Inductor on the Triton backend (skips with a reason without CUDA).
+counters showing one graph and no break; the compiled output equals eager, for inference and
+for a training step (forward + backward through the op's registered autograd: the gradients
+equal eager's). GPU: the same with Inductor on the Triton backend (skips with a reason without
+CUDA).
 """
 
 from __future__ import annotations
@@ -54,12 +56,35 @@ def test_op_is_registered_with_a_fake():
     mask = random_block_mask(nb_for(150, 64), 0.5, seed=1)
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    for need_lse in (False, True):
+        with FakeTensorMode() as mode:
+            fq, fk, fv, fm = (mode.from_tensor(t) for t in (q, k, v, mask))
+            fake = op(fq, fk, fv, fm, None, 64, 0.25, "pytorch", "exact", need_lse)
+        real = op(q, k, v, mask, None, 64, 0.25, "pytorch", "exact", need_lse)
+        for f, r in zip(fake, real):
+            assert f.shape == r.shape and f.stride() == r.stride()
+            assert f.dtype == r.dtype
+        assert real[1].shape == ((2, 3, 150) if need_lse else (0,))
+
+
+def test_backward_op_is_registered_with_a_fake():
+    from radial_core.attention import BWD_OP_NAME
+
+    ns, name = BWD_OP_NAME.split("::")
+    op = getattr(getattr(torch.ops, ns), name).default
+    q, k, v = make_qkv(2, 3, 150, 16, torch.float32, layout="bshd")
+    mask = random_block_mask(nb_for(150, 64), 0.5, seed=1)
+    fwd = getattr(getattr(torch.ops, ns), OP_NAME.split("::")[1]).default
+    out, lse = fwd(q, k, v, mask, None, 64, 0.25, "pytorch", "exact", True)
+    g = torch.randn_like(out)
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
     with FakeTensorMode() as mode:
-        fq, fk, fv, fm = (mode.from_tensor(t) for t in (q, k, v, mask))
-        fake = op(fq, fk, fv, fm, None, 64, 0.25, "pytorch", "exact")
-    real = op(q, k, v, mask, None, 64, 0.25, "pytorch", "exact")
-    assert fake.shape == real.shape and fake.stride() == real.stride()
-    assert fake.dtype == real.dtype
+        args = [mode.from_tensor(t) for t in (q, k, v, out, lse, g, mask)]
+        fake = op(*args, None, 64, 0.25, "pytorch", "exact")
+    real = op(q, k, v, out, lse, g, mask, None, 64, 0.25, "pytorch", "exact")
+    for f, r in zip(fake, real):
+        assert f.shape == r.shape and f.stride() == r.stride() and f.dtype == r.dtype
 
 
 @pytest.mark.parametrize("padded", [False, True])
@@ -78,14 +103,31 @@ def test_compiled_module_keeps_one_graph_cpu(padded):
     torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
 
 
-def test_grad_inputs_take_the_eager_path():
-    # the op has no backward yet (issue 14): gradients flow through the eager PyTorch path
-    q, k, v = make_qkv(1, 2, 130, 16, torch.float32)
-    q.requires_grad_(True)
-    mask = random_block_mask(nb_for(130, 64), 0.6, seed=4)
-    out = block_sparse_attention(q, k, v, mask, block_size=64, backend="pytorch")
-    out.sum().backward()
-    assert q.grad is not None and torch.isfinite(q.grad).all()
+@pytest.mark.parametrize("padded", [False, True])
+def test_compiled_training_step_keeps_one_graph_cpu(padded):
+    # forward + backward compiled with fullgraph=True: the op and its backward op are single
+    # nodes (register_autograd), no graph break, gradients equal eager's
+    torch.manual_seed(0)
+    B, S, H, D, bs = 2, 300, 2, 32, 64
+    mask = random_block_mask(nb_for(S, bs), 0.4, seed=4)
+    kpm = random_padding(B, S, seed=5) if padded else None
+    model = _Tiny(H, H * D, mask, bs, "pytorch", kpm)
+    x = torch.randn(B, S, H * D)
+    model(x).square().mean().backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    import torch._dynamo as dynamo
+    from torch._dynamo.utils import counters
+
+    dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    compiled(x).square().mean().backward()
+    assert sum(counters["graph_break"].values()) == 0, "graph break around the op"
+    assert counters["stats"]["unique_graphs"] == 1
+    for n, p in model.named_parameters():
+        assert p.grad is not None, f"no gradient reached {n} through the compiled op"
+        torch.testing.assert_close(p.grad, want[n], rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.gpu
