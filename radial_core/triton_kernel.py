@@ -86,29 +86,44 @@ def _load_vt(src, b, h, start, stride_s, ROWS: tl.constexpr, COLS: tl.constexpr,
 def _tile(state, q, kv, scale, start_n, valid_ctx,
           BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
           BOUNDS: tl.constexpr, HAS_KPM: tl.constexpr, USE_TMA: tl.constexpr,
-          DOT_PREC: tl.constexpr, FP8: tl.constexpr):
+          DOT_PREC: tl.constexpr, QK8: tl.constexpr, PV8: tl.constexpr,
+          Q_ROWS: tl.constexpr, IMPRECISE: tl.constexpr):
     """One BLOCK_N-wide key tile folded into the running softmax ``state = (acc, l, m)``.
 
     ``kv = (k_src, v_src, k_stride_s, v_stride_s, b, h)`` (b, h: descriptor coordinates);
     ``scale = (qk_mul, k_tile_scales)``: logits in base-2 units are ``q.k * qk_mul`` (times the
-    key tile's scale in FP8); ``valid_ctx = (S, d_ok, kpm_base)``.
+    key tile's scale when Q.K is quantised; ``qk_mul`` is then a vector of per-row Q scales or
+    one per-block scale); ``valid_ctx = (S, d_ok, kpm_base)``.
     """
     acc, l_i, m_i = state
     k_src, v_src, sks, svs, b, h = kv
     qk_mul, k_scales = scale
     S, d_ok, kpm_base = valid_ctx
     offs_n = start_n + tl.arange(0, BLOCK_N)
-    if FP8:
-        # quantised tensors are zero-padded to whole blocks: no bounds on the loads
+    # both tiles are loaded before the first product
+    if QK8 != 0:
+        # quantised q/k are zero-padded to whole blocks: no bounds on the K load
         k = _load_rows(k_src, b, h, start_n, sks, S, d_ok, BLOCK_N, BLOCK_D, False, True,
                        USE_TMA)
-        vt = _load_vt(v_src, b, h, start_n, svs, BLOCK_N, BLOCK_D, USE_TMA)
-        qk = tl.dot(q, tl.trans(k)) * (qk_mul * tl.load(k_scales + start_n // BLOCK_N))
     else:
         k = _load_rows(k_src, b, h, start_n, sks, S, d_ok, BLOCK_N, BLOCK_D, BOUNDS, EVEN_D,
                        USE_TMA)
+    if PV8:
+        vt = _load_vt(v_src, b, h, start_n, svs, BLOCK_N, BLOCK_D, USE_TMA)
+    else:
         v = _load_rows(v_src, b, h, start_n, svs, S, d_ok, BLOCK_N, BLOCK_D, BOUNDS, EVEN_D,
                        USE_TMA)
+    if QK8 != 0:
+        mul = qk_mul * tl.load(k_scales + start_n // BLOCK_N)
+        if QK8 == 2:
+            qk = tl.dot(q, tl.trans(k), out_dtype=tl.int32).to(tl.float32)
+        else:
+            qk = tl.dot(q, tl.trans(k))
+        if Q_ROWS:
+            qk = qk * mul[:, None]
+        else:
+            qk = qk * mul
+    else:
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_mul
     if BOUNDS or HAS_KPM:
         valid = offs_n < S
@@ -126,9 +141,16 @@ def _tile(state, q, kv, scale, start_n, valid_ctx,
     alpha = tl.math.exp2(m_i - m_use)
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None]
-    if FP8:
+    if PV8:
         # P in [0, 1] stored as P * 448 (e4m3's full range); V^T tile is K-major for the MMA
-        acc = tl.dot((p * P_SCALE).to(vt.dtype), tl.trans(vt), acc)
+        if IMPRECISE > 0:
+            acc = tl.dot((p * P_SCALE).to(vt.dtype), tl.trans(vt), acc,
+                         max_num_imprecise_acc=IMPRECISE)
+        elif IMPRECISE < 0:
+            # two-level accumulation (SageAttention2): the tile's product starts from zero
+            acc += tl.dot((p * P_SCALE).to(vt.dtype), tl.trans(vt))
+        else:
+            acc = tl.dot((p * P_SCALE).to(vt.dtype), tl.trans(vt), acc)
     else:
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
     return acc, l_i, m_new
@@ -147,8 +169,8 @@ def _radial_fwd(
     PER_HEAD_MASK: tl.constexpr, BLOCK: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     EVEN_D: tl.constexpr, EVEN_S: tl.constexpr, HAS_KPM: tl.constexpr,
-    USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr, FP8: tl.constexpr,
-    RETURN_LSE: tl.constexpr,
+    USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr, QK8: tl.constexpr, PV8: tl.constexpr,
+    Q_ROWS: tl.constexpr, IMPRECISE: tl.constexpr, RETURN_LSE: tl.constexpr,
 ):
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
     SUB_N: tl.constexpr = BLOCK // BLOCK_N
@@ -177,18 +199,22 @@ def _radial_fwd(
     if not EVEN_D:
         q_mask = q_mask & d_ok
 
-    if FP8:
-        # quantised q/k/v are contiguous and zero-padded to whole blocks (no load masks);
-        # QS: one scale per BLOCK_M query rows, KS: per BLOCK_N keys, VS: per channel
+    if QK8 != 0:
+        # quantised q/k are contiguous and zero-padded to whole blocks (no load masks);
+        # QS: one scale per BLOCK_M query rows (per row with Q_ROWS), KS: per BLOCK_N keys
         q = tl.load(q_ptrs)
-        scale = (tl.load(QS + bh64 * tl.num_programs(0) + pid_m), KS + bh64 * (NB * SUB_N))
+        if Q_ROWS:
+            qmul = tl.load(QS + bh64 * (NB * BLOCK) + offs_m)
+        else:
+            qmul = tl.load(QS + bh64 * tl.num_programs(0) + pid_m)
+        scale = (qmul, KS + bh64 * (NB * SUB_N))
     else:
         q = tl.load(q_ptrs, mask=q_mask, other=0.0)
         scale = (qk_scale, KS)
     if USE_TMA:
         # tensor descriptors over [B, H, S, D] ([B, H, D, S_pad] for FP8's V)
         kv = (K, V, sks, svs, b, h)
-    elif FP8:
+    elif PV8:
         # V^T is [B, H, D, S_pad]: its third stride steps a channel, its last a key
         kv = (K + b64 * skb + h64 * skh + offs_d[None, :] * skd,
               V + b64 * svb + h64 * svh + offs_d[:, None] * svs, sks, svd, b, h)
@@ -218,16 +244,18 @@ def _radial_fwd(
         start_n = kb * BLOCK + (t % SUB_N) * BLOCK_N
         state = _tile(state, q, kv, scale, start_n, valid_ctx, BLOCK_N=BLOCK_N,
                       BLOCK_D=BLOCK_D, EVEN_D=EVEN_D, BOUNDS=False, HAS_KPM=HAS_KPM,
-                      USE_TMA=USE_TMA, DOT_PREC=DOT_PREC, FP8=FP8)
+                      USE_TMA=USE_TMA, DOT_PREC=DOT_PREC, QK8=QK8, PV8=PV8, Q_ROWS=Q_ROWS,
+                      IMPRECISE=IMPRECISE)
     for t in range(0, n_tail * SUB_N):
         start_n = (NB - 1) * BLOCK + t * BLOCK_N
         state = _tile(state, q, kv, scale, start_n, valid_ctx, BLOCK_N=BLOCK_N,
                       BLOCK_D=BLOCK_D, EVEN_D=EVEN_D, BOUNDS=True, HAS_KPM=HAS_KPM,
-                      USE_TMA=USE_TMA, DOT_PREC=DOT_PREC, FP8=FP8)
+                      USE_TMA=USE_TMA, DOT_PREC=DOT_PREC, QK8=QK8, PV8=PV8, Q_ROWS=Q_ROWS,
+                      IMPRECISE=IMPRECISE)
     acc, l_i, m_i = state
 
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)
-    if FP8:
+    if PV8:
         # undo P's scale and V's per-channel scales of this (batch, head)
         v_scale = tl.load(VS + bh64 * BLOCK_D + offs_d) * (1.0 / P_SCALE)
         out = acc * v_scale[None, :] / l_safe[:, None]
@@ -244,10 +272,14 @@ def _radial_fwd(
 
 @triton.jit
 def _quant_rows(X, Y, SC, MEAN, sxb, sxh, sxs, sxd, H, S, D, mul,
-                R: tl.constexpr, BD: tl.constexpr, SUB_MEAN: tl.constexpr):
-    """Y[bh, rows] = e4m3((X[b, h, rows] - mean) * mul / s), one scale s = amax / 448 per R rows.
+                R: tl.constexpr, BD: tl.constexpr, SUB_MEAN: tl.constexpr,
+                INT8: tl.constexpr, PER_ROW: tl.constexpr):
+    """Y[bh, rows] = q8((X[b, h, rows] - mean) * mul / s), s = amax / qmax per R rows.
 
-    Y is contiguous ``[B*H, S_pad, BD]``, zero past S and D; SC is ``[B*H, S_pad / R]``.
+    ``q8``: e4m3 (qmax 448, round to nearest even by the cast) or, with ``INT8``, int8 (qmax
+    127, round half away from zero). ``PER_ROW``: one scale per row instead of per R rows.
+    Y is contiguous ``[B*H, S_pad, BD]``, zero past S and D; SC is ``[B*H, S_pad / R]``
+    (``[B*H, S_pad]`` per row).
     """
     pid = tl.program_id(0)
     bh = tl.program_id(1)
@@ -261,11 +293,20 @@ def _quant_rows(X, Y, SC, MEAN, sxb, sxh, sxs, sxd, H, S, D, mul,
     if SUB_MEAN:
         x = tl.where(ok, x - tl.load(MEAN + bh * BD + d)[None, :], 0.0)
     x = x * mul
-    s = tl.maximum(tl.max(tl.max(tl.abs(x), 1), 0), 1e-30) / 448.0
-    y = (x * (1.0 / s)).to(Y.dtype.element_ty)
+    QMAX: tl.constexpr = 127.0 if INT8 else 448.0
     n_pad = tl.num_programs(0) * R
-    tl.store(Y + bh.to(tl.int64) * n_pad * BD + rows.to(tl.int64)[:, None] * BD + d[None, :], y)
-    tl.store(SC + bh.to(tl.int64) * tl.num_programs(0) + pid, s)
+    if PER_ROW:
+        s = tl.maximum(tl.max(tl.abs(x), 1), 1e-30) / QMAX
+        y = x * (1.0 / s)[:, None]
+        tl.store(SC + bh.to(tl.int64) * n_pad + rows, s)
+    else:
+        s = tl.maximum(tl.max(tl.max(tl.abs(x), 1), 0), 1e-30) / QMAX
+        y = x * (1.0 / s)
+        tl.store(SC + bh.to(tl.int64) * tl.num_programs(0) + pid, s)
+    if INT8:
+        y = tl.minimum(tl.maximum(tl.where(y >= 0.0, y + 0.5, y - 0.5), -127.0), 127.0)
+    tl.store(Y + bh.to(tl.int64) * n_pad * BD + rows.to(tl.int64)[:, None] * BD + d[None, :],
+             y.to(Y.dtype.element_ty))
 
 
 @triton.jit
@@ -287,38 +328,65 @@ def _quant_vt(X, Y, VS, sxb, sxh, sxs, sxd, H, S, D, R: tl.constexpr, BD: tl.con
              + rows[:, None], y)
 
 
-def quantize_fp8(q, k, v, qk_mul: float, block_m: int, block_n: int, block: int, bd: int):
-    """q, k, v ``[B, H, S, D]`` -> e4m3 tensors and float32 scales for the FP8 kernel.
+# the scheme precision="fp8" runs (docs/perf-notes.md, FP8)
+FP8_SCHEME = "int8"
+# quantisation schemes: name -> (Q.K mode: 1 e4m3, 2 int8, 0 input dtype; P.V in e4m3)
+SCHEMES = {
+    "fp8": (1, True),        # e4m3 Q.K and P.V (issue 11's first design)
+    "fp8-qk": (1, False),    # e4m3 Q.K, P.V in the input dtype
+    "fp8-pv": (0, True),     # input-dtype Q.K, e4m3 P.V (error decomposition only)
+    "int8": (2, False),      # int8 Q.K (SageAttention's), P.V in the input dtype
+    "int8-fp8": (2, True),   # int8 Q.K, e4m3 P.V (SageAttention2's split)
+}
 
-    - Q: times ``qk_mul`` (softmax scale x log2 e), one scale per ``block_m`` query rows.
+
+def quantize_fp8(q, k, v, qk_mul: float, block_m: int, block_n: int, block: int, bd: int,
+                 scheme: str = "fp8", q_rows: bool = False):
+    """q, k, v ``[B, H, S, D]`` -> 8-bit tensors and float32 scales for the kernel.
+
+    - Q: times ``qk_mul`` (softmax scale x log2 e), one scale per ``block_m`` query rows (per
+      row with ``q_rows``); e4m3 or int8 by ``SCHEMES[scheme]``.
     - K: minus its mean over the sequence (per batch, head and channel), one scale per
       ``block_n`` keys. Smoothing K this way is SageAttention's (Zhang et al., 2024): it
       subtracts ``q . mean`` from every logit of a query row, which the softmax ignores, and
-      it takes out the channel offsets that would otherwise spend e4m3's range.
-    - V: one scale per channel of each (batch, head) (amax over the sequence), stored
-      transposed ``[B, H, D, S_pad]``: the P.V product's B operand must be K-major in FP8.
+      it takes out the channel offsets that would otherwise spend the 8-bit range.
+    - V (schemes with an e4m3 P.V): one scale per channel of each (batch, head) (amax over
+      the sequence), stored transposed ``[B, H, D, S_pad]``: the P.V product's B operand must
+      be K-major in FP8. Other schemes return v itself (read in place by the kernel).
     Each tensor is quantised by one Triton pass (K's mean and V's amax are one torch reduction
     each before it). Padded rows and channels are zero. Returns
-    ``(q8, k8, vt8, q_scales, k_scales, v_scales)``.
+    ``(q8, k8, v_or_vt8, q_scales, k_scales, v_scales)`` (``v_scales`` None without FP8 P.V).
     """
+    qk_mode, pv8 = SCHEMES[scheme]
     B, H, S, D = q.shape
     sp = -(-S // block) * block
     dev = q.device
     bh = B * H
-    q8 = torch.empty((B, H, sp, bd), dtype=FP8_DTYPE, device=dev)
-    k8 = torch.empty((B, H, sp, bd), dtype=FP8_DTYPE, device=dev)
-    vt8 = torch.empty((B, H, bd, sp), dtype=FP8_DTYPE, device=dev)
-    qs = torch.empty((bh, sp // block_m), dtype=torch.float32, device=dev)
-    ks = torch.empty((bh, sp // block_n), dtype=torch.float32, device=dev)
-    mean = torch.zeros((bh, bd), dtype=torch.float32, device=dev)
-    mean[:, :D] = k.mean(dim=2, dtype=torch.float32).reshape(bh, D)
-    vs = torch.ones((bh, bd), dtype=torch.float32, device=dev)
-    vs[:, :D] = (v.abs().amax(dim=2).to(torch.float32).reshape(bh, D) / FP8_MAX).clamp_min(1e-30)
-    _quant_rows[(sp // block_m, bh)](q, q8, qs, mean, *q.stride(), H, S, D, float(qk_mul),
-                                      R=block_m, BD=bd, SUB_MEAN=False, num_warps=4)
-    _quant_rows[(sp // block_n, bh)](k, k8, ks, mean, *k.stride(), H, S, D, 1.0,
-                                      R=block_n, BD=bd, SUB_MEAN=True, num_warps=4)
-    _quant_vt[(sp // 64, bh)](v, vt8, vs, *v.stride(), H, S, D, R=64, BD=bd, num_warps=4)
+    int8 = qk_mode == 2
+    if qk_mode:
+        qdt = torch.int8 if int8 else FP8_DTYPE
+        q8 = torch.empty((B, H, sp, bd), dtype=qdt, device=dev)
+        k8 = torch.empty((B, H, sp, bd), dtype=qdt, device=dev)
+        qs = torch.empty((bh, sp if q_rows else sp // block_m), dtype=torch.float32, device=dev)
+        ks = torch.empty((bh, sp // block_n), dtype=torch.float32, device=dev)
+        mean = torch.zeros((bh, bd), dtype=torch.float32, device=dev)
+        mean[:, :D] = k.mean(dim=2, dtype=torch.float32).reshape(bh, D)
+        _quant_rows[(sp // block_m, bh)](q, q8, qs, mean, *q.stride(), H, S, D, float(qk_mul),
+                                          R=block_m, BD=bd, SUB_MEAN=False, INT8=int8,
+                                          PER_ROW=q_rows, num_warps=4)
+        _quant_rows[(sp // block_n, bh)](k, k8, ks, mean, *k.stride(), H, S, D, 1.0,
+                                          R=block_n, BD=bd, SUB_MEAN=True, INT8=int8,
+                                          PER_ROW=False, num_warps=4)
+    else:
+        q8, k8, qs, ks = q, k, None, None
+    if pv8:
+        vt8 = torch.empty((B, H, bd, sp), dtype=FP8_DTYPE, device=dev)
+        vs = torch.ones((bh, bd), dtype=torch.float32, device=dev)
+        vs[:, :D] = (v.abs().amax(dim=2).to(torch.float32).reshape(bh, D)
+                     / FP8_MAX).clamp_min(1e-30)
+        _quant_vt[(sp // 64, bh)](v, vt8, vs, *v.stride(), H, S, D, R=64, BD=bd, num_warps=4)
+    else:
+        vt8, vs = v, None
     return q8, k8, vt8, qs, ks, vs
 
 
@@ -343,7 +411,7 @@ def fp8_supported(q: torch.Tensor) -> tuple[bool, str]:
 
 
 def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torch.device,
-                fp8: bool = False) -> dict:
+                fp8: bool = False, scheme: str | None = None) -> dict:
     """Deterministic launch configuration per (head dim, dtype, block size, GPU generation).
 
     No autotuning at run time: the first sampling step must not stall. The Hopper rows were
@@ -389,13 +457,16 @@ def triton_block_sparse_attention(
     config: dict | None = None,
     fp8: bool = False,
     return_lse: bool = False,
+    scheme: str | None = None,
 ):
     """Launch the kernel. Inputs are already validated; ``csr`` lives on q's device.
 
     Returns ``[B, H, S, D]``: a transposed view of a contiguous ``[B, S, H, D]`` buffer.
     ``config`` overrides the launch table (benchmarks, tests: ``USE_TMA`` forces the load
-    path). ``fp8=True`` quantises q, k, v to e4m3 first (``quantize_fp8``; the caller checks
-    ``fp8_supported``).
+    path; ``Q_ROWS`` per-row Q scales; ``IMPRECISE`` the e4m3 P.V accumulation: 0 Triton's
+    default, n > 0 ``max_num_imprecise_acc=n``, -1 a fresh product per tile added in float32).
+    ``fp8=True`` quantises first (``quantize_fp8``; the caller checks ``fp8_supported``) by
+    ``scheme`` (a key of ``SCHEMES``; default ``FP8_SCHEME``).
 
     ``return_lse=True`` returns ``(out, lse)``: ``lse`` is float32 ``[B, H, S]`` (contiguous),
     the natural-log log-sum-exp of the scaled scores ``scale * q.k`` over the kept, unpadded
@@ -410,7 +481,13 @@ def triton_block_sparse_attention(
     B, H, S, D = q.shape
     if scale is None:
         scale = 1.0 / math.sqrt(D)
-    cfg = dict(config) if config else pick_config(D, q.dtype, block_size, q.device, fp8=fp8)
+    if fp8:
+        scheme = scheme or FP8_SCHEME
+        qk_mode, pv8 = SCHEMES[scheme]
+    else:
+        qk_mode, pv8 = 0, False
+    cfg = dict(config) if config else pick_config(D, q.dtype, block_size, q.device, fp8=fp8,
+                                                  scheme=scheme)
     nb = csr.nb
     out = torch.empty((B, S, H, D), dtype=q.dtype, device=q.device).transpose(1, 2)
     if key_padding_mask is not None:
@@ -422,25 +499,27 @@ def triton_block_sparse_attention(
     lse = torch.empty((B, H, S), dtype=torch.float32, device=q.device) if return_lse else None
     bm = cfg.pop("BLOCK_M")
     use_tma = cfg.pop("USE_TMA", None)
+    q_rows = bool(cfg.pop("Q_ROWS", qk_mode == 2)) and qk_mode != 0
+    imprecise = int(cfg.pop("IMPRECISE", 0))
     if use_tma is None:
         use_tma = _is_hopper_or_newer(q.device)
     qk_scale = float(scale) * LOG2E
     # launch on q's GPU even when another one is current (Triton uses the current device)
     guard = torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext()
     with guard:
+        # float32 inputs: three TF32 products per dot (near-float32 accuracy) on the GPU
+        prec = "tf32x3" if (q.dtype == torch.float32 and q.is_cuda) else None
         if fp8:
             qq, kk, vv, qs, ks, vs = quantize_fp8(q, k, v, qk_scale, bm, cfg["BLOCK_N"],
-                                                  block_size, cfg["BLOCK_D"])
-            strides = (*qq.stride(), *kk.stride(), *vv.stride())
-            v_block = [1, 1, cfg["BLOCK_D"], cfg["BLOCK_N"]]
-            prec = None
+                                                  block_size, cfg["BLOCK_D"], scheme=scheme,
+                                                  q_rows=q_rows)
         else:
-            qq, kk, vv = q, k, v
-            qs = ks = vs = csr.row_len  # never read without FP8
-            strides = (*q.stride(), *k.stride(), *v.stride())
-            v_block = [1, 1, cfg["BLOCK_N"], cfg["BLOCK_D"]]
-            # float32 inputs: three TF32 products per dot (near-float32 accuracy) on the GPU
-            prec = "tf32x3" if (q.dtype == torch.float32 and q.is_cuda) else None
+            qq, kk, vv, qs, ks, vs = q, k, v, None, None, None
+        # scales that a variant does not read: any device pointer will do
+        qs, ks, vs = (csr.row_len if t is None else t for t in (qs, ks, vs))
+        strides = (*qq.stride(), *kk.stride(), *vv.stride())
+        v_block = [1, 1, cfg["BLOCK_D"], cfg["BLOCK_N"]] if pv8 else [1, 1, cfg["BLOCK_N"],
+                                                                       cfg["BLOCK_D"]]
         kd, vd = kk, vv
         if use_tma:
             descs = _descriptors(kk, vv, [1, 1, cfg["BLOCK_N"], cfg["BLOCK_D"]], v_block)
@@ -462,7 +541,10 @@ def triton_block_sparse_attention(
             HAS_KPM=key_padding_mask is not None,
             USE_TMA=bool(use_tma),
             DOT_PREC=prec,
-            FP8=bool(fp8),
+            QK8=qk_mode,
+            PV8=bool(pv8),
+            Q_ROWS=q_rows,
+            IMPRECISE=imprecise,
             RETURN_LSE=bool(return_lse),
             **cfg,
         )
@@ -470,12 +552,13 @@ def triton_block_sparse_attention(
 
 
 def forward(q, k, v, csr, block_size, key_padding_mask=None, scale=None, config=None,
-            fp8=False, return_lse=False):
+            fp8=False, return_lse=False, scheme=None):
     """The Triton forward pass: ``triton_block_sparse_attention`` under the name the
     backward pass calls. ``return_lse=True`` gives ``(out, lse)``; see there for ``lse``."""
     return triton_block_sparse_attention(q, k, v, csr, block_size,
                                          key_padding_mask=key_padding_mask, scale=scale,
-                                         config=config, fp8=fp8, return_lse=return_lse)
+                                         config=config, fp8=fp8, return_lse=return_lse,
+                                         scheme=scheme)
 
 
 def _descriptors(k: torch.Tensor, v: torch.Tensor, k_block: list, v_block: list):

@@ -81,7 +81,7 @@ def check_lse(lse, q, k, mask, bs, kpm=None):
 
     B, H, S, _ = q.shape
     assert lse.shape == (B, H, S) and lse.dtype == torch.float32 and lse.is_contiguous()
-    ref = reference_lse(q, k, mask, bs, kpm)
+    ref = reference_lse(q.cpu(), k.cpu(), mask.cpu(), bs, None if kpm is None else kpm.cpu())
     inf = torch.isinf(ref)
     assert torch.equal(torch.isinf(lse.cpu()), inf), "LSE must be +inf exactly on empty rows"
     assert (lse.cpu()[inf] > 0).all(), "empty rows must be +inf, not -inf"
