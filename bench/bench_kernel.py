@@ -1,5 +1,8 @@
 """Kernel benchmark: cuDNN SDPA, flex_attention on the same mask, comfy-kitchen, ours bf16/fp8.
 
+``fp8`` is ``precision="fp8"`` (``triton_kernel.FP8_SCHEME``: int8 Q.K, 16-bit P.V); ``e4m3`` is
+the all-e4m3 scheme (both products in e4m3), timed beside it.
+
 One command on any CUDA machine (run from the repository root):
 
     python3 bench/bench_kernel.py                # the four shapes of docs (performance.md)
@@ -173,10 +176,14 @@ def bench_shape(key, args, results, dtype):
         row["csr_first_ms"] = (time.perf_counter() - t0) * 1e3
 
         def ours(prec):
+            if prec == "e4m3":  # the all-e4m3 scheme (not precision="fp8"'s default)
+                csr = block_mask_to_csr(mask, q.device)
+                return lambda: triton_block_sparse_attention(q, k, v, csr, bs, fp8=True,
+                                                             scheme="fp8")
             return lambda: block_sparse_attention(q, k, v, mask, block_size=bs,
                                                   backend="triton", precision=prec)
 
-        for name, prec in (("ours", "exact"), ("fp8", "fp8")):
+        for name, prec in (("ours", "exact"), ("fp8", "fp8"), ("e4m3", "e4m3")):
             out = ours(prec)()
             row[f"{name}_err"] = error_vs_reference(out, q, k, v, mask, bs)
             del out
@@ -229,6 +236,10 @@ def error_table(args, results, dtype):
             out = block_sparse_attention(q, k, v, full, block_size=bs, backend="triton",
                                          precision=prec)
             rec[name] = error_vs_reference(out, q, k, v, full, bs)
+        csr = block_mask_to_csr(full, q.device)
+        for scheme in ("fp8", "fp8-qk", "fp8-pv", "int8-fp8"):  # where e4m3's error comes from
+            out = triton_block_sparse_attention(q, k, v, csr, bs, fp8=True, scheme=scheme)
+            rec[f"ours_scheme_{scheme}"] = error_vs_reference(out, q, k, v, full, bs)
         rec["sdpa"] = error_vs_reference(F.scaled_dot_product_attention(q, k, v), q, k, v,
                                          full, bs)
         if ck is not None:
@@ -334,8 +345,9 @@ def print_table(env, results):
     print(f"# {env['gpu']} | driver {env['driver']} | torch {env['torch']} | "
           f"triton {env['triton']} | comfy_kitchen {env.get('comfy_kitchen')} | {env['date']}")
     hdr = ("shape", "layout", "S", "dens", "cuDNN ms", "flex ms", "sol ms", "int8 ms",
-           "ours ms", "fp8 ms", "ours TF/s", "fp8 TF/s", "fp8/ours", "vs cuDNN", "target",
-           "vs flex", "vs sol", "fp8 vs sol", "err", "fp8 err")
+           "ours ms", "fp8 ms", "e4m3 ms", "ours TF/s", "fp8 TF/s", "e4m3 TF/s", "fp8/ours",
+           "e4m3/ours", "vs cuDNN", "target", "vs flex", "vs sol", "fp8 vs sol", "err",
+           "fp8 err", "e4m3 err")
     print(" | ".join(hdr))
     for r in results:
         if "density" not in r:
@@ -348,11 +360,13 @@ def print_table(env, results):
             r["shape"], r["layout"], str(r["S"]), f"{r['density']:.3f}",
             f"{g('cudnn_ms'):.1f}", f"{g('flex_ms'):.1f}", f"{g('sol_ms'):.1f}",
             f"{g('int8_ms'):.1f}", f"{g('ours_ms'):.1f}", f"{g('fp8_ms'):.1f}",
-            f"{g('ours_tflops'):.0f}", f"{g('fp8_tflops'):.0f}",
-            f"{g('ours_ms') / g('fp8_ms'):.2f}x",
+            f"{g('e4m3_ms'):.1f}", f"{g('ours_tflops'):.0f}", f"{g('fp8_tflops'):.0f}",
+            f"{g('e4m3_tflops'):.0f}", f"{g('ours_ms') / g('fp8_ms'):.2f}x",
+            f"{g('ours_ms') / g('e4m3_ms'):.2f}x",
             f"{g('cudnn_ms') / g('ours_ms'):.2f}x", f"{0.9 / r['density']:.2f}x",
             f"{g('flex_ms') / g('ours_ms'):.2f}x", f"{g('sol_ms') / g('ours_ms'):.2f}x",
             f"{g('sol_ms') / g('fp8_ms'):.2f}x", f"{g('ours_err'):.1e}", f"{g('fp8_err'):.1e}",
+            f"{g('e4m3_err'):.1e}",
         ]))
     for r in results:
         if "errors" in r:
