@@ -32,6 +32,7 @@ import torch
 from ..radial_core import block_sparse_attention, mask_density
 from .attention_plan import Call, Plan, cached_mask, key_padding_from_mask, parse_call, plan_call  # noqa: F401
 from .run_state import RUN_KEY, RunState
+from .training import forward_of
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class RadialAttentionOverride:
     def __call__(self, func, *args, **kwargs):
         topts = kwargs.get("transformer_options") or {}
         run: RunState | None = topts.get(RUN_KEY)
-        fwd = run.fwd if run is not None else None
+        fwd = forward_of(topts, run)  # a training call's own, also when recomputed in backward
         if fwd is None:  # outside a patched sampling run
             return self.dense(func, args, kwargs)
         fwd.seen = True

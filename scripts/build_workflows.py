@@ -416,7 +416,44 @@ def ltx2_long() -> Workflow:
     return wf
 
 
-WORKFLOWS = [wan21_t2v, wan22_i2v, wan21_long, hunyuan_t2v, hunyuan15_long, ltx2_long]
+# --- training a length-extension LoRA through the patch (issue 14) -------------------------------
+TRAIN_NAME = "Wan 2.1 length-extension LoRA, train at 720p 321 frames"
+TRAIN_DATASET = "radial_wan21_720p_321f"  # a LoadTrainingDataset folder (see the note)
+TRAIN_NOTE = """## Train a Wan 2.1 length-extension LoRA (4x: 321 frames at 1280x720) with Radial Attention
+
+ComfyUI's own **Train LoRA** trains on the MODEL from **Radial Attention Patch**: attention is radial in the forward *and* the backward pass (and in the recomputation of gradient checkpointing), as the paper tunes its length-extension LoRAs. **Save Radial LoRA** writes the LoRA with the patch's settings in its metadata; **Radial LoRA Loader** applies them when you sample (workflow `Wan 2.1 T2V 14B, 321 frames with LoRA`). ComfyUI's *Save LoRA Weights* cannot store them (it writes no metadata).
+
+**Download:** [wan2.1_t2v_14B_fp8_scaled.safetensors]({unet}) → `models/diffusion_models/` (or the bf16 file from the same folder).
+
+**Dataset (once):** encode your videos at this size with ComfyUI's *Load Video Dataset* / *Make Training Dataset* nodes (the Wan 2.1 VAE, umt5_xxl text encoder) and write them with *Save Training Dataset* into the folder `{dataset}` (321 frames at 1280x720 = latents of 81 x 90 x 160). *Load Training Dataset* reads that folder.
+
+**Radial Attention Patch (the authors' length-extension settings):** `decay_factor` 0 = 0.2 (Wan 2.1), `dense_blocks` 2 (the first two blocks stay dense, in training too), `dense_steps_first` 2 (for sampling with the LoRA: written into the file; training draws random noise levels, so dense steps do not apply to it), block 128. At this size the mask keeps {density} of the attention blocks.
+
+**Train LoRA (our choice; the paper gives no step count or learning rate for Wan):** rank 128 (the rank of the authors' LoRA configuration), learning rate 5e-4 with AdamW (ComfyUI's default; its LoRAs use alpha 1, so the update is scaled by 1/rank: do not go much lower), 2000 steps, batch 1, bf16, gradient checkpointing per block (`checkpoint_depth` 2; depth 1 would recompute the whole model at once and save no memory). One step at this size is a full 14B forward and backward over 291 600 tokens: a large GPU (80 GB+) and hours.
+"""
+
+
+def wan21_train_lora() -> Workflow:
+    wf = Workflow(TRAIN_NAME)
+    note(wf, TRAIN_NOTE.format(unet=MODELS["wan2.1_t2v_14B_fp8_scaled.safetensors"][0], dataset=TRAIN_DATASET,
+                               density=density("wan21", 1280, 720, 321)))
+    unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_14B_fp8_scaled.safetensors", weight_dtype="default", col=1)
+    patch = wf.add("RadialAttentionPatch", model=unet[0], decay_factor=0.0, block_size=128, dense_blocks="2",
+                   dense_steps_first=2, dense_steps_last=0, dist1="full", backend="auto", family="auto")
+    data = wf.add("LoadTrainingDataset", folder_name=TRAIN_DATASET, col=1)
+    train = wf.add("TrainLoraNode", model=patch[0], latents=data[0], positive=data[1], batch_size=1,
+                   grad_accumulation_steps=1, steps=2000, learning_rate=0.0005, rank=128, optimizer="AdamW",
+                   loss_function="MSE", seed=42, training_dtype="bf16", lora_dtype="bf16", algorithm="LoRA",
+                   gradient_checkpointing=True, checkpoint_depth=2, existing_lora="[None]", col=3,
+                   size=(380, 620))
+    wf.add("SaveRadialLora", lora=train[0], model=patch[0], steps=train[2],
+           filename_prefix="loras/radial_wan2.1_t2v_14B_4x_length_lora", tuned_frames=321, tuned_width=1280,
+           tuned_height=720, col=4, size=(380, 300))
+    wf.add("LossGraphNode", loss=train[1], filename_prefix="radial_lora_loss", col=4, size=(380, 360))
+    return wf
+
+
+WORKFLOWS = [wan21_t2v, wan22_i2v, wan21_long, hunyuan_t2v, hunyuan15_long, ltx2_long, wan21_train_lora]
 
 # Template-browser thumbnails (<name>.jpg next to <name>.json). The front ends show a custom
 # node's template by its file name only, so the card itself must tell the workflows apart at a
@@ -440,6 +477,8 @@ THUMBNAILS.update({  # the new families' long-length workflows (issue 12)
     LTX2_NAME: ("LTX-2 T2V + audio", "704p · 481 frames", "video + audio · 19 s", "ltxav", 1280, 704, 481),
 })
 CARD_COLOURS.update({"hunyuan15": (120, 60, 200), "ltxav": (220, 60, 90)})
+THUMBNAILS[TRAIN_NAME] = ("Wan 2.1 T2V 14B", "train LoRA · 321 frames", "length-extension LoRA training",
+                         "wan21", 1280, 720, 321)
 PREVIEW_COLOUR = (236, 170, 40)
 
 

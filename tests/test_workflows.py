@@ -56,9 +56,10 @@ EXPECTED = {
     "Wan 2.2 I2V A14B, 720p 81 frames.json",
     "Wan 2.1 T2V 14B, 321 frames with LoRA.json",
     "HunyuanVideo T2V, 720p 253 frames.json",
+    "Wan 2.1 length-extension LoRA, train at 720p 321 frames.json",
     PREVIEW,
 }
-PACK_NODES = {"RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview"}
+PACK_NODES = {"RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview", "SaveRadialLora"}
 UI_NOTES = {"Note", "MarkdownNote"}
 
 # (node type, input) -> ComfyUI models folder the file is looked up in.
@@ -78,6 +79,7 @@ MODEL_INPUTS = {
     ("LTXVAudioVAELoader", "ckpt_name"): "checkpoints",
 }
 IMAGE_INPUTS = {("LoadImage", "image")}
+DATASET_INPUTS = {("LoadTrainingDataset", "folder_name")}  # a dataset folder (0.33: in models/datasets)
 
 
 def nodes_this_comfyui_lacks(core, path: Path) -> list[str]:
@@ -96,6 +98,25 @@ def require_nodes(core, path: Path) -> None:
     if missing and saved_with and saved_with != running_comfyui_version():
         pytest.skip(f"{path.name} needs {', '.join(missing)}, which ComfyUI {running_comfyui_version()} "
                     f"lacks (the workflow is written from ComfyUI {saved_with})")
+    changed = nodes_with_other_outputs(core, path)
+    if changed and saved_with and saved_with != running_comfyui_version():
+        pytest.skip(f"{path.name} links outputs of {', '.join(changed)}, whose outputs differ in ComfyUI "
+                    f"{running_comfyui_version()} (the workflow is written from ComfyUI {saved_with})")
+
+
+def nodes_with_other_outputs(core, path: Path) -> list[str]:
+    """Node types whose linked output slots have another type in the running ComfyUI (e.g. Train
+    LoRA: 0.33 outputs lora, loss_map, steps; 0.3.75 model, lora, loss_map, steps)."""
+    out = set()
+    for node in load(path)["nodes"]:
+        cls = core.nodes.NODE_CLASS_MAPPINGS.get(node["type"])
+        if cls is None or node["type"] in UI_NOTES:
+            continue
+        types = list(cls.RETURN_TYPES)
+        for slot, o in enumerate(node.get("outputs") or []):
+            if o.get("links") and (slot >= len(types) or types[slot] != o["type"]):
+                out.add(node["type"])
+    return sorted(out)
 
 
 # --- fixtures ------------------------------------------------------------------------------------
@@ -165,6 +186,13 @@ class Placeholders:
                         self.added.append((folder, str(target)))
                 elif key in IMAGE_INPUTS:
                     Image.new("RGB", (64, 64), (90, 140, 200)).save(self.input_dir / value)
+                elif key in DATASET_INPUTS and "datasets" in self.fp.folder_names_and_paths:
+                    target = self.root / "models" / "datasets"
+                    (target / value).mkdir(parents=True, exist_ok=True)
+                    (target / value / "metadata.json").write_text("{}")
+                    if ("datasets", str(target)) not in self.added:
+                        self.fp.add_model_folder_path("datasets", str(target), is_default=True)
+                        self.added.append(("datasets", str(target)))
         self.fp.filename_list_cache.clear()
 
     def close(self) -> None:

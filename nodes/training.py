@@ -1,0 +1,82 @@
+"""Training through the Radial Attention Patch (issue 14): model calls that need gradients.
+
+ComfyUI's "Train LoRA" node (``comfy_extras/nodes_train.py``) runs the patched MODEL with
+gradients enabled and, with its ``gradient_checkpointing`` option, wraps modules in
+``torch.utils.checkpoint`` (0.3.75: every top-level child of the diffusion model, i.e. each
+transformer block; 0.33: the modules at ``checkpoint_depth``, 1 = the whole diffusion model). A
+checkpointed module runs its forward again during ``loss.backward()``, after the model call
+has returned, so the per-call state that the APPLY_MODEL wrapper opens (the geometry, the block
+counter) is gone by then, and ComfyUI's own ``block_index`` still names the last block. The
+recomputed attention must make the same choice (sparse, same mask, or dense) as the original
+forward, or PyTorch stops with "a different number of tensors was saved during the original
+forward and recomputation".
+
+So for a call that needs gradients, :func:`prepare_training_call` leaves in that call's own
+``transformer_options`` (ComfyUI copies them per model call):
+
+- the call's :class:`~.run_state.ForwardContext` under :data:`FWD_KEY`;
+- a ``patches_replace["dit"]`` entry for every block (wrapping any replacement already there)
+  that hands the block its own copy of ``transformer_options`` with ComfyUI's own block keys
+  (``block_index``, ``total_blocks``, ``block_type``). A checkpoint keeps the arguments a block
+  was called with, so the recomputed block reads the same block index as the original call.
+
+Sampling (no gradients) never goes through here. Training also draws random noise levels, not a
+sampling schedule, so dense first/last *steps* do not apply to it (see ``ForwardContext.training``);
+dense *blocks* do.
+"""
+
+from __future__ import annotations
+
+import torch
+
+FWD_KEY = "radial_attention_forward"
+
+
+def is_training_call() -> bool:
+    """A model call that builds an autograd graph (Train LoRA), as opposed to sampling."""
+    return torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+
+
+class _TrainingBlock:
+    """``patches_replace["dit"][(kind, i)]``: the block gets its own ``transformer_options``."""
+
+    def __init__(self, inner, index: int, total: int, block_type: str):
+        self.inner, self.index, self.total, self.block_type = inner, index, total, block_type
+
+    def __call__(self, args, extra):
+        topts = args.get("transformer_options") if isinstance(args, dict) else None
+        if isinstance(topts, dict):
+            args = dict(args)
+            args["transformer_options"] = {**topts, "block_index": self.index, "total_blocks": self.total,
+                                           "block_type": self.block_type}
+        if self.inner is not None:
+            return self.inner(args, extra)
+        return extra["original_block"](args)
+
+
+def prepare_training_call(transformer_options: dict, fwd, family) -> None:
+    """Make this training call's attention decisions reproducible in backward (module doc).
+
+    ``family``: the patch's :class:`~.model_family.ModelFamily` (``num_blocks``, ``double_blocks``:
+    HunyuanVideo's single-stream blocks count after its double-stream ones)."""
+    transformer_options[FWD_KEY] = fwd
+    pr = transformer_options.get("patches_replace")
+    pr = dict(pr) if isinstance(pr, dict) else {}
+    dit = dict(pr.get("dit") or {})
+    double = int(family.double_blocks or 0)
+    total = int(family.num_blocks)
+    keys = ([("double_block", i) for i in range(double)] + [("single_block", i) for i in range(total - double)]
+            if double else [("double_block", i) for i in range(total)])
+    for kind, i in keys:
+        dit[(kind, i)] = _TrainingBlock(dit.get((kind, i)), i, total, "single" if kind == "single_block" else "double")
+    pr["dit"] = dit
+    transformer_options["patches_replace"] = pr
+
+
+def forward_of(transformer_options: dict, run):
+    """The ForwardContext an attention call belongs to: the training call's own (also while a
+    checkpointed block is recomputed in backward), else the run's current model call."""
+    fwd = transformer_options.get(FWD_KEY)
+    if fwd is not None:
+        return fwd
+    return run.fwd if run is not None else None
