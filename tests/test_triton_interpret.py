@@ -150,6 +150,40 @@ def _run_case(name, spec):
     return f"error {err:.2e} (SDPA {base:.2e}){extra}"
 
 
+# precision="fp8"'s int8 scheme (int8 Q.K, 16-bit P.V) in the interpreter: fp16/fp32 inputs,
+# odd lengths, key padding, split tiles and descriptors; the tolerance is test_fp8_attention's
+# derived int8 bound (the interpreter's e4m3 casts are not the GPU's, so only int8 runs here)
+INT8_CASES = ("fp16_odd_len_b2_bs128", "fp32_key_padding_bs128", "fp16_per_head_mask",
+              "fp16_descriptors_split_tiles_padding", "fp16_head_dim_48_padded")
+
+
+def _run_int8_case(name, spec):
+    import math
+
+    import torch
+
+    from attention_helpers import make_qkv, nb_for, random_block_mask, random_padding, rel_err
+    from radial_core.csr import block_mask_to_csr
+    from radial_core.reference import dense_masked_attention
+    from radial_core.triton_kernel import triton_block_sparse_attention
+    from test_fp8_attention import int8_bound
+
+    B, H, S, D, bs, dtype, layout, kind, padded, config = spec
+    q, k, v = make_qkv(B, H, S, D, getattr(torch, dtype), layout=layout, seed=len(name) + 5)
+    k = k + 0.5 * torch.randn(1, 1, 1, D).to(k.dtype)  # channel offsets: smoothing removes them
+    heads = H if kind == "per_head" else None
+    mask = random_block_mask(nb_for(S, bs), 0.4, seed=len(name), heads=heads)
+    kpm = random_padding(B, S, seed=len(name) + 1) if padded else None
+    out = triton_block_sparse_attention(q, k, v, block_mask_to_csr(mask, "cpu"), bs,
+                                        key_padding_mask=kpm, config=config, fp8=True,
+                                        scheme="int8")
+    err = rel_err(out, dense_masked_attention(q, k, v, mask, bs, key_padding_mask=kpm))
+    tol = math.hypot(int8_bound(q, k), 5e-4)
+    assert err <= tol, f"int8 error {err:.3e} > derived bound {tol:.3e}"
+    assert err > 3e-3, f"error {err:.3e} is the exact path's: int8 Q.K did not run"
+    return f"int8 error {err:.2e} (bound {tol:.2e})"
+
+
 def _probe() -> str | None:
     """None when this Triton's interpreter runs a loop bounded by a loaded value, else why not.
 
@@ -197,6 +231,11 @@ def _child() -> int:
             results[name] = [True, _run_case(name, spec)]
         except Exception as exc:  # report every case, not just the first failure
             results[name] = [False, f"{type(exc).__name__}: {exc}"]
+    for name in INT8_CASES:
+        try:
+            results["int8_" + name] = [True, _run_int8_case(name, CASES[name])]
+        except Exception as exc:
+            results["int8_" + name] = [False, f"{type(exc).__name__}: {exc}"]
     print("RESULTS " + json.dumps(results))
     return 0
 
@@ -220,7 +259,7 @@ def interpreter_results():
     return json.loads(lines[-1][len("RESULTS "):])
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", list(CASES) + ["int8_" + n for n in INT8_CASES])
 def test_interpreter_case(interpreter_results, name):
     ok, message = interpreter_results[name]
     assert ok, f"{name}: {message}"
