@@ -27,8 +27,8 @@ import comfy.patcher_extension as pe
 from .attention_override import RadialAttentionOverride
 from .attention_plan import RadialConfig
 from .model_family import FAMILY_CHOICES, ModelFamily, default_decay, describe_model, detect_family, override_family
-from .run_state import RUN_KEY, RunState, open_forward
-from .step_tracker import PassSteps, as_floats as _floats, begin_pass, end_pass, mark_replaced_blocks, parse_dense_blocks
+from .run_state import RUN_KEY, RunState, mark_replaced_blocks, open_forward
+from .step_tracker import PassLedger, PassSteps, as_floats as _floats, current_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,64 @@ DIST1_CHOICES = ("full", "half")
 BACKEND_CHOICES = ("auto", "triton", "pytorch")
 PRECISION_CHOICES = ("exact", "fp8")  # radial_core.PRECISIONS without its "bf16" alias of "exact"
 MAX_DENSE_STEPS = 1000
+
+# where the sampling passes of each queued prompt stopped (step counts across split passes)
+_PASSES = PassLedger()
+
+
+def parse_dense_blocks(spec: str, num_blocks: int | None = None) -> frozenset[int]:
+    """``dense_blocks`` text -> set of block indices.
+
+    ``""`` or ``"0"``: none; ``"N"`` (one number): the first N blocks; ``"0,1,39"``: those
+    blocks; ranges ``"0-3"`` allowed; a trailing comma makes one number a list (``"5,"`` = block
+    5 only). With ``num_blocks``, indices past the model's last block are an error.
+    """
+    text = (spec or "").strip()
+    if not text:
+        return frozenset()
+    bad = (
+        f"dense_blocks: could not read {spec!r}. Expected a number N (the first N blocks stay "
+        f"dense), or a comma-separated list of block indices and ranges such as '0,1,39' or "
+        f"'0-3,39'. Fix the text or leave it empty."
+    )
+    if "," not in text and "-" not in text:
+        try:
+            n = int(text)
+        except ValueError:
+            raise ValueError(bad) from None
+        if n < 0:
+            raise ValueError(bad)
+        if num_blocks is not None and n > num_blocks:
+            raise ValueError(
+                f"dense_blocks: {n} first blocks asked, but this model has {num_blocks} blocks. "
+                f"Fix: use a number from 0 to {num_blocks}."
+            )
+        return frozenset(range(n))
+    out: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                lo, hi = int(a), int(b)
+                if lo < 0 or hi < lo:
+                    raise ValueError
+                out.update(range(lo, hi + 1))
+            else:
+                idx = int(part)
+                if idx < 0:
+                    raise ValueError
+                out.add(idx)
+        except (TypeError, ValueError):
+            raise ValueError(bad) from None
+    if num_blocks is not None and out and max(out) >= num_blocks:
+        raise ValueError(
+            f"dense_blocks: block {max(out)} asked, but this model has blocks 0 to {num_blocks - 1}. "
+            f"Fix: list only indices below {num_blocks}."
+        )
+    return frozenset(out)
 
 
 def _choice(name: str, value, choices) -> None:
@@ -82,9 +140,11 @@ class _OuterSampleWrapper:
         guider = executor.class_obj
         topts = None
         steps = None
+        prompt = None
         try:
             sigmas = kwargs.get("sigmas", args[3] if len(args) > 3 else None)
-            steps = begin_pass(sigmas) if sigmas is not None else None
+            prompt = current_prompt()
+            steps = _PASSES.begin(sigmas, prompt) if sigmas is not None else None
             opts = getattr(guider, "model_options", None)
             if isinstance(opts, dict):
                 topts = opts.setdefault("transformer_options", {})
@@ -99,7 +159,7 @@ class _OuterSampleWrapper:
             if topts is not None:
                 topts.pop(RUN_KEY, None)
             if steps is not None:
-                end_pass(steps)
+                _PASSES.end(steps, prompt)
             logger.debug("Radial Attention: run done, %d sparse calls, dense calls %s",
                          run.sparse_calls, run.dense_calls)
 

@@ -6,6 +6,13 @@ per sampling pass and puts it into the guider's ``transformer_options`` (ComfyUI
 dicts per call but keeps their values, so every model call of the pass sees the same object);
 the APPLY_MODEL wrapper opens a :class:`ForwardContext` on it for each model call; the attention
 override reads both.
+
+Blocks: ComfyUI's ``block_index`` names the block where the model reports it
+(:meth:`ForwardContext.peek_block`); elsewhere (Wan in ComfyUI 0.3.x) the patch counts the video
+self-attention calls of each forward, and this module is the one place that count lives:
+:func:`call_schedule` maps the n-th call to its block (Wan VACE interleaves its extra blocks with
+the main ones), :func:`mark_replaced_blocks` re-synchronises the count at every block that another
+patch replaces (SkipLayerGuidance skips blocks that way).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .model_family import ModelFamily, extra_frames, refiner_text_len, video_latent_shape
-from .step_tracker import PassSteps, StepInfo, call_schedule, step_info
+from .step_tracker import PassSteps, StepInfo, step_info
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +109,71 @@ class RunState:
 
     def count_dense(self, reason: str) -> None:
         self.dense_calls[reason] = self.dense_calls.get(reason, 0) + 1
+
+
+def call_schedule(num_blocks: int, vace_layers: tuple[int, ...] = (), vace_contexts: int = 0) -> tuple[int, ...]:
+    """Block index of each video self-attention call of one forward, in call order.
+
+    Plain models: call n is block n. Wan VACE runs ``vace_contexts`` extra VACE blocks right
+    after each main block listed in ``vace_layers``; those calls follow their main block's
+    dense/sparse choice and get its index.
+    """
+    vace = set(vace_layers)
+    out: list[int] = []
+    for i in range(num_blocks):
+        out.append(i)
+        if i in vace:
+            out.extend([i] * vace_contexts)
+    return tuple(out)
+
+
+class _BlockMarker:
+    """Wraps a ``patches_replace["dit"]`` block replacement (SkipLayerGuidance, block swaps, ...)
+    so the block counter points at that block when it runs, and at the call after it afterwards. A
+    replacement that skips its block then cannot shift the count of the blocks after it."""
+
+    def __init__(self, fn, fwd, position: int, after: int):
+        self.fn, self.fwd, self.position, self.after = fn, fwd, position, after
+
+    def __call__(self, *args, **kwargs):
+        self.fwd.calls = self.position
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.fwd.calls = self.after
+
+
+def mark_replaced_blocks(transformer_options: dict, fwd, double_blocks: int):
+    """Wrap this model call's block replacements with :class:`_BlockMarker`.
+
+    ``("double_block", i)`` is block i (Wan, Mochi, HunyuanVideo's double-stream blocks);
+    ``("single_block", i)`` is block ``double_blocks + i`` (HunyuanVideo). Only this call's
+    ``transformer_options`` get the wrapped dict (ComfyUI's own dicts stay as they are). Returns a
+    function that undoes it.
+    """
+    pr = transformer_options.get("patches_replace")
+    dit = pr.get("dit") if isinstance(pr, dict) else None
+    if not dit:
+        return lambda: None
+    schedule = fwd.schedule
+    first = {}
+    for pos, b in enumerate(schedule):
+        first.setdefault(b, pos)
+    wrapped = dict(dit)
+    for key, fn in dit.items():
+        if not (isinstance(key, tuple) and len(key) == 2 and key[0] in ("double_block", "single_block")):
+            continue
+        block = int(key[1]) + (double_blocks if key[0] == "single_block" else 0)
+        if block not in first:
+            continue
+        # afterwards: the call right after this block's own (a VACE block, or the next block)
+        wrapped[key] = _BlockMarker(fn, fwd, first[block], first[block] + 1)
+    transformer_options["patches_replace"] = {**pr, "dit": wrapped}
+
+    def undo():
+        transformer_options["patches_replace"] = pr
+
+    return undo
 
 
 def _ceil_div(a: int, b: int) -> int:

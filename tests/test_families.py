@@ -38,12 +38,6 @@ def mf(comfy):
     return comfy.pack_module("nodes.model_family")
 
 
-@pytest.fixture(autouse=True)
-def fresh_passes(comfy):
-    comfy.pack_module("nodes.step_tracker").reset_passes()
-    yield
-
-
 def _case(kind: str) -> fc.Case:
     case = fc.CASES[kind]
     fc.require_family(case)

@@ -21,8 +21,7 @@ def rp(comfy):
 
 
 @pytest.fixture(autouse=True)
-def fresh_passes(comfy):
-    comfy.pack_module("nodes.step_tracker").reset_passes()
+def no_interrupt_left(comfy):
     yield
     import comfy.model_management as mm
 

@@ -24,12 +24,6 @@ def rp(comfy):
     return comfy.pack_module("nodes.radial_patcher")
 
 
-@pytest.fixture(autouse=True)
-def fresh_passes(comfy):
-    comfy.pack_module("nodes.step_tracker").reset_passes()
-    yield
-
-
 # fp32 on the CPU is exact to rounding; on CUDA the Triton kernel computes fp32 inputs with TF32
 # tensor-core products (about 3e-4 per call), which a few blocks and steps then carry along.
 ON_CUDA = torch.cuda.is_available()
@@ -136,8 +130,9 @@ def test_split_passes_and_two_experts_count_steps_of_the_whole_schedule(rp):
                                                 family="wan22_14b"), rec_hi)
     lo = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks="", dense_steps_first=3,
                                                 family="wan22_14b"), rec_lo)
-    mid = hm.sample(hi, "wan_t2v", lat, steps=5, start_step=0, last_step=2, force_full_denoise=False)
-    hm.sample(lo, "wan_t2v", mid, steps=5, start_step=2, last_step=5)
+    with hm.one_prompt():  # both KSamplerAdvanced nodes of one queued prompt
+        mid = hm.sample(hi, "wan_t2v", lat, steps=5, start_step=0, last_step=2, force_full_denoise=False)
+        hm.sample(lo, "wan_t2v", mid, steps=5, start_step=2, last_step=5)
     assert not rec_hi.sparse() and {e["step"] for e in rec_hi.dense("dense step")} == {0, 1}
     assert {e["step"] for e in rec_lo.dense("dense step")} == {2}
     assert sorted({e["step"] for e in rec_lo.sparse()}) == [3, 4]

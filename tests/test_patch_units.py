@@ -22,6 +22,7 @@ def mods(comfy):
         patcher = comfy.pack_module("nodes.radial_patcher")
         family = comfy.pack_module("nodes.model_family")
         steps = comfy.pack_module("nodes.step_tracker")
+        run_state = comfy.pack_module("nodes.run_state")
         override = comfy.pack_module("nodes.attention_override")
         node = comfy.pack_module("nodes.patch_node")
 
@@ -155,7 +156,7 @@ def test_node_schema_and_execute(mods):
 
 # ---------------------------------------------------------------------------- steps and blocks
 def test_dense_blocks_text(mods):
-    p = mods.steps.parse_dense_blocks
+    p = mods.patcher.parse_dense_blocks
     assert p("") == frozenset() and p("0") == frozenset()
     assert p("2") == {0, 1}
     assert p("0,1,39") == {0, 1, 39}
@@ -176,26 +177,27 @@ def test_local_step_and_second_order_calls(mods):
 
 def test_split_passes_continue_the_step_count(mods):
     st = mods.steps
-    st.reset_passes()
+    ledger = st.PassLedger()  # the patch keeps one; passes of one queued prompt chain
     full = torch.tensor([1.0, 0.8, 0.6, 0.4, 0.2, 0.0])
-    p1 = st.begin_pass(full[:4])  # steps 0-2 (KSamplerAdvanced end_at_step=3)
+    p1 = ledger.begin(full[:4], "prompt-1")  # steps 0-2 (KSamplerAdvanced end_at_step=3)
     assert p1.offset == 0 and not p1.ends_schedule
-    st.end_pass(p1)
-    p2 = st.begin_pass(full[3:])  # steps 3-4
+    ledger.end(p1, "prompt-1")
+    assert ledger.begin(full[3:], "prompt-2").offset == 0  # another prompt: its own count
+    assert ledger.begin(full[3:], None).offset == 0  # outside a prompt: a run of its own
+    p2 = ledger.begin(full[3:], "prompt-1")  # steps 3-4
     assert p2.offset == 3 and p2.ends_schedule
     assert st.step_info(p2, 0.4, 4, 0).dense  # global step 3 < 4
     assert not st.step_info(p2, 0.2, 4, 0).dense
     assert st.step_info(p2, 0.2, 0, 1).dense  # the last step of the schedule
     assert not st.step_info(p1, 0.6, 0, 3).dense  # pass 1 does not end the schedule
-    st.end_pass(p2)
-    p3 = st.begin_pass(full)  # a new run starts at sigma max: fresh count
+    ledger.end(p2, "prompt-1")
+    p3 = ledger.begin(full, "prompt-1")  # a new run starts at sigma max: fresh count
     assert p3.offset == 0
-    st.reset_passes()
 
 
 def test_vace_call_schedule(mods):
-    assert mods.steps.call_schedule(3) == (0, 1, 2)
-    assert mods.steps.call_schedule(3, (0, 2), 2) == (0, 0, 0, 1, 2, 2, 2)
+    assert mods.run_state.call_schedule(3) == (0, 1, 2)
+    assert mods.run_state.call_schedule(3, (0, 2), 2) == (0, 0, 0, 1, 2, 2, 2)
 
 
 # ---------------------------------------------------------------------------- masks

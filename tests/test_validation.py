@@ -158,7 +158,7 @@ def test_a_long_paste_is_not_echoed_whole(server):
 def test_dense_blocks_accepted_at_queue_time_are_read_by_the_patch(comfy):
     """What validation lets through, the patch can read (and what it refuses, the patch refuses)."""
     validation = comfy.pack_module("nodes.validation")
-    parse = comfy.pack_module("nodes.step_tracker").parse_dense_blocks
+    parse = comfy.pack_module("nodes.radial_patcher").parse_dense_blocks
     for text in ["", "0", "1", "40", "0,1,39", "0-3", "0-3,39", "5,", " 2 ", "0 - 3"]:
         assert validation.dense_blocks_problem(text) is None, text
         parse(text)
