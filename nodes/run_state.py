@@ -45,6 +45,7 @@ class ForwardContext:
     calls: int = 0
     text_first: bool = False  # joint sequences: [text | video] instead of [video | text]
     seen: bool = False  # the radial override ran at least once in this model call
+    training: bool = False  # a call that needs gradients (Train LoRA): dense steps do not apply
     _kpm: tuple | None = None  # (mask, batch, length, result): one mask serves every block
 
     @property
@@ -183,7 +184,7 @@ def _ceil_div(a: int, b: int) -> int:
 def _sigma_of(t, transformer_options: dict) -> float | None:
     s = transformer_options.get("sigmas", t)
     if isinstance(s, torch.Tensor) and s.numel():
-        return float(s.flatten()[0])
+        return float(s.detach().flatten()[0])
     if isinstance(s, (int, float)):
         return float(s)
     return None
