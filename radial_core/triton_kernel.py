@@ -9,9 +9,15 @@ the sequence end is handled after the main loop with a bounds mask, so keys past
 the softmax and the main loop runs without masks. Offsets that scale with batch, head or
 sequence are computed in int64.
 
-FP8 (``fp8=True``, Hopper/Ada): q, k, v are first quantised to e4m3 by ``quantize_fp8`` (one
-Triton pass per tensor), then the same loop runs both products in FP8 with float32
-accumulation; see ``quantize_fp8`` for the scales and the key smoothing.
+8-bit (``fp8=True``, Hopper/Ada): q and k (and v where P.V is 8-bit too) are first quantised by
+``quantize_fp8`` (one Triton pass per tensor), then the same loop runs the products on the
+8-bit copies with float32 (int32 for int8) accumulation. ``SCHEMES`` names the variants;
+``precision="fp8"`` runs ``FP8_SCHEME`` = "int8": Q.K^T in int8 (SageAttention's choice), P.V
+in the inputs' 16-bit dtype, because e4m3 in either product alone costs ~3.8e-2 relative error
+on random inputs and comfy-kitchen INT8's 1.7e-2 is the bound (docs/perf-notes.md, FP8).
+
+``forward(..., return_lse=True)`` also returns the float32 log-sum-exp per query row (exact
+path), which the backward pass (``triton_backward``) uses.
 
 This module holds the kernels and their launcher only; checks live in ``attention.py``.
 """
@@ -406,7 +412,7 @@ def fp8_supported(q: torch.Tensor) -> tuple[bool, str]:
                        f"GPU is {cap[0]}.{cap[1]}")
     D = q.shape[-1]
     if D < 32 or D > 128:
-        return False, f"the FP8 kernel takes head dims 32..128 (e4m3 MMA tiles); got {D}"
+        return False, f"the FP8 kernel takes head dims 32..128 (8-bit MMA tiles); got {D}"
     return True, "ok"
 
 
@@ -418,8 +424,9 @@ def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torc
     chosen by sweeps on an H200 and an H100 (docs/perf-notes.md): one warpgroup per 128 query
     rows, 64-key tiles, two pipeline stages, K/V through tensor descriptors (TMA). GPUs before
     Hopper load K/V with plain pointers; those with ~100 KB of shared memory (sm 8.6/8.9, 7.5)
-    use 32-key tiles so two stages still fit. FP8 on Hopper: three stages (its tiles are half
-    the bytes); on Ada (not measured) a 64 x 64 row.
+    use 32-key tiles so two stages still fit. 8-bit schemes on Hopper: three stages (measured
+    best for int8 and e4m3 alike); on Ada (not measured) a 64 x 64 row. A sweep of all four
+    benchmark shapes (2026-12-02) found the same bf16 row fastest at each: no per-shape rows.
     """
     bd = max(16, triton.next_power_of_2(head_dim))
     hopper = _is_hopper_or_newer(device)
@@ -427,7 +434,8 @@ def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torc
         device.type == "cuda" and torch.cuda.get_device_capability(device) == (8, 0)
     )
     if fp8:
-        # H200 sweeps (wan720): 3 stages 46.6 / 47.0 ms, 2 stages 49.0, BN128 w8 57.9
+        # H200 sweeps (wan720, views): e4m3 3 stages 46.6-47.0 ms, 2 stages 49.0, BN128 w8
+        # 57.9; int8 Q.K 3 stages 53.3, 2 stages 54.0, BN128 w8 59.1-60.3
         cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=3) if hopper else dict(
             BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)
     elif dtype == torch.float32 or bd >= 256:
