@@ -18,9 +18,10 @@ restricted to the tokens of the kept blocks of ``block_mask``:
 Precision: ``precision="exact"`` (default; ``"bf16"`` is accepted as an alias, the issue's name
 for it) computes in the inputs' own dtype: bf16 stays bf16, fp16 stays fp16, nothing is cast.
 ``precision="fp8"`` (opt-in, Triton kernel on compute capability 8.9+, head dim 32..128) runs
-Q.K^T and P.V on e4m3 copies with per-block scales and float32 accumulation
-(``triton_kernel.quantize_fp8``); its error on random inputs is about 5e-2 relative, against
-2.3e-3 for bf16 (docs/perf-notes.md). Where FP8 cannot run (CPU, older GPU, head dim, backend
+Q.K^T on 8-bit copies (``triton_kernel.FP8_SCHEME``: int8 with per-row / per-tile scales, K
+smoothed; ``triton_kernel.quantize_fp8``) and P.V in the inputs' 16-bit dtype; its error on
+random inputs is about 1.2e-2 relative (comfy-kitchen INT8: 1.7e-2), against 2.3e-3 for bf16
+(docs/perf-notes.md). Where FP8 cannot run (CPU, older GPU, head dim, backend
 ``"pytorch"``) the call computes the exact result and logs one warning.
 
 torch.compile: the call is the custom op ``torch.ops.radial_attention.block_sparse_attn``
