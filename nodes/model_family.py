@@ -70,6 +70,39 @@ def default_decay(family: str) -> float:
     return float(_SPECS[family].default_decay)
 
 
+def text_first_of(family: str) -> bool:
+    """Does the running ComfyUI put ``family``'s text (and other non-video tokens) before the video?
+
+    The family table says so where the model's code fixes it; for HunyuanVideo (and 1.5) ComfyUI
+    decides: 0.3.x builds its Flux double-stream blocks with ``flipped_img_txt=True`` ([video,
+    text]); versions whose ``DoubleStreamBlock`` has no such switch put the text first (the patch
+    asks the loaded model's blocks, :func:`nodes.run_state.text_comes_first`; the preview, which
+    has no model, asks the block class).
+    """
+    spec = _SPECS[family]
+    if spec.text_first is not None:
+        return bool(spec.text_first)
+    import inspect  # noqa: PLC0415
+
+    from comfy.ldm.flux.layers import DoubleStreamBlock  # noqa: PLC0415
+
+    return "flipped_img_txt" not in inspect.signature(DoubleStreamBlock.__init__).parameters
+
+
+def families_json() -> dict:
+    """The family registry as the front end reads it (``GET /radial_attention/families``): every
+    family's entry with its text position resolved for this ComfyUI, and the pass-through list."""
+    return {
+        "families": {key: {**spec.as_dict(), "text_first": text_first_of(key)} for key, spec in _SPECS.items()},
+        "pass_through": dict(_PASS_THROUGH),
+    }
+
+
+def supported_names() -> str:
+    """The families the pack patches, by label, for messages (from the registry)."""
+    return ", ".join(spec.label for spec in _SPECS.values())
+
+
 # Wan variants that pass through unchanged, and why (the family registry's PASS_THROUGH table).
 WAN_PASS_THROUGH = dict(_PASS_THROUGH)
 
@@ -102,6 +135,23 @@ _WAN_VARIANTS = {
 }
 
 
+UNREACHABLE = ("this ComfyUI's %s does not hand transformer_options to its blocks, so ComfyUI's "
+               "attention override never reaches their attention (ComfyUI 0.33's does)")
+
+
+def blocks_get_transformer_options(dm) -> bool:
+    """Does the model's forward hand ``transformer_options`` to its blocks? Without them ComfyUI's
+    attention override (the patch's only way in) never sees their attention: ComfyUI 0.3.75's
+    Wan 2.2 S2V calls ``block(x, e=..., freqs=..., context=...)``. Asked of the model's code."""
+    import inspect  # noqa: PLC0415
+
+    try:
+        src = inspect.getsource(type(dm).forward_orig)
+    except (OSError, TypeError, AttributeError):
+        return True  # no source to read: assume it does (the run warns if nothing reached us)
+    return "transformer_options=transformer_options" in src or "transformer_options=args[" in src
+
+
 def _wan_family(base, dm) -> ModelFamily | None:
     import comfy.ldm.wan.model as wan  # noqa: PLC0415
 
@@ -120,6 +170,9 @@ def _wan_family(base, dm) -> ModelFamily | None:
         logger.info("Radial Attention: %s passes through: %s.", cls, reason)
         return None
     if cls in _WAN_VARIANTS:
+        if not blocks_get_transformer_options(dm):
+            logger.info("Radial Attention: %s passes through: %s.", cls, UNREACHABLE % type(dm).__name__)
+            return None
         key, label, layout = _WAN_VARIANTS[cls]
         arch = "wan_scail" if key == "wan21_scail" else "wan"
         return ModelFamily(key, label, _SPECS[key].mask_model, patch, n, layout, arch=arch, text_first=False)

@@ -17,6 +17,7 @@ from comfy_api.latest import io, ui
 from ..radial_core import preview as rpreview
 from ..radial_core.geometry import family_spec, geometry_from_latent
 from . import routes
+from .model_family import text_first_of
 from .validation import Choice
 
 logger = logging.getLogger(__name__)
@@ -145,16 +146,17 @@ def estimate_for(family: str, width: int, height: int, frames: int, *, block_siz
     """The node's figures: from the pixel settings, or from a latent's shape when given."""
     decay = None if decay_factor <= 0 else float(decay_factor)
     text = None if text_tokens < 0 else int(text_tokens)
+    text_first = text_first_of(family)  # where this ComfyUI puts the family's text
     if latent is None:
         return rpreview.estimate(family, width, height, frames, block_size=block_size,
-                                 decay_factor=decay, dist1=dist1, text_tokens=text)
+                                 decay_factor=decay, dist1=dist1, text_tokens=text, text_first=text_first)
     spec = family_spec(family)
     geo = geometry_from_latent(latent_shape(latent, family), spec.patch,
                                text_tokens=spec.text_tokens if text is None else text,
-                               mask_model=spec.mask_model)
+                               mask_model=spec.mask_model, text_first=text_first)
     return rpreview.estimate_latent(
         geo.num_frames, geo.tokens_per_frame, text_tokens=geo.text_tokens, block_size=block_size,
         decay_factor=spec.default_decay if decay is None else decay, model=geo.mask_model,
-        dist1=dist1, family=family,
+        dist1=dist1, family=family, text_first=geo.text_first,
         title=f"{spec.label}, latent {geo.num_frames} x {geo.tokens_per_frame} tokens",
     )

@@ -12,7 +12,10 @@ as floats such as ``1e3``, out of range) get a 400 with a short message naming t
 short) and the fix; answers are cached per parameter set. ``GET /radial_attention/limits`` gives
 the accepted ranges, so the front end can check a value being typed before it asks;
 ``GET /radial_attention/lora_settings?lora_name=...`` the radial settings the Radial LoRA Loader will
-apply (the file's metadata, the node's overrides, or the defaults; read from the header only).
+apply (the file's metadata, the node's overrides, or the defaults; read from the header only);
+``GET /radial_attention/families`` the family registry (``radial_core.geometry.FAMILIES``: label,
+strides, defaults, token layout with the text position this ComfyUI uses), which the front end
+reads instead of keeping a list of its own.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 from ..radial_core import preview as rpreview
+from .model_family import families_json, text_first_of
 
 logger = logging.getLogger(__name__)
 
 ROUTE = "/radial_attention/estimate"
 LIMITS_ROUTE = "/radial_attention/limits"
+FAMILIES_ROUTE = "/radial_attention/families"
 FAMILIES = tuple(rpreview.FAMILY_LABELS)
 LIMITS = {  # name: (min, max) for integer parameters
     "width": (16, 8192),
@@ -73,7 +78,8 @@ def parse_query(query: Mapping[str, str]) -> dict:
     """Validated, normalised parameters of an estimate request; raises :class:`BadRequest`."""
     family = query.get("family", "")
     if family not in FAMILIES:
-        raise BadRequest(f"family must be one of {', '.join(FAMILIES)}; got {_shown(family)}")
+        raise BadRequest(f"family must be a key of {FAMILIES_ROUTE} (e.g. wan21, hunyuan; "
+                         f"{len(FAMILIES)} families); got {_shown(family)}")
     block_raw = query.get("block_size") or "128"
     if block_raw not in ("64", "128"):
         raise BadRequest(f"block_size must be 64 or 128; got {_shown(block_raw)}")
@@ -115,7 +121,8 @@ def limits() -> dict:
 def _estimate_cached(family, width, height, frames, block_size, decay_factor, dist1, text_tokens) -> dict:
     try:
         est = rpreview.estimate(family, width, height, frames, block_size=block_size,
-                                decay_factor=decay_factor, dist1=dist1, text_tokens=text_tokens)
+                                decay_factor=decay_factor, dist1=dist1, text_tokens=text_tokens,
+                                text_first=text_first_of(family))
     except ValueError as exc:  # e.g. too large for a preview, or an impossible geometry
         raise BadRequest(str(exc)) from None
     s = est.stats
@@ -131,6 +138,7 @@ def _estimate_cached(family, width, height, frames, block_size, decay_factor, di
         "num_frames": s.num_frames,
         "tokens_per_frame": s.tokens_per_frame,
         "text_tokens": s.text_tokens,
+        "text_first": s.text_first,
         "tokens": s.tokens,
         "block_size": s.block_size,
         "num_blocks": s.num_blocks,
@@ -203,6 +211,12 @@ async def handle_lora_settings(request):
     return web.json_response(body)
 
 
+async def handle_families(request):
+    from aiohttp import web
+
+    return web.json_response(families_json(), headers={"Cache-Control": "max-age=3600"})
+
+
 async def handle_limits(request):
     from aiohttp import web
 
@@ -226,6 +240,7 @@ def register() -> bool:
         return False
     instance.routes.get(ROUTE)(handle_estimate)
     instance.routes.get(LIMITS_ROUTE)(handle_limits)
+    instance.routes.get(FAMILIES_ROUTE)(handle_families)
     instance.routes.get(LORA_ROUTE)(handle_lora_settings)
     _registered = True
     logger.debug("registered GET %s", ROUTE)

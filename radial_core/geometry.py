@@ -52,6 +52,10 @@ class FamilySpec:
     # for the preview; the patch reads both from the real model call instead
     extra_frames: int = 0
     extra_tokens: Callable[[int, int, int], int] | None = None
+    # lower-case pieces of model file names (as ComfyUI's templates name them) that tell this
+    # family, for the front end's readout before a run (the longest piece found wins; the patch
+    # itself detects the family from the weights)
+    file_names: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         """JSON-ready entry (the HTTP route /radial_attention/families serves these)."""
@@ -62,7 +66,7 @@ class FamilySpec:
             "dense_blocks": self.dense_blocks, "dense_steps_fraction": self.dense_steps_fraction,
             "tuned": self.tuned, "defaults_rule": self.defaults_rule, "token_groups": self.token_groups,
             "block_numbering": self.block_numbering, "latent_channels": self.latent_channels,
-            "comfy_classes": list(self.comfy_classes),
+            "comfy_classes": list(self.comfy_classes), "file_names": list(self.file_names),
         }
 
 
@@ -136,19 +140,21 @@ PASS_THROUGH: dict[str, str] = {
 }
 
 FAMILIES: dict[str, FamilySpec] = {
-    "wan21": FamilySpec("Wan 2.1 (14B / 1.3B)", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0),
-    "wan22_14b": FamilySpec("Wan 2.2 A14B", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0),
-    "wan22_5b": FamilySpec("Wan 2.2 5B (TI2V)", (4, 16, 16), (1, 2, 2), "wan", 0.8, 0, latent_channels=48),
+    "wan21": FamilySpec("Wan 2.1 (14B / 1.3B)", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0, file_names=("wan",)),
+    "wan22_14b": FamilySpec("Wan 2.2 A14B", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0, file_names=("wan2.2", "wan2_2", "wan22")),
+    "wan22_5b": FamilySpec("Wan 2.2 TI2V-5B", (4, 16, 16), (1, 2, 2), "wan", 0.8, 0, latent_channels=48,
+                          file_names=("wan2.2_ti2v_5b", "wan2_2_ti2v_5b", "ti2v_5b", "wan22_5b")),
     "hunyuan": FamilySpec("HunyuanVideo", (4, 8, 8), (1, 2, 2), "hunyuan", 0.95, 256, dense_blocks="0",
                           token_groups="video tokens and text tokens (text first in ComfyUI 0.5+, "
                                        "last before); text attends and is attended fully",
                           block_numbering="20 double-stream blocks, then 40 single-stream (0-59)",
                           text_first=None,
+                          file_names=("hunyuan",),
                           comfy_classes=("HunyuanVideo", "HunyuanVideoI2V", "HunyuanVideoSkyreelsI2V")),
     "mochi": FamilySpec("Mochi", (6, 8, 8), (1, 2, 2), "hunyuan", 0.95, 256, dense_blocks="0", tuned=False,
                         defaults_rule="untuned: HunyuanVideo's settings (same joint layout, no sink)",
                         token_groups="video tokens then the prompt's real text tokens",
-                        latent_channels=12, comfy_classes=("GenmoMochi",)),
+                        latent_channels=12, file_names=("mochi",), comfy_classes=("GenmoMochi",)),
     "hunyuan15": FamilySpec("HunyuanVideo 1.5", (4, 16, 16), (1, 1, 1), "hunyuan", 0.95, 256,
                             dense_blocks="0", tuned=False, defaults_rule=_RULE_HY,
                             token_groups="text first (image-encoder tokens in I2V, ByT5 glyph tokens, "
@@ -156,20 +162,21 @@ FAMILIES: dict[str, FamilySpec] = {
                                          "attended fully",
                             block_numbering="54 double-stream blocks (0-53), no single-stream blocks",
                             latent_channels=32, text_first=None,
+                            file_names=("hunyuanvideo1.5", "hunyuan_video_1.5", "hunyuanvideo_1.5", "hunyuanvideo15"),
                             comfy_classes=("HunyuanVideo15", "HunyuanVideo15_SR_Distilled")),
     "ltxv": FamilySpec("LTX-Video", (8, 32, 32), (1, 1, 1), "wan", 0.8, 0, tuned=False,
                        defaults_rule=_RULE_LTX,
                        token_groups="video tokens only (guide / keyframe latents appended as frames "
                                     "at the end); text is cross-attention",
                        block_numbering="transformer blocks 0..N-1 (28 in LTXV-2B, 48 in 13B)",
-                       latent_channels=128, comfy_classes=("LTXV",)),
+                       latent_channels=128, file_names=("ltx-video", "ltxv", "ltx_video"), comfy_classes=("LTXV",)),
     "ltxav": FamilySpec("LTX-2 (video + audio)", (8, 32, 32), (1, 1, 1), "wan", 0.8, 0, tuned=False,
                         defaults_rule=_RULE_LTX,
                         token_groups="video self-attention over video tokens only; the audio stream "
                                      "(audio self-attention, audio-video cross-attention in both "
                                      "directions) and text cross-attention stay dense",
                         block_numbering="joint audio-video blocks 0..N-1 (48 in LTX-2)",
-                        latent_channels=128, comfy_classes=("LTXAV",)),
+                        latent_channels=128, file_names=("ltx-2", "ltx2", "ltx_2"), comfy_classes=("LTXAV",)),
     "kandinsky5": FamilySpec("Kandinsky 5 (video)", (4, 8, 8), (1, 2, 2), "wan", 0.95, 0, tuned=False,
                              defaults_rule=_RULE_K5,
                              token_groups="video tokens only; the text runs through its own text blocks "
@@ -177,14 +184,14 @@ FAMILIES: dict[str, FamilySpec] = {
                                           "video by cross-attention",
                              block_numbering="visual blocks 0..N-1 (32 in Lite, 60 in Pro); the text "
                                              "blocks are not counted",
-                             comfy_classes=("Kandinsky5",)),
+                             file_names=("kandinsky5", "kandinsky_5", "kandinsky-5"), comfy_classes=("Kandinsky5",)),
     "cosmos_predict2": FamilySpec("Cosmos Predict2", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0, tuned=False,
                                   defaults_rule=_RULE_COSMOS,
                                   token_groups="video tokens only (Video2World: the conditioning "
                                                "frames are latent frames, marked by a mask channel); "
                                                "text is cross-attention",
                                   block_numbering="blocks 0..N-1 (28 in 2B, 36 in 14B)",
-                                  comfy_classes=("CosmosPredict2",)),
+                                  file_names=("cosmos_predict2", "cosmos-predict2", "cosmos_predict_2"), comfy_classes=("CosmosPredict2",)),
     # latent frames: MiniMax's VAE packs 1 pixel frame, then 4 per latent frame (about 4x)
     "minimax_h3": FamilySpec("MiniMax H3 (video + audio)", (4, 16, 16), (1, 2, 2), "hunyuan", 0.8, 256,
                              dense_blocks="0", tuned=False, defaults_rule=_RULE_MINIMAX,
@@ -193,7 +200,7 @@ FAMILIES: dict[str, FamilySpec] = {
                                           "the video attends and is attended fully",
                              block_numbering="single-stream blocks 0..N-1 (the text refiner runs once "
                                              "per sampling, outside the blocks)",
-                             latent_channels=24, comfy_classes=("MiniMaxH3",), frames_rule=_minimax_h3_frames,
+                             latent_channels=24, file_names=("minimax",), comfy_classes=("MiniMaxH3",), frames_rule=_minimax_h3_frames,
                              text_first=True),
     # Wan variants (comfy.model_base classes of ComfyUI 0.33; S2V, HuMo and Animate also in 0.3.75)
     "wan22_s2v": FamilySpec("Wan 2.2 S2V (speech to video)", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0, tuned=False,
@@ -202,26 +209,26 @@ FAMILIES: dict[str, FamilySpec] = {
                                          "1 at half, 4 at a quarter of its sides)]: the reference and motion "
                                          "tokens attend and are attended fully (the text rule); the audio "
                                          "enters by per-frame cross-attention (dense)",
-                            block_numbering="blocks 0..N-1 (40 in 14B)", comfy_classes=("WAN22_S2V",)),
+                            block_numbering="blocks 0..N-1 (40 in 14B)", file_names=("wan2.2_s2v", "wan2_2_s2v", "s2v_14b"), comfy_classes=("WAN22_S2V",)),
     "wan21_humo": FamilySpec("HuMo (Wan 2.1, audio + reference)", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0,
                              tuned=False, defaults_rule=_RULE_WAN_VARIANT, wan_base="2.1",
                              extra_tokens=_humo_extra,
                              token_groups="[video | reference frame]: the reference tokens attend and are "
                                           "attended fully (the text rule); the audio cross-attention (each "
                                           "frame's tokens to its 16 audio tokens) stays dense",
-                             block_numbering="blocks 0..N-1 (40 in 17B, 30 in 1.7B)", comfy_classes=("WAN21_HuMo",)),
+                             block_numbering="blocks 0..N-1 (40 in 17B, 30 in 1.7B)", file_names=("humo",), comfy_classes=("WAN21_HuMo",)),
     "wan22_animate": FamilySpec("Wan 2.2 Animate", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0, tuned=False,
                                 defaults_rule=_RULE_WAN_VARIANT, wan_base="2.2",
                                 token_groups="video tokens only (the pose latents are added to the video "
                                              "tokens; the face adapter is cross-attention, dense)",
-                                block_numbering="blocks 0..N-1 (40 in 14B)", comfy_classes=("WAN22_Animate",)),
+                                block_numbering="blocks 0..N-1 (40 in 14B)", file_names=("wan2.2_animate", "wan2_2_animate", "animate_14b"), comfy_classes=("WAN22_Animate",)),
     "wan_animate2": FamilySpec("Wan Animate 2", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0, tuned=False,
                                defaults_rule=_RULE_WAN_VARIANT, wan_base="2.1",
                                token_groups="video tokens, frame 0 the reference image (the sink); with the "
                                             "pose branch on, its own self-attention over the pose video "
                                             "(F - 1 frames) is radial too and the generation attends per "
                                             "frame to [video | its pose frame] (dense)",
-                               block_numbering="blocks 0..N-1 (40 in 14B)", comfy_classes=("WAN_Animate2",)),
+                               block_numbering="blocks 0..N-1 (40 in 14B)", file_names=("wan_animate2", "wan-animate-2", "wan_animate_2", "animate2"), comfy_classes=("WAN_Animate2",)),
     "wan21_scail": FamilySpec("SCAIL (Wan 2.1, pose)", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0, tuned=False,
                               defaults_rule=_RULE_WAN_VARIANT, wan_base="2.1", extra_frames=1,
                               extra_tokens=_scail_extra,
@@ -229,12 +236,13 @@ FAMILIES: dict[str, FamilySpec] = {
                                            "the reference frames are frames (the first is the sink), the "
                                            "pose tokens attend and are attended fully (the text rule)",
                               block_numbering="blocks 0..N-1 (40 in 14B)",
+                              file_names=("scail",),
                               comfy_classes=("WAN21_SCAIL", "WAN21_SCAIL2")),
     "wan22_dancer": FamilySpec("WanDancer (Wan 2.2, music)", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0, tuned=False,
                                defaults_rule=_RULE_WAN_VARIANT, wan_base="2.2",
                                token_groups="video tokens only; the music enters by per-frame cross-attention "
                                             "and its encoder's self-attention is audio only (both dense)",
-                               block_numbering="blocks 0..N-1 (40 in 14B)", comfy_classes=("WAN22_WanDancer",)),
+                               block_numbering="blocks 0..N-1 (40 in 14B)", file_names=("wandancer", "wan_dancer"), comfy_classes=("WAN22_WanDancer",)),
 }
 
 
@@ -257,6 +265,7 @@ class VideoGeometry:
     width_tokens: int
     text_tokens: int
     mask_model: str
+    text_first: bool = False  # the text (and other non-video) tokens come before the video
 
     @property
     def tokens_per_frame(self) -> int:  # T
@@ -280,6 +289,7 @@ class VideoGeometry:
             decay_factor=decay_factor,
             model=self.mask_model,
             dist1=dist1,
+            text_first=self.text_first,
         )
 
 
@@ -287,7 +297,8 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def geometry_from_latent(latent_thw, patch=(1, 2, 2), *, text_tokens=0, mask_model="wan") -> VideoGeometry:
+def geometry_from_latent(latent_thw, patch=(1, 2, 2), *, text_tokens=0, mask_model="wan",
+                         text_first=False) -> VideoGeometry:
     """Geometry of a latent of (frames, height, width) for a transformer with ``patch``.
 
     ComfyUI pads the latent up to a multiple of the patch before patchifying, hence ceil.
@@ -296,16 +307,21 @@ def geometry_from_latent(latent_thw, patch=(1, 2, 2), *, text_tokens=0, mask_mod
     if min(t, h, w) < 1:
         raise ValueError(f"latent (frames, height, width) must all be >= 1; got {(t, h, w)}")
     pt, ph, pw = patch
-    return VideoGeometry(_ceil_div(t, pt), _ceil_div(h, ph), _ceil_div(w, pw), int(text_tokens), mask_model)
+    return VideoGeometry(_ceil_div(t, pt), _ceil_div(h, ph), _ceil_div(w, pw), int(text_tokens), mask_model,
+                         bool(text_first))
 
 
-def geometry_from_pixels(family: str, width: int, height: int, frames: int, text_tokens=None) -> VideoGeometry:
+def geometry_from_pixels(family: str, width: int, height: int, frames: int, text_tokens=None,
+                         text_first: bool | None = None) -> VideoGeometry:
     """Geometry of a ``width`` x ``height`` video of ``frames`` pixel frames for ``family``.
 
     Latent frames are ``(frames - 1) // stride_t + 1`` (the first frame is encoded alone), the
     latent size is ``pixels // stride`` as ComfyUI's empty-latent nodes make it. A family with a
     ``frames_rule`` (MiniMax H3) counts its own way and adds the tokens that grow with the length
-    (its audio) to ``text_tokens``.
+    (its audio) to ``text_tokens``; a Wan variant adds its conditioning frames (``extra_frames``)
+    and the tokens of its other groups (``extra_tokens``: reference, motion, pose). ``text_first``
+    None takes the family's (a family whose ComfyUI version decides counts as text last here;
+    the ComfyUI adapter passes what the running version does).
     """
     spec = family_spec(family)
     for name, value in (("width", width), ("height", height), ("frames", frames)):
@@ -320,4 +336,12 @@ def geometry_from_pixels(family: str, width: int, height: int, frames: int, text
     if text < 0:
         raise ValueError(f"text_tokens must be >= 0; got {text}")
     text += grows
-    return geometry_from_latent(latent, spec.patch, text_tokens=text, mask_model=spec.mask_model)
+    if text_first is None:
+        text_first = bool(spec.text_first)
+    geo = geometry_from_latent(latent, spec.patch, text_tokens=text, mask_model=spec.mask_model,
+                               text_first=text_first)
+    if spec.extra_frames or spec.extra_tokens is not None:
+        extra = spec.extra_tokens(geo.num_frames, geo.height_tokens, geo.width_tokens) if spec.extra_tokens else 0
+        geo = VideoGeometry(geo.num_frames + spec.extra_frames, geo.height_tokens, geo.width_tokens,
+                            geo.text_tokens + int(extra), geo.mask_model, geo.text_first)
+    return geo

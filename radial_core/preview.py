@@ -63,19 +63,22 @@ class MaskStats:
     flops_saved: float  # 1 - flop_density
     expected_speedup: float  # KERNEL_RATE_RATIO / flop_density
     distance_density: list[float] = field(default_factory=list)  # kept fraction per |i - j|
+    text_first: bool = False  # the text tokens sit before the video ([text | video])
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def _block_frames(num_blocks: int, num_frames: int, tokens_per_frame: int, block_size: int,
-                  tokens: int) -> torch.Tensor:
-    """Frame index of each block's middle token; -1 for blocks whose middle is a text token."""
+                  tokens: int, lead: int = 0) -> torch.Tensor:
+    """Frame index of each block's middle token; -1 for blocks whose middle is a text token.
+    ``lead``: text tokens before the first frame (text-first sequences)."""
     mid = (torch.arange(num_blocks, dtype=torch.int64) * block_size + block_size // 2).clamp(
         max=tokens - 1
-    )
-    frames = mid // tokens_per_frame
-    return torch.where(mid < num_frames * tokens_per_frame, frames, torch.full_like(frames, -1))
+    ) - lead
+    frames = mid.clamp(min=0) // tokens_per_frame
+    video = (mid >= 0) & (mid < num_frames * tokens_per_frame)
+    return torch.where(video, frames, torch.full_like(frames, -1))
 
 
 def _frame_pair_counts(mask: torch.Tensor, block_frame: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -105,8 +108,9 @@ def _distance_density(pairs: torch.Tensor, block_frame: torch.Tensor, num_frames
 
 
 def mask_stats(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, text_tokens: int = 0,
-               block_size: int = 128) -> MaskStats:
-    """Exact figures of ``mask`` (a ``[nb, nb]`` bool block mask of the given geometry)."""
+               block_size: int = 128, text_first: bool = False) -> MaskStats:
+    """Exact figures of ``mask`` (a ``[nb, nb]`` bool block mask of the given geometry;
+    ``text_first``: the sequence is ``[text | video]``)."""
     tokens = num_frames * tokens_per_frame + text_tokens
     nb = -(-tokens // block_size)
     if mask.dim() != 2 or mask.shape[0] != nb or mask.shape[1] != nb:
@@ -115,7 +119,8 @@ def mask_stats(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, te
             f"+ {text_tokens} text at block {block_size}; got {list(mask.shape)}"
         )
     mask = mask.bool()
-    frames_of = _block_frames(nb, num_frames, tokens_per_frame, block_size, tokens)
+    frames_of = _block_frames(nb, num_frames, tokens_per_frame, block_size, tokens,
+                              text_tokens if text_first else 0)
     pairs = _frame_pair_counts(mask, frames_of, num_frames)
     kept = int(round(float(pairs.sum())))
     # Exact FLOPs: a kept block costs len(q block) * len(k block); only the last block is short.
@@ -138,6 +143,7 @@ def mask_stats(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, te
         flops_saved=1.0 - flop_density,
         expected_speedup=KERNEL_RATE_RATIO / flop_density if flop_density > 0 else float("inf"),
         distance_density=[round(float(x), 6) for x in _distance_density(pairs, frames_of, num_frames)],
+        text_first=bool(text_first),
     )
 
 
@@ -202,11 +208,12 @@ def _panel(mask: torch.Tensor, block_frame: torch.Tensor, model: str, side_targe
 
 
 def _frame_lines(img: torch.Tensor, x0: int, y0: int, side: int, nb: int, num_frames: int,
-                 tokens_per_frame: int, block_size: int, text_start: int | None) -> None:
-    """Draw frame boundaries (and the video/text border) over the panel, in place."""
+                 tokens_per_frame: int, block_size: int, text_start: int | None, lead: int = 0) -> None:
+    """Draw frame boundaries (and the video/text border) over the panel, in place; ``lead``
+    tokens come before the first frame (text first)."""
     px_per_frame = side * tokens_per_frame / (nb * block_size)
     step = max(1, math.ceil(4.0 / px_per_frame))  # keep lines at least 4 px apart
-    positions = [f * tokens_per_frame for f in range(step, num_frames, step)]
+    positions = [lead + f * tokens_per_frame for f in range(step, num_frames, step)]
     line = torch.tensor(FRAME_LINE, dtype=img.dtype)
     for tok in positions:
         p = int(round(tok / block_size * side / nb))
@@ -252,7 +259,7 @@ def _load_font(size: int):
 
 def render_mask(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, text_tokens: int = 0,
                 block_size: int = 128, model: str = "wan", title: str = "",
-                stats: MaskStats | None = None, panel_size: int = 640) -> torch.Tensor:
+                stats: MaskStats | None = None, panel_size: int = 640, text_first: bool = False) -> torch.Tensor:
     """Picture of ``mask`` as a ``uint8`` RGB tensor ``[H, W, 3]``.
 
     The panel shows query blocks top to bottom and key blocks left to right. A pixel covering
@@ -260,15 +267,17 @@ def render_mask(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, t
     colour tells the temporal band ``bit_length(|i - j|)`` of the frame pair, the Wan attention
     sink (key frame 0) and the text region apart. Dark lines mark frame boundaries (every k-th
     frame when they would be closer than 4 px), a light line the video/text border. Below, bars
-    show the kept fraction for each temporal distance d.
+    show the kept fraction for each temporal distance d. ``text_first``: the text band is drawn
+    first (top rows, left columns), where the model puts it.
     """
     if panel_size < 64 or panel_size > 4096:
         raise ValueError(f"panel_size must be in [64, 4096]; got {panel_size}")
     if stats is None:
         stats = mask_stats(mask, num_frames, tokens_per_frame, text_tokens=text_tokens,
-                           block_size=block_size)
+                           block_size=block_size, text_first=text_first)
     nb = stats.num_blocks
-    block_frame = _block_frames(nb, num_frames, tokens_per_frame, block_size, stats.tokens)
+    lead = text_tokens if text_first else 0
+    block_frame = _block_frames(nb, num_frames, tokens_per_frame, block_size, stats.tokens, lead)
     panel, side = _panel(mask.bool(), block_frame, model, panel_size)
 
     margin, header, legend_w, chart_h, chart_gap = 14, 30, 150, 120, 34
@@ -278,8 +287,8 @@ def render_mask(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, t
     img[:] = torch.tensor(BACKGROUND, dtype=torch.float32)
     px, py = margin, header
     img[py : py + side, px : px + side] = panel
-    text_start = num_frames * tokens_per_frame if text_tokens else None
-    _frame_lines(img, px, py, side, nb, num_frames, tokens_per_frame, block_size, text_start)
+    text_start = (lead if text_first else num_frames * tokens_per_frame) if text_tokens else None
+    _frame_lines(img, px, py, side, nb, num_frames, tokens_per_frame, block_size, text_start, lead)
 
     # legend swatches
     bands_used = sorted({min(d.bit_length(), len(BAND_COLOURS) - 1) for d in range(num_frames)})
@@ -287,7 +296,7 @@ def render_mask(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, t
     if model == "wan" and num_frames > 1:
         entries.append((SINK, "sink (frame 0)"))
     if text_tokens:
-        entries.append((TEXT_REGION, "text tokens"))
+        entries.append((TEXT_REGION, "text tokens (first)" if text_first else "text tokens"))
     entries.append((PANEL_EMPTY, "skipped"))
     lx, ly = px + side + margin, py
     for i, (rgb, _) in enumerate(entries):
@@ -307,7 +316,7 @@ def render_mask(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, t
     font, small = _load_font(14), _load_font(11)
     head = title or "radial block mask"
     head += (f"  |  {num_frames} x {tokens_per_frame} tok"
-             + (f" + {text_tokens} text" if text_tokens else "")
+             + ((f" + {text_tokens} text" + (" first" if text_first else "")) if text_tokens else "")
              + f"  |  {nb} x {nb} blocks  |  density {stats.density:.1%}"
              + f"  |  ~{stats.expected_speedup:.1f}x attention")
     draw.text((margin, 8), head, fill=TEXT_COLOUR, font=font)
@@ -335,7 +344,7 @@ def summary_text(stats: MaskStats, *, title: str, decay_factor: float, dist1: st
     lines = [
         f"Sparsity preview: {title}",
         f"latent: {stats.num_frames} frames x {stats.tokens_per_frame} tokens/frame"
-        f" + {stats.text_tokens} text = {stats.tokens:,} tokens",
+        f" + {stats.text_tokens} text{' (first)' if stats.text_first else ''} = {stats.tokens:,} tokens",
         f"blocks: {stats.num_blocks} x {stats.num_blocks} of {stats.block_size},"
         f" kept {stats.kept_blocks:,} (density {stats.density:.2%})",
         f"decay factor {decay_factor:g}{rule}",
@@ -369,13 +378,13 @@ class Estimate:
         s = self.stats
         return radial_block_mask(s.num_frames, s.tokens_per_frame, text_tokens=s.text_tokens,
                                  block_size=s.block_size, decay_factor=self.decay_factor,
-                                 model=self.model, dist1=self.dist1)
+                                 model=self.model, dist1=self.dist1, text_first=s.text_first)
 
     def render(self, panel_size: int = 640) -> torch.Tensor:
         s = self.stats
         return render_mask(self.mask(), s.num_frames, s.tokens_per_frame, text_tokens=s.text_tokens,
                            block_size=s.block_size, model=self.model, title=self.title, stats=s,
-                           panel_size=panel_size)
+                           panel_size=panel_size, text_first=s.text_first)
 
 
 def _num_blocks(num_frames: int, tokens_per_frame: int, text_tokens: int, block_size: int) -> int:
@@ -407,8 +416,9 @@ def _too_large_fix(num_frames: int, tokens_per_frame: int, text_tokens: int, blo
 def estimate_latent(num_frames: int, tokens_per_frame: int, *, text_tokens: int = 0,
                     block_size: int = 128, decay_factor: float = 1.0, model: str = "wan",
                     dist1: str = "full", title: str = "", family: str = "", width: int = 0,
-                    height: int = 0, frames: int = 0) -> Estimate:
-    """Figures of the radial mask for a latent geometry (what the kernel would run)."""
+                    height: int = 0, frames: int = 0, text_first: bool = False) -> Estimate:
+    """Figures of the radial mask for a latent geometry (what the kernel would run;
+    ``text_first``: the text tokens sit before the video)."""
     nb = _num_blocks(num_frames, tokens_per_frame, text_tokens, block_size)
     if nb > MAX_PREVIEW_BLOCKS:
         raise ValueError(
@@ -419,9 +429,9 @@ def estimate_latent(num_frames: int, tokens_per_frame: int, *, text_tokens: int 
         )
     mask = radial_block_mask(num_frames, tokens_per_frame, text_tokens=text_tokens,
                              block_size=block_size, decay_factor=decay_factor, model=model,
-                             dist1=dist1)
+                             dist1=dist1, text_first=bool(text_first))
     stats = mask_stats(mask, num_frames, tokens_per_frame, text_tokens=text_tokens,
-                       block_size=block_size)
+                       block_size=block_size, text_first=bool(text_first))
     return Estimate(family=family, width=width, height=height, frames=frames,
                     decay_factor=float(decay_factor), dist1=dist1, model=model,
                     title=title or f"{num_frames} latent frames", stats=stats)
@@ -429,13 +439,14 @@ def estimate_latent(num_frames: int, tokens_per_frame: int, *, text_tokens: int 
 
 def estimate(family: str, width: int, height: int, frames: int, *, block_size: int = 128,
              decay_factor: float | None = None, dist1: str = "full",
-             text_tokens: int | None = None) -> Estimate:
+             text_tokens: int | None = None, text_first: bool | None = None) -> Estimate:
     """Figures of the radial mask for pixel-space settings of a model family.
 
     ``decay_factor=None`` takes the family's default; ``text_tokens=None`` the family's usual
-    text length (see :mod:`radial_core.geometry`).
+    text length (see :mod:`radial_core.geometry`); ``text_first=None`` where the family puts
+    its text (a family whose ComfyUI version decides: the caller says, else text last).
     """
-    geo = geometry_from_pixels(family, width, height, frames, text_tokens=text_tokens)
+    geo = geometry_from_pixels(family, width, height, frames, text_tokens=text_tokens, text_first=text_first)
     if decay_factor is None:
         decay_factor = default_decay(family)
     nb = _num_blocks(geo.num_frames, geo.tokens_per_frame, geo.text_tokens, block_size)
@@ -461,4 +472,5 @@ def estimate(family: str, width: int, height: int, frames: int, *, block_size: i
     return estimate_latent(geo.num_frames, geo.tokens_per_frame, text_tokens=geo.text_tokens,
                            block_size=block_size, decay_factor=decay_factor, model=geo.mask_model,
                            dist1=dist1, title=f"{label}, {width}x{height}, {frames} frames",
-                           family=family, width=width, height=height, frames=frames)
+                           family=family, width=width, height=height, frames=frames,
+                           text_first=geo.text_first)

@@ -103,8 +103,10 @@ def test_estimate_per_family_uses_geometry_and_defaults():
         assert (s.num_frames, s.tokens_per_frame, s.text_tokens) == (
             geo.num_frames, geo.tokens_per_frame, geo.text_tokens)
         assert est.decay_factor == default_decay(family) and est.model == geo.mask_model
+        assert s.text_first == geo.text_first == bool(FAMILIES[family].text_first)
         mask = radial_block_mask(geo.num_frames, geo.tokens_per_frame, text_tokens=geo.text_tokens,
-                                 decay_factor=default_decay(family), model=geo.mask_model)
+                                 decay_factor=default_decay(family), model=geo.mask_model,
+                                 text_first=geo.text_first)
         assert s.kept_blocks == int(mask.sum())
         assert P.FAMILY_LABELS[family] in est.summary()
 
@@ -147,6 +149,66 @@ def test_render_text_region_colour():
     assert _pixel(img, x0 + 7 * scale + 10, y0 + 7 * scale + 10) == P.TEXT_REGION
     assert _pixel(img, x0 + 7 * scale + 10, y0 + 0 * scale + 10) == P.TEXT_REGION
     assert _pixel(img, x0 + 6 * scale, y0 + 10) == P.TEXT_COLOUR  # video/text border line
+
+
+@pytest.mark.parametrize("F,T,text,b", [(3, 256, 256, 128), (9, 200, 77, 64), (5, 300, 130, 128)])
+def test_text_first_stats_equal_brute_force(F, T, text, b):
+    """[text | video] (HunyuanVideo in ComfyUI 0.5+, MiniMax H3): blocks are assigned to frames
+    after the text, and every figure is the text-first mask's own."""
+    mask = radial_block_mask(F, T, text_tokens=text, block_size=b, decay_factor=0.5, model="hunyuan",
+                             text_first=True)
+    s = P.mask_stats(mask, F, T, text_tokens=text, block_size=b, text_first=True)
+    assert s.text_first and s.kept_blocks == int(mask.sum())
+    S, nb = F * T + text, mask.shape[0]
+    tok = mask.repeat_interleave(b, 0).repeat_interleave(b, 1)[:S, :S]
+    assert s.flop_density == pytest.approx(tok.double().mean().item(), rel=1e-12)
+    frame_of = [((m - text) // T if text <= m < S else -1) for m in (min(k * b + b // 2, S - 1) for k in range(nb))]
+    kept, total = [0] * F, [0] * F
+    for i in range(nb):
+        for j in range(nb):
+            if frame_of[i] >= 0 and frame_of[j] >= 0:
+                d = abs(frame_of[i] - frame_of[j])
+                total[d] += 1
+                kept[d] += int(mask[i, j])
+    assert s.distance_density == pytest.approx([k / t if t else 0.0 for k, t in zip(kept, total)], abs=1e-6)
+    assert s.distance_density[0] == 1.0
+
+
+def test_render_text_first_draws_the_text_band_first():
+    """Text first: the text band is the top rows and left columns of the panel, the border line
+    where the video starts, frame lines offset by the text; text last: the band is at the end."""
+    F, T, text = 3, 256, 256  # 8 blocks of 128: text first = blocks 0-1, text last = blocks 6-7
+    x0, y0, scale = 14, 30, 20
+    first = radial_block_mask(F, T, text_tokens=text, model="hunyuan", text_first=True)
+    img = P.render_mask(first, F, T, text_tokens=text, model="hunyuan", panel_size=160, text_first=True)
+    assert _pixel(img, x0 + 0 * scale + 10, y0 + 7 * scale + 10) == P.TEXT_REGION  # text keys, left
+    assert _pixel(img, x0 + 7 * scale + 10, y0 + 0 * scale + 10) == P.TEXT_REGION  # text queries, top
+    assert _pixel(img, x0 + 3 * scale + 10, y0 + 3 * scale + 10) == P.BAND_COLOURS[0]  # frame 0 diagonal
+    assert _pixel(img, x0 + 2 * scale, y0 + 5 * scale + 10) == P.TEXT_COLOUR  # text/video border
+    last = radial_block_mask(F, T, text_tokens=text, model="hunyuan")
+    img = P.render_mask(last, F, T, text_tokens=text, model="hunyuan", panel_size=160)
+    assert _pixel(img, x0 + 0 * scale + 10, y0 + 1 * scale + 10) == P.BAND_COLOURS[0]  # video first
+    est = P.estimate("minimax_h3", 640, 352, 22)  # the family table says MiniMax H3 is text first
+    assert est.stats.text_first and "text (first)" in est.summary()
+    assert torch.equal(est.mask(), radial_block_mask(
+        est.stats.num_frames, est.stats.tokens_per_frame, text_tokens=est.stats.text_tokens,
+        decay_factor=est.decay_factor, model="hunyuan", text_first=True))
+    assert not P.estimate("hunyuan", 640, 352, 21).stats.text_first  # no ComfyUI here: text last
+    assert P.estimate("hunyuan", 640, 352, 21, text_first=True).stats.text_first
+
+
+def test_wan_variant_previews_count_their_extra_token_groups():
+    """The Wan variants' conditioning tokens join the preview's sequence: S2V's reference and
+    motion frames and HuMo's reference frame after the video, SCAIL's reference frame as a frame
+    in front and its half-resolution pose video after it."""
+    base = geometry_from_pixels("wan21", 832, 480, 81)  # 21 frames x 30 x 52 tokens
+    h, w = base.height_tokens, base.width_tokens
+    s2v = geometry_from_pixels("wan22_s2v", 832, 480, 81)
+    assert (s2v.num_frames, s2v.text_tokens) == (21, 2 * h * w + (h // 2) * (w // 2) + 4 * (h // 4) * (w // 4))
+    assert geometry_from_pixels("wan21_humo", 832, 480, 81).text_tokens == h * w
+    scail = geometry_from_pixels("wan21_scail", 832, 480, 81)
+    assert (scail.num_frames, scail.text_tokens) == (22, 21 * 15 * 26)
+    assert geometry_from_pixels("wan22_animate", 832, 480, 81) == base
 
 
 def test_render_large_mask_shades_by_density_and_marks_text():

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+import helpers_models as hm
 from radial_core import radial_block_mask
 from radial_core.geometry import default_decay, geometry_from_pixels
 
@@ -84,11 +85,13 @@ def test_node_image_and_summary_match_radial_core(comfy, family, width, height, 
     assert image.shape[1] >= 256 and image.shape[2] >= 256
     assert float(image.std()) > 0.05
 
-    # the figures are radial_core's, from the same mask the kernel runs
-    geo = geometry_from_pixels(family, width, height, frames)
+    # the figures are radial_core's, from the same mask the kernel runs (text where this ComfyUI
+    # puts it: HunyuanVideo's text comes first in 0.33, last in 0.3.75)
+    text_first = comfy.pack_module("nodes.model_family").text_first_of(family)
+    geo = geometry_from_pixels(family, width, height, frames, text_first=text_first)
     mask = radial_block_mask(geo.num_frames, geo.tokens_per_frame, text_tokens=geo.text_tokens,
                              block_size=int(block), decay_factor=decay or default_decay(family),
-                             model=geo.mask_model, dist1=dist1)
+                             model=geo.mask_model, dist1=dist1, text_first=text_first)
     nb = mask.shape[0]
     kept = int(mask.sum())
     tokens = geo.num_frames * geo.tokens_per_frame + geo.text_tokens
@@ -129,7 +132,9 @@ def test_node_reads_shape_from_a_latent(comfy):
     _, summary, _ = node_outputs(executor)
     # 49 frames -> 13 latent frames; 480x848 -> 60x106 latent -> 30x53 tokens; +256 text
     assert "13 frames x 1590 tokens/frame + 256 text" in summary
-    mask = radial_block_mask(13, 1590, text_tokens=256, decay_factor=0.95, model="hunyuan")
+    text_first = comfy.pack_module("nodes.model_family").text_first_of("hunyuan")
+    assert ("256 text (first)" in summary) == text_first
+    mask = radial_block_mask(13, 1590, text_tokens=256, decay_factor=0.95, model="hunyuan", text_first=text_first)
     assert f"kept {int(mask.sum()):,}" in summary
 
 
@@ -160,6 +165,21 @@ def test_node_reads_settings_from_a_patched_model(comfy, tmp_path):
     assert "31 frames x 880 tokens/frame + 0 text" in summary
     assert f"of 64, kept {int(mask.sum()):,}" in summary
     assert "decay factor 0.5, distance-1 rule half" in summary
+
+
+def test_node_text_first_matches_the_model_comfyui_builds(comfy):
+    """The preview puts HunyuanVideo's text where the running ComfyUI's HunyuanVideo does: asked
+    of a real (tiny) model built through ComfyUI's detection, as the patch asks it."""
+    tm = hm.tiny_models_module()
+    model = tm.load_with_comfy(tm.save(tm.hunyuan_state_dict(), hm._TMP / "hy_text_first.safetensors"))
+    mf = comfy.pack_module("nodes.model_family")
+    rs = comfy.pack_module("nodes.run_state")
+    fam = mf.detect_family(model)
+    assert mf.text_first_of("hunyuan") == rs.text_comes_first(fam, model.model.diffusion_model)
+    executor = run_prompt(preview_prompt(family="hunyuan", width=320, height=192, frames=21, block_size="64"))
+    _, summary, _ = node_outputs(executor)
+    assert ("text (first)" in summary) == mf.text_first_of("hunyuan")
+    assert mf.text_first_of("minimax_h3") and not mf.text_first_of("wan21")
 
 
 def test_node_bad_size_is_a_clear_error(comfy):
