@@ -38,9 +38,21 @@ def mf(comfy):
     return comfy.pack_module("nodes.model_family")
 
 
+_PACK = {}
+
+
+@pytest.fixture(autouse=True)
+def pack_modules(comfy):
+    _PACK["mf"] = comfy.pack_module("nodes.model_family")
+    yield
+
+
 def _case(kind: str) -> fc.Case:
     case = fc.CASES[kind]
     fc.require_family(case)
+    dm = fc.load(case).model.diffusion_model
+    if not _PACK["mf"].blocks_get_transformer_options(dm):  # ComfyUI 0.3.75's Wan 2.2 S2V
+        pytest.skip(f"ComfyUI {fc.comfy_version()}: " + _PACK["mf"].UNREACHABLE % type(dm).__name__)
     return case
 
 
@@ -254,22 +266,48 @@ def test_ltx2_audio_only_latent_frames_are_not_video(rp):
     assert len(rec.dense(AUDIO_REASON)) == fc.video_blocks(case, base)
 
 
-def test_readme_lists_every_untuned_family_as_untuned():
-    """The README's family table has a row for each family whose defaults no published quality
-    figure backs, and that row says "untuned" (the family table's ``tuned`` / ``defaults_rule``)."""
+def test_readme_family_table_matches_the_registry():
+    """The README's family table is checked against the one family registry: a row for every
+    family (its label up to the parenthesis, in bold), with the registry's default decay
+    ("decay 0 (= X)"), "untuned" where no published quality figure backs the defaults (``tuned``
+    / ``defaults_rule``), and a row saying "passes through" for every variant the pack leaves dense."""
+    import re
     from pathlib import Path
+
+    from radial_core.geometry import PASS_THROUGH
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Usage per model family"):]
     section = section[:section.index("\n## ")]
     rows = [line for line in section.splitlines() if line.startswith("| **")]
     for key, spec in FAMILIES.items():
-        if spec.tuned:
-            continue
         name = spec.label.split(" (")[0]
         row = next((r for r in rows if r.startswith(f"| **{name}**")), None)
         assert row, f"README's family table has no row for {name} ({key})"
-        assert "untuned" in row, f"README's row for {name} does not say its defaults are untuned"
+        decay = re.search(r"decay 0 \(= ([0-9.]+)\)", row)
+        assert decay and float(decay.group(1)) == spec.default_decay, f"README's row for {name}: decay {decay}"
+        assert ("untuned" in row) == (not spec.tuned), f"README's row for {name} and its 'untuned' disagree"
+    for cls in PASS_THROUGH:
+        short = cls.split("_", 1)[1]
+        assert any(short in r and "passes through" in r for r in rows), f"README has no pass-through row for {cls}"
+
+
+def test_a_variant_whose_blocks_get_no_transformer_options_passes_through(mf, rp, caplog):
+    """Where the model's forward does not hand transformer_options to its blocks (ComfyUI 0.3.75's
+    Wan 2.2 S2V) no override can reach its attention: detection passes it through with that reason,
+    read from the model's code (and on a ComfyUI whose S2V does, it is patched)."""
+    import logging
+
+    case = fc.CASES["wan22_s2v"]
+    fc.require_family(case)
+    model = fc.load(case)
+    reaches = mf.blocks_get_transformer_options(model.model.diffusion_model)
+    assert reaches == (fc.comfy_version() != "0.3.75"), fc.comfy_version()
+    with caplog.at_level(logging.INFO):
+        fam = mf.detect_family(model)
+    assert (fam is not None) == reaches
+    if not reaches:
+        assert any("does not hand transformer_options" in r.getMessage() for r in caplog.records)
 
 
 def test_wan_causal_ar_passes_through_with_its_reason(mf, rp, caplog):

@@ -56,8 +56,36 @@ def test_api_prefix_and_family_defaults(server):
     assert (body["num_frames"], body["tokens_per_frame"], body["text_tokens"]) == (33, 2040, 256)
     assert geo.text_tokens == 256
     assert body["decay_factor"] == 0.95 and body["model"] == "hunyuan"
-    mask = radial_block_mask(33, 2040, text_tokens=256, decay_factor=0.95, model="hunyuan")
-    assert body["kept_blocks"] == int(mask.sum()) == 71704  # the spec's public figure
+    # the text where this ComfyUI puts HunyuanVideo's (first in 0.33, last in 0.3.75; the families
+    # route says the same)
+    _, fams = server.request("/radial_attention/families")
+    assert body["text_first"] is fams["families"]["hunyuan"]["text_first"]
+    mask = radial_block_mask(33, 2040, text_tokens=256, decay_factor=0.95, model="hunyuan",
+                             text_first=body["text_first"])
+    assert body["kept_blocks"] == int(mask.sum())
+    if not body["text_first"]:
+        assert body["kept_blocks"] == 71704  # the spec's public figure (text last)
+
+
+def test_families_route_serves_the_registry(server):
+    """GET /radial_attention/families: the one family table (radial_core.geometry.FAMILIES) with
+    the text position resolved for the running ComfyUI, and the Wan variants that pass through."""
+    from radial_core.geometry import FAMILIES, PASS_THROUGH
+
+    for prefix in ("", "/api"):
+        status, body = server.request(f"{prefix}/radial_attention/families")
+        assert status == 200, body
+        assert list(body["families"]) == list(FAMILIES)
+        for key, spec in FAMILIES.items():
+            entry = body["families"][key]
+            want = {k: v for k, v in spec.as_dict().items() if k != "text_first"}
+            assert {k: v for k, v in entry.items() if k != "text_first"} == want, key
+            assert isinstance(entry["text_first"], bool)
+            if spec.text_first is not None:
+                assert entry["text_first"] is spec.text_first
+        assert body["pass_through"] == PASS_THROUGH
+    _, limits = server.request("/radial_attention/limits")
+    assert limits["families"] == list(FAMILIES)
 
 
 def test_changed_widget_changes_answer(server):
@@ -71,8 +99,8 @@ def test_changed_widget_changes_answer(server):
 @pytest.mark.parametrize(
     "change,needle",
     [
-        ({"family": "sdxl"}, "family must be one of"),
-        ({"family": None}, "family must be one of"),
+        ({"family": "sdxl"}, "family must be a key of"),
+        ({"family": None}, "family must be a key of"),
         ({"width": "abc"}, "width must be a whole number"),
         ({"width": "12.5"}, "width must be a whole number"),
         ({"width": "nan"}, "width must be a whole number"),

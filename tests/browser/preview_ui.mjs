@@ -182,6 +182,40 @@ try {
   step("patch node readout", { text: patchText });
   await page.waitForTimeout(500);
 
+  // 6b. the family the readout guesses from the loader's file name comes from the server's family
+  //     registry (GET /radial_attention/families, its file_names), not from a list in the front end:
+  //     a UNETLoader with ComfyUI's template file names, linked into the patch node
+  const registry = await page.evaluate(async () => (await (await fetch("/api/radial_attention/families")).json()));
+  for (const [file, family] of [["hunyuanvideo1.5_720p_t2v_fp16.safetensors", "hunyuan15"],
+                                ["ltx-2-19b-dev-fp8.safetensors", "ltxav"],
+                                ["wan2.2_ti2v_5B_fp16.safetensors", "wan22_5b"]]) {
+    const linked = await page.evaluate(({ id, file }) => {
+      const { app } = window.comfyAPI.app;
+      let loader = app.graph._nodes.find((n) => n.type === "UNETLoader");
+      if (!loader) {
+        loader = window.LiteGraph.createNode("UNETLoader");
+        if (!loader) return { error: "UNETLoader is not registered in the front end" };
+        loader.pos = [700, 640];
+        app.graph.add(loader);
+        loader.connect(0, app.graph.getNodeById(id), 0);
+      }
+      loader.widgets.find((w) => w.name === "unet_name").value = file;
+      return { loader: loader.id };
+    }, { id: patch.id, file });
+    if (linked.error) throw new Error(linked.error);
+    await page.waitForFunction(
+      ({ id, family }) => {
+        const el = document.querySelector(`.radial-readout[data-node-id="${id}"]`);
+        return el?.dataset.state === "ok" && el.dataset.query.includes(`family=${family}&`);
+      },
+      { id: patch.id, family }, { timeout: 20_000 });
+    const text = (await page.locator(`.radial-readout[data-node-id="${patch.id}"]`).innerText()).trim();
+    if (!text.includes(registry.families[family].label)) {
+      throw new Error(`patch readout for ${file} does not name ${registry.families[family].label}: ${text}`);
+    }
+    step("family from the registry", { file, family, text });
+  }
+
   const shot = path.join(artifacts, "sparsity_preview_ui.png");
   await page.screenshot({ path: shot });
   result.screenshot = shot;

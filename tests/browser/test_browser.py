@@ -51,7 +51,7 @@ def test_preview_workflow_in_a_real_browser(browser_ready):
     )
     assert result["consoleErrors"] == []
     names = [s["name"] for s in result["steps"]]
-    assert names[-2:] == ["patch node readout", "vue nodes readout"]
+    assert names[-5:] == ["patch node readout"] + ["family from the registry"] * 3 + ["vue nodes readout"]
     assert "readout changed" in names and "preview images" in names
     images = next(s for s in result["steps"] if s["name"] == "preview images")["images"]
     assert all(len(node_imgs) == 1 and node_imgs[0][0] > 100 for node_imgs in images)

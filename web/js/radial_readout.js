@@ -5,7 +5,9 @@
 // without running the graph; on "Radial LoRA Loader" the radial settings it will apply. The
 // numbers come from the pack's HTTP routes (GET /radial_attention/estimate and /lora_settings,
 // nodes/routes.py): all mask math stays in Python. A value is sent once it has stopped changing,
-// and only when it is inside the route's limits (GET /radial_attention/limits).
+// and only when it is inside the route's limits (GET /radial_attention/limits). What the readout
+// knows about model families (their keys, the file names that tell them) is the server's one
+// family registry (GET /radial_attention/families, radial_core/geometry.py), not a list here.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -13,7 +15,6 @@ const PREVIEW = "SparsityPreview";
 const PATCH = "RadialAttentionPatch";
 const LORA = "RadialLoraLoader";
 const READOUT = "radial_readout";
-const FAMILIES = ["wan21", "wan22_14b", "wan22_5b", "hunyuan", "mochi"];
 const DEFAULT_SIZE = { width: 1280, height: 720, frames: 81 };
 const POLL_MS = 300;
 const SETTLE_MS = 450; // ask the server only once a value has stopped changing this long
@@ -30,6 +31,33 @@ function loadLimits() {
     .then((r) => (r.ok ? r.json() : null))
     .catch(() => null);
   return limits;
+}
+
+// The family registry (GET /radial_attention/families): {families: {key: entry}, pass_through}.
+let registry = null;
+function loadFamilies() {
+  if (registry) return registry;
+  registry = api
+    .fetchApi("/radial_attention/families")
+    .then((r) => (r.ok ? r.json() : null))
+    .catch(() => null);
+  return registry;
+}
+
+// The family a model file name tells, by the registry's file_names (the longest piece found wins:
+// "wan2.2_ti2v_5b" over "wan2.2" over "wan"); null when none does.
+function familyFromName(name, fams) {
+  let best = null;
+  let bestLength = 0;
+  for (const [key, entry] of Object.entries(fams?.families ?? {})) {
+    for (const piece of entry.file_names ?? []) {
+      if (piece.length > bestLength && name.includes(piece)) {
+        best = key;
+        bestLength = piece.length;
+      }
+    }
+  }
+  return best;
 }
 
 async function localProblem(p) {
@@ -65,22 +93,17 @@ function value(node, fallback, ...names) {
 
 // Family from a model loader's file name upstream of the patch node (the patch node detects the
 // family from the model itself at run time; this is only the readout's guess).
-function familyFromGraph(node) {
+function familyFromGraph(node, fams) {
   const seen = new Set();
   let current = node;
   for (let hops = 0; current && hops < 12 && !seen.has(current.id); hops++) {
     seen.add(current.id);
     const fromWidget = value(current, null, "family", "model_family");
-    if (fromWidget && FAMILIES.includes(fromWidget)) return fromWidget;
+    if (fromWidget && fams?.families?.[fromWidget]) return fromWidget;
     for (const w of current.widgets ?? []) {
       if (typeof w.value !== "string") continue;
-      const name = w.value.toLowerCase();
-      if (name.includes("hunyuan")) return "hunyuan";
-      if (name.includes("mochi")) return "mochi";
-      if (name.includes("wan2.2") || name.includes("wan2_2") || name.includes("wan22")) {
-        return name.includes("5b") ? "wan22_5b" : "wan22_14b";
-      }
-      if (name.includes("wan")) return "wan21";
+      const family = familyFromName(w.value.toLowerCase(), fams);
+      if (family) return family;
     }
     current = upstream(current, "model");
   }
@@ -123,7 +146,7 @@ function maskSettings(node) {
   };
 }
 
-function params(node) {
+function params(node, fams) {
   const p = { ...maskSettings(node), text_tokens: String(value(node, -1, "text_tokens")) };
   let note = "";
   if (node.comfyClass === PREVIEW) {
@@ -135,14 +158,14 @@ function params(node) {
     if (patch?.comfyClass === PATCH) {
       // the node takes the patched model's settings when run; show those
       Object.assign(p, maskSettings(patch));
-      p.family = familyFromGraph(patch) ?? p.family;
+      p.family = familyFromGraph(patch, fams) ?? p.family;
       note += ", settings from the patch";
     } else if (patch) {
       note += ", settings from the model when run";
     }
     if (upstream(node, "latent")) note += ", size from the latent when run";
   } else {
-    const family = familyFromGraph(node);
+    const family = familyFromGraph(node, fams);
     const size = sizeFromGraph(node);
     p.family = family ?? "wan21";
     p.width = String(size.width);
@@ -239,7 +262,8 @@ function show(node, state, body, info) {
 async function refresh(node) {
   if (!node.radialReadout) return;
   node.radialReadout.dataset.nodeId = String(node.id); // ids are assigned after creation on load
-  const info = node.comfyClass === LORA ? loraParams(node) : params(node);
+  const fams = await loadFamilies();
+  const info = node.comfyClass === LORA ? loraParams(node) : params(node, fams);
   const key = `${info.route}?${info.query}|${info.note}|${info.assumed}`;
   if (node.radialKey === key) return;
   // wait until the value stops changing (typing "129" passes through "1" and "12")
