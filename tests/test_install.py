@@ -3,7 +3,7 @@
 Steps (as the Manager's "Install via Git URL"): clone the repository (this checkout's committed
 HEAD) into ``custom_nodes/`` of a fresh copy of the ComfyUI folder, ``pip install -r
 requirements.txt`` with ComfyUI's Python, then start ``main.py --cpu`` on a free local port. The
-server must list the pack's three nodes in ``GET /object_info`` with no import error in its log,
+server must list the pack's four nodes in ``GET /object_info`` with no import error in its log,
 serve the example workflows to the template browser and the front-end script once, and run the
 preview workflow queued over HTTP.
 
@@ -35,7 +35,7 @@ from workflow_convert import input_types_from_object_info, ui_to_api
 pytestmark = pytest.mark.comfy
 
 ROOT = Path(__file__).resolve().parents[1]
-PACK_NODES = ("RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview")
+PACK_NODES = ("RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview", "SaveRadialLora")
 FOLDER = "ComfyUI-RadialAttention"  # what `git clone <repository URL>` names the folder
 START_TIMEOUT = 240
 NO_TRITON_SHIM = '''\

@@ -37,7 +37,7 @@ def test_every_shipped_workflow_is_listed():
 
 
 @pytest.mark.comfy
-@pytest.mark.parametrize("node", ["RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview"])
+@pytest.mark.parametrize("node", ["RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview", "SaveRadialLora"])
 def test_every_node_input_is_explained(comfy, node):
     cls = comfy.nodes.NODE_CLASS_MAPPINGS[node]
     start = README.index(f"(`{node}`)")

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.comfy
 FRAMES, H, W = 8, 16, 16  # latent: 8 frames x 8x8 patches = 64 tokens per frame, 512 tokens
 TPF = (H // 2) * (W // 2)
 BLOCK = 64
-STEPS = 6
+STEPS = 4
 NUM_BLOCKS = 2  # the tiny Wan's transformer blocks
 UNET = "tiny_wan_train_test.safetensors"
 ALL_KEPT = (2, 32, 32)  # 2 frames x 256 tokens: the radial mask keeps every block of 64
@@ -324,7 +324,7 @@ def test_save_radial_lora_refuses_a_model_without_the_patch(comfy, env):
 
 
 def test_radial_settings_metadata_reads_back_as_the_loader_reads_it(comfy):
-    from radial_core import lora_radial
+    from radial_core.lora import metadata as lora_radial
 
     save_mod = comfy.pack_module("nodes.lora_save_node")
     rp = comfy.pack_module("nodes.radial_patcher")
@@ -339,3 +339,25 @@ def test_radial_settings_metadata_reads_back_as_the_loader_reads_it(comfy):
         "radial_attn.family": "wan21", "radial_attn.tuned_frames": "161", "radial_attn.base_model": cfg["variant"],
     }, meta
     assert lora_radial.radial_metadata(**{k[len(lora_radial.RADIAL_PREFIX):]: v for k, v in meta.items()}) == meta
+
+
+def test_bench_train_step_tiny_dry_run(comfy, tmp_path):
+    """bench/bench_train_step.py --tiny: the benchmark's code path (ComfyUI's training loop, LoRA on
+    the attention projections, per-block checkpointing) on a tiny Wan on the CPU."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, comfyui_dir
+
+    out = tmp_path / "train_step.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_train_step.py"), "--tiny",
+                           "--comfyui", str(comfyui_dir()), "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads(out.read_text())["results"]
+    # 2 steps x 1 radial block (3 blocks, 2 dense) x (forward + recomputation in backward)
+    assert res["radial"]["sparse_calls"] == 4 and res["radial"]["sparse_calls_with_grad"] == 4, res["radial"]
+    assert res["dense"]["sparse_calls"] == 0
+    for mode in ("dense", "radial"):
+        assert res[mode]["lora_modules"] == 3 * 8 and len(res[mode]["losses"]) == 2
+        assert all(math.isfinite(x) for x in res[mode]["losses"]) and res[mode]["step_s"] > 0
