@@ -26,9 +26,11 @@ import comfy.patcher_extension as pe
 
 from .attention_override import RadialAttentionOverride
 from .attention_plan import RadialConfig
-from .model_family import FAMILY_CHOICES, ModelFamily, default_decay, describe_model, detect_family, override_family
+from .model_family import (FAMILY_CHOICES, ModelFamily, default_decay, describe_model, detect_family,
+                           override_family, supported_names)
 from .run_state import RUN_KEY, RunState, mark_replaced_blocks, open_forward
 from .step_tracker import PassLedger, PassSteps, as_floats as _floats, current_prompt
+from .training import is_training_call, prepare_training_call
 
 logger = logging.getLogger(__name__)
 
@@ -182,9 +184,10 @@ class _ApplyModelWrapper:
         cfg = self.config
         prev = run.fwd
         base = executor.class_obj
+        training = is_training_call()  # Train LoRA: no sampling schedule, so no dense steps
         try:
             fwd = open_forward(run, cfg.family, x, t, c_crossattn, kwargs, topts,
-                               cfg.dense_steps_first, cfg.dense_steps_last,
+                               0 if training else cfg.dense_steps_first, 0 if training else cfg.dense_steps_last,
                                getattr(base, "diffusion_model", None))
             not_video = fwd is None
         except Exception as exc:  # noqa: BLE001 - never break sampling over bookkeeping
@@ -196,6 +199,9 @@ class _ApplyModelWrapper:
                      f"Radial Attention: input of shape {tuple(getattr(x, 'shape', ()))} is not a "
                      f"video latent [B, C, F, H, W]; dense attention.")
         run.fwd = fwd
+        if training and fwd is not None:  # attention recomputed in backward finds its call (nodes/training.py)
+            fwd.training = True
+            prepare_training_call(topts, fwd, cfg.family)
         undo = mark_replaced_blocks(topts, fwd, cfg.family.double_blocks) if fwd is not None else None
         # an override set after ours that does not chain to it (a cache that skips a whole
         # forward leaves ours on top and is not reported)
@@ -275,8 +281,8 @@ def apply_radial_patch(
     if fam is None:
         parse_dense_blocks(dense_blocks)  # still report a malformed value
         logger.warning(
-            "Radial Attention Patch: %s is not a video model this pack supports (Wan 2.1/2.2, "
-            "HunyuanVideo, Mochi); the model passes through unchanged.", describe_model(model))
+            "Radial Attention Patch: %s is not a video model this pack supports (%s); the model "
+            "passes through unchanged.", describe_model(model), supported_names())
         return model
     fam = override_family(fam, family)
     blocks = parse_dense_blocks(dense_blocks, fam.num_blocks)
