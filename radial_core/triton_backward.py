@@ -14,7 +14,11 @@ never storing the attention matrix. Three launches:
    block (the key-side CSR, ``csr.block_mask_to_key_csr``) and accumulates ``dV = P^T dO`` and
    ``dK = scale * dS^T Q``.
 
-Each output element is written by exactly one program: no atomics, deterministic. Rows with no
+Each output element is written by exactly one program: no atomics, deterministic. Optional
+(``config["dq_mode"]``, measured no faster on an H200, docs/benchmarks.md "Backward"): dQ fused
+into the dK/dV pass as in the original FlashAttention-2 and FlashAttention-3 (Shah et al.,
+2024) backwards, each key tile adding its dQ share into a float32 buffer by pointer atomics
+(1) or by tensor-descriptor reductions (2, the bulk copy engine's add in L2, FA3's choice). Rows with no
 kept key have ``lse = +inf`` (the forward's convention): P = 0, zero gradient, no NaN. Keys past
 S and padded keys are masked out of P in the dQ pass; in the dK/dV pass a program's own invalid
 keys simply get zero rows at the end (each row of dK, dV depends only on its own key). As in
@@ -175,12 +179,15 @@ def _bwd_dq(
 
 @triton.jit
 def _dkdv_tile(dk, dv, k, v, qdo, start_m, ctx,
-               BLOCK_M: tl.constexpr, EVEN_D: tl.constexpr, BOUNDS: tl.constexpr,
-               DOT_PREC: tl.constexpr):
-    """Fold one ``BLOCK_M`` query tile into dK (unscaled) and dV.
-    ``qdo = (q_base, do_base, sqs, sdos, lse2_base, delta_base)``, ``ctx = (S, d_ok, qk_mul)``."""
+               BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
+               BOUNDS: tl.constexpr, DOT_PREC: tl.constexpr, DQ_MODE: tl.constexpr,
+               MASK_K: tl.constexpr):
+    """Fold one ``BLOCK_M`` query tile into dK (unscaled) and dV; with ``DQ_MODE`` 1 or 2 also
+    add this key tile's share of the tile's dQ (scaled) into the float32 accumulator.
+    ``qdo = (q_base, do_base, sqs, sdos, lse2_base, delta_base)``,
+    ``ctx = (S, d_ok, qk_mul, sm_scale, dq_acc, acc_row0, kvalid)``."""
     q_base, do_base, sqs, sdos, lse2_base, delta_base = qdo
-    S, d_ok, qk_mul = ctx
+    S, d_ok, qk_mul, sm_scale, dq_acc, acc_row0, kvalid = ctx
     q = _rows(q_base, start_m, sqs, S, d_ok, BLOCK_M, BOUNDS, EVEN_D)
     do = _rows(do_base, start_m, sdos, S, d_ok, BLOCK_M, BOUNDS, EVEN_D).to(q.dtype)
     offs_m = start_m + tl.arange(0, BLOCK_M)
@@ -188,10 +195,22 @@ def _dkdv_tile(dk, dv, k, v, qdo, start_m, ctx,
     delta = tl.load(delta_base + offs_m)
     kq = tl.dot(k, tl.trans(q), input_precision=DOT_PREC) * qk_mul  # [BLOCK_N, BLOCK_M]
     pt = tl.math.exp2(kq - lse2[None, :])
+    if MASK_K:
+        # fused dQ sums over this tile's keys: padded keys and keys past S must not count
+        pt = tl.where(kvalid[:, None], pt, 0.0)
     dv = tl.dot(pt.to(do.dtype), do, dv, input_precision=DOT_PREC)
     dpt = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
     dst = pt * (dpt - delta[None, :])
-    dk = tl.dot(dst.to(q.dtype), q, dk, input_precision=DOT_PREC)
+    ds16 = dst.to(q.dtype)
+    dk = tl.dot(ds16, q, dk, input_precision=DOT_PREC)
+    if DQ_MODE == 1:  # pointer atomics (red.global.add.f32)
+        dqp = tl.dot(tl.trans(ds16), k, input_precision=DOT_PREC) * sm_scale
+        rows = (acc_row0 + offs_m).to(tl.int64)
+        tl.atomic_add(dq_acc + rows[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :], dqp,
+                      sem="relaxed")
+    elif DQ_MODE == 2:  # tensor-descriptor reduction (Hopper's bulk copy engine adds in L2)
+        dqp = tl.dot(tl.trans(ds16), k, input_precision=DOT_PREC) * sm_scale
+        dq_acc.atomic_add([acc_row0 + start_m, 0], dqp)
     return dk, dv
 
 
@@ -201,11 +220,11 @@ def _bwd_dkdv(
     col_start, col_len, row_idx,
     sqb, sqh, sqs, sqd, skb, skh, sks, skd, svb, svh, svs, svd,
     sdob, sdoh, sdos, sdod, skgb, skgh, skgs, skgd, svgb, svgh, svgs, svgd, skpb,
-    H, S, D, NB, S_PAD, qk_mul, sm_scale,
+    H, S, D, NB, S_PAD, qk_mul, sm_scale, DQ_ACC,
     PER_HEAD_MASK: tl.constexpr, BLOCK: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     EVEN_D: tl.constexpr, EVEN_S: tl.constexpr, HAS_KPM: tl.constexpr,
-    DOT_PREC: tl.constexpr,
+    DOT_PREC: tl.constexpr, DQ_MODE: tl.constexpr, MASK_K: tl.constexpr,
 ):
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
     SUB_N: tl.constexpr = BLOCK // BLOCK_N
@@ -239,7 +258,12 @@ def _bwd_dkdv(
     qdo = (Q + b64 * sqb + h64 * sqh + offs_d[None, :] * sqd,
            DO + b64 * sdob + h64 * sdoh + offs_d[None, :] * sdod, sqs, sdos,
            LSE2 + stat, DELTA + stat)
-    ctx = (S, d_ok, qk_mul)
+    # keys past S or padded never entered the softmax
+    kvalid = offs_n < S
+    if HAS_KPM:
+        keep = tl.load(KPM + b64 * skpb + offs_n, mask=kvalid, other=0)
+        kvalid = kvalid & (keep != 0)
+    ctx = (S, d_ok, qk_mul, sm_scale, DQ_ACC, pid_bh * S_PAD, kvalid)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
 
@@ -254,24 +278,39 @@ def _bwd_dkdv(
     for t in range(0, n_main * SUB_M):
         qb = tl.load(row_idx + first + t // SUB_M)
         start_m = qb * BLOCK + (t % SUB_M) * BLOCK_M
-        dk, dv = _dkdv_tile(dk, dv, k, v, qdo, start_m, ctx, BLOCK_M=BLOCK_M, EVEN_D=EVEN_D,
-                            BOUNDS=False, DOT_PREC=DOT_PREC)
+        dk, dv = _dkdv_tile(dk, dv, k, v, qdo, start_m, ctx, BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D,
+                            EVEN_D=EVEN_D, BOUNDS=False, DOT_PREC=DOT_PREC, DQ_MODE=DQ_MODE,
+                            MASK_K=MASK_K)
     for t in range(0, n_tail * SUB_M):
         start_m = (NB - 1) * BLOCK + t * BLOCK_M
-        dk, dv = _dkdv_tile(dk, dv, k, v, qdo, start_m, ctx, BLOCK_M=BLOCK_M, EVEN_D=EVEN_D,
-                            BOUNDS=True, DOT_PREC=DOT_PREC)
+        dk, dv = _dkdv_tile(dk, dv, k, v, qdo, start_m, ctx, BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D,
+                            EVEN_D=EVEN_D, BOUNDS=True, DOT_PREC=DOT_PREC, DQ_MODE=DQ_MODE,
+                            MASK_K=MASK_K)
 
-    # keys past S or padded never entered the softmax: their rows are zero
-    valid = offs_n < S
-    if HAS_KPM:
-        keep = tl.load(KPM + b64 * skpb + offs_n, mask=valid, other=0)
-        valid = valid & (keep != 0)
-    dk = tl.where(valid[:, None], dk * sm_scale, 0.0)
-    dv = tl.where(valid[:, None], dv, 0.0)
+    # their rows of dK, dV are zero
+    dk = tl.where(kvalid[:, None], dk * sm_scale, 0.0)
+    dv = tl.where(kvalid[:, None], dv, 0.0)
     tl.store(DK + b64 * skgb + h64 * skgh + n64[:, None] * skgs + offs_d[None, :] * skgd,
              dk.to(DK.dtype.element_ty), mask=k_mask)
     tl.store(DV + b64 * svgb + h64 * svgh + n64[:, None] * svgs + offs_d[None, :] * svgd,
              dv.to(DV.dtype.element_ty), mask=k_mask)
+
+
+@triton.jit
+def _dq_cast(ACC, DQ, sgb, sgh, sgs, sgd, H, S, D, S_PAD,
+             BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """DQ[b, h, rows] = ACC[bh, rows] (the fused modes' float32 accumulator, already scaled)."""
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
+    d = tl.arange(0, BLOCK_D)
+    r64 = rows.to(tl.int64)
+    x = tl.load(ACC + (bh.to(tl.int64) * S_PAD + r64)[:, None] * BLOCK_D + d[None, :])
+    ok = (rows < S)[:, None] & (d < D)[None, :]
+    tl.store(DQ + b * sgb + h * sgh + r64[:, None] * sgs + d[None, :] * sgd,
+             x.to(DQ.dtype.element_ty), mask=ok)
 
 
 def pick_bwd_config(head_dim: int, dtype: torch.dtype, block_size: int,
@@ -289,8 +328,10 @@ def pick_bwd_config(head_dim: int, dtype: torch.dtype, block_size: int,
         dq = dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=1)
         dkdv = dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=1)
     elif hopper:
-        dq = dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2)
-        dkdv = dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=2)
+        # H200 sweep, Wan 720p bf16 (dQ / dK-dV pass alone, ms): dQ 64x64 w4 94.8, 128x64 w8
+        # 95.9, 128x32 w4 s3 97.7; dK/dV 64x64 w4 120.0, 128x64 w8 130.6, 64x32 w4 s3 140.0
+        dq = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)
+        dkdv = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)
     else:
         dq = dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2)
         dkdv = dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=2)
@@ -318,13 +359,19 @@ def triton_block_sparse_attention_backward(
     key_padding_mask: torch.Tensor | None = None,
     scale: float | None = None,
     config: dict | None = None,
+    parts: tuple = ("dq", "dkdv"),
 ):
     """dQ, dK, dV ``[B, H, S, D]`` (each a transposed view of a ``[B, S, H, D]`` buffer).
 
     ``out``, ``lse``: the exact forward's output and float32 LSE (``triton_kernel.forward(...,
     return_lse=True)``); ``csr``, ``key_csr``: the mask's CSR and key-side CSR on q's device.
     Any strides for q, k, v, out and ``grad_out`` (a broadcast gradient with zero strides too).
-    ``config`` overrides ``pick_bwd_config`` (tests, benchmarks).
+    ``config`` overrides ``pick_bwd_config`` (tests, benchmarks); ``parts`` lets a benchmark
+    time one of the two main kernels alone (the gradients it skips are left unwritten).
+    ``config["dq_mode"]``: 0 = dQ in its own pass over the CSR (default); 1 / 2 = fused into
+    the dK/dV pass, each key tile adding its share of dQ into a float32 buffer by pointer
+    atomics (1) or tensor-descriptor reductions (2, the bulk copy engine on Hopper; falls back
+    to 1 where Triton has no descriptors), then one cast pass.
     """
     B, H, S, D = q.shape
     if scale is None:
@@ -350,21 +397,47 @@ def triton_block_sparse_attention_backward(
                   HAS_KPM=key_padding_mask is not None, DOT_PREC=prec)
     strides = (*q.stride(), *k.stride(), *v.stride(), *grad_out.stride())
     qk_mul = float(scale) * LOG2E
+    mode = int(cfg.get("dq_mode", 0))
+    cd = dict(cfg["dkdv"])
+    acc = dq_arg = delta  # never read with mode 0
+    if mode:
+        # fused: the dK/dV pass also adds each key tile's dQ share into a float32 buffer
+        acc = torch.zeros((B * H * s_pad, bd), dtype=torch.float32, device=dev)
+        dq_arg = acc
+        if mode == 2:
+            dq_arg = _acc_descriptor(acc, [cd["BLOCK_M"], bd])
+            if dq_arg is None:
+                mode, dq_arg = 1, acc
     guard = torch.cuda.device(dev) if q.is_cuda else contextlib.nullcontext()
     with guard:
         _bwd_prep[(s_pad // 64, B * H)](
             out, grad_out, lse, delta, lse2, *out.stride(), *grad_out.stride(),
             H, S, D, s_pad, BLOCK_M=64, BLOCK_D=bd, num_warps=4)
         c = dict(cfg["dq"])
-        _bwd_dq[(nb * (block_size // c["BLOCK_M"]), B * H)](
-            q, k, v, grad_out, dq, lse2, delta, kpm,
-            csr.row_start, csr.row_len, csr.col_idx,
-            *strides, *dq.stride(), skpb,
-            H, S, D, nb, s_pad, qk_mul, float(scale), **common, **c)
-        c = dict(cfg["dkdv"])
-        _bwd_dkdv[(nb * (block_size // c["BLOCK_N"]), B * H)](
-            q, k, v, grad_out, dk, dv, lse2, delta, kpm,
-            key_csr.row_start, key_csr.row_len, key_csr.col_idx,
-            *strides, *dk.stride(), *dv.stride(), skpb,
-            H, S, D, nb, s_pad, qk_mul, float(scale), **common, **c)
+        if mode == 0 and "dq" in parts:
+            _bwd_dq[(nb * (block_size // c["BLOCK_M"]), B * H)](
+                q, k, v, grad_out, dq, lse2, delta, kpm,
+                csr.row_start, csr.row_len, csr.col_idx,
+                *strides, *dq.stride(), skpb,
+                H, S, D, nb, s_pad, qk_mul, float(scale), **common, **c)
+        if "dkdv" in parts:
+            _bwd_dkdv[(nb * (block_size // cd["BLOCK_N"]), B * H)](
+                q, k, v, grad_out, dk, dv, lse2, delta, kpm,
+                key_csr.row_start, key_csr.row_len, key_csr.col_idx,
+                *strides, *dk.stride(), *dv.stride(), skpb,
+                H, S, D, nb, s_pad, qk_mul, float(scale), dq_arg, **common, **cd,
+                DQ_MODE=mode,
+                MASK_K=bool(mode) and (key_padding_mask is not None or S % block_size != 0))
+        if mode:
+            _dq_cast[(s_pad // 64, B * H)](acc, dq, *dq.stride(), H, S, D, s_pad,
+                                           BLOCK_M=64, BLOCK_D=bd, num_warps=4)
     return dq, dk, dv
+
+
+def _acc_descriptor(acc: torch.Tensor, block: list):
+    """Host tensor descriptor over the float32 dQ accumulator, or None (old Triton)."""
+    try:
+        from triton.tools.tensor_descriptor import TensorDescriptor
+    except ImportError:
+        return None
+    return TensorDescriptor(acc, list(acc.shape), list(acc.stride()), block)

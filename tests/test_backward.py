@@ -265,6 +265,7 @@ def test_gradient_checkpointing_recomputes_in_backward(reentrant):
 # name: (B, H, S, D, block_size, dtype, layout, mask kind, key padding, scale, config)
 _SPLIT = {"dq": dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=1),
           "dkdv": dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=1)}
+_FUSED = {"dq": _SPLIT["dq"], "dkdv": dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=1)}
 INTERPRET_CASES = {
     "fp32_odd_len_b2_bs64": (2, 2, 300, 32, 64, "float32", "bhsd", "random", False, None, None),
     "fp16_bshd_split_tiles_padding_bs128": (2, 2, 333, 32, 128, "float16", "bshd", "random",
@@ -275,6 +276,13 @@ INTERPRET_CASES = {
                                None),
     "fp32_broadcast_grad_out": (1, 2, 200, 16, 64, "float32", "bhsd", "random", True, None,
                                 None),
+    "fp32_fused_dq_atomics_padding_bs128": (2, 2, 333, 32, 128, "float32", "bshd", "random",
+                                            True, None, dict(_FUSED, dq_mode=1)),
+    "fp16_fused_dq_atomics_per_head_empty": (1, 3, 250, 48, 64, "float16", "bhsd",
+                                             "per_head_empty", True, None,
+                                             dict(_FUSED, dq_mode=1)),
+    "fp32_fused_dq_descriptor_reduce": (2, 2, 300, 32, 64, "float32", "bhsd", "random", True,
+                                        None, dict(_FUSED, dq_mode=2)),
 }
 
 
@@ -340,7 +348,13 @@ def _interpret_child() -> int:
         try:
             results[name] = [True, _interpret_case(name, spec)]
         except Exception as exc:  # report every case, not just the first failure
-            results[name] = [False, f"{type(exc).__name__}: {exc}"]
+            msg = f"{type(exc).__name__}: {exc}"
+            if "create_descriptor_reduce" in msg:  # an interpreter gap, not a kernel error
+                results[name] = [None, (
+                    f"triton {triton.__version__}'s interpreter has no tensor-descriptor "
+                    f"reduction ({msg[:160]}); the GPU tests run dq_mode=2")]
+            else:
+                results[name] = [False, msg]
     print("RESULTS " + json.dumps(results))
     return 0
 
@@ -370,6 +384,8 @@ def interpreted():
 @pytest.mark.parametrize("name", list(INTERPRET_CASES))
 def test_triton_backward_interpreted(interpreted, name):
     ok, msg = interpreted[name]
+    if ok is None:
+        pytest.skip(msg)
     assert ok, msg
 
 
@@ -399,10 +415,13 @@ def sdpa_grad_error(q, k, v, mask, bs, kpm, scale, g, rgrads):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("layout,per_head,padded", [("bhsd", False, False),
-                                                    ("bshd", True, True)])
-@pytest.mark.parametrize("block_size", [64, 128])
+@pytest.mark.parametrize("dtype,layout,per_head,padded,block_size", [
+    (torch.float16, "bhsd", False, False, 64),
+    (torch.float16, "bshd", True, True, 128),
+    (torch.bfloat16, "bshd", False, False, 128),
+    (torch.bfloat16, "bhsd", True, True, 64),
+    (torch.float32, "bshd", True, True, 128),
+])
 def test_gpu_triton_backward_matches_reference(dtype, layout, per_head, padded, block_size):
     require_cuda()
     B, H, S, D = 2, 3, 1000 + block_size // 2 + 3, 128 if dtype != torch.float32 else 64
@@ -421,6 +440,33 @@ def test_gpu_triton_backward_matches_reference(dtype, layout, per_head, padded, 
     for n, e, b in zip(("dq", "dk", "dv"), errs, base):
         tol = 2.0 * b + GPU_FLOOR[dtype]
         assert e <= tol, f"{n}: error {e:.2e} > {tol:.2e} (SDPA's own {b:.2e})"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dq_mode", [0, 1, 2])
+def test_gpu_backward_dq_modes(dq_mode):
+    # dQ in its own pass (0) or fused into the dK/dV pass by atomics (1) / descriptor
+    # reductions (2): the same gradients, odd S, key padding, per-head masks
+    require_cuda()
+    from radial_core.csr import block_mask_to_csr, block_mask_to_key_csr
+    from radial_core.triton_backward import (pick_bwd_config,
+                                             triton_block_sparse_attention_backward)
+    from radial_core.triton_kernel import forward
+
+    B, H, S, D, bs = 2, 3, 1500 + 77, 128, 128
+    q, k, v = make_qkv(B, H, S, D, torch.bfloat16, device="cuda", layout="bshd", seed=40)
+    mask = random_block_mask(nb_for(S, bs), 0.4, seed=41, heads=H)
+    kpm = random_padding(B, S, seed=42).cuda()
+    csr, kcsr = block_mask_to_csr(mask, "cuda"), block_mask_to_key_csr(mask, "cuda")
+    out, lse = forward(q, k, v, csr, bs, key_padding_mask=kpm, return_lse=True)
+    g = torch.randn_like(out)
+    cfg = dict(pick_bwd_config(D, q.dtype, bs, q.device), dq_mode=dq_mode)
+    grads = triton_block_sparse_attention_backward(q, k, v, out, lse, g, csr, kcsr, bs,
+                                                   key_padding_mask=kpm, config=cfg)
+    _, rgrads = reference_grads(q, k, v, mask.cuda(), bs, kpm, None, g)
+    errs = [rel(a, b) for a, b in zip(grads, rgrads)]
+    print(f"[gpu-bwd-err] dq_mode={dq_mode} dq/dk/dv " + " ".join(f"{e:.2e}" for e in errs))
+    assert max(errs) < 4e-3, errs
 
 
 def chunked_reference_grads(q, k, v, g, mask, bs, scale, rows, keys, chunk=4096):

@@ -1,0 +1,240 @@
+"""Backward benchmark (issue 14): forward + backward of ours vs flex_attention vs dense cuDNN.
+
+One command on a CUDA machine (from the repository root):
+
+    python3 bench/bench_backward.py                       # Wan 480p and 720p, B=1, H=40, D=128
+    python3 bench/bench_backward.py --sweep wan720 --json out.json   # + config sweep of ours
+
+Per shape (Wan 2.1-14B's 81 frames: 21 latent frames x 1 560 / 3 600 tokens, the radial mask at
+the authors' decay 0.2, block 128, bf16, ComfyUI's [B, S, H*D] layout): median CUDA-event time
+of the forward alone (with inputs that require grad, so ours also writes its LSE) and of forward
++ backward (``torch.autograd.grad`` of all three inputs; no accumulation into ``.grad``) for
+cuDNN dense SDPA, flex_attention (compiled) on the same block mask, and ours; the backward's
+time is their difference. Gradient errors of ours and flex against a float32 reference on
+sampled rows and keys of two heads (tests/test_backward.py's chunked reference). Targets: ours
+>= 1.3x flex, >= 0.8 / density x dense (forward + backward). The table comes last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests")]
+
+from bench_kernel import (  # noqa: E402
+    SHAPES, cuda_time_ms, environment, flex_block_mask, kept_token_pairs,
+)
+from radial_core.attention import block_sparse_attention  # noqa: E402
+from radial_core.csr import block_mask_to_csr, block_mask_to_key_csr  # noqa: E402
+from radial_core.mask import radial_block_mask  # noqa: E402
+
+# (part, dq_mode, config): "dq" / "dkdv" time one pass alone (dq_mode 0); "fused" the dK/dV
+# pass with dQ added by atomics (dq_mode 1) or descriptor reductions (2), cast included
+SWEEP = [("dq", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)),
+         ("dq", 0, dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=3)),
+         ("dkdv", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)),
+         ("dkdv", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=2)),
+         ("dkdv", 0, dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=2)),
+         ("fused", 1, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)),
+         ("fused", 1, dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=2)),
+         ("fused", 1, dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=2)),
+         ("fused", 2, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)),
+         ("fused", 2, dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=2)),
+         ("fused", 2, dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=2)),
+         ("fused", 2, dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=2))]
+
+
+def grad_errors(grads, q, k, v, g, mask, bs, heads=2, n=192, seed=0):
+    """Relative errors of dq, dk, dv on two heads' sampled rows / keys vs float32."""
+    from test_backward import chunked_reference_grads
+
+    S, D = q.shape[2], q.shape[3]
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.cat([torch.randint(0, S, (n,), generator=gen), torch.arange(S - 64, S)])
+    keys = torch.cat([torch.randint(0, S, (n,), generator=gen), torch.arange(S - 64, S)])
+    rows, keys = rows.unique().cuda(), keys.unique().cuda()
+    hs = slice(0, heads)
+    ref = chunked_reference_grads(q[:, hs].detach(), k[:, hs].detach(), v[:, hs].detach(),
+                                  g[:, hs], mask.cuda(), bs, 1.0 / D ** 0.5, rows, keys,
+                                  chunk=2048)
+    got = (grads[0][:, hs][:, :, rows], grads[1][:, hs][:, :, keys], grads[2][:, hs][:, :, keys])
+    out = []
+    for a, b in zip(got, ref):
+        a, b = a.double(), b.double()
+        out.append(float("nan") if not torch.isfinite(a).all()
+                   else ((a - b).norm() / b.norm()).item())
+    return out
+
+
+def time_pair(row, name, fwd, q, k, v, g):
+    """row[name_fwd_ms], row[name_step_ms] (forward + backward); errors recorded, not raised."""
+    def step():
+        return torch.autograd.grad(fwd(), (q, k, v), g)
+
+    try:
+        row[f"{name}_fwd_ms"] = cuda_time_ms(fwd, target_ms=1500, max_reps=10)
+        row[f"{name}_step_ms"] = cuda_time_ms(step, target_ms=2500, max_reps=8)
+        row[f"{name}_bwd_ms"] = row[f"{name}_step_ms"] - row[f"{name}_fwd_ms"]
+        return step
+    except Exception as exc:  # a backend missing on this build / GPU
+        row[f"{name}_step_ms"] = float("nan")
+        row[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        print(f"{name}: {row[f'{name}_error']}", flush=True)
+        return None
+
+
+def bench_shape(key, args, results):
+    title, F_, T, text, H, model, decay = SHAPES[key]
+    bs, D, B = 128, 128, 1
+    S = F_ * T + text
+    mask = radial_block_mask(F_, T, text_tokens=text, block_size=bs, decay_factor=decay,
+                             model=model)
+    density = kept_token_pairs(mask, S, bs) / float(S * S)
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(B, S, H * D, device="cuda", dtype=torch.bfloat16)
+               .view(B, S, H, D).transpose(1, 2).requires_grad_(True) for _ in range(3))
+    g = torch.randn(B, S, H * D, device="cuda", dtype=torch.bfloat16).view(B, S, H, D) \
+        .transpose(1, 2)
+    row = {"shape": key, "title": title, "S": S, "H": H, "D": D, "B": B, "dtype": "bf16",
+           "layout": "bshd", "decay": decay, "density": density}
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def cudnn():
+        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+            return F.scaled_dot_product_attention(q, k, v)
+
+    time_pair(row, "cudnn", cudnn, q, k, v, g)
+    torch.cuda.empty_cache()
+    if not args.skip_flex:
+        try:
+            from torch.nn.attention.flex_attention import flex_attention
+
+            flex = torch.compile(flex_attention, dynamic=False)
+            bm = flex_block_mask(mask, S, bs)
+            t0 = time.perf_counter()
+            step = time_pair(row, "flex", lambda: flex(q, k, v, block_mask=bm), q, k, v, g)
+            row["flex_first_s"] = time.perf_counter() - t0
+            if step is not None:
+                row["flex_grad_err"] = grad_errors(step(), q, k, v, g, mask, bs)
+        except Exception as exc:
+            row["flex_step_ms"] = float("nan")
+            row["flex_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        torch.cuda.empty_cache()
+    from radial_core import triton_backward as tb
+
+    pick = tb.pick_bwd_config
+    for mode in (int(m) for m in args.dq_modes.split(",")):
+        # the op's backward reads the launch table by name: give it this dQ mode
+        tb.pick_bwd_config = lambda *a, _m=mode: dict(pick(*a), dq_mode=_m)
+        name = f"ours_m{mode}"
+        step = time_pair(row, name,
+                         lambda: block_sparse_attention(q, k, v, mask, block_size=bs,
+                                                        backend="triton"), q, k, v, g)
+        if step is not None:
+            row[f"{name}_grad_err"] = grad_errors(step(), q, k, v, g, mask, bs)
+    tb.pick_bwd_config = pick
+    best = min((m for m in args.dq_modes.split(",")),
+               key=lambda m: row.get(f"ours_m{m}_step_ms", float("inf")))
+    row["ours_mode"] = int(best)
+    for kname in ("fwd_ms", "step_ms", "bwd_ms", "grad_err"):
+        if f"ours_m{best}_{kname}" in row:
+            row[f"ours_{kname}"] = row[f"ours_m{best}_{kname}"]
+    if key in args.sweep.split(","):
+        row["sweep"] = sweep(q, k, v, g, mask, bs)
+    results.append(row)
+    print(json.dumps(row), flush=True)
+    del q, k, v, g
+    torch.cuda.empty_cache()
+
+
+def sweep(q, k, v, g, mask, bs):
+    """Backward kernels alone, each launch configuration of dQ and of dK/dV timed apart."""
+    from radial_core import triton_kernel
+    from radial_core.triton_backward import (pick_bwd_config,
+                                             triton_block_sparse_attention_backward)
+
+    q, k, v = (t.detach() for t in (q, k, v))
+    csr, kcsr = block_mask_to_csr(mask, q.device), block_mask_to_key_csr(mask, q.device)
+    out, lse = triton_kernel.forward(q, k, v, csr, bs, return_lse=True)
+    base = pick_bwd_config(q.shape[-1], q.dtype, bs, q.device)
+    res = []
+    for part, mode, c in SWEEP:
+        key = "dq" if part == "dq" else "dkdv"
+        cfg = dict(base, **{key: c}, dq_mode=mode)
+        parts = ("dkdv",) if part == "fused" else (part,)
+        try:
+            ms = cuda_time_ms(lambda: triton_block_sparse_attention_backward(
+                q, k, v, out, lse, g, csr, kcsr, bs, config=cfg, parts=parts),
+                target_ms=600, max_reps=6)
+        except Exception as exc:  # e.g. out of shared memory for this tile shape
+            ms = f"{type(exc).__name__}: {exc}"[:120]
+        res.append({"part": part, "dq_mode": mode, **c, "ms": ms})
+        print(f"sweep {part} mode {mode} {c} -> {ms}", flush=True)
+    return res
+
+
+def print_table(env, results):
+    print()
+    print(f"# {env['gpu']} | driver {env['driver']} | torch {env['torch']} | "
+          f"triton {env['triton']} | {env['date']}")
+    hdr = ("shape", "S", "dens", "cuDNN f/f+b ms", "flex f/f+b ms", "ours f/f+b ms",
+           "ours bwd", "dQ mode (bwd ms by mode)", "vs flex", "vs dense", "target",
+           "ours err dq/dk/dv", "flex err")
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "---|" * len(hdr))
+    for r in results:
+        def g(n):
+            return r.get(n, float("nan"))
+
+        def pair(n):
+            return f"{g(n + '_fwd_ms'):.1f} / {g(n + '_step_ms'):.1f}"
+
+        def errs(n):
+            e = r.get(n)
+            return "/".join(f"{x:.1e}" for x in e) if e else "-"
+
+        print("| " + " | ".join([
+            r["shape"], str(r["S"]), f"{r['density']:.3f}", pair("cudnn"), pair("flex"),
+            pair("ours"), f"{g('ours_bwd_ms'):.1f}",
+            f"{r.get('ours_mode')} (" + ", ".join(
+                f"{m}: {r[f'ours_m{m}_bwd_ms']:.1f}" for m in range(3)
+                if f"ours_m{m}_bwd_ms" in r) + ")",
+            f"{g('flex_step_ms') / g('ours_step_ms'):.2f}x",
+            f"{g('cudnn_step_ms') / g('ours_step_ms'):.2f}x", f"{0.8 / r['density']:.2f}x",
+            errs("ours_grad_err"), errs("flex_grad_err")]) + " |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shapes", default="wan480,wan720")
+    ap.add_argument("--skip-flex", action="store_true")
+    ap.add_argument("--sweep", default="", help="shapes (comma-separated) on which to time "
+                    "launch configs of ours' backward kernels")
+    ap.add_argument("--json", help="write every number here")
+    ap.add_argument("--dq-modes", default="0,1,2",
+                    help="dQ modes of ours to time (0 own pass, 1 fused atomics, 2 fused "
+                         "descriptor reductions); the table shows the fastest")
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("bench_backward needs a CUDA GPU")
+        return 1
+    env = environment()
+    results = []
+    for key in args.shapes.split(","):
+        bench_shape(key, args, results)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"env": env, "results": results}, indent=1))
+    print_table(env, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
