@@ -129,7 +129,8 @@ def _train_values(comfy, checkpointing: str, **extra) -> dict:
     names = set(spec["required"]) | set(spec.get("optional") or {})
     values = dict(batch_size=1, steps=STEPS, learning_rate=3e-3, rank=4, optimizer="AdamW", loss_function="MSE",
                   seed=0, training_dtype="fp32", lora_dtype="fp32", gradient_checkpointing=checkpointing != "off",
-                  existing_lora="[None]", **extra)
+                  existing_lora="[None]")
+    values.update(extra)
     if checkpointing == "per-block":
         if "checkpoint_depth" not in names:
             pytest.skip("ComfyUI 0.3.75's Train LoRA has no checkpoint_depth: it always checkpoints each "
@@ -361,3 +362,25 @@ def test_bench_train_step_tiny_dry_run(comfy, tmp_path):
     for mode in ("dense", "radial"):
         assert res[mode]["lora_modules"] == 3 * 8 and len(res[mode]["losses"]) == 2
         assert all(math.isfinite(x) for x in res[mode]["losses"]) and res[mode]["step_s"] > 0
+
+
+@pytest.mark.parametrize("dense_blocks, sparse_blocks", [("", 2), ("1,", 1), ("0,", 1)])
+def test_hunyuan_double_and_single_blocks_under_checkpointing(comfy, env, sparse_calls, dense_blocks, sparse_blocks):
+    """HunyuanVideo (1 double-stream + 1 single-stream block, video + text in one sequence): Train
+    LoRA with gradient checkpointing; the recomputed single-stream block still knows it is block 1."""
+    import inspect
+
+    train = comfy.nodes.NODE_CLASS_MAPPINGS["TrainLoraNode"]
+    rp = comfy.pack_module("nodes.radial_patcher")
+    model = rp.apply_radial_patch(hm.load_model("hunyuan_t2v"), block_size=BLOCK, dense_blocks=dense_blocks,
+                                  backend="pytorch")
+    g = torch.Generator().manual_seed(7)
+    lat = [{"samples": torch.randn(1, 16, FRAMES, H, W, generator=g)} for _ in range(2)]
+    cond = [hm.conditioning("hunyuan_t2v", seed=20 + i) for i in range(2)]
+    values = {k: [v] for k, v in _inputs(comfy, "TrainLoraNode", **_train_values(comfy, "default", steps=2)).items()}
+    values.update(model=[model], latents=lat, positive=cond)
+    params = inspect.signature(train.execute).parameters
+    torch.manual_seed(0)
+    with torch.inference_mode():  # as ComfyUI's executor runs every node
+        train.execute(**{k: v for k, v in values.items() if k in params})
+    assert sparse_calls["op"] == 2 * sparse_blocks * 2 and sparse_calls["op_grad"] == sparse_calls["op"], sparse_calls
