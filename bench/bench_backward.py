@@ -27,7 +27,10 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests")]
+import pack_import  # noqa: E402  the pack as ComfyUI imports it; its root is never on sys.path
+
+pack_import.install()
 
 from bench_kernel import (  # noqa: E402
     SHAPES, cuda_time_ms, environment, flex_block_mask, kept_token_pairs,

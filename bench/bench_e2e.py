@@ -32,7 +32,10 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # radial_core (ComfyUI folder goes in front of it later)
+sys.path.insert(0, str(ROOT / "tests"))
+import pack_import  # noqa: E402  the pack as ComfyUI imports it; its root is never on sys.path
+
+pack_import.install()
 
 CASES = {
     # name: (family, width, height, pixel frames, decay factor; None = the family default)
@@ -64,14 +67,9 @@ def import_comfy(comfy_dir: Path):
         comfy.cli_args.args.cpu = True
     import comfy.model_management  # noqa: F401
 
-    # The pack as a package (its own folder), without ComfyUI's server-side node registry: the
+    # The pack's package (pack_import), without ComfyUI's server-side node registry: the
     # benchmark needs only the patch function that the "Radial Attention Patch" node calls.
-    pkg = "radial_attention_pack"
-    spec = importlib.util.spec_from_file_location(pkg, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[pkg] = module
-    spec.loader.exec_module(module)
-    return importlib.import_module(f"{pkg}.nodes.radial_patcher")
+    return pack_import.module("nodes.radial_patcher")
 
 
 def tiny_models():

@@ -32,7 +32,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import pack_import  # noqa: E402  the pack as ComfyUI imports it; its root is never on sys.path
+
+pack_import.install()
 
 from radial_core.attention import block_sparse_attention  # noqa: E402
 from radial_core.csr import block_mask_to_csr  # noqa: E402

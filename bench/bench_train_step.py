@@ -41,7 +41,10 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+import pack_import  # noqa: E402  the pack as ComfyUI imports it; its root is never on sys.path
+
+pack_import.install()
 
 ATTENTION_PROJECTIONS = re.compile(r"\.blocks\.\d+\.(self_attn|cross_attn)\.(q|k|v|o)$")
 

@@ -14,11 +14,8 @@ fi
 # comfy-kitchen (bench peers): the stripped package from ../shared/comfyui/gpu-bundle.sh's recipe,
 # carried in .gpu/site (git-ignored)
 [ -d .gpu/site ] && export PYTHONPATH=$(pwd)/.gpu/site${PYTHONPATH:+:$PYTHONPATH}
-# run from a copy without the pack's top-level __init__.py (it needs ComfyUI, absent here)
-W=/tmp/radial_w
-rm -rf "$W"; mkdir -p "$W"; cp -r radial_core tests bench "$W"/
-cd "$W"
-export PYTHONPATH=$W${PYTHONPATH:+:$PYTHONPATH}
+# runs in place: tests and benchmarks import the pack as ComfyUI does (tests/pack_import.py; its
+# root never on sys.path, its __init__ registers no nodes without ComfyUI)
 if [ "${1:-}" = "tests" ]; then
   shift
   python3 -m pytest -q -s -p no:cacheprovider -rs tests/test_gpu_attention.py \

@@ -26,7 +26,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import pack_import  # noqa: E402  the pack as ComfyUI imports it; its root is never on sys.path
+
+pack_import.install()
 
 from bench_kernel import (  # noqa: E402
     SHAPES, cuda_time_ms, error_vs_reference, kept_token_pairs, make_inputs,

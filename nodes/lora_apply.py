@@ -1,8 +1,8 @@
 """Applying a LoRA through ComfyUI's own machinery: map, check, convert, patch a clone.
 
 ``prepare_lora`` builds ComfyUI's key map (``comfy.lora.model_lora_keys_unet``) plus the names
-ComfyUI lacks (``radial_core.lora_keys``), refuses LoRAs that match nothing or do not fit, adds
-the config scale (``radial_core.lora_scale``) and lets ``comfy.lora.load_lora`` build the patches.
+ComfyUI lacks (``nodes.lora_keys``), refuses LoRAs that match nothing or do not fit, adds
+the config scale (``radial_core.lora.scale``) and lets ``comfy.lora.load_lora`` build the patches.
 ``apply_lora`` adds them to a clone with ``ModelPatcher.add_patches``: patches, not edits, so the
 LoRA stacks with other LoRA loaders and with ComfyUI's weight offloading.
 """
@@ -20,8 +20,9 @@ import torch
 import comfy.lora
 import comfy.lora_convert
 
-from ..radial_core import lora_file, lora_keys, lora_scale
-from ..radial_core.lora_file import LoraFileError
+from ..radial_core.lora import file as lora_file, scale as lora_scale
+from ..radial_core.lora.file import LoraFileError
+from . import lora_keys
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """The "Radial LoRA Loader" node: a length-extension LoRA plus the radial attention it was tuned for.
 
-This module: the node, choosing and reading the LoRA (``radial_core.lora_file``), and the radial
+This module: the node, choosing and reading the LoRA (``radial_core.lora.file``), and the radial
 half. The weights go through ComfyUI's own LoRA machinery in ``lora_apply`` (patches on a clone),
 so the LoRA stacks with other LoRA loaders and with weight offloading. The radial settings come
-from the LoRA's metadata or side-car config (``radial_core.lora_radial``), node overrides, or the
+from the LoRA's metadata or side-car config (``radial_core.lora.metadata``), node overrides, or the
 authors' length-extension defaults, and are handed to the Radial Attention Patch
 (``apply_radial_patch`` in ``nodes/radial_patcher.py``).
 """
@@ -18,7 +18,7 @@ from typing import Any
 import folder_paths
 from comfy_api.latest import io
 
-from ..radial_core import lora_file, lora_radial
+from ..radial_core.lora import file as lora_file, metadata as lora_radial
 from .lora_apply import apply_lora, prepare_lora
 from .radial_patcher import apply_radial_patch, get_radial_config
 from .validation import Choice, dense_blocks_problem

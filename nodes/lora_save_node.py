@@ -21,7 +21,7 @@ import torch
 from comfy_api.latest import io, ui
 from safetensors.torch import save_file
 
-from ..radial_core import lora_radial
+from ..radial_core.lora import metadata as lora_radial
 from .radial_patcher import get_radial_config
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ DEFAULT_PREFIX = "loras/radial_length_extension"
 def radial_settings_metadata(cfg: dict, *, tuned_frames: int = 0, tuned_width: int = 0,
                              tuned_height: int = 0) -> dict[str, str]:
     """The ``radial_attn.*`` metadata for a patch configuration (``get_radial_config``), checked by
-    ``radial_core.lora_radial.radial_metadata`` the way the loader will read it."""
+    ``radial_core.lora.metadata.radial_metadata`` the way the loader will read it."""
     blocks = sorted(int(b) for b in cfg.get("dense_blocks", []))
     family = cfg.get("family")
     settings = {

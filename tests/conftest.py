@@ -3,13 +3,14 @@
 ``radial_core`` tests need only torch. Tests marked ``comfy`` run the real ComfyUI in this
 process: the copy that ``scripts/setup_env.sh`` unpacks into ``.comfyui/`` or the one named by
 ``COMFYUI_DIR``. The pack is loaded through ComfyUI's own custom-node loader, exactly as at
-start-up.
+start-up. Before any test imports it, the pack is installed as ComfyUI imports it (a package named
+after its folder, its root never on ``sys.path``; ``tests/pack_import.py``), so ``radial_core`` in
+a test is the pack's own ``radial_core``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import sys
 import types
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+import pack_import
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +33,16 @@ def comfyui_dir() -> Path:
     if recorded.exists():
         return Path(recorded.read_text().strip())
     return ROOT / ".comfyui"
+
+
+def pack_path() -> Path:
+    """The folder ComfyUI loads the pack from: its ``custom_nodes/radial-attention`` link to this
+    checkout when there is one (scripts/setup_env.sh makes it), else this checkout."""
+    link = comfyui_dir() / "custom_nodes" / "radial-attention"
+    return link if link.exists() and link.resolve() == ROOT else ROOT
+
+
+pack_import.install(pack_path())
 
 
 def script_module(name: str):
@@ -63,21 +76,9 @@ _COMFY: types.SimpleNamespace | None = None
 
 def pack_module(name: str):
     """A submodule of the pack, e.g. ``pack_module("nodes.attention_plan")``, imported as ComfyUI
-    imports it: inside the pack's package, named after its folder the way ComfyUI's loader names
-    it. The copy ComfyUI loaded when the ``comfy`` fixture ran; else the pack's package imported
-    here, without ComfyUI (its ``__init__`` then registers no nodes)."""
-    if _COMFY is not None:
-        return _COMFY.pack_module(name)
-    import importlib.util
-
-    pkg_name = str(ROOT).replace(".", "_x_")
-    if pkg_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(pkg_name, ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules[pkg_name] = pkg
-        spec.loader.exec_module(pkg)
-    return importlib.import_module(f"{pkg_name}.{name}")
+    imports it (inside the pack's package; the modules that need ComfyUI need the ``comfy``
+    fixture first)."""
+    return pack_import.module(name)
 
 
 def load_comfy() -> types.SimpleNamespace:
@@ -90,11 +91,9 @@ def load_comfy() -> types.SimpleNamespace:
         raise RuntimeError(
             f"ComfyUI not found at {cdir}: run `make test` (it unpacks one) or set COMFYUI_DIR"
         )
-    # ComfyUI's folder must come before the repository root: both have something called `nodes`.
+    # ComfyUI is a folder, not an installed package: its modules (comfy, nodes, ...) come from it
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != cdir]
     sys.path.insert(0, str(cdir))
-    if "nodes" in sys.modules and not hasattr(sys.modules["nodes"], "NODE_CLASS_MAPPINGS"):
-        del sys.modules["nodes"]
 
     import comfy.options
 
@@ -110,17 +109,11 @@ def load_comfy() -> types.SimpleNamespace:
     import utils.json_util  # noqa: F401  ComfyUI's utils package, before nodes.py puts comfy/ first on sys.path
     import nodes as comfy_nodes  # ComfyUI's nodes.py
 
-    pack_link = cdir / "custom_nodes" / "radial-attention"
-    pack_path = pack_link if pack_link.exists() else ROOT
-    ok = asyncio.run(comfy_nodes.load_custom_node(str(pack_path)))
+    folder = pack_path()
+    ok = asyncio.run(comfy_nodes.load_custom_node(str(folder)))
     if not ok:
-        raise RuntimeError(f"ComfyUI could not load the pack from {pack_path} (see the log above)")
-    pkg_name = str(pack_path).replace(".", "_x_")
-    pack = sys.modules[pkg_name]
-
-    def pack_module(name: str):
-        """Import a submodule of the loaded pack, e.g. ``pack_module("nodes.patch_node")``."""
-        return importlib.import_module(f"{pkg_name}.{name}")
+        raise RuntimeError(f"ComfyUI could not load the pack from {folder} (see the log above)")
+    pack = sys.modules[pack_import.package_name(folder)]
 
     _COMFY = types.SimpleNamespace(
         dir=cdir,

@@ -210,7 +210,7 @@ def test_a_corrupt_lora_reads_as_plain_words_in_comfyuis_error(prompt_run, comfy
         folder_paths.folder_names_and_paths["loras"][0].remove(str(loras))
     assert valid, node_errors
     assert len(errors) == 1 and errors[0]["node_type"] == "RadialLoraLoader", errors
-    # a built-in exception type, not "/.../custom_nodes/radial-attention.radial_core.lora_file.LoraFileError"
+    # a built-in exception type, not "/.../custom_nodes/radial-attention.radial_core.lora.file.LoraFileError"
     assert errors[0]["exception_type"] == "ValueError", errors[0]["exception_type"]
     message = errors[0]["exception_message"]
     assert message.startswith(f"Cannot use the LoRA {path}: "), message

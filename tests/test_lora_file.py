@@ -1,4 +1,4 @@
-"""radial_core.lora_file: safe reading and refusal of bad files (pure Python + safetensors)."""
+"""radial_core.lora.file: safe reading and refusal of bad files (pure Python + safetensors)."""
 
 import json
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from radial_core import lora_file as lf
+from radial_core.lora import file as lf
 
 
 def _write(path, tensors=None, metadata=None):

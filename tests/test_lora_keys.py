@@ -1,9 +1,11 @@
-"""radial_core.lora_keys: suffixes, module grouping, key maps, shape checks (pure Python, no ComfyUI)."""
+"""nodes.lora_keys: suffixes, module grouping, key maps, shape checks (pure Python, no ComfyUI)."""
 
 
 import pytest
 
-from radial_core import lora_keys as lk
+from conftest import pack_module
+
+lk = pack_module("nodes.lora_keys")
 
 
 @pytest.mark.parametrize(

@@ -340,7 +340,7 @@ def test_which_formats_comfyui_maps_itself(comfy, wan, hunyuan):
     """The pack adds only what ComfyUI lacks: where ComfyUI maps a name, its target is kept."""
     import comfy.lora as comfy_lora
 
-    lora_keys = comfy.pack_module("radial_core.lora_keys")
+    lora_keys = comfy.pack_module("nodes.lora_keys")
     for model, family in ((wan, "wan"), (hunyuan, "hunyuan")):
         native = comfy_lora.model_lora_keys_unet(model.model, {})
         shapes = {k: tuple(v.shape) for k, v in model.model_state_dict().items()}

@@ -1,4 +1,4 @@
-"""radial_core.lora_scale and radial_core.lora_radial: LoRA scale from configs and the radial
+"""radial_core.lora.scale and radial_core.lora.metadata: LoRA scale from configs and the radial
 metadata a LoRA carries (pure Python, no ComfyUI)."""
 
 import logging
@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from radial_core import lora_radial as lr
-from radial_core import lora_scale as ls
+from radial_core.lora import metadata as lr
+from radial_core.lora import scale as ls
 
 
 def test_peft_scale_plain_rslora_and_patterns():

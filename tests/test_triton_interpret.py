@@ -220,7 +220,10 @@ def _probe() -> str | None:
 
 
 def _child() -> int:
-    sys.path[:0] = [str(ROOT), str(HERE)]
+    sys.path[:0] = [str(HERE)]
+    import pack_import  # the pack as ComfyUI imports it (root never on sys.path)
+
+    pack_import.install()
     why = _probe()
     if why is not None:
         print("UNSUPPORTED " + json.dumps(why))
@@ -243,7 +246,7 @@ def _child() -> int:
 @pytest.fixture(scope="module")
 def interpreter_results():
     pytest.importorskip("triton", reason="Triton is not installed in this environment")
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, TRITON_INTERPRET="1")  # the child imports the pack through pack_import
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,

@@ -15,7 +15,8 @@ The diffusers names follow the public diffusers conversion scripts for Wan and H
 (``convert_wan_to_diffusers.py``, ``convert_hunyuan_video_to_diffusers.py``); this module
 restates the name correspondence, it does not reuse their code.
 
-The LoRA scale from configs lives in ``lora_scale``, the radial metadata in ``lora_radial``.
+The LoRA scale from configs lives in ``radial_core.lora.scale``, the radial metadata in
+``radial_core.lora.metadata`` (neither needs ComfyUI); this module knows ComfyUI's names.
 """
 
 from __future__ import annotations
