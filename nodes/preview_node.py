@@ -15,7 +15,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..radial_core import preview as rpreview
-from ..radial_core.geometry import family_spec, geometry_from_latent
+from ..radial_core.geometry import family_spec, geometry_from_latent, with_extra_groups
 from . import routes
 from .model_family import text_first_of
 from .validation import Choice
@@ -154,6 +154,7 @@ def estimate_for(family: str, width: int, height: int, frames: int, *, block_siz
     geo = geometry_from_latent(latent_shape(latent, family), spec.patch,
                                text_tokens=spec.text_tokens if text is None else text,
                                mask_model=spec.mask_model, text_first=text_first)
+    geo = with_extra_groups(family, geo)  # a Wan variant's reference / motion / pose tokens
     return rpreview.estimate_latent(
         geo.num_frames, geo.tokens_per_frame, text_tokens=geo.text_tokens, block_size=block_size,
         decay_factor=spec.default_decay if decay is None else decay, model=geo.mask_model,

@@ -340,8 +340,15 @@ def geometry_from_pixels(family: str, width: int, height: int, frames: int, text
         text_first = bool(spec.text_first)
     geo = geometry_from_latent(latent, spec.patch, text_tokens=text, mask_model=spec.mask_model,
                                text_first=text_first)
-    if spec.extra_frames or spec.extra_tokens is not None:
-        extra = spec.extra_tokens(geo.num_frames, geo.height_tokens, geo.width_tokens) if spec.extra_tokens else 0
-        geo = VideoGeometry(geo.num_frames + spec.extra_frames, geo.height_tokens, geo.width_tokens,
-                            geo.text_tokens + int(extra), geo.mask_model, geo.text_first)
-    return geo
+    return with_extra_groups(family, geo)
+
+
+def with_extra_groups(family: str, geo: VideoGeometry) -> VideoGeometry:
+    """``geo`` (the video's own frames) with the family's conditioning frames and the other token
+    groups of its sequence added (the Wan variants' ``extra_frames`` / ``extra_tokens``)."""
+    spec = family_spec(family)
+    if not spec.extra_frames and spec.extra_tokens is None:
+        return geo
+    extra = spec.extra_tokens(geo.num_frames, geo.height_tokens, geo.width_tokens) if spec.extra_tokens else 0
+    return VideoGeometry(geo.num_frames + spec.extra_frames, geo.height_tokens, geo.width_tokens,
+                         geo.text_tokens + int(extra), geo.mask_model, geo.text_first)

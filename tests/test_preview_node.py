@@ -167,6 +167,23 @@ def test_node_reads_settings_from_a_patched_model(comfy, tmp_path):
     assert "decay factor 0.5, distance-1 rule half" in summary
 
 
+def test_node_counts_a_wan_variants_token_groups_from_a_latent(comfy):
+    """With a LATENT, a Wan variant's preview adds the tokens its conditioning puts into the
+    sequence, as the pixel path does (SCAIL: the reference frame in front, the half-resolution
+    pose video after the video)."""
+    load_builtin_extra_nodes(comfy)
+    prompt = {
+        "2": {"class_type": "EmptyHunyuanLatentVideo",
+              "inputs": {"width": 832, "height": 480, "length": 81, "batch_size": 1}},
+        "1": preview_prompt(family="wan21_scail", width=16, height=16, frames=1)["1"],
+    }
+    prompt["1"]["inputs"]["latent"] = ["2", 0]
+    _, summary, _ = node_outputs(run_prompt(prompt))
+    geo = geometry_from_pixels("wan21_scail", 832, 480, 81)
+    assert (geo.num_frames, geo.text_tokens) == (22, 21 * 15 * 26)
+    assert f"{geo.num_frames} frames x {geo.tokens_per_frame} tokens/frame + {geo.text_tokens} text" in summary
+
+
 def test_node_text_first_matches_the_model_comfyui_builds(comfy):
     """The preview puts HunyuanVideo's text where the running ComfyUI's HunyuanVideo does: asked
     of a real (tiny) model built through ComfyUI's detection, as the patch asks it."""
