@@ -1,4 +1,4 @@
-"""Radial settings a LoRA carries (safetensors metadata or side-car config). Pure Python.
+"""Radial settings a LoRA carries (safetensors metadata or side-car config). No ComfyUI (the family list is the registry's, radial_core.geometry).
 
 The keys are documented in docs/lora-format.md; :func:`resolve_radial_settings` is what the
 loader applies, :func:`radial_metadata` is what a trainer writes.
@@ -12,6 +12,8 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from ..geometry import FAMILIES as _REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +30,10 @@ LENGTH_EXTENSION_DEFAULTS: dict[str, Any] = {
     "dist1": "full",
     "family": "auto",
 }
-# Families the Radial Attention Patch knows; "auto" = detect from the weights. Only needed to
-# tell Wan 2.2-A14B (decay 0.8) from Wan 2.1 (0.2): their weights look the same.
-FAMILIES = ("auto", "wan21", "wan22_14b", "wan22_5b", "hunyuan", "mochi")
+# Families the Radial Attention Patch knows (the one family registry, radial_core.geometry);
+# "auto" = detect from the weights. Only needed to tell Wan 2.2-A14B (decay 0.8) from Wan 2.1
+# (0.2): their weights look the same.
+FAMILIES = ("auto",) + tuple(_REGISTRY)
 
 # metadata key (after "radial_attn.") -> setting name
 _RADIAL_ALIASES = {
