@@ -123,10 +123,13 @@ def train_steps(model, latent, cond, *, rank: int, steps: int, lr: float, dtype)
             sync()
             stamp[0] = time.perf_counter()
             noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(0))
-            mm.in_training = True
+            has_flag = hasattr(mm, "in_training")  # 0.33: Train LoRA sets it around its loop
+            if has_flag:
+                mm.in_training = True
             guider.sample(noise, latent, sampler, torch.tensor([0]), seed=0)
         finally:
-            mm.in_training = False
+            if hasattr(mm, "in_training"):
+                mm.in_training = False
             for m in checkpointed:
                 nt.unpatch(m)
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0

@@ -184,7 +184,7 @@ class _ApplyModelWrapper:
         cfg = self.config
         prev = run.fwd
         base = executor.class_obj
-        training = is_training_call()  # Train LoRA: no sampling schedule, so no dense steps
+        training = is_training_call(x)  # Train LoRA: no sampling schedule, so no dense steps
         try:
             fwd = open_forward(run, cfg.family, x, t, c_crossattn, kwargs, topts,
                                0 if training else cfg.dense_steps_first, 0 if training else cfg.dense_steps_last,
