@@ -22,13 +22,18 @@ import pytest
 import torch
 import torch.utils.checkpoint
 
+HERE = Path(__file__).resolve().parent
+if __name__ == "__main__":  # the interpreter child: the pack as ComfyUI imports it (conftest's job
+    sys.path.insert(0, str(HERE))  # under pytest), its root never on sys.path
+    import pack_import
+
+    pack_import.install()
+
 from attention_helpers import make_qkv, nb_for, random_block_mask, random_padding
 from conftest import require_cuda
 from radial_core.attention import OP_NAME, block_sparse_attention, supports_backward
 from radial_core.mask import radial_block_mask
 from radial_core.reference import dense_masked_attention
-
-HERE = Path(__file__).resolve().parent
 
 
 def reference_grads(q, k, v, mask, bs, kpm, scale, grad_out, dtype=torch.float64):
@@ -365,11 +370,9 @@ def interpreted():
         import triton  # noqa: F401
     except ImportError:
         pytest.skip("Triton is not installed: the interpreter tests need it")
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    root = str(HERE.parent)
-    env["PYTHONPATH"] = os.pathsep.join([root, str(HERE), env.get("PYTHONPATH", "")])
+    env = dict(os.environ, TRITON_INTERPRET="1")  # the child imports the pack via pack_import
     proc = subprocess.run([sys.executable, str(Path(__file__)), "--interpret"], env=env,
-                          capture_output=True, text=True, timeout=1500, cwd=root)
+                          capture_output=True, text=True, timeout=1500, cwd=str(HERE.parent))
     lines = proc.stdout.splitlines()
     for line in lines:
         if line.startswith("UNSUPPORTED "):
