@@ -51,17 +51,25 @@ def env(comfy, tmp_path_factory):
     root = tmp_path_factory.mktemp("training")
     tm = hm.tiny_models_module()
     tm.save(tm.wan_state_dict("wan_t2v"), root / "diffusion_models" / UNET)
-    folder_paths.add_model_folder_path("diffusion_models", str(root / "diffusion_models"))
+    added = [("diffusion_models", str(root / "diffusion_models")), ("loras", str(root / "output" / "loras"))]
+    if "datasets" in folder_paths.folder_names_and_paths:  # 0.33: datasets have their own folder
+        added.append(("datasets", str(root / "datasets")))
+    for kind, path in added:
+        folder_paths.add_model_folder_path(kind, path, is_default=kind == "datasets")
     old_out = folder_paths.get_output_directory()
     folder_paths.set_output_directory(str(root / "output"))
-    if "datasets" in folder_paths.folder_names_and_paths:  # 0.33: datasets have their own folder
-        folder_paths.add_model_folder_path("datasets", str(root / "datasets"), is_default=True)
-    folder_paths.add_model_folder_path("loras", str(root / "output" / "loras"))
-    _write_dataset(comfy, "radial_tiny", FRAMES, H, W)
-    _write_dataset(comfy, "radial_tiny_all_kept", *ALL_KEPT)
-    folder_paths.filename_list_cache.clear()
-    yield root
-    folder_paths.set_output_directory(old_out)
+    try:
+        _write_dataset(comfy, "radial_tiny", FRAMES, H, W)
+        _write_dataset(comfy, "radial_tiny_all_kept", *ALL_KEPT)
+        folder_paths.filename_list_cache.clear()
+        yield root
+    finally:  # leave ComfyUI's folders as the other tests expect them
+        folder_paths.set_output_directory(old_out)
+        for kind, path in added:
+            paths = folder_paths.folder_names_and_paths[kind][0]
+            if path in paths:
+                paths.remove(path)
+        folder_paths.filename_list_cache.clear()
 
 
 def _write_dataset(comfy, name: str, frames: int, h: int, w: int) -> None:
@@ -230,7 +238,7 @@ def test_train_lora_through_the_patch_stays_radial(comfy, env, sparse_calls, che
     assert len(losses) == STEPS and all(math.isfinite(x) for x in losses)
     assert any(float(t.abs().max()) > 0 for k, t in lora.items() if k.endswith("lora_down.weight")), \
         "the LoRA did not change (its down matrices start at zero)"
-    mask = comfy.pack_module("nodes.attention_override").cached_mask(FRAMES, TPF, 0, BLOCK, 0.2, "wan", "full")
+    mask = comfy.pack_module("radial_core.mask").radial_mask(FRAMES, TPF, block_size=BLOCK, decay_factor=0.2).blocks
     assert float(mask.float().mean()) < 0.9, "the mask keeps (almost) every block: nothing radial was tested"
 
 
