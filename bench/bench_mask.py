@@ -2,7 +2,9 @@
 
     python bench/bench_mask.py
 
-Target (../shared/docs/performance.md): <= 50 ms for any shape up to 4x length at block 128.
+Target (../shared/docs/performance.md, issue 13): first build <= 50 ms for every shape up to
+128 latent frames (the worst case: 127 frames x 3 599 tokens). ``--sweep`` times every frame count
+1..128 at 3 599 and 3 600 tokens per frame, both block sizes, and prints the slowest.
 """
 
 import platform
@@ -33,14 +35,39 @@ SHAPES = [
 def first_build_ms(geom, block_size, decay, repeats=5):
     best = float("inf")
     for _ in range(repeats):
-        radial_mask._build.cache_clear()
+        radial_mask.clear_mask_cache()
         t0 = time.perf_counter()
         m = geom.block_mask(block_size=block_size, decay_factor=decay)
         best = min(best, time.perf_counter() - t0)
     return best * 1e3, m
 
 
+def direct_first_build_ms(frames, tpf, block_size, repeats=3):
+    best = float("inf")
+    for _ in range(repeats):
+        radial_mask.clear_mask_cache()
+        t0 = time.perf_counter()
+        radial_mask.radial_mask(frames, tpf, block_size=block_size, decay_factor=1.0)
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+def sweep():
+    worst = (0.0, None)
+    for tpf in (3599, 3600):
+        for b in (128, 64):
+            for f in range(1, 129):
+                ms = direct_first_build_ms(f, tpf, b)
+                worst = max(worst, (ms, (f, tpf, b)))
+    ms, (f, tpf, b) = worst
+    print(f"slowest first build over 1..128 frames x 3599/3600 tokens, block 128/64: {ms:.1f} ms "
+          f"({f} frames x {tpf} tokens, block {b}); target 50 ms")
+
+
 def main():
+    if "--sweep" in sys.argv:
+        sweep()
+        return
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     rows = []
     for name, fam, w, h, f in SHAPES:
@@ -51,6 +78,10 @@ def main():
             g.block_mask(block_size=b, decay_factor=1.0)
             cached_ms = (time.perf_counter() - t0) * 1e3
             rows.append((name, f"{g.num_frames}x{g.tokens_per_frame}", b, m.shape[0], f"{m.float().mean():.3f}", f"{ms:.1f}", f"{cached_ms:.2f}"))
+    for b in (128, 64):
+        ms = direct_first_build_ms(127, 3599, b, repeats=5)
+        m = radial_mask.radial_mask(127, 3599, block_size=b, decay_factor=1.0)
+        rows.append(("issue 13's worst case", "127x3599", b, m.nb, f"{m.density:.3f}", f"{ms:.1f}", "-"))
     header = ("shape", "F x T", "block", "nb", "density", "first build ms", "cached ms")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     for r in [header] + rows:

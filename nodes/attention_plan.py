@@ -22,13 +22,11 @@ Calls that need gradients (training, e.g. ComfyUI's Train LoRA) stay sparse:
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import torch
 
-from ..radial_core import radial_block_mask
+from ..radial_core.mask import RadialMask, radial_mask
 from ..radial_core.attention import choose_backend
 from .model_family import ModelFamily, other_stream_reason
 
@@ -70,32 +68,6 @@ class RadialConfig:
             "patch_size": list(self.family.patch_size),
             "num_blocks": self.family.num_blocks,
         }
-
-
-# Masks by shape, shared across runs (the same tensor object lets the kernel's CSR cache hit).
-_MASKS: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-_MASKS_LOCK = threading.Lock()
-_MAX_MASKS = 16
-
-
-def cached_mask(frames: int, tpf: int, text: int, block_size: int, decay: float, model: str, dist1: str,
-                text_first: bool = False) -> torch.Tensor:
-    key = (frames, tpf, text, block_size, float(decay), model, dist1, text_first)
-    with _MASKS_LOCK:
-        m = _MASKS.get(key)
-        if m is not None:
-            _MASKS.move_to_end(key)
-            return m
-    # ComfyUI samples under torch.inference_mode(); a mask made there would be an inference
-    # tensor, which the kernel's CSR cache cannot version-check. Build it as a normal tensor.
-    with torch.inference_mode(False):
-        m = radial_block_mask(frames, tpf, text_tokens=text, block_size=block_size,
-                              decay_factor=decay, model=model, dist1=dist1, text_first=text_first)
-    with _MASKS_LOCK:
-        _MASKS[key] = m
-        while len(_MASKS) > _MAX_MASKS:
-            _MASKS.popitem(last=False)
-    return m
 
 
 @dataclass(frozen=True)
@@ -202,7 +174,7 @@ class Plan:
     tokens_per_frame: int = 0
     text_tokens: int = 0
     text_first: bool = False
-    mask: torch.Tensor | None = None
+    mask: RadialMask | None = None  # the shared radial mask (radial_core.mask.radial_mask)
     key_padding_mask: torch.Tensor | None = None
     backend: str = ""  # radial_core.choose_backend's answer: "triton" or "pytorch"
     backend_reason: str = ""  # why not Triton ("" when Triton)
@@ -265,8 +237,9 @@ def plan_call(call: Call | None, fwd, cfg: RadialConfig, transformer_options: di
     base = dict(video=True, block=block, step=step, frames=frames, tokens_per_frame=fwd.tokens_per_frame,
                 text_tokens=text, text_first=fwd.text_first)
     try:
-        mask = cached_mask(frames, fwd.tokens_per_frame, text, cfg.block_size, cfg.decay_factor,
-                           cfg.family.mask_model, cfg.dist1, fwd.text_first)
+        mask = radial_mask(frames, fwd.tokens_per_frame, text_tokens=text, block_size=cfg.block_size,
+                           decay_factor=cfg.decay_factor, model=cfg.family.mask_model, dist1=cfg.dist1,
+                           text_first=fwd.text_first)
     except Exception as exc:  # noqa: BLE001 - a shape the mask cannot take goes dense
         return _dense(f"a mask that could not be built ({type(exc).__name__}: {exc})", True, **base)
     q = call.bhld()[0]

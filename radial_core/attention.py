@@ -6,7 +6,8 @@ restricted to the tokens of the kept blocks of ``block_mask``:
 - ``q, k, v``: ``[B, H, S, D]`` with any strides (a ``[B, S, H*D]`` tensor viewed as
   ``t.view(B, S, H, D).transpose(1, 2)`` costs no copy); same shape, dtype and device.
 - ``block_mask``: bool ``[nb, nb]`` shared by batch and heads, or ``[H, nb, nb]`` per head,
-  ``nb = ceil(S / block_size)``; entry ``[qi, ki]`` keeps query block qi x key block ki.
+  ``nb = ceil(S / block_size)``; entry ``[qi, ki]`` keeps query block qi x key block ki; or a
+  ``mask.RadialMask`` (``radial_mask(...)``), whose CSR is kept on it.
 - ``key_padding_mask``: optional bool ``[B, S]``, True = real key. Padded keys and keys past S
   never enter the softmax; a query row with no kept key returns zeros (never NaN).
 - Output: ``[B, H, S, D]`` in q's dtype, always ``out.transpose(1, 2)`` of a contiguous
@@ -60,6 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from .csr import block_mask_to_csr, block_mask_to_key_csr
+from .mask import block_tensor
 from .torch_path import torch_block_sparse_attention, torch_block_sparse_attention_backward
 
 logger = logging.getLogger(__name__)
@@ -241,6 +243,7 @@ def block_sparse_attention(
     precision: str = "exact",
 ) -> torch.Tensor:
     """Block-sparse attention; see the module docstring for the full contract."""
+    block_mask = block_tensor(block_mask)  # a RadialMask or its bool tensor (its CSR stays on it)
     _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend, precision)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])

@@ -1,8 +1,10 @@
 """Block mask -> compressed sparse rows (the kept key blocks of each query block), cached.
 
 The radial mask is static for one video shape, so the conversion (and the copy to the GPU)
-happens once per mask and device; later calls with the same mask object cost a dict lookup.
-A mask passed as a fresh tensor with the same content is found again through a content hash.
+happens once per mask and device. A :class:`~.mask.RadialMask` keeps its CSR on itself
+(``RadialMask.csr``; its tensor leads back to it), so the pack's own masks need no cache here.
+Other bool tensors (a caller's own masks, tests, benchmarks): later calls with the same tensor
+object cost a dict lookup, a fresh tensor with the same content is found through a content hash.
 An in-place edit of a mask is noticed through its version counter, except for inference tensors
 (made under ``torch.inference_mode``), which have none: do not edit those after first use.
 """
@@ -16,6 +18,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
+
+from .mask import RadialMask
 
 _MAX_ENTRIES = 32
 
@@ -46,7 +50,8 @@ class BlockCSR:
         return self.kept / float(self.mask_heads * self.nb * self.nb)
 
 
-def _build(mask: torch.Tensor, device: torch.device) -> BlockCSR:
+def build_csr(mask: torch.Tensor, device: torch.device) -> BlockCSR:
+    """The CSR of a bool mask ``[nb, nb]`` or ``[Hm, nb, nb]`` on ``device``, built now (no cache)."""
     m = mask.detach().to("cpu", torch.bool)
     if m.dim() == 2:
         m = m[None]
@@ -98,16 +103,30 @@ def _content_key(mask: torch.Tensor) -> tuple:
     return (tuple(mask.shape), hashlib.blake2b(data, digest_size=16).hexdigest())
 
 
-def _dev_key(device: torch.device) -> str:
+def device_key(device: torch.device | str) -> str:
+    """``cuda`` names the current GPU: one key per real device."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     return str(device)
 
 
+def _radial_owner(mask):
+    """The RadialMask that ``mask`` is (or whose tensor it is), else None."""
+    if isinstance(mask, RadialMask):
+        return mask
+    ref = getattr(mask, "_radial_mask", None)
+    owner = ref() if ref is not None else None
+    return owner if owner is not None and owner.blocks is mask else None
+
+
 def block_mask_to_csr(mask: torch.Tensor, device: torch.device | str = "cpu") -> BlockCSR:
-    """CSR form of a bool block mask ``[nb, nb]`` or ``[Hm, nb, nb]`` on ``device`` (cached)."""
-    dkey = _dev_key(device)
+    """CSR form of a bool block mask ``[nb, nb]`` or ``[Hm, nb, nb]`` (or a ``RadialMask``) on
+    ``device`` (cached: on the RadialMask, else here)."""
+    owner = _radial_owner(mask)
+    if owner is not None:
+        return owner.csr(device)
+    dkey = device_key(device)
     with _lock:
         ent = _by_identity.get(id(mask))
         if ent is not None and ent.ref() is mask and ent.version == _version(mask):
@@ -128,7 +147,7 @@ def block_mask_to_csr(mask: torch.Tensor, device: torch.device | str = "cpu") ->
         _by_content.move_to_end(ckey)
         csr = per_dev.get(dkey)
     if csr is None:
-        csr = _build(mask, torch.device(dkey))
+        csr = build_csr(mask, torch.device(dkey))
         with _lock:
             per_dev[dkey] = csr
     with _lock:
@@ -163,7 +182,7 @@ def block_mask_to_key_csr(mask: torch.Tensor, device: torch.device | str = "cpu"
     Row ``h * nb + kb`` lists, ascending, the query blocks ``qb`` with ``mask[(h,) qb, kb]``
     kept (the CSR of ``mask.transpose(-1, -2)``). Cached per mask object, version and device.
     """
-    dkey = _dev_key(device)
+    dkey = device_key(device)
     ver = _version(mask)
     with _csc_lock:
         ent = _csc_by_identity.get(id(mask))
@@ -178,7 +197,7 @@ def block_mask_to_key_csr(mask: torch.Tensor, device: torch.device | str = "cpu"
             _csc_by_identity[id(mask)] = (weakref.ref(mask), ver, per_dev)
             while len(_csc_by_identity) > _MAX_ENTRIES:
                 _csc_by_identity.popitem(last=False)
-    csr = _build(mask.detach().to("cpu", torch.bool).transpose(-1, -2), torch.device(dkey))
+    csr = build_csr(mask.detach().to("cpu", torch.bool).transpose(-1, -2), torch.device(dkey))
     with _csc_lock:
         per_dev[dkey] = csr
     return csr

@@ -17,14 +17,18 @@ Block mask layout
 ``[text tokens | video tokens]`` with ``text_first=True``: HunyuanVideo in ComfyUI 0.5+ puts the
 text first). Its shape
 is ``[nb, nb]`` with ``nb = ceil(S / block_size)``; the same mask serves every batch entry, head,
-layer and step of one generation.
+layer and step of one generation: :func:`radial_mask` returns it as one shared, immutable
+:class:`RadialMask` (tensor, density, device CSR) from the one bounded cache keyed by its
+arguments; :func:`radial_block_mask` returns a copy of its tensor.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from functools import lru_cache
+import threading
+import weakref
+from collections import OrderedDict
 
 import torch
 
@@ -166,7 +170,6 @@ def _kept_row_intervals(rr, rc, w, T, b):
     return lo, hi
 
 
-@lru_cache(maxsize=64)
 def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first=False):
     F, T, b = num_frames, tokens_per_frame, block_size
     S = F * T + text_tokens
@@ -227,6 +230,110 @@ def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, 
     return mask
 
 
+class RadialMask:
+    """The radial block mask of one sequence shape, in the spirit of ``flex_attention``'s
+    ``BlockMask``: built once per argument set by :func:`radial_mask` and shared by every batch
+    entry, head, block and step of a generation (and every run of the same shape).
+
+    Immutable: the fields are fixed at build time and ``blocks`` must not be edited (make your own
+    copy with :func:`radial_block_mask` to experiment). Carries
+
+    - ``args``: ``(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model,
+      dist1, text_first)``, the key of the one mask cache;
+    - ``blocks``: the bool ``[nb, nb]`` CPU tensor (layout in the module doc);
+    - ``density``: the fraction of kept blocks;
+    - :meth:`csr`: its compressed-sparse-row form on a device, memoised on the mask itself.
+
+    ``block_sparse_attention`` takes it wherever it takes a bool block-mask tensor.
+    """
+
+    __slots__ = ("args", "blocks", "density", "_csr", "_lock", "__weakref__")
+
+    def __init__(self, args: tuple, blocks: torch.Tensor):
+        object.__setattr__(self, "args", args)
+        object.__setattr__(self, "blocks", blocks)
+        object.__setattr__(self, "density", mask_density(blocks))
+        object.__setattr__(self, "_csr", {})
+        object.__setattr__(self, "_lock", threading.Lock())
+        # the tensor names its mask, so the kernels' CSR lookup (csr.block_mask_to_csr) finds the
+        # memo below also when only the tensor reaches it (through the custom op)
+        blocks._radial_mask = weakref.ref(self)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"RadialMask is immutable (tried to set {name!r})")
+
+    @property
+    def nb(self) -> int:
+        return int(self.blocks.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.blocks.shape)
+
+    def csr(self, device: torch.device | str = "cpu"):
+        """The kept key blocks of each query block on ``device`` (a ``csr.BlockCSR``), built once
+        per device and kept on this mask."""
+        from .csr import build_csr, device_key  # noqa: PLC0415 (csr builds on masks)
+
+        key = device_key(device)
+        got = self._csr.get(key)
+        if got is None:
+            with self._lock:
+                got = self._csr.get(key)
+                if got is None:
+                    got = build_csr(self.blocks, torch.device(key))
+                    self._csr[key] = got
+        return got
+
+    def __repr__(self) -> str:
+        f, t, text, b, decay, model, dist1, text_first = self.args
+        return (f"RadialMask({f} frames x {t} tokens + {text} text{' first' if text_first else ''}, block {b}, "
+                f"decay {decay:g}, {model}/{dist1}: {self.nb}x{self.nb}, density {self.density:.3f})")
+
+
+_MASKS: OrderedDict[tuple, RadialMask] = OrderedDict()
+_MASKS_LOCK = threading.Lock()
+MAX_CACHED_MASKS = 64
+
+
+def radial_mask(
+    num_frames: int,
+    tokens_per_frame: int,
+    *,
+    text_tokens: int = 0,
+    block_size: int = 128,
+    decay_factor: float = 1.0,
+    model: str = "wan",
+    dist1: str = "full",
+    text_first: bool = False,
+) -> RadialMask:
+    """The shared :class:`RadialMask` for these arguments (see :func:`radial_block_mask` for
+    them), from the one bounded cache keyed by the checked arguments (the
+    ``MAX_CACHED_MASKS`` most recently used); never a copy."""
+    args = _check_args(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first)
+    with _MASKS_LOCK:
+        m = _MASKS.get(args)
+        if m is not None:
+            _MASKS.move_to_end(args)
+            return m
+    # A mask built under torch.inference_mode (ComfyUI samples there) would be an inference
+    # tensor: no version counter, and unusable in autograd. Build it as a normal tensor.
+    with torch.inference_mode(False):
+        m = RadialMask(args, _build(*args))
+    with _MASKS_LOCK:
+        m = _MASKS.setdefault(args, m)
+        _MASKS.move_to_end(args)
+        while len(_MASKS) > MAX_CACHED_MASKS:
+            _MASKS.popitem(last=False)
+    return m
+
+
+def clear_mask_cache() -> None:
+    """Forget every cached mask (benchmarks time first builds with it)."""
+    with _MASKS_LOCK:
+        _MASKS.clear()
+
+
 def radial_block_mask(
     num_frames: int,
     tokens_per_frame: int,
@@ -254,13 +361,22 @@ def radial_block_mask(
             token-level rule is the same; frames start at offset ``text_tokens`` so their blocks
             are placed (and reduced) where they are, and the text blocks are the first ones.
 
-    ``nb = ceil((num_frames * tokens_per_frame + text_tokens) / block_size)``. Results are cached
-    per argument set; each call returns a fresh copy that the caller may modify.
+    ``nb = ceil((num_frames * tokens_per_frame + text_tokens) / block_size)``. Each call returns a
+    fresh copy that the caller may modify; :func:`radial_mask` returns the shared, immutable
+    :class:`RadialMask` (what the kernels and the ComfyUI patch use).
     """
-    args = _check_args(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first)
-    return _build(*args).clone()
+    return radial_mask(num_frames, tokens_per_frame, text_tokens=text_tokens, block_size=block_size,
+                       decay_factor=decay_factor, model=model, dist1=dist1, text_first=text_first).blocks.clone()
 
 
-def mask_density(block_mask: torch.Tensor) -> float:
-    """Fraction of kept blocks (1.0 = dense)."""
-    return float(block_mask.float().mean()) if block_mask.numel() else 1.0
+def block_tensor(block_mask) -> torch.Tensor:
+    """The bool block tensor of a :class:`RadialMask` or of a tensor (returned as it is)."""
+    return block_mask.blocks if isinstance(block_mask, RadialMask) else block_mask
+
+
+def mask_density(block_mask) -> float:
+    """Fraction of kept blocks (1.0 = dense) of a :class:`RadialMask` or a bool tensor."""
+    if isinstance(block_mask, RadialMask):
+        return block_mask.density
+    n = block_mask.numel()
+    return int(torch.count_nonzero(block_mask)) / n if n else 1.0  # no float copy of the mask

@@ -144,7 +144,7 @@ def _observed_class(cls: type) -> type:
 
             def sparse_attention(self, plan, call, q, k, v):
                 out = super().sparse_attention(plan, call, q, k, v)
-                mask = plan.mask
+                mask = plan.mask.blocks  # the RadialMask's bool tensor
                 self.recorder({"kind": "sparse", "block": plan.block, "step": plan.step,
                                "q": q, "k": k, "v": v, "out": out, "block_mask": mask,
                                "key_padding_mask": plan.key_padding_mask, "frames": plan.frames,

@@ -49,7 +49,8 @@ def test_a_video_self_attention_call_goes_sparse_with_the_radial_mask(m):
     assert plan.sparse and plan.reason == "" and plan.video
     assert (plan.block, plan.step, plan.frames, plan.tokens_per_frame, plan.text_tokens) == (0, 3, 8, 64, 0)
     want = pack_module("radial_core.mask").radial_block_mask(8, 64, block_size=64, decay_factor=0.2)
-    assert torch.equal(plan.mask, want) and not bool(plan.mask.all())
+    assert torch.equal(plan.mask.blocks, want) and not bool(plan.mask.blocks.all())
+    assert plan.mask is m.plan.plan_call(_call(m, 8 * 64), _fwd(m), cfg, {}).mask  # one shared mask
     assert plan.backend == "pytorch" and "CUDA" in plan.backend_reason  # this CPU: radial_core's choice
     assert fwd.calls == 0, "planning must not move the block count"
 
