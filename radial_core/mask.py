@@ -307,9 +307,25 @@ def radial_mask(
     dist1: str = "full",
     text_first: bool = False,
 ) -> RadialMask:
-    """The shared :class:`RadialMask` for these arguments (see :func:`radial_block_mask` for
-    them), from the one bounded cache keyed by the checked arguments (the
-    ``MAX_CACHED_MASKS`` most recently used); never a copy."""
+    """The shared :class:`RadialMask` for these arguments, from the one bounded cache keyed by the
+    checked arguments (the ``MAX_CACHED_MASKS`` most recently used); never a copy.
+
+    Args:
+        num_frames: latent frames F after patchify (Wan-14B / HunyuanVideo:
+            ``(pixel_frames - 1) // 4 + 1``).
+        tokens_per_frame: tokens T of one latent frame after patchify, e.g. ``(H/16)*(W/16)``.
+        text_tokens: tokens after the video tokens in the same sequence (HunyuanVideo); 0 for Wan.
+        block_size: 128 or 64.
+        decay_factor: scales the window of far frames; lower is sparser.
+        model: ``"wan"`` (attention sink on frame 0) or ``"hunyuan"`` (no sink).
+        dist1: ``"full"`` (the authors' current rule) or ``"half"`` (paper-era Wan rule): the
+            window for frames at distance 1 in Wan.
+        text_first: the text tokens come before the video tokens (``[text | video]``). The
+            token-level rule is the same; frames start at offset ``text_tokens`` so their blocks
+            are placed (and reduced) where they are, and the text blocks are the first ones.
+
+    ``nb = ceil((num_frames * tokens_per_frame + text_tokens) / block_size)``.
+    """
     args = _check_args(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first)
     with _MASKS_LOCK:
         m = _MASKS.get(args)
@@ -334,39 +350,11 @@ def clear_mask_cache() -> None:
         _MASKS.clear()
 
 
-def radial_block_mask(
-    num_frames: int,
-    tokens_per_frame: int,
-    *,
-    text_tokens: int = 0,
-    block_size: int = 128,
-    decay_factor: float = 1.0,
-    model: str = "wan",
-    dist1: str = "full",
-    text_first: bool = False,
-) -> torch.Tensor:
-    """Return the radial block mask, a CPU ``torch.bool`` tensor of shape ``[nb, nb]``.
-
-    Args:
-        num_frames: latent frames F after patchify (Wan-14B / HunyuanVideo:
-            ``(pixel_frames - 1) // 4 + 1``).
-        tokens_per_frame: tokens T of one latent frame after patchify, e.g. ``(H/16)*(W/16)``.
-        text_tokens: tokens after the video tokens in the same sequence (HunyuanVideo); 0 for Wan.
-        block_size: 128 or 64.
-        decay_factor: scales the window of far frames; lower is sparser.
-        model: ``"wan"`` (attention sink on frame 0) or ``"hunyuan"`` (no sink).
-        dist1: ``"full"`` (the authors' current rule) or ``"half"`` (paper-era Wan rule): the
-            window for frames at distance 1 in Wan.
-        text_first: the text tokens come before the video tokens (``[text | video]``). The
-            token-level rule is the same; frames start at offset ``text_tokens`` so their blocks
-            are placed (and reduced) where they are, and the text blocks are the first ones.
-
-    ``nb = ceil((num_frames * tokens_per_frame + text_tokens) / block_size)``. Each call returns a
-    fresh copy that the caller may modify; :func:`radial_mask` returns the shared, immutable
-    :class:`RadialMask` (what the kernels and the ComfyUI patch use).
-    """
-    return radial_mask(num_frames, tokens_per_frame, text_tokens=text_tokens, block_size=block_size,
-                       decay_factor=decay_factor, model=model, dist1=dist1, text_first=text_first).blocks.clone()
+def radial_block_mask(num_frames: int, tokens_per_frame: int, **options) -> torch.Tensor:
+    """A copy of the radial mask's tensor (CPU ``torch.bool`` ``[nb, nb]``) that the caller may
+    modify: ``radial_mask(num_frames, tokens_per_frame, **options).blocks.clone()``. The kernels
+    and the ComfyUI patch use the shared :class:`RadialMask` from :func:`radial_mask` instead."""
+    return radial_mask(num_frames, tokens_per_frame, **options).blocks.clone()
 
 
 def block_tensor(block_mask) -> torch.Tensor:
