@@ -206,7 +206,7 @@ def denoising_loss(model, latents, conds, sigmas=(0.25, 0.5, 0.75, 0.95)) -> flo
             ms = model_wrap.inner_model.model_sampling
             g = torch.Generator().manual_seed(3)
             for s in sigmas:
-                sig = torch.tensor([ms.percent_to_sigma(1.0 - s)], dtype=latent_image.dtype)
+                sig = torch.tensor([ms.percent_to_sigma(1.0 - s)], dtype=latent_image.dtype, device=latent_image.device)
                 n = torch.randn(latent_image.shape, generator=g).to(latent_image)
                 xt = ms.noise_scaling(sig, n, latent_image, False)
                 x0 = model_wrap(xt, sig, **extra_args)
