@@ -30,6 +30,7 @@ import threading
 import weakref
 from collections import OrderedDict
 
+import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ DIST1_RULES = ("full", "half")
 
 # The authors' thinning threshold is a fixed 128 tokens, independent of the block size.
 _THINNING_TOKENS = 128
+
+# The builder runs in numpy (int32 interval arithmetic, int64 flat positions): on these small
+# arrays numpy's ufuncs cost less per call than torch's CPU ops, and its run-length np.repeat
+# writes the mask in one pass (bench/bench_mask.py; figures in docs/benchmarks.md).
 
 
 def _check_args(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first=False):
@@ -82,22 +87,22 @@ def _check_args(num_frames, tokens_per_frame, text_tokens, block_size, decay_fac
     return num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first
 
 
-def _pair_windows(num_frames, tokens_per_frame, block_size, decay_factor, model, dist1):
-    """Window per frame pair as an int tensor [F, F]: -1 = empty tile, else w (w >= T-1 = full).
-
-    Rules 1-3 of the spec: sink, window by distance, temporal thinning.
+def _window_by_distance(num_frames, tokens_per_frame, block_size, decay_factor, model, dist1):
+    """Window per frame distance d = |i - j| as int32 [F]: -1 = empty tile, else w (w >= T-1 =
+    full). Rules 2-3 of the spec (window by distance, temporal thinning); the sink (rule 1)
+    depends on the column frame, not the distance, and is applied by the caller.
     """
     T = tokens_per_frame
     P = 1 << T.bit_length()  # T rounded up to the next power of two, strictly above a power of 2
     full = T  # any w >= T - 1 keeps the whole tile
-    by_dist = []
+    by_dist = np.empty(num_frames, dtype=np.int32)
     for d in range(num_frames):
         g = d.bit_length()
         # rule 3: temporal thinning, L = P / 2**g (exact: all powers of two)
         if P < _THINNING_TOKENS * (1 << g):  # L < 128
             split = (_THINNING_TOKENS << g) // P
             if d % split != 0:
-                by_dist.append(-1)
+                by_dist[d] = -1
                 continue
         # rule 2: window
         if d == 0:
@@ -107,13 +112,8 @@ def _pair_windows(num_frames, tokens_per_frame, block_size, decay_factor, model,
         else:
             w = max(P / (1 << g) * decay_factor, block_size)
             w = min(int(math.floor(w)), full)
-        by_dist.append(w)
-    by_dist = torch.tensor(by_dist, dtype=torch.int64)
-    idx = torch.arange(num_frames)
-    windows = by_dist[(idx[:, None] - idx[None, :]).abs()]
-    if model == "wan":  # rule 1: attention sink on frame 0 wins over everything
-        windows[:, 0] = full
-    return windows
+        by_dist[d] = w
+    return by_dist
 
 
 def _kept_row_intervals(rr, rc, w, T, b):
@@ -131,43 +131,83 @@ def _kept_row_intervals(rr, rc, w, T, b):
     and only the (at most four) blocks holding A, Bh, Ch, D need the exact count. The kept blocks
     of a row are contiguous (checked against a literal token-level builder in the tests).
 
-    Args are int64 tensors of one shape [U] (one entry per distinct tile configuration).
-    Returns (lo, hi), each [U, k]: kept block columns lo..hi of row p (lo > hi: none).
+    Args are int32 arrays of one shape [U] (one entry per distinct tile configuration); b is a
+    power of two. Returns (lo, hi), int32 [k, U]: kept block columns lo..hi of row p (lo > hi:
+    none). (Rows of U, not of k: numpy's inner loops then run along the long axis.)
     """
     k = -(-T // b)
+    sh = b.bit_length() - 1  # b is a power of two: // b is >> sh (floor, also below zero)
     m = b // 3 + 1  # "density > 1/3" is count > b/3, i.e. count >= b//3 + 1
-    p = torch.arange(k, dtype=rr.dtype).view(1, k)
-    rr, rc, w = rr.view(-1, 1), rc.view(-1, 1), w.view(-1, 1)
-    rlo = (p * b - rr).clamp(0, T)
-    rhi = (p * b + b - rr).clamp(0, T)
-    last_col = (k * b - rc).clamp(max=T) - 1  # last tile column that lands in a block
-    A, D = rlo - w, rhi - 1 + w
-    Bh, Ch = rlo + (m - 1) - w, rhi - m + w
-    has_high = (rhi - rlo >= m) & (2 * w >= m - 1) & (Bh <= Ch) & (Bh <= last_col) & (Ch >= 0)
+    pb = np.arange(0, k * b, b, dtype=np.int32)[:, None]  # p * b
+    rr, rc, w = rr[None, :], rc[None, :], w[None, :]
+    t = pb - rr
+    rlo = np.clip(t, 0, T)
+    rhi = np.clip(t + b, 0, T)
+    last_col = np.minimum(k * b - rc, T) - 1  # last tile column that lands in a block, [1, U]
+    A, D = rlo - w, rhi + (w - 1)
+    Bh, Ch = rlo + ((m - 1) - w), rhi + (w - m)
+    has_high = (rhi - rlo >= m) & (Bh <= Ch) & (Bh <= last_col) & (Ch >= 0) & (2 * w >= m - 1)
 
     def block_of(col):
-        return (torch.minimum(col.clamp(min=0), last_col) + rc) // b
+        return (np.minimum(np.maximum(col, 0), last_col) + rc) >> sh
 
-    def kept(q):
-        clo = (q * b - rc).clamp(0, T)
-        chi = (q * b + b - rc).clamp(0, T) - 1
-        nonzero = (torch.minimum(chi, D) - torch.maximum(clo, A) + 1).clamp(min=0)
-        high = (torch.minimum(chi, Ch) - torch.maximum(clo, Bh) + 1).clamp(min=0)
-        return 5 * high > 3 * nonzero  # high / nonzero > 0.6, exactly
-
-    qA, qB, qC, qD = block_of(A), block_of(Bh), block_of(Ch), block_of(D)
-    interior = qB + 1 <= qC - 1
-    big = k + 1
-    lo = torch.full_like(qA, big)
-    hi = torch.full_like(qA, -1)
-    for q in (qA, qB, qC, qD):
-        ok = kept(q)
-        lo = torch.where(ok, torch.minimum(lo, q), lo)
-        hi = torch.where(ok, torch.maximum(hi, q), hi)
-    lo = torch.where(interior, torch.minimum(lo, qB + 1), lo)
-    hi = torch.where(interior, torch.maximum(hi, qC - 1), hi)
-    lo = torch.where(has_high, lo, torch.full_like(lo, big))
+    lo = np.full(A.shape, k + 1, dtype=np.int32)
+    hi = np.full(A.shape, -1, dtype=np.int32)
+    qs = [block_of(col) for col in (A, Bh, Ch, D)]
+    for q in qs:
+        qb = (q << sh) - rc
+        clo = np.clip(qb, 0, T)
+        chi = np.clip(qb + b, 0, T) - 1
+        nonzero = np.minimum(chi, D) - np.maximum(clo, A) + 1
+        np.maximum(nonzero, 0, out=nonzero)
+        high = np.minimum(chi, Ch) - np.maximum(clo, Bh) + 1
+        np.maximum(high, 0, out=high)
+        ok = 5 * high > 3 * nonzero  # high / nonzero > 0.6, exactly
+        np.minimum(lo, q, out=lo, where=ok)
+        np.maximum(hi, q, out=hi, where=ok)
+    qB, qC = qs[1], qs[2]
+    interior = qB + 2 <= qC  # blocks strictly between those of Bh and Ch
+    np.minimum(lo, qB + 1, out=lo, where=interior)
+    np.maximum(hi, qC - 1, out=hi, where=interior)
+    lo[~has_high] = k + 1
     return lo, hi
+
+
+def _paint_scatter(mask, first, length):
+    """Set ``mask[first[n] : first[n] + length[n]]`` (flat bool array) for every n, any order."""
+    total = int(length.sum())
+    if total:
+        before = np.cumsum(length) - length
+        flat = np.repeat(first - before, length)
+        flat += np.arange(total, dtype=flat.dtype)
+        mask[flat] = True
+
+
+def _paint_runs(size, first, length):
+    """The flat bool array of ``size`` with the intervals ``[first[n], first[n] + length[n])``
+    set, written in one pass as alternating runs (np.repeat); ``first`` must be nondecreasing
+    over the non-empty intervals (which may overlap or touch). None when it is not (the caller
+    then scatters)."""
+    nonempty = np.flatnonzero(length)
+    first, length = first[nonempty], length[nonempty]
+    n = first.size
+    if n == 0:
+        return np.zeros(size, dtype=np.bool_)
+    if n > 1 and not bool((first[1:] >= first[:-1]).all()):
+        return None
+    end = first + length
+    if n > 1 and not bool((end[1:] >= end[:-1]).all()):  # one interval inside an earlier one
+        end = np.maximum.accumulate(end)
+    start = first.copy()  # runs [start_n, end_n) cover the union, in order, without overlap
+    np.maximum(start[1:], end[:-1], out=start[1:])
+    counts = np.empty(2 * n + 1, dtype=np.intp)
+    counts[0] = start[0]
+    counts[2:-1:2] = start[1:] - end[:-1]  # gaps (>= 0)
+    counts[-1] = size - end[-1]
+    counts[1::2] = end - start  # runs (>= 0)
+    values = np.zeros(2 * n + 1, dtype=np.bool_)
+    values[1::2] = True
+    return np.repeat(values, counts)
 
 
 def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first=False):
@@ -177,38 +217,55 @@ def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, 
     k = -(-T // b)
     lead = text_tokens if text_first else 0  # tokens before the first video frame
 
-    windows = _pair_windows(F, T, b, decay_factor, model, dist1)  # [F, F]
-    start = lead + torch.arange(F) * T
-    row_off = start % b  # where a frame starts inside its first block
-    base = (start // b).to(torch.int32)  # a frame's first block
+    # Window per frame pair [F, F]: one value per distance |i - j|, broadcast; rule 1, the
+    # attention sink on frame 0 (Wan), wins over everything.
+    frames = np.arange(F, dtype=np.int64)
+    windows = _window_by_distance(F, T, b, decay_factor, model, dist1)[np.abs(frames[:, None] - frames[None, :])]
+    if model == "wan":
+        windows[:, 0] = T
+    start = lead + frames * T
+    row_off = (start % b).astype(np.int32)  # where a frame starts inside its first block
+    base = start // b  # a frame's first block
 
-    ii, jj = torch.nonzero(windows >= 0, as_tuple=True)  # non-empty tiles
     # A tile's blocks depend only on (row offset, column offset, window): compute each distinct
-    # configuration once. Offsets are < b and windows <= T, so one int64 key holds all three.
-    keys = (row_off[ii] * b + row_off[jj]) * (T + 1) + windows[ii, jj]
-    configs, inverse = torch.unique(keys, return_inverse=True)
-    w_cfg = configs % (T + 1)
-    rc_cfg = (configs // (T + 1)) % b
-    rr_cfg = configs // ((T + 1) * b)
-    i32 = torch.int32  # halves the memory traffic of the interval arithmetic
-    lo, hi = _kept_row_intervals(rr_cfg.to(i32), rc_cfg.to(i32), w_cfg.to(i32), T, b)
+    # configuration once. Offsets are < b and windows <= T, so one int64 key holds all three;
+    # every empty (thinned) tile gets the key -1.
+    keys = (row_off[:, None].astype(np.int64) * b + row_off[None, :]) * (T + 1) + windows
+    keys[windows < 0] = -1
+    configs, inverse = np.unique(keys, return_inverse=True)
+    w_cfg = (configs % (T + 1)).astype(np.int32)
+    rc_cfg = ((configs // (T + 1)) % b).astype(np.int32)
+    rr_cfg = (configs // ((T + 1) * b)).astype(np.int32)
+    lo, hi = _kept_row_intervals(rr_cfg, rc_cfg, w_cfg, T, b)  # [k, U]
+    lo[:, configs < 0] = k + 1  # empty tiles keep nothing
 
-    # Every tile row's interval in global block coordinates, written straight into the mask
-    # (intervals of different tiles may overlap: writing True twice is harmless).
-    lo, hi = lo[inverse], hi[inverse]  # [tiles, k]
-    rows = base[ii].view(-1, 1) + torch.arange(k).view(1, -1)
-    c0 = base[jj].view(-1, 1) + lo
-    c1 = torch.clamp(base[jj].view(-1, 1) + hi, max=nb - 1)
-    ok = (lo <= hi) & (rows < nb) & (c0 < nb)
-    first = rows[ok].long() * nb + c0[ok]  # flat index of each interval's first block
-    length = (c1[ok] - c0[ok] + 1).long()
-    total = int(length.sum())
-    mask = torch.zeros(nb * nb, dtype=torch.bool)
-    if total:
-        before = torch.cumsum(length, 0) - length
-        flat = torch.repeat_interleave(first - before, length, output_size=total)
-        mask[flat + torch.arange(total)] = True
-    mask = mask.view(nb, nb)
+    # Every tile row's interval in global block coordinates, as a flat position and a length
+    # (0: nothing kept, or past the mask's edge), laid out as [row frame i, tile row p, column
+    # frame j]: in that order the intervals run in row-major order of the mask (frame j+1's
+    # blocks start at or after the last of frame j's), except that a frame's first block row is
+    # the previous frame's last when the frames share that block: those rows are painted apart.
+    idt = np.int32 if nb * nb < 2**31 else np.int64  # flat positions
+    U = configs.size
+    pick = inverse.reshape(F, 1, F) + (np.arange(k) * U).reshape(1, k, 1)  # [F, k, F] into [k, U]
+    lo, hi = lo.take(pick), hi.take(pick)
+    base = base.astype(idt)
+    rows = base[:, None] + np.arange(k, dtype=idt)[None, :]  # [F, k]
+    c0 = base + lo  # base broadcast over the column frame j
+    length = np.minimum(base + hi, nb - 1) - c0 + 1
+    np.maximum(length, 0, out=length)
+    length[rows >= nb] = 0
+    first = (rows * nb)[:, :, None] + c0
+    shared = np.zeros(F, dtype=np.bool_)
+    shared[1:] = base[1:] == base[:-1] + (k - 1)
+    shared_first, shared_length = first[shared, 0].ravel(), length[shared, 0].ravel()
+    length[shared, 0] = 0
+    flat_first, flat_length = first.ravel(), length.ravel()
+    mask = _paint_runs(nb * nb, flat_first, flat_length)
+    if mask is None:  # not in order after all: scatter everything (same result, slower)
+        mask = np.zeros(nb * nb, dtype=np.bool_)
+        _paint_scatter(mask, flat_first, flat_length)
+    _paint_scatter(mask, shared_first, shared_length)
+    mask = mask.reshape(nb, nb)
 
     # Text tokens attend to everything and are attended by everything; the block holding the
     # video/text border is dense too. Text first: the same rule mirrored (the spec's per-tile
@@ -227,7 +284,7 @@ def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, 
         border = (F * T) // b
         mask[border:, :] = True
         mask[:, border:] = True
-    return mask
+    return torch.from_numpy(mask)
 
 
 class RadialMask:

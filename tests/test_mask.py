@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from radial_core import mask_density, radial_block_mask
-from mask_reference import spec_block_mask
+from mask_reference import previous_block_mask, spec_block_mask
 
 # The public figures of the spec: (F, T, text, block, decay, model, dist1) -> (nb, kept blocks)
 PUBLIC_FIGURES = [
@@ -102,6 +102,59 @@ def test_text_first_matches_literal_spec(F, T, text, b, decay):
         after = radial_block_mask(F, T, text_tokens=text, block_size=b, decay_factor=decay, model="hunyuan")
         vb = (F * T) // b  # whole video blocks (video-first makes the border block dense)
         assert torch.equal(got[lead:lead + vb, lead:lead + vb], after[:vb, :vb])
+
+
+def _equivalence_cases(n, seed=2026):
+    """Random shapes for the numpy builder against the previous torch builder (both fast): long
+    videos up to 128 frames, odd and tiny token counts, text after or before the video, both
+    models, both dist1 rules, both block sizes, decays from very sparse to dense."""
+    rng = random.Random(seed)
+    cases = [(127, 3599, 0, 128, 1.0, "wan", "full", False), (127, 3599, 0, 64, 1.0, "wan", "full", False),
+             (128, 3600, 0, 64, 0.2, "wan", "half", False), (33, 3600, 256, 128, 0.95, "hunyuan", "full", True),
+             (40, 1, 3, 64, 1.0, "hunyuan", "full", True), (9, 64, 0, 64, 1.0, "wan", "full", False)]
+    while len(cases) < n:
+        F = rng.choice([rng.randint(1, 8), rng.randint(9, 48), rng.randint(100, 128)])
+        T = rng.choice([rng.randint(1, 70), rng.randint(60, 300), rng.randint(300, 1200), rng.randint(1200, 3700)])
+        T = min(T, 30_000 // F)  # keeps the previous builder's share of the test to a few seconds
+        model = rng.choice(["wan", "hunyuan"])
+        text = rng.choice([0, 0, 77, 226, 256, rng.randint(1, 400)])
+        text_first = model == "hunyuan" and text > 0 and rng.random() < 0.5
+        cases.append((F, T, text, rng.choice([64, 128]), rng.choice([0.05, 0.2, 0.5, 0.8, 0.95, 1.0, 1.7, rng.uniform(0.01, 4)]),
+                      model, rng.choice(["full", "half"]), text_first))
+    return cases
+
+
+def test_matches_previous_builder_random():
+    """The block decision is unchanged by the numpy rewrite of the builder (issue 13, item 3):
+    bit for bit against the previous torch builder, kept in tests/mask_reference.py."""
+    cases = _equivalence_cases(80)
+    mismatched = [c for c in cases if not torch.equal(
+        radial_block_mask(c[0], c[1], text_tokens=c[2], block_size=c[3], decay_factor=c[4], model=c[5], dist1=c[6], text_first=c[7]),
+        previous_block_mask(*c))]
+    assert not mismatched, f"{len(mismatched)} of {len(cases)} shapes differ, e.g. {mismatched[:3]}"
+
+
+def test_interval_painters_agree():
+    """The run-length painter (ordered intervals) and the scatter fallback set the same blocks;
+    the run-length painter refuses intervals out of order instead of painting them wrongly."""
+    import numpy as np  # noqa: PLC0415
+
+    from radial_core import mask as mask_module  # noqa: PLC0415
+
+    rng = np.random.default_rng(5)
+    size = 5000
+    first = np.sort(rng.integers(0, size - 40, 700))
+    length = rng.integers(0, 40, 700)
+    length[rng.random(700) < 0.3] = 0
+    length[::50] = 45  # some intervals reach over later ones
+    want = np.zeros(size, dtype=np.bool_)
+    for f, n in zip(first, length):
+        want[f:f + n] = True
+    got = np.zeros(size, dtype=np.bool_)
+    mask_module._paint_scatter(got, first, length)
+    assert np.array_equal(got, want)
+    assert np.array_equal(mask_module._paint_runs(size, first, length), want)
+    assert mask_module._paint_runs(size, first[::-1].copy(), length[::-1].copy()) is None
 
 
 @pytest.mark.parametrize("F,T,text,b", [(7, 300, 0, 128), (5, 333, 77, 64), (13, 200, 256, 128), (2, 5, 0, 64)])
