@@ -1,10 +1,15 @@
 """Time the radial mask builder on the CPU (first build, cache cleared) for the shapes users run.
 
-    python bench/bench_mask.py
+    python bench/bench_mask.py [--sweep] [--previous] [--threads N]
 
 Target (../shared/docs/performance.md, issue 13): first build <= 50 ms for every shape up to
 128 latent frames (the worst case: 127 frames x 3 599 tokens). ``--sweep`` times every frame count
 1..128 at 3 599 and 3 600 tokens per frame, both block sizes, and prints the slowest.
+``--previous`` also times the previous torch builder (tests/mask_reference.py) on the worst case.
+
+Times are the best of a few first builds, as CPU time of this process (``time.process_time``: what
+the build costs while other work loads the machine) and as wall time; torch runs single-threaded
+unless ``--threads`` says otherwise (the builder itself is numpy, one thread).
 """
 
 import platform
@@ -32,57 +37,78 @@ SHAPES = [
 ]
 
 
-def first_build_ms(geom, block_size, decay, repeats=5):
-    best = float("inf")
+def best_ms(build, repeats):
+    """(CPU ms, wall ms, result): the best of ``repeats`` calls of ``build`` by each clock."""
+    cpu = wall = float("inf")
     for _ in range(repeats):
         radial_mask.clear_mask_cache()
-        t0 = time.perf_counter()
-        m = geom.block_mask(block_size=block_size, decay_factor=decay)
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3, m
+        c0, w0 = time.process_time(), time.perf_counter()
+        out = build()
+        cpu, wall = min(cpu, time.process_time() - c0), min(wall, time.perf_counter() - w0)
+    return cpu * 1e3, wall * 1e3, out
+
+
+def geometry_mask(geom, block_size, decay):
+    """The shared RadialMask of a geometry (geom.block_mask would add radial_block_mask's copy)."""
+    return radial_mask.radial_mask(geom.num_frames, geom.tokens_per_frame, text_tokens=geom.text_tokens,
+                                   block_size=block_size, decay_factor=decay, model=geom.mask_model,
+                                   text_first=geom.text_first)
+
+
+def first_build_ms(geom, block_size, decay, repeats=5):
+    return best_ms(lambda: geometry_mask(geom, block_size, decay), repeats)
 
 
 def direct_first_build_ms(frames, tpf, block_size, repeats=3):
-    best = float("inf")
-    for _ in range(repeats):
-        radial_mask.clear_mask_cache()
-        t0 = time.perf_counter()
-        radial_mask.radial_mask(frames, tpf, block_size=block_size, decay_factor=1.0)
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3
+    return best_ms(lambda: radial_mask.radial_mask(frames, tpf, block_size=block_size, decay_factor=1.0), repeats)[:2]
 
 
 def sweep():
-    worst = (0.0, None)
+    worst = {128: (0.0, 0.0, None), 64: (0.0, 0.0, None)}
     for tpf in (3599, 3600):
         for b in (128, 64):
             for f in range(1, 129):
-                ms = direct_first_build_ms(f, tpf, b)
-                worst = max(worst, (ms, (f, tpf, b)))
-    ms, (f, tpf, b) = worst
-    print(f"slowest first build over 1..128 frames x 3599/3600 tokens, block 128/64: {ms:.1f} ms "
-          f"({f} frames x {tpf} tokens, block {b}); target 50 ms")
+                cpu, wall = direct_first_build_ms(f, tpf, b)
+                worst[b] = max(worst[b], (cpu, wall, (f, tpf)))
+    for b, (cpu, wall, (f, tpf)) in worst.items():
+        print(f"block {b}: slowest first build over 1..128 frames x 3599/3600 tokens: {cpu:.1f} ms CPU "
+              f"({wall:.1f} ms wall) at {f} frames x {tpf} tokens; target 50 ms")
+
+
+def previous():
+    import mask_reference  # noqa: PLC0415  (tests/, on sys.path above)
+
+    for b in (128, 64):
+        cpu, wall, _ = best_ms(lambda: mask_reference.previous_block_mask(127, 3599, 0, b, 1.0, "wan", "full"), 5)
+        print(f"previous torch builder, 127 x 3599, block {b}: {cpu:.1f} ms CPU ({wall:.1f} ms wall)")
 
 
 def main():
+    if "--threads" in sys.argv:
+        torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]))
+    else:
+        torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
     if "--sweep" in sys.argv:
         sweep()
         return
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    if "--previous" in sys.argv:
+        previous()
     rows = []
     for name, fam, w, h, f in SHAPES:
         g = geometry_from_pixels(fam, w, h, f)
         for b in (128, 64):
-            ms, m = first_build_ms(g, b, 1.0)
+            cpu, wall, m = first_build_ms(g, b, 1.0)
             t0 = time.perf_counter()
-            g.block_mask(block_size=b, decay_factor=1.0)
+            geometry_mask(g, b, 1.0)
             cached_ms = (time.perf_counter() - t0) * 1e3
-            rows.append((name, f"{g.num_frames}x{g.tokens_per_frame}", b, m.shape[0], f"{m.float().mean():.3f}", f"{ms:.1f}", f"{cached_ms:.2f}"))
+            rows.append((name, f"{g.num_frames}x{g.tokens_per_frame}", b, m.nb, f"{m.density:.3f}",
+                         f"{cpu:.1f}", f"{wall:.1f}", f"{cached_ms:.2f}"))
     for b in (128, 64):
-        ms = direct_first_build_ms(127, 3599, b, repeats=5)
+        cpu, wall = direct_first_build_ms(127, 3599, b, repeats=5)
         m = radial_mask.radial_mask(127, 3599, block_size=b, decay_factor=1.0)
-        rows.append(("issue 13's worst case", "127x3599", b, m.nb, f"{m.density:.3f}", f"{ms:.1f}", "-"))
-    header = ("shape", "F x T", "block", "nb", "density", "first build ms", "cached ms")
+        rows.append(("issue 13's worst case", "127x3599", b, m.nb, f"{m.density:.3f}", f"{cpu:.1f}", f"{wall:.1f}", "-"))
+    header = ("shape", "F x T", "block", "nb", "density", "first build CPU ms", "wall ms", "cached ms")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     for r in [header] + rows:
         print("  ".join(str(x).ljust(wd) for x, wd in zip(r, widths)))

@@ -42,9 +42,9 @@ DIST1_RULES = ("full", "half")
 # The authors' thinning threshold is a fixed 128 tokens, independent of the block size.
 _THINNING_TOKENS = 128
 
-# The builder runs in numpy (int32 interval arithmetic, int64 flat positions): on these small
-# arrays numpy's ufuncs cost less per call than torch's CPU ops, and its run-length np.repeat
-# writes the mask in one pass (bench/bench_mask.py; figures in docs/benchmarks.md).
+# The builder runs in numpy (int16/int32 interval arithmetic, int32/int64 flat positions): on
+# these arrays numpy's ufuncs cost less than torch's CPU ops, and its run-length np.repeat writes
+# the mask in one pass (bench/bench_mask.py; figures in docs/benchmarks.md, docs/perf-notes.md).
 
 
 def _check_args(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first=False):
@@ -131,14 +131,15 @@ def _kept_row_intervals(rr, rc, w, T, b):
     and only the (at most four) blocks holding A, Bh, Ch, D need the exact count. The kept blocks
     of a row are contiguous (checked against a literal token-level builder in the tests).
 
-    Args are int32 arrays of one shape [U] (one entry per distinct tile configuration); b is a
-    power of two. Returns (lo, hi), int32 [k, U]: kept block columns lo..hi of row p (lo > hi:
-    none). (Rows of U, not of k: numpy's inner loops then run along the long axis.)
+    Args are integer arrays of one shape [U] and one dtype (int16 or int32, wide enough for
+    values in [-T, 2T + 2b]; one entry per distinct tile configuration); b is a power of two.
+    Returns (lo, hi) in that dtype, [k, U]: kept block columns lo..hi of row p (lo > hi: none).
+    (Rows of U, not of k: numpy's inner loops then run along the long axis.)
     """
     k = -(-T // b)
     sh = b.bit_length() - 1  # b is a power of two: // b is >> sh (floor, also below zero)
     m = b // 3 + 1  # "density > 1/3" is count > b/3, i.e. count >= b//3 + 1
-    pb = np.arange(0, k * b, b, dtype=np.int32)[:, None]  # p * b
+    pb = np.arange(0, k * b, b, dtype=rr.dtype)[:, None]  # p * b
     rr, rc, w = rr[None, :], rc[None, :], w[None, :]
     t = pb - rr
     rlo = np.clip(t, 0, T)
@@ -151,8 +152,8 @@ def _kept_row_intervals(rr, rc, w, T, b):
     def block_of(col):
         return (np.minimum(np.maximum(col, 0), last_col) + rc) >> sh
 
-    lo = np.full(A.shape, k + 1, dtype=np.int32)
-    hi = np.full(A.shape, -1, dtype=np.int32)
+    lo = np.full(A.shape, k + 1, dtype=rr.dtype)
+    hi = np.full(A.shape, -1, dtype=rr.dtype)
     qs = [block_of(col) for col in (A, Bh, Ch, D)]
     for q in qs:
         qb = (q << sh) - rc
@@ -233,9 +234,12 @@ def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, 
     keys = (row_off[:, None].astype(np.int64) * b + row_off[None, :]) * (T + 1) + windows
     keys[windows < 0] = -1
     configs, inverse = np.unique(keys, return_inverse=True)
-    w_cfg = (configs % (T + 1)).astype(np.int32)
-    rc_cfg = ((configs // (T + 1)) % b).astype(np.int32)
-    rr_cfg = (configs // ((T + 1) * b)).astype(np.int32)
+    # The interval arithmetic stays within [-T, 2T + 2b]: int16 while that fits (T up to ~16 000,
+    # past 1080p), which halves its memory traffic again; int32 beyond.
+    adt = np.int16 if 2 * T + 4 * b < 2**15 else np.int32
+    w_cfg = (configs % (T + 1)).astype(adt)
+    rc_cfg = ((configs // (T + 1)) % b).astype(adt)
+    rr_cfg = (configs // ((T + 1) * b)).astype(adt)
     lo, hi = _kept_row_intervals(rr_cfg, rc_cfg, w_cfg, T, b)  # [k, U]
     lo[:, configs < 0] = k + 1  # empty tiles keep nothing
 

@@ -111,7 +111,8 @@ def _equivalence_cases(n, seed=2026):
     rng = random.Random(seed)
     cases = [(127, 3599, 0, 128, 1.0, "wan", "full", False), (127, 3599, 0, 64, 1.0, "wan", "full", False),
              (128, 3600, 0, 64, 0.2, "wan", "half", False), (33, 3600, 256, 128, 0.95, "hunyuan", "full", True),
-             (40, 1, 3, 64, 1.0, "hunyuan", "full", True), (9, 64, 0, 64, 1.0, "wan", "full", False)]
+             (40, 1, 3, 64, 1.0, "hunyuan", "full", True), (9, 64, 0, 64, 1.0, "wan", "full", False),
+             (4, 16127, 0, 128, 0.5, "wan", "half", False), (3, 16300, 77, 64, 1.0, "hunyuan", "full", True)]  # int16 / int32
     while len(cases) < n:
         F = rng.choice([rng.randint(1, 8), rng.randint(9, 48), rng.randint(100, 128)])
         T = rng.choice([rng.randint(1, 70), rng.randint(60, 300), rng.randint(300, 1200), rng.randint(1200, 3700)])
