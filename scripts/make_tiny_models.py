@@ -178,15 +178,25 @@ def hunyuan_probe(*, in_channels: int = 16, double: int = 1, single: int = 1, hi
 
 def hunyuan15_state_dict(*, in_channels: int = 65, double: int = 2, hidden: int = 128, context_dim: int = 32,
                          meanflow: bool = False, seed: int = 0) -> dict:
-    """A small HunyuanVideo 1.5, detected by ComfyUI from its keys (ComfyUI 0.33+).
+    """A small HunyuanVideo 1.5, detected by ComfyUI from its keys (ComfyUI 0.33+); the keys are
+    :func:`hunyuan15_probe`'s."""
+    return detected_state_dict(hunyuan15_probe(in_channels=in_channels, double=double, hidden=hidden,
+                                               context_dim=context_dim, meanflow=meanflow), seed)
+
+
+def hunyuan15_probe(*, in_channels: int = 65, double: int = 2, hidden: int = 128, context_dim: int = 32,
+                    meanflow: bool = False) -> dict[str, tuple[int, ...]]:
+    """The keys (and shapes) ComfyUI's detection reads for a HunyuanVideo 1.5 of this size.
 
     The keys that tell it: no ``vector_in``, an image-encoder projection ``vision_in`` (SigLIP
     width 1152, which ComfyUI's config matches on), ``cond_type_embedding``, patch 1x1x1, 32 latent
     channels. ``in_channels`` 65 = T2V / I2V (32 latent + 32 image + 1 mask), 98 = the SR-distilled
     upscaler; ``meanflow`` adds ``time_r_in`` (the step-distilled checkpoints). The ByT5 glyph
     mapper (``byt5_in``, optional in the real files too) is left out: it is 7M parameters.
+    ComfyUI derives heads as ``hidden // 128``. The released model: ``hidden=2048, double=54,
+    context_dim=3584`` (Qwen2.5-VL-7B's width), see bench/bench_e2e.py.
     """
-    probe = {
+    return {
         "img_in.proj.weight": (hidden, in_channels, 1, 1, 1),
         "final_layer.linear.weight": (32, hidden),
         "txt_in.input_embedder.weight": (hidden, context_dim),
@@ -196,7 +206,6 @@ def hunyuan15_state_dict(*, in_channels: int = 65, double: int = 2, hidden: int 
         **{f"double_blocks.{i}.img_attn.qkv.weight": (3 * hidden, hidden) for i in range(double)},
         **({"time_r_in.in_layer.weight": (hidden, 256)} if meanflow else {}),
     }
-    return detected_state_dict(probe, seed)
 
 
 # LTX-Video / LTX-2: ComfyUI reads the block count and the head width (attn2.to_k rows / 32
@@ -215,13 +224,27 @@ LTX_TINY_CONFIG = {
 }
 
 
-def ltx_metadata(audio: bool) -> dict:
+def ltx_metadata(audio: bool, config: dict | None = None) -> dict:
+    """The file's "config" metadata for an LTX model of ``config`` (default: the tiny one)."""
     import json
 
-    cfg = dict(LTX_TINY_CONFIG)
+    cfg = dict(LTX_TINY_CONFIG if config is None else config)
     if not audio:
         cfg = {k: v for k, v in cfg.items() if not k.startswith(("audio_", "connector_"))}
     return {"config": json.dumps({"transformer": cfg})}
+
+
+def ltx_probe(*, audio: bool = False, num_layers: int = 2, config: dict | None = None) -> dict[str, tuple[int, ...]]:
+    """The keys (and shapes) ComfyUI's detection reads for an LTX model of ``config`` (default:
+    the tiny one); it reads the rest of the configuration from :func:`ltx_metadata`."""
+    cfg = LTX_TINY_CONFIG if config is None else config
+    inner = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+    audio_inner = cfg.get("audio_num_attention_heads", 0) * cfg.get("audio_attention_head_dim", 0)
+    return {
+        "adaln_single.emb.timestep_embedder.linear_1.bias": (inner,),
+        **{f"transformer_blocks.{i}.attn2.to_k.weight": (inner, cfg["cross_attention_dim"]) for i in range(num_layers)},
+        **({"audio_adaln_single.linear.weight": (6 * audio_inner, audio_inner)} if audio else {}),
+    }
 
 
 def ltx_state_dict(*, audio: bool = False, num_layers: int = 2, seed: int = 0) -> dict:
@@ -229,14 +252,7 @@ def ltx_state_dict(*, audio: bool = False, num_layers: int = 2, seed: int = 0) -
 
     Save it with :func:`ltx_metadata` (``save(sd, path, metadata=ltx_metadata(audio))``).
     """
-    cfg = LTX_TINY_CONFIG
-    inner = cfg["num_attention_heads"] * cfg["attention_head_dim"]
-    probe = {
-        "adaln_single.emb.timestep_embedder.linear_1.bias": (inner,),
-        **{f"transformer_blocks.{i}.attn2.to_k.weight": (inner, cfg["cross_attention_dim"]) for i in range(num_layers)},
-        **({"audio_adaln_single.linear.weight": (6 * 64, 64)} if audio else {}),
-    }
-    return detected_state_dict(probe, seed, metadata=ltx_metadata(audio))
+    return detected_state_dict(ltx_probe(audio=audio, num_layers=num_layers), seed, metadata=ltx_metadata(audio))
 
 
 def kandinsky5_state_dict(*, visual_blocks: int = 2, text_blocks: int = 1, model_dim: int = 128,
