@@ -17,8 +17,10 @@ conditioning: unpatched (ComfyUI's default attention) and patched through the pa
 GPU memory.
 
 ``--layers N`` builds N blocks instead of the full depth (every block of these models costs the
-same, so the dense/radial ratio is unchanged and per-step time scales with N); the table says
-when a case ran with fewer blocks.
+same, so the dense/radial ratio is unchanged and per-step time scales with N; HunyuanVideo: N
+double + 2N single blocks, HunyuanVideo 1.5: N double blocks, LTX-2: N joint audio-video blocks);
+the table says when a case ran with fewer blocks. ``--smoke`` runs tiny models of the same classes
+on the CPU (cases ``smoke``, ``smoke_hy15``, ``smoke_ltx2``; tests/test_bench_e2e.py runs them).
 """
 
 from __future__ import annotations
@@ -304,6 +306,7 @@ def main():
         layers = args.layers_long if (name == "wan321" and args.layers_long) else args.layers
         key = (family, layers)
         if key not in models:
+            model = None  # the previous family's model goes before the next one is built
             models.clear()
             torch.cuda.empty_cache()
             models[key] = build_model(family, layers, sizes)
