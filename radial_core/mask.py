@@ -249,9 +249,9 @@ def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, 
     # blocks start at or after the last of frame j's), except that a frame's first block row is
     # the previous frame's last when the frames share that block: those rows are painted apart.
     idt = np.int32 if nb * nb < 2**31 else np.int64  # flat positions
-    U = configs.size
-    pick = inverse.reshape(F, 1, F) + (np.arange(k) * U).reshape(1, k, 1)  # [F, k, F] into [k, U]
-    lo, hi = lo.take(pick), hi.take(pick)
+    inverse = inverse.reshape(F, F)
+    lo = np.ascontiguousarray(lo[:, inverse].transpose(1, 0, 2))  # [k, U] -> [F, k, F]
+    hi = np.ascontiguousarray(hi[:, inverse].transpose(1, 0, 2))
     base = base.astype(idt)
     rows = base[:, None] + np.arange(k, dtype=idt)[None, :]  # [F, k]
     c0 = base + lo  # base broadcast over the column frame j
