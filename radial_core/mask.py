@@ -428,4 +428,10 @@ def mask_density(block_mask) -> float:
     if isinstance(block_mask, RadialMask):
         return block_mask.density
     n = block_mask.numel()
-    return int(torch.count_nonzero(block_mask)) / n if n else 1.0  # no float copy of the mask
+    if not n:
+        return 1.0
+    if block_mask.device.type == "cpu" and block_mask.dtype == torch.bool:
+        # numpy counts a CPU bool tensor (a view, no copy) ~5x faster than single-threaded torch:
+        # 1.6 ms instead of 8 ms for a 7142 x 7142 mask, part of every first build
+        return int(np.count_nonzero(block_mask.numpy())) / n
+    return int(torch.count_nonzero(block_mask)) / n  # no float copy of the mask
