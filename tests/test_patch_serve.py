@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -30,9 +31,13 @@ def test_serve_refuses_a_folder_without_comfyui(tmp_path):
     assert str(tmp_path) in proc.stderr and "COMFYUI_DIR" in proc.stderr
 
 
-def test_serve_starts_comfyui_with_the_pack():
+def test_serve_starts_comfyui_with_the_pack(comfy):
+    """`make serve` of this leg (its virtual environment: VENV, as `LEG=0.3.75` picks it) serves the
+    ComfyUI this leg runs, with the node."""
+    import comfyui_version
+
     port = _free_port()
-    env = dict(os.environ, PORT=str(port), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PORT=str(port), PYTHONUNBUFFERED="1", VENV=sys.prefix)
     proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "serve.sh")], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -48,6 +53,9 @@ def test_serve_starts_comfyui_with_the_pack():
             except OSError:
                 time.sleep(2)
         assert info is not None, f"ComfyUI did not serve the node (exit {proc.poll()})"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/system_stats", timeout=5) as r:
+            served = json.loads(r.read())["system"]["comfyui_version"]
+        assert served == comfyui_version.__version__, (served, comfyui_version.__version__)
         node = info["RadialAttentionPatch"]
         assert node["display_name"] == "Radial Attention Patch"
         assert node["category"] == "Radial Attention"
