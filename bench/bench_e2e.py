@@ -26,8 +26,6 @@ on the CPU (cases ``smoke``, ``smoke_hy15``, ``smoke_ltx2``; tests/test_bench_e2
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import math
 import os
 import sys
@@ -109,13 +107,7 @@ def import_comfy(comfy_dir: Path):
 
 
 def tiny_models():
-    spec = importlib.util.spec_from_file_location("radial_make_tiny_models", ROOT / "scripts" / "make_tiny_models.py")
-    mod = sys.modules.get(spec.name)
-    if mod is None:
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
-    return mod
+    return pack_import.file_module("radial_make_tiny_models", ROOT / "scripts" / "make_tiny_models.py")
 
 
 def meta_state_dict(family: str, layers: int | None, sizes: dict):

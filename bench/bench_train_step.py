@@ -28,7 +28,6 @@ and the losses.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import inspect
 import json
 import os
@@ -51,13 +50,7 @@ ATTENTION_PROJECTIONS = re.compile(r"\.blocks\.\d+\.(self_attn|cross_attn)\.(q|k
 
 def bench_e2e():
     """bench/bench_e2e.py: the model builder and ComfyUI import shared with it."""
-    spec = importlib.util.spec_from_file_location("radial_bench_e2e", ROOT / "bench" / "bench_e2e.py")
-    mod = sys.modules.get(spec.name)
-    if mod is None:
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
-    return mod
+    return pack_import.file_module("radial_bench_e2e", ROOT / "bench" / "bench_e2e.py")
 
 
 def _kwargs_for(fn, **candidates):

@@ -47,16 +47,7 @@ pack_import.install(pack_path())
 
 def script_module(name: str):
     """Import ``scripts/<name>.py`` (helpers the demo shares with the tests), once."""
-    import importlib.util
-
-    key = f"radial_{name}"
-    mod = sys.modules.get(key)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(key, ROOT / "scripts" / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[key] = mod
-        spec.loader.exec_module(mod)
-    return mod
+    return pack_import.file_module(f"radial_{name}", ROOT / "scripts" / f"{name}.py")
 
 
 def require_cuda() -> None:

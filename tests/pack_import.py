@@ -78,3 +78,14 @@ def install(path: Path | str = ROOT):
     _state["package"] = package_name(path)
     sys.meta_path.insert(0, _Alias())
     return pkg
+
+
+def file_module(key: str, path: Path | str):
+    """Import one standalone file (``scripts/*.py``, ``bench/*.py``) as module ``key``, once."""
+    mod = sys.modules.get(key)
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(key, Path(path))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[key] = mod
+        spec.loader.exec_module(mod)
+    return mod
