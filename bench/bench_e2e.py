@@ -260,6 +260,8 @@ def main():
     ap.add_argument("--json", default=None, help="also write the rows here")
     ap.add_argument("--layers", type=int, default=None, help="blocks to build (default: full depth)")
     ap.add_argument("--layers-long", type=int, default=None, help="blocks for the 321-frame case")
+    ap.add_argument("--precision", default="exact", choices=("exact", "fp8"),
+                    help="the patch's precision input (fp8: 8-bit Q.K^T on Hopper / Ada; default exact)")
     args = ap.parse_args()
     if args.smoke:
         args.cases = args.cases or ",".join(SMOKE_CASES)
@@ -280,7 +282,7 @@ def main():
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     card = torch.cuda.get_device_name() if dev.type == "cuda" else "CPU"
-    print(f"{card}, torch {torch.__version__}, triton {triton.__version__}")
+    print(f"{card}, torch {torch.__version__}, triton {triton.__version__}, radial precision {args.precision}")
     # count the sparse kernel calls the patched model makes (the attention override's entry point)
     override = pack_import.module("nodes.attention_override")
     sparse_op, calls = override.block_sparse_attention, {"n": 0}
@@ -310,7 +312,7 @@ def main():
         mask = geom.block_mask(block_size=128, decay_factor=decay)
         density = float(mask.float().mean())
         t_dense, mem_dense, out_dense, _ = one_step(model, family, latent, cond)
-        patched = radial_patcher.apply_radial_patch(model, decay_factor=decay)
+        patched = radial_patcher.apply_radial_patch(model, decay_factor=decay, precision=args.precision)
         one_step(patched, family, shorter(latent), cond, repeats=1)  # compile kernels, build a mask
         calls["n"] = 0
         t_sparse, mem_sparse, out_sparse, runs = one_step(patched, family, latent, cond, long_s=1e9)
@@ -325,7 +327,7 @@ def main():
         audio_tokens = latent.unbind()[1].shape[2] if getattr(latent, "is_nested", False) else 0
         if audio_tokens:
             tokens += f" +{audio_tokens} audio"
-        records.append(dict(case=name, comfy_class=type(model.model.model_config).__name__,
+        records.append(dict(case=name, precision=args.precision, comfy_class=type(model.model.model_config).__name__,
                             model=type(model.model).__name__, video=f"{w}x{h}x{f}", tokens=geom.seq_len,
                             video_tokens=geom.video_tokens, audio_tokens=audio_tokens, blocks=n_blocks, density=density, dense_s=t_dense,
                             radial_s=t_sparse, sparse_calls_per_step=sparse_calls / runs, rel_diff=rel,
