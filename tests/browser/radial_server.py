@@ -62,16 +62,12 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self) -> None:
+    def __init__(self, flags: tuple[str, ...] = ("--cpu",), log_name: str = "comfyui-server.log") -> None:
         self.dir = comfyui_dir()
         if not (self.dir / "main.py").exists():
             raise RuntimeError(f"ComfyUI not found at {self.dir}: run `make test` or set COMFYUI_DIR")
-        link = self.dir / "custom_nodes" / "radial-attention"
-        if not link.exists():
-            raise RuntimeError(
-                f"the pack is not linked into {self.dir}/custom_nodes: run scripts/setup_env.sh "
-                f"(or `ln -s {ROOT} {link}`)"
-            )
+        self.check_pack()
+        self.flags = list(flags)  # main.py's flags before the listen/port/folder ones below
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.work = Path(tempfile.mkdtemp(prefix="radial-comfy-"))
@@ -85,12 +81,20 @@ class ComfyServer:
         for sub in ("workflows", "subgraphs"):
             (user / sub).mkdir(exist_ok=True)
         ARTIFACTS.mkdir(exist_ok=True)
-        self.log_path = ARTIFACTS / "comfyui-server.log"
+        self.log_path = ARTIFACTS / log_name
         self.proc: subprocess.Popen | None = None
+
+    def check_pack(self) -> None:
+        link = self.dir / "custom_nodes" / "radial-attention"
+        if not link.exists():
+            raise RuntimeError(
+                f"the pack is not linked into {self.dir}/custom_nodes: run scripts/setup_env.sh "
+                f"(or `ln -s {ROOT} {link}`)"
+            )
 
     def start(self) -> "ComfyServer":
         cmd = [
-            sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+            sys.executable, "main.py", *self.flags, "--listen", "127.0.0.1", "--port", str(self.port),
             "--output-directory", str(self.work / "output"),
             "--temp-directory", str(self.work / "temp"),
             "--input-directory", str(self.work / "input"),
