@@ -68,6 +68,7 @@ def spec_block_mask(F, T, text_tokens=0, b=128, decay=1.0, model="wan", dist1="f
 # (commit 7b37965 / d70bbad): closed-form per-tile row intervals, one flat scatter. Fast enough to
 # compare against on large random shapes where spec_block_mask is too slow; tests/test_mask.py
 # checks the current builder against it bit for bit.
+# It repeats radial_core/mask.py on purpose: shared code would change the reference with the builder.
 
 # The authors' thinning threshold is a fixed 128 tokens, independent of the block size.
 _THINNING_TOKENS = 128
