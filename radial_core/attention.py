@@ -62,7 +62,8 @@ import torch.nn.functional as F
 
 from .csr import block_mask_to_csr, block_mask_to_key_csr
 from .mask import block_tensor
-from .torch_path import torch_block_sparse_attention, torch_block_sparse_attention_backward
+from .torch_path import (out_layout, torch_block_sparse_attention,
+                         torch_block_sparse_attention_backward)
 
 logger = logging.getLogger(__name__)
 
@@ -264,48 +265,6 @@ def supports_backward(q: torch.Tensor, backend: str = "auto") -> tuple[bool, str
     return True, used
 
 
-def _attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    block_mask: torch.Tensor,
-    key_padding_mask: torch.Tensor | None,
-    block_size: int,
-    scale: float,
-    backend: str,
-    precision: str,
-    need_lse: bool = False,
-):
-    """Backend and precision choice, then the call (inputs validated, scale resolved).
-
-    Returns ``(out, lse)``: ``lse`` is None unless ``need_lse`` and the exact path ran (an
-    FP8 forward has no exact LSE; the backward recomputes it).
-    """
-    use_triton, fp8 = _plan(q, k, v, backend, precision)
-    csr = block_mask_to_csr(block_mask, q.device if use_triton else "cpu")
-    if (
-        backend == "auto"
-        and not need_lse
-        and not fp8
-        and key_padding_mask is None
-        and csr.kept == csr.mask_heads * csr.nb * csr.nb
-    ):
-        # every block kept: plain dense attention is the same function, and PyTorch's fused
-        # kernels (cuDNN, flash) are a few percent faster than any sparse path at density 1
-        return F.scaled_dot_product_attention(q, k, v, scale=scale), None
-    if use_triton:
-        res = _triton_module().triton_block_sparse_attention(
-            q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale, fp8=fp8,
-            return_lse=need_lse and not fp8,
-        )
-        return res if (need_lse and not fp8) else (res, None)
-    res = torch_block_sparse_attention(
-        q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale,
-        return_lse=need_lse,
-    )
-    return res if need_lse else (res, None)
-
-
 def _plan(q, k, v, backend: str, precision: str) -> tuple[bool, bool]:
     """``(use_triton, fp8)`` for a call (warns once where it falls back; raises for
     ``backend="triton"`` where the kernel cannot run). The backward makes the same choice."""
@@ -343,14 +302,52 @@ def _lse_dtype(q: torch.Tensor) -> torch.dtype:
     return torch.float64 if q.dtype == torch.float64 else torch.float32
 
 
-def _grad_layout(t: torch.Tensor) -> torch.Tensor:
-    B, H, S, D = t.shape
-    return t.new_empty((B, S, H, D)).transpose(1, 2)
+# The two functions below are the bodies of the custom ops (``_register_op``). Their parameters
+# are spelled out with type annotations because torch.library.custom_op reads the op's schema
+# from them; every other function of the paths takes the same arguments unannotated.
 
 
-def _backward(q, k, v, out, lse, grad_out, block_mask, key_padding_mask, block_size, scale,
-              backend, precision):
-    """dQ, dK, dV (the backward op's body): same backend choice as the forward."""
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: torch.Tensor,
+               key_padding_mask: torch.Tensor | None, block_size: int, scale: float,
+               backend: str, precision: str,
+               need_lse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward op ``block_sparse_attn``: backend and precision choice, then the call
+    (inputs validated, scale resolved). Returns ``(out, lse)``; see ``_register_op``."""
+    use_triton, fp8 = _plan(q, k, v, backend, precision)
+    csr = block_mask_to_csr(block_mask, q.device if use_triton else "cpu")
+    with_lse = need_lse and not fp8  # an FP8 forward has no exact LSE (the backward recomputes it)
+    lse = None
+    if (backend == "auto" and not need_lse and not fp8 and key_padding_mask is None
+            and csr.kept == csr.mask_heads * csr.nb * csr.nb):
+        # every block kept: plain dense attention is the same function, and PyTorch's fused
+        # kernels (cuDNN, flash) are a few percent faster than any sparse path at density 1
+        out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    elif use_triton:
+        out = _triton_module().triton_block_sparse_attention(
+            q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale, fp8=fp8,
+            return_lse=with_lse)
+    else:
+        out = torch_block_sparse_attention(
+            q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale,
+            return_lse=with_lse)
+    if with_lse:
+        out, lse = out
+    B, H, S, D = q.shape
+    if out.stride() != (S * H * D, D, H * D, 1):
+        out = out_layout(q).copy_(out)
+    if not need_lse:
+        lse = q.new_empty((0,), dtype=_lse_dtype(q))
+    elif lse is None:  # FP8 forward: no exact LSE (the backward recomputes it)
+        lse = torch.full((B, H, S), float("nan"), dtype=_lse_dtype(q), device=q.device)
+    return out, lse
+
+
+def _backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+              lse: torch.Tensor, grad_out: torch.Tensor, block_mask: torch.Tensor,
+              key_padding_mask: torch.Tensor | None, block_size: int, scale: float,
+              backend: str, precision: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The backward op ``block_sparse_attn_backward``: dQ, dK, dV, same backend choice as the
+    forward's."""
     use_triton, fp8 = _plan(q, k, v, backend, precision)
     if use_triton:
         tk = _triton_module()
@@ -380,14 +377,15 @@ def _backward(q, k, v, out, lse, grad_out, block_mask, key_padding_mask, block_s
 def _register_op():
     """The custom ops that torch.compile sees as opaque nodes (no graph break), with autograd.
 
-    ``block_sparse_attn(..., need_lse) -> (out, lse)``: ``out`` always has the sparse paths'
-    layout (a ``[B, H, S, D]`` view of a contiguous ``[B, S, H, D]`` buffer), which
-    ``register_fake`` states; the dense shortcut for an all-kept mask is copied into that
-    layout. ``lse`` is ``[B, H, S]`` (float32; float64 for float64 inputs) when ``need_lse``,
-    else an empty ``[0]`` tensor (a backward then recomputes it); after an FP8 forward its
-    values are NaN (unused: the backward recomputes the exact one). ``register_autograd``
-    saves q, k, v, out, lse and the masks and calls ``block_sparse_attn_backward``, itself a
-    custom op with a fake, so a compiled training step traces both as single nodes.
+    ``block_sparse_attn(..., need_lse) -> (out, lse)`` (``_attention``): ``out`` always has the
+    sparse paths' layout (a ``[B, H, S, D]`` view of a contiguous ``[B, S, H, D]`` buffer,
+    ``torch_path.out_layout``), which ``register_fake`` states; the dense shortcut for an
+    all-kept mask is copied into that layout. ``lse`` is ``[B, H, S]`` (float32; float64 for
+    float64 inputs) when ``need_lse``, else an empty ``[0]`` tensor (a backward then recomputes
+    it); after an FP8 forward its values are NaN (unused: the backward recomputes the exact
+    one). ``register_autograd`` saves q, k, v, out, lse and the masks and calls
+    ``block_sparse_attn_backward`` (``_backward``), itself a custom op with a fake, so a
+    compiled training step traces both as single nodes.
 
     A second copy of this module (ComfyUI loads the pack under its own module name beside a
     plain ``import radial_core``) reuses the ops that the first one registered.
@@ -398,61 +396,19 @@ def _register_op():
     except (AttributeError, RuntimeError):
         pass  # not registered yet
 
-    @torch.library.custom_op(BWD_OP_NAME, mutates_args=())
-    def block_sparse_attn_backward(
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        out: torch.Tensor,
-        lse: torch.Tensor,
-        grad_out: torch.Tensor,
-        block_mask: torch.Tensor,
-        key_padding_mask: torch.Tensor | None,
-        block_size: int,
-        scale: float,
-        backend: str,
-        precision: str,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        dq, dk, dv = _backward(q, k, v, out, lse, grad_out, block_mask, key_padding_mask,
-                               block_size, scale, backend, precision)
-        return dq, dk, dv
+    backward_op = torch.library.custom_op(BWD_OP_NAME, mutates_args=())(_backward)
 
-    @block_sparse_attn_backward.register_fake
-    def _(q, k, v, out, lse, grad_out, block_mask, key_padding_mask, block_size, scale,
-          backend, precision):
-        return _grad_layout(q), _grad_layout(k), _grad_layout(v)
+    @backward_op.register_fake
+    def _(q, k, v, *rest):
+        return out_layout(q), out_layout(k), out_layout(v)
 
-    @torch.library.custom_op(OP_NAME, mutates_args=())
-    def block_sparse_attn(
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        block_mask: torch.Tensor,
-        key_padding_mask: torch.Tensor | None,
-        block_size: int,
-        scale: float,
-        backend: str,
-        precision: str,
-        need_lse: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        out, lse = _attention(q, k, v, block_mask, key_padding_mask, block_size, scale,
-                              backend, precision, need_lse)
-        B, H, S, D = q.shape
-        if out.stride() != (S * H * D, D, H * D, 1):
-            out = q.new_empty((B, S, H, D)).transpose(1, 2).copy_(out)
-        if not need_lse:
-            lse = q.new_empty((0,), dtype=_lse_dtype(q))
-        elif lse is None:  # FP8 forward: no exact LSE (the backward recomputes it)
-            lse = torch.full((B, H, S), float("nan"), dtype=_lse_dtype(q), device=q.device)
-        return out, lse
+    forward_op = torch.library.custom_op(OP_NAME, mutates_args=())(_attention)
 
-    @block_sparse_attn.register_fake
+    @forward_op.register_fake
     def _(q, k, v, block_mask, key_padding_mask, block_size, scale, backend, precision,
           need_lse=False):
         B, H, S, D = q.shape
-        lse_shape = (B, H, S) if need_lse else (0,)
-        return (q.new_empty((B, S, H, D)).transpose(1, 2),
-                q.new_empty(lse_shape, dtype=_lse_dtype(q)))
+        return out_layout(q), q.new_empty((B, H, S) if need_lse else (0,), dtype=_lse_dtype(q))
 
     def setup_context(ctx, inputs, output):
         q, k, v, block_mask, key_padding_mask, block_size, scale, backend, precision = inputs[:9]
@@ -468,7 +424,7 @@ def _register_op():
             q, k, v, out, lse, grad_out, block_mask, key_padding_mask, *ctx.args)
         return dq, dk, dv, None, None, None, None, None, None, None
 
-    block_sparse_attn.register_autograd(backward, setup_context=setup_context)
+    forward_op.register_autograd(backward, setup_context=setup_context)
     return torch.ops.radial_attention.block_sparse_attn.default
 
 

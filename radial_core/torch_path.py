@@ -30,16 +30,36 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def torch_block_sparse_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    csr: BlockCSR,
-    block_size: int,
-    key_padding_mask: torch.Tensor | None = None,
-    scale: float | None = None,
-    return_lse: bool = False,
-):
+def out_layout(t: torch.Tensor, d: int | None = None) -> torch.Tensor:
+    """The layout every path returns (outputs and gradients alike): an empty ``[B, H, S, d]``
+    in t's dtype and device, a transposed view of a contiguous ``[B, S, H, d]`` buffer (``d``:
+    t's head dim unless given), so ``.transpose(1, 2).reshape(B, S, H * d)`` is free."""
+    B, H, S, D = t.shape
+    return t.new_empty((B, S, H, D if d is None else d)).transpose(1, 2)
+
+
+def _prepare(q, k, v, csr: BlockCSR, block_size: int, key_padding_mask, scale):
+    """What every pass of this path starts from: ``(sizes, blocks)``.
+
+    ``sizes = (B, H, S, D, Dv, nb, sp, hg, cdt, scale)``: ``sp = nb * block_size``, ``hg`` the
+    heads one group computes at once (all of them for a shared mask, one for per-head masks),
+    ``cdt`` the compute dtype, the scale resolved. ``blocks = (qb, kb, vb, valid_b)``: q, k, v
+    as contiguous zero-padded ``[B, H, nb, bs, d]`` copies in ``cdt`` (gathering whole blocks
+    is then a plain memcpy) and the key validity ``[Bk, nb, bs]`` (``_key_validity``).
+    """
+    B, H, S, D = q.shape
+    nb = csr.nb
+    sp = nb * block_size
+    cdt = _compute_dtype(q.dtype)
+    hg = H if csr.mask_heads == 1 else 1
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    qb, kb, vb = (_to_blocks(t, nb, block_size, cdt) for t in (q, k, v))
+    valid_b = _key_validity(B, S, sp, nb, block_size, key_padding_mask, q.device)
+    return (B, H, S, D, v.shape[-1], nb, sp, hg, cdt, scale), (qb, kb, vb, valid_b)
+
+
+def torch_block_sparse_attention(q, k, v, csr: BlockCSR, block_size: int,
+                                 key_padding_mask=None, scale=None, return_lse: bool = False):
     """Same contract as ``attention.block_sparse_attention`` (inputs already validated).
 
     ``csr`` must live on the CPU (it only steers the grouping; indices are moved as needed).
@@ -50,25 +70,14 @@ def torch_block_sparse_attention(
     """
     if return_lse:
         return _forward_with_lse(q, k, v, csr, block_size, key_padding_mask, scale)
-    B, H, S, D = q.shape
-    Dv = v.shape[-1]
-    bs = block_size
-    nb = csr.nb
-    sp = nb * bs
-    dev = q.device
-    cdt = _compute_dtype(q.dtype)
-    if scale is None:
-        scale = 1.0 / math.sqrt(D)
-
-    # one contiguous zero-padded copy [B, H, nb, bs, d]: gathering whole blocks is a plain memcpy
-    qb, kb, vb = (_to_blocks(t, nb, bs, cdt) for t in (q, k, v))
-    valid_b = _key_validity(B, S, sp, nb, bs, key_padding_mask, dev)  # [Bk, nb, bs]
+    (B, H, S, D, Dv, nb, sp, hg, cdt, scale), (qb, kb, vb, valid_b) = _prepare(
+        q, k, v, csr, block_size, key_padding_mask, scale)
+    bs, dev = block_size, q.device
     valid = valid_b.reshape(valid_b.shape[0], sp)
 
     out = torch.empty((B, sp, H, Dv), dtype=q.dtype, device=dev)  # every block row is written
     out_blocks = out.view(B, nb, bs, H, Dv)
 
-    hg = H if csr.mask_heads == 1 else 1
     per_slot = B * hg * bs * (D + Dv + bs)  # elements per (row, kept block)
     for h, rows, idx, used in _groups(csr, H, per_slot):
         q_h = qb if h is None else qb[:, h : h + 1]
@@ -183,18 +192,11 @@ def _lse_inf(lse: torch.Tensor) -> torch.Tensor:
 
 
 def _forward_with_lse(q, k, v, csr, block_size, key_padding_mask, scale):
-    B, H, S, D = q.shape
-    Dv = v.shape[-1]
-    bs, nb = block_size, csr.nb
-    dev = q.device
-    cdt = _compute_dtype(q.dtype)
-    if scale is None:
-        scale = 1.0 / math.sqrt(D)
-    qb, kb, vb = (_to_blocks(t, nb, bs, cdt) for t in (q, k, v))
-    valid_b = _key_validity(B, S, nb * bs, nb, bs, key_padding_mask, dev)
+    (B, H, S, D, Dv, nb, sp, hg, cdt, scale), (qb, kb, vb, valid_b) = _prepare(
+        q, k, v, csr, block_size, key_padding_mask, scale)
+    bs, dev = block_size, q.device
     out = torch.zeros((B, nb, bs, H, Dv), dtype=cdt, device=dev)
     lse = torch.empty((B, H, nb, bs), dtype=cdt, device=dev)
-    hg = H if csr.mask_heads == 1 else 1
     per_slot = B * hg * bs * (D + Dv + 2 * bs)  # gathered K, V; scores and probabilities
     for h, rows, idx, used in _groups(csr, H, per_slot):
         rows_d, idx_d, used_d = rows.to(dev), idx.to(dev), used.to(dev)
@@ -207,23 +209,12 @@ def _forward_with_lse(q, k, v, csr, block_size, key_padding_mask, scale):
         res = torch.matmul(p, vs)  # [B, hg, R, bs, Dv]
         lse[:, hs, rows_d] = l
         out[:, rows_d, :, hs] = res.permute(0, 2, 3, 1, 4)
-    o = torch.empty((B, S, H, Dv), dtype=q.dtype, device=dev)
-    o.copy_(out.view(B, nb * bs, H, Dv)[:, :S])
-    return o.transpose(1, 2), lse.view(B, H, nb * bs)[:, :, :S].contiguous()
+    o = out_layout(q, Dv).copy_(out.view(B, sp, H, Dv)[:, :S].transpose(1, 2))
+    return o, lse.view(B, H, sp)[:, :, :S].contiguous()
 
 
-def torch_block_sparse_attention_backward(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    out: torch.Tensor,
-    lse: torch.Tensor,
-    grad_out: torch.Tensor,
-    csr: BlockCSR,
-    block_size: int,
-    key_padding_mask: torch.Tensor | None = None,
-    scale: float | None = None,
-):
+def torch_block_sparse_attention_backward(q, k, v, out, lse, grad_out, csr: BlockCSR,
+                                          block_size: int, key_padding_mask=None, scale=None):
     """dQ, dK, dV of block-sparse attention (inputs validated; ``csr`` on the CPU).
 
     ``out`` and ``lse`` are the forward's (``return_lse=True``). Per group of query blocks:
@@ -233,25 +224,17 @@ def torch_block_sparse_attention_backward(
     ``lse = +inf``, so ``P = 0``: zero gradient, no NaN. Returns three ``[B, H, S, D]``
     tensors in q's dtype, each a transposed view of a ``[B, S, H, D]`` buffer.
     """
-    B, H, S, D = q.shape
-    Dv = v.shape[-1]
-    bs, nb = block_size, csr.nb
-    sp = nb * bs
-    dev = q.device
-    cdt = _compute_dtype(q.dtype)
-    if scale is None:
-        scale = 1.0 / math.sqrt(D)
-    qb, kb, vb = (_to_blocks(t, nb, bs, cdt) for t in (q, k, v))
+    (B, H, S, D, Dv, nb, sp, hg, cdt, scale), (qb, kb, vb, valid_b) = _prepare(
+        q, k, v, csr, block_size, key_padding_mask, scale)
+    bs, dev = block_size, q.device
     dob = _to_blocks(grad_out, nb, bs, cdt)
     delta = (dob * _to_blocks(out, nb, bs, cdt)).sum(-1)  # [B, H, nb, bs]; 0 past S
     lse_b = torch.full((B, H, sp), float("inf"), dtype=cdt, device=dev)
     lse_b[:, :, :S] = lse
     lse_b = lse_b.view(B, H, nb, bs)
-    valid_b = _key_validity(B, S, sp, nb, bs, key_padding_mask, dev)
     dqb = torch.zeros_like(qb)
     dkb = torch.zeros_like(kb)
     dvb = torch.zeros_like(vb)
-    hg = H if csr.mask_heads == 1 else 1
     per_slot = B * hg * bs * (2 * D + 2 * Dv + 3 * bs)  # K, V, dK, dV slices; P, dP, dS
     for h, rows, idx, used in _groups(csr, H, per_slot):
         rows_d, idx_d, used_d = rows.to(dev), idx.to(dev), used.to(dev)
@@ -272,9 +255,5 @@ def torch_block_sparse_attention_backward(
         dkb[:, hs].index_add_(2, flat, dk_g.reshape(B, hg, R * W, bs, D))
         dvb[:, hs].index_add_(2, flat, dv_g.reshape(B, hg, R * W, bs, Dv))
 
-    def back(tb, d):
-        g = torch.empty((B, S, H, d), dtype=q.dtype, device=dev)
-        g.copy_(tb.view(B, H, sp, d)[:, :, :S].transpose(1, 2))
-        return g.transpose(1, 2)
-
-    return back(dqb, D), back(dkb, D), back(dvb, Dv)
+    return tuple(out_layout(q, d).copy_(tb.view(B, H, sp, d)[:, :, :S])
+                 for tb, d in ((dqb, D), (dkb, D), (dvb, Dv)))

@@ -29,7 +29,6 @@ int64. float32 inputs use three-pass TF32 products (``tf32x3``), as the forward 
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -37,8 +36,10 @@ import triton
 import triton.language as tl
 
 from .csr import BlockCSR
-
-LOG2E = 1.4426950408889634
+from .torch_path import out_layout
+from .triton_kernel import (LOG2E, _bh_rows, _csr_program, _entry_start, _key_valid,
+                            _load_rows, _row0, _rows_mask, _tile_ptrs, descriptor,
+                            launch_context)
 
 
 @triton.jit
@@ -46,61 +47,34 @@ def _bwd_prep(O, DO, LSE, DELTA, LSE2,
               sob, soh, sos, sod, sdb, sdh, sds, sdd,
               H, S, D, S_PAD,
               BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
-    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
-    d = tl.arange(0, BLOCK_D)
+    bh, b, h, rows, d, ok = _bh_rows(H, S, D, BLOCK_M, BLOCK_D)
     r64 = rows.to(tl.int64)
-    ok = (rows < S)[:, None] & (d < D)[None, :]
-    o = tl.load(O + b * sob + h * soh + r64[:, None] * sos + d[None, :] * sod, mask=ok,
+    o = tl.load(_tile_ptrs(O, b, h, rows, d, (sob, soh, sos, sod)), mask=ok,
                 other=0.0).to(tl.float32)
-    do = tl.load(DO + b * sdb + h * sdh + r64[:, None] * sds + d[None, :] * sdd, mask=ok,
+    do = tl.load(_tile_ptrs(DO, b, h, rows, d, (sdb, sdh, sds, sdd)), mask=ok,
                  other=0.0).to(tl.float32)
     delta = tl.sum(o * do, 1)
     lse = tl.load(LSE + bh.to(tl.int64) * S + r64, mask=rows < S, other=float("inf"))
     base = bh.to(tl.int64) * S_PAD + r64
     tl.store(DELTA + base, delta)
-    tl.store(LSE2 + base, lse * 1.4426950408889634)
-
-
-@triton.jit
-def _rows(base, start, stride_s, S, d_ok, ROWS: tl.constexpr, BOUNDS: tl.constexpr,
-          EVEN_D: tl.constexpr):
-    """``ROWS x BLOCK_D`` tile of sequence rows ``start..start+ROWS`` (``base``: a ``[1, BD]``
-    block of pointers to row 0 of this (batch, head)); zeros past S and past D."""
-    rows = start + tl.arange(0, ROWS)
-    ptrs = base + rows.to(tl.int64)[:, None] * stride_s
-    if BOUNDS:
-        lm = (rows < S)[:, None]
-        if not EVEN_D:
-            lm = lm & d_ok
-        t = tl.load(ptrs, mask=lm, other=0.0)
-    elif EVEN_D:
-        t = tl.load(ptrs)
-    else:
-        t = tl.load(ptrs, mask=d_ok, other=0.0)
-    return t
+    tl.store(LSE2 + base, lse * 1.4426950408889634)  # log2(e): LSE in base-2 units
 
 
 @triton.jit
 def _dq_tile(dq, q, do, lse2, delta, kv, start_n, ctx,
-             BLOCK_N: tl.constexpr, EVEN_D: tl.constexpr, BOUNDS: tl.constexpr,
+             BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr, BOUNDS: tl.constexpr,
              HAS_KPM: tl.constexpr, DOT_PREC: tl.constexpr):
     """Fold one ``BLOCK_N`` key tile into dQ (unscaled). ``kv = (k_base, v_base, sks, svs)``,
     ``ctx = (S, d_ok, kpm_base, qk_mul)``."""
     k_base, v_base, sks, svs = kv
     S, d_ok, kpm_base, qk_mul = ctx
-    k = _rows(k_base, start_n, sks, S, d_ok, BLOCK_N, BOUNDS, EVEN_D)
-    v = _rows(v_base, start_n, svs, S, d_ok, BLOCK_N, BOUNDS, EVEN_D)
+    k = _load_rows(k_base, 0, 0, start_n, sks, S, d_ok, BLOCK_N, BLOCK_D, BOUNDS, EVEN_D,
+                   False)
+    v = _load_rows(v_base, 0, 0, start_n, svs, S, d_ok, BLOCK_N, BLOCK_D, BOUNDS, EVEN_D,
+                   False)
     qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_mul
     if BOUNDS or HAS_KPM:
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        valid = offs_n < S
-        if HAS_KPM:
-            keep = tl.load(kpm_base + offs_n, mask=valid, other=0)
-            valid = valid & (keep != 0)
+        valid = _key_valid(kpm_base, start_n + tl.arange(0, BLOCK_N), S, HAS_KPM)
         qk = tl.where(valid[None, :], qk, float("-inf"))
     p = tl.math.exp2(qk - lse2[:, None])
     dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
@@ -120,60 +94,34 @@ def _bwd_dq(
     EVEN_D: tl.constexpr, EVEN_S: tl.constexpr, HAS_KPM: tl.constexpr,
     DOT_PREC: tl.constexpr,
 ):
-    SUB_M: tl.constexpr = BLOCK // BLOCK_M
     SUB_N: tl.constexpr = BLOCK // BLOCK_N
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = pid_bh // H
-    h = pid_bh % H
-    row = pid_m // SUB_M
-    sub = pid_m % SUB_M
-    if PER_HEAD_MASK:
-        r_idx = h * NB + row
-    else:
-        r_idx = row
-    first = tl.load(row_start + r_idx)
-    count = tl.load(row_len + r_idx)
-
-    b64 = b.to(tl.int64)
-    h64 = h.to(tl.int64)
-    offs_m = row * BLOCK + sub * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    d_ok = (offs_d < D)[None, :]
-    m64 = offs_m.to(tl.int64)
-    r_mask = (offs_m < S)[:, None]
-    if not EVEN_D:
-        r_mask = r_mask & d_ok
-    q = tl.load(Q + b64 * sqb + h64 * sqh + m64[:, None] * sqs + offs_d[None, :] * sqd,
-                mask=r_mask, other=0.0)
-    do = tl.load(DO + b64 * sdob + h64 * sdoh + m64[:, None] * sdos + offs_d[None, :] * sdod,
+    b, h, offs_m, first, n_main, n_tail = _csr_program(
+        row_start, row_len, col_idx, H, NB, BLOCK, BLOCK_M, PER_HEAD_MASK, EVEN_S)
+    offs_d, d_ok, r_mask = _rows_mask(offs_m, S, D, BLOCK_D, EVEN_D)
+    q = tl.load(_tile_ptrs(Q, b, h, offs_m, offs_d, (sqb, sqh, sqs, sqd)), mask=r_mask,
+                other=0.0)
+    do = tl.load(_tile_ptrs(DO, b, h, offs_m, offs_d, (sdob, sdoh, sdos, sdod)),
                  mask=r_mask, other=0.0).to(q.dtype)
-    stat = pid_bh.to(tl.int64) * S_PAD + m64
+    stat = tl.program_id(1).to(tl.int64) * S_PAD + offs_m.to(tl.int64)
     lse2 = tl.load(LSE2 + stat)
     delta = tl.load(DELTA + stat)
-    kv = (K + b64 * skb + h64 * skh + offs_d[None, :] * skd,
-          V + b64 * svb + h64 * svh + offs_d[None, :] * svd, sks, svs)
-    ctx = (S, d_ok, KPM + b64 * skpb, qk_mul)
+    kv = (_row0(K, b, h, offs_d, (skb, skh, sks, skd)),
+          _row0(V, b, h, offs_d, (svb, svh, svs, svd)), sks, svs)
+    ctx = (S, d_ok, KPM + b.to(tl.int64) * skpb, qk_mul)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
-    if EVEN_S:
-        n_main = count
-        n_tail = 0
-    else:
-        last = tl.load(col_idx + first + count - 1, mask=count > 0, other=-1)
-        n_tail = (last == NB - 1).to(tl.int32)
-        n_main = count - n_tail
     for t in range(0, n_main * SUB_N):
-        kb = tl.load(col_idx + first + t // SUB_N)
-        start_n = kb * BLOCK + (t % SUB_N) * BLOCK_N
+        start_n = _entry_start(col_idx, first, t, BLOCK, BLOCK_N)
         dq = _dq_tile(dq, q, do, lse2, delta, kv, start_n, ctx, BLOCK_N=BLOCK_N,
-                      EVEN_D=EVEN_D, BOUNDS=False, HAS_KPM=HAS_KPM, DOT_PREC=DOT_PREC)
+                      BLOCK_D=BLOCK_D, EVEN_D=EVEN_D, BOUNDS=False, HAS_KPM=HAS_KPM,
+                      DOT_PREC=DOT_PREC)
     for t in range(0, n_tail * SUB_N):
         start_n = (NB - 1) * BLOCK + t * BLOCK_N
         dq = _dq_tile(dq, q, do, lse2, delta, kv, start_n, ctx, BLOCK_N=BLOCK_N,
-                      EVEN_D=EVEN_D, BOUNDS=True, HAS_KPM=HAS_KPM, DOT_PREC=DOT_PREC)
+                      BLOCK_D=BLOCK_D, EVEN_D=EVEN_D, BOUNDS=True, HAS_KPM=HAS_KPM,
+                      DOT_PREC=DOT_PREC)
     dq = dq * sm_scale
-    tl.store(DQ + b64 * sgb + h64 * sgh + m64[:, None] * sgs + offs_d[None, :] * sgd,
+    tl.store(_tile_ptrs(DQ, b, h, offs_m, offs_d, (sgb, sgh, sgs, sgd)),
              dq.to(DQ.dtype.element_ty), mask=r_mask)
 
 
@@ -188,8 +136,10 @@ def _dkdv_tile(dk, dv, k, v, qdo, start_m, ctx,
     ``ctx = (S, d_ok, qk_mul, sm_scale, dq_acc, acc_row0, kvalid)``."""
     q_base, do_base, sqs, sdos, lse2_base, delta_base = qdo
     S, d_ok, qk_mul, sm_scale, dq_acc, acc_row0, kvalid = ctx
-    q = _rows(q_base, start_m, sqs, S, d_ok, BLOCK_M, BOUNDS, EVEN_D)
-    do = _rows(do_base, start_m, sdos, S, d_ok, BLOCK_M, BOUNDS, EVEN_D).to(q.dtype)
+    q = _load_rows(q_base, 0, 0, start_m, sqs, S, d_ok, BLOCK_M, BLOCK_D, BOUNDS, EVEN_D,
+                   False)
+    do = _load_rows(do_base, 0, 0, start_m, sdos, S, d_ok, BLOCK_M, BLOCK_D, BOUNDS, EVEN_D,
+                    False).to(q.dtype)
     offs_m = start_m + tl.arange(0, BLOCK_M)
     lse2 = tl.load(lse2_base + offs_m)  # padded to whole blocks: +inf past S
     delta = tl.load(delta_base + offs_m)
@@ -227,57 +177,27 @@ def _bwd_dkdv(
     DOT_PREC: tl.constexpr, DQ_MODE: tl.constexpr, MASK_K: tl.constexpr,
 ):
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
-    SUB_N: tl.constexpr = BLOCK // BLOCK_N
-    pid_n = tl.program_id(0)
+    b, h, offs_n, first, n_main, n_tail = _csr_program(
+        col_start, col_len, row_idx, H, NB, BLOCK, BLOCK_N, PER_HEAD_MASK, EVEN_S)
     pid_bh = tl.program_id(1)
-    b = pid_bh // H
-    h = pid_bh % H
-    col = pid_n // SUB_N
-    sub = pid_n % SUB_N
-    if PER_HEAD_MASK:
-        c_idx = h * NB + col
-    else:
-        c_idx = col
-    first = tl.load(col_start + c_idx)
-    count = tl.load(col_len + c_idx)
-
-    b64 = b.to(tl.int64)
-    h64 = h.to(tl.int64)
-    offs_n = col * BLOCK + sub * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    d_ok = (offs_d < D)[None, :]
-    n64 = offs_n.to(tl.int64)
-    k_mask = (offs_n < S)[:, None]
-    if not EVEN_D:
-        k_mask = k_mask & d_ok
-    k = tl.load(K + b64 * skb + h64 * skh + n64[:, None] * sks + offs_d[None, :] * skd,
-                mask=k_mask, other=0.0)
-    v = tl.load(V + b64 * svb + h64 * svh + n64[:, None] * svs + offs_d[None, :] * svd,
-                mask=k_mask, other=0.0)
+    offs_d, d_ok, k_mask = _rows_mask(offs_n, S, D, BLOCK_D, EVEN_D)
+    k = tl.load(_tile_ptrs(K, b, h, offs_n, offs_d, (skb, skh, sks, skd)), mask=k_mask,
+                other=0.0)
+    v = tl.load(_tile_ptrs(V, b, h, offs_n, offs_d, (svb, svh, svs, svd)), mask=k_mask,
+                other=0.0)
     stat = pid_bh.to(tl.int64) * S_PAD
-    qdo = (Q + b64 * sqb + h64 * sqh + offs_d[None, :] * sqd,
-           DO + b64 * sdob + h64 * sdoh + offs_d[None, :] * sdod, sqs, sdos,
+    qdo = (_row0(Q, b, h, offs_d, (sqb, sqh, sqs, sqd)),
+           _row0(DO, b, h, offs_d, (sdob, sdoh, sdos, sdod)), sqs, sdos,
            LSE2 + stat, DELTA + stat)
     # keys past S or padded never entered the softmax
-    kvalid = offs_n < S
-    if HAS_KPM:
-        keep = tl.load(KPM + b64 * skpb + offs_n, mask=kvalid, other=0)
-        kvalid = kvalid & (keep != 0)
+    kvalid = _key_valid(KPM + b.to(tl.int64) * skpb, offs_n, S, HAS_KPM)
     ctx = (S, d_ok, qk_mul, sm_scale, DQ_ACC, pid_bh * S_PAD, kvalid)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
 
     # the query block holding the sequence end is the last entry of a key block's list
-    if EVEN_S:
-        n_main = count
-        n_tail = 0
-    else:
-        last = tl.load(row_idx + first + count - 1, mask=count > 0, other=-1)
-        n_tail = (last == NB - 1).to(tl.int32)
-        n_main = count - n_tail
     for t in range(0, n_main * SUB_M):
-        qb = tl.load(row_idx + first + t // SUB_M)
-        start_m = qb * BLOCK + (t % SUB_M) * BLOCK_M
+        start_m = _entry_start(row_idx, first, t, BLOCK, BLOCK_M)
         dk, dv = _dkdv_tile(dk, dv, k, v, qdo, start_m, ctx, BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D,
                             EVEN_D=EVEN_D, BOUNDS=False, DOT_PREC=DOT_PREC, DQ_MODE=DQ_MODE,
                             MASK_K=MASK_K)
@@ -290,9 +210,9 @@ def _bwd_dkdv(
     # their rows of dK, dV are zero
     dk = tl.where(kvalid[:, None], dk * sm_scale, 0.0)
     dv = tl.where(kvalid[:, None], dv, 0.0)
-    tl.store(DK + b64 * skgb + h64 * skgh + n64[:, None] * skgs + offs_d[None, :] * skgd,
+    tl.store(_tile_ptrs(DK, b, h, offs_n, offs_d, (skgb, skgh, skgs, skgd)),
              dk.to(DK.dtype.element_ty), mask=k_mask)
-    tl.store(DV + b64 * svgb + h64 * svgh + n64[:, None] * svgs + offs_d[None, :] * svgd,
+    tl.store(_tile_ptrs(DV, b, h, offs_n, offs_d, (svgb, svgh, svgs, svgd)),
              dv.to(DV.dtype.element_ty), mask=k_mask)
 
 
@@ -300,17 +220,11 @@ def _bwd_dkdv(
 def _dq_cast(ACC, DQ, sgb, sgh, sgs, sgd, H, S, D, S_PAD,
              BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     """DQ[b, h, rows] = ACC[bh, rows] (the fused modes' float32 accumulator, already scaled)."""
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
-    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
-    d = tl.arange(0, BLOCK_D)
-    r64 = rows.to(tl.int64)
-    x = tl.load(ACC + (bh.to(tl.int64) * S_PAD + r64)[:, None] * BLOCK_D + d[None, :])
-    ok = (rows < S)[:, None] & (d < D)[None, :]
-    tl.store(DQ + b * sgb + h * sgh + r64[:, None] * sgs + d[None, :] * sgd,
-             x.to(DQ.dtype.element_ty), mask=ok)
+    bh, b, h, rows, d, ok = _bh_rows(H, S, D, BLOCK_M, BLOCK_D)
+    x = tl.load(ACC + (bh.to(tl.int64) * S_PAD + rows.to(tl.int64))[:, None] * BLOCK_D
+                + d[None, :])
+    tl.store(_tile_ptrs(DQ, b, h, rows, d, (sgb, sgh, sgs, sgd)), x.to(DQ.dtype.element_ty),
+             mask=ok)
 
 
 def pick_bwd_config(head_dim: int, dtype: torch.dtype, block_size: int,
@@ -341,26 +255,10 @@ def pick_bwd_config(head_dim: int, dtype: torch.dtype, block_size: int,
     return {"dq": dq, "dkdv": dkdv, "BLOCK_D": bd}
 
 
-def _out_layout(t: torch.Tensor) -> torch.Tensor:
-    B, H, S, D = t.shape
-    return torch.empty((B, S, H, D), dtype=t.dtype, device=t.device).transpose(1, 2)
-
-
-def triton_block_sparse_attention_backward(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    out: torch.Tensor,
-    lse: torch.Tensor,
-    grad_out: torch.Tensor,
-    csr: BlockCSR,
-    key_csr: BlockCSR,
-    block_size: int,
-    key_padding_mask: torch.Tensor | None = None,
-    scale: float | None = None,
-    config: dict | None = None,
-    parts: tuple = ("dq", "dkdv"),
-):
+def triton_block_sparse_attention_backward(q, k, v, out, lse, grad_out, csr: BlockCSR,
+                                           key_csr: BlockCSR, block_size: int,
+                                           key_padding_mask=None, scale=None, config=None,
+                                           parts=("dq", "dkdv")):
     """dQ, dK, dV ``[B, H, S, D]`` (each a transposed view of a ``[B, S, H, D]`` buffer).
 
     ``out``, ``lse``: the exact forward's output and float32 LSE (``triton_kernel.forward(...,
@@ -382,16 +280,10 @@ def triton_block_sparse_attention_backward(
     s_pad = nb * block_size
     dev = q.device
     lse = lse.to(device=dev, dtype=torch.float32).contiguous()
-    if key_padding_mask is not None:
-        kpm = key_padding_mask.to(device=dev, dtype=torch.int8).contiguous()
-        skpb = kpm.stride(0)
-    else:
-        kpm = csr.row_len  # never read (HAS_KPM=False)
-        skpb = 0
+    kpm, skpb, prec, guard = launch_context(q, key_padding_mask, csr.row_len)
     delta = torch.empty((B * H, s_pad), dtype=torch.float32, device=dev)
     lse2 = torch.empty((B * H, s_pad), dtype=torch.float32, device=dev)
-    dq, dk, dv = _out_layout(q), _out_layout(k), _out_layout(v)
-    prec = "tf32x3" if (q.dtype == torch.float32 and q.is_cuda) else None
+    dq, dk, dv = out_layout(q), out_layout(k), out_layout(v)
     common = dict(PER_HEAD_MASK=csr.mask_heads > 1, BLOCK=block_size, BLOCK_D=bd,
                   EVEN_D=bd == D, EVEN_S=S % block_size == 0,
                   HAS_KPM=key_padding_mask is not None, DOT_PREC=prec)
@@ -405,10 +297,9 @@ def triton_block_sparse_attention_backward(
         acc = torch.zeros((B * H * s_pad, bd), dtype=torch.float32, device=dev)
         dq_arg = acc
         if mode == 2:
-            dq_arg = _acc_descriptor(acc, [cd["BLOCK_M"], bd])
+            dq_arg = descriptor(acc, [cd["BLOCK_M"], bd])
             if dq_arg is None:
                 mode, dq_arg = 1, acc
-    guard = torch.cuda.device(dev) if q.is_cuda else contextlib.nullcontext()
     with guard:
         _bwd_prep[(s_pad // 64, B * H)](
             out, grad_out, lse, delta, lse2, *out.stride(), *grad_out.stride(),
@@ -433,11 +324,3 @@ def triton_block_sparse_attention_backward(
                                            BLOCK_M=64, BLOCK_D=bd, num_warps=4)
     return dq, dk, dv
 
-
-def _acc_descriptor(acc: torch.Tensor, block: list):
-    """Host tensor descriptor over the float32 dQ accumulator, or None (old Triton)."""
-    try:
-        from triton.tools.tensor_descriptor import TensorDescriptor
-    except ImportError:
-        return None
-    return TensorDescriptor(acc, list(acc.shape), list(acc.stride()), block)

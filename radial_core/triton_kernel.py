@@ -19,7 +19,9 @@ on random inputs and comfy-kitchen INT8's 1.7e-2 is the bound (docs/perf-notes.m
 ``forward(..., return_lse=True)`` also returns the float32 log-sum-exp per query row (exact
 path), which the backward pass (``triton_backward``) uses.
 
-This module holds the kernels and their launcher only; checks live in ``attention.py``.
+This module holds the kernels, their launcher and the tile helpers (``@triton.jit``, inlined)
+and launch context that the backward kernels (``triton_backward``) share with them; checks live
+in ``attention.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import triton
 import triton.language as tl
 
 from .csr import BlockCSR
+from .torch_path import out_layout
 
 LOG2E = 1.4426950408889634
 LN2 = tl.constexpr(0.6931471805599453)
@@ -50,6 +53,102 @@ def triton_version_ok() -> bool:
     return major >= 3
 
 
+# ---- tile helpers shared by the forward and the backward kernels (triton_backward) ----------
+# Triton inlines @triton.jit helpers into their callers, so they cost nothing at run time.
+
+
+@triton.jit
+def _row0(base, b, h, d, strides):
+    """``[1, len(d)]`` pointers to row 0 of (batch ``b``, head ``h``); ``strides = (batch,
+    head, seq, channel)`` in elements; offsets that scale with batch or head in int64."""
+    sb, sh, ss, sd = strides
+    return base + b.to(tl.int64) * sb + h.to(tl.int64) * sh + d[None, :] * sd
+
+
+@triton.jit
+def _tile_ptrs(base, b, h, rows, d, strides):
+    """``[len(rows), len(d)]`` pointers to rows ``rows`` (int64 offsets) of one (batch, head)."""
+    sb, sh, ss, sd = strides
+    return _row0(base, b, h, d, strides) + rows.to(tl.int64)[:, None] * ss
+
+
+@triton.jit
+def _rows_mask(offs, S, D, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr):
+    """A program's own rows ``offs``: ``(channels, channel mask [1, BLOCK_D], tile mask)``,
+    the tile mask true for rows < S and (unless ``EVEN_D``) channels < D."""
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = (offs_d < D)[None, :]
+    mask = (offs < S)[:, None]
+    if not EVEN_D:
+        mask = mask & d_ok
+    return offs_d, d_ok, mask
+
+
+@triton.jit
+def _bh_rows(H, S, D, R: tl.constexpr, BD: tl.constexpr):
+    """Program ``(pid, bh)`` of a pass over ``R``-row tiles of every (batch, head):
+    ``(bh, b, h, rows, d, ok)`` with ``ok`` = row < S and channel < D."""
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    rows = pid * R + tl.arange(0, R)
+    d = tl.arange(0, BD)
+    ok = (rows < S)[:, None] & (d < D)[None, :]
+    return bh, bh // H, bh % H, rows, d, ok
+
+
+@triton.jit
+def _csr_program(row_start, row_len, col_idx, H, NB, BLOCK: tl.constexpr, TILE: tl.constexpr,
+                 PER_HEAD_MASK: tl.constexpr, EVEN_S: tl.constexpr):
+    """Where program ``(pid, bh)`` of a CSR walk stands: ``(b, h, offs, first, n_main,
+    n_tail)``.
+
+    Grid ``(nb * BLOCK / TILE, B * H)``: the program takes the ``TILE`` sequence positions
+    ``offs`` of block row ``pid // (BLOCK / TILE)`` (a query block for the forward and dQ, a
+    key block for dK/dV through the key-side CSR). That row's entries are
+    ``col_idx[first : first + n_main + n_tail]``; ``n_tail`` (0 or 1) is the block holding the
+    sequence end, the row's last entry when kept, which the caller walks after the main loop
+    with bounds masks (so the main loop runs without them).
+    """
+    SUB: tl.constexpr = BLOCK // TILE
+    pid = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    row = pid // SUB
+    if PER_HEAD_MASK:
+        r_idx = h * NB + row
+    else:
+        r_idx = row
+    first = tl.load(row_start + r_idx)
+    count = tl.load(row_len + r_idx)
+    if EVEN_S:
+        n_main = count
+        n_tail = 0
+    else:
+        last = tl.load(col_idx + first + count - 1, mask=count > 0, other=-1)
+        n_tail = (last == NB - 1).to(tl.int32)
+        n_main = count - n_tail
+    offs = row * BLOCK + (pid % SUB) * TILE + tl.arange(0, TILE)
+    return b, h, offs, first, n_main, n_tail
+
+
+@triton.jit
+def _entry_start(col_idx, first, t, BLOCK: tl.constexpr, TILE: tl.constexpr):
+    """First sequence position of tile ``t`` of a CSR row walked ``TILE`` positions at a time."""
+    SUB: tl.constexpr = BLOCK // TILE
+    return tl.load(col_idx + first + t // SUB) * BLOCK + (t % SUB) * TILE
+
+
+@triton.jit
+def _key_valid(kpm_base, offs_n, S, HAS_KPM: tl.constexpr):
+    """Keys that enter the softmax: inside the sequence and (``HAS_KPM``) not padded."""
+    valid = offs_n < S
+    if HAS_KPM:
+        keep = tl.load(kpm_base + offs_n, mask=valid, other=0)
+        valid = valid & (keep != 0)
+    return valid
+
+
 @triton.jit
 def _load_rows(src, b, h, start, stride_s, S, d_ok,
                ROWS: tl.constexpr, COLS: tl.constexpr, BOUNDS: tl.constexpr,
@@ -57,7 +156,8 @@ def _load_rows(src, b, h, start, stride_s, S, d_ok,
     """``ROWS x COLS`` tile of sequence rows ``start..start+ROWS`` of one (batch, head).
 
     ``src`` is a tensor descriptor over ``[B, H, S, D]`` (the copy engine zero-fills past S and
-    D) or a ``[1, COLS]`` block of pointers to row 0 of this (batch, head).
+    D) or a ``[1, COLS]`` block of pointers to row 0 of this (batch, head) (``_row0``; zeros
+    past S with ``BOUNDS`` and past D).
     """
     if USE_TMA:
         t = src.load([b, h, start, 0]).reshape(ROWS, COLS)
@@ -105,7 +205,6 @@ def _tile(state, q, kv, scale, start_n, valid_ctx,
     k_src, v_src, sks, svs, b, h = kv
     qk_mul, k_scales = scale
     S, d_ok, kpm_base = valid_ctx
-    offs_n = start_n + tl.arange(0, BLOCK_N)
     # both tiles are loaded before the first product
     if QK8 != 0:
         # quantised q/k are zero-padded to whole blocks: no bounds on the K load
@@ -132,10 +231,7 @@ def _tile(state, q, kv, scale, start_n, valid_ctx,
     else:
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_mul
     if BOUNDS or HAS_KPM:
-        valid = offs_n < S
-        if HAS_KPM:
-            keep = tl.load(kpm_base + offs_n, mask=valid, other=0)
-            valid = valid & (keep != 0)
+        valid = _key_valid(kpm_base, start_n + tl.arange(0, BLOCK_N), S, HAS_KPM)
         qk = tl.where(valid[None, :], qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         # a row that has seen no valid key yet keeps m = -inf; subtract 0 instead (no NaN)
@@ -178,32 +274,12 @@ def _radial_fwd(
     USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr, QK8: tl.constexpr, PV8: tl.constexpr,
     Q_ROWS: tl.constexpr, IMPRECISE: tl.constexpr, RETURN_LSE: tl.constexpr,
 ):
-    SUB_M: tl.constexpr = BLOCK // BLOCK_M
     SUB_N: tl.constexpr = BLOCK // BLOCK_N
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = pid_bh // H
-    h = pid_bh % H
-    row = pid_m // SUB_M
-    sub = pid_m % SUB_M
-    if PER_HEAD_MASK:
-        r_idx = h * NB + row
-    else:
-        r_idx = row
-    first = tl.load(row_start + r_idx)
-    count = tl.load(row_len + r_idx)
-
-    b64 = b.to(tl.int64)
-    h64 = h.to(tl.int64)
-    bh64 = pid_bh.to(tl.int64)
-    offs_m = row * BLOCK + sub * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    d_ok = (offs_d < D)[None, :]
-    m64 = offs_m.to(tl.int64)
-    q_ptrs = Q + b64 * sqb + h64 * sqh + m64[:, None] * sqs + offs_d[None, :] * sqd
-    q_mask = (offs_m < S)[:, None]
-    if not EVEN_D:
-        q_mask = q_mask & d_ok
+    b, h, offs_m, first, n_main, n_tail = _csr_program(
+        row_start, row_len, col_idx, H, NB, BLOCK, BLOCK_M, PER_HEAD_MASK, EVEN_S)
+    bh64 = tl.program_id(1).to(tl.int64)
+    offs_d, d_ok, q_mask = _rows_mask(offs_m, S, D, BLOCK_D, EVEN_D)
+    q_ptrs = _tile_ptrs(Q, b, h, offs_m, offs_d, (sqb, sqh, sqs, sqd))
 
     if QK8 != 0:
         # quantised q/k are contiguous and zero-padded to whole blocks (no load masks);
@@ -212,7 +288,7 @@ def _radial_fwd(
         if Q_ROWS:
             qmul = tl.load(QS + bh64 * (NB * BLOCK) + offs_m)
         else:
-            qmul = tl.load(QS + bh64 * tl.num_programs(0) + pid_m)
+            qmul = tl.load(QS + bh64 * tl.num_programs(0) + tl.program_id(0))
         scale = (qmul, KS + bh64 * (NB * SUB_N))
     else:
         q = tl.load(q_ptrs, mask=q_mask, other=0.0)
@@ -222,32 +298,23 @@ def _radial_fwd(
         kv = (K, V, sks, svs, b, h)
     elif PV8:
         # V^T is [B, H, D, S_pad]: its third stride steps a channel, its last a key
-        kv = (K + b64 * skb + h64 * skh + offs_d[None, :] * skd,
-              V + b64 * svb + h64 * svh + offs_d[:, None] * svs, sks, svd, b, h)
+        kv = (_row0(K, b, h, offs_d, (skb, skh, sks, skd)),
+              V + b.to(tl.int64) * svb + h.to(tl.int64) * svh + offs_d[:, None] * svs, sks,
+              svd, b, h)
     else:
-        kv = (K + b64 * skb + h64 * skh + offs_d[None, :] * skd,
-              V + b64 * svb + h64 * svh + offs_d[None, :] * svd, sks, svs, b, h)
-    valid_ctx = (S, d_ok, KPM + b64 * skpb)
+        kv = (_row0(K, b, h, offs_d, (skb, skh, sks, skd)),
+              _row0(V, b, h, offs_d, (svb, svh, svs, svd)), sks, svs, b, h)
+    valid_ctx = (S, d_ok, KPM + b.to(tl.int64) * skpb)
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     state = (acc, l_i, m_i)
 
-    # the tail block (holding the sequence end) is the last entry of a row when kept
-    if EVEN_S:
-        n_main = count
-        n_tail = 0
-    else:
-        last = tl.load(col_idx + first + count - 1, mask=count > 0, other=-1)
-        n_tail = (last == NB - 1).to(tl.int32)
-        n_main = count - n_tail
-
     # one iteration per key tile (the pipeliner sees a single flat loop; a nested loop over
-    # kept blocks measured slower, docs/perf-notes.md)
+    # kept blocks measured slower, docs/perf-notes.md); the tail block after it, with bounds
     for t in range(0, n_main * SUB_N):
-        kb = tl.load(col_idx + first + t // SUB_N)
-        start_n = kb * BLOCK + (t % SUB_N) * BLOCK_N
+        start_n = _entry_start(col_idx, first, t, BLOCK, BLOCK_N)
         state = _tile(state, q, kv, scale, start_n, valid_ctx, BLOCK_N=BLOCK_N,
                       BLOCK_D=BLOCK_D, EVEN_D=EVEN_D, BOUNDS=False, HAS_KPM=HAS_KPM,
                       USE_TMA=USE_TMA, DOT_PREC=DOT_PREC, QK8=QK8, PV8=PV8, Q_ROWS=Q_ROWS,
@@ -267,8 +334,8 @@ def _radial_fwd(
         out = acc * v_scale[None, :] / l_safe[:, None]
     else:
         out = acc / l_safe[:, None]
-    o_ptrs = O + b64 * sob + h64 * soh + m64[:, None] * sos + offs_d[None, :] * sod
-    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=q_mask)
+    tl.store(_tile_ptrs(O, b, h, offs_m, offs_d, (sob, soh, sos, sod)),
+             out.to(O.dtype.element_ty), mask=q_mask)
     if RETURN_LSE:
         # natural-log LSE of the scaled scores: m and log2(l) are in base-2 units; a row with
         # no kept key (l = 0) gets +inf, so exp(s - lse) is 0 there (no NaN in a backward)
@@ -287,15 +354,9 @@ def _quant_rows(X, Y, SC, MEAN, sxb, sxh, sxs, sxd, H, S, D, mul,
     Y is contiguous ``[B*H, S_pad, BD]``, zero past S and D; SC is ``[B*H, S_pad / R]``
     (``[B*H, S_pad]`` per row).
     """
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
-    rows = pid * R + tl.arange(0, R)
-    d = tl.arange(0, BD)
-    ok = (rows < S)[:, None] & (d < D)[None, :]
-    x = tl.load(X + b * sxb + h * sxh + rows.to(tl.int64)[:, None] * sxs + d[None, :] * sxd,
-                mask=ok, other=0.0).to(tl.float32)
+    bh, b, h, rows, d, ok = _bh_rows(H, S, D, R, BD)
+    x = tl.load(_tile_ptrs(X, b, h, rows, d, (sxb, sxh, sxs, sxd)), mask=ok,
+                other=0.0).to(tl.float32)
     if SUB_MEAN:
         x = tl.where(ok, x - tl.load(MEAN + bh * BD + d)[None, :], 0.0)
     x = x * mul
@@ -308,7 +369,7 @@ def _quant_rows(X, Y, SC, MEAN, sxb, sxh, sxs, sxd, H, S, D, mul,
     else:
         s = tl.maximum(tl.max(tl.max(tl.abs(x), 1), 0), 1e-30) / QMAX
         y = x * (1.0 / s)
-        tl.store(SC + bh.to(tl.int64) * tl.num_programs(0) + pid, s)
+        tl.store(SC + bh.to(tl.int64) * tl.num_programs(0) + tl.program_id(0), s)
     if INT8:
         y = tl.minimum(tl.maximum(tl.where(y >= 0.0, y + 0.5, y - 0.5), -127.0), 127.0)
     tl.store(Y + bh.to(tl.int64) * n_pad * BD + rows.to(tl.int64)[:, None] * BD + d[None, :],
@@ -318,15 +379,9 @@ def _quant_rows(X, Y, SC, MEAN, sxb, sxh, sxs, sxd, H, S, D, mul,
 @triton.jit
 def _quant_vt(X, Y, VS, sxb, sxh, sxs, sxd, H, S, D, R: tl.constexpr, BD: tl.constexpr):
     """Y[bh, :, rows] = e4m3(X[b, h, rows] / vs): V transposed to ``[B*H, BD, S_pad]``."""
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
-    rows = pid * R + tl.arange(0, R)
-    d = tl.arange(0, BD)
-    ok = (rows < S)[:, None] & (d < D)[None, :]
-    x = tl.load(X + b * sxb + h * sxh + rows.to(tl.int64)[:, None] * sxs + d[None, :] * sxd,
-                mask=ok, other=0.0).to(tl.float32)
+    bh, b, h, rows, d, ok = _bh_rows(H, S, D, R, BD)
+    x = tl.load(_tile_ptrs(X, b, h, rows, d, (sxb, sxh, sxs, sxd)), mask=ok,
+                other=0.0).to(tl.float32)
     inv = 1.0 / tl.load(VS + bh * BD + d)
     y = (x * inv[None, :]).to(Y.dtype.element_ty)
     n_pad = tl.num_programs(0) * R
@@ -454,19 +509,9 @@ def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torc
     return cfg
 
 
-def triton_block_sparse_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    csr: BlockCSR,
-    block_size: int,
-    key_padding_mask: torch.Tensor | None = None,
-    scale: float | None = None,
-    config: dict | None = None,
-    fp8: bool = False,
-    return_lse: bool = False,
-    scheme: str | None = None,
-):
+def triton_block_sparse_attention(q, k, v, csr: BlockCSR, block_size: int,
+                                  key_padding_mask=None, scale=None, config=None, fp8=False,
+                                  return_lse=False, scheme=None):
     """Launch the kernel. Inputs are already validated; ``csr`` lives on q's device.
 
     Returns ``[B, H, S, D]``: a transposed view of a contiguous ``[B, S, H, D]`` buffer.
@@ -497,13 +542,8 @@ def triton_block_sparse_attention(
     cfg = dict(config) if config else pick_config(D, q.dtype, block_size, q.device, fp8=fp8,
                                                   scheme=scheme)
     nb = csr.nb
-    out = torch.empty((B, S, H, D), dtype=q.dtype, device=q.device).transpose(1, 2)
-    if key_padding_mask is not None:
-        kpm = key_padding_mask.to(device=q.device, dtype=torch.int8).contiguous()
-        skpb = kpm.stride(0)
-    else:
-        kpm = csr.row_len  # never read (HAS_KPM=False); any device pointer will do
-        skpb = 0
+    out = out_layout(q)
+    kpm, skpb, prec, guard = launch_context(q, key_padding_mask, csr.row_len)
     lse = torch.empty((B, H, S), dtype=torch.float32, device=q.device) if return_lse else None
     bm = cfg.pop("BLOCK_M")
     use_tma = cfg.pop("USE_TMA", None)
@@ -512,11 +552,7 @@ def triton_block_sparse_attention(
     if use_tma is None:
         use_tma = _is_hopper_or_newer(q.device)
     qk_scale = float(scale) * LOG2E
-    # launch on q's GPU even when another one is current (Triton uses the current device)
-    guard = torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext()
     with guard:
-        # float32 inputs: three TF32 products per dot (near-float32 accuracy) on the GPU
-        prec = "tf32x3" if (q.dtype == torch.float32 and q.is_cuda) else None
         if fp8:
             qq, kk, vv, qs, ks, vs = quantize_fp8(q, k, v, qk_scale, bm, cfg["BLOCK_N"],
                                                   block_size, cfg["BLOCK_D"], scheme=scheme,
@@ -530,11 +566,10 @@ def triton_block_sparse_attention(
                                                                        cfg["BLOCK_D"]]
         kd, vd = kk, vv
         if use_tma:
-            descs = _descriptors(kk, vv, [1, 1, cfg["BLOCK_N"], cfg["BLOCK_D"]], v_block)
-            if descs is None:
-                use_tma = False
-            else:
-                kd, vd = descs
+            kd = descriptor(kk, [1, 1, cfg["BLOCK_N"], cfg["BLOCK_D"]])
+            vd = descriptor(vv, v_block)
+            if kd is None or vd is None:
+                use_tma, kd, vd = False, kk, vv
         grid = (nb * (block_size // bm), B * H)
         _radial_fwd[grid](
             qq, kd, vd, out, kpm, qs, ks, vs, lse if return_lse else csr.row_len,
@@ -559,26 +594,38 @@ def triton_block_sparse_attention(
     return (out, lse) if return_lse else out
 
 
-def forward(q, k, v, csr, block_size, key_padding_mask=None, scale=None, config=None,
-            fp8=False, return_lse=False, scheme=None):
-    """The Triton forward pass: ``triton_block_sparse_attention`` under the name the
-    backward pass calls. ``return_lse=True`` gives ``(out, lse)``; see there for ``lse``."""
-    return triton_block_sparse_attention(q, k, v, csr, block_size,
-                                         key_padding_mask=key_padding_mask, scale=scale,
-                                         config=config, fp8=fp8, return_lse=return_lse,
-                                         scheme=scheme)
+# the name the backward pass (attention._backward) and the tests call the forward by
+forward = triton_block_sparse_attention
 
 
-def _descriptors(k: torch.Tensor, v: torch.Tensor, k_block: list, v_block: list):
-    """Host-side tensor descriptors over 4-D views, or None when TMA can't take them."""
+def launch_context(q: torch.Tensor, key_padding_mask, placeholder: torch.Tensor):
+    """What every launch of these kernels (forward and backward) shares, for q's device:
+    ``(kpm, kpm's batch stride, DOT_PREC, device guard)``.
+
+    The key padding mask as contiguous int8 (``placeholder``, any device tensor, where there is
+    none: the kernels never read it with ``HAS_KPM=False``); three-pass TF32 products
+    (``tf32x3``, near-float32 accuracy) for float32 inputs on the GPU; a guard that launches
+    on q's GPU even when another one is current (Triton uses the current device).
+    """
+    if key_padding_mask is not None:
+        kpm = key_padding_mask.to(device=q.device, dtype=torch.int8).contiguous()
+        skpb = kpm.stride(0)
+    else:
+        kpm, skpb = placeholder, 0
+    prec = "tf32x3" if (q.dtype == torch.float32 and q.is_cuda) else None
+    guard = torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext()
+    return kpm, skpb, prec, guard
+
+
+def descriptor(t: torch.Tensor, block: list):
+    """A host-side tensor descriptor (TMA) over all of ``t`` with ``block`` tiles, or None when
+    this Triton has none or the copy engine cannot take ``t`` (16-byte aligned base and
+    strides, unit last stride)."""
     try:
         from triton.tools.tensor_descriptor import TensorDescriptor
     except ImportError:
         return None
-    out = []
-    for t, blk in ((k, k_block), (v, v_block)):
-        es = t.element_size()
-        if t.stride(-1) != 1 or t.data_ptr() % 16 or any((st * es) % 16 for st in t.stride()[:-1]):
-            return None
-        out.append(TensorDescriptor(t, list(t.shape), list(t.stride()), blk))
-    return out
+    es = t.element_size()
+    if t.stride(-1) != 1 or t.data_ptr() % 16 or any((st * es) % 16 for st in t.stride()[:-1]):
+        return None
+    return TensorDescriptor(t, list(t.shape), list(t.stride()), block)

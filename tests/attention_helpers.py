@@ -7,7 +7,12 @@ a small floor per dtype.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -86,3 +91,89 @@ def check_against_reference(out, q, k, v, block_mask, block_size, key_padding_ma
 
 def nb_for(S, block_size):
     return math.ceil(S / block_size)
+
+
+def odd_length_case(dtype, layout, block_size, blocks, D, density, mask_seed):
+    """B = 2, H = 3, S = ``blocks * block_size - 37`` (a short last block): q, k, v (seed
+    ``block_size``) in ``layout`` and a random shared block mask."""
+    S = blocks * block_size - 37
+    q, k, v = make_qkv(2, 3, S, D, dtype, layout=layout, seed=block_size)
+    return q, k, v, random_block_mask(nb_for(S, block_size), density, seed=mask_seed)
+
+
+class AttentionBlock(torch.nn.Module):
+    """Projections around the attention, as in a transformer block; ``[B, S, H*D]`` in and out
+    (ComfyUI's layout): q/k/v projection, block_sparse_attention, output projection."""
+
+    def __init__(self, heads, dim, mask, block_size, kpm=None, backend="pytorch"):
+        super().__init__()
+        self.h, self.mask, self.bs, self.kpm, self.backend = heads, mask, block_size, kpm, backend
+        self.qkv = torch.nn.Linear(dim, 3 * dim)
+        self.proj = torch.nn.Linear(dim, dim)
+
+    def forward(self, x):
+        from radial_core.attention import block_sparse_attention
+
+        B, S, C = x.shape
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        q, k, v = (t.reshape(B, S, self.h, C // self.h).transpose(1, 2) for t in (q, k, v))
+        o = block_sparse_attention(q, k, v, self.mask, block_size=self.bs,
+                                   key_padding_mask=self.kpm, backend=self.backend)
+        return self.proj(o.transpose(1, 2).reshape(B, S, C))
+
+
+def attention_model(B, S, H, D, block_size, seed, padded=True, backend="pytorch",
+                    device="cpu", dtype=torch.float32):
+    """``torch.manual_seed(0)``, then an :class:`AttentionBlock` (random mask of density 0.4
+    from ``seed``; random key padding from ``seed + 1`` when ``padded``) in ``dtype`` on
+    ``device``, and a random input ``x`` ``[B, S, H*D]`` for it: ``(model, x)``."""
+    torch.manual_seed(0)
+    mask = random_block_mask(nb_for(S, block_size), 0.4, seed=seed)
+    kpm = random_padding(B, S, seed=seed + 1).to(device) if padded else None
+    model = AttentionBlock(H, H * D, mask, block_size, kpm=kpm, backend=backend)
+    return model.to(device, dtype), torch.randn(B, S, H * D, device=device, dtype=dtype)
+
+
+# ---- Triton's CPU interpreter in a child process (TRITON_INTERPRET=1 must precede the import)
+
+def report_cases(cases, run, interpreter_gap=None):
+    """Child side: run every case and print one ``RESULTS`` line ``{name: [ok, message]}``:
+    ``[True, run(name, spec)]``, or ``[False, "Error: ..."]`` (every case is reported, not just
+    the first failure), or ``[None, reason]`` where ``interpreter_gap(message)`` names a gap
+    of the interpreter rather than a kernel error (the test then skips with that reason)."""
+    results = {}
+    for name, spec in cases.items():
+        try:
+            results[name] = [True, run(name, spec)]
+        except Exception as exc:
+            msg = f"{type(exc).__name__}: {exc}"
+            gap = interpreter_gap(msg) if interpreter_gap else None
+            results[name] = [None, gap] if gap else [False, msg]
+    print("RESULTS " + json.dumps(results))
+    return results
+
+
+def report_unsupported(why):
+    """Child side: this interpreter cannot run the kernels at all (every case skips with why)."""
+    print("UNSUPPORTED " + json.dumps(why))
+
+
+def interpreter_results(script, flag, timeout):
+    """Parent side: run ``script flag`` with ``TRITON_INTERPRET=1`` from the repository root
+    and return its ``RESULTS``; skip with the child's reason where it printed ``UNSUPPORTED``,
+    with a reason where Triton is not installed."""
+    import pytest
+
+    pytest.importorskip("triton", reason="Triton is not installed in this environment")
+    env = dict(os.environ, TRITON_INTERPRET="1")  # the child imports the pack via pack_import
+    proc = subprocess.run([sys.executable, str(script), flag], env=env, capture_output=True,
+                          text=True, timeout=timeout, cwd=str(Path(__file__).resolve().parents[1]))
+    lines = proc.stdout.splitlines()
+    unsupported = [ln for ln in lines if ln.startswith("UNSUPPORTED ")]
+    if proc.returncode == 0 and unsupported:
+        pytest.skip(json.loads(unsupported[-1][len("UNSUPPORTED "):]))
+    results = [ln for ln in lines if ln.startswith("RESULTS ")]
+    assert proc.returncode == 0 and results, (
+        f"interpreter child failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n"
+        f"{proc.stderr[-3000:]}")
+    return json.loads(results[-1][len("RESULTS "):])

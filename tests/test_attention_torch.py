@@ -10,6 +10,7 @@ from attention_helpers import (
     check_against_reference,
     make_qkv,
     nb_for,
+    odd_length_case,
     random_block_mask,
     random_padding,
     rel_err,
@@ -22,9 +23,8 @@ from radial_core.mask import radial_block_mask
 @pytest.mark.parametrize("layout", ["bhsd", "bshd"])
 @pytest.mark.parametrize("block_size", [64, 128])
 def test_random_mask_odd_length_batch2(dtype, layout, block_size):
-    B, H, S, D = 2, 3, 5 * block_size - 37, 64
-    q, k, v = make_qkv(B, H, S, D, dtype, layout=layout, seed=block_size)
-    mask = random_block_mask(nb_for(S, block_size), 0.4, seed=1)
+    q, k, v, mask = odd_length_case(dtype, layout, block_size, blocks=5, D=64, density=0.4,
+                                    mask_seed=1)
     out = block_sparse_attention(q, k, v, mask, block_size=block_size, backend="pytorch")
     check_against_reference(out, q, k, v, mask, block_size)
 

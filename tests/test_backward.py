@@ -12,9 +12,6 @@ Triton 3.7+, older interpreters cannot run a loop bounded by a loaded value), an
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,7 +26,9 @@ if __name__ == "__main__":  # the interpreter child: the pack as ComfyUI imports
 
     pack_import.install()
 
-from attention_helpers import make_qkv, nb_for, random_block_mask, random_padding
+from attention_helpers import (attention_model, interpreter_results, make_qkv, nb_for,
+                               odd_length_case, random_block_mask, random_padding,
+                               report_cases, report_unsupported)
 from conftest import require_cuda
 from radial_core.attention import OP_NAME, block_sparse_attention, supports_backward
 from radial_core.mask import radial_block_mask
@@ -84,9 +83,8 @@ TOL = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 3e-3, torch.bfl
 @pytest.mark.parametrize("layout", ["bhsd", "bshd"])
 @pytest.mark.parametrize("block_size", [64, 128])
 def test_grads_random_mask_odd_length_batch2(dtype, layout, block_size):
-    B, H, S, D = 2, 3, 3 * block_size - 37, 32
-    q, k, v = make_qkv(B, H, S, D, dtype, layout=layout, seed=block_size)
-    mask = random_block_mask(nb_for(S, block_size), 0.5, seed=2)
+    q, k, v, mask = odd_length_case(dtype, layout, block_size, blocks=3, D=32, density=0.5,
+                                    mask_seed=2)
     check_grads(q, k, v, mask, block_size, tol=TOL[dtype])
 
 
@@ -221,31 +219,10 @@ def test_autograd_saves_no_attention_matrix():
     assert torch.isfinite(q.grad).all() and q.grad.abs().max() > 0
 
 
-class _Block(torch.nn.Module):
-    """Projections around the attention, as in a transformer block ([B, S, H*D] layout)."""
-
-    def __init__(self, heads, dim, mask, bs, kpm=None, backend="pytorch"):
-        super().__init__()
-        self.h, self.mask, self.bs, self.kpm, self.backend = heads, mask, bs, kpm, backend
-        self.qkv = torch.nn.Linear(dim, 3 * dim)
-        self.proj = torch.nn.Linear(dim, dim)
-
-    def forward(self, x):
-        B, S, C = x.shape
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
-        q, k, v = (t.reshape(B, S, self.h, C // self.h).transpose(1, 2) for t in (q, k, v))
-        o = block_sparse_attention(q, k, v, self.mask, block_size=self.bs,
-                                   key_padding_mask=self.kpm, backend=self.backend)
-        return self.proj(o.transpose(1, 2).reshape(B, S, C))
-
-
 @pytest.mark.parametrize("reentrant", [False, True])
 def test_gradient_checkpointing_recomputes_in_backward(reentrant):
-    torch.manual_seed(0)
-    B, S, H, D, bs = 2, 300, 2, 16, 64
-    mask = random_block_mask(nb_for(S, bs), 0.4, seed=25)
-    block = _Block(H, H * D, mask, bs, random_padding(B, S, seed=26)).double()
-    x = torch.randn(B, S, H * D, dtype=torch.float64, requires_grad=True)
+    block, x = attention_model(2, 300, 2, 16, 64, seed=25, dtype=torch.float64)
+    x.requires_grad_(True)
     block(x).square().sum().backward()
     want = [p.grad.clone() for p in block.parameters()] + [x.grad.clone()]
     block.zero_grad()
@@ -343,45 +320,25 @@ def _interpret_child() -> int:
 
     major, minor = (int(x) for x in triton.__version__.split(".")[:2])
     if (major, minor) < (3, 7):
-        print("UNSUPPORTED " + json.dumps(
+        report_unsupported(
             f"triton {triton.__version__}'s interpreter cannot run a loop bounded by a loaded "
             f"value (the kernels' loops are bounded by loaded CSR row lengths); Triton 3.7+ "
-            f"interprets it, the GPU tests cover the kernels"))
+            f"interprets it, the GPU tests cover the kernels")
         return 0
-    results = {}
-    for name, spec in INTERPRET_CASES.items():
-        try:
-            results[name] = [True, _interpret_case(name, spec)]
-        except Exception as exc:  # report every case, not just the first failure
-            msg = f"{type(exc).__name__}: {exc}"
-            if "create_descriptor_reduce" in msg:  # an interpreter gap, not a kernel error
-                results[name] = [None, (
-                    f"triton {triton.__version__}'s interpreter has no tensor-descriptor "
-                    f"reduction ({msg[:160]}); the GPU tests run dq_mode=2")]
-            else:
-                results[name] = [False, msg]
-    print("RESULTS " + json.dumps(results))
+
+    def gap(msg):  # an interpreter gap, not a kernel error
+        if "create_descriptor_reduce" in msg:
+            return (f"triton {triton.__version__}'s interpreter has no tensor-descriptor "
+                    f"reduction ({msg[:160]}); the GPU tests run dq_mode=2")
+        return None
+
+    report_cases(INTERPRET_CASES, _interpret_case, gap)
     return 0
 
 
 @pytest.fixture(scope="module")
 def interpreted():
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        pytest.skip("Triton is not installed: the interpreter tests need it")
-    env = dict(os.environ, TRITON_INTERPRET="1")  # the child imports the pack via pack_import
-    proc = subprocess.run([sys.executable, str(Path(__file__)), "--interpret"], env=env,
-                          capture_output=True, text=True, timeout=1500, cwd=str(HERE.parent))
-    lines = proc.stdout.splitlines()
-    for line in lines:
-        if line.startswith("UNSUPPORTED "):
-            pytest.skip(json.loads(line[len("UNSUPPORTED "):]))
-    for line in lines:
-        if line.startswith("RESULTS "):
-            return json.loads(line[len("RESULTS "):])
-    raise AssertionError(f"interpreter child failed (rc {proc.returncode}):\n"
-                         f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return interpreter_results(Path(__file__).resolve(), "--interpret", timeout=1500)
 
 
 @pytest.mark.parametrize("name", list(INTERPRET_CASES))
@@ -550,14 +507,8 @@ def test_gpu_fp8_forward_exact_backward():
 @pytest.mark.gpu
 def test_gpu_compiled_training_step_inductor():
     require_cuda()
-    torch.manual_seed(0)
-    B, S, H, D, bs = 2, 1000, 4, 64, 128
-    mask = random_block_mask(nb_for(S, bs), 0.4, seed=38)
-    kpm = random_padding(B, S, seed=39).cuda()
-    block = _Block(H, H * D, mask, bs, kpm, backend="triton").cuda()
-    for p in block.parameters():
-        p.data = p.data.half()
-    x = torch.randn(B, S, H * D, device="cuda", dtype=torch.float16)
+    block, x = attention_model(2, 1000, 4, 64, 128, seed=38, backend="triton", device="cuda",
+                               dtype=torch.float16)
     block(x).float().square().mean().backward()
     want = {n: p.grad.clone() for n, p in block.named_parameters()}
     block.zero_grad()

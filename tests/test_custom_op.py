@@ -13,27 +13,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attention_helpers import make_qkv, nb_for, random_block_mask, random_padding
+from attention_helpers import attention_model, make_qkv, nb_for, random_block_mask
 from conftest import require_cuda
-from radial_core.attention import OP_NAME, block_sparse_attention
-
-
-class _Tiny(torch.nn.Module):
-    """[B, S, H*D] in and out, ComfyUI's layout: q/k/v projections, attention, output proj."""
-
-    def __init__(self, heads, dim, mask, block_size, backend, kpm=None):
-        super().__init__()
-        self.h, self.mask, self.bs, self.backend, self.kpm = heads, mask, block_size, backend, kpm
-        self.qkv = torch.nn.Linear(dim, 3 * dim)
-        self.proj = torch.nn.Linear(dim, dim)
-
-    def forward(self, x):
-        B, S, C = x.shape
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
-        q, k, v = (t.reshape(B, S, self.h, C // self.h).transpose(1, 2) for t in (q, k, v))
-        o = block_sparse_attention(q, k, v, self.mask, block_size=self.bs,
-                                   key_padding_mask=self.kpm, backend=self.backend)
-        return self.proj(o.transpose(1, 2).reshape(B, S, C))
+from radial_core.attention import OP_NAME
 
 
 def _compile_and_count(model, x, backend):
@@ -89,12 +71,8 @@ def test_backward_op_is_registered_with_a_fake():
 
 @pytest.mark.parametrize("padded", [False, True])
 def test_compiled_module_keeps_one_graph_cpu(padded):
-    torch.manual_seed(0)
-    B, S, H, D, bs = 2, 300, 2, 32, 64
-    mask = random_block_mask(nb_for(S, bs), 0.4, seed=2)
-    kpm = random_padding(B, S, seed=3) if padded else None
-    model = _Tiny(H, H * D, mask, bs, "pytorch", kpm).eval()
-    x = torch.randn(B, S, H * D)
+    model, x = attention_model(2, 300, 2, 32, 64, seed=2, padded=padded)
+    model.eval()
     with torch.no_grad():
         want = model(x)
         out, breaks, graphs = _compile_and_count(model, x, "aot_eager")
@@ -107,12 +85,7 @@ def test_compiled_module_keeps_one_graph_cpu(padded):
 def test_compiled_training_step_keeps_one_graph_cpu(padded):
     # forward + backward compiled with fullgraph=True: the op and its backward op are single
     # nodes (register_autograd), no graph break, gradients equal eager's
-    torch.manual_seed(0)
-    B, S, H, D, bs = 2, 300, 2, 32, 64
-    mask = random_block_mask(nb_for(S, bs), 0.4, seed=4)
-    kpm = random_padding(B, S, seed=5) if padded else None
-    model = _Tiny(H, H * D, mask, bs, "pytorch", kpm)
-    x = torch.randn(B, S, H * D)
+    model, x = attention_model(2, 300, 2, 32, 64, seed=4, padded=padded)
     model(x).square().mean().backward()
     want = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
@@ -133,12 +106,9 @@ def test_compiled_training_step_keeps_one_graph_cpu(padded):
 @pytest.mark.gpu
 def test_compiled_module_keeps_one_graph_gpu():
     require_cuda()
-    torch.manual_seed(0)
-    B, S, H, D, bs = 2, 1000, 4, 64, 128
-    mask = random_block_mask(nb_for(S, bs), 0.4, seed=5)
-    kpm = random_padding(B, S, seed=6).cuda()
-    model = _Tiny(H, H * D, mask, bs, "triton", kpm).cuda().half().eval()
-    x = torch.randn(B, S, H * D, device="cuda", dtype=torch.float16)
+    model, x = attention_model(2, 1000, 4, 64, 128, seed=5, backend="triton", device="cuda",
+                               dtype=torch.float16)
+    model.eval()
     with torch.no_grad():
         want = model(x)
         out, breaks, graphs = _compile_and_count(model, x, "inductor")

@@ -8,16 +8,13 @@ so bfloat16 is covered by the GPU tests.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 
 # name: (B, H, S, D, block_size, dtype, layout, mask kind, key padding, config)
 CASES = {
@@ -224,42 +221,23 @@ def _child() -> int:
     import pack_import  # the pack as ComfyUI imports it (root never on sys.path)
 
     pack_import.install()
+    from attention_helpers import report_cases, report_unsupported
+
     why = _probe()
     if why is not None:
-        print("UNSUPPORTED " + json.dumps(why))
+        report_unsupported(why)
         return 0
-    results = {}
-    for name, spec in CASES.items():
-        try:
-            results[name] = [True, _run_case(name, spec)]
-        except Exception as exc:  # report every case, not just the first failure
-            results[name] = [False, f"{type(exc).__name__}: {exc}"]
-    for name in INT8_CASES:
-        try:
-            results["int8_" + name] = [True, _run_int8_case(name, CASES[name])]
-        except Exception as exc:
-            results["int8_" + name] = [False, f"{type(exc).__name__}: {exc}"]
-    print("RESULTS " + json.dumps(results))
+    cases = {name: (_run_case, name, spec) for name, spec in CASES.items()}
+    cases.update({"int8_" + name: (_run_int8_case, name, CASES[name]) for name in INT8_CASES})
+    report_cases(cases, lambda _, case: case[0](case[1], case[2]))
     return 0
 
 
 @pytest.fixture(scope="module")
 def interpreter_results():
-    pytest.importorskip("triton", reason="Triton is not installed in this environment")
-    env = dict(os.environ, TRITON_INTERPRET="1")  # the child imports the pack through pack_import
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
-    unsupported = [ln for ln in proc.stdout.splitlines() if ln.startswith("UNSUPPORTED ")]
-    if proc.returncode == 0 and unsupported:
-        pytest.skip(json.loads(unsupported[-1][len("UNSUPPORTED "):]))
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS ")]
-    assert proc.returncode == 0 and lines, (
-        f"interpreter child failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n"
-        f"{proc.stderr[-3000:]}"
-    )
-    return json.loads(lines[-1][len("RESULTS "):])
+    from attention_helpers import interpreter_results as run_child
+
+    return run_child(Path(__file__).resolve(), "--child", timeout=600)
 
 
 @pytest.mark.parametrize("name", list(CASES) + ["int8_" + n for n in INT8_CASES])
