@@ -69,7 +69,7 @@ def _log_shape(run: RunState, cfg, fwd, call: Call, plan: Plan) -> None:
     run.once(key, logging.INFO, (
         f"Radial Attention: {cfg.family.variant}, latent {list(fwd.latent_shape)} -> "
         f"{plan.frames} frames x {plan.tokens_per_frame} tokens"
-        + (f" + {text} text" + (" (first)" if plan.text_first else "") if text else "")
+        + (f" + {text} {cfg.family.other_tokens}" + (" (first)" if plan.text_first else "") if text else "")
         + f" = {call.lq} tokens, block {cfg.block_size}, decay {cfg.decay_factor:g}"
         + (f", dist1 {cfg.dist1}" if cfg.family.mask_model == "wan" else "")
         + f", mask density {mask_density(plan.mask):.3f}"

@@ -64,6 +64,11 @@ class ModelFamily:
     def name(self) -> str:
         return FAMILY_NAMES[self.family]
 
+    @property
+    def other_tokens(self) -> str:
+        """What the non-video tokens of its self-attention are ("text", "reference + motion", ...)."""
+        return _SPECS[self.family].other_tokens
+
 
 def default_decay(family: str) -> float:
     """The family's default decay factor (the family table; see its ``tuned`` / ``defaults_rule``)."""

@@ -158,6 +158,6 @@ def estimate_for(family: str, width: int, height: int, frames: int, *, block_siz
     return rpreview.estimate_latent(
         geo.num_frames, geo.tokens_per_frame, text_tokens=geo.text_tokens, block_size=block_size,
         decay_factor=spec.default_decay if decay is None else decay, model=geo.mask_model,
-        dist1=dist1, family=family, text_first=geo.text_first,
+        dist1=dist1, family=family, text_first=geo.text_first, other_label=geo.other_label,
         title=f"{spec.label}, latent {geo.num_frames} x {geo.tokens_per_frame} tokens",
     )

@@ -8,7 +8,7 @@ One table of model families; the ComfyUI patch reads the real latent shape inste
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .mask import radial_block_mask
 
@@ -56,6 +56,9 @@ class FamilySpec:
     # family, for the front end's readout before a run (the longest piece found wins; the patch
     # itself detects the family from the weights)
     file_names: tuple[str, ...] = ()
+    # what the non-video tokens of the self-attention sequence are, as the log line and the
+    # preview name them ("+ 256 text", "+ 1 640 reference + motion")
+    other_tokens: str = "text"
 
     def as_dict(self) -> dict:
         """JSON-ready entry (the HTTP route /radial_attention/families serves these)."""
@@ -67,6 +70,7 @@ class FamilySpec:
             "tuned": self.tuned, "defaults_rule": self.defaults_rule, "token_groups": self.token_groups,
             "block_numbering": self.block_numbering, "latent_channels": self.latent_channels,
             "comfy_classes": list(self.comfy_classes), "file_names": list(self.file_names),
+            "other_tokens": self.other_tokens,
         }
 
 
@@ -161,7 +165,7 @@ FAMILIES: dict[str, FamilySpec] = {
                                          "the prompt), then video; all non-video tokens attend and are "
                                          "attended fully",
                             block_numbering="54 double-stream blocks (0-53), no single-stream blocks",
-                            latent_channels=32, text_first=None,
+                            latent_channels=32, text_first=None, other_tokens="text / image",
                             file_names=("hunyuanvideo1.5", "hunyuan_video_1.5", "hunyuanvideo_1.5", "hunyuanvideo15"),
                             comfy_classes=("HunyuanVideo15", "HunyuanVideo15_SR_Distilled")),
     "ltxv": FamilySpec("LTX-Video", (8, 32, 32), (1, 1, 1), "wan", 0.8, 0, tuned=False,
@@ -201,10 +205,11 @@ FAMILIES: dict[str, FamilySpec] = {
                              block_numbering="single-stream blocks 0..N-1 (the text refiner runs once "
                                              "per sampling, outside the blocks)",
                              latent_channels=24, file_names=("minimax",), comfy_classes=("MiniMaxH3",), frames_rule=_minimax_h3_frames,
-                             text_first=True),
+                             text_first=True, other_tokens="text + reference + audio"),
     # Wan variants (comfy.model_base classes of ComfyUI 0.33; S2V, HuMo and Animate also in 0.3.75)
     "wan22_s2v": FamilySpec("Wan 2.2 S2V (speech to video)", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0, tuned=False,
                             defaults_rule=_RULE_WAN_VARIANT, wan_base="2.2", extra_tokens=_s2v_extra,
+                            other_tokens="reference + motion",
                             token_groups="[video | reference frame | motion frames (1 at the video's grid, "
                                          "1 at half, 4 at a quarter of its sides)]: the reference and motion "
                                          "tokens attend and are attended fully (the text rule); the audio "
@@ -212,7 +217,7 @@ FAMILIES: dict[str, FamilySpec] = {
                             block_numbering="blocks 0..N-1 (40 in 14B)", file_names=("wan2.2_s2v", "wan2_2_s2v", "s2v_14b"), comfy_classes=("WAN22_S2V",)),
     "wan21_humo": FamilySpec("HuMo (Wan 2.1, audio + reference)", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0,
                              tuned=False, defaults_rule=_RULE_WAN_VARIANT, wan_base="2.1",
-                             extra_tokens=_humo_extra,
+                             extra_tokens=_humo_extra, other_tokens="reference",
                              token_groups="[video | reference frame]: the reference tokens attend and are "
                                           "attended fully (the text rule); the audio cross-attention (each "
                                           "frame's tokens to its 16 audio tokens) stays dense",
@@ -231,7 +236,7 @@ FAMILIES: dict[str, FamilySpec] = {
                                block_numbering="blocks 0..N-1 (40 in 14B)", file_names=("wan_animate2", "wan-animate-2", "wan_animate_2", "animate2"), comfy_classes=("WAN_Animate2",)),
     "wan21_scail": FamilySpec("SCAIL (Wan 2.1, pose)", (4, 8, 8), (1, 2, 2), "wan", 0.2, 0, tuned=False,
                               defaults_rule=_RULE_WAN_VARIANT, wan_base="2.1", extra_frames=1,
-                              extra_tokens=_scail_extra,
+                              extra_tokens=_scail_extra, other_tokens="pose",
                               token_groups="[reference frame(s) | video | pose video at half resolution]: "
                                            "the reference frames are frames (the first is the sink), the "
                                            "pose tokens attend and are attended fully (the text rule)",
@@ -266,6 +271,7 @@ class VideoGeometry:
     text_tokens: int
     mask_model: str
     text_first: bool = False  # the text (and other non-video) tokens come before the video
+    other_label: str = "text"  # what the ``text_tokens`` are (the family's ``other_tokens``)
 
     @property
     def tokens_per_frame(self) -> int:  # T
@@ -345,10 +351,11 @@ def geometry_from_pixels(family: str, width: int, height: int, frames: int, text
 
 def with_extra_groups(family: str, geo: VideoGeometry) -> VideoGeometry:
     """``geo`` (the video's own frames) with the family's conditioning frames and the other token
-    groups of its sequence added (the Wan variants' ``extra_frames`` / ``extra_tokens``)."""
+    groups of its sequence added (the Wan variants' ``extra_frames`` / ``extra_tokens``), and
+    their name (``other_tokens``) as the geometry's ``other_label``."""
     spec = family_spec(family)
+    geo = replace(geo, other_label=spec.other_tokens)
     if not spec.extra_frames and spec.extra_tokens is None:
         return geo
     extra = spec.extra_tokens(geo.num_frames, geo.height_tokens, geo.width_tokens) if spec.extra_tokens else 0
-    return VideoGeometry(geo.num_frames + spec.extra_frames, geo.height_tokens, geo.width_tokens,
-                         geo.text_tokens + int(extra), geo.mask_model, geo.text_first)
+    return replace(geo, num_frames=geo.num_frames + spec.extra_frames, text_tokens=geo.text_tokens + int(extra))

@@ -64,6 +64,7 @@ class MaskStats:
     expected_speedup: float  # KERNEL_RATE_RATIO / flop_density
     distance_density: list[float] = field(default_factory=list)  # kept fraction per |i - j|
     text_first: bool = False  # the text tokens sit before the video ([text | video])
+    other_label: str = "text"  # what the non-video tokens are (the family's ``other_tokens``)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -108,15 +109,16 @@ def _distance_density(pairs: torch.Tensor, block_frame: torch.Tensor, num_frames
 
 
 def mask_stats(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, text_tokens: int = 0,
-               block_size: int = 128, text_first: bool = False) -> MaskStats:
+               block_size: int = 128, text_first: bool = False, other_label: str = "text") -> MaskStats:
     """Exact figures of ``mask`` (a ``[nb, nb]`` bool block mask of the given geometry;
-    ``text_first``: the sequence is ``[text | video]``)."""
+    ``text_first``: the sequence is ``[text | video]``; ``other_label``: what the ``text_tokens``
+    are, for the words)."""
     tokens = num_frames * tokens_per_frame + text_tokens
     nb = -(-tokens // block_size)
     if mask.dim() != 2 or mask.shape[0] != nb or mask.shape[1] != nb:
         raise ValueError(
             f"mask must be [{nb}, {nb}] for {num_frames} frames x {tokens_per_frame} tokens "
-            f"+ {text_tokens} text at block {block_size}; got {list(mask.shape)}"
+            f"+ {text_tokens} {other_label} at block {block_size}; got {list(mask.shape)}"
         )
     mask = mask.bool()
     frames_of = _block_frames(nb, num_frames, tokens_per_frame, block_size, tokens,
@@ -144,6 +146,7 @@ def mask_stats(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, te
         expected_speedup=KERNEL_RATE_RATIO / flop_density if flop_density > 0 else float("inf"),
         distance_density=[round(float(x), 6) for x in _distance_density(pairs, frames_of, num_frames)],
         text_first=bool(text_first),
+        other_label=other_label,
     )
 
 
@@ -259,7 +262,8 @@ def _load_font(size: int):
 
 def render_mask(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, text_tokens: int = 0,
                 block_size: int = 128, model: str = "wan", title: str = "",
-                stats: MaskStats | None = None, panel_size: int = 640, text_first: bool = False) -> torch.Tensor:
+                stats: MaskStats | None = None, panel_size: int = 640, text_first: bool = False,
+                other_label: str = "text") -> torch.Tensor:
     """Picture of ``mask`` as a ``uint8`` RGB tensor ``[H, W, 3]``.
 
     The panel shows query blocks top to bottom and key blocks left to right. A pixel covering
@@ -268,13 +272,15 @@ def render_mask(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, t
     sink (key frame 0) and the text region apart. Dark lines mark frame boundaries (every k-th
     frame when they would be closer than 4 px), a light line the video/text border. Below, bars
     show the kept fraction for each temporal distance d. ``text_first``: the text band is drawn
-    first (top rows, left columns), where the model puts it.
+    first (top rows, left columns), where the model puts it. ``other_label`` names that band
+    (``stats``' label when given).
     """
     if panel_size < 64 or panel_size > 4096:
         raise ValueError(f"panel_size must be in [64, 4096]; got {panel_size}")
     if stats is None:
         stats = mask_stats(mask, num_frames, tokens_per_frame, text_tokens=text_tokens,
-                           block_size=block_size, text_first=text_first)
+                           block_size=block_size, text_first=text_first, other_label=other_label)
+    other = stats.other_label
     nb = stats.num_blocks
     lead = text_tokens if text_first else 0
     block_frame = _block_frames(nb, num_frames, tokens_per_frame, block_size, stats.tokens, lead)
@@ -296,7 +302,7 @@ def render_mask(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, t
     if model == "wan" and num_frames > 1:
         entries.append((SINK, "sink (frame 0)"))
     if text_tokens:
-        entries.append((TEXT_REGION, "text tokens (first)" if text_first else "text tokens"))
+        entries.append((TEXT_REGION, f"{other} tokens" + (" (first)" if text_first else "")))
     entries.append((PANEL_EMPTY, "skipped"))
     lx, ly = px + side + margin, py
     for i, (rgb, _) in enumerate(entries):
@@ -316,7 +322,7 @@ def render_mask(mask: torch.Tensor, num_frames: int, tokens_per_frame: int, *, t
     font, small = _load_font(14), _load_font(11)
     head = title or "radial block mask"
     head += (f"  |  {num_frames} x {tokens_per_frame} tok"
-             + ((f" + {text_tokens} text" + (" first" if text_first else "")) if text_tokens else "")
+             + ((f" + {text_tokens} {other}" + (" first" if text_first else "")) if text_tokens else "")
              + f"  |  {nb} x {nb} blocks  |  density {stats.density:.1%}"
              + f"  |  ~{stats.expected_speedup:.1f}x attention")
     draw.text((margin, 8), head, fill=TEXT_COLOUR, font=font)
@@ -344,7 +350,8 @@ def summary_text(stats: MaskStats, *, title: str, decay_factor: float, dist1: st
     lines = [
         f"Sparsity preview: {title}",
         f"latent: {stats.num_frames} frames x {stats.tokens_per_frame} tokens/frame"
-        f" + {stats.text_tokens} text{' (first)' if stats.text_first else ''} = {stats.tokens:,} tokens",
+        f" + {stats.text_tokens} {stats.other_label}{' (first)' if stats.text_first else ''}"
+        f" = {stats.tokens:,} tokens",
         f"blocks: {stats.num_blocks} x {stats.num_blocks} of {stats.block_size},"
         f" kept {stats.kept_blocks:,} (density {stats.density:.2%})",
         f"decay factor {decay_factor:g}{rule}",
@@ -384,7 +391,7 @@ class Estimate:
         s = self.stats
         return render_mask(self.mask(), s.num_frames, s.tokens_per_frame, text_tokens=s.text_tokens,
                            block_size=s.block_size, model=self.model, title=self.title, stats=s,
-                           panel_size=panel_size, text_first=s.text_first)
+                           panel_size=panel_size, text_first=s.text_first, other_label=s.other_label)
 
 
 def _num_blocks(num_frames: int, tokens_per_frame: int, text_tokens: int, block_size: int) -> int:
@@ -416,14 +423,15 @@ def _too_large_fix(num_frames: int, tokens_per_frame: int, text_tokens: int, blo
 def estimate_latent(num_frames: int, tokens_per_frame: int, *, text_tokens: int = 0,
                     block_size: int = 128, decay_factor: float = 1.0, model: str = "wan",
                     dist1: str = "full", title: str = "", family: str = "", width: int = 0,
-                    height: int = 0, frames: int = 0, text_first: bool = False) -> Estimate:
+                    height: int = 0, frames: int = 0, text_first: bool = False,
+                    other_label: str = "text") -> Estimate:
     """Figures of the radial mask for a latent geometry (what the kernel would run;
-    ``text_first``: the text tokens sit before the video)."""
+    ``text_first``: the text tokens sit before the video; ``other_label``: what they are)."""
     nb = _num_blocks(num_frames, tokens_per_frame, text_tokens, block_size)
     if nb > MAX_PREVIEW_BLOCKS:
         raise ValueError(
             f"too large for a preview: {num_frames} latent frames x {tokens_per_frame} tokens"
-            f"{f' + {text_tokens} text' if text_tokens else ''} = {nb:,} blocks of {block_size};"
+            f"{f' + {text_tokens} {other_label}' if text_tokens else ''} = {nb:,} blocks of {block_size};"
             f" at most {MAX_PREVIEW_BLOCKS:,} blocks. "
             + _too_large_fix(num_frames, tokens_per_frame, text_tokens, block_size, unit="latent frames")
         )
@@ -431,7 +439,7 @@ def estimate_latent(num_frames: int, tokens_per_frame: int, *, text_tokens: int 
                              block_size=block_size, decay_factor=decay_factor, model=model,
                              dist1=dist1, text_first=bool(text_first))
     stats = mask_stats(mask, num_frames, tokens_per_frame, text_tokens=text_tokens,
-                       block_size=block_size, text_first=bool(text_first))
+                       block_size=block_size, text_first=bool(text_first), other_label=other_label)
     return Estimate(family=family, width=width, height=height, frames=frames,
                     decay_factor=float(decay_factor), dist1=dist1, model=model,
                     title=title or f"{num_frames} latent frames", stats=stats)
@@ -463,7 +471,7 @@ def estimate(family: str, width: int, height: int, frames: int, *, block_size: i
 
         raise ValueError(
             f"too large for a preview: {width}x{height}, {frames} frames = {geo.num_frames} latent frames"
-            f" x {geo.tokens_per_frame} tokens{f' + {geo.text_tokens} text' if geo.text_tokens else ''}"
+            f" x {geo.tokens_per_frame} tokens{f' + {geo.text_tokens} {geo.other_label}' if geo.text_tokens else ''}"
             f" = {nb:,} blocks of {block_size}; at most {MAX_PREVIEW_BLOCKS:,} blocks. "
             + _too_large_fix(geo.num_frames, geo.tokens_per_frame, geo.text_tokens, block_size,
                              unit="frames", frames_that_fit=frames_that_fit)
@@ -473,4 +481,4 @@ def estimate(family: str, width: int, height: int, frames: int, *, block_size: i
                            block_size=block_size, decay_factor=decay_factor, model=geo.mask_model,
                            dist1=dist1, title=f"{label}, {width}x{height}, {frames} frames",
                            family=family, width=width, height=height, frames=frames,
-                           text_first=geo.text_first)
+                           text_first=geo.text_first, other_label=geo.other_label)

@@ -10,6 +10,8 @@ naming its version (family_cases.require_family asks ComfyUI's supported_models)
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -197,15 +199,17 @@ def test_cfg_batch_of_two(rp, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_odd_latent_size(rp, kind):
+def test_odd_latent_size(rp, kind, caplog):
     """7 frames of 9 x 11 tokens (latent 9 x 11 with patch 1, 17 x 21 with 2 x 2; see _lat):
-    99 tokens per frame, not a block multiple."""
+    99 tokens per frame, not a block multiple. The run's log line names the sequence's other
+    token group as the family registry does ("text", "reference + motion", "pose", ...)."""
     case = _case(kind)
     base = fc.load(case)
     rec = hm.Recorder(keep_tensors=True)
     p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks=""), rec)
     lat = _lat(case, 7, 9, 11)
-    out = fc.sample(p, case, lat, steps=1)
+    with caplog.at_level(logging.INFO):
+        out = fc.sample(p, case, lat, steps=1)
     video = out.unbind()[0] if getattr(out, "is_nested", False) else out
     lat_video = lat.unbind()[0] if getattr(lat, "is_nested", False) else lat
     assert video.shape == lat_video.shape and torch.isfinite(video).all()
@@ -214,6 +218,10 @@ def test_odd_latent_size(rp, kind):
     assert len(sparse) == fc.video_blocks(case, base)
     assert all((e["frames"], e["tokens_per_frame"], e["text_tokens"]) == (frames, 99, text) for e in sparse)
     _check_sparse_events(sparse, 64)
+    shape_lines = [r.getMessage() for r in caplog.records if f"{frames} frames x 99 tokens" in r.getMessage()]
+    assert len(shape_lines) == 1, shape_lines
+    other = FAMILIES[case.family].other_tokens
+    assert (f"x 99 tokens + {text} {other}" if text else "x 99 tokens = ") in shape_lines[0], shape_lines[0]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -189,7 +189,7 @@ def test_render_text_first_draws_the_text_band_first():
     img = P.render_mask(last, F, T, text_tokens=text, model="hunyuan", panel_size=160)
     assert _pixel(img, x0 + 0 * scale + 10, y0 + 1 * scale + 10) == P.BAND_COLOURS[0]  # video first
     est = P.estimate("minimax_h3", 640, 352, 22)  # the family table says MiniMax H3 is text first
-    assert est.stats.text_first and "text (first)" in est.summary()
+    assert est.stats.text_first and "330 text + reference + audio (first)" in est.summary()
     assert torch.equal(est.mask(), radial_block_mask(
         est.stats.num_frames, est.stats.tokens_per_frame, text_tokens=est.stats.text_tokens,
         decay_factor=est.decay_factor, model="hunyuan", text_first=True))

@@ -181,7 +181,7 @@ def test_node_counts_a_wan_variants_token_groups_from_a_latent(comfy):
     _, summary, _ = node_outputs(run_prompt(prompt))
     geo = geometry_from_pixels("wan21_scail", 832, 480, 81)
     assert (geo.num_frames, geo.text_tokens) == (22, 21 * 15 * 26)
-    assert f"{geo.num_frames} frames x {geo.tokens_per_frame} tokens/frame + {geo.text_tokens} text" in summary
+    assert f"{geo.num_frames} frames x {geo.tokens_per_frame} tokens/frame + {geo.text_tokens} pose" in summary
 
 
 def test_node_text_first_matches_the_model_comfyui_builds(comfy):
