@@ -9,8 +9,9 @@ this pack in its custom_nodes, queues the same prompt and compares the saved lat
 
 The prompt is the bundled demo graph (workflows/api/demo_wan_tiny.json: small random-weight Wan,
 CLIPLoader + CLIPTextEncode with a random-weight T5-base, the patch, a dense and a radial KSampler)
-with SaveLatent in place of decoding, and one more branch: Radial LoRA Loader -> KSampler ->
-SaveLatent. Sizes: 128x128 px, 33 frames -> 9 latent frames x 64 tokens, block 64: mask density
+with SaveLatent in place of decoding, and two more branches with one LoRA: Radial LoRA Loader ->
+KSampler, and ComfyUI's LoraLoaderModelOnly -> the patch -> KSampler (the two must agree bit for
+bit in each mode). Sizes: 128x128 px, 33 frames -> 9 latent frames x 64 tokens, block 64: mask density
 0.21, so the patch runs sparse calls. What the patch did is read from its own log lines (the
 per-run count of sparse calls is a DEBUG line, read from a DEBUG log file given with ``--verbose
 DEBUG FILE``: the console stays at the default level); how ComfyUI loaded the model is read from
@@ -42,9 +43,10 @@ pytestmark = pytest.mark.comfy
 WORKFLOW = ROOT / "workflows" / "api" / "demo_wan_tiny.json"
 UNET, TEXT_ENCODER = "radial_demo_wan_t2v_tiny.safetensors", "radial_demo_t5_base_random.safetensors"
 LORA = "radial_dynamic_vram_test_lora.safetensors"
-# workflow node ids: the dense and the radial KSampler, plus the LoRA branch added here
-DENSE, RADIAL, LORA_SAMPLER = "7", "8", "21"
-SAVES = {DENSE: "30", RADIAL: "31", LORA_SAMPLER: "32"}
+# workflow node ids: the dense and the radial KSampler; added here: the Radial LoRA Loader's branch
+# and the same LoRA through ComfyUI's own LoraLoaderModelOnly -> Radial Attention Patch
+DENSE, RADIAL, LORA_SAMPLER, COMFY_LORA_SAMPLER = "7", "8", "21", "24"
+SAVES = {DENSE: "30", RADIAL: "31", LORA_SAMPLER: "32", COMFY_LORA_SAMPLER: "33"}
 STEPS = 3
 DYNAMIC_ON = "DynamicVRAM support detected and enabled"
 DYNAMIC_OFF_BY_FLAG = "Dynamic vram disabled with argument"
@@ -65,28 +67,42 @@ def comfyui_has_dynamic_vram() -> None:
 
 @pytest.fixture(scope="module")
 def models(comfy, tmp_path_factory) -> Path:
-    """A models folder with the demo's small Wan (768-wide text input) and T5-base, and a LoRA for
-    the Wan's self-attention (q of both blocks), made here with random weights."""
+    """A models folder with the demo's small Wan (768-wide text input) and T5-base, made here with
+    random weights, and a LoRA for the q projection of both blocks in ComfyUI's key format (both
+    ComfyUI's LoRA loader and the pack's read it).
+
+    The LoRA's factors are -1/8, 0 or 1/8 (rank 4), so that every product and partial sum of
+    up @ down is exact in float16: ComfyUI merges a LoRA in two ways, the product in float32 with
+    the estimate-based loading (``comfy.lora.calculate_weight``'s default) and in the weight's dtype
+    under dynamic VRAM (``LowVramPatch`` passes ``intermediate_dtype=weight.dtype``, float16 on the
+    H200), and with arbitrary factors the merged weights differ in their last bits (H200,
+    2026-12-02, a LoRA of 0.1 * randn factors: the LoRA branch differed by max |diff| 0.052, every
+    other branch was bit-exact). With these factors both ways give the same merged weights, which
+    still change the q weights by about 23 %."""
     comfyui_has_dynamic_vram()
     dm, tm = script_module("make_demo_models"), script_module("make_tiny_models")
     if not dm.wan_reads_text_width():  # 0.33 reads it; a ComfyUI with dynamic VRAM does
         pytest.skip("this ComfyUI's Wan detection ignores the model file's text width")
-    import lora_helpers as H
+    from lora_helpers import write_safetensors
 
     root = tmp_path_factory.mktemp("dynamic-vram-models")
     tm.save(tm.wan_state_dict("wan_t2v", num_layers=2, dim=128, ffn_dim=256, seed=0, text_dim=dm.T5_BASE_WIDTH),
             root / "diffusion_models" / UNET, metadata=dm.wan_text_metadata())
     dm.save(dm.t5_base_state_dict(seed=1), root / "text_encoders" / TEXT_ENCODER)
-    targets = [H.Target(f"transformer.blocks.{b}.attn1.to_q", f"diffusion_model.blocks.{b}.self_attn.q.weight", 128, 128)
-               for b in (0, 1)]
-    tensors, _ = H.make_lora(targets, "diffusers", seed=3)
-    H.write_safetensors(root / "loras" / LORA, tensors)
+    g = torch.Generator().manual_seed(3)
+    tensors = {}
+    for b in (0, 1):
+        for part, shape in (("lora_up", (128, 4)), ("lora_down", (4, 128))):
+            tensors[f"diffusion_model.blocks.{b}.self_attn.q.{part}.weight"] = (
+                torch.randint(-1, 2, shape, generator=g).float() / 8)
+    write_safetensors(root / "loras" / LORA, tensors)
     return root
 
 
 def prompt() -> dict:
-    """The demo graph's models, text, latent and both samplers, saved as latents; plus the LoRA branch
-    with the patch's settings (so that it differs from the radial branch by the LoRA's weights)."""
+    """The demo graph's models, text, latent and both samplers, saved as latents; plus the Radial
+    LoRA Loader's branch with the patch's settings (it differs from the radial branch by the LoRA's
+    weights) and the same LoRA through ComfyUI's LoraLoaderModelOnly and the patch (the same model)."""
     wf = json.loads(WORKFLOW.read_text())
     p = {k: copy.deepcopy(wf[k]) for k in ("1", "2", "3", "4", "5", "6", DENSE, RADIAL)}
     p["6"]["inputs"].update(width=128, height=128, length=33)
@@ -99,8 +115,13 @@ def prompt() -> dict:
         "block_size": str(s["block_size"]), "dense_blocks": s["dense_blocks"],
         "dense_steps_first": s["dense_steps_first"], "dense_steps_last": s["dense_steps_last"],
         "dist1": "full", "family": "from LoRA", "backend": "auto"}}
-    p[LORA_SAMPLER] = copy.deepcopy(p[RADIAL])
-    p[LORA_SAMPLER]["inputs"]["model"] = ["20", 0]
+    p["22"] = {"class_type": "LoraLoaderModelOnly",
+               "inputs": {"model": ["1", 0], "lora_name": LORA, "strength_model": 1.0}}
+    p["23"] = copy.deepcopy(p["2"])
+    p["23"]["inputs"]["model"] = ["22", 0]
+    for sampler, model in ((LORA_SAMPLER, "20"), (COMFY_LORA_SAMPLER, "23")):
+        p[sampler] = copy.deepcopy(p[RADIAL])
+        p[sampler]["inputs"]["model"] = [model, 0]
     for sampler, save in SAVES.items():
         p[save] = {"class_type": "SaveLatent",
                    "inputs": {"samples": [sampler, 0], "filename_prefix": f"radial_dynamic_vram/{sampler}"}}
@@ -159,15 +180,19 @@ def serve_and_run(mode: str, flags: tuple[str, ...], models: Path) -> ServerRun:
 
 
 def check_patch_ran(run: ServerRun, mode: str) -> None:
-    """Both patched samplers ran sparse calls; the radial latent differs from the dense one (the
-    mask changed attention) and the LoRA branch from the radial one (the LoRA changed weights)."""
+    """The three patched samplers ran sparse calls; the radial latent differs from the dense one (the
+    mask changed attention) and the LoRA branch from the radial one (the LoRA changed weights); the
+    Radial LoRA Loader gives exactly what ComfyUI's LoRA loader + the patch give."""
     runs = run.sparse_runs()
-    assert len(runs) == 2 and all(n > 0 for n, _ in runs), f"{mode}: sparse calls per run {runs}"
+    assert len(runs) == 3 and all(n > 0 for n, _ in runs), f"{mode}: sparse calls per run {runs}"
     assert "Radial Attention: Wan 2.1 T2V" in run.log and "mask density 0.210" in run.log, run.log[-3000:]
     lat = run.latents
     assert all(torch.isfinite(t).all() for t in lat.values())
     assert not torch.equal(lat[RADIAL], lat[DENSE]), f"{mode}: radial equals dense"
     assert not torch.equal(lat[LORA_SAMPLER], lat[RADIAL]), f"{mode}: the LoRA changed nothing"
+    assert torch.equal(lat[LORA_SAMPLER], lat[COMFY_LORA_SAMPLER]), (
+        f"{mode}: Radial LoRA Loader and LoraLoaderModelOnly + patch differ by "
+        f"{(lat[LORA_SAMPLER] - lat[COMFY_LORA_SAMPLER]).abs().max().item():.3e}")
 
 
 def test_server_prompt_through_the_patch_on_the_cpu(comfy, models):
@@ -198,6 +223,7 @@ def test_dynamic_vram_gives_the_result_of_the_estimate_based_loading(comfy, mode
     diffs = {s: (dynamic.latents[s].double() - legacy.latents[s].double()).abs().max().item() for s in SAVES}
     print(f"dynamic vs estimate-based loading, max |diff| per sampler: {diffs}; "
           f"sparse calls per patched run: {[n for n, _ in dynamic.sparse_runs()]}")
-    # the same weights, kernels and order: how the weights reach the GPU may not change a bit
+    # the same weights (the LoRA merged exactly, see `models`), kernels and order: how the weights
+    # reach the GPU may not change a bit
     for sampler in SAVES:
         assert torch.equal(dynamic.latents[sampler], legacy.latents[sampler]), diffs
