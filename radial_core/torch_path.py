@@ -15,6 +15,7 @@ the backward's memory is bounded by the same per-group budget.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -58,6 +59,22 @@ def _prepare(q, k, v, csr: BlockCSR, block_size: int, key_padding_mask, scale):
     return (B, H, S, D, v.shape[-1], nb, sp, hg, cdt, scale), (qb, kb, vb, valid_b)
 
 
+def _without_autocast(fn):
+    """Run ``fn`` with autocast off on q's device: the path picks its own compute dtype (float32
+    for 16-bit inputs). Under an autocast region (ComfyUI's Train LoRA runs its model under
+    ``torch.autocast(device, dtype=bf16)``, also in a checkpoint's recomputation) the matmuls
+    would return bf16 into the float32 buffers."""
+    @functools.wraps(fn)
+    def wrapper(q, *args, **kwargs):
+        dev = q.device.type
+        if not (torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev)):
+            return fn(q, *args, **kwargs)
+        with torch.autocast(dev, enabled=False):
+            return fn(q, *args, **kwargs)
+    return wrapper
+
+
+@_without_autocast
 def torch_block_sparse_attention(q, k, v, csr: BlockCSR, block_size: int,
                                  key_padding_mask=None, scale=None, return_lse: bool = False):
     """Same contract as ``attention.block_sparse_attention`` (inputs already validated).
@@ -213,6 +230,7 @@ def _forward_with_lse(q, k, v, csr, block_size, key_padding_mask, scale):
     return o, lse.view(B, H, sp)[:, :, :S].contiguous()
 
 
+@_without_autocast
 def torch_block_sparse_attention_backward(q, k, v, out, lse, grad_out, csr: BlockCSR,
                                           block_size: int, key_padding_mask=None, scale=None):
     """dQ, dK, dV of block-sparse attention (inputs validated; ``csr`` on the CPU).

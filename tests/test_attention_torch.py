@@ -132,3 +132,25 @@ def test_row_reference_matches_full_reference():
     part = masked_attention_rows(q, k, v, mask, bs, rows, key_padding_mask=kpm,
                                  dtype=torch.float64, head_chunk=2)
     assert torch.allclose(part, full[:, :, rows], atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_pytorch_path_under_autocast_equals_the_path_without(dtype):
+    """ComfyUI's Train LoRA runs the model under torch.autocast(cpu, bf16): the PyTorch path keeps
+    its own compute dtype there (forward and backward), instead of failing on bf16 matmul results."""
+    torch.manual_seed(0)
+    S, bs = 300, 64
+    nb = -(-S // bs)
+    mask = torch.rand(nb, nb) < 0.5
+    mask |= torch.eye(nb, dtype=torch.bool)
+    q, k, v = (torch.randn(2, 2, S, 32, dtype=dtype, requires_grad=True) for _ in range(3))
+    g = torch.randn(2, 2, S, 32, dtype=dtype)
+    plain = block_sparse_attention(q, k, v, mask, block_size=bs, backend="pytorch")
+    plain_grads = torch.autograd.grad(plain, (q, k, v), g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = block_sparse_attention(q, k, v, mask, block_size=bs, backend="pytorch")
+        auto_grads = torch.autograd.grad(auto, (q, k, v), g)
+    assert auto.dtype == dtype
+    torch.testing.assert_close(auto, plain, rtol=0, atol=0)
+    for a, b in zip(auto_grads, plain_grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
