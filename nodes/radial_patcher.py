@@ -30,7 +30,7 @@ from .model_family import (FAMILY_CHOICES, ModelFamily, default_decay, describe_
                            override_family, supported_names)
 from .run_state import RUN_KEY, RunState, mark_replaced_blocks, open_forward
 from .step_tracker import PassLedger, PassSteps, as_floats as _floats, current_prompt
-from .training import is_training_call, prepare_training_call
+from .training import is_training_call, prepare_training_call, settle_sdpa_backend_order
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +201,8 @@ class _ApplyModelWrapper:
         run.fwd = fwd
         if training and fwd is not None:  # attention recomputed in backward finds its call (nodes/training.py)
             fwd.training = True
+            if x.is_cuda:
+                settle_sdpa_backend_order(str(x.device))
             prepare_training_call(topts, fwd, cfg.family)
         undo = mark_replaced_blocks(topts, fwd, cfg.family.double_blocks) if fwd is not None else None
         # an override set after ours that does not chain to it (a cache that skips a whole

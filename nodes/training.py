@@ -27,6 +27,8 @@ dense *blocks* do.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 FWD_KEY = "radial_attention_forward"
@@ -67,6 +69,23 @@ class _TrainingBlock:
         if self.inner is not None:
             return self.inner(args, extra)
         return extra["original_block"](args)
+
+
+@functools.cache
+def settle_sdpa_backend_order(device: str) -> None:
+    """Once per process and CUDA device: one tiny SDPA call before the first training call.
+
+    Seen on an H200 with torch 2.11 (2026-12-02): the first SDPA dispatch of a process does not
+    honour the backend priority that ComfyUI 0.33's ``comfy.ops.scaled_dot_product_attention``
+    sets around it (flash first, ``sdpa_kernel(..., set_priority=True)``): that call runs cuDNN,
+    every later one flash. When that first call is a checkpointed block's dense attention (a
+    dense block in Train LoRA, right after the server started from a saved dataset), its
+    recomputation in backward picks flash, saves other tensors, and ``torch.utils.checkpoint``
+    stops the training ("Recomputed values ... have different metadata"). After any earlier
+    SDPA call the order holds; this makes that earlier call.
+    """
+    t = torch.zeros(1, 1, 1, 64, device=device, dtype=torch.bfloat16)
+    torch.nn.functional.scaled_dot_product_attention(t, t, t)
 
 
 def prepare_training_call(transformer_options: dict, fwd, family) -> None:

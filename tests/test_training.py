@@ -392,3 +392,45 @@ def test_hunyuan_double_and_single_blocks_under_checkpointing(comfy, env, sparse
     with torch.inference_mode():  # as ComfyUI's executor runs every node
         train.execute(**{k: v for k, v in values.items() if k in params})
     assert sparse_calls["op"] == 2 * sparse_blocks * 2 and sparse_calls["op_grad"] == sparse_calls["op"], sparse_calls
+
+
+FRESH_PROCESS_TRAINING = r"""
+import sys
+from pathlib import Path
+
+import torch
+
+root, comfy_dir = Path(sys.argv[1]), Path(sys.argv[2])
+sys.path.insert(0, str(root / "tests"))
+import pack_import
+
+bts = pack_import.file_module("radial_bench_train_step", root / "bench" / "bench_train_step.py")
+e2e = bts.bench_e2e()
+rp = e2e.import_comfy(comfy_dir)
+model = e2e.build_model("wan21", 2, e2e.SMOKE["wan21"])  # 2 heads x 128: q of 768 x 256 elements
+latent = torch.randn(1, 16, 3, 32, 32, generator=torch.Generator().manual_seed(0))  # 3 x 256 tokens
+patched = rp.apply_radial_patch(model, block_size=64, dense_blocks="1")  # block 0 dense (ComfyUI's SDPA)
+r = bts.train_steps(patched, latent, e2e.conditioning("wan21", None), rank=4, steps=2, lr=1e-3,
+                    dtype=torch.bfloat16)
+print("LOSSES", r["losses"])
+"""
+
+
+def test_first_training_call_of_a_fresh_process_survives_checkpointing_on_cuda(comfy, cuda, tmp_path):
+    """The first SDPA call of a process ignores ComfyUI 0.33's backend priority (torch 2.11: cuDNN
+    in the forward, flash in the checkpoint's recomputation, see nodes/training.py). A patched Wan
+    whose dense block 0 runs ComfyUI's own SDPA (a q of 196 608 elements: over ComfyUI's 128k
+    threshold for its backend choice) trains with per-block checkpointing as the very first thing
+    a fresh process does, as after a server start."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, comfyui_dir
+
+    script = tmp_path / "fresh_training.py"
+    script.write_text(FRESH_PROCESS_TRAINING)
+    proc = subprocess.run([sys.executable, str(script), str(ROOT), str(comfyui_dir())],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    losses = json.loads(proc.stdout.split("LOSSES", 1)[1].strip().replace("'", '"'))
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
