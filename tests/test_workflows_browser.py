@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -25,12 +24,12 @@ import pytest
 from workflow_convert import input_types_from_object_info, ui_to_api
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-from radial_server import ARTIFACTS, CHROMIUM, get_server, require_browser_tools  # noqa: E402
+from page_script import run_page_script  # noqa: E402
+from radial_server import ARTIFACTS, get_server, require_browser_tools  # noqa: E402
 
 pytestmark = [pytest.mark.comfy, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-BROWSER = ROOT / "tests" / "browser"
 UI_NOTES = {"Note", "MarkdownNote"}
 # every bundled UI workflow (workflows/*.json with a "nodes" list; the template browser lists them)
 NAMES = sorted(p.stem for p in (ROOT / "workflows").glob("*.json")
@@ -77,12 +76,8 @@ def front_end():
     assert module, f"the server's template browser does not list the workflows: {templates}"
     upload_start_image(server.url)
     out = ARTIFACTS / "workflows"
-    proc = subprocess.run(["node", str(BROWSER / "workflows_ui.mjs"), server.url, module, str(out), *names],
-                          cwd=BROWSER, capture_output=True, text=True, timeout=400,
-                          env={**os.environ, "CHROMIUM_PATH": CHROMIUM, "RADIAL_NOT_TEMPLATES": ",".join(not_templates())})
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-    assert lines, f"workflows_ui.mjs printed no result (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    result = json.loads(lines[-1])
+    result = run_page_script("workflows_ui.mjs", server.url, module, str(out), *names, timeout=400,
+                             env={"RADIAL_NOT_TEMPLATES": ",".join(not_templates())})
     assert result["ok"], f"front-end check failed: {result.get('error')}\nconsole: {result['consoleErrors']}"
     result["skipped"] = skipped
     return result, object_info

@@ -11,20 +11,16 @@
 //    line; the LoRA loader shows the settings it will apply. Screenshots of both renderers.
 // Prints one JSON line with what it saw; exits 1 on any failure.
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
 import { notOurs } from "./console_errors.mjs";
+import { openApp, runInBrowser } from "./page_helpers.mjs";
 
 const [url, artifacts] = process.argv.slice(2);
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const host = new URL(url).host;
 fs.mkdirSync(artifacts, { recursive: true });
 const result = { steps: [], consoleErrors: [], ignoredErrors: [] };
 const step = (name, data = {}) => result.steps.push({ name, ...data });
 const BAD = "abc,-3";
-let browser;
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "radial-chromium-"));
 
 function addNodes() {
   const { app } = window.comfyAPI.app;
@@ -89,25 +85,16 @@ function checkLayout(where, lay, ids) {
   if (!/applies: decay/.test(lay.lora.text)) throw new Error(`${where}: LoRA readout: ${lay.lora.text}`);
 }
 
-try {
-  browser = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM, headless: true, viewport: { width: 1700, height: 1100 },
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-  const page = browser.pages()[0] ?? (await browser.newPage());
-  await browser.addInitScript(() => localStorage.setItem("vueNodesBannerDismissed", "true"));
-  const record = (e) => {
-    // the 400 of the bad prompt itself is what this test provokes
-    const provoked = /\/api\/prompt/.test(e.url || "") || /status of 400/.test(e.text || "") && /prompt/.test(e.url || "");
-    (notOurs(e, host) === null && !provoked ? result.consoleErrors : result.ignoredErrors).push(e);
-  };
-  page.on("console", (m) => { if (m.type() === "error") record({ text: m.text(), url: m.location()?.url || "" }); });
-  page.on("pageerror", (err) => record({ text: `${err.message}\n${err.stack || ""}`, url: "" }));
-  await page.goto(url, { waitUntil: "domcontentloaded" });
-  await page.waitForFunction(() => window.comfyAPI?.app?.app?.graph && window.__radialAttentionReadout === true,
-    null, { timeout: 90_000 });
-  await page.waitForTimeout(1500);
+// the 400 of the bad prompt itself is what this test provokes
+function classify(e) {
+  const provoked = /\/api\/prompt/.test(e.url || "") || /status of 400/.test(e.text || "") && /prompt/.test(e.url || "");
+  return provoked ? "the bad prompt's own 400 (provoked)" : notOurs(e, host);
+}
+
+await runInBrowser({
+  result, viewport: { width: 1700, height: 1100 }, classify, failureShot: path.join(artifacts, "errors_failure.png"),
+}, async (page) => {
+  await openApp(page, url, () => window.comfyAPI?.app?.app?.graph && window.__radialAttentionReadout === true);
   const version = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null);
   step("app ready", { frontend: version });
 
@@ -175,19 +162,4 @@ try {
   step("vue layout", vue);
   await page.screenshot({ path: path.join(artifacts, "readout_vue_nodes.png") });
   checkLayout("vue nodes", vue, ids);
-
-  if (result.consoleErrors.length) throw new Error(`console errors: ${JSON.stringify(result.consoleErrors, null, 1)}`);
-  result.ok = true;
-} catch (err) {
-  result.ok = false;
-  result.error = String(err?.stack || err);
-  try {
-    const page = browser?.pages()[0];
-    if (page) await page.screenshot({ path: path.join(artifacts, "errors_failure.png") });
-  } catch {}
-} finally {
-  await browser?.close().catch(() => {});
-  fs.rmSync(userDataDir, { recursive: true, force: true });
-}
-console.log(JSON.stringify(result));
-process.exit(result.ok ? 0 : 1);
+});

@@ -8,59 +8,32 @@
 // queues the graph with the keyboard shortcut and waits for the preview image in the nodes,
 // and saves screenshots. Prints one JSON line with what it saw; exits 1 on any failure.
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
 import { notOurs } from "./console_errors.mjs";
+import { openApp, runInBrowser } from "./page_helpers.mjs";
 
 const [url, artifacts, docsShot] = process.argv.slice(2);
 if (!url || !artifacts) {
   console.error("usage: node preview_ui.mjs <comfyui url> <artifacts dir> [docs screenshot]");
   process.exit(2);
 }
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const TEMPLATE = "/api/workflow_templates/radial-attention/Sparsity Preview, no model needed.json";
 const host = new URL(url).host;
 fs.mkdirSync(artifacts, { recursive: true });
 
-const knownNoise = (e) => notOurs(e, host);  // console_errors.mjs: only the pack's errors fail
-
 const result = { steps: [], consoleErrors: [], ignoredErrors: [] };
 const step = (name, data = {}) => result.steps.push({ name, ...data });
-let browser;
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "radial-chromium-"));
 
-try {
-  browser = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1500, height: 1000 },
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
-  const page = browser.pages()[0] ?? (await browser.newPage());
-  // as if the user had dismissed the "Nodes 2.0" banner once (it would cover the canvas top)
-  await browser.addInitScript(() => localStorage.setItem("vueNodesBannerDismissed", "true"));
-  const record = (e) => {
-    const why = knownNoise(e);
-    (why ? result.ignoredErrors : result.consoleErrors).push(why ? { ...e, why } : e);
-  };
-  page.on("console", (m) => {
-    if (m.type() === "error") record({ text: m.text(), url: m.location()?.url || "" });
-  });
-  page.on("pageerror", (err) => record({ text: `${err.message}\n${err.stack || ""}`, url: "" }));
-
+await runInBrowser({
+  result, viewport: { width: 1500, height: 1000 },
+  classify: (e) => notOurs(e, host),  // console_errors.mjs: only the pack's errors fail
+  failureShot: path.join(artifacts, "failure.png"),
+}, async (page) => {
   // 1. the app with our extension
-  await page.goto(url, { waitUntil: "domcontentloaded" });
-  await page.waitForFunction(
-    () => window.comfyAPI?.app?.app?.graph &&
-      window.comfyAPI.app.app.extensionManager?.extensions?.some?.(
-        (x) => x.name === "radial_attention.density_readout") !== false &&
-      window.__radialAttentionReadout === true,
-    null, { timeout: 90_000 });
-  await page.waitForTimeout(1500);
+  await openApp(page, url, () => window.comfyAPI?.app?.app?.graph &&
+    window.comfyAPI.app.app.extensionManager?.extensions?.some?.(
+      (x) => x.name === "radial_attention.density_readout") !== false &&
+    window.__radialAttentionReadout === true);
   step("app ready");
 
   // 2. the bundled workflow, fetched the way the template browser gets it
@@ -254,21 +227,4 @@ try {
   step("vue nodes readout", { text: vueAfter });
   await page.waitForTimeout(500);
   await page.screenshot({ path: path.join(artifacts, "sparsity_preview_vue_nodes.png") });
-
-  if (result.consoleErrors.length) {
-    throw new Error(`console errors: ${JSON.stringify(result.consoleErrors, null, 1)}`);
-  }
-  result.ok = true;
-} catch (err) {
-  result.ok = false;
-  result.error = String(err?.stack || err);
-  try {
-    const page = browser?.pages()[0];
-    if (page) await page.screenshot({ path: path.join(artifacts, "failure.png") });
-  } catch {}
-} finally {
-  await browser?.close().catch(() => {});
-  fs.rmSync(userDataDir, { recursive: true, force: true });
-}
-console.log(JSON.stringify(result));
-process.exit(result.ok ? 0 : 1);
+});

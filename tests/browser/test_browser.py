@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from radial_server import ARTIFACTS, CHROMIUM, ROOT, get_server, require_browser_tools
+from page_script import run_page_script
+from radial_server import ARTIFACTS, ROOT, get_server, require_browser_tools
 
 pytestmark = [pytest.mark.comfy, pytest.mark.slow]
 
-HERE = Path(__file__).resolve().parent
 DOCS_SHOT = ROOT / "docs" / "images" / "sparsity_preview.png"
 
 
@@ -34,15 +33,8 @@ def browser_ready():
 
 def test_preview_workflow_in_a_real_browser(browser_ready):
     server = get_server()
-    cmd = ["node", str(HERE / "preview_ui.mjs"), server.url, str(ARTIFACTS)]
-    if os.environ.get("RADIAL_DOCS_SCREENSHOT") == "1":
-        cmd.append(str(DOCS_SHOT))
-    proc = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-    assert lines, f"preview_ui.mjs printed no result (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    result = json.loads(lines[-1])
-    (ARTIFACTS / "browser-result.json").write_text(json.dumps(result, indent=1))
+    docs = [str(DOCS_SHOT)] if os.environ.get("RADIAL_DOCS_SCREENSHOT") == "1" else []
+    result = run_page_script("preview_ui.mjs", server.url, str(ARTIFACTS), *docs, save_as="browser-result.json")
     for step in result["steps"]:
         print("browser:", json.dumps(step)[:300])
     assert result["ok"], (

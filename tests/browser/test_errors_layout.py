@@ -6,17 +6,13 @@ readout_canvas.png, readout_vue_nodes.png. Runs errors_ui.mjs."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from radial_server import ARTIFACTS, CHROMIUM, get_server, require_browser_tools
+from page_script import run_page_script
+from radial_server import ARTIFACTS, get_server, require_browser_tools
 
 pytestmark = [pytest.mark.comfy, pytest.mark.slow]
-
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -38,13 +34,7 @@ def a_lora_on_the_server():
 def test_error_panel_and_readout_layout_in_a_real_browser(a_lora_on_the_server):
     require_browser_tools()
     server = get_server()
-    proc = subprocess.run(["node", str(HERE / "errors_ui.mjs"), server.url, str(ARTIFACTS)], cwd=HERE,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-    assert lines, f"errors_ui.mjs printed no result (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    result = json.loads(lines[-1])
-    (ARTIFACTS / "errors-result.json").write_text(json.dumps(result, indent=1))
+    result = run_page_script("errors_ui.mjs", server.url, str(ARTIFACTS), save_as="errors-result.json")
     for step in result["steps"]:
         print("browser:", json.dumps(step)[:400])
     assert result["ok"], f"{result.get('error')}\nserver log:\n{server.log_tail()}"

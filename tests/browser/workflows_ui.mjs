@@ -10,17 +10,15 @@
 // Prints one JSON line {ok, workflows: {name: {nodes, prompt, screenshot}}, consoleErrors}; exit 1
 // on failure. tests/test_workflows_browser.py compares the prompts with tests/workflow_convert.py.
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
 import { notOurs } from "./console_errors.mjs";
+import { openApp, runInBrowser } from "./page_helpers.mjs";
 
 const [url, moduleName, outDir, ...names] = process.argv.slice(2);
 if (!url || !moduleName || !outDir || names.length === 0) {
   console.error("usage: node workflows_ui.mjs <comfyui url> <module> <out dir> <name>...");
   process.exit(2);
 }
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const host = new URL(url).host;
 fs.mkdirSync(outDir, { recursive: true });
 
@@ -37,31 +35,12 @@ function knownNoise(e) {
 }
 
 const result = { workflows: {}, consoleErrors: [], ignoredErrors: [] };
-let browser;
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "radial-wf-chromium-"));
-try {
-  browser = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 2400, height: 1350 },
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-  await browser.addInitScript(() => localStorage.setItem("vueNodesBannerDismissed", "true"));
-  const page = browser.pages()[0] ?? (await browser.newPage());
-  const record = (e) => {
-    const why = knownNoise(e);
-    (why ? result.ignoredErrors : result.consoleErrors).push(why ? { ...e, why } : e);
-  };
-  page.on("console", (m) => {
-    if (m.type() === "error") record({ text: m.text(), url: m.location()?.url || "" });
-  });
-  page.on("pageerror", (err) => record({ text: `${err.message}\n${err.stack || ""}`, url: "" }));
-
-  await page.goto(url, { waitUntil: "domcontentloaded" });
-  await page.waitForFunction(() => window.comfyAPI?.app?.app?.graph && window.LiteGraph?.registered_node_types?.RadialAttentionPatch,
-    null, { timeout: 90_000 });
-  await page.waitForTimeout(1500);
+await runInBrowser({
+  result, viewport: { width: 2400, height: 1350 }, classify: knownNoise,
+  failureShot: path.join(outDir, "workflows-failure.png"), profile: "radial-wf-chromium-",
+}, async (page) => {
+  await openApp(page, url,
+    () => window.comfyAPI?.app?.app?.graph && window.LiteGraph?.registered_node_types?.RadialAttentionPatch);
   // screenshots: full-quality drawing at the fitted zoom
   await page.evaluate(async () => {
     const { app } = window.comfyAPI.app;
@@ -136,20 +115,4 @@ try {
   await page.screenshot({ path: path.join(outDir, "template_browser.png") });
   result.thumbnails = thumbs;
   result.templateDialogText = (await dialog.innerText()).slice(0, 20000); // the cards' titles as shown
-  if (result.consoleErrors.length) {
-    throw new Error(`console errors: ${JSON.stringify(result.consoleErrors, null, 1)}`);
-  }
-  result.ok = true;
-} catch (err) {
-  result.ok = false;
-  result.error = String(err?.stack || err);
-  try {
-    const page = browser?.pages()[0];
-    if (page) await page.screenshot({ path: path.join(outDir, "workflows-failure.png") });
-  } catch {}
-} finally {
-  await browser?.close().catch(() => {});
-  fs.rmSync(userDataDir, { recursive: true, force: true });
-}
-console.log(JSON.stringify(result));
-process.exit(result.ok ? 0 : 1);
+});
