@@ -120,11 +120,63 @@ def wan_text(wf: Workflow, positive: str) -> tuple[Node, Node, Node]:
     return clip, pos, neg
 
 
+def wan21_sample(wf: Workflow, model: Node, pos: Node, neg: Node, length: int) -> tuple[Node, Node]:
+    """The Wan 2.1 VAE and a KSampler over an empty 1280x720 latent of ``length`` frames, with the
+    settings both Wan 2.1 T2V workflows use (50 uni_pc steps, CFG 5, seed 42)."""
+    vae = wf.add("VAELoader", vae_name="wan_2.1_vae.safetensors", col=1)
+    latent = wf.add("EmptyHunyuanLatentVideo", width=1280, height=720, length=length, batch_size=1, col=2)
+    sampler = wf.add("KSampler", model=model[0], positive=pos[0], negative=neg[0], latent_image=latent[0],
+                     seed=42, steps=50, cfg=5.0, sampler_name="uni_pc", scheduler="simple", denoise=1.0, col=4)
+    return vae, sampler
+
+
 def save_video(wf: Workflow, images: tuple[Node, int], fps: int, prefix: str) -> None:
     col = images[0].col
     video = wf.add("CreateVideo", images=images, fps=fps, col=col)
     wf.add("SaveVideo", video=video[0], filename_prefix=prefix, format="auto", codec="auto", col=col,
            size=(340, 420))
+
+
+def links(**files: str) -> dict[str, str]:
+    """The download links of model files (MODELS), by the names a note's placeholders give them."""
+    return {key: MODELS[name][0] for key, name in files.items()}
+
+
+def unet_loader(wf: Workflow, name: str, title: str | None = None) -> Node:
+    return wf.add("UNETLoader", title=title, unet_name=name, weight_dtype="default", col=1)
+
+
+def radial_patch(wf: Workflow, model: tuple[Node, int], *, dense_blocks: str, dense_steps_first: int,
+                 family: str = "auto", title: str | None = None) -> Node:
+    """A Radial Attention Patch as the bundled workflows set it: the family's default decay (0),
+    block 128, the authors' distance-1 rule, backend auto."""
+    return wf.add("RadialAttentionPatch", title=title, model=model, decay_factor=0.0, block_size=128,
+                  dense_blocks=dense_blocks, dense_steps_first=dense_steps_first, dense_steps_last=0,
+                  dist1="full", backend="auto", family=family)
+
+
+def radial_lora(wf: Workflow, model: tuple[Node, int], lora_name: str, radial_mode: str, **node) -> Node:
+    """A Radial LoRA Loader that takes every radial setting from the LoRA ("from LoRA" / -1 / empty)."""
+    return wf.add("RadialLoraLoader", model=model, lora_name=lora_name, strength=1.0, radial_mode=radial_mode,
+                  decay_factor=0.0, block_size="from LoRA", dense_blocks="", dense_steps_first=-1,
+                  dense_steps_last=-1, dist1="from LoRA", family="from LoRA", backend="auto", **node)
+
+
+def noise_and_sampler(wf: Workflow) -> tuple[Node, Node]:
+    """RandomNoise (seed 42) and KSamplerSelect (euler) for :func:`sample_custom`, in column 3."""
+    return wf.add("RandomNoise", noise_seed=42, col=3), wf.add("KSamplerSelect", sampler_name="euler", col=3)
+
+
+def sample_custom(wf: Workflow, noise_sampler: tuple[Node, Node], guider: Node, sigmas: Node,
+                  latent: tuple[Node, int], col: int) -> Node:
+    noise, sampler = noise_sampler
+    return wf.add("SamplerCustomAdvanced", noise=noise[0], guider=guider[0], sampler=sampler[0],
+                  sigmas=sigmas[0], latent_image=latent, col=col)
+
+
+def tiled_decode(wf: Workflow, samples: tuple[Node, int], vae: tuple[Node, int], tile_size: int = 512) -> Node:
+    return wf.add("VAEDecodeTiled", samples=samples, vae=vae, tile_size=tile_size, overlap=64,
+                  temporal_size=64, temporal_overlap=8)
 
 
 WAN21_NOTE = """## Wan 2.1 T2V 14B, 1280x720, 81 frames, with Radial Attention
@@ -188,21 +240,20 @@ Low VRAM: weight_dtype fp8 in the loader, and lower the tile size of the tiled V
 """
 
 
+# the Wan 2.1 T2V notes' download links
+WAN21_FILES = links(unet="wan2.1_t2v_14B_fp8_scaled.safetensors", te="umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                    vae="wan_2.1_vae.safetensors")
+
+
 def wan21_t2v() -> Workflow:
     wf = Workflow("Wan 2.1 T2V 14B, 720p 81 frames")
-    note(wf, WAN21_NOTE.format(density=density("wan21", 1280, 720, 81), unet=MODELS["wan2.1_t2v_14B_fp8_scaled.safetensors"][0],
-                               te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
-                               vae=MODELS["wan_2.1_vae.safetensors"][0]))
-    unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_14B_fp8_scaled.safetensors", weight_dtype="default", col=1)
-    patch = wf.add("RadialAttentionPatch", model=unet[0], decay_factor=0.0, block_size=128, dense_blocks="1",
-                   dense_steps_first=12, dense_steps_last=0, dist1="full", backend="auto", family="auto")
+    note(wf, WAN21_NOTE.format(density=density("wan21", 1280, 720, 81), **WAN21_FILES))
+    unet = unet_loader(wf, "wan2.1_t2v_14B_fp8_scaled.safetensors")
+    patch = radial_patch(wf, unet[0], dense_blocks="1", dense_steps_first=12)
     shift = wf.add("ModelSamplingSD3", model=patch[0], shift=8.0)
     _, pos, neg = wan_text(wf, "A red fox trots through fresh snow in a pine forest at sunrise, its breath "
                            "steaming; the camera tracks alongside at ground level, soft golden light.")
-    vae = wf.add("VAELoader", vae_name="wan_2.1_vae.safetensors", col=1)
-    latent = wf.add("EmptyHunyuanLatentVideo", width=1280, height=720, length=81, batch_size=1, col=2)
-    sampler = wf.add("KSampler", model=shift[0], positive=pos[0], negative=neg[0], latent_image=latent[0],
-                     seed=42, steps=50, cfg=5.0, sampler_name="uni_pc", scheduler="simple", denoise=1.0, col=4)
+    vae, sampler = wan21_sample(wf, shift, pos, neg, length=81)
     decode = wf.add("VAEDecode", samples=sampler[0], vae=vae[0])
     save_video(wf, decode[0], 16, "video/radial_wan21_t2v")
     return wf
@@ -210,18 +261,14 @@ def wan21_t2v() -> Workflow:
 
 def wan22_i2v() -> Workflow:
     wf = Workflow("Wan 2.2 I2V A14B, 720p 81 frames")
-    note(wf, WAN22_NOTE.format(density=density("wan22_14b", 1280, 720, 81), hi=MODELS["wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"][0],
-                               lo=MODELS["wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors"][0],
-                               te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
-                               vae=MODELS["wan_2.1_vae.safetensors"][0]))
-    common = dict(decay_factor=0.0, block_size=128, dense_blocks="1", dense_steps_first=5, dense_steps_last=0,
-                  dist1="full", backend="auto", family="wan22_14b")
-    hi = wf.add("UNETLoader", title="High-noise expert", unet_name="wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
-                weight_dtype="default", col=1)
-    lo = wf.add("UNETLoader", title="Low-noise expert", unet_name="wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
-                weight_dtype="default", col=1)
-    hi_patch = wf.add("RadialAttentionPatch", title="Radial Attention Patch (high noise)", model=hi[0], **common)
-    lo_patch = wf.add("RadialAttentionPatch", title="Radial Attention Patch (low noise)", model=lo[0], **common)
+    note(wf, WAN22_NOTE.format(density=density("wan22_14b", 1280, 720, 81), **links(
+        hi="wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors", lo="wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
+        te="umt5_xxl_fp8_e4m3fn_scaled.safetensors", vae="wan_2.1_vae.safetensors")))
+    common = dict(dense_blocks="1", dense_steps_first=5, family="wan22_14b")
+    hi = unet_loader(wf, "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors", title="High-noise expert")
+    lo = unet_loader(wf, "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors", title="Low-noise expert")
+    hi_patch = radial_patch(wf, hi[0], title="Radial Attention Patch (high noise)", **common)
+    lo_patch = radial_patch(wf, lo[0], title="Radial Attention Patch (low noise)", **common)
     hi_shift = wf.add("ModelSamplingSD3", model=hi_patch[0], shift=8.0)
     lo_shift = wf.add("ModelSamplingSD3", model=lo_patch[0], shift=8.0)
     _, pos, neg = wan_text(wf, "The white dragon warrior stands still on a cliff in the wind, then slowly raises "
@@ -245,40 +292,28 @@ def wan22_i2v() -> Workflow:
 
 def wan21_long() -> Workflow:
     wf = Workflow("Wan 2.1 T2V 14B, 321 frames with LoRA")
-    note(wf, WAN_LONG_NOTE.format(density=density("wan21", 1280, 720, 321), unet=MODELS["wan2.1_t2v_14B_fp8_scaled.safetensors"][0],
-                                  te=MODELS["umt5_xxl_fp8_e4m3fn_scaled.safetensors"][0],
-                                  vae=MODELS["wan_2.1_vae.safetensors"][0]))
-    unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_14B_fp8_scaled.safetensors", weight_dtype="default", col=1)
-    lora = wf.add("RadialLoraLoader", model=unet[0], lora_name=WAN_LONG_LORA, strength=1.0, radial_mode="auto",
-                  decay_factor=0.0, block_size="from LoRA", dense_blocks="", dense_steps_first=-1,
-                  dense_steps_last=-1, dist1="from LoRA", family="from LoRA", backend="auto")
+    note(wf, WAN_LONG_NOTE.format(density=density("wan21", 1280, 720, 321), **WAN21_FILES))
+    unet = unet_loader(wf, "wan2.1_t2v_14B_fp8_scaled.safetensors")
+    lora = radial_lora(wf, unet[0], WAN_LONG_LORA, "auto")
     wf.add("PreviewAny", title="LoRA report", source=lora[1], size=(420, 200))
     shift = wf.add("ModelSamplingSD3", model=lora[0], shift=8.0)
     _, pos, neg = wan_text(wf, "A slow drone flight along a winding mountain river through autumn forests, "
                            "passing a wooden bridge and a small village, continuous shot, natural light.")
-    vae = wf.add("VAELoader", vae_name="wan_2.1_vae.safetensors", col=1)
-    latent = wf.add("EmptyHunyuanLatentVideo", width=1280, height=720, length=321, batch_size=1, col=2)
-    sampler = wf.add("KSampler", model=shift[0], positive=pos[0], negative=neg[0], latent_image=latent[0],
-                     seed=42, steps=50, cfg=5.0, sampler_name="uni_pc", scheduler="simple", denoise=1.0, col=4)
-    decode = wf.add("VAEDecodeTiled", samples=sampler[0], vae=vae[0], tile_size=512, overlap=64,
-                    temporal_size=64, temporal_overlap=8)
+    vae, sampler = wan21_sample(wf, shift, pos, neg, length=321)
+    decode = tiled_decode(wf, sampler[0], vae[0])
     save_video(wf, decode[0], 16, "video/radial_wan21_t2v_long")
     return wf
 
 
 def hunyuan_t2v() -> Workflow:
     wf = Workflow("HunyuanVideo T2V, 720p 253 frames")
-    note(wf, HUNYUAN_NOTE.format(density=density("hunyuan", 1280, 720, 253), unet=MODELS["hunyuan_video_t2v_720p_bf16.safetensors"][0],
-                                 clip_l=MODELS["clip_l.safetensors"][0],
-                                 llava=MODELS["llava_llama3_fp8_scaled.safetensors"][0],
-                                 vae=MODELS["hunyuan_video_vae_bf16.safetensors"][0]))
-    unet = wf.add("UNETLoader", unet_name="hunyuan_video_t2v_720p_bf16.safetensors", weight_dtype="default", col=1)
-    patch = wf.add("RadialAttentionPatch", model=unet[0], decay_factor=0.0, block_size=128, dense_blocks="0",
-                   dense_steps_first=12, dense_steps_last=0, dist1="full", backend="auto", family="auto")
-    lora = wf.add("RadialLoraLoader", title="Radial LoRA Loader (optional: Ctrl+B to enable)", mode=MODE_BYPASS,
-                  model=patch[0], lora_name=HUNYUAN_LONG_LORA, strength=1.0, radial_mode="replace",
-                  decay_factor=0.0, block_size="from LoRA", dense_blocks="", dense_steps_first=-1,
-                  dense_steps_last=-1, dist1="from LoRA", family="from LoRA", backend="auto")
+    note(wf, HUNYUAN_NOTE.format(density=density("hunyuan", 1280, 720, 253), **links(
+        unet="hunyuan_video_t2v_720p_bf16.safetensors", clip_l="clip_l.safetensors",
+        llava="llava_llama3_fp8_scaled.safetensors", vae="hunyuan_video_vae_bf16.safetensors")))
+    unet = unet_loader(wf, "hunyuan_video_t2v_720p_bf16.safetensors")
+    patch = radial_patch(wf, unet[0], dense_blocks="0", dense_steps_first=12)
+    lora = radial_lora(wf, patch[0], HUNYUAN_LONG_LORA, "replace", title="Radial LoRA Loader (optional: Ctrl+B to enable)",
+                       mode=MODE_BYPASS)
     shift = wf.add("ModelSamplingSD3", model=lora[0], shift=7.0)
     clip = wf.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="llava_llama3_fp8_scaled.safetensors",
                   type="hunyuan_video", device="default", col=0)
@@ -287,15 +322,12 @@ def hunyuan_t2v() -> Workflow:
                        "rippling around it, the camera following closely at water level, cinematic.")
     guidance = wf.add("FluxGuidance", conditioning=text[0], guidance=6.0)
     guider = wf.add("BasicGuider", model=shift[0], conditioning=guidance[0])
-    noise = wf.add("RandomNoise", noise_seed=42, col=3)
-    sampler_select = wf.add("KSamplerSelect", sampler_name="euler", col=3)
+    noise_sampler = noise_and_sampler(wf)
     sigmas = wf.add("BasicScheduler", model=shift[0], scheduler="simple", steps=50, denoise=1.0)
     latent = wf.add("EmptyHunyuanLatentVideo", width=1280, height=720, length=253, batch_size=1, col=3)
-    sample = wf.add("SamplerCustomAdvanced", noise=noise[0], guider=guider[0], sampler=sampler_select[0],
-                    sigmas=sigmas[0], latent_image=latent[0], col=5)
+    sample = sample_custom(wf, noise_sampler, guider, sigmas, latent[0], col=5)
     vae = wf.add("VAELoader", vae_name="hunyuan_video_vae_bf16.safetensors", col=4)
-    decode = wf.add("VAEDecodeTiled", samples=sample[0], vae=vae[0], tile_size=256, overlap=64,
-                    temporal_size=64, temporal_overlap=8)
+    decode = tiled_decode(wf, sample[0], vae[0], tile_size=256)
     save_video(wf, decode[0], 24, "video/radial_hunyuan_t2v")
     return wf
 
@@ -346,14 +378,11 @@ Width and height divisible by 64, frames 8k+1. Low VRAM: lower the size or the f
 
 def hunyuan15_long() -> Workflow:
     wf = Workflow(HUNYUAN15_NAME)
-    note(wf, HUNYUAN15_NOTE.format(density=density("hunyuan15", 1280, 720, 241),
-                                   unet=MODELS["hunyuanvideo1.5_720p_t2v_fp16.safetensors"][0],
-                                   qwen=MODELS["qwen_2.5_vl_7b_fp8_scaled.safetensors"][0],
-                                   byt5=MODELS["byt5_small_glyphxl_fp16.safetensors"][0],
-                                   vae=MODELS["hunyuanvideo15_vae_fp16.safetensors"][0]))
-    unet = wf.add("UNETLoader", unet_name="hunyuanvideo1.5_720p_t2v_fp16.safetensors", weight_dtype="default", col=1)
-    patch = wf.add("RadialAttentionPatch", model=unet[0], decay_factor=0.0, block_size=128, dense_blocks="0",
-                   dense_steps_first=5, dense_steps_last=0, dist1="full", backend="auto", family="auto")
+    note(wf, HUNYUAN15_NOTE.format(density=density("hunyuan15", 1280, 720, 241), **links(
+        unet="hunyuanvideo1.5_720p_t2v_fp16.safetensors", qwen="qwen_2.5_vl_7b_fp8_scaled.safetensors",
+        byt5="byt5_small_glyphxl_fp16.safetensors", vae="hunyuanvideo15_vae_fp16.safetensors")))
+    unet = unet_loader(wf, "hunyuanvideo1.5_720p_t2v_fp16.safetensors")
+    patch = radial_patch(wf, unet[0], dense_blocks="0", dense_steps_first=5)
     shift = wf.add("ModelSamplingSD3", model=patch[0], shift=7.0)
     clip = wf.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors",
                   clip_name2="byt5_small_glyphxl_fp16.safetensors", type="hunyuan_video_15", device="default", col=0)
@@ -362,27 +391,22 @@ def hunyuan15_long() -> Workflow:
                       "traffic and between towers, the camera following it closely in one continuous shot.")
     neg = wf.add("CLIPTextEncode", title="Negative prompt", clip=clip[0], size=(420, 200), text="")
     guider = wf.add("CFGGuider", model=shift[0], positive=pos[0], negative=neg[0], cfg=6.0)
-    noise = wf.add("RandomNoise", noise_seed=42, col=3)
-    sampler_select = wf.add("KSamplerSelect", sampler_name="euler", col=3)
+    noise_sampler = noise_and_sampler(wf)
     sigmas = wf.add("BasicScheduler", model=shift[0], scheduler="simple", steps=20, denoise=1.0)
     latent = wf.add("EmptyHunyuanVideo15Latent", width=1280, height=720, length=241, batch_size=1, col=3)
-    sample = wf.add("SamplerCustomAdvanced", noise=noise[0], guider=guider[0], sampler=sampler_select[0],
-                    sigmas=sigmas[0], latent_image=latent[0], col=5)
+    sample = sample_custom(wf, noise_sampler, guider, sigmas, latent[0], col=5)
     vae = wf.add("VAELoader", vae_name="hunyuanvideo15_vae_fp16.safetensors", col=4)
-    decode = wf.add("VAEDecodeTiled", samples=sample[0], vae=vae[0], tile_size=512, overlap=64,
-                    temporal_size=64, temporal_overlap=8)
+    decode = tiled_decode(wf, sample[0], vae[0])
     save_video(wf, decode[0], 24, "video/radial_hunyuan15_t2v")
     return wf
 
 
 def ltx2_long() -> Workflow:
     wf = Workflow(LTX2_NAME)
-    note(wf, LTX2_NOTE.format(density=density("ltxav", 1280, 704, 481),
-                              ckpt=MODELS["ltx-2-19b-dev-fp8.safetensors"][0],
-                              gemma=MODELS["gemma_3_12B_it_fp4_mixed.safetensors"][0]))
+    note(wf, LTX2_NOTE.format(density=density("ltxav", 1280, 704, 481), **links(
+        ckpt="ltx-2-19b-dev-fp8.safetensors", gemma="gemma_3_12B_it_fp4_mixed.safetensors")))
     ckpt = wf.add("CheckpointLoaderSimple", ckpt_name="ltx-2-19b-dev-fp8.safetensors", col=1)
-    patch = wf.add("RadialAttentionPatch", model=ckpt[0], decay_factor=0.0, block_size=128, dense_blocks="1",
-                   dense_steps_first=5, dense_steps_last=0, dist1="full", backend="auto", family="auto")
+    patch = radial_patch(wf, ckpt[0], dense_blocks="1", dense_steps_first=5)
     te = wf.add("LTXAVTextEncoderLoader", text_encoder="gemma_3_12B_it_fp4_mixed.safetensors",
                 ckpt_name="ltx-2-19b-dev-fp8.safetensors", device="default", col=0)
     pos = wf.add("CLIPTextEncode", title="Positive prompt", clip=te[0], size=(420, 200),
@@ -399,15 +423,12 @@ def ltx2_long() -> Workflow:
     audio_latent = wf.add("LTXVEmptyLatentAudio", audio_vae=audio_vae[0], frame_rate=fps[0], frames_number=481,
                           batch_size=1, col=3)
     av = wf.add("LTXVConcatAVLatent", video_latent=video_latent[0], audio_latent=audio_latent[0])
-    noise = wf.add("RandomNoise", noise_seed=42, col=3)
-    sampler_select = wf.add("KSamplerSelect", sampler_name="euler", col=3)
+    noise_sampler = noise_and_sampler(wf)
     sigmas = wf.add("LTXVScheduler", latent=av[0], steps=20, max_shift=2.05, base_shift=0.95, stretch=True,
                     terminal=0.1)
-    sample = wf.add("SamplerCustomAdvanced", noise=noise[0], guider=guider[0], sampler=sampler_select[0],
-                    sigmas=sigmas[0], latent_image=av[0], col=6)
+    sample = sample_custom(wf, noise_sampler, guider, sigmas, av[0], col=6)
     split = wf.add("LTXVSeparateAVLatent", av_latent=sample[0])
-    decode = wf.add("VAEDecodeTiled", samples=split[0], vae=ckpt[2], tile_size=512, overlap=64,
-                    temporal_size=64, temporal_overlap=8)
+    decode = tiled_decode(wf, split[0], ckpt[2])
     audio = wf.add("LTXVAudioVAEDecode", samples=split[1], audio_vae=audio_vae[0])
     col = decode.col + 1
     video = wf.add("CreateVideo", images=decode[0], audio=audio[0], fps=25.0, col=col)
@@ -435,11 +456,10 @@ ComfyUI's own **Train LoRA** trains on the MODEL from **Radial Attention Patch**
 
 def wan21_train_lora() -> Workflow:
     wf = Workflow(TRAIN_NAME)
-    note(wf, TRAIN_NOTE.format(unet=MODELS["wan2.1_t2v_14B_fp8_scaled.safetensors"][0], dataset=TRAIN_DATASET,
-                               density=density("wan21", 1280, 720, 321)))
-    unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_14B_fp8_scaled.safetensors", weight_dtype="default", col=1)
-    patch = wf.add("RadialAttentionPatch", model=unet[0], decay_factor=0.0, block_size=128, dense_blocks="2",
-                   dense_steps_first=2, dense_steps_last=0, dist1="full", backend="auto", family="auto")
+    note(wf, TRAIN_NOTE.format(dataset=TRAIN_DATASET, density=density("wan21", 1280, 720, 321),
+                               **links(unet="wan2.1_t2v_14B_fp8_scaled.safetensors")))
+    unet = unet_loader(wf, "wan2.1_t2v_14B_fp8_scaled.safetensors")
+    patch = radial_patch(wf, unet[0], dense_blocks="2", dense_steps_first=2)
     data = wf.add("LoadTrainingDataset", folder_name=TRAIN_DATASET, col=1)
     train = wf.add("TrainLoraNode", model=patch[0], latents=data[0], positive=data[1], batch_size=1,
                    grad_accumulation_steps=1, steps=2000, learning_rate=0.0005, rank=128, optimizer="AdamW",
