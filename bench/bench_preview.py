@@ -33,7 +33,7 @@ def main():
     for name, fam, w, h, f in SHAPES:
         best_fig = best_pic = float("inf")
         for _ in range(3):
-            radial_mask._build.cache_clear()
+            radial_mask.clear_mask_cache()
             preview.estimate_latent.cache_clear()
             t0 = time.perf_counter()
             est = preview.estimate(fam, w, h, f)
