@@ -99,6 +99,10 @@ WAN_VARIANTS = {
     "scail2": ("patch_embedding_mask.weight", lambda d: (d, 28, 1, 2, 2), 20, True, None),
     "wandancer": ("patch_embedding_global.weight", lambda d: (d, 36, 1, 2, 2), 36, True, None),
     "causal_ar": (None, None, 16, False, {"causal_ar": True}),
+    # Fun Camera: the camera adapter's conv (24 Plucker channels x 64 after pixel unshuffle, 2x2);
+    # with the CLIP image projection ComfyUI reads it as Wan 2.1 Camera, without as Wan 2.2 Camera
+    "camera": ("control_adapter.conv.weight", lambda d: (d, 24 * 64, 2, 2), 32, True, None),
+    "camera22": ("control_adapter.conv.weight", lambda d: (d, 24 * 64, 2, 2), 36, False, None),
 }
 
 

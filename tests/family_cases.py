@@ -77,6 +77,11 @@ CASES = {
                          (("variant", "scail2"),), text_dim=4096, blocks_attr="blocks", extras="scail"),
     "wan22_dancer": Case("wan22_dancer", "wan22_dancer", "WAN22_WanDancer", "WanDancer", "wan_variant_state_dict",
                          (("variant", "wandancer"),), text_dim=4096, blocks_attr="blocks", extras="dancer"),
+    "wan21_camera": Case("wan21_camera", "wan21", "WAN21_Camera", "Wan 2.1 Fun Camera", "wan_variant_state_dict",
+                         (("variant", "camera"),), text_dim=4096, blocks_attr="blocks"),
+    "wan22_camera": Case("wan22_camera", "wan22_14b", "WAN22_Camera", "Wan 2.2 Fun Camera", "wan_variant_state_dict",
+                         (("variant", "camera22"),), text_dim=4096, blocks_attr="blocks",
+                         base_class="WAN21_Camera"),
     "minimax_h3": Case("minimax_h3", "minimax_h3", "MiniMaxH3", "MiniMax H3 (video + audio)",
                        "minimax_h3_state_dict", text_dim=64, audio="minimax", blocks_attr="blocks",
                        cfg_batched=False),  # the model takes batch 1: ComfyUI runs cond, uncond apart

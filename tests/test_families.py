@@ -101,7 +101,9 @@ def _expected_dense(case: fc.Case, model, forwards: int) -> dict[str, int]:
         return {"token refiner": forwards * text_blocks, "cross-attention": forwards * b}
     if case.family == "minimax_h3":  # one packed sequence, no other attention in the blocks
         return {}
-    if case.family in ("cosmos_predict2", "wan21", "wan22_s2v"):  # text cross-attention in every block
+    if case.kind == "wan21_camera":  # Wan 2.1 Fun Camera is I2V: image + text cross-attention
+        return {"cross-attention": forwards * b * 2}
+    if case.family in ("cosmos_predict2", "wan21", "wan22_s2v", "wan22_14b"):  # text cross-attention in every block
         return {"cross-attention": forwards * b}  # (S2V's audio injector passes no transformer_options)
     if case.family == "wan21_humo":  # text cross-attention and the gathered audio cross-attention
         return {"cross-attention": forwards * b * 2}
