@@ -4,6 +4,7 @@ One command on a CUDA machine (from the repository root):
 
     python3 bench/bench_backward.py                       # Wan 480p and 720p, B=1, H=40, D=128
     python3 bench/bench_backward.py --sweep wan720 --json out.json   # + config sweep of ours
+    python3 bench/bench_backward.py --shapes wan720 --skip-flex --dq-modes 0 --sweep wan720
 
 Per shape (Wan 2.1-14B's 81 frames: 21 latent frames x 1 560 / 3 600 tokens, the radial mask at
 the authors' decay 0.2, block 128, bf16, ComfyUI's [B, S, H*D] layout): median CUDA-event time
@@ -13,6 +14,11 @@ cuDNN dense SDPA, flex_attention (compiled) on the same block mask, and ours; th
 time is their difference. Gradient errors of ours and flex against a float32 reference on
 sampled rows and keys of two heads (tests/test_backward.py's chunked reference). Targets: ours
 >= 1.3x flex, >= 0.8 / density x dense (forward + backward). The table comes last.
+
+``--sweep SHAPE``: each row of ``SWEEP`` (a launch configuration of the dQ pass or of the dK/dV
+pass, with or without tensor-descriptor loads) timed alone and its gradients checked against
+the same reference; then the fastest correct dQ row and dK/dV row together through the op
+(forward + backward), printed as ``best`` after the table.
 """
 
 from __future__ import annotations
@@ -40,34 +46,46 @@ from radial_core.csr import block_mask_to_csr, block_mask_to_key_csr  # noqa: E4
 from radial_core.mask import radial_block_mask  # noqa: E402
 
 # (part, dq_mode, config): "dq" / "dkdv" time one pass alone (dq_mode 0); "fused" the dK/dV
-# pass with dQ added by atomics (dq_mode 1) or descriptor reductions (2), cast included
-SWEEP = [("dq", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)),
-         ("dq", 0, dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=3)),
-         ("dkdv", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)),
-         ("dkdv", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=2)),
-         ("dkdv", 0, dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=2)),
-         ("fused", 1, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)),
-         ("fused", 1, dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=2)),
-         ("fused", 1, dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=2)),
-         ("fused", 2, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)),
-         ("fused", 2, dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=2)),
-         ("fused", 2, dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=2)),
-         ("fused", 2, dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=2))]
+# pass with dQ added by atomics (dq_mode 1) or descriptor reductions (2), cast included.
+# USE_TMA: that pass loads the tiles it walks (K, V for dQ; Q, dO for dK/dV) through tensor
+# descriptors. The first row of each part is the default (pick_bwd_config, Hopper); the rows
+# measured on 2026-12-02 01:29-01:37 UTC (other stages, warps and the fused modes: slower,
+# docs/benchmarks.md "Backward") are not repeated.
+SWEEP = [("dq", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)),
+         ("dq", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2, USE_TMA=True)),
+         ("dq", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, USE_TMA=True)),
+         ("dq", 0, dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2, USE_TMA=True)),
+         ("dq", 0, dict(BLOCK_M=128, BLOCK_N=32, num_warps=4, num_stages=3, USE_TMA=True)),
+         ("dkdv", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)),
+         ("dkdv", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2, USE_TMA=True)),
+         ("dkdv", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, USE_TMA=True)),
+         ("dkdv", 0, dict(BLOCK_M=32, BLOCK_N=128, num_warps=4, num_stages=3)),
+         ("dkdv", 0, dict(BLOCK_M=32, BLOCK_N=128, num_warps=4, num_stages=3, USE_TMA=True)),
+         ("dkdv", 0, dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=3, USE_TMA=True)),
+         ("dkdv", 0, dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=2, USE_TMA=True))]
 
 
-def grad_errors(grads, q, k, v, g, mask, bs, heads=2, n=192, seed=0):
-    """Relative errors of dq, dk, dv on two heads' sampled rows / keys vs float32."""
+def sampled_reference(q, k, v, g, mask, bs, heads=2, n=192, seed=0):
+    """float32 reference dq[rows], dk[keys], dv[keys] of the first ``heads`` heads on ``n``
+    random rows and keys plus the last 64: ``(rows, keys, (dq, dk, dv))``."""
     from test_backward import chunked_reference_grads
 
     S, D = q.shape[2], q.shape[3]
     gen = torch.Generator().manual_seed(seed)
     rows = torch.cat([torch.randint(0, S, (n,), generator=gen), torch.arange(S - 64, S)])
     keys = torch.cat([torch.randint(0, S, (n,), generator=gen), torch.arange(S - 64, S)])
-    rows, keys = rows.unique().cuda(), keys.unique().cuda()
+    rows, keys = rows.unique().to(q.device), keys.unique().to(q.device)
     hs = slice(0, heads)
     ref = chunked_reference_grads(q[:, hs].detach(), k[:, hs].detach(), v[:, hs].detach(),
-                                  g[:, hs], mask.cuda(), bs, 1.0 / D ** 0.5, rows, keys,
+                                  g[:, hs], mask.to(q.device), bs, 1.0 / D ** 0.5, rows, keys,
                                   chunk=2048)
+    return rows, keys, ref
+
+
+def compare(grads, reference, heads=2):
+    """Relative errors of dq, dk, dv against ``sampled_reference``'s (NaN where not finite)."""
+    rows, keys, ref = reference
+    hs = slice(0, heads)
     got = (grads[0][:, hs][:, :, rows], grads[1][:, hs][:, :, keys], grads[2][:, hs][:, :, keys])
     out = []
     for a, b in zip(got, ref):
@@ -108,6 +126,7 @@ def bench_shape(key, args, results):
         .transpose(1, 2)
     row = {"shape": key, "title": title, "S": S, "H": H, "D": D, "B": B, "dtype": "bf16",
            "layout": "bshd", "decay": decay, "density": density}
+    reference = sampled_reference(q, k, v, g, mask, bs)
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     def cudnn():
@@ -126,7 +145,7 @@ def bench_shape(key, args, results):
             step = time_pair(row, "flex", lambda: flex(q, k, v, block_mask=bm), q, k, v, g)
             row["flex_first_s"] = time.perf_counter() - t0
             if step is not None:
-                row["flex_grad_err"] = grad_errors(step(), q, k, v, g, mask, bs)
+                row["flex_grad_err"] = compare(step(), reference)
         except Exception as exc:
             row["flex_step_ms"] = float("nan")
             row["flex_error"] = f"{type(exc).__name__}: {exc}"[:300]
@@ -134,16 +153,19 @@ def bench_shape(key, args, results):
     from radial_core import triton_backward as tb
 
     pick = tb.pick_bwd_config
-    for mode in (int(m) for m in args.dq_modes.split(",")):
-        # the op's backward reads the launch table by name: give it this dQ mode
-        tb.pick_bwd_config = lambda *a, _m=mode: dict(pick(*a), dq_mode=_m)
-        name = f"ours_m{mode}"
+
+    def ours(name, cfg):
+        # the op's backward reads the launch table by name: give it this one
+        tb.pick_bwd_config = lambda *a: cfg(pick(*a))
         step = time_pair(row, name,
                          lambda: block_sparse_attention(q, k, v, mask, block_size=bs,
                                                         backend="triton"), q, k, v, g)
         if step is not None:
-            row[f"{name}_grad_err"] = grad_errors(step(), q, k, v, g, mask, bs)
-    tb.pick_bwd_config = pick
+            row[f"{name}_grad_err"] = compare(step(), reference)
+        tb.pick_bwd_config = pick
+
+    for mode in (int(m) for m in args.dq_modes.split(",")):
+        ours(f"ours_m{mode}", lambda c, _m=mode: dict(c, dq_mode=_m))
     best = min((m for m in args.dq_modes.split(",")),
                key=lambda m: row.get(f"ours_m{m}_step_ms", float("inf")))
     row["ours_mode"] = int(best)
@@ -151,15 +173,21 @@ def bench_shape(key, args, results):
         if f"ours_m{best}_{kname}" in row:
             row[f"ours_{kname}"] = row[f"ours_m{best}_{kname}"]
     if key in args.sweep.split(","):
-        row["sweep"] = sweep(q, k, v, g, mask, bs)
+        row["sweep"], best = sweep(q, k, v, g, mask, bs, reference)
+        if best:  # the fastest correct dQ and dK/dV rows together, through the op
+            row["best_config"] = best
+            ours("ours_best", lambda c: dict(c, **best))
     results.append(row)
     print(json.dumps(row), flush=True)
     del q, k, v, g
     torch.cuda.empty_cache()
 
 
-def sweep(q, k, v, g, mask, bs):
-    """Backward kernels alone, each launch configuration of dQ and of dK/dV timed apart."""
+def sweep(q, k, v, g, mask, bs, reference):
+    """Backward kernels alone, each launch configuration of dQ and of dK/dV timed apart, and
+    each one's gradients against ``reference`` (``sampled_reference``). Returns the rows and
+    ``{"dq": ..., "dkdv": ...}``, the fastest dQ-pass and dK/dV-pass rows whose errors stay
+    within 1.5x the default's (None when some part has no such row)."""
     from radial_core import triton_kernel
     from radial_core.triton_backward import (pick_bwd_config,
                                              triton_block_sparse_attention_backward)
@@ -168,20 +196,38 @@ def sweep(q, k, v, g, mask, bs):
     csr, kcsr = block_mask_to_csr(mask, q.device), block_mask_to_key_csr(mask, q.device)
     out, lse = triton_kernel.forward(q, k, v, csr, bs, return_lse=True)
     base = pick_bwd_config(q.shape[-1], q.dtype, bs, q.device)
+    default_err = compare(triton_block_sparse_attention_backward(
+        q, k, v, out, lse, g, csr, kcsr, bs, config=base), reference)
     res = []
     for part, mode, c in SWEEP:
         key = "dq" if part == "dq" else "dkdv"
         cfg = dict(base, **{key: c}, dq_mode=mode)
         parts = ("dkdv",) if part == "fused" else (part,)
+        rec = {"part": part, "dq_mode": mode, **c}
         try:
-            ms = cuda_time_ms(lambda: triton_block_sparse_attention_backward(
+            rec["ms"] = cuda_time_ms(lambda: triton_block_sparse_attention_backward(
                 q, k, v, out, lse, g, csr, kcsr, bs, config=cfg, parts=parts),
                 target_ms=600, max_reps=6)
+            err = compare(triton_block_sparse_attention_backward(
+                q, k, v, out, lse, g, csr, kcsr, bs, config=cfg), reference)
+            # the gradients this row computes: dq (dQ pass), dk and dv (dK/dV pass), all fused
+            mine = [i for i, n in enumerate(("dq", "dkdv", "dkdv")) if part in (n, "fused")]
+            rec["err"] = err
+            rec["ok"] = all(err[i] <= 1.5 * default_err[i] for i in mine)
         except Exception as exc:  # e.g. out of shared memory for this tile shape
-            ms = f"{type(exc).__name__}: {exc}"[:120]
-        res.append({"part": part, "dq_mode": mode, **c, "ms": ms})
-        print(f"sweep {part} mode {mode} {c} -> {ms}", flush=True)
-    return res
+            rec["ms"] = f"{type(exc).__name__}: {exc}"[:120]
+        res.append(rec)
+        print(f"sweep {part} mode {mode} {c} -> {rec['ms']} err {rec.get('err')}", flush=True)
+    best = {}
+    for part in ("dq", "dkdv"):
+        good = [r for r in res if r["part"] == part and r.get("ok")]
+        if not good:
+            return res, None
+        r = min(good, key=lambda r: r["ms"])
+        best[part] = {n: r[n] for n in ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages")}
+        if r.get("USE_TMA"):
+            best[part]["USE_TMA"] = True
+    return res, best
 
 
 def print_table(env, results):
@@ -213,6 +259,21 @@ def print_table(env, results):
             f"{g('flex_step_ms') / g('ours_step_ms'):.2f}x",
             f"{g('cudnn_step_ms') / g('ours_step_ms'):.2f}x", f"{0.8 / r['density']:.2f}x",
             errs("ours_grad_err"), errs("flex_grad_err")]) + " |")
+    for r in results:
+        for w in r.get("sweep", []):
+            cfg = f"{w['BLOCK_M']}x{w['BLOCK_N']} w{w['num_warps']} s{w['num_stages']}" + (
+                " TMA" if w.get("USE_TMA") else "")
+            ms = f"{w['ms']:.1f} ms" if isinstance(w["ms"], float) else w["ms"]
+            err = "/".join(f"{x:.1e}" for x in w.get("err", []))
+            print(f"sweep {r['shape']} {w['part']} (mode {w['dq_mode']}) {cfg}: {ms} "
+                  f"err {err}{'' if w.get('ok', True) else ' (ERROR TOO LARGE)'}")
+        if "ours_best_step_ms" in r:
+            print(f"best {r['shape']} {r['best_config']}: f/f+b {r['ours_best_fwd_ms']:.1f} / "
+                  f"{r['ours_best_step_ms']:.1f} ms, bwd {r['ours_best_bwd_ms']:.1f} ms, vs flex "
+                  f"{r.get('flex_step_ms', float('nan')) / r['ours_best_step_ms']:.2f}x, vs "
+                  f"dense {r['cudnn_step_ms'] / r['ours_best_step_ms']:.2f}x (target "
+                  f"{0.8 / r['density']:.2f}x), err "
+                  + "/".join(f"{x:.1e}" for x in r.get("ours_best_grad_err", [])))
 
 
 def main() -> int:

@@ -62,16 +62,18 @@ def _bwd_prep(O, DO, LSE, DELTA, LSE2,
 
 @triton.jit
 def _dq_tile(dq, q, do, lse2, delta, kv, start_n, ctx,
-             BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr, BOUNDS: tl.constexpr,
-             HAS_KPM: tl.constexpr, DOT_PREC: tl.constexpr):
-    """Fold one ``BLOCK_N`` key tile into dQ (unscaled). ``kv = (k_base, v_base, sks, svs)``,
+             BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
+             BOUNDS: tl.constexpr, HAS_KPM: tl.constexpr, DOT_PREC: tl.constexpr,
+             USE_TMA: tl.constexpr):
+    """Fold one ``BLOCK_N`` key tile into dQ (unscaled). ``kv = (k_src, v_src, sks, svs, b,
+    h)`` (``_load_rows``' sources: row-0 pointers or, with ``USE_TMA``, tensor descriptors),
     ``ctx = (S, d_ok, kpm_base, qk_mul)``."""
-    k_base, v_base, sks, svs = kv
+    k_src, v_src, sks, svs, b, h = kv
     S, d_ok, kpm_base, qk_mul = ctx
-    k = _load_rows(k_base, 0, 0, start_n, sks, S, d_ok, BLOCK_N, BLOCK_D, BOUNDS, EVEN_D,
-                   False)
-    v = _load_rows(v_base, 0, 0, start_n, svs, S, d_ok, BLOCK_N, BLOCK_D, BOUNDS, EVEN_D,
-                   False)
+    k = _load_rows(k_src, b, h, start_n, sks, S, d_ok, BLOCK_N, BLOCK_D, BOUNDS, EVEN_D,
+                   USE_TMA)
+    v = _load_rows(v_src, b, h, start_n, svs, S, d_ok, BLOCK_N, BLOCK_D, BOUNDS, EVEN_D,
+                   USE_TMA)
     qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_mul
     if BOUNDS or HAS_KPM:
         valid = _key_valid(kpm_base, start_n + tl.arange(0, BLOCK_N), S, HAS_KPM)
@@ -92,7 +94,7 @@ def _bwd_dq(
     PER_HEAD_MASK: tl.constexpr, BLOCK: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     EVEN_D: tl.constexpr, EVEN_S: tl.constexpr, HAS_KPM: tl.constexpr,
-    DOT_PREC: tl.constexpr,
+    DOT_PREC: tl.constexpr, USE_TMA: tl.constexpr,
 ):
     SUB_N: tl.constexpr = BLOCK // BLOCK_N
     b, h, offs_m, first, n_main, n_tail = _csr_program(
@@ -105,8 +107,11 @@ def _bwd_dq(
     stat = tl.program_id(1).to(tl.int64) * S_PAD + offs_m.to(tl.int64)
     lse2 = tl.load(LSE2 + stat)
     delta = tl.load(DELTA + stat)
-    kv = (_row0(K, b, h, offs_d, (skb, skh, sks, skd)),
-          _row0(V, b, h, offs_d, (svb, svh, svs, svd)), sks, svs)
+    if USE_TMA:  # tensor descriptors over [B, H, S, D]
+        kv = (K, V, sks, svs, b, h)
+    else:
+        kv = (_row0(K, b, h, offs_d, (skb, skh, sks, skd)),
+              _row0(V, b, h, offs_d, (svb, svh, svs, svd)), sks, svs, b, h)
     ctx = (S, d_ok, KPM + b.to(tl.int64) * skpb, qk_mul)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
@@ -114,12 +119,12 @@ def _bwd_dq(
         start_n = _entry_start(col_idx, first, t, BLOCK, BLOCK_N)
         dq = _dq_tile(dq, q, do, lse2, delta, kv, start_n, ctx, BLOCK_N=BLOCK_N,
                       BLOCK_D=BLOCK_D, EVEN_D=EVEN_D, BOUNDS=False, HAS_KPM=HAS_KPM,
-                      DOT_PREC=DOT_PREC)
+                      DOT_PREC=DOT_PREC, USE_TMA=USE_TMA)
     for t in range(0, n_tail * SUB_N):
         start_n = (NB - 1) * BLOCK + t * BLOCK_N
         dq = _dq_tile(dq, q, do, lse2, delta, kv, start_n, ctx, BLOCK_N=BLOCK_N,
                       BLOCK_D=BLOCK_D, EVEN_D=EVEN_D, BOUNDS=True, HAS_KPM=HAS_KPM,
-                      DOT_PREC=DOT_PREC)
+                      DOT_PREC=DOT_PREC, USE_TMA=USE_TMA)
     dq = dq * sm_scale
     tl.store(_tile_ptrs(DQ, b, h, offs_m, offs_d, (sgb, sgh, sgs, sgd)),
              dq.to(DQ.dtype.element_ty), mask=r_mask)
@@ -129,17 +134,18 @@ def _bwd_dq(
 def _dkdv_tile(dk, dv, k, v, qdo, start_m, ctx,
                BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
                BOUNDS: tl.constexpr, DOT_PREC: tl.constexpr, DQ_MODE: tl.constexpr,
-               MASK_K: tl.constexpr):
+               MASK_K: tl.constexpr, USE_TMA: tl.constexpr):
     """Fold one ``BLOCK_M`` query tile into dK (unscaled) and dV; with ``DQ_MODE`` 1 or 2 also
     add this key tile's share of the tile's dQ (scaled) into the float32 accumulator.
-    ``qdo = (q_base, do_base, sqs, sdos, lse2_base, delta_base)``,
+    ``qdo = (q_src, do_src, sqs, sdos, lse2_base, delta_base, b, h)`` (``_load_rows``'
+    sources: row-0 pointers or, with ``USE_TMA``, tensor descriptors),
     ``ctx = (S, d_ok, qk_mul, sm_scale, dq_acc, acc_row0, kvalid)``."""
-    q_base, do_base, sqs, sdos, lse2_base, delta_base = qdo
+    q_src, do_src, sqs, sdos, lse2_base, delta_base, b, h = qdo
     S, d_ok, qk_mul, sm_scale, dq_acc, acc_row0, kvalid = ctx
-    q = _load_rows(q_base, 0, 0, start_m, sqs, S, d_ok, BLOCK_M, BLOCK_D, BOUNDS, EVEN_D,
-                   False)
-    do = _load_rows(do_base, 0, 0, start_m, sdos, S, d_ok, BLOCK_M, BLOCK_D, BOUNDS, EVEN_D,
-                    False).to(q.dtype)
+    q = _load_rows(q_src, b, h, start_m, sqs, S, d_ok, BLOCK_M, BLOCK_D, BOUNDS, EVEN_D,
+                   USE_TMA)
+    do = _load_rows(do_src, b, h, start_m, sdos, S, d_ok, BLOCK_M, BLOCK_D, BOUNDS, EVEN_D,
+                    USE_TMA).to(q.dtype)
     offs_m = start_m + tl.arange(0, BLOCK_M)
     lse2 = tl.load(lse2_base + offs_m)  # padded to whole blocks: +inf past S
     delta = tl.load(delta_base + offs_m)
@@ -175,6 +181,7 @@ def _bwd_dkdv(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     EVEN_D: tl.constexpr, EVEN_S: tl.constexpr, HAS_KPM: tl.constexpr,
     DOT_PREC: tl.constexpr, DQ_MODE: tl.constexpr, MASK_K: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
     b, h, offs_n, first, n_main, n_tail = _csr_program(
@@ -186,9 +193,12 @@ def _bwd_dkdv(
     v = tl.load(_tile_ptrs(V, b, h, offs_n, offs_d, (svb, svh, svs, svd)), mask=k_mask,
                 other=0.0)
     stat = pid_bh.to(tl.int64) * S_PAD
-    qdo = (_row0(Q, b, h, offs_d, (sqb, sqh, sqs, sqd)),
-           _row0(DO, b, h, offs_d, (sdob, sdoh, sdos, sdod)), sqs, sdos,
-           LSE2 + stat, DELTA + stat)
+    if USE_TMA:  # tensor descriptors over [B, H, S, D]
+        qdo = (Q, DO, sqs, sdos, LSE2 + stat, DELTA + stat, b, h)
+    else:
+        qdo = (_row0(Q, b, h, offs_d, (sqb, sqh, sqs, sqd)),
+               _row0(DO, b, h, offs_d, (sdob, sdoh, sdos, sdod)), sqs, sdos,
+               LSE2 + stat, DELTA + stat, b, h)
     # keys past S or padded never entered the softmax
     kvalid = _key_valid(KPM + b.to(tl.int64) * skpb, offs_n, S, HAS_KPM)
     ctx = (S, d_ok, qk_mul, sm_scale, DQ_ACC, pid_bh * S_PAD, kvalid)
@@ -200,12 +210,12 @@ def _bwd_dkdv(
         start_m = _entry_start(row_idx, first, t, BLOCK, BLOCK_M)
         dk, dv = _dkdv_tile(dk, dv, k, v, qdo, start_m, ctx, BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D,
                             EVEN_D=EVEN_D, BOUNDS=False, DOT_PREC=DOT_PREC, DQ_MODE=DQ_MODE,
-                            MASK_K=MASK_K)
+                            MASK_K=MASK_K, USE_TMA=USE_TMA)
     for t in range(0, n_tail * SUB_M):
         start_m = (NB - 1) * BLOCK + t * BLOCK_M
         dk, dv = _dkdv_tile(dk, dv, k, v, qdo, start_m, ctx, BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D,
                             EVEN_D=EVEN_D, BOUNDS=True, DOT_PREC=DOT_PREC, DQ_MODE=DQ_MODE,
-                            MASK_K=MASK_K)
+                            MASK_K=MASK_K, USE_TMA=USE_TMA)
 
     # their rows of dK, dV are zero
     dk = tl.where(kvalid[:, None], dk * sm_scale, 0.0)
@@ -269,7 +279,10 @@ def triton_block_sparse_attention_backward(q, k, v, out, lse, grad_out, csr: Blo
     ``config["dq_mode"]``: 0 = dQ in its own pass over the CSR (default); 1 / 2 = fused into
     the dK/dV pass, each key tile adding its share of dQ into a float32 buffer by pointer
     atomics (1) or tensor-descriptor reductions (2, the bulk copy engine on Hopper; falls back
-    to 1 where Triton has no descriptors), then one cast pass.
+    to 1 where Triton has no descriptors), then one cast pass. ``config["dq"]["USE_TMA"]`` /
+    ``config["dkdv"]["USE_TMA"]``: that pass loads the tiles it walks (K, V / Q, dO) through
+    tensor descriptors, as the forward does, where the copy engine can take them (not
+    measured yet: off in ``pick_bwd_config``; ``bench/sweep_backward.py`` times it).
     """
     B, H, S, D = q.shape
     if scale is None:
@@ -300,20 +313,23 @@ def triton_block_sparse_attention_backward(q, k, v, out, lse, grad_out, csr: Blo
             dq_arg = descriptor(acc, [cd["BLOCK_M"], bd])
             if dq_arg is None:
                 mode, dq_arg = 1, acc
+    c = dict(cfg["dq"])
+    # the key tiles of the dQ pass and the query / dO tiles of the dK/dV pass
+    ks, vs, c["USE_TMA"] = _sources(c.pop("USE_TMA", False), k, v, c["BLOCK_N"], bd)
+    qs, dos, cd["USE_TMA"] = _sources(cd.pop("USE_TMA", False), q, grad_out, cd["BLOCK_M"], bd)
     with guard:
         _bwd_prep[(s_pad // 64, B * H)](
             out, grad_out, lse, delta, lse2, *out.stride(), *grad_out.stride(),
             H, S, D, s_pad, BLOCK_M=64, BLOCK_D=bd, num_warps=4)
-        c = dict(cfg["dq"])
         if mode == 0 and "dq" in parts:
             _bwd_dq[(nb * (block_size // c["BLOCK_M"]), B * H)](
-                q, k, v, grad_out, dq, lse2, delta, kpm,
+                q, ks, vs, grad_out, dq, lse2, delta, kpm,
                 csr.row_start, csr.row_len, csr.col_idx,
                 *strides, *dq.stride(), skpb,
                 H, S, D, nb, s_pad, qk_mul, float(scale), **common, **c)
         if "dkdv" in parts:
             _bwd_dkdv[(nb * (block_size // cd["BLOCK_N"]), B * H)](
-                q, k, v, grad_out, dk, dv, lse2, delta, kpm,
+                qs, k, v, dos, dk, dv, lse2, delta, kpm,
                 key_csr.row_start, key_csr.row_len, key_csr.col_idx,
                 *strides, *dk.stride(), *dv.stride(), skpb,
                 H, S, D, nb, s_pad, qk_mul, float(scale), dq_arg, **common, **cd,
@@ -324,3 +340,13 @@ def triton_block_sparse_attention_backward(q, k, v, out, lse, grad_out, csr: Blo
                                            BLOCK_M=64, BLOCK_D=bd, num_warps=4)
     return dq, dk, dv
 
+
+def _sources(want_tma: bool, x: torch.Tensor, y: torch.Tensor, rows: int, bd: int):
+    """``(x_src, y_src, USE_TMA)`` for the two tensors a pass walks tile by tile: tensor
+    descriptors with ``rows x bd`` tiles where asked and the copy engine can take both (no zero
+    strides, as a broadcast gradient has), else the tensors themselves (pointer loads)."""
+    if want_tma and all(st > 0 for t in (x, y) for st in t.stride()):
+        dx, dy = descriptor(x, [1, 1, rows, bd]), descriptor(y, [1, 1, rows, bd])
+        if dx is not None and dy is not None:
+            return dx, dy, True
+    return x, y, False

@@ -248,6 +248,8 @@ def test_gradient_checkpointing_recomputes_in_backward(reentrant):
 _SPLIT = {"dq": dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=1),
           "dkdv": dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=1)}
 _FUSED = {"dq": _SPLIT["dq"], "dkdv": dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=1)}
+# both passes load the tiles they walk through tensor descriptors (config["dq"/"dkdv"]["USE_TMA"])
+_TMA = {part: dict(c, USE_TMA=True) for part, c in _SPLIT.items()}
 INTERPRET_CASES = {
     "fp32_odd_len_b2_bs64": (2, 2, 300, 32, 64, "float32", "bhsd", "random", False, None, None),
     "fp16_bshd_split_tiles_padding_bs128": (2, 2, 333, 32, 128, "float16", "bshd", "random",
@@ -265,6 +267,10 @@ INTERPRET_CASES = {
                                              dict(_FUSED, dq_mode=1)),
     "fp32_fused_dq_descriptor_reduce": (2, 2, 300, 32, 64, "float32", "bhsd", "random", True,
                                         None, dict(_FUSED, dq_mode=2)),
+    "fp32_descriptor_loads_padding_bs128": (2, 2, 333, 32, 128, "float32", "bshd", "random",
+                                            True, None, _TMA),
+    "fp16_descriptor_loads_per_head_empty_head_dim_48": (1, 3, 250, 48, 64, "float16", "bhsd",
+                                                         "per_head_empty", True, None, _TMA),
 }
 
 
@@ -403,10 +409,11 @@ def test_gpu_triton_backward_matches_reference(dtype, layout, per_head, padded, 
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dq_mode", [0, 1, 2])
-def test_gpu_backward_dq_modes(dq_mode):
+@pytest.mark.parametrize("dq_mode,tma", [(0, False), (1, False), (2, False), (0, True)])
+def test_gpu_backward_dq_modes(dq_mode, tma):
     # dQ in its own pass (0) or fused into the dK/dV pass by atomics (1) / descriptor
-    # reductions (2): the same gradients, odd S, key padding, per-head masks
+    # reductions (2), and both passes' tile loads through tensor descriptors (tma): the same
+    # gradients, odd S, key padding, per-head masks
     require_cuda()
     from radial_core.csr import block_mask_to_csr, block_mask_to_key_csr
     from radial_core.triton_backward import (pick_bwd_config,
@@ -421,11 +428,14 @@ def test_gpu_backward_dq_modes(dq_mode):
     out, lse = forward(q, k, v, csr, bs, key_padding_mask=kpm, return_lse=True)
     g = torch.randn_like(out)
     cfg = dict(pick_bwd_config(D, q.dtype, bs, q.device), dq_mode=dq_mode)
+    if tma:
+        cfg.update({part: dict(cfg[part], USE_TMA=True) for part in ("dq", "dkdv")})
     grads = triton_block_sparse_attention_backward(q, k, v, out, lse, g, csr, kcsr, bs,
                                                    key_padding_mask=kpm, config=cfg)
     _, rgrads = reference_grads(q, k, v, mask.cuda(), bs, kpm, None, g)
     errs = [rel(a, b) for a, b in zip(grads, rgrads)]
-    print(f"[gpu-bwd-err] dq_mode={dq_mode} dq/dk/dv " + " ".join(f"{e:.2e}" for e in errs))
+    print(f"[gpu-bwd-err] dq_mode={dq_mode} tma={tma} dq/dk/dv "
+          + " ".join(f"{e:.2e}" for e in errs))
     assert max(errs) < 4e-3, errs
 
 
