@@ -17,6 +17,7 @@ import torch
 
 import family_cases as fc
 import helpers_models as hm
+from pack_fixtures import pack_module_fixture
 from radial_core import radial_block_mask
 from radial_core.geometry import FAMILIES
 from radial_core.reference import dense_masked_attention
@@ -30,22 +31,14 @@ STEPS = 2
 AUDIO_REASON = "audio-stream attention"
 
 
-@pytest.fixture(scope="module")
-def rp(comfy):
-    return comfy.pack_module("nodes.radial_patcher")
-
-
-@pytest.fixture(scope="module")
-def mf(comfy):
-    return comfy.pack_module("nodes.model_family")
-
-
+rp = pack_module_fixture("nodes.radial_patcher")
+mf = pack_module_fixture("nodes.model_family")
 _PACK = {}
 
 
 @pytest.fixture(autouse=True)
-def pack_modules(comfy):
-    _PACK["mf"] = comfy.pack_module("nodes.model_family")
+def pack_modules(mf):
+    _PACK["mf"] = mf
     yield
 
 

@@ -13,26 +13,16 @@ import torch
 
 import lora_helpers as H
 from lora_helpers import HY_H, HY_MLP, Target
+from pack_fixtures import lora_model_fixture, pack_module_fixture
 
 pytestmark = pytest.mark.comfy
 
 D = 128  # Wan dim
 FFN = 256
 
-
-@pytest.fixture(scope="module")
-def wan(comfy):
-    return H.build_model(H.WAN_CONFIG, seed=0)
-
-
-@pytest.fixture(scope="module")
-def hunyuan(comfy):
-    return H.build_model(H.HUNYUAN_CONFIG, seed=0)
-
-
-@pytest.fixture(scope="module")
-def lora_node(comfy):
-    return comfy.pack_module("nodes.lora_node")
+wan = lora_model_fixture(H.WAN_CONFIG, seed=0)
+hunyuan = lora_model_fixture(H.HUNYUAN_CONFIG, seed=0)
+lora_node = pack_module_fixture("nodes.lora_node")
 
 
 def _scale_from_alpha(t: Target) -> float:

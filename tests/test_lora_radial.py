@@ -14,30 +14,16 @@ import torch
 
 import lora_helpers as H
 from lora_helpers import Target
+from pack_fixtures import lora_model_fixture, pack_module_fixture
 
 pytestmark = pytest.mark.comfy
 
 D = 128
 
-
-@pytest.fixture(scope="module")
-def wan(comfy):
-    return H.build_model(H.WAN_CONFIG, seed=3)
-
-
-@pytest.fixture(scope="module")
-def hunyuan(comfy):
-    return H.build_model(H.HUNYUAN_CONFIG, seed=3)
-
-
-@pytest.fixture(scope="module")
-def lora_node(comfy):
-    return comfy.pack_module("nodes.lora_node")
-
-
-@pytest.fixture(scope="module")
-def patcher(comfy):
-    return comfy.pack_module("nodes.radial_patcher")
+wan = lora_model_fixture(H.WAN_CONFIG, seed=3)
+hunyuan = lora_model_fixture(H.HUNYUAN_CONFIG, seed=3)
+lora_node = pack_module_fixture("nodes.lora_node")
+patcher = pack_module_fixture("nodes.radial_patcher")
 
 
 WAN_TARGETS = [Target("diffusion_model.blocks.0.self_attn.q", "diffusion_model.blocks.0.self_attn.q.weight", D, D, alpha=4.0)]

@@ -119,16 +119,22 @@ def load_builtin_extra_nodes(comfy) -> None:
     assert "EmptyHunyuanLatentVideo" in comfy.nodes.NODE_CLASS_MAPPINGS
 
 
-def test_node_reads_shape_from_a_latent(comfy):
+def latent_preview_prompt(comfy, family: str, width: int, height: int, length: int) -> dict:
+    """A preview of ``family`` (node "1", its own size widgets at 16x16, 1 frame) that reads the
+    shape from node "2", ComfyUI's own empty video latent (EmptyHunyuanLatentVideo:
+    [1, 16, frames', h/8, w/8])."""
     load_builtin_extra_nodes(comfy)
-    # EmptyHunyuanLatentVideo is ComfyUI's own empty video latent: [1, 16, frames', h/8, w/8]
     prompt = {
         "2": {"class_type": "EmptyHunyuanLatentVideo",
-              "inputs": {"width": 848, "height": 480, "length": 49, "batch_size": 1}},
-        "1": preview_prompt(family="hunyuan", width=16, height=16, frames=1)["1"],
+              "inputs": {"width": width, "height": height, "length": length, "batch_size": 1}},
+        "1": preview_prompt(family=family, width=16, height=16, frames=1)["1"],
     }
     prompt["1"]["inputs"]["latent"] = ["2", 0]
-    executor = run_prompt(prompt)
+    return prompt
+
+
+def test_node_reads_shape_from_a_latent(comfy):
+    executor = run_prompt(latent_preview_prompt(comfy, "hunyuan", 848, 480, 49))
     _, summary, _ = node_outputs(executor)
     # 49 frames -> 13 latent frames; 480x848 -> 60x106 latent -> 30x53 tokens; +256 text
     assert "13 frames x 1590 tokens/frame + 256 text" in summary
@@ -171,14 +177,7 @@ def test_node_counts_a_wan_variants_token_groups_from_a_latent(comfy):
     """With a LATENT, a Wan variant's preview adds the tokens its conditioning puts into the
     sequence, as the pixel path does (SCAIL: the reference frame in front, the half-resolution
     pose video after the video)."""
-    load_builtin_extra_nodes(comfy)
-    prompt = {
-        "2": {"class_type": "EmptyHunyuanLatentVideo",
-              "inputs": {"width": 832, "height": 480, "length": 81, "batch_size": 1}},
-        "1": preview_prompt(family="wan21_scail", width=16, height=16, frames=1)["1"],
-    }
-    prompt["1"]["inputs"]["latent"] = ["2", 0]
-    _, summary, _ = node_outputs(run_prompt(prompt))
+    _, summary, _ = node_outputs(run_prompt(latent_preview_prompt(comfy, "wan21_scail", 832, 480, 81)))
     geo = geometry_from_pixels("wan21_scail", 832, 480, 81)
     assert (geo.num_frames, geo.text_tokens) == (22, 21 * 15 * 26)
     assert f"{geo.num_frames} frames x {geo.tokens_per_frame} tokens/frame + {geo.text_tokens} pose" in summary
