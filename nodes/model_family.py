@@ -264,16 +264,19 @@ def _ltx_family(base, dm) -> ModelFamily | None:
                        exact_video=True)
 
 
+def _video_patch(dm) -> tuple[int, int, int] | None:
+    """The diffusion model's (t, h, w) patch size, or None when it is not a 3-D (video) patch."""
+    patch = tuple(int(p) for p in dm.patch_size)
+    return patch if len(patch) == 3 else None
+
+
 def _kandinsky5_family(base, dm) -> ModelFamily | None:
     """Kandinsky 5 video (``Kandinsky5``; the image model ``Kandinsky5Image`` is not video).
 
     Text blocks first (text-only self-attention), then visual blocks: video self-attention as
     ``[B, H, L, D]`` over the video tokens only, text by cross-attention.
     """
-    if _CLASS_FAMILY.get(type(base).__name__) != "kandinsky5":
-        return None
-    patch = tuple(int(p) for p in dm.patch_size)
-    if len(patch) != 3:
+    if _CLASS_FAMILY.get(type(base).__name__) != "kandinsky5" or (patch := _video_patch(dm)) is None:
         return None
     return ModelFamily("kandinsky5", "Kandinsky 5 video", _SPECS["kandinsky5"].mask_model, patch,
                        len(dm.visual_transformer_blocks), "wan", arch="kandinsky5", exact_video=True)
@@ -300,10 +303,7 @@ def _minimax_h3_family(base, dm) -> ModelFamily | None:
     audio) is treated like HunyuanVideo's text: those tokens attend to every token and every
     token attends to them (dense rows and columns); only video-to-video attention is radial.
     """
-    if _CLASS_FAMILY.get(type(base).__name__) != "minimax_h3":
-        return None
-    patch = tuple(int(p) for p in dm.patch_size)
-    if len(patch) != 3:
+    if _CLASS_FAMILY.get(type(base).__name__) != "minimax_h3" or (patch := _video_patch(dm)) is None:
         return None
     return ModelFamily("minimax_h3", "MiniMax H3 (video + audio)", _SPECS["minimax_h3"].mask_model, patch,
                        len(dm.blocks), "joint", arch="minimax_h3", text_first=True)
