@@ -21,28 +21,21 @@ const SETTLE_MS = 450; // ask the server only once a value has stopped changing 
 
 const answers = new Map(); // route + query string -> Promise<{ok, body}>
 
-// What the estimate route accepts (GET /radial_attention/limits): values outside it are explained
-// here without a request, so typing "1" on the way to "129" logs no 400 in the console.
-let limits = null;
-function loadLimits() {
-  if (limits) return limits;
-  limits = api
-    .fetchApi("/radial_attention/limits")
-    .then((r) => (r.ok ? r.json() : null))
-    .catch(() => null);
-  return limits;
+// A route's JSON, asked once per page (a Promise; null when the request fails).
+const fixed = new Map(); // route -> Promise<body | null>
+function fetchOnce(route) {
+  if (!fixed.has(route)) {
+    fixed.set(route, api.fetchApi(route).then((r) => (r.ok ? r.json() : null)).catch(() => null));
+  }
+  return fixed.get(route);
 }
 
+// What the estimate route accepts (GET /radial_attention/limits): values outside it are explained
+// here without a request, so typing "1" on the way to "129" logs no 400 in the console.
+const loadLimits = () => fetchOnce("/radial_attention/limits");
+
 // The family registry (GET /radial_attention/families): {families: {key: entry}, pass_through}.
-let registry = null;
-function loadFamilies() {
-  if (registry) return registry;
-  registry = api
-    .fetchApi("/radial_attention/families")
-    .then((r) => (r.ok ? r.json() : null))
-    .catch(() => null);
-  return registry;
-}
+const loadFamilies = () => fetchOnce("/radial_attention/families");
 
 // The family a model file name tells, by the registry's file_names (the longest piece found wins:
 // "wan2.2_ti2v_5b" over "wan2.2" over "wan"); null when none does.
