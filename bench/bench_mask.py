@@ -1,12 +1,16 @@
 """Time the radial mask builder on the CPU (first build, cache cleared) for the shapes users run.
 
-    python bench/bench_mask.py [--sweep] [--previous] [--threads N]
+    python bench/bench_mask.py [--sweep] [--previous] [--threads N] [--fresh [N]]
 
 Target (../shared/docs/performance.md, issue 13): first build <= 50 ms for every shape up to
 128 latent frames (the worst case: 127 frames x 3 599 tokens). ``--sweep`` times every frame count
 1..128 at 3 599 and 3 600 tokens per frame, both block sizes, re-times the slowest and prints
 the slowest.
 ``--previous`` also times the previous torch builder (tests/mask_reference.py) on the worst case.
+``--fresh [N]`` times the very first build in N brand-new processes (default 9) per shape
+(127 x 3599 and the sweep's slowest shapes, both block sizes) and prints the median and the
+maximum: a new process faults in every page its buffers touch (system time), which later builds
+in the same process mostly reuse.
 
 Times are the best of a few first builds, as CPU time of this process (``time.process_time``: what
 the build costs while other work loads the machine) and as wall time; torch runs single-threaded
@@ -14,6 +18,9 @@ unless ``--threads`` says otherwise (the builder itself is numpy, one thread).
 """
 
 import platform
+import resource
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -93,7 +100,53 @@ def previous():
         print(f"previous torch builder, 127 x 3599, block {b}: {cpu:.1f} ms CPU ({wall:.1f} ms wall)")
 
 
+# --fresh: 127 x 3599 (issue 13's worst case) and the slowest shapes of --sweep on this machine
+FRESH_SHAPES = [(127, 3599), (128, 3599), (125, 3599)]
+
+
+def _thp_faults() -> int:
+    """Transparent huge pages faulted in so far, machine-wide (0 where /proc/vmstat has none)."""
+    try:
+        with open("/proc/vmstat") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("thp_fault_alloc ")), 0)
+    except OSError:
+        return 0
+
+
+def one_fresh_build(frames, tpf, block_size):
+    """In this (new) process: the first build's CPU, wall, system ms, minor faults and huge pages."""
+    r0, h0 = resource.getrusage(resource.RUSAGE_SELF), _thp_faults()
+    c0, w0 = time.process_time(), time.perf_counter()
+    radial_mask.radial_mask(frames, tpf, block_size=block_size, decay_factor=1.0)
+    c1, w1 = time.process_time(), time.perf_counter()
+    r1, h1 = resource.getrusage(resource.RUSAGE_SELF), _thp_faults()
+    print(f"{(c1 - c0) * 1e3:.2f} {(w1 - w0) * 1e3:.2f} {(r1.ru_stime - r0.ru_stime) * 1e3:.2f} "
+          f"{r1.ru_minflt - r0.ru_minflt} {h1 - h0}")
+
+
+def fresh(runs):
+    """Each shape's first build in ``runs`` new processes, one after another (median, max)."""
+    print(f"first build in a new process, {runs} processes per shape (CPU ms = user + system)")
+    for frames, tpf in FRESH_SHAPES:
+        for b in (128, 64):
+            samples = []
+            for _ in range(runs):
+                out = subprocess.run([sys.executable, __file__, "--one", str(frames), str(tpf), str(b)],
+                                     capture_output=True, text=True, check=True).stdout.split()
+                samples.append([float(x) for x in out])
+            cpu, wall, sys_ms, faults, thp = zip(*samples)
+            print(f"{frames} x {tpf}, block {b}: CPU median {statistics.median(cpu):.1f} ms, max {max(cpu):.1f}; "
+                  f"wall median {statistics.median(wall):.1f}, max {max(wall):.1f}; system median "
+                  f"{statistics.median(sys_ms):.1f}, max {max(sys_ms):.1f}; minor faults "
+                  f"{statistics.median(faults):.0f}, huge pages {statistics.median(thp):.0f}")
+
+
 def main():
+    if "--one" in sys.argv:  # a child of --fresh
+        torch.set_num_threads(1)
+        i = sys.argv.index("--one")
+        one_fresh_build(*(int(x) for x in sys.argv[i + 1:i + 4]))
+        return
     if "--threads" in sys.argv:
         torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]))
     else:
@@ -101,6 +154,10 @@ def main():
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
     if "--sweep" in sys.argv:
         sweep()
+        return
+    if "--fresh" in sys.argv:
+        i = sys.argv.index("--fresh")
+        fresh(int(sys.argv[i + 1]) if i + 1 < len(sys.argv) and sys.argv[i + 1].isdigit() else 9)
         return
     if "--previous" in sys.argv:
         previous()

@@ -45,6 +45,13 @@ _THINNING_TOKENS = 128
 # The builder runs in numpy (int16/int32 interval arithmetic, int32/int64 flat positions): on
 # these arrays numpy's ufuncs cost less than torch's CPU ops, and its run-length np.repeat writes
 # the mask in one pass (bench/bench_mask.py; figures in docs/benchmarks.md, docs/perf-notes.md).
+# Its stages work on slices of bounded size (configurations, groups of row frames), so their
+# buffers stay small and are reused: a fresh process pays a page fault for every new page, and
+# the mask itself should be the only large buffer its first build touches.
+# Below glibc's first mmap threshold (128 KiB), so the temporaries come from (and return to) the
+# heap: equal-sized buffers at or above it are mapped afresh, and faulted in, on every allocation.
+_SLICE_BYTES = 1 << 16  # bytes of one [k, configurations] array of the interval arithmetic
+_GROUP_ENTRIES = 1 << 16  # entries [row frames, k, F] of one group of tile rows
 
 
 def _check_args(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first=False):
@@ -134,7 +141,9 @@ def _kept_row_intervals(rr, rc, w, T, b):
     Args are integer arrays of one shape [U] and one dtype (int16 or int32, wide enough for
     values in [-T, 2T + 2b]; one entry per distinct tile configuration); b is a power of two.
     Returns (lo, hi) in that dtype, [k, U]: kept block columns lo..hi of row p (lo > hi: none).
-    (Rows of U, not of k: numpy's inner loops then run along the long axis.)
+    (Rows of U, not of k: numpy's inner loops then run along the long axis.) A candidate that
+    is not kept is pushed out of range by adding ``k + 1`` instead of being masked with
+    ``where=``: numpy's masked ufuncs and boolean assignment cost ~20x a plain ufunc here.
     """
     k = -(-T // b)
     sh = b.bit_length() - 1  # b is a power of two: // b is >> sh (floor, also below zero)
@@ -152,6 +161,7 @@ def _kept_row_intervals(rr, rc, w, T, b):
     def block_of(col):
         return (np.minimum(np.maximum(col, 0), last_col) + rc) >> sh
 
+    out = rr.dtype.type(k + 1)  # q + out > k and q - out < 0 for every block q of a row
     lo = np.full(A.shape, k + 1, dtype=rr.dtype)
     hi = np.full(A.shape, -1, dtype=rr.dtype)
     qs = [block_of(col) for col in (A, Bh, Ch, D)]
@@ -163,14 +173,26 @@ def _kept_row_intervals(rr, rc, w, T, b):
         np.maximum(nonzero, 0, out=nonzero)
         high = np.minimum(chi, Ch) - np.maximum(clo, Bh) + 1
         np.maximum(high, 0, out=high)
-        ok = 5 * high > 3 * nonzero  # high / nonzero > 0.6, exactly
-        np.minimum(lo, q, out=lo, where=ok)
-        np.maximum(hi, q, out=hi, where=ok)
+        off = (5 * high <= 3 * nonzero) * out  # 0 where kept: high / nonzero > 0.6, exactly
+        np.minimum(lo, q + off, out=lo)
+        np.maximum(hi, q - off, out=hi)
     qB, qC = qs[1], qs[2]
-    interior = qB + 2 <= qC  # blocks strictly between those of Bh and Ch
-    np.minimum(lo, qB + 1, out=lo, where=interior)
-    np.maximum(hi, qC - 1, out=hi, where=interior)
-    lo[~has_high] = k + 1
+    off = (qB + 2 > qC) * out  # 0 where blocks lie strictly between those of Bh and Ch
+    np.minimum(lo, (qB + 1) + off, out=lo)
+    np.maximum(hi, (qC - 1) - off, out=hi)
+    np.maximum(lo, (~has_high) * out, out=lo)  # no column over b/3: nothing kept
+    return lo, hi
+
+
+def _kept_intervals(rr, rc, w, T, b):
+    """:func:`_kept_row_intervals` of every configuration, a slice of ``_SLICE_BYTES`` per array at
+    a time into one [k, U] pair (the slices' temporaries stay in the cache and are reused)."""
+    k = -(-T // b)
+    lo = np.empty((k, rr.size), dtype=rr.dtype)
+    hi = np.empty((k, rr.size), dtype=rr.dtype)
+    step = max(1, _SLICE_BYTES // (k * rr.itemsize))
+    for u in range(0, rr.size, step):
+        lo[:, u:u + step], hi[:, u:u + step] = _kept_row_intervals(rr[u:u + step], rc[u:u + step], w[u:u + step], T, b)
     return lo, hi
 
 
@@ -184,31 +206,81 @@ def _paint_scatter(mask, first, length):
         mask[flat] = True
 
 
-def _paint_runs(size, first, length):
-    """The flat bool array of ``size`` with the intervals ``[first[n], first[n] + length[n])``
+def _paint_runs(size, chunks, capacity):
+    """The flat bool array of ``size`` with the intervals of ``chunks`` (pairs ``first, length``
+    of non-empty intervals ``[first[n], first[n] + length[n])``, at most ``capacity`` in all)
     set, written in one pass as alternating runs (np.repeat); ``first`` must be nondecreasing
-    over the non-empty intervals (which may overlap or touch). None when it is not (the caller
-    then scatters)."""
-    nonempty = np.flatnonzero(length)
-    first, length = first[nonempty], length[nonempty]
-    n = first.size
-    if n == 0:
-        return np.zeros(size, dtype=np.bool_)
-    if n > 1 and not bool((first[1:] >= first[:-1]).all()):
-        return None
-    end = first + length
-    if n > 1 and not bool((end[1:] >= end[:-1]).all()):  # one interval inside an earlier one
-        end = np.maximum.accumulate(end)
-    start = first.copy()  # runs [start_n, end_n) cover the union, in order, without overlap
-    np.maximum(start[1:], end[:-1], out=start[1:])
-    counts = np.empty(2 * n + 1, dtype=np.intp)
-    counts[0] = start[0]
-    counts[2:-1:2] = start[1:] - end[:-1]  # gaps (>= 0)
-    counts[-1] = size - end[-1]
-    counts[1::2] = end - start  # runs (>= 0)
+    over all chunks (the intervals may overlap or touch). None when it is not (the caller then
+    scatters). Runs ``[start_n, end_n)`` cover the union in order without overlap: ``end_n`` is
+    the running maximum of ``first + length``, ``start_n = max(first_n, end_{n-1})``; the
+    (gap, run) pairs are written chunk by chunk into one buffer, of which only the part in use
+    is ever touched."""
+    counts = np.empty(2 * capacity + 1, dtype=np.intp)  # gap, run, gap, run, ..., last gap
+    n, last_end, last_first = 0, 0, -1  # intervals so far, end of their runs, the last first
+    for first, length in chunks:
+        m = first.size
+        if not m:
+            continue
+        if int(first[0]) < last_first or (m > 1 and not bool((first[1:] >= first[:-1]).all())):
+            return None
+        end = first + length
+        if int(end[0]) < last_end or (m > 1 and not bool((end[1:] >= end[:-1]).all())):
+            end = np.maximum.accumulate(end)  # an interval inside an earlier one
+            np.maximum(end, last_end, out=end)
+        start = first.copy()
+        start[0] = max(int(first[0]), last_end)
+        np.maximum(first[1:], end[:-1], out=start[1:])
+        pairs = counts[2 * n:2 * (n + m)]
+        pairs[0] = int(start[0]) - last_end
+        np.subtract(start[1:], end[:-1], out=pairs[2::2])  # gaps (>= 0)
+        np.subtract(end, start, out=pairs[1::2])  # runs (>= 0)
+        n, last_end, last_first = n + m, int(end[-1]), int(first[-1])
+    counts[2 * n] = size - last_end
     values = np.zeros(2 * n + 1, dtype=np.bool_)
     values[1::2] = True
-    return np.repeat(values, counts)
+    return np.repeat(values, counts[:2 * n + 1])
+
+
+def _tile_row_intervals(lo, hi, inverse, base, F, k, nb, shared):
+    """Every tile row's interval in global block coordinates, as flat positions in the mask and
+    lengths, non-empty only, laid out as [row frame i, tile row p, column frame j] and yielded a
+    group of row frames at a time. In that order the intervals run in row-major order of the mask
+    (frame j+1's blocks start at or after the last of frame j's), except that a frame's first block
+    row is the previous frame's last when the frames share that block: those rows are appended to
+    ``shared`` and painted apart.
+
+    ``lo, hi`` [k, U] are the configurations' intervals, ``inverse`` [F, F] each tile's
+    configuration, ``base`` [F] each frame's first block. Each group's [rows, k, F] buffers are
+    reused for the next, so this stage touches ~``_GROUP_ENTRIES`` entries of memory, not F*k*F.
+    """
+    idt = np.int32 if nb * nb < 2**31 else np.int64  # flat positions
+    bdt = np.int16 if nb + 2 * k + 2 < 2**15 else idt  # block columns and lengths
+    base_b = base.astype(bdt)  # broadcast over the column frame j
+    rows = base.astype(idt)[:, None] + np.arange(k, dtype=idt)[None, :]  # [F, k]
+    row_first, past_end = rows * nb, rows >= nb
+    is_shared = np.zeros(F, dtype=np.bool_)
+    is_shared[1:] = base[1:] == base[:-1] + (k - 1)
+    g = max(1, _GROUP_ENTRIES // (k * F))
+    c0_buf, len_buf = np.empty((g, k, F), dtype=bdt), np.empty((g, k, F), dtype=bdt)
+    first_buf = np.empty((g, k, F), dtype=idt)
+    for i0 in range(0, F, g):
+        i1 = min(F, i0 + g)
+        c0, length, first = c0_buf[:i1 - i0], len_buf[:i1 - i0], first_buf[:i1 - i0]
+        tiles = inverse[i0:i1]
+        np.add(lo[:, tiles].transpose(1, 0, 2), base_b, out=c0)  # [k, rows, F] -> [rows, k, F]
+        np.add(hi[:, tiles].transpose(1, 0, 2), base_b, out=length)
+        np.minimum(length, nb - 1, out=length)
+        length -= c0
+        length += 1
+        np.maximum(length, 0, out=length)
+        length[past_end[i0:i1]] = 0
+        np.add(row_first[i0:i1, :, None], c0, out=first)
+        own = np.flatnonzero(is_shared[i0:i1])
+        if own.size:
+            shared.append((first[own, 0].ravel(), length[own, 0].ravel()))  # copies
+            length[own, 0] = 0
+        kept = np.flatnonzero(length)
+        yield first.ravel()[kept], length.ravel()[kept]
 
 
 def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first=False):
@@ -240,35 +312,24 @@ def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, 
     w_cfg = (configs % (T + 1)).astype(adt)
     rc_cfg = ((configs // (T + 1)) % b).astype(adt)
     rr_cfg = (configs // ((T + 1) * b)).astype(adt)
-    lo, hi = _kept_row_intervals(rr_cfg, rc_cfg, w_cfg, T, b)  # [k, U]
-    lo[:, configs < 0] = k + 1  # empty tiles keep nothing
+    lo, hi = _kept_intervals(rr_cfg, rc_cfg, w_cfg, T, b)  # [k, U]
+    if configs[0] < 0:  # the empty tiles' key (sorted first) keeps nothing
+        lo[:, 0] = k + 1
 
-    # Every tile row's interval in global block coordinates, as a flat position and a length
-    # (0: nothing kept, or past the mask's edge), laid out as [row frame i, tile row p, column
-    # frame j]: in that order the intervals run in row-major order of the mask (frame j+1's
-    # blocks start at or after the last of frame j's), except that a frame's first block row is
-    # the previous frame's last when the frames share that block: those rows are painted apart.
-    idt = np.int32 if nb * nb < 2**31 else np.int64  # flat positions
     inverse = inverse.reshape(F, F)
-    lo = np.ascontiguousarray(lo[:, inverse].transpose(1, 0, 2))  # [k, U] -> [F, k, F]
-    hi = np.ascontiguousarray(hi[:, inverse].transpose(1, 0, 2))
-    base = base.astype(idt)
-    rows = base[:, None] + np.arange(k, dtype=idt)[None, :]  # [F, k]
-    c0 = base + lo  # base broadcast over the column frame j
-    length = np.minimum(base + hi, nb - 1) - c0 + 1
-    np.maximum(length, 0, out=length)
-    length[rows >= nb] = 0
-    first = (rows * nb)[:, :, None] + c0
-    shared = np.zeros(F, dtype=np.bool_)
-    shared[1:] = base[1:] == base[:-1] + (k - 1)
-    shared_first, shared_length = first[shared, 0].ravel(), length[shared, 0].ravel()
-    length[shared, 0] = 0
-    flat_first, flat_length = first.ravel(), length.ravel()
-    mask = _paint_runs(nb * nb, flat_first, flat_length)
+    shared = []  # intervals of the block rows two frames share
+
+    def intervals():
+        shared.clear()
+        return _tile_row_intervals(lo, hi, inverse, base, F, k, nb, shared)
+
+    mask = _paint_runs(nb * nb, intervals(), capacity=F * k * F)
     if mask is None:  # not in order after all: scatter everything (same result, slower)
         mask = np.zeros(nb * nb, dtype=np.bool_)
-        _paint_scatter(mask, flat_first, flat_length)
-    _paint_scatter(mask, shared_first, shared_length)
+        for first, length in intervals():
+            _paint_scatter(mask, first, length)
+    for first, length in shared:
+        _paint_scatter(mask, first, length)
     mask = mask.reshape(nb, nb)
 
     # Text tokens attend to everything and are attended by everything; the block holding the

@@ -154,8 +154,17 @@ def test_interval_painters_agree():
     got = np.zeros(size, dtype=np.bool_)
     mask_module._paint_scatter(got, first, length)
     assert np.array_equal(got, want)
-    assert np.array_equal(mask_module._paint_runs(size, first, length), want)
-    assert mask_module._paint_runs(size, first[::-1].copy(), length[::-1].copy()) is None
+    kept = length > 0  # the run-length painter takes non-empty intervals, a chunk at a time
+    first, length = first[kept], length[kept]
+    n = first.size
+    assert np.array_equal(mask_module._paint_runs(size, [(first, length)], n), want)
+    # chunks that end right after an interval reaching over the next ones, and an empty chunk
+    cuts = [0, *(np.flatnonzero(length == 45)[:4] + 1), n]
+    cuts.insert(2, cuts[1])
+    chunks = [(first[a:z], length[a:z]) for a, z in zip(cuts, cuts[1:])]
+    assert np.array_equal(mask_module._paint_runs(size, chunks, n), want)  # runs carried across chunks
+    assert mask_module._paint_runs(size, [(first[::-1].copy(), length[::-1].copy())], n) is None
+    assert mask_module._paint_runs(size, [(first[200:], length[200:]), (first[:200], length[:200])], n) is None
 
 
 @pytest.mark.parametrize("F,T,text,b", [(7, 300, 0, 128), (5, 333, 77, 64), (13, 200, 256, 128), (2, 5, 0, 64)])
