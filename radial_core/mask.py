@@ -143,7 +143,7 @@ def _kept_row_intervals(rr, rc, w, T, b):
     Returns (lo, hi) in that dtype, [k, U]: kept block columns lo..hi of row p (lo > hi: none).
     (Rows of U, not of k: numpy's inner loops then run along the long axis.) A candidate that
     is not kept is pushed out of range by adding ``k + 1`` instead of being masked with
-    ``where=``: numpy's masked ufuncs and boolean assignment cost ~20x a plain ufunc here.
+    ``where=``: numpy's masked ufuncs and boolean assignment cost ~40x a plain ufunc here.
     """
     k = -(-T // b)
     sh = b.bit_length() - 1  # b is a power of two: // b is >> sh (floor, also below zero)
