@@ -108,8 +108,9 @@ def supported_names() -> str:
     return ", ".join(spec.label for spec in _SPECS.values())
 
 
-# Wan variants that pass through unchanged, and why (the family registry's PASS_THROUGH table).
-WAN_PASS_THROUGH = dict(_PASS_THROUGH)
+# Models that pass through unchanged, and why (the family registry's PASS_THROUGH table): asked by
+# comfy.model_base class before any family's detection (Wan CausalAR, SeedVR2).
+PASS_THROUGH = dict(_PASS_THROUGH)
 
 # Wan variants with a diffusion model of their own: comfy.model_base class -> (family key, label,
 # layout). What each one's self-attention sequence holds (comfy/ldm/wan/*.py, ComfyUI 0.33):
@@ -169,11 +170,6 @@ def _wan_family(base, dm) -> ModelFamily | None:
     has_img = getattr(dm, "img_emb", None) is not None
     has_ref = getattr(dm, "ref_conv", None) is not None
 
-    # Variants whose attention radial cannot serve (causal, cached) pass through with the reason.
-    reason = WAN_PASS_THROUGH.get(cls)
-    if reason is not None:
-        logger.info("Radial Attention: %s passes through: %s.", cls, reason)
-        return None
     if cls in _WAN_VARIANTS:
         if not blocks_get_transformer_options(dm):
             logger.info("Radial Attention: %s passes through: %s.", cls, UNREACHABLE % type(dm).__name__)
@@ -295,6 +291,34 @@ def _cosmos_predict2_family(base, dm) -> ModelFamily | None:
                        len(dm.blocks), "wan", arch="cosmos_predict2", exact_video=True)
 
 
+def _cogvideox_family(base, dm) -> ModelFamily:
+    """CogVideoX 1.0 and 1.5 (ComfyUI's one ``CogVideoX`` class: T2V, I2V and inpainting, e.g. VOID),
+    told apart by the temporal patch (``patch_size_t``: None in 1.0, 2 in 1.5).
+
+    One self-attention per block over the joint sequence ``[text | video]`` as ``[B, L, H*D]``
+    (comfy/ldm/cogvideo/model.py: the prompt's T5 tokens first, rotary positions on the video
+    only); no cross-attention. The text is treated as HunyuanVideo's (dense rows and columns).
+    """
+    pt = int(dm.patch_size_t or 1)
+    family = "cogvideox15" if dm.patch_size_t else "cogvideox"
+    kind = {16: " T2V", 32: " I2V", 48: " inpainting"}.get(int(dm.in_channels), "")  # ComfyUI's 3 configs
+    p = int(dm.patch_size)
+    return ModelFamily(family, _SPECS[family].label + kind, _SPECS[family].mask_model, (pt, p, p),
+                       len(dm.blocks), "joint", arch="cogvideox", text_first=True)
+
+
+def _cosmos1_family(base, dm) -> ModelFamily:
+    """Cosmos 1 (Predict1: ``CosmosVideo``, Text2World and Video2World; comfy/ldm/cosmos/model.py).
+
+    Each block runs self-attention, cross-attention to the text and an MLP; the self-attention
+    reaches ``optimized_attention`` as ``[B, H, L, D]`` over the video tokens only (frame-major).
+    """
+    pt, ps = int(dm.patch_temporal), int(dm.patch_spatial)
+    variant = "Cosmos 1 Video2World" if getattr(base, "image_to_video", False) else "Cosmos 1 Text2World"
+    return ModelFamily("cosmos1", variant, _SPECS["cosmos1"].mask_model, (pt, ps, ps), len(dm.blocks), "wan",
+                       arch="cosmos1", exact_video=True)
+
+
 def _minimax_h3_family(base, dm) -> ModelFamily | None:
     """MiniMax H3 (video + stereo audio in ONE packed sequence): ``[text | conditioning rows |
     audio | video]``, the target video always last (``PackedLayout`` in comfy/ldm/minimax).
@@ -327,6 +351,11 @@ def detect_family(model) -> ModelFamily | None:
         return None
     import comfy.model_base as mb  # noqa: PLC0415
 
+    cls = type(base).__name__
+    reason = PASS_THROUGH.get(cls)  # models whose attention radial cannot serve
+    if reason is not None:
+        logger.info("Radial Attention: %s passes through: %s.", cls, reason)
+        return None
     if isinstance(base, mb.WAN21):
         fam = _wan_family(base, dm)
         return replace(fam, arch="wan") if fam is not None and not fam.arch else fam
@@ -334,7 +363,11 @@ def detect_family(model) -> ModelFamily | None:
         return _hunyuan_family(base, dm)
     if isinstance(base, mb.GenmoMochi):
         return _mochi_family(base, dm)
-    by_class = _CLASS_FAMILY.get(type(base).__name__)
+    by_class = _CLASS_FAMILY.get(cls)
+    if by_class in ("cogvideox", "cogvideox15"):
+        return _cogvideox_family(base, dm)
+    if by_class == "cosmos1":
+        return _cosmos1_family(base, dm)
     if by_class in ("ltxv", "ltxav"):
         return _ltx_family(base, dm)
     if by_class == "kandinsky5":

@@ -107,6 +107,14 @@ _RULE_MINIMAX = ("untuned: HunyuanVideo's rule (joint sequence, no sink; text, c
                  "tokens dense like text) with the decay of Wan 2.2-5B (same 32x32 pixels per token), "
                  "dense blocks 0, a quarter of the steps dense")
 
+# CogVideoX: _RULE_HY (8x8 VAE and 2x2 patch: 16x16 pixels per token; joint [text | video]); 1.5:
+_RULE_COGVIDEOX15 = (_RULE_HY + "; the temporal patch of 2 halves the latent frames of a video (denser than "
+                     "HunyuanVideo at the same length)")
+
+_RULE_COSMOS1 = ("untuned: Wan 2.1's rule and decay (video-only self-attention; 16x16 pixels per token as in Wan "
+                 "2.1; its 8x time compression gives 121 frames 16 latent frames, near Wan 2.1's 21 for 81), "
+                 "1 dense block, a quarter of the steps dense")
+
 _RULE_WAN_VARIANT = ("untuned: Wan's rule with the frame-0 sink and the decay of the Wan generation the "
                      "variant was trained from (Wan 2.1: 0.2, Wan 2.2: 0.8, as ComfyUI's class name "
                      "says; same VAE and patch, so the same tokens), every extra token group dense like "
@@ -134,13 +142,19 @@ def _scail_extra(frames: int, h: int, w: int) -> int:
     return frames * _cdiv(h, 2) * _cdiv(w, 2)
 
 
-# Wan variants that stay dense, by comfy.model_base class, with the reason (logged once).
+# Video models that stay dense, by comfy.model_base class, with the reason (logged once).
 PASS_THROUGH: dict[str, str] = {
     "WAN21_CausalAR": (
         "causal autoregressive Wan generates chunk by chunk: each self-attention call takes one "
         "chunk's queries against a KV cache of every earlier frame (queries != keys, causal, a "
         "different sequence every call); Radial Attention's mask is one static, bidirectional "
         "mask over the whole video, so it does not apply"),
+    "SeedVR2": (
+        "SeedVR2 (video restoration) attends only within 3-D windows (Swin-style, shifted by half a "
+        "window in every other block: up to 8 latent frames by about a 3 x 3 split of the frame, each "
+        "window with its own copy of the text): there is no self-attention over the whole video for "
+        "the radial mask to thin (the windows already make it local), and its per-window attention "
+        "calls carry no transformer_options, so no attention override reaches them"),
 }
 
 FAMILIES: dict[str, FamilySpec] = {
@@ -206,6 +220,32 @@ FAMILIES: dict[str, FamilySpec] = {
                                              "per sampling, outside the blocks)",
                              latent_channels=24, file_names=("minimax",), comfy_classes=("MiniMaxH3",), frames_rule=_minimax_h3_frames,
                              text_first=True, other_tokens="text + reference + audio"),
+    # CogVideoX (ComfyUI 0.33): one comfy.model_base class; 1.0 and 1.5 differ in the temporal patch
+    "cogvideox": FamilySpec("CogVideoX", (4, 8, 8), (1, 2, 2), "hunyuan", 0.95, 226, dense_blocks="0", tuned=False,
+                            defaults_rule=_RULE_HY, text_first=True,
+                            token_groups="one joint sequence [text | video] (the T5 prompt, padded to 226 "
+                                         "tokens, first); the text attends and is attended fully; no "
+                                         "cross-attention",
+                            block_numbering="blocks 0..N-1 (30 in 2B, 42 in 5B)",
+                            file_names=("cogvideox", "cogvideo"), comfy_classes=("CogVideoX",)),
+    "cogvideox15": FamilySpec("CogVideoX 1.5", (4, 8, 8), (2, 2, 2), "hunyuan", 0.95, 226, dense_blocks="0",
+                              tuned=False, defaults_rule=_RULE_COGVIDEOX15, text_first=True,
+                              token_groups="one joint sequence [text | video] (the T5 prompt, padded to 226 "
+                                           "tokens, first; 2 latent frames per token frame); the text "
+                                           "attends and is attended fully; no cross-attention",
+                              block_numbering="blocks 0..N-1 (42 in 5B)",
+                              file_names=("cogvideox1.5", "cogvideox-1.5", "cogvideox_1.5", "cogvideox1_5",
+                                          "cogvideox15", "void_pass"),
+                              comfy_classes=("CogVideoX",)),
+    # Cosmos 1 (Predict1; ComfyUI's CosmosVideo, also in 0.3.75): 8x time compression
+    "cosmos1": FamilySpec("Cosmos 1 (Predict1)", (8, 8, 8), (1, 2, 2), "wan", 0.2, 0, tuned=False,
+                          defaults_rule=_RULE_COSMOS1,
+                          token_groups="video tokens only (Video2World: the conditioning frames are latent "
+                                       "frames, marked by a mask channel); text is cross-attention",
+                          block_numbering="blocks 0..N-1 (28 in 7B, 36 in 14B), each self-attention, "
+                                          "cross-attention, MLP",
+                          file_names=("cosmos-1_0", "cosmos_1_0", "cosmos-1.0", "cosmos1"),
+                          comfy_classes=("CosmosVideo",)),
     # Wan variants (comfy.model_base classes of ComfyUI 0.33; S2V, HuMo and Animate also in 0.3.75)
     "wan22_s2v": FamilySpec("Wan 2.2 S2V (speech to video)", (4, 8, 8), (1, 2, 2), "wan", 0.8, 0, tuned=False,
                             defaults_rule=_RULE_WAN_VARIANT, wan_base="2.2", extra_tokens=_s2v_extra,

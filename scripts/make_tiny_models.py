@@ -7,7 +7,9 @@ saved as safetensors. Wan and HunyuanVideo files are then loaded by ComfyUI's ow
 (``comfy.sd.load_diffusion_model``: key-based model detection, model config, ModelPatcher).
 ComfyUI's Mochi detection hard-codes the full-size configuration, so the small Mochi is built
 through the same later steps (``model_config_from_unet_config`` -> ``get_model`` ->
-``load_model_weights`` -> ``ModelPatcher``) with a small config.
+``load_model_weights`` -> ``ModelPatcher``) with a small config; Cosmos 1's detection names its
+block count at the full size, so its small model is the configuration ComfyUI detects from its
+keys with that one field replaced (``overrides``), loaded through the same later steps.
 
 Import after ComfyUI is importable (tests: the ``comfy`` fixture; scripts: ``demo.py``).
 
@@ -132,7 +134,8 @@ def wan_variant_state_dict(variant: str = "s2v", *, num_layers: int = 2, dim: in
     return detected_state_dict(probe, seed, metadata=wan_variant_metadata(variant))
 
 
-def detected_state_dict(probe: dict[str, tuple[int, ...]], seed: int = 0, metadata: dict | None = None) -> dict:
+def detected_state_dict(probe: dict[str, tuple[int, ...]], seed: int = 0, metadata: dict | None = None,
+                        overrides: dict | None = None) -> dict:
     """A full random-weight state dict for the model ComfyUI detects from ``probe``.
 
     ``probe`` names the few keys (and shapes) that ComfyUI's model detection reads for a family;
@@ -140,20 +143,36 @@ def detected_state_dict(probe: dict[str, tuple[int, ...]], seed: int = 0, metada
     fields that ComfyUI version needs), its model config builds the real class on the ``meta``
     device, and every parameter and buffer of that class is filled with seeded random values.
     No constructor keyword lists of ours, so a ComfyUI update that adds a field keeps working.
+    ``overrides``: configuration fields that ComfyUI's detection hard-codes at the full size
+    (Cosmos 1's block count), replaced after detection; load such a file with
+    :func:`load_with_comfy` and the same ``overrides``.
     """
-    import comfy.model_detection as md
+    return _fill(_shapes(detected_model(probe, metadata, overrides).diffusion_model), seed)
 
+
+def detected_model(probe: dict[str, tuple[int, ...]], metadata: dict | None = None, overrides: dict | None = None):
+    """The ``comfy.model_base`` model (on the ``meta`` device, no weights) that ComfyUI detects
+    from ``probe`` (see :func:`detected_state_dict`)."""
     meta_sd = {k: torch.empty(shape, device="meta") for k, shape in probe.items()}
-    unet_config = md.detect_unet_config(meta_sd, "", metadata=metadata) if metadata else md.detect_unet_config(meta_sd, "")
-    if unet_config is None:
-        raise RuntimeError(f"ComfyUI's model detection did not recognise the probe keys {sorted(probe)[:4]}...")
-    model_config = md.model_config_from_unet_config(unet_config, meta_sd)
-    if model_config is None:
-        raise RuntimeError(f"ComfyUI has no model config for {unet_config}")
+    model_config = _detected_config(meta_sd, metadata, overrides)
     model_config.set_inference_dtype(torch.float32, None)
     with torch.device("meta"):
-        model = model_config.get_model(meta_sd, "", device="meta")
-    return _fill(_shapes(model.diffusion_model), seed)
+        return model_config.get_model(meta_sd, "", device="meta")
+
+
+def _detected_config(sd: dict, metadata: dict | None = None, overrides: dict | None = None):
+    """ComfyUI's model config for the state dict ``sd`` (its own key-based detection), with
+    ``overrides`` put into the detected configuration before the model config is chosen."""
+    import comfy.model_detection as md
+
+    unet_config = md.detect_unet_config(sd, "", metadata=metadata) if metadata else md.detect_unet_config(sd, "")
+    if unet_config is None:
+        raise RuntimeError(f"ComfyUI's model detection did not recognise the probe keys {sorted(sd)[:4]}...")
+    unet_config.update(overrides or {})
+    model_config = md.model_config_from_unet_config(unet_config, sd)
+    if model_config is None:
+        raise RuntimeError(f"ComfyUI has no model config for {unet_config}")
+    return model_config
 
 
 def hunyuan_state_dict(*, in_channels: int = 16, double: int = 1, single: int = 1, hidden: int = 128,
@@ -322,6 +341,59 @@ def minimax_h3_state_dict(*, num_layers: int = 2, hidden: int = 128, heads: int 
     return detected_state_dict(probe, seed)
 
 
+def cogvideox_state_dict(*, in_channels: int = 16, version: str = "1.0", num_layers: int = 2, dim: int = 128,
+                         time_embed_dim: int = 128, text_dim: int = 4096, ofs: bool = False, seed: int = 0) -> dict:
+    """A small CogVideoX (ComfyUI 0.33+), detected by ComfyUI from its keys: heads = width / 64
+    (head width 64), time width and block count from ``norm1.linear``; version "1.0" has a 2x2
+    Conv2d patch embedding, "1.5" a linear one over 2x2x2 patches (ComfyUI reads temporal patch
+    2 from its 2-D weight); no learned position table, so rotary positions (the 5B / 1.5 models).
+    ``in_channels`` 16 = T2V, 32 = I2V, 48 = inpainting (CogVideoX-Fun / VOID); ``ofs`` adds the
+    1.5 I2V models' OFS embedding (as wide as the time embedding, which it is added to). Text
+    features 4096 wide (T5-XXL)."""
+    patch = (dim, in_channels, 2, 2) if version == "1.0" else (dim, in_channels * 8)
+    probe = {
+        **{f"blocks.{i}.norm1.linear.weight": (6 * dim, time_embed_dim) for i in range(num_layers)},
+        "patch_embed.proj.weight": patch,
+        "patch_embed.text_proj.weight": (dim, text_dim),
+        **({"ofs_embedding_linear_1.weight": (time_embed_dim, time_embed_dim)} if ofs else {}),
+    }
+    return detected_state_dict(probe, seed)
+
+
+# ComfyUI's Cosmos 1 detection reads the width and input channels from the keys and names the rest
+# at the full size (14B: 36 blocks of 40 heads for every width but 7B's 4096): the tiny model keeps
+# 40 heads (16 wide at width 640, the least its 3-D rope takes) and 2 of the blocks.
+COSMOS1_TINY_OVERRIDES = {"num_blocks": 2}
+
+
+def cosmos1_state_dict(*, in_channels: int = 16, model_channels: int = 640, seed: int = 0) -> dict:
+    """A small Cosmos 1 (Predict1 Text2World: ``in_channels`` 16; Video2World: 17, a conditioning
+    mask channel), detected by ComfyUI from its keys (the patch embedding takes one padding-mask
+    channel more per 1x2x2 patch) with :data:`COSMOS1_TINY_OVERRIDES`; load it with
+    ``load_with_comfy(path, overrides=COSMOS1_TINY_OVERRIDES)``. Text features 1024 wide (T5)."""
+    probe = {
+        "blocks.block0.blocks.0.block.attn.to_q.0.weight": (model_channels, model_channels),
+        "x_embedder.proj.1.weight": (model_channels, (in_channels + 1) * 4),
+    }
+    sd = detected_state_dict(probe, seed, overrides=COSMOS1_TINY_OVERRIDES)
+    for k in ("pos_embedder.dim_spatial_range", "pos_embedder.dim_temporal_range"):
+        sd.pop(k, None)  # computed buffers, not in the real files
+    return sd
+
+
+def seedvr2_model():
+    """ComfyUI's SeedVR2 (3B, as its detection names it from the key that tells the 3B file) on the
+    ``meta`` device, without weights: enough to ask what the pack makes of the model (SeedVR2
+    passes through)."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    probe = {"blocks.31.mlp.all.proj_in_gate.weight": (1,), "positive_conditioning": (58, 5120),
+             "negative_conditioning": (64, 5120)}
+    return comfy.model_patcher.ModelPatcher(detected_model(probe), load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
 # ComfyUI's Mochi block asserts an x-MLP width of 1536 * 8 = 12288, whatever the hidden size.
 MOCHI_TINY = dict(
     image_model="mochi_preview", depth=2, patch_size=2, num_heads=1, hidden_size_x=128,
@@ -341,11 +413,33 @@ def save(sd: dict, path: str | Path, metadata: dict | None = None) -> Path:
     return path
 
 
-def load_with_comfy(path: str | Path, dtype: torch.dtype = torch.float32):
-    """ComfyUI's own diffusion-model loader (what the UNETLoader node calls)."""
+def load_with_comfy(path: str | Path, dtype: torch.dtype = torch.float32, overrides: dict | None = None):
+    """ComfyUI's own diffusion-model loader (what the UNETLoader node calls).
+
+    With ``overrides`` (a file from :func:`detected_state_dict` with the same ``overrides``): the
+    loader's own steps (key-based detection, model config, model, weights, ModelPatcher) with the
+    detected configuration's full-size fields replaced, as for the small Mochi."""
     import comfy.sd
 
-    return comfy.sd.load_diffusion_model(str(path), model_options={"dtype": dtype})
+    if not overrides:
+        return comfy.sd.load_diffusion_model(str(path), model_options={"dtype": dtype})
+    from safetensors.torch import load_file
+
+    sd = load_file(str(path))
+    return _patcher(_detected_config(sd, None, overrides), sd, dtype)
+
+
+def _patcher(model_config, sd: dict, dtype: torch.dtype):
+    """``model_config``'s model with the weights ``sd``, as a ModelPatcher (the loader's last steps)."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    model_config.set_inference_dtype(dtype, None)
+    model = model_config.get_model(sd, "")
+    model.load_model_weights(sd, "")
+    return comfy.model_patcher.ModelPatcher(
+        model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+    )
 
 
 def tiny_mochi(seed: int = 0, dtype: torch.dtype = torch.float32, path: str | Path | None = None):
@@ -354,8 +448,6 @@ def tiny_mochi(seed: int = 0, dtype: torch.dtype = torch.float32, path: str | Pa
     The weights go through a safetensors file when ``path`` is given.
     """
     import comfy.model_detection
-    import comfy.model_management as mm
-    import comfy.model_patcher
     import comfy.ops
     from comfy.ldm.genmo.joint_model.asymm_models_joint import AsymmDiTJoint
 
@@ -371,12 +463,7 @@ def tiny_mochi(seed: int = 0, dtype: torch.dtype = torch.float32, path: str | Pa
     model_config = comfy.model_detection.model_config_from_unet_config(cfg, sd)
     if model_config is None:
         raise RuntimeError("ComfyUI did not match the small Mochi config to GenmoMochi")
-    model_config.set_inference_dtype(dtype, None)
-    model = model_config.get_model(sd, "")
-    model.load_model_weights(sd, "")
-    return comfy.model_patcher.ModelPatcher(
-        model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
-    )
+    return _patcher(model_config, sd, dtype)
 
 
 def main(argv: list[str]) -> int:

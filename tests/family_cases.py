@@ -34,6 +34,8 @@ class Case:
     even_latent: bool = False  # ComfyUI cannot take a latent that is not a patch multiple
     config: tuple = ()  # the file's "config" metadata (transformer settings), as real files carry it
     extras: str = ""  # the Wan variant's conditioning (see extra_conds): reference / motion / pose / audio
+    overrides: str = ""  # the make_tiny_models table of configuration fields that ComfyUI's detection
+    # names at the full size (Cosmos 1's block count), replaced after its detection (load_with_comfy)
 
 
 CASES = {
@@ -82,6 +84,23 @@ CASES = {
     "wan22_camera": Case("wan22_camera", "wan22_14b", "WAN22_Camera", "Wan 2.2 Fun Camera", "wan_variant_state_dict",
                          (("variant", "camera22"),), text_dim=4096, blocks_attr="blocks",
                          base_class="WAN21_Camera"),
+    # CogVideoX: no cross-attention, one joint [text | video] self-attention per block
+    "cogvideox_t2v": Case("cogvideox_t2v", "cogvideox", "CogVideoX_T2V", "CogVideoX T2V", "cogvideox_state_dict",
+                          text_dim=4096, blocks_attr="blocks", base_class="CogVideoX"),
+    "cogvideox15_i2v": Case("cogvideox15_i2v", "cogvideox15", "CogVideoX_I2V", "CogVideoX 1.5 I2V",
+                            "cogvideox_state_dict", (("version", "1.5"), ("in_channels", 32), ("ofs", True)),
+                            text_dim=4096, blocks_attr="blocks", base_class="CogVideoX"),
+    "cogvideox15_inpaint": Case("cogvideox15_inpaint", "cogvideox15", "CogVideoX_Inpaint",
+                                "CogVideoX 1.5 inpainting", "cogvideox_state_dict",
+                                (("version", "1.5"), ("in_channels", 48)), text_dim=4096, blocks_attr="blocks",
+                                base_class="CogVideoX"),  # CogVideoX-Fun V1.5 / VOID
+    # Cosmos 1 (Predict1): its patch embedding asserts even sizes
+    "cosmos1_t2w": Case("cosmos1_t2w", "cosmos1", "CosmosT2V", "Cosmos 1 Text2World", "cosmos1_state_dict",
+                        text_dim=1024, blocks_attr="blocks", base_class="CosmosVideo", even_latent=True,
+                        overrides="COSMOS1_TINY_OVERRIDES"),
+    "cosmos1_v2w": Case("cosmos1_v2w", "cosmos1", "CosmosI2V", "Cosmos 1 Video2World", "cosmos1_state_dict",
+                        (("in_channels", 17),), text_dim=1024, blocks_attr="blocks", base_class="CosmosVideo",
+                        even_latent=True, overrides="COSMOS1_TINY_OVERRIDES"),
     "minimax_h3": Case("minimax_h3", "minimax_h3", "MiniMaxH3", "MiniMax H3 (video + audio)",
                        "minimax_h3_state_dict", text_dim=64, audio="minimax", blocks_attr="blocks",
                        cfg_batched=False),  # the model takes batch 1: ComfyUI runs cond, uncond apart
@@ -124,7 +143,7 @@ def load(case: Case):
 
         meta = {"config": json.dumps({"transformer": dict(case.config)})}
     path = tm.save(sd, hm._TMP / f"{case.kind}.safetensors", metadata=meta)
-    model = tm.load_with_comfy(path)
+    model = tm.load_with_comfy(path, overrides=getattr(tm, case.overrides) if case.overrides else None)
     want = case.base_class or case.comfy_class
     assert type(model.model).__name__ == want and type(model.model.model_config).__name__ == case.comfy_class, (
         f"ComfyUI detected {type(model.model.model_config).__name__} / {type(model.model).__name__}, not "

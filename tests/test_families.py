@@ -1,4 +1,5 @@
-"""The newer video families (HunyuanVideo 1.5, LTX-Video, LTX-2, Kandinsky 5, Cosmos Predict2) through ComfyUI's real sampler.
+"""The newer video families (HunyuanVideo 1.5, LTX-Video, LTX-2, Kandinsky 5, Cosmos Predict2 and
+Cosmos 1, CogVideoX 1.0 / 1.5, MiniMax H3, the Wan variants) through ComfyUI's real sampler.
 
 Per family: a tiny random-weight model from a state dict with the real key names, detected by
 ComfyUI's own loader (tests/family_cases.py), patched, sampled with ``comfy.sample.sample``.
@@ -67,13 +68,14 @@ def _check_sparse_events(events, block_size):
 
 
 def _lat(case: fc.Case, frames: int, th: int, tw: int, **kw):
-    """A latent of ``th`` x ``tw`` tokens per frame: the smallest that patchifies to it (odd for a
-    2 x 2 patch), or the exact multiple where ComfyUI cannot take others (Kandinsky 5 pads but does
-    not crop back; Cosmos Predict2 in 0.3.75 asserts even sizes)."""
-    _, ph, pw = FAMILIES[case.family].patch
+    """A latent of ``frames`` token frames of ``th`` x ``tw`` tokens: the smallest that patchifies
+    to it (odd for a 2 x 2 patch; 2 ``frames`` - 1 latent frames for CogVideoX 1.5's temporal patch
+    of 2), or the exact multiple where ComfyUI cannot take others (Kandinsky 5 pads but does not
+    crop back; Cosmos Predict2 in 0.3.75 and Cosmos 1 assert even sizes)."""
+    pt, ph, pw = FAMILIES[case.family].patch
     if case.even_latent:
-        return fc.latent(case, frames, th * ph, tw * pw, **kw)
-    return fc.latent(case, frames, th * ph - (ph - 1), tw * pw - (pw - 1), **kw)
+        return fc.latent(case, frames * pt, th * ph, tw * pw, **kw)
+    return fc.latent(case, frames * pt - (pt - 1), th * ph - (ph - 1), tw * pw - (pw - 1), **kw)
 
 
 def _refiner_blocks(model) -> int:
@@ -92,11 +94,11 @@ def _expected_dense(case: fc.Case, model, forwards: int) -> dict[str, int]:
     if case.family == "kandinsky5":  # the text blocks' self-attention; text cross-attention
         text_blocks = len(model.model.diffusion_model.text_transformer_blocks)
         return {"token refiner": forwards * text_blocks, "cross-attention": forwards * b}
-    if case.family == "minimax_h3":  # one packed sequence, no other attention in the blocks
+    if case.family in ("minimax_h3", "cogvideox", "cogvideox15"):  # one joint sequence, no other attention
         return {}
     if case.kind == "wan21_camera":  # Wan 2.1 Fun Camera is I2V: image + text cross-attention
         return {"cross-attention": forwards * b * 2}
-    if case.family in ("cosmos_predict2", "wan21", "wan22_s2v", "wan22_14b"):  # text cross-attention in every block
+    if case.family in ("cosmos_predict2", "cosmos1", "wan21", "wan22_s2v", "wan22_14b"):  # text cross-attention in every block
         return {"cross-attention": forwards * b}  # (S2V's audio injector passes no transformer_options)
     if case.family == "wan21_humo":  # text cross-attention and the gathered audio cross-attention
         return {"cross-attention": forwards * b * 2}
@@ -291,7 +293,7 @@ def test_readme_family_table_matches_the_registry():
         assert decay and float(decay.group(1)) == spec.default_decay, f"README's row for {name}: decay {decay}"
         assert ("untuned" in row) == (not spec.tuned), f"README's row for {name} and its 'untuned' disagree"
     for cls in PASS_THROUGH:
-        short = cls.split("_", 1)[1]
+        short = cls.split("_", 1)[-1]  # WAN21_CausalAR -> CausalAR; SeedVR2
         assert any(short in r and "passes through" in r for r in rows), f"README has no pass-through row for {cls}"
 
 
@@ -343,6 +345,27 @@ def test_wan_causal_ar_passes_through_with_its_reason(mf, rp, caplog):
     assert torch.equal(fc.sample(patched, case, lat, steps=1), fc.sample(model, case, lat, steps=1))
 
 
+def test_seedvr2_passes_through_with_its_reason(mf, rp, caplog):
+    """SeedVR2 (ComfyUI's video restoration DiT, detected from the key of the 3B file) attends only
+    within 3-D windows and its window calls get no transformer_options: detection returns None and
+    logs the registry's reason, and the patch hands back the model itself."""
+    import comfy.model_base as mb
+
+    from radial_core.geometry import PASS_THROUGH
+
+    if not hasattr(mb, "SeedVR2"):
+        pytest.skip(f"ComfyUI {fc.comfy_version()} has no SeedVR2 (video restoration): "
+                    f"the model needs a newer ComfyUI (0.33 has it)")
+    model = hm.tiny_models_module().seedvr2_model()
+    assert type(model.model).__name__ == "SeedVR2"
+    with caplog.at_level(logging.INFO):
+        assert mf.detect_family(model) is None
+        patched = rp.apply_radial_patch(model)
+    reason = PASS_THROUGH["SeedVR2"]
+    assert any("SeedVR2 passes through" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+    assert patched is model and rp.get_radial_config(patched) is None
+
+
 def test_animate2_pose_branch_is_radial_and_the_per_frame_generation_dense(rp):
     """Wan Animate 2 with its pose branch on (ComfyUI 0.33's WanAnimate2Model): the pose video's own
     self-attention (F - 1 frames of the video's grid) is radial; the generation attends frame by
@@ -385,6 +408,7 @@ def test_animate2_pose_branch_is_radial_and_the_per_frame_generation_dense(rp):
     ("ltxav", "comfy_extras.nodes_lt", "EmptyLTXVLatentVideo"),
     ("kandinsky5", "comfy_extras.nodes_hunyuan", "EmptyHunyuanLatentVideo"),  # as its templates do
     ("cosmos_predict2", "comfy_extras.nodes_cosmos", "CosmosPredict2ImageToVideoLatent"),
+    ("cosmos1", "comfy_extras.nodes_cosmos", "EmptyCosmosLatentVideo"),
     ("minimax_h3", "comfy_extras.nodes_minimax_h3", "EmptyMiniMaxH3LatentAV"),
 ])
 def test_preview_geometry_matches_comfyuis_empty_latent(comfy, family, node_module, node):
