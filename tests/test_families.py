@@ -315,31 +315,40 @@ def test_a_variant_whose_blocks_get_no_transformer_options_passes_through(mf, rp
         assert any("does not hand transformer_options" in r.getMessage() for r in caplog.records)
 
 
+def _require_model_class(cls: str, what: str) -> None:
+    import comfy.model_base as mb
+
+    if not hasattr(mb, cls):
+        pytest.skip(f"ComfyUI {fc.comfy_version()} has no {cls} ({what}): the model needs a newer ComfyUI "
+                    f"(0.33 has it)")
+
+
+def _passes_through(mf, rp, model, cls: str, caplog):
+    """``model`` (comfy.model_base class ``cls``) passes through: detection returns None and logs
+    the registry's reason, the patch configures nothing. Returns what the patch gave back."""
+    from radial_core.geometry import PASS_THROUGH
+
+    assert type(model.model).__name__ == cls
+    with caplog.at_level(logging.INFO):
+        assert mf.detect_family(model) is None
+        patched = rp.apply_radial_patch(model)
+    reason = PASS_THROUGH[cls]
+    assert any(f"{cls} passes through" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+    assert rp.get_radial_config(patched) is None
+    return patched
+
+
 def test_wan_causal_ar_passes_through_with_its_reason(mf, rp, caplog):
     """Causal autoregressive Wan (ComfyUI's WAN21_CausalAR, detected from a file whose metadata says
     causal_ar) is the one Wan variant radial attention cannot serve: detection returns None and
     logs why (the registry's reason), the patch leaves the model as it is, and sampling it gives
     exactly the unpatched result."""
-    import logging
-
-    import comfy.model_base as mb
-
-    from radial_core.geometry import PASS_THROUGH
-
-    if not hasattr(mb, "WAN21_CausalAR"):
-        pytest.skip(f"ComfyUI {fc.comfy_version()} has no WAN21_CausalAR (causal autoregressive Wan): "
-                    f"the family needs a newer ComfyUI (0.33 has it)")
+    _require_model_class("WAN21_CausalAR", "causal autoregressive Wan")
     tm = hm.tiny_models_module()
     path = tm.save(tm.wan_variant_state_dict("causal_ar"), hm._TMP / "wan_causal_ar.safetensors",
                    metadata=tm.wan_variant_metadata("causal_ar"))
     model = tm.load_with_comfy(path)
-    assert type(model.model).__name__ == "WAN21_CausalAR"
-    with caplog.at_level(logging.INFO):
-        assert mf.detect_family(model) is None
-        patched = rp.apply_radial_patch(model)
-    reason = PASS_THROUGH["WAN21_CausalAR"]
-    assert any("WAN21_CausalAR" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
-    assert rp.get_radial_config(patched) is None
+    patched = _passes_through(mf, rp, model, "WAN21_CausalAR", caplog)
     case = fc.CASES["wan_flowrvs"]  # any Wan 2.1 text conditioning
     lat = fc.latent(case, 3, 8, 8)
     assert torch.equal(fc.sample(patched, case, lat, steps=1), fc.sample(model, case, lat, steps=1))
@@ -349,21 +358,9 @@ def test_seedvr2_passes_through_with_its_reason(mf, rp, caplog):
     """SeedVR2 (ComfyUI's video restoration DiT, detected from the key of the 3B file) attends only
     within 3-D windows and its window calls get no transformer_options: detection returns None and
     logs the registry's reason, and the patch hands back the model itself."""
-    import comfy.model_base as mb
-
-    from radial_core.geometry import PASS_THROUGH
-
-    if not hasattr(mb, "SeedVR2"):
-        pytest.skip(f"ComfyUI {fc.comfy_version()} has no SeedVR2 (video restoration): "
-                    f"the model needs a newer ComfyUI (0.33 has it)")
+    _require_model_class("SeedVR2", "video restoration")
     model = hm.tiny_models_module().seedvr2_model()
-    assert type(model.model).__name__ == "SeedVR2"
-    with caplog.at_level(logging.INFO):
-        assert mf.detect_family(model) is None
-        patched = rp.apply_radial_patch(model)
-    reason = PASS_THROUGH["SeedVR2"]
-    assert any("SeedVR2 passes through" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
-    assert patched is model and rp.get_radial_config(patched) is None
+    assert _passes_through(mf, rp, model, "SeedVR2", caplog) is model
 
 
 def test_animate2_pose_branch_is_radial_and_the_per_frame_generation_dense(rp):
