@@ -20,7 +20,8 @@ from comfy_api.latest import io
 
 from ..radial_core.lora import file as lora_file, metadata as lora_radial
 from .lora_apply import apply_lora, prepare_lora
-from .radial_patcher import apply_radial_patch, get_radial_config
+from .model_family import FAMILY_CHOICES, decay_defaults_text
+from .radial_patcher import MAX_DECAY, apply_radial_patch, get_radial_config
 from .validation import Choice, dense_blocks_problem
 
 logger = logging.getLogger(__name__)
@@ -242,9 +243,9 @@ class RadialLoraLoader(io.ComfyNode):
                     "it; replace: apply the LoRA's settings even then; lora_only: apply only the weights.",
                 ),
                 io.Float.Input(
-                    "decay_factor", default=0.0, min=0.0, max=4.0, step=0.01, optional=True,
+                    "decay_factor", default=0.0, min=0.0, max=MAX_DECAY, step=0.01, optional=True,
                     tooltip="Override the LoRA's decay factor (lower = sparser). 0 = use the LoRA's value, "
-                    "or the family default (Wan 2.1 0.2, Wan 2.2 0.8, HunyuanVideo 0.95).",
+                    "or the family's default, " + decay_defaults_text() + ".",
                 ),
                 Choice(
                     "block_size", options=[FROM_LORA, "128", "64"], default=FROM_LORA, optional=True,
@@ -268,7 +269,7 @@ class RadialLoraLoader(io.ComfyNode):
                     tooltip="Override Wan's distance-1 window rule; 'from LoRA' uses the LoRA's (default full).",
                 ),
                 Choice(
-                    "family", options=[FROM_LORA, *lora_radial.FAMILIES], default=FROM_LORA, optional=True,
+                    "family", options=[FROM_LORA, *FAMILY_CHOICES], default=FROM_LORA, optional=True,
                     tooltip="Override the model family the radial settings are for (only needed to tell Wan 2.2-A14B "
                     "from Wan 2.1); 'from LoRA' uses the LoRA's (default auto = detect).",
                 ),

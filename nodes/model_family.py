@@ -33,7 +33,11 @@ from ..radial_core.geometry import PASS_THROUGH as _PASS_THROUGH
 
 # family key -> human name, from the one family table (radial_core.geometry.FAMILIES).
 FAMILY_NAMES = {key: spec.label for key, spec in _SPECS.items()}
-FAMILY_CHOICES = ("auto",) + tuple(FAMILY_NAMES)
+# The families a user may name on the nodes: those the weights cannot tell apart (one Wan
+# architecture: Wan 2.1-14B T2V and Wan 2.2-A14B T2V look the same). Every other family is read
+# from the model itself, so naming it could only repeat or contradict the detection.
+OVERRIDE_FAMILIES = ("wan21", "wan22_14b", "wan22_5b")
+FAMILY_CHOICES = ("auto",) + OVERRIDE_FAMILIES
 
 # comfy.model_base class name -> family key (every family but Wan, which needs its weights read)
 _CLASS_FAMILY = {cls: key for key, spec in _SPECS.items() for cls in spec.comfy_classes}
@@ -101,6 +105,21 @@ def families_json() -> dict:
         "families": {key: {**spec.as_dict(), "text_first": text_first_of(key)} for key, spec in _SPECS.items()},
         "pass_through": dict(_PASS_THROUGH),
     }
+
+
+def family_keys_text() -> str:
+    """``key = label`` for every family of the registry, for tooltips that take a family key."""
+    return ", ".join(f"{key} = {spec.label}" for key, spec in _SPECS.items())
+
+
+def decay_defaults_text() -> str:
+    """The default decay factor of every family, for the node's tooltip (from the registry): the
+    families with published settings first, then the untuned ones."""
+    tuned = [f"{spec.label} {spec.default_decay:g}" for spec in _SPECS.values() if spec.tuned]
+    untuned = [f"{spec.label} {spec.default_decay:g}" for spec in _SPECS.values() if not spec.tuned]
+    return ("the authors' settings: " + ", ".join(tuned)
+            + ("; untuned (no published quality figure, chosen by the rule the README's family table "
+               "states): " + ", ".join(untuned) if untuned else ""))
 
 
 def supported_names() -> str:
@@ -383,8 +402,7 @@ def override_family(detected: ModelFamily, family: str) -> ModelFamily:
     """Apply the user's family choice (only between families of the same architecture)."""
     if family in ("auto", "", None) or family == detected.family:
         return detected
-    wan = ("wan21", "wan22_14b", "wan22_5b")
-    if family not in FAMILY_NAMES or not (detected.family in wan and family in wan):
+    if family not in OVERRIDE_FAMILIES or detected.family not in OVERRIDE_FAMILIES:
         raise ValueError(
             f"family: {family!r} does not match this model, which is {detected.variant} "
             f"(family {detected.family!r}). Fix: set family to 'auto' or {detected.family!r}."

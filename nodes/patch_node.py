@@ -9,8 +9,8 @@ import logging
 
 from comfy_api.latest import io
 
-from .model_family import FAMILY_CHOICES
-from .radial_patcher import (BACKEND_CHOICES, BLOCK_SIZES, DIST1_CHOICES, MAX_DENSE_STEPS, PRECISION_CHOICES,
+from .model_family import FAMILY_CHOICES, decay_defaults_text, supported_names
+from .radial_patcher import (BACKEND_CHOICES, BLOCK_SIZES, DIST1_CHOICES, MAX_DECAY, MAX_DENSE_STEPS, PRECISION_CHOICES,
                             apply_radial_patch)
 from .validation import Choice, dense_blocks_problem
 
@@ -27,19 +27,18 @@ class RadialAttentionPatch(io.ComfyNode):
             display_name="Radial Attention Patch",
             category=CATEGORY,
             description=(
-                "Radial Attention (O(n log n) block-sparse attention, arXiv 2506.19852) for Wan "
-                "2.1/2.2, HunyuanVideo and Mochi: video self-attention keeps only the blocks of a "
-                "static mask whose window shrinks with the distance between frames. Other models "
-                "pass through unchanged."
+                "Radial Attention (O(n log n) block-sparse attention, arXiv 2506.19852) for video "
+                "models: video self-attention keeps only the blocks of a static mask whose window "
+                "shrinks with the distance between frames. Families: " + supported_names() + ". "
+                "Other models pass through unchanged."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="The video model (Wan 2.1/2.2, HunyuanVideo, Mochi) to patch."),
+                io.Model.Input("model", tooltip="The video model to patch (its family is detected from the weights; see the node's description)."),
                 io.Float.Input(
-                    "decay_factor", default=0.0, min=0.0, max=10.0, step=0.01,
+                    "decay_factor", default=0.0, min=0.0, max=MAX_DECAY, step=0.01,
                     tooltip=(
                         "How fast the attention window shrinks with frame distance; lower is sparser "
-                        "and faster. 0 = the family default used by the authors: Wan 2.1 0.2, "
-                        "Wan 2.2 0.8, HunyuanVideo 0.95 (Mochi 0.95)."
+                        "and faster. 0 = the family's default, " + decay_defaults_text() + "."
                     ),
                 ),
                 Choice(

@@ -17,7 +17,8 @@ from comfy_api.latest import io, ui
 from ..radial_core import preview as rpreview
 from ..radial_core.geometry import family_spec, geometry_from_latent, with_extra_groups
 from . import routes
-from .model_family import text_first_of
+from .model_family import decay_defaults_text, family_keys_text, text_first_of
+from .radial_patcher import MAX_DECAY
 from .validation import Choice
 
 logger = logging.getLogger(__name__)
@@ -65,9 +66,8 @@ class SparsityPreview(io.ComfyNode):
             inputs=[
                 Choice(
                     "family", options=FAMILIES, default="wan21",
-                    tooltip="Model family: wan21 = Wan 2.1, wan22_14b = Wan 2.2 A14B, wan22_5b = "
-                    "Wan 2.2 TI2V-5B, hunyuan = HunyuanVideo, mochi = Mochi. Sets the VAE "
-                    "compression, patch size, text tokens and default decay factor.",
+                    tooltip="Model family: " + family_keys_text() + ". Sets the VAE compression, "
+                    "patch size, text tokens and default decay factor.",
                 ),
                 io.Int.Input("width", default=832, min=16, max=MAX_SIDE, step=16,
                              tooltip="Video width in pixels (ignored when a latent is connected)."),
@@ -79,9 +79,9 @@ class SparsityPreview(io.ComfyNode):
                 Choice("block_size", options=["128", "64"], default="128",
                                tooltip="Attention block size of the sparse kernel (tokens)."),
                 io.Float.Input(
-                    "decay_factor", default=0.0, min=0.0, max=10.0, step=0.01,
+                    "decay_factor", default=0.0, min=0.0, max=MAX_DECAY, step=0.01,
                     tooltip="Scales the spatial window of far frames; lower is sparser. 0 = the "
-                    "family's default (Wan 2.1 0.2, Wan 2.2 0.8, HunyuanVideo 0.95).",
+                    "family's default, " + decay_defaults_text() + ".",
                 ),
                 Choice(
                     "dist1", options=["full", "half"], default="full",
@@ -90,8 +90,9 @@ class SparsityPreview(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "text_tokens", default=-1, min=-1, max=MAX_TEXT,
-                    tooltip="Text tokens in the same attention sequence (HunyuanVideo, Mochi); "
-                    "-1 = the family's usual length, 0 for Wan.",
+                    tooltip="Non-video tokens in the same attention sequence (text, reference, "
+                    "audio ...; HunyuanVideo, Mochi, CogVideoX ...); -1 = the family's usual length, "
+                    "0 for video-only families such as Wan.",
                 ),
                 io.Int.Input("image_size", default=640, min=128, max=2048, step=32,
                              tooltip="Side of the mask picture in pixels (the chart and legend "

@@ -26,7 +26,7 @@ import comfy.patcher_extension as pe
 
 from .attention_override import RadialAttentionOverride
 from .attention_plan import RadialConfig
-from .model_family import (FAMILY_CHOICES, ModelFamily, default_decay, describe_model, detect_family,
+from .model_family import (FAMILY_NAMES, ModelFamily, default_decay, describe_model, detect_family,
                            override_family, supported_names)
 from .run_state import RUN_KEY, RunState, mark_replaced_blocks, open_forward
 from .step_tracker import PassLedger, PassSteps, as_floats as _floats, current_prompt
@@ -41,6 +41,7 @@ DIST1_CHOICES = ("full", "half")
 BACKEND_CHOICES = ("auto", "triton", "pytorch")
 PRECISION_CHOICES = ("exact", "fp8")  # radial_core.PRECISIONS without its "bf16" alias of "exact"
 MAX_DENSE_STEPS = 1000
+MAX_DECAY = 10.0  # the decay_factor inputs' maximum (patch, LoRA loader, preview, estimate route)
 
 # where the sampling passes of each queued prompt stopped (step counts across split passes)
 _PASSES = PassLedger()
@@ -270,7 +271,7 @@ def apply_radial_patch(
     _choice("block_size", block_size, BLOCK_SIZES)
     _choice("dist1", dist1, DIST1_CHOICES)
     _choice("backend", backend, BACKEND_CHOICES)
-    _choice("family", family, FAMILY_CHOICES)
+    _choice("family", family, ("auto",) + tuple(FAMILY_NAMES))  # the node offers FAMILY_CHOICES
     _choice("precision", precision, PRECISION_CHOICES)
     first = _steps("dense_steps_first", dense_steps_first)
     last = _steps("dense_steps_last", dense_steps_last)

@@ -30,6 +30,7 @@ from functools import lru_cache
 
 from ..radial_core import preview as rpreview
 from .model_family import families_json, text_first_of
+from .radial_patcher import MAX_DECAY
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ LIMITS = {  # name: (min, max) for integer parameters
     "frames": (1, 2049),
     "text_tokens": (-1, 4096),
 }
-MAX_DECAY = 10.0  # as the nodes' decay_factor inputs
 _registered = False
 
 

@@ -84,7 +84,8 @@ BAD = [
     ("patch", "dense_blocks", "abc,-3", ["'abc,-3'", "0,1,39", "Fix"]),
     ("patch", "dense_blocks", "3-1", ["3-1", "1-3"]),
     ("patch", "block_size", 77, ["77", "128", "64"]),
-    ("patch", "family", "sdxl", ["sdxl", "wan21", "hunyuan"]),
+    ("patch", "family", "sdxl", ["sdxl", "wan21", "wan22_14b"]),  # only the Wan families can be named
+    ("patch", "family", "hunyuan", ["hunyuan", "auto", "wan22_14b"]),  # detected from the weights
     ("patch", "dist1", "quarter", ["quarter", "full", "half"]),
     ("patch", "backend", "cuda", ["cuda", "triton", "pytorch"]),
     ("patch", "decay_factor", 11.0, ["11", "10"]),
@@ -98,9 +99,9 @@ BAD = [
     ("lora", "lora_name", "absent_lora.safetensors", ["absent_lora.safetensors"]),
     ("lora", "dense_blocks", "first two", ["'first two'", "none", "0,1,39"]),
     ("lora", "strength", 1000.0, ["1000", "100"]),
+    ("lora", "decay_factor", 11.0, ["11", "10"]),  # the same maximum as the patch node's (was 4)
     ("lora", "radial_mode", "always", ["always", "lora_only"]),
     ("lora", "block_size", "96", ["96", "from LoRA", "128"]),
-    ("lora", "decay_factor", 5.0, ["5", "4"]),
 ]
 
 
