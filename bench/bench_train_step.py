@@ -59,22 +59,6 @@ def _kwargs_for(fn, **candidates):
     return {k: v for k, v in candidates.items() if k in params}
 
 
-def settle_sdpa_backend_order() -> None:
-    """One tiny SDPA call on the GPU before training (measured on the H200, torch 2.11, 2026-12-02).
-
-    The first SDPA dispatch of a process does not honour the backend priority that ComfyUI 0.33's
-    ``comfy.ops.scaled_dot_product_attention`` sets around it (``sdpa_kernel([FLASH, CUDNN, ...],
-    set_priority=True)``): that one call ran cuDNN, every later one flash. Inside gradient
-    checkpointing the first block's forward then saves cuDNN's tensors and its recomputation
-    flash's, and ``torch.utils.checkpoint`` stops ("Recomputed values ... have different
-    metadata"). Any earlier attention call of the process (a text encoder, a previous prompt) has
-    the same effect as this one; the benchmark has none, its conditioning is random.
-    """
-    if torch.cuda.is_available():
-        t = torch.zeros(1, 1, 1, 64, device="cuda", dtype=torch.bfloat16)
-        torch.nn.functional.scaled_dot_product_attention(t, t, t)
-
-
 def train_steps(model, latent, cond, *, rank: int, steps: int, lr: float, dtype) -> dict:
     """``steps`` LoRA training steps on ``model`` (a ModelPatcher) through ComfyUI's training loop."""
     import comfy.model_management as mm
@@ -185,7 +169,8 @@ def main() -> int:
     print(f"{card}, torch {torch.__version__}, triton {tv}, ComfyUI {comfyui_version.__version__}, "
           f"{time.strftime('%Y-%m-%d')}", flush=True)
     model = e2e.build_model("wan21", args.layers, sizes)
-    settle_sdpa_backend_order()
+    if torch.cuda.is_available():  # the dense mode needs it too (the patch does it for its own training calls)
+        pack_import.module("nodes.training").settle_sdpa_backend_order(str(model.load_device))
     geom = geometry_from_pixels("wan21", w, h, f)
     latent = torch.randn(1, 16, (f - 1) // 4 + 1, h // 8, w // 8, generator=torch.Generator().manual_seed(2))
     cond = e2e.conditioning("wan21", None)
