@@ -251,6 +251,36 @@ def one_step(model, family, latent, cond, repeats=2, long_s=20.0):
     return best, (torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0), out, runs
 
 
+def radial_row(radial_patcher, model, case, geom, latent, cond, decay, precision, dense, calls, records):
+    """The patched step at ``precision`` timed against the dense one: a table row (and a JSON record)."""
+    name, family, (w, h, f), layers = case
+    density, t_dense, mem_dense, out_dense = dense
+    patched = radial_patcher.apply_radial_patch(model, decay_factor=decay, precision=precision)
+    one_step(patched, family, shorter(latent), cond, repeats=1)  # compile kernels, build a mask
+    calls["n"] = 0
+    t_sparse, mem_sparse, out_sparse, runs = one_step(patched, family, latent, cond, long_s=1e9)
+    sparse_calls, calls["n"] = calls["n"], 0
+    a, b = flat(out_dense), flat(out_sparse)
+    rel = float((b - a).norm() / a.norm())
+    depth = f"{layers} blocks" if layers else "full depth"
+    n_blocks = len(getattr(model.model.diffusion_model, "blocks", None)
+                   or getattr(model.model.diffusion_model, "double_blocks", None)
+                   or model.model.diffusion_model.transformer_blocks)
+    tokens = str(geom.seq_len)
+    audio_tokens = latent.unbind()[1].shape[2] if getattr(latent, "is_nested", False) else 0
+    if audio_tokens:
+        tokens += f" +{audio_tokens} audio"
+    records.append(dict(case=name, precision=precision, comfy_class=type(model.model.model_config).__name__,
+                        model=type(model.model).__name__, video=f"{w}x{h}x{f}", tokens=geom.seq_len,
+                        video_tokens=geom.video_tokens, audio_tokens=audio_tokens, blocks=n_blocks, density=density,
+                        dense_s=t_dense, radial_s=t_sparse, sparse_calls_per_step=sparse_calls / runs, rel_diff=rel,
+                        finite=bool(torch.isfinite(a).all() and torch.isfinite(b).all()),
+                        peak_gib_dense=mem_dense, peak_gib_radial=mem_sparse))
+    return (name + ("" if precision == "exact" else f" ({precision})"), f"{w}x{h}x{f}", tokens, depth,
+            f"{density:.3f}", f"{t_dense:.2f}", f"{t_sparse:.2f}", f"{t_dense / t_sparse:.2f}x", f"{mem_dense:.1f}",
+            f"{mem_sparse:.1f}", f"{rel:.3f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--comfyui", default=os.environ.get("COMFYUI_DIR", str(ROOT / ".comfyui")))
@@ -260,9 +290,13 @@ def main():
     ap.add_argument("--json", default=None, help="also write the rows here")
     ap.add_argument("--layers", type=int, default=None, help="blocks to build (default: full depth)")
     ap.add_argument("--layers-long", type=int, default=None, help="blocks for the 321-frame case")
-    ap.add_argument("--precision", default="exact", choices=("exact", "fp8"),
-                    help="the patch's precision input (fp8: 8-bit Q.K^T on Hopper / Ada; default exact)")
+    ap.add_argument("--precision", default="exact",
+                    help="the patch's precision input, or both comma-separated (exact,fp8: each radial run "
+                         "against the same dense step; fp8: 8-bit Q.K^T on Hopper / Ada; default exact)")
     args = ap.parse_args()
+    precisions = args.precision.split(",")
+    if any(p not in ("exact", "fp8") for p in precisions):
+        raise SystemExit(f"--precision takes exact, fp8 or both comma-separated; got {args.precision!r}")
     if args.smoke:
         args.cases = args.cases or ",".join(SMOKE_CASES)
         wrong = [c for c in args.cases.split(",") if c not in SMOKE_CASES]
@@ -313,32 +347,10 @@ def main():
         mask = geom.block_mask(block_size=128, decay_factor=decay)
         density = float(mask.float().mean())
         t_dense, mem_dense, out_dense, _ = one_step(model, family, latent, cond)
-        patched = radial_patcher.apply_radial_patch(model, decay_factor=decay, precision=args.precision)
-        one_step(patched, family, shorter(latent), cond, repeats=1)  # compile kernels, build a mask
-        calls["n"] = 0
-        t_sparse, mem_sparse, out_sparse, runs = one_step(patched, family, latent, cond, long_s=1e9)
-        sparse_calls, calls["n"] = calls["n"], 0
-        a, b = flat(out_dense), flat(out_sparse)
-        rel = float((b - a).norm() / a.norm())
-        depth = f"{layers} blocks" if layers else "full depth"
-        n_blocks = len(getattr(model.model.diffusion_model, "blocks", None)
-                       or getattr(model.model.diffusion_model, "double_blocks", None)
-                       or model.model.diffusion_model.transformer_blocks)
-        tokens = str(geom.seq_len)
-        audio_tokens = latent.unbind()[1].shape[2] if getattr(latent, "is_nested", False) else 0
-        if audio_tokens:
-            tokens += f" +{audio_tokens} audio"
-        records.append(dict(case=name, precision=args.precision, comfy_class=type(model.model.model_config).__name__,
-                            model=type(model.model).__name__, video=f"{w}x{h}x{f}", tokens=geom.seq_len,
-                            video_tokens=geom.video_tokens, audio_tokens=audio_tokens, blocks=n_blocks, density=density, dense_s=t_dense,
-                            radial_s=t_sparse, sparse_calls_per_step=sparse_calls / runs, rel_diff=rel,
-                            finite=bool(torch.isfinite(a).all() and torch.isfinite(b).all()),
-                            peak_gib_dense=mem_dense, peak_gib_radial=mem_sparse))
-        rows.append((name, f"{w}x{h}x{f}", tokens, depth, f"{density:.3f}", f"{t_dense:.2f}",
-                     f"{t_sparse:.2f}", f"{t_dense / t_sparse:.2f}x", f"{mem_dense:.1f}", f"{mem_sparse:.1f}",
-                     f"{rel:.3f}"))
-        print("  ", rows[-1], flush=True)
-        del patched
+        for precision in precisions:
+            rows.append(radial_row(radial_patcher, model, (name, family, (w, h, f), layers), geom, latent, cond,
+                                   decay, precision, (density, t_dense, mem_dense, out_dense), calls, records))
+            print("  ", rows[-1], flush=True)
     header = ("case", "video", "tokens", "model", "density", "dense s/step", "radial s/step", "speedup",
               "peak GiB dense", "peak GiB radial", "rel. diff of latents")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
