@@ -1,6 +1,6 @@
 """One device call's worth of kernel experiments: quantisation schemes and launch configs.
 
-    python3 bench/sweep_kernel.py [--out DIR] [--parts errors,schemes,bf16,shapes,exp16]
+    python3 bench/sweep_kernel.py [--out DIR] [--parts errors,schemes,bf16,shapes]
 
 - ``errors``: relative error against a float32 reference (dense mask, random bf16 inputs,
   B = 1, H = 8, D = 128, S = 8192, ComfyUI's views) of each quantisation scheme of
@@ -9,8 +9,6 @@
 - ``schemes``: time and error of each scheme x launch config at the Wan 720p shape (views).
 - ``bf16``: bf16 launch configs at the Wan 720p shape (views).
 - ``shapes``: the leading bf16 and quantised configs at the other benchmark shapes.
-- ``exp16``: the exponentials on packed 16-bit pairs (``EXP16``) against the default, exact and
-  int8 Q.K, at the four shapes, with their errors (bf16 and fp16 inputs).
 
 Prints one JSON line per measurement and a table last; writes everything to ``DIR/sweep.json``.
 Every timed variant is also checked against the float32 masked reference on sampled rows.
@@ -168,46 +166,13 @@ def part_shapes(bf16_cfgs, q_cfgs):
         torch.cuda.empty_cache()
 
 
-def part_exp16():
-    """Exponentials on packed 16-bit pairs (``EXP16``) against the default, exact and int8 Q.K,
-    at every benchmark shape (views), and their error on ``part_errors``' inputs (bf16, fp16)."""
-    S, H = 8192, 8
-    full = torch.ones(S // 128, S // 128, dtype=torch.bool)
-    for dtype in (torch.bfloat16, torch.float16):
-        torch.manual_seed(1)
-        q, k, v = make_inputs(1, S, H, 128, dtype, "bshd")
-        csr = block_mask_to_csr(full, q.device)
-        for sch, c in ((None, cfg()), (None, cfg(EXP16=True)), ("int8", cfg(s=3)),
-                       ("int8", cfg(s=3, EXP16=True))):
-            rec = {"part": "exp16_errors", "dtype": str(dtype), "scheme": sch or "exact",
-                   "EXP16": bool(c.get("EXP16"))}
-            try:
-                out = tk.triton_block_sparse_attention(q, k, v, csr, 128, config=c,
-                                                       fp8=sch is not None, scheme=sch)
-                rec["err"] = error_vs_reference(out, q, k, v, full, 128)
-            except Exception as exc:
-                rec["error"] = f"{type(exc).__name__}: {exc}"[:300]
-            emit(rec)
-        del q, k, v
-    for key in ("wan480", "wan720", "hunyuan720", "wan720x4"):
-        q, k, v, mask, csr, flop = shape_inputs(key)
-        for sch, c in ((None, cfg()), (None, cfg(EXP16=True)), ("int8", cfg(s=3)),
-                       ("int8", cfg(s=3, EXP16=True)), (None, cfg(s=3, EXP16=True))):
-            run_variant("exp16:" + key, q, k, v, csr, mask, 128, flop, sch, c, reps=6)
-        del q, k, v
-        torch.cuda.empty_cache()
-
-
 def table():
     print()
     print("part | scheme | BM BN w s tma extra | first s | ms | TF/s | err")
     for r in RESULTS:
         if "part" not in r:
             continue
-        if r["part"] == "exp16_errors":
-            print(f"exp16_errors | {r['dtype']} {r['scheme']} EXP16={r['EXP16']} | "
-                  f"err {r.get('err', float('nan')):.3e} {r.get('error', '')[:200]}")
-        elif r["part"] == "errors":
+        if r["part"] == "errors":
             print(f"errors S={r['S']} | {r['scheme']} | Q_ROWS={r.get('Q_ROWS', '-')} "
                   f"IMPRECISE={r.get('IMPRECISE', '-')} | err {r.get('err', float('nan')):.3e} "
                   f"{r.get('error', '')}")
@@ -217,7 +182,7 @@ def table():
         elif r["part"] == "quant_only":
             print(f"quant_only | {r['scheme']} | {r['ms']:.2f} ms")
         else:
-            extra = {kk: r[kk] for kk in ("Q_ROWS", "IMPRECISE", "EXP16") if kk in r}
+            extra = {kk: r[kk] for kk in ("Q_ROWS", "IMPRECISE") if kk in r}
             print(f"{r['part']} | {r['scheme']} | {r['BLOCK_M']} {r['BLOCK_N']} "
                   f"{r['num_warps']} {r['num_stages']} {r['USE_TMA']} {extra} | "
                   f"{r.get('first_s', '-')} | {r.get('ms', float('nan')):.2f} | "
@@ -238,8 +203,6 @@ def main():
     try:
         if "regress" in parts:
             part_regress()
-        if "exp16" in parts:
-            part_exp16()
         if "errors" in parts:
             part_errors()
         if "schemes" in parts:

@@ -189,23 +189,11 @@ def _load_vt(src, b, h, start, stride_s, ROWS: tl.constexpr, COLS: tl.constexpr,
 
 
 @triton.jit
-def _exp2_x2(x, EXP16: tl.constexpr):
-    """2**x of a 16-bit tile, two elements per special-function instruction (``ex2.approx`` on
-    a packed pair: bf16x2 with ``EXP16 == 1``, f16x2 with 2; sm 9.0+ for bf16x2)."""
-    if EXP16 == 1:
-        return tl.inline_asm_elementwise("ex2.approx.ftz.bf16x2 $0, $1;", "=r,r", [x],
-                                         dtype=tl.bfloat16, is_pure=True, pack=2)
-    else:
-        return tl.inline_asm_elementwise("ex2.approx.f16x2 $0, $1;", "=r,r", [x],
-                                         dtype=tl.float16, is_pure=True, pack=2)
-
-
-@triton.jit
 def _tile(state, q, kv, scale, start_n, valid_ctx,
           BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
           BOUNDS: tl.constexpr, HAS_KPM: tl.constexpr, USE_TMA: tl.constexpr,
           DOT_PREC: tl.constexpr, QK8: tl.constexpr, PV8: tl.constexpr,
-          Q_ROWS: tl.constexpr, IMPRECISE: tl.constexpr, EXP16: tl.constexpr):
+          Q_ROWS: tl.constexpr, IMPRECISE: tl.constexpr):
     """One BLOCK_N-wide key tile folded into the running softmax ``state = (acc, l, m)``.
 
     ``kv = (k_src, v_src, k_stride_s, v_stride_s, b, h)`` (b, h: descriptor coordinates);
@@ -251,31 +239,22 @@ def _tile(state, q, kv, scale, start_n, valid_ctx,
     else:
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         m_use = m_new
-    if EXP16 != 0:
-        # P straight in V's 16-bit dtype, half the special-function instructions; the row sum
-        # adds the same rounded P that the product uses
-        p16 = _exp2_x2((qk - m_use[:, None]).to(v.dtype), EXP16)
-        alpha = tl.math.exp2(m_i - m_use)
-        l_i = l_i * alpha + tl.sum(p16.to(tl.float32), 1)
-        acc = acc * alpha[:, None]
-        acc = tl.dot(p16, v, acc, input_precision=DOT_PREC)
-    else:
-        p = tl.math.exp2(qk - m_use[:, None])
-        alpha = tl.math.exp2(m_i - m_use)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None]
-        if PV8:
-            # P in [0, 1] stored as P * 448 (e4m3's full range); V^T tile is K-major for the MMA
-            if IMPRECISE > 0:
-                acc = tl.dot((p * P_SCALE).to(vt.dtype), tl.trans(vt), acc,
-                             max_num_imprecise_acc=IMPRECISE)
-            elif IMPRECISE < 0:
-                # two-level accumulation (SageAttention2): the tile's product starts from zero
-                acc += tl.dot((p * P_SCALE).to(vt.dtype), tl.trans(vt))
-            else:
-                acc = tl.dot((p * P_SCALE).to(vt.dtype), tl.trans(vt), acc)
+    p = tl.math.exp2(qk - m_use[:, None])
+    alpha = tl.math.exp2(m_i - m_use)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    if PV8:
+        # P in [0, 1] stored as P * 448 (e4m3's full range); V^T tile is K-major for the MMA
+        if IMPRECISE > 0:
+            acc = tl.dot((p * P_SCALE).to(vt.dtype), tl.trans(vt), acc,
+                         max_num_imprecise_acc=IMPRECISE)
+        elif IMPRECISE < 0:
+            # two-level accumulation (SageAttention2): the tile's product starts from zero
+            acc += tl.dot((p * P_SCALE).to(vt.dtype), tl.trans(vt))
         else:
-            acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
+            acc = tl.dot((p * P_SCALE).to(vt.dtype), tl.trans(vt), acc)
+    else:
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
     return acc, l_i, m_new
 
 
@@ -294,7 +273,6 @@ def _radial_fwd(
     EVEN_D: tl.constexpr, EVEN_S: tl.constexpr, HAS_KPM: tl.constexpr,
     USE_TMA: tl.constexpr, DOT_PREC: tl.constexpr, QK8: tl.constexpr, PV8: tl.constexpr,
     Q_ROWS: tl.constexpr, IMPRECISE: tl.constexpr, RETURN_LSE: tl.constexpr,
-    EXP16: tl.constexpr,
 ):
     SUB_N: tl.constexpr = BLOCK // BLOCK_N
     b, h, offs_m, first, n_main, n_tail = _csr_program(
@@ -340,13 +318,13 @@ def _radial_fwd(
         state = _tile(state, q, kv, scale, start_n, valid_ctx, BLOCK_N=BLOCK_N,
                       BLOCK_D=BLOCK_D, EVEN_D=EVEN_D, BOUNDS=False, HAS_KPM=HAS_KPM,
                       USE_TMA=USE_TMA, DOT_PREC=DOT_PREC, QK8=QK8, PV8=PV8, Q_ROWS=Q_ROWS,
-                      IMPRECISE=IMPRECISE, EXP16=EXP16)
+                      IMPRECISE=IMPRECISE)
     for t in range(0, n_tail * SUB_N):
         start_n = (NB - 1) * BLOCK + t * BLOCK_N
         state = _tile(state, q, kv, scale, start_n, valid_ctx, BLOCK_N=BLOCK_N,
                       BLOCK_D=BLOCK_D, EVEN_D=EVEN_D, BOUNDS=True, HAS_KPM=HAS_KPM,
                       USE_TMA=USE_TMA, DOT_PREC=DOT_PREC, QK8=QK8, PV8=PV8, Q_ROWS=Q_ROWS,
-                      IMPRECISE=IMPRECISE, EXP16=EXP16)
+                      IMPRECISE=IMPRECISE)
     acc, l_i, m_i = state
 
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)
@@ -539,8 +517,7 @@ def triton_block_sparse_attention(q, k, v, csr: BlockCSR, block_size: int,
     Returns ``[B, H, S, D]``: a transposed view of a contiguous ``[B, S, H, D]`` buffer.
     ``config`` overrides the launch table (benchmarks, tests: ``USE_TMA`` forces the load
     path; ``Q_ROWS`` per-row Q scales; ``IMPRECISE`` the e4m3 P.V accumulation: 0 Triton's
-    default, n > 0 ``max_num_imprecise_acc=n``, -1 a fresh product per tile added in float32;
-    ``EXP16`` the exponentials on packed 16-bit pairs, ``_exp2_x2``: CUDA, 16-bit P.V only).
+    default, n > 0 ``max_num_imprecise_acc=n``, -1 a fresh product per tile added in float32).
     ``fp8=True`` quantises first (``quantize_fp8``; the caller checks ``fp8_supported``) by
     ``scheme`` (a key of ``SCHEMES``; default ``FP8_SCHEME``).
 
@@ -572,8 +549,6 @@ def triton_block_sparse_attention(q, k, v, csr: BlockCSR, block_size: int,
     use_tma = cfg.pop("USE_TMA", None)
     q_rows = bool(cfg.pop("Q_ROWS", qk_mode == 2)) and qk_mode != 0
     imprecise = int(cfg.pop("IMPRECISE", 0))
-    exp16 = bool(cfg.pop("EXP16", False)) and q.is_cuda and not pv8 and q.dtype != torch.float32
-    exp16 = (1 if q.dtype == torch.bfloat16 else 2) if exp16 else 0
     if use_tma is None:
         use_tma = _is_hopper_or_newer(q.device)
     qk_scale = float(scale) * LOG2E
@@ -614,7 +589,6 @@ def triton_block_sparse_attention(q, k, v, csr: BlockCSR, block_size: int,
             Q_ROWS=q_rows,
             IMPRECISE=imprecise,
             RETURN_LSE=bool(return_lse),
-            EXP16=exp16,
             **cfg,
         )
     return (out, lse) if return_lse else out
