@@ -63,6 +63,8 @@ def _check_sparse_events(events, block_size):
         ref = dense_masked_attention(e["q"], e["k"], e["v"], e["block_mask"], block_size,
                                      key_padding_mask=e["key_padding_mask"], dtype=torch.float64)
         assert torch.isfinite(e["out"]).all()
+        if ON_CUDA:  # on the GPU machine every sparse call must have run the Triton kernel
+            assert e["backend"] == "triton", f"sparse call (block {e['block']}) ran on {e['backend']!r}"
         err = float((e["out"].double() - ref).norm() / ref.norm())
         assert err < CALL_TOL, f"sparse call (block {e['block']}, step {e['step']}) differs from the reference: {err:.2e}"
 
