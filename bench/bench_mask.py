@@ -1,6 +1,6 @@
 """Time the radial mask builder on the CPU (first build, cache cleared) for the shapes users run.
 
-    python bench/bench_mask.py [--sweep] [--previous] [--threads N] [--fresh [N]]
+    python bench/bench_mask.py [--sweep] [--previous] [--threads N] [--fresh [N] [--device cuda]]
 
 Target (../shared/docs/performance.md, issue 13): first build <= 50 ms for every shape up to
 128 latent frames (the worst case: 127 frames x 3 599 tokens). ``--sweep`` times every frame count
@@ -9,8 +9,10 @@ the slowest.
 ``--previous`` also times the previous torch builder (tests/mask_reference.py) on the worst case.
 ``--fresh [N]`` times the very first build in N brand-new processes (default 9) per shape
 (127 x 3599 and the sweep's slowest shapes, both block sizes) and prints the median and the
-maximum: a new process faults in every page its buffers touch (system time), which later builds
-in the same process mostly reuse.
+maximum, for the first ``radial_mask()`` alone and with its CPU CSR (``mask.csr("cpu")``: what
+the patch needs before its first kernel call; ``--device cuda``: its CSR on the GPU, copy
+included): a new process faults in every page its buffers touch (system time), which later
+builds in the same process mostly reuse.
 
 Times are the best of a few first builds, as CPU time of this process (``time.process_time``: what
 the build costs while other work loads the machine) and as wall time; torch runs single-threaded
@@ -113,39 +115,67 @@ def _thp_faults() -> int:
         return 0
 
 
-def one_fresh_build(frames, tpf, block_size):
-    """In this (new) process: the first build's CPU, wall, system ms, minor faults and huge pages."""
+def _timed(step):
+    """(CPU, wall, system ms, minor faults, huge pages) of one call of ``step``."""
     r0, h0 = resource.getrusage(resource.RUSAGE_SELF), _thp_faults()
     c0, w0 = time.process_time(), time.perf_counter()
-    radial_mask.radial_mask(frames, tpf, block_size=block_size, decay_factor=1.0)
+    out = step()
     c1, w1 = time.process_time(), time.perf_counter()
     r1, h1 = resource.getrusage(resource.RUSAGE_SELF), _thp_faults()
-    print(f"{(c1 - c0) * 1e3:.2f} {(w1 - w0) * 1e3:.2f} {(r1.ru_stime - r0.ru_stime) * 1e3:.2f} "
-          f"{r1.ru_minflt - r0.ru_minflt} {h1 - h0}")
+    return out, [(c1 - c0) * 1e3, (w1 - w0) * 1e3, (r1.ru_stime - r0.ru_stime) * 1e3,
+                 r1.ru_minflt - r0.ru_minflt, h1 - h0]
 
 
-def fresh(runs):
-    """Each shape's first build in ``runs`` new processes, one after another (median, max)."""
+def one_fresh_build(frames, tpf, block_size, device="cpu"):
+    """In this (new) process: the first ``radial_mask()``'s CPU, wall, system ms, minor faults and
+    huge pages, then the same five for the first ``radial_mask()`` and its CSR on ``device``
+    together (on the CPU: what the patch needs before its first kernel call, besides the CSR's
+    copy to the GPU; ``cuda``: with that copy, the CUDA context made before the clock starts)."""
+    if device != "cpu":
+        torch.ones(1, device=device)
+        torch.cuda.synchronize()
+
+    def csr_now():
+        out = m.csr(device)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        return out
+
+    m, build = _timed(lambda: radial_mask.radial_mask(frames, tpf, block_size=block_size, decay_factor=1.0))
+    _, csr = _timed(csr_now)
+    both = [a + b for a, b in zip(build, csr)]
+    print(" ".join(f"{x:.2f}" for x in build + both))
+
+
+def _fresh_line(label, samples):
+    cpu, wall, sys_ms, faults, thp = zip(*samples)
+    return (f"  {label}: CPU median {statistics.median(cpu):.1f} ms, max {max(cpu):.1f}; "
+            f"wall median {statistics.median(wall):.1f}, max {max(wall):.1f}; system median "
+            f"{statistics.median(sys_ms):.1f}, max {max(sys_ms):.1f}; minor faults "
+            f"{statistics.median(faults):.0f}, huge pages {statistics.median(thp):.0f}")
+
+
+def fresh(runs, device="cpu"):
+    """Each shape's first build in ``runs`` new processes, one after another (median, max): the
+    first ``radial_mask()`` alone, and with its CSR on ``device``."""
     print(f"first build in a new process, {runs} processes per shape (CPU ms = user + system)")
     for frames, tpf in FRESH_SHAPES:
         for b in (128, 64):
             samples = []
             for _ in range(runs):
-                out = subprocess.run([sys.executable, __file__, "--one", str(frames), str(tpf), str(b)],
+                out = subprocess.run([sys.executable, __file__, "--one", str(frames), str(tpf), str(b), device],
                                      capture_output=True, text=True, check=True).stdout.split()
                 samples.append([float(x) for x in out])
-            cpu, wall, sys_ms, faults, thp = zip(*samples)
-            print(f"{frames} x {tpf}, block {b}: CPU median {statistics.median(cpu):.1f} ms, max {max(cpu):.1f}; "
-                  f"wall median {statistics.median(wall):.1f}, max {max(wall):.1f}; system median "
-                  f"{statistics.median(sys_ms):.1f}, max {max(sys_ms):.1f}; minor faults "
-                  f"{statistics.median(faults):.0f}, huge pages {statistics.median(thp):.0f}")
+            print(f"{frames} x {tpf}, block {b}:")
+            print(_fresh_line("radial_mask()", [s[:5] for s in samples]))
+            print(_fresh_line(f"radial_mask() + csr({device!r})", [s[5:] for s in samples]))
 
 
 def main():
     if "--one" in sys.argv:  # a child of --fresh
         torch.set_num_threads(1)
         i = sys.argv.index("--one")
-        one_fresh_build(*(int(x) for x in sys.argv[i + 1:i + 4]))
+        one_fresh_build(*(int(x) for x in sys.argv[i + 1:i + 4]), *sys.argv[i + 4:i + 5])
         return
     if "--threads" in sys.argv:
         torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]))
@@ -157,7 +187,8 @@ def main():
         return
     if "--fresh" in sys.argv:
         i = sys.argv.index("--fresh")
-        fresh(int(sys.argv[i + 1]) if i + 1 < len(sys.argv) and sys.argv[i + 1].isdigit() else 9)
+        device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
+        fresh(int(sys.argv[i + 1]) if i + 1 < len(sys.argv) and sys.argv[i + 1].isdigit() else 9, device)
         return
     if "--previous" in sys.argv:
         previous()

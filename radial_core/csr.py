@@ -1,8 +1,10 @@
 """Block mask -> compressed sparse rows (the kept key blocks of each query block), cached.
 
 The radial mask is static for one video shape, so the conversion (and the copy to the GPU)
-happens once per mask and device. A :class:`~.mask.RadialMask` keeps its CSR on itself
-(``RadialMask.csr``; its tensor leads back to it), so the pack's own masks need no cache here.
+happens once per mask and device. A :class:`~.mask.RadialMask` keeps its CSRs on itself
+(``RadialMask.csr`` / ``key_csr``, built from its runs by :func:`csr_from_runs` and
+:func:`key_csr_from_csr` without the dense mask; its painted tensor and the stand-in that the
+attention op carries lead back to it), so the pack's own masks need no cache here.
 Other bool tensors (a caller's own masks, tests, benchmarks): later calls with the same tensor
 object cost a dict lookup, a fresh tensor with the same content is found through a content hash.
 An in-place edit of a mask is noticed through its version counter, except for inference tensors
@@ -17,9 +19,10 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from .mask import RadialMask
+from .mask import RadialMask, mask_of_args
 
 _MAX_ENTRIES = 32
 
@@ -58,6 +61,11 @@ def build_csr(mask: torch.Tensor, device: torch.device) -> BlockCSR:
     hm, nb, _ = m.shape
     counts = m.sum(dim=-1, dtype=torch.int64).reshape(-1)  # [hm * nb]
     col_idx = m.nonzero()[:, 2].to(torch.int32)  # row-major: sorted by (head, row, col)
+    return _assemble(counts, col_idx, hm, nb, device)
+
+
+def _assemble(counts: torch.Tensor, col_idx: torch.Tensor, hm: int, nb: int, device) -> BlockCSR:
+    """The BlockCSR of per-row counts (int64 ``[hm * nb]``) and column indices (int32, row-major)."""
     row_start = (torch.cumsum(counts, 0) - counts).to(torch.int32)
     # longest row first inside each mask head (stable, so equal rows keep their order)
     order = torch.argsort(-counts.view(hm, nb), dim=-1, stable=True).to(torch.int32).reshape(-1)
@@ -73,6 +81,44 @@ def build_csr(mask: torch.Tensor, device: torch.device) -> BlockCSR:
         kept=kept,
         device=torch.device(device),
     )
+
+
+def csr_from_runs(nb: int, run_ptr: np.ndarray, lo: np.ndarray, hi: np.ndarray, device) -> BlockCSR:
+    """The CSR of a mask ``[nb, nb]`` given as sorted, disjoint runs (``RadialMask.runs``: block
+    row ``r`` keeps block columns ``lo[n]..hi[n]-1`` for ``n`` in ``run_ptr[r]..run_ptr[r+1]-1``),
+    without the dense mask: the same lists as :func:`build_csr` of the painted mask. The column
+    indices are one cumulative sum: 1 per entry, and at each run's first entry the jump from the
+    previous run's last column."""
+    length = hi.astype(np.int32) - lo
+    before = np.zeros(length.size + 1, dtype=np.int64)  # entries before each run
+    np.cumsum(length, out=before[1:])
+    counts = before[run_ptr[1:]] - before[run_ptr[:-1]]  # int64 [nb]
+    kept = int(before[-1])
+    col = np.ones(kept, dtype=np.int32)
+    if kept:
+        step = lo.astype(np.int32)  # a copy
+        step[1:] -= hi[:-1] - 1
+        col[before[:-1]] = step
+        np.cumsum(col, dtype=np.int32, out=col)
+    return _assemble(torch.from_numpy(counts), torch.from_numpy(col), 1, nb, device)
+
+
+def key_csr_from_csr(csr: BlockCSR, device) -> BlockCSR:
+    """The key-side CSR (the CSR of the transposed mask) of a CPU ``csr``, without the dense mask:
+    its entries ordered by (head, column) by a stable sort (a radix sort on 16-bit keys while
+    ``mask_heads * nb`` < 65536), which keeps each column's rows ascending. The same lists as
+    :func:`build_csr` of the transposed mask."""
+    hm, nb = csr.mask_heads, csr.nb
+    lens = csr.row_len.cpu().numpy()
+    rows = np.repeat(np.arange(hm * nb, dtype=np.int64), lens)  # each entry's h * nb + row
+    key = csr.col_idx.cpu().numpy().astype(np.int64)
+    if hm > 1:
+        key += rows - rows % nb  # h * nb + column
+    key = key.astype(np.uint16 if hm * nb < 2**16 else np.int64)
+    counts = np.bincount(key, minlength=hm * nb).astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    col = (rows[order] % nb).astype(np.int32)
+    return _assemble(torch.from_numpy(counts), torch.from_numpy(col), hm, nb, device)
 
 
 class _Entry:
@@ -112,12 +158,19 @@ def device_key(device: torch.device | str) -> str:
 
 
 def _radial_owner(mask):
-    """The RadialMask that ``mask`` is (or whose tensor it is), else None."""
+    """The RadialMask that ``mask`` is (or whose painted tensor or kernel stand-in it is), else
+    None. A stand-in whose mask the cache has dropped meanwhile gets the mask rebuilt (its
+    entries are not the mask's); a painted tensor's own entries are, so it needs no owner."""
     if isinstance(mask, RadialMask):
         return mask
     ref = getattr(mask, "_radial_mask", None)
-    owner = ref() if ref is not None else None
-    return owner if owner is not None and owner.blocks is mask else None
+    if ref is None:
+        return None
+    owner = ref()
+    if owner is None:
+        args = getattr(mask, "_radial_args", None)
+        return mask_of_args(args) if args is not None else None
+    return owner if owner.kernel_tensor() is mask or owner._blocks is mask else None
 
 
 def block_mask_to_csr(mask: torch.Tensor, device: torch.device | str = "cpu") -> BlockCSR:
@@ -180,8 +233,12 @@ def block_mask_to_key_csr(mask: torch.Tensor, device: torch.device | str = "cpu"
     """Key-side CSR of a bool block mask ``[nb, nb]`` or ``[Hm, nb, nb]`` on ``device``.
 
     Row ``h * nb + kb`` lists, ascending, the query blocks ``qb`` with ``mask[(h,) qb, kb]``
-    kept (the CSR of ``mask.transpose(-1, -2)``). Cached per mask object, version and device.
+    kept (the CSR of ``mask.transpose(-1, -2)``). A RadialMask (or a tensor of one) keeps it on
+    itself (``RadialMask.key_csr``); other masks are cached per object, version and device.
     """
+    owner = _radial_owner(mask)
+    if owner is not None:
+        return owner.key_csr(device)
     dkey = device_key(device)
     ver = _version(mask)
     with _csc_lock:

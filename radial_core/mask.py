@@ -18,8 +18,14 @@ Block mask layout
 text first). Its shape
 is ``[nb, nb]`` with ``nb = ceil(S / block_size)``; the same mask serves every batch entry, head,
 layer and step of one generation: :func:`radial_mask` returns it as one shared, immutable
-:class:`RadialMask` (tensor, density, device CSR) from the one bounded cache keyed by its
-arguments; :func:`radial_block_mask` returns a copy of its tensor.
+:class:`RadialMask` (runs, density, device CSRs; the dense tensor painted on first use) from the
+one bounded cache keyed by its arguments; :func:`radial_block_mask` returns a copy of its tensor.
+
+The builder's result is the kept blocks as runs: per block row, sorted disjoint intervals of
+kept block columns (~82 per row at 127 frames x 3599 tokens, block 64: 2.4 MB instead of the
+51 MB dense mask). The density, the CSR the kernels read and the key-side CSR of the backward
+come straight from them; only the preview, the CPU reference code and callers that ask for
+``blocks`` pay for the [nb, nb] tensor.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ _THINNING_TOKENS = 128
 # the mask in one pass (bench/bench_mask.py; figures in docs/benchmarks.md, docs/perf-notes.md).
 # Its stages work on slices of bounded size (configurations, groups of row frames), so their
 # buffers stay small and are reused: a fresh process pays a page fault for every new page, and
-# the mask itself should be the only large buffer its first build touches.
+# the runs themselves should be the only large buffer its first build touches.
 # Below glibc's first mmap threshold (128 KiB), so the temporaries come from (and return to) the
 # heap: equal-sized buffers at or above it are mapped afresh, and faulted in, on every allocation.
 _SLICE_BYTES = 1 << 16  # bytes of one [k, configurations] array of the interval arithmetic
@@ -241,25 +247,24 @@ def _paint_runs(size, chunks, capacity):
     return np.repeat(values, counts[:2 * n + 1])
 
 
-def _tile_row_intervals(lo, hi, inverse, base, F, k, nb, shared):
-    """Every tile row's interval in global block coordinates, as flat positions in the mask and
-    lengths, non-empty only, laid out as [row frame i, tile row p, column frame j] and yielded a
-    group of row frames at a time. In that order the intervals run in row-major order of the mask
-    (frame j+1's blocks start at or after the last of frame j's), except that a frame's first block
-    row is the previous frame's last when the frames share that block: those rows are appended to
-    ``shared`` and painted apart.
+def _tile_row_intervals(lo, hi, inverse, base, F, k, nb, stride):
+    """Every tile row's non-empty interval of block columns as (``row * stride + first column``,
+    length), a group of row frames at a time, with the first block row that the group may have
+    left incomplete (the next frame's first one; every row before it is complete).
 
-    ``lo, hi`` [k, U] are the configurations' intervals, ``inverse`` [F, F] each tile's
-    configuration, ``base`` [F] each frame's first block. Each group's [rows, k, F] buffers are
-    reused for the next, so this stage touches ~``_GROUP_ENTRIES`` entries of memory, not F*k*F.
+    Laid out [row frame i, tile row p, column frame j]: in that order the rows are
+    nondecreasing and each row's intervals nondecreasing, except a block row that two frames
+    share (a frame's first row is the previous frame's last): its two frames' intervals follow
+    one another, each sorted. ``lo, hi`` [k, U] are the configurations' intervals, ``inverse``
+    [F, F] each tile's configuration, ``base`` [F] each frame's first block. Each group's
+    [rows, k, F] buffers are reused for the next, so this stage touches ~``_GROUP_ENTRIES``
+    entries of memory, not F*k*F.
     """
-    idt = np.int32 if nb * nb < 2**31 else np.int64  # flat positions
+    idt = np.int32 if (nb + k + 1) * stride < 2**31 else np.int64  # positions
     bdt = np.int16 if nb + 2 * k + 2 < 2**15 else idt  # block columns and lengths
     base_b = base.astype(bdt)  # broadcast over the column frame j
     rows = base.astype(idt)[:, None] + np.arange(k, dtype=idt)[None, :]  # [F, k]
-    row_first, past_end = rows * nb, rows >= nb
-    is_shared = np.zeros(F, dtype=np.bool_)
-    is_shared[1:] = base[1:] == base[:-1] + (k - 1)
+    row_first, past_end = rows * stride, rows >= nb
     g = max(1, _GROUP_ENTRIES // (k * F))
     c0_buf, len_buf = np.empty((g, k, F), dtype=bdt), np.empty((g, k, F), dtype=bdt)
     first_buf = np.empty((g, k, F), dtype=idt)
@@ -275,15 +280,61 @@ def _tile_row_intervals(lo, hi, inverse, base, F, k, nb, shared):
         np.maximum(length, 0, out=length)
         length[past_end[i0:i1]] = 0
         np.add(row_first[i0:i1, :, None], c0, out=first)
-        own = np.flatnonzero(is_shared[i0:i1])
-        if own.size:
-            shared.append((first[own, 0].ravel(), length[own, 0].ravel()))  # copies
-            length[own, 0] = 0
         kept = np.flatnonzero(length)
-        yield first.ravel()[kept], length.ravel()[kept]
+        incomplete = int(base[i1]) if i1 < F else min(nb, int(base[F - 1]) + k)
+        yield first.ravel()[kept], length.ravel()[kept], incomplete
+
+
+def _text_intervals(r0, r1, nb, stride, border, text_first, partial_last, dtype):
+    """The text's dense part of block rows ``r0..r1-1`` as intervals (same layout as
+    :func:`_tile_row_intervals`). Video first: the rows from ``border`` on are whole, the rows
+    before it get columns ``border..nb-1``. Text first: the rows before ``border`` are whole,
+    the others get columns ``0..border-1``; with ``partial_last`` the last row is whole and every
+    row gets the last column too."""
+    firsts, lengths = [], []
+
+    def put(a, z, column, length):
+        a, z = max(a, r0), min(z, r1)
+        if a < z and length > 0:
+            firsts.append(np.arange(a, z, dtype=dtype) * stride + column)
+            lengths.append(np.full(z - a, length, dtype=dtype))
+
+    if not text_first:
+        put(0, border, border, nb - border)
+        put(border, nb, 0, nb)
+    else:
+        put(0, border, 0, nb)
+        put(border, nb, 0, border)
+        if partial_last:
+            put(0, nb, nb - 1, 1)
+            put(nb - 1, nb, 0, nb)
+    return firsts, lengths
+
+
+def _merge_runs(first, length, stride):
+    """The union of intervals (``row * stride + column``, length; any order, overlapping or
+    touching, none empty) as sorted disjoint runs ``row, lo, hi`` (columns lo..hi-1 of
+    ``row``), runs of one row neither overlapping nor touching. ``stride`` is nb + 1: a row's
+    intervals end at or before its column nb, one short of the next row's first position, so
+    no run reaches across a row boundary."""
+    order = np.argsort(first, kind="stable")  # sorted but for the shared rows and the text
+    first = first[order]
+    end = first + length[order]
+    np.maximum.accumulate(end, out=end)  # end of the runs so far
+    new = np.empty(first.size, dtype=np.bool_)
+    new[:1] = True
+    np.greater(first[1:], end[:-1], out=new[1:])  # a gap before this interval: a new run
+    starts = np.flatnonzero(new)
+    run_first = first[starts]
+    run_end = end[np.append(starts[1:] - 1, first.size - 1)] if starts.size else run_first
+    row = run_first // stride
+    return row, run_first - row * stride, run_end - row * stride
 
 
 def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first=False):
+    """The mask's kept blocks as runs ``(nb, run_ptr, lo, hi)``: block row ``r`` keeps block
+    columns ``lo[n]..hi[n]-1`` for ``n`` in ``run_ptr[r]..run_ptr[r+1]-1`` (int64 ``run_ptr``
+    [nb + 1]; ``lo``, ``hi`` int16 while nb < 2**15, else int32), sorted, disjoint, not touching."""
     F, T, b = num_frames, tokens_per_frame, block_size
     S = F * T + text_tokens
     nb = -(-S // b)
@@ -316,40 +367,61 @@ def _build(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, 
     if configs[0] < 0:  # the empty tiles' key (sorted first) keeps nothing
         lo[:, 0] = k + 1
 
-    inverse = inverse.reshape(F, F)
-    shared = []  # intervals of the block rows two frames share
-
-    def intervals():
-        shared.clear()
-        return _tile_row_intervals(lo, hi, inverse, base, F, k, nb, shared)
-
-    mask = _paint_runs(nb * nb, intervals(), capacity=F * k * F)
-    if mask is None:  # not in order after all: scatter everything (same result, slower)
-        mask = np.zeros(nb * nb, dtype=np.bool_)
-        for first, length in intervals():
-            _paint_scatter(mask, first, length)
-    for first, length in shared:
-        _paint_scatter(mask, first, length)
-    mask = mask.reshape(nb, nb)
-
     # Text tokens attend to everything and are attended by everything; the block holding the
     # video/text border is dense too. Text first: the same rule mirrored (the spec's per-tile
     # token-to-block reduction applied where the frames actually sit in the sequence): the blocks
     # holding text are dense, and so is the block holding the end of the video when the sequence
     # does not end on a block boundary. (Video first, that block is the border block; text first,
     # the spec's canvas would drop the last frame's tokens in it and leave them only the text.)
-    if text_first:
-        border = -(-lead // b)  # blocks holding any text token
-        mask[:border, :] = True
-        mask[:, :border] = True
-        if S % b:
-            mask[nb - 1, :] = True
-            mask[:, nb - 1] = True
-    else:
-        border = (F * T) // b
-        mask[border:, :] = True
-        mask[:, border:] = True
-    return torch.from_numpy(mask)
+    border = -(-lead // b) if text_first else (F * T) // b
+    partial_last = S % b != 0
+    # Rows a group of frames completes: their tile rows' intervals with the text's, merged into
+    # runs (positions row * (nb + 1) + column, so that a row's intervals never touch the next
+    # row's); the rows before the first frame's and after the last frame's are whole (text).
+    stride = nb + 1
+    rdt = np.int16 if nb < 2**15 else np.int32
+    capacity = F * k * F + 2 * nb + 1  # runs <= intervals; the buffers are touched as used
+    lo_out, hi_out = np.empty(capacity, dtype=rdt), np.empty(capacity, dtype=rdt)
+    per_row = np.zeros(nb, dtype=np.int64)  # runs of each row
+    n = 0
+
+    def whole_rows(r0, r1):
+        nonlocal n
+        m = max(0, r1 - r0)
+        lo_out[n:n + m], hi_out[n:n + m], per_row[r0:r1] = 0, nb, 1
+        n += m
+
+    first_row = min(nb, int(base[0]))
+    whole_rows(0, first_row)
+    r0, carried = first_row, None
+    for first, length, r1 in _tile_row_intervals(lo, hi, inverse.reshape(F, F), base, F, k, nb, stride):
+        if carried is not None:  # the rows the previous group left incomplete come first
+            first, length = np.concatenate([carried[0], first]), np.concatenate([carried[1], length])
+        cut = int(np.searchsorted(first, r1 * stride))  # rows nondecreasing: those of r1 on wait
+        carried = (first[cut:], length[cut:]) if cut < first.size else None
+        tf, tl = _text_intervals(r0, r1, nb, stride, border, text_first, partial_last, first.dtype)
+        row, rlo, rhi = _merge_runs(np.concatenate([first[:cut], *tf]), np.concatenate([length[:cut], *tl]),
+                                    stride)
+        m = row.size
+        lo_out[n:n + m], hi_out[n:n + m] = rlo, rhi
+        per_row[r0:r1] = np.bincount(row - r0, minlength=r1 - r0)
+        n += m
+        r0 = r1
+    whole_rows(r0, nb)
+    run_ptr = np.zeros(nb + 1, dtype=np.int64)
+    np.cumsum(per_row, out=run_ptr[1:])
+    return nb, run_ptr, lo_out[:n], hi_out[:n]
+
+
+def _paint(nb, run_ptr, lo, hi):
+    """The bool [nb, nb] mask of the runs, in one pass of alternating runs."""
+    first = np.repeat(np.arange(nb, dtype=np.int64) * nb, np.diff(run_ptr)) + lo
+    length = hi - lo
+    mask = _paint_runs(nb * nb, [(first, length)], capacity=first.size)
+    if mask is None:  # not in order (cannot happen for merged runs): scatter (same result)
+        mask = np.zeros(nb * nb, dtype=np.bool_)
+        _paint_scatter(mask, first, length)
+    return mask.reshape(nb, nb)
 
 
 class RadialMask:
@@ -362,50 +434,102 @@ class RadialMask:
 
     - ``args``: ``(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model,
       dist1, text_first)``, the key of the one mask cache;
-    - ``blocks``: the bool ``[nb, nb]`` CPU tensor (layout in the module doc);
+    - ``runs``: the kept blocks as sorted, disjoint runs ``(run_ptr, lo, hi)``, what the builder
+      computes (read-only numpy arrays: block row ``r`` keeps block columns ``lo[n]..hi[n]-1``
+      for ``n`` in ``run_ptr[r]..run_ptr[r+1]-1``; 2.4 MB at nb = 7142, 127 frames);
     - ``density``: the fraction of kept blocks;
-    - :meth:`csr`: its compressed-sparse-row form on a device, memoised on the mask itself.
+    - ``blocks``: the bool ``[nb, nb]`` CPU tensor (layout in the module doc), painted from the
+      runs on first use and kept (51 MB at nb = 7142: the kernels' path never asks for it);
+    - :meth:`csr` / :meth:`key_csr`: its compressed-sparse-row form (query side / key side) on a
+      device, built from the runs and memoised on the mask itself.
 
-    ``block_sparse_attention`` takes it wherever it takes a bool block-mask tensor.
+    ``block_sparse_attention`` takes it wherever it takes a bool block-mask tensor; what travels
+    through the custom op is :meth:`kernel_tensor`, a stand-in of no memory that leads back here.
     """
 
-    __slots__ = ("args", "blocks", "density", "_csr", "_lock", "__weakref__")
+    __slots__ = ("args", "runs", "density", "nb", "_blocks", "_stand_in", "_csr", "_key_csr", "_lock",
+                 "__weakref__")
 
-    def __init__(self, args: tuple, blocks: torch.Tensor):
+    def __init__(self, args: tuple, runs: tuple):
+        nb, run_ptr, lo, hi = runs
+        for a in (run_ptr, lo, hi):
+            a.flags.writeable = False
+        kept = int(hi.sum(dtype=np.int64) - lo.sum(dtype=np.int64))
         object.__setattr__(self, "args", args)
-        object.__setattr__(self, "blocks", blocks)
-        object.__setattr__(self, "density", mask_density(blocks))
+        object.__setattr__(self, "runs", (run_ptr, lo, hi))
+        object.__setattr__(self, "nb", int(nb))
+        object.__setattr__(self, "density", kept / (nb * nb) if nb else 1.0)
+        object.__setattr__(self, "_blocks", None)
         object.__setattr__(self, "_csr", {})
-        object.__setattr__(self, "_lock", threading.Lock())
-        # the tensor names its mask, so the kernels' CSR lookup (csr.block_mask_to_csr) finds the
-        # memo below also when only the tensor reaches it (through the custom op)
-        blocks._radial_mask = weakref.ref(self)
+        object.__setattr__(self, "_key_csr", {})
+        object.__setattr__(self, "_lock", threading.RLock())
+        # The tensor the custom op carries in place of the [nb, nb] mask: right shape and dtype,
+        # one element of storage (every entry reads False: only its link back here counts). The
+        # kernels' CSR lookup (csr.block_mask_to_csr) follows the link to the memo on this mask;
+        # ``_radial_args`` rebuilds the mask should the cache have dropped it meanwhile.
+        stand_in = torch.zeros(1, dtype=torch.bool).expand(nb, nb)
+        stand_in._radial_mask = weakref.ref(self)
+        stand_in._radial_args = args
+        object.__setattr__(self, "_stand_in", stand_in)
 
     def __setattr__(self, name, value):
         raise AttributeError(f"RadialMask is immutable (tried to set {name!r})")
 
     @property
-    def nb(self) -> int:
-        return int(self.blocks.shape[0])
+    def shape(self) -> tuple[int, ...]:
+        return (self.nb, self.nb)
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.blocks.shape)
-
-    def csr(self, device: torch.device | str = "cpu"):
-        """The kept key blocks of each query block on ``device`` (a ``csr.BlockCSR``), built once
-        per device and kept on this mask."""
-        from .csr import build_csr, device_key  # noqa: PLC0415 (csr builds on masks)
-
-        key = device_key(device)
-        got = self._csr.get(key)
+    def blocks(self) -> torch.Tensor:
+        """The bool ``[nb, nb]`` CPU tensor, painted from :attr:`runs` on first use."""
+        got = self._blocks
         if got is None:
             with self._lock:
-                got = self._csr.get(key)
+                got = self._blocks
                 if got is None:
-                    got = build_csr(self.blocks, torch.device(key))
-                    self._csr[key] = got
+                    # a normal tensor also when first asked for under torch.inference_mode
+                    with torch.inference_mode(False):
+                        got = torch.from_numpy(_paint(self.nb, *self.runs))
+                    # the tensor names its mask, so the CSR lookup finds the memo below also when
+                    # only the tensor reaches it
+                    got._radial_mask = weakref.ref(self)
+                    object.__setattr__(self, "_blocks", got)
         return got
+
+    def kernel_tensor(self) -> torch.Tensor:
+        """What ``block_sparse_attention`` passes through its custom op for this mask: a bool
+        ``[nb, nb]`` stand-in of one element (all False: never read as a mask) that leads
+        ``csr.block_mask_to_csr`` / ``block_mask_to_key_csr`` back to this mask's CSRs. Use
+        :attr:`blocks` for the mask's values."""
+        return self._stand_in
+
+    def _memo(self, memo, device, build):
+        from .csr import device_key  # noqa: PLC0415 (csr builds on masks)
+
+        key = device_key(device)
+        got = memo.get(key)
+        if got is None:
+            with self._lock:
+                got = memo.get(key)
+                if got is None:
+                    got = build(torch.device(key))
+                    memo[key] = got
+        return got
+
+    def csr(self, device: torch.device | str = "cpu"):
+        """The kept key blocks of each query block on ``device`` (a ``csr.BlockCSR``), built from
+        the runs once per device and kept on this mask (the same lists as
+        ``csr.build_csr(self.blocks)``)."""
+        from .csr import csr_from_runs  # noqa: PLC0415
+
+        return self._memo(self._csr, device, lambda dev: csr_from_runs(self.nb, *self.runs, dev))
+
+    def key_csr(self, device: torch.device | str = "cpu"):
+        """The kept query blocks of each key block (the CSR of the transposed mask, the backward's
+        dK/dV lists) on ``device``, from the query-side CSR, kept on this mask."""
+        from .csr import key_csr_from_csr  # noqa: PLC0415
+
+        return self._memo(self._key_csr, device, lambda dev: key_csr_from_csr(self.csr("cpu"), dev))
 
     def __repr__(self) -> str:
         f, t, text, b, decay, model, dist1, text_first = self.args
@@ -466,6 +590,13 @@ def radial_mask(
     return m
 
 
+def mask_of_args(args: tuple) -> RadialMask:
+    """:func:`radial_mask` of a mask's ``args`` tuple (``RadialMask.args``)."""
+    f, t, text, b, decay, model, dist1, text_first = args
+    return radial_mask(f, t, text_tokens=text, block_size=b, decay_factor=decay, model=model, dist1=dist1,
+                       text_first=text_first)
+
+
 def clear_mask_cache() -> None:
     """Forget every cached mask (benchmarks time first builds with it)."""
     with _MASKS_LOCK:
@@ -480,8 +611,9 @@ def radial_block_mask(num_frames: int, tokens_per_frame: int, **options) -> torc
 
 
 def block_tensor(block_mask) -> torch.Tensor:
-    """The bool block tensor of a :class:`RadialMask` or of a tensor (returned as it is)."""
-    return block_mask.blocks if isinstance(block_mask, RadialMask) else block_mask
+    """What the attention op carries for a :class:`RadialMask` (its :meth:`~RadialMask.kernel_tensor`,
+    which leads the kernels to its CSRs without painting the dense mask) or a tensor (as it is)."""
+    return block_mask.kernel_tensor() if isinstance(block_mask, RadialMask) else block_mask
 
 
 def mask_density(block_mask) -> float:
