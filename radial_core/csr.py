@@ -173,12 +173,25 @@ def _radial_owner(mask):
     return owner if owner.kernel_tensor() is mask or owner._blocks is mask else None
 
 
+def _refuse_orphan_stand_in(mask) -> None:
+    """A RadialMask's kernel stand-in (zero strides, every entry False) that reached the CSR
+    lookup without its link back (something rebuilt the tensor object on the way) would read as
+    a mask that keeps nothing: refuse it, so the caller falls back instead of returning zeros."""
+    if (isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and mask.numel() > 1
+            and all(st == 0 for st in mask.stride()) and not bool(mask.reshape(-1)[0])):
+        raise RuntimeError(
+            "block mask: got a RadialMask's stand-in tensor without its link to the mask (the tensor "
+            "object was rebuilt on its way to the kernel), expected the stand-in itself or a bool "
+            "block mask. Fix: pass the RadialMask, or its .blocks tensor")
+
+
 def block_mask_to_csr(mask: torch.Tensor, device: torch.device | str = "cpu") -> BlockCSR:
     """CSR form of a bool block mask ``[nb, nb]`` or ``[Hm, nb, nb]`` (or a ``RadialMask``) on
     ``device`` (cached: on the RadialMask, else here)."""
     owner = _radial_owner(mask)
     if owner is not None:
         return owner.csr(device)
+    _refuse_orphan_stand_in(mask)
     dkey = device_key(device)
     with _lock:
         ent = _by_identity.get(id(mask))
@@ -239,6 +252,7 @@ def block_mask_to_key_csr(mask: torch.Tensor, device: torch.device | str = "cpu"
     owner = _radial_owner(mask)
     if owner is not None:
         return owner.key_csr(device)
+    _refuse_orphan_stand_in(mask)
     dkey = device_key(device)
     ver = _version(mask)
     with _csc_lock:

@@ -220,3 +220,24 @@ def previous_block_mask(num_frames, tokens_per_frame, text_tokens, block_size, d
         mask[border:, :] = True
         mask[:, border:] = True
     return mask
+
+
+def random_builder_cases(n, seed, fixed, text_first_any_model=False):
+    """``fixed`` then random mask-builder arguments ``(F, T, text, block, decay, model, dist1,
+    text_first)`` up to ``n``: up to 128 frames, odd and tiny token counts, text after or before
+    the video or none, both models and dist1 rules, both block sizes, sparse to dense decays.
+    Text first is drawn for HunyuanVideo only, or for either model with ``text_first_any_model``."""
+    import random
+
+    rng = random.Random(seed)
+    cases = list(fixed)
+    while len(cases) < n:
+        F = rng.choice([rng.randint(1, 8), rng.randint(9, 48), rng.randint(100, 128)])
+        T = rng.choice([rng.randint(1, 70), rng.randint(60, 300), rng.randint(300, 1200), rng.randint(1200, 3700)])
+        T = min(T, 30_000 // F)  # keeps the previous builder's share of a test to a few seconds
+        model = rng.choice(["wan", "hunyuan"])
+        text = rng.choice([0, 0, 77, 226, 256, rng.randint(1, 400)])
+        text_first = (text_first_any_model or model == "hunyuan") and text > 0 and rng.random() < 0.5
+        cases.append((F, T, text, rng.choice([64, 128]), rng.choice([0.05, 0.2, 0.5, 0.8, 0.95, 1.0, 1.7, rng.uniform(0.01, 4)]),
+                      model, rng.choice(["full", "half"]), text_first))
+    return cases

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from radial_core import mask_density, radial_block_mask
-from mask_reference import previous_block_mask, spec_block_mask
+from mask_reference import previous_block_mask, random_builder_cases, spec_block_mask
 
 # The public figures of the spec: (F, T, text, block, decay, model, dist1) -> (nb, kept blocks)
 PUBLIC_FIGURES = [
@@ -108,21 +108,11 @@ def _equivalence_cases(n, seed=2026):
     """Random shapes for the numpy builder against the previous torch builder (both fast): long
     videos up to 128 frames, odd and tiny token counts, text after or before the video, both
     models, both dist1 rules, both block sizes, decays from very sparse to dense."""
-    rng = random.Random(seed)
     cases = [(127, 3599, 0, 128, 1.0, "wan", "full", False), (127, 3599, 0, 64, 1.0, "wan", "full", False),
              (128, 3600, 0, 64, 0.2, "wan", "half", False), (33, 3600, 256, 128, 0.95, "hunyuan", "full", True),
              (40, 1, 3, 64, 1.0, "hunyuan", "full", True), (9, 64, 0, 64, 1.0, "wan", "full", False),
              (4, 16127, 0, 128, 0.5, "wan", "half", False), (3, 16300, 77, 64, 1.0, "hunyuan", "full", True)]  # int16 / int32
-    while len(cases) < n:
-        F = rng.choice([rng.randint(1, 8), rng.randint(9, 48), rng.randint(100, 128)])
-        T = rng.choice([rng.randint(1, 70), rng.randint(60, 300), rng.randint(300, 1200), rng.randint(1200, 3700)])
-        T = min(T, 30_000 // F)  # keeps the previous builder's share of the test to a few seconds
-        model = rng.choice(["wan", "hunyuan"])
-        text = rng.choice([0, 0, 77, 226, 256, rng.randint(1, 400)])
-        text_first = model == "hunyuan" and text > 0 and rng.random() < 0.5
-        cases.append((F, T, text, rng.choice([64, 128]), rng.choice([0.05, 0.2, 0.5, 0.8, 0.95, 1.0, 1.7, rng.uniform(0.01, 4)]),
-                      model, rng.choice(["full", "half"]), text_first))
-    return cases
+    return random_builder_cases(n, seed, cases)
 
 
 def test_matches_previous_builder_random():

@@ -11,13 +11,12 @@ not paint the dense mask.
 from __future__ import annotations
 
 import gc
-import random
 
 import pytest
 import torch
 
 from attention_helpers import make_qkv
-from mask_reference import previous_block_mask
+from mask_reference import previous_block_mask, random_builder_cases
 from radial_core import csr as csr_module
 from radial_core import mask as mask_module
 from radial_core.attention import block_sparse_attention
@@ -28,23 +27,13 @@ CSR_FIELDS = ("row_start", "row_len", "col_idx", "row_order")
 def _cases(n, seed=4242):
     """Random shapes: up to 128 frames, odd and tiny token counts, text after or before the
     video or none, both models and dist1 rules, both block sizes, sparse to dense decays."""
-    rng = random.Random(seed)
     cases = [(127, 3599, 0, 64, 1.0, "wan", "full", False), (128, 3599, 0, 128, 1.0, "wan", "full", False),
              (125, 3599, 0, 64, 0.2, "wan", "half", False), (33, 2040, 256, 128, 0.95, "hunyuan", "full", True),
              (33, 2040, 256, 64, 0.95, "hunyuan", "full", False), (1, 1, 0, 128, 1.0, "wan", "full", False),
              (40, 1, 3, 64, 1.0, "hunyuan", "full", True), (2, 1560, 0, 128, 1.0, "wan", "full", False),
              (9, 64, 0, 64, 1.0, "wan", "full", False), (5, 300, 128, 128, 0.95, "hunyuan", "full", True),
              (4, 16127, 0, 128, 0.5, "wan", "half", False), (3, 16300, 77, 64, 1.0, "hunyuan", "full", True)]
-    while len(cases) < n:
-        F = rng.choice([rng.randint(1, 8), rng.randint(9, 48), rng.randint(100, 128)])
-        T = rng.choice([rng.randint(1, 70), rng.randint(60, 300), rng.randint(300, 1200), rng.randint(1200, 3700)])
-        T = min(T, 30_000 // F)  # keeps the previous builder's share of the test to a few seconds
-        model = rng.choice(["wan", "hunyuan"])
-        text = rng.choice([0, 0, 77, 226, 256, rng.randint(1, 400)])
-        text_first = text > 0 and rng.random() < 0.5
-        cases.append((F, T, text, rng.choice([64, 128]), rng.choice([0.05, 0.2, 0.5, 0.8, 0.95, 1.0, 1.7, rng.uniform(0.01, 4)]),
-                      model, rng.choice(["full", "half"]), text_first))
-    return cases
+    return random_builder_cases(n, seed, cases, text_first_any_model=True)
 
 
 def _fresh(case):
@@ -143,6 +132,18 @@ def test_stand_in_leads_back_after_the_cache_dropped_its_mask():
     assert stand_in._radial_mask() is None
     assert not _csr_differences(csr_module.block_mask_to_csr(stand_in, "cpu"), want_csr)
     assert not _csr_differences(csr_module.block_mask_to_key_csr(stand_in, "cpu"), want_key)
+
+
+def test_a_stand_in_without_its_link_is_refused_not_read_as_an_empty_mask():
+    """A tensor shaped like the stand-in but without the link (as if something had rebuilt the
+    object on its way to the kernel) must not be taken for a mask that keeps nothing."""
+    m = _fresh((5, 200, 0, 64, 0.5, "wan", "full", False))
+    orphan = torch.zeros(1, dtype=torch.bool).expand(m.nb, m.nb)
+    for lookup in (csr_module.block_mask_to_csr, csr_module.block_mask_to_key_csr):
+        with pytest.raises(RuntimeError, match="stand-in tensor without its link"):
+            lookup(orphan, "cpu")
+    # an ordinary all-False mask (every row empty: zeros out) is still a mask
+    assert csr_module.block_mask_to_csr(torch.zeros(m.nb, m.nb, dtype=torch.bool), "cpu").kept == 0
 
 
 def test_compiled_call_with_a_radial_mask_equals_eager_without_painting():
