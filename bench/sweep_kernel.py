@@ -9,6 +9,8 @@
 - ``schemes``: time and error of each scheme x launch config at the Wan 720p shape (views).
 - ``bf16``: bf16 launch configs at the Wan 720p shape (views).
 - ``shapes``: the leading bf16 and quantised configs at the other benchmark shapes.
+- ``gluon``: the warp-specialised Gluon kernel (``gluon_kernel``, 2 and 3 stages) against the
+  Triton kernel's default row at the four benchmark shapes, both layouts at Wan 720p.
 
 Prints one JSON line per measurement and a table last; writes everything to ``DIR/sweep.json``.
 Every timed variant is also checked against the float32 masked reference on sampled rows.
@@ -166,6 +168,19 @@ def part_shapes(bf16_cfgs, q_cfgs):
         torch.cuda.empty_cache()
 
 
+def part_gluon():
+    rows = (cfg(), dict(KERNEL="gluon", STAGES=2), dict(KERNEL="gluon", STAGES=3))
+    for key, layouts in (("wan720", ("bshd", "bhsd")), ("wan480", ("bshd",)),
+                         ("hunyuan720", ("bshd",)), ("wan720x4", ("bshd",))):
+        for layout in layouts:
+            q, k, v, mask, csr, flop = shape_inputs(key, layout)
+            for c in rows:
+                run_variant(f"gluon:{key}:{layout}", q, k, v, csr, mask, 128, flop, None, c,
+                            reps=6)
+            del q, k, v
+            torch.cuda.empty_cache()
+
+
 def table():
     print()
     print("part | scheme | BM BN w s tma extra | first s | ms | TF/s | err")
@@ -183,8 +198,10 @@ def table():
             print(f"quant_only | {r['scheme']} | {r['ms']:.2f} ms")
         else:
             extra = {kk: r[kk] for kk in ("Q_ROWS", "IMPRECISE") if kk in r}
-            print(f"{r['part']} | {r['scheme']} | {r['BLOCK_M']} {r['BLOCK_N']} "
-                  f"{r['num_warps']} {r['num_stages']} {r['USE_TMA']} {extra} | "
+            launch = (f"gluon {r['STAGES']} stages" if r.get("KERNEL") == "gluon" else
+                      f"{r['BLOCK_M']} {r['BLOCK_N']} {r['num_warps']} {r['num_stages']} "
+                      f"{r['USE_TMA']}")
+            print(f"{r['part']} | {r['scheme']} | {launch} {extra} | "
                   f"{r.get('first_s', '-')} | {r.get('ms', float('nan')):.2f} | "
                   f"{r.get('tflops', float('nan')):.0f} | {r.get('err', float('nan')):.2e} "
                   f"{r.get('error', '')[:120]}")
@@ -209,6 +226,8 @@ def main():
             part_schemes()
         if "bf16" in parts:
             part_bf16()
+        if "gluon" in parts:
+            part_gluon()
         if "shapes" in parts:
             part_shapes([cfg(), cfg(w=8, s=3), cfg(bn=128, w=8, s=3)],
                         [("int8", cfg(s=3)), ("int8", cfg(s=2, Q_ROWS=False))])

@@ -389,6 +389,9 @@ def _quant_vt(X, Y, VS, sxb, sxh, sxs, sxd, H, S, D, R: tl.constexpr, BD: tl.con
              + rows[:, None], y)
 
 
+# Hopper bf16/fp16 forward through the warp-specialised Gluon kernel (gluon_kernel.py)
+GLUON_DEFAULT = True
+
 # the scheme precision="fp8" runs (docs/perf-notes.md, FP8)
 FP8_SCHEME = "int8"
 # quantisation schemes: name -> (Q.K mode: 1 e4m3, 2 int8, 0 input dtype; P.V in e4m3)
@@ -472,7 +475,7 @@ def fp8_supported(q: torch.Tensor) -> tuple[bool, str]:
 
 
 def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torch.device,
-                fp8: bool = False, scheme: str | None = None) -> dict:
+                fp8: bool = False, scheme: str | None = None, gluon: bool | None = None) -> dict:
     """Deterministic launch configuration per (head dim, dtype, block size, GPU generation).
 
     No autotuning at run time: the first sampling step must not stall. The Hopper rows were
@@ -485,6 +488,15 @@ def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torc
     """
     bd = max(16, triton.next_power_of_2(head_dim))
     hopper = _is_hopper_or_newer(device)
+    if gluon is None:
+        gluon = GLUON_DEFAULT
+    if (gluon and not fp8 and device.type == "cuda"
+            and torch.cuda.get_device_capability(device)[0] == 9
+            and dtype in (torch.float16, torch.bfloat16) and head_dim in (64, 128)
+            and block_size == 128):
+        # the warp-specialised Gluon kernel (gluon_kernel.py); strides it cannot take fall
+        # back to the Triton row below at launch
+        return dict(KERNEL="gluon", STAGES=3)
     big_smem = hopper or (
         device.type == "cuda" and torch.cuda.get_device_capability(device) == (8, 0)
     )
@@ -545,6 +557,20 @@ def triton_block_sparse_attention(q, k, v, csr: BlockCSR, block_size: int,
     out = out_layout(q)
     kpm, skpb, prec, guard = launch_context(q, key_padding_mask, csr.row_len)
     lse = torch.empty((B, H, S), dtype=torch.float32, device=q.device) if return_lse else None
+    if cfg.get("KERNEL") == "gluon":
+        from . import gluon_kernel
+
+        ok, _why = gluon_kernel.supported(q, k, v, block_size)
+        if ok and not fp8:
+            with guard:
+                gluon_kernel.forward(q, k, v, out, csr, float(scale) * LOG2E,
+                                     kpm if key_padding_mask is not None else None, skpb,
+                                     lse=lse, stages=cfg.get("STAGES", gluon_kernel.STAGES))
+            return (out, lse) if return_lse else out
+        # strides the copy engine cannot take (or a forced row that does not fit): this
+        # GPU's Triton row instead
+        cfg = pick_config(D, q.dtype, block_size, q.device, fp8=fp8, scheme=scheme,
+                          gluon=False)
     bm = cfg.pop("BLOCK_M")
     use_tma = cfg.pop("USE_TMA", None)
     q_rows = bool(cfg.pop("Q_ROWS", qk_mode == 2)) and qk_mode != 0

@@ -148,7 +148,7 @@ def test_pointer_and_descriptor_loads(use_tma, D):
     mask = random_block_mask(nb_for(S, bs), 0.35, seed=D, heads=H)
     kpm = torch.ones(B, S, dtype=torch.bool, device="cuda")
     kpm[0, -100:] = False
-    cfg = dict(pick_config(D, q.dtype, bs, q.device), USE_TMA=use_tma)
+    cfg = dict(pick_config(D, q.dtype, bs, q.device, gluon=False), USE_TMA=use_tma)
     out = triton_block_sparse_attention(q, k, v, block_mask_to_csr(mask, q.device), bs,
                                         key_padding_mask=kpm, config=cfg)
     _check_rows(out, q, k, v, mask, bs, kpm=kpm, n=512)
@@ -174,7 +174,8 @@ def test_forward_lse_against_logsumexp(dtype, use_tma, layout):
     mask[:, 2] = False  # a query block with no kept key: LSE +inf
     kpm = torch.ones(B, S, dtype=torch.bool, device="cuda")
     kpm[1, -150:] = False
-    cfg = dict(triton_kernel.pick_config(D, q.dtype, bs, q.device), USE_TMA=use_tma)
+    cfg = dict(triton_kernel.pick_config(D, q.dtype, bs, q.device, gluon=False),
+               USE_TMA=use_tma)
     csr = block_mask_to_csr(mask, q.device)
     out, lse = triton_kernel.forward(q, k, v, csr, bs, key_padding_mask=kpm, config=cfg,
                                      return_lse=True)

@@ -1,0 +1,304 @@
+"""Hopper forward kernel in Gluon: warp-specialised, with the softmax overlapping the MMAs.
+
+The Triton kernel (``triton_kernel``) leaves the schedule to the compiler, which on Hopper runs
+each program's two products and its softmax one after the other (docs/perf-notes.md). This
+kernel writes the schedule out, after FlashAttention-3 (Shah et al., 2024):
+
+- one program = one 128-row query block of one (batch, head), 12 warps in three partitions of
+  four: a **producer** (the default partition, 24 registers a thread) that issues every TMA
+  copy (the two halves of Q, then K and V of each kept key block, read from the CSR, into a
+  ring of ``STAGES`` shared-memory buffers), and two **consumers** (240 registers), each
+  owning 64 of the query rows; both read the same K/V buffers, and each releases a buffer (an
+  ``mbarrier`` arrive) once its last product on it is done. (Triton 3.6 does not lower scalar
+  loads in the default partition when it is a consumer, nor TMA copies from a one-warp
+  partition: hence a four-warp producer as the default.)
+- inside a consumer, FlashAttention-3's intra-warpgroup overlap: the S = Q.K^T product of tile
+  t and the O += P.V product of tile t - 1 are issued as asynchronous ``wgmma``, and the
+  softmax of tile t runs while the P.V product is still on the tensor cores; O is rescaled
+  after that product completes (the rescale then applies to tile t - 1's contribution too,
+  which was computed against the previous maximum: the algebra is FlashAttention-2's);
+- online softmax in base 2 with the scale folded into one multiplier, float32 statistics and
+  accumulator; keys past S (the block holding the sequence end) and padded keys get -inf
+  before the row maximum; a row that has no valid key keeps zeros (never NaN).
+
+Only the launch geometry it was written for: compute capability 9.x, bf16/fp16, head dim 64
+or 128, mask block 128, 16-byte-aligned strides (``supported`` says why not otherwise; the
+caller then uses the Triton kernel). Written from the Gluon tutorials' building blocks (TMA,
+``warpgroup_mma``, ``warp_specialize``); no code taken from FlashAttention.
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:  # Gluon ships with Triton 3.5+; older Tritons use the Triton kernel only
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import (
+        fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_wait)
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+    HAVE_GLUON = True
+except ImportError:  # pragma: no cover - depends on the installed Triton
+    HAVE_GLUON = False
+
+QUERY_BLOCK = 128  # rows per program: the mask block
+HALF = QUERY_BLOCK // 2  # rows per consumer warpgroup
+# K/V buffers in the ring: 3 x 64 KB + Q's 32 KB is what shared memory holds; 2 measured
+# 3-19 % slower (H200, docs/perf-notes.md version 12)
+STAGES = 3
+DTYPES = (torch.float16, torch.bfloat16)
+HEAD_DIMS = (64, 128)
+
+
+def supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int
+              ) -> tuple[bool, str]:
+    """Can this kernel take the call? ``(ok, reason)``; the reason names what does not fit."""
+    if not HAVE_GLUON:
+        return False, "this Triton has no Gluon (Triton 3.5+)"
+    if not q.is_cuda or torch.cuda.get_device_capability(q.device)[0] != 9:
+        return False, "the Gluon kernel is written for Hopper (compute capability 9.x)"
+    if q.dtype not in DTYPES:
+        return False, f"the Gluon kernel takes fp16/bf16; got {q.dtype}"
+    if q.shape[-1] not in HEAD_DIMS:
+        return False, f"the Gluon kernel takes head dims {HEAD_DIMS}; got {q.shape[-1]}"
+    if block_size != QUERY_BLOCK:
+        return False, f"the Gluon kernel takes block_size {QUERY_BLOCK}; got {block_size}"
+    es = q.element_size()
+    for t in (q, k, v):
+        if t.stride(-1) != 1 or t.data_ptr() % 16 or any((s * es) % 16 for s in t.stride()[:-1]):
+            return False, "TMA needs 16-byte-aligned base and strides and a unit last stride"
+    return True, "ok"
+
+
+if HAVE_GLUON:
+
+    @gluon.jit
+    def _scores_masked(s, entry, seq_len, kpm_base, tail,
+                       BLOCK_N: gl.constexpr, EVEN_S: gl.constexpr, HAS_KPM: gl.constexpr,
+                       layout: gl.constexpr):
+        """-inf where a key is past the sequence end (``tail``: this tile holds it) or padded.
+        ``entry`` points at the tile's CSR entry (read only for key padding)."""
+        if HAS_KPM:
+            start_n = gl.load(entry) * BLOCK_N
+            offs = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, layout))
+            ok = offs < seq_len
+            keep = gl.load(kpm_base + offs, mask=ok, other=0)
+            s = gl.where((ok & (keep != 0))[None, :], s, float("-inf"))
+        elif not EVEN_S:
+            if tail:
+                # the tail tile is the sequence's last block
+                offs = (gl.cdiv(seq_len, BLOCK_N) - 1) * BLOCK_N + gl.arange(
+                    0, BLOCK_N, layout=gl.SliceLayout(0, layout))
+                s = gl.where((offs < seq_len)[None, :], s, float("-inf"))
+        return s
+
+    @gluon.jit
+    def _softmax_step(s, m_i, l_i, qk_mul):
+        """Fold one tile of raw scores into the running (max, sum): ``(p, m, l, alpha)``."""
+        m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_mul)
+        # a row with no valid key so far keeps m = -inf: subtract 0 instead (no NaN)
+        m_use = gl.where(m_new == float("-inf"), 0.0, m_new)
+        p = gl.exp2(s * qk_mul - m_use[:, None])
+        alpha = gl.exp2(m_i - m_use)
+        l_new = l_i * alpha + gl.sum(p, axis=1)
+        return p, m_new, l_new, alpha
+
+    @gluon.jit
+    def _program(row_start, row_len, col_idx, H, NB, PER_HEAD_MASK: gl.constexpr,
+                 EVEN_S: gl.constexpr):
+        """Where this program stands: ``(b, h, bh, row, first, count, tail_in_row)``."""
+        row = gl.program_id(0)
+        bh = gl.program_id(1)
+        b = bh // H
+        h = bh % H
+        if PER_HEAD_MASK:
+            r_idx = h * NB + row
+        else:
+            r_idx = row
+        first = gl.load(row_start + r_idx)
+        count = gl.load(row_len + r_idx)
+        if EVEN_S:
+            tail = count < 0  # never
+        else:
+            last = gl.load(col_idx + first + count - 1, mask=count > 0, other=-1)
+            tail = last == NB - 1
+        return b, h, bh, row, first, count, tail
+
+    @gluon.jit
+    def _producer(descs, smem, bars, csr, dims, flags):
+        """One warp: Q's two halves, then K and V of every kept block, into the ring."""
+        q_desc, k_desc, v_desc, o_desc = descs
+        q_smem, k_smem, v_smem = smem
+        q_bar, k_ready, v_ready, kv_empty = bars
+        row_start, row_len, col_idx = csr
+        H, S, NB, qk_mul, LSE, KPM, skpb = dims
+        PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE = flags
+        b, h, bh, row, first, count, tail = _program(row_start, row_len, col_idx, H, NB,
+                                                     PER_HEAD_MASK, EVEN_S)
+        half: gl.constexpr = q_desc.block_type.shape[2]
+        block_n: gl.constexpr = k_desc.block_type.shape[2]
+        mbarrier.expect(q_bar, 2 * q_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(q_desc, [b, h, row * 2 * half, 0], q_bar, q_smem.index(0))
+        tma.async_copy_global_to_shared(q_desc, [b, h, row * 2 * half + half, 0], q_bar,
+                                        q_smem.index(1))
+        for t in range(count):
+            st = t % NSTAGE
+            ph = (t // NSTAGE) & 1
+            # a fresh mbarrier counts as having completed phase 1: the first pass goes through
+            mbarrier.wait(kv_empty.index(st), ph ^ 1)
+            start = gl.load(col_idx + first + t) * block_n
+            mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(k_desc, [b, h, start, 0], k_ready.index(st),
+                                            k_smem.index(st))
+            mbarrier.expect(v_ready.index(st), v_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(v_desc, [b, h, start, 0], v_ready.index(st),
+                                            v_smem.index(st))
+
+    @gluon.jit
+    def _consume(descs, smem, bars, csr, dims, flags, CID: gl.constexpr):
+        """Four warps: query rows ``CID * 64 ..`` of the block against every kept key tile."""
+        q_desc, k_desc, v_desc, o_desc = descs
+        q_smem, k_smem, v_smem = smem
+        q_bar, k_ready, v_ready, kv_empty = bars
+        row_start, row_len, col_idx = csr
+        H, S, NB, qk_mul, LSE, KPM, skpb = dims
+        PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE = flags
+        b, h, bh, row, first, count, tail = _program(row_start, row_len, col_idx, H, NB,
+                                                     PER_HEAD_MASK, EVEN_S)
+        half: gl.constexpr = q_desc.block_type.shape[2]
+        head_d: gl.constexpr = q_desc.block_type.shape[3]
+        block_n: gl.constexpr = k_desc.block_type.shape[2]
+        dt: gl.constexpr = q_desc.dtype
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, block_n, 16])
+        o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, head_d, 16])
+        p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
+                                                     k_width=2)
+        row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+        row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
+        kpm_base = KPM + b.to(gl.int64) * skpb
+
+        q_s = q_smem.index(CID).reshape([half, head_d])
+        zero_s = gl.zeros([half, block_n], gl.float32, layout=s_layout)
+        acc = gl.zeros([half, head_d], gl.float32, layout=o_layout)
+        m_i = gl.full([half], float("-inf"), gl.float32, layout=row_s)
+        l_i = gl.zeros([half], gl.float32, layout=row_s)
+        mbarrier.wait(q_bar, 0)
+        if count > 0:
+            # tile 0: its scores and softmax; its P.V is issued with tile 1's scores
+            mbarrier.wait(k_ready.index(0), 0)
+            k_s = k_smem.index(0).reshape([block_n, head_d])
+            s_tok = warpgroup_mma(q_s, k_s.permute((1, 0)), zero_s, use_acc=False,
+                                  is_async=True)
+            s = warpgroup_mma_wait(0, deps=[s_tok])
+            s = _scores_masked(s, col_idx + first, S, kpm_base, tail & (count == 1), block_n, EVEN_S,
+                               HAS_KPM, s_layout)
+            p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, qk_mul)
+            for t in range(1, count):
+                st = t % NSTAGE
+                sp = (t - 1) % NSTAGE
+                mbarrier.wait(k_ready.index(st), (t // NSTAGE) & 1)
+                k_s = k_smem.index(st).reshape([block_n, head_d])
+                s_tok = warpgroup_mma(q_s, k_s.permute((1, 0)), zero_s, use_acc=False,
+                                      is_async=True)
+                mbarrier.wait(v_ready.index(sp), ((t - 1) // NSTAGE) & 1)
+                v_s = v_smem.index(sp).reshape([block_n, head_d])
+                p_op = gl.convert_layout(p.to(dt), p_layout)
+                o_tok = warpgroup_mma(p_op, v_s, acc, is_async=True)
+                # the scores are done (issued first); the P.V product may still run
+                s = warpgroup_mma_wait(1, deps=[s_tok])
+                s = _scores_masked(s, col_idx + first + t, S, kpm_base, tail & (t == count - 1), block_n,
+                                   EVEN_S, HAS_KPM, s_layout)
+                p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, qk_mul)
+                acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
+                mbarrier.arrive(kv_empty.index(sp))
+                acc = acc * gl.convert_layout(alpha, row_o)[:, None]
+            sl = (count - 1) % NSTAGE
+            mbarrier.wait(v_ready.index(sl), ((count - 1) // NSTAGE) & 1)
+            v_s = v_smem.index(sl).reshape([block_n, head_d])
+            p_op = gl.convert_layout(p.to(dt), p_layout)
+            o_tok = warpgroup_mma(p_op, v_s, acc, is_async=True)
+            acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
+            mbarrier.arrive(kv_empty.index(sl))
+
+        l_safe = gl.where(l_i > 0.0, l_i, 1.0)
+        out = acc / gl.convert_layout(l_safe, row_o)[:, None]
+        row0 = row * 2 * half + CID * half
+        # Q's buffer is free now (every product that read it is done): stage O there
+        o_s = q_smem.index(CID)
+        o_s.reshape([half, head_d]).store(out.to(dt))
+        fence_async_shared()
+        tma.async_copy_shared_to_global(o_desc, [b, h, row0, 0], o_s)
+        if RETURN_LSE:
+            # natural-log LSE of the scaled scores (m, log2 l in base-2 units); +inf for a
+            # row with no kept key, so exp(s - lse) is 0 there
+            LN2: gl.constexpr = 0.6931471805599453
+            lse = gl.where(l_i > 0.0, (m_i + gl.log2(l_safe)) * LN2, float("inf"))
+            rows = row0 + gl.arange(0, half, layout=row_s)
+            gl.store(LSE + bh.to(gl.int64) * S + rows, lse, mask=rows < S)
+        tma.store_wait(0)
+
+    @gluon.jit
+    def _consumer0(descs, smem, bars, csr, dims, flags):
+        _consume(descs, smem, bars, csr, dims, flags, 0)
+
+    @gluon.jit
+    def _consumer1(descs, smem, bars, csr, dims, flags):
+        _consume(descs, smem, bars, csr, dims, flags, 1)
+
+    @gluon.jit
+    def _radial_fwd_ws(q_desc, k_desc, v_desc, o_desc, LSE, KPM, row_start, row_len, col_idx,
+                       skpb, H, S, NB, qk_mul,
+                       PER_HEAD_MASK: gl.constexpr, EVEN_S: gl.constexpr,
+                       HAS_KPM: gl.constexpr, RETURN_LSE: gl.constexpr, NSTAGE: gl.constexpr,
+                       CONSUMER_REGS: gl.constexpr):
+        q_smem = gl.allocate_shared_memory(q_desc.dtype, [2] + q_desc.block_type.shape,
+                                           q_desc.layout)
+        k_smem = gl.allocate_shared_memory(k_desc.dtype, [NSTAGE] + k_desc.block_type.shape,
+                                           k_desc.layout)
+        v_smem = gl.allocate_shared_memory(v_desc.dtype, [NSTAGE] + v_desc.block_type.shape,
+                                           v_desc.layout)
+        q_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        k_ready = gl.allocate_shared_memory(gl.int64, [NSTAGE, 1], mbarrier.MBarrierLayout())
+        v_ready = gl.allocate_shared_memory(gl.int64, [NSTAGE, 1], mbarrier.MBarrierLayout())
+        kv_empty = gl.allocate_shared_memory(gl.int64, [NSTAGE, 1], mbarrier.MBarrierLayout())
+        mbarrier.init(q_bar, count=1)
+        for i in gl.static_range(NSTAGE):
+            mbarrier.init(k_ready.index(i), count=1)
+            mbarrier.init(v_ready.index(i), count=1)
+            mbarrier.init(kv_empty.index(i), count=2)  # one arrive per consumer
+        args = ((q_desc, k_desc, v_desc, o_desc), (q_smem, k_smem, v_smem),
+                (q_bar, k_ready, v_ready, kv_empty), (row_start, row_len, col_idx),
+                (H, S, NB, qk_mul, LSE, KPM, skpb),
+                (PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE))
+        gl.warp_specialize([(_producer, args), (_consumer0, args), (_consumer1, args)],
+                           [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
+
+
+def _desc(t: torch.Tensor, rows: int):
+    block = [1, 1, rows, t.shape[-1]]
+    dt = gl.bfloat16 if t.dtype == torch.bfloat16 else gl.float16
+    layout = gl.NVMMASharedLayout.get_default_for(block, dt)
+    return TensorDescriptor(t, list(t.shape), list(t.stride()), block, layout)
+
+
+def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, lse=None, stages: int = STAGES,
+            regs: tuple[int, int] = (240, 168)):
+    """Launch on ``[B, H, S, D]`` inputs (16-byte-aligned strides: ``supported``) into ``out``
+    (same shape); ``csr`` on q's device with block 128; ``qk_mul`` = softmax scale x log2 e;
+    ``kpm``: int8 ``[B, S]`` (1 = real key) with batch stride ``skpb``, or None; ``lse``: a
+    float32 ``[B, H, S]`` buffer to fill, or None. ``regs`` = (consumer, kernel maxnreg)
+    registers a thread; the producer gets the rest: 168 x 384 - 2 x 128 x 240 = 128 x 24."""
+    B, H, S, D = q.shape
+    nb = csr.nb
+    grid = (nb, B * H)
+    has_kpm = kpm is not None
+    _radial_fwd_ws[grid](
+        _desc(q, HALF), _desc(k, QUERY_BLOCK), _desc(v, QUERY_BLOCK), _desc(out, HALF),
+        lse if lse is not None else csr.row_len, kpm if has_kpm else csr.row_len,
+        csr.row_start, csr.row_len, csr.col_idx, skpb, H, S, nb, float(qk_mul),
+        PER_HEAD_MASK=csr.mask_heads > 1, EVEN_S=S % QUERY_BLOCK == 0, HAS_KPM=has_kpm,
+        RETURN_LSE=lse is not None, NSTAGE=stages, CONSUMER_REGS=regs[0],
+        num_warps=4, maxnreg=regs[1])
+    return out
