@@ -11,6 +11,8 @@
 - ``shapes``: the leading bf16 and quantised configs at the other benchmark shapes.
 - ``gluon``: the warp-specialised Gluon kernel (``gluon_kernel``, 2 and 3 stages) against the
   Triton kernel's default row at the four benchmark shapes, both layouts at Wan 720p.
+- ``gluon8``: ``precision="fp8"`` in the Gluon kernel (int8 Q.K^T, 2 and 3 stages) against
+  Gluon bf16 and the Triton int8 row at the four benchmark shapes (views).
 
 Prints one JSON line per measurement and a table last; writes everything to ``DIR/sweep.json``.
 Every timed variant is also checked against the float32 masked reference on sampled rows.
@@ -181,6 +183,19 @@ def part_gluon():
             torch.cuda.empty_cache()
 
 
+def part_gluon8():
+    """precision="fp8" on Hopper: the Gluon kernel with int8 Q.K^T (2 and 3 stages; the
+    quantisation pass included) against Gluon bf16 and the Triton int8 row."""
+    rows = ((None, dict(KERNEL="gluon", STAGES=3)), ("int8", cfg(s=3)),
+            ("int8", dict(KERNEL="gluon", STAGES=2)), ("int8", dict(KERNEL="gluon", STAGES=3)))
+    for key in ("wan720", "wan480", "hunyuan720", "wan720x4"):
+        q, k, v, mask, csr, flop = shape_inputs(key, "bshd")
+        for scheme, c in rows:
+            run_variant(f"gluon8:{key}", q, k, v, csr, mask, 128, flop, scheme, c, reps=6)
+        del q, k, v
+        torch.cuda.empty_cache()
+
+
 def table():
     print()
     print("part | scheme | BM BN w s tma extra | first s | ms | TF/s | err")
@@ -228,6 +243,8 @@ def main():
             part_bf16()
         if "gluon" in parts:
             part_gluon()
+        if "gluon8" in parts:
+            part_gluon8()
         if "shapes" in parts:
             part_shapes([cfg(), cfg(w=8, s=3), cfg(bn=128, w=8, s=3)],
                         [("int8", cfg(s=3)), ("int8", cfg(s=2, Q_ROWS=False))])

@@ -46,13 +46,20 @@ HALF = QUERY_BLOCK // 2  # rows per consumer warpgroup
 # K/V buffers in the ring: 3 x 64 KB + Q's 32 KB is what shared memory holds; 2 measured
 # 3-19 % slower (H200, docs/perf-notes.md version 12)
 STAGES = 3
+# int8 Q.K^T: K tiles are half the size but O needs its own buffer (int8 Q's is too small):
+# 16 KB Q + 32 KB O + 3 x 48 KB
+STAGES_INT8 = 3
+# precision="fp8": (query rows, keys) that one int8 scale covers
+INT8_GROUPS = (HALF, QUERY_BLOCK)
 DTYPES = (torch.float16, torch.bfloat16)
 HEAD_DIMS = (64, 128)
 
 
-def supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int
-              ) -> tuple[bool, str]:
-    """Can this kernel take the call? ``(ok, reason)``; the reason names what does not fit."""
+def supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int,
+              int8: bool = False) -> tuple[bool, str]:
+    """Can this kernel take the call? ``(ok, reason)``; the reason names what does not fit.
+    ``int8``: the ``precision="fp8"`` variant, which reads quantised copies of q and k (so
+    only v's strides matter)."""
     if not HAVE_GLUON:
         return False, "this Triton has no Gluon (Triton 3.5+)"
     if not q.is_cuda or torch.cuda.get_device_capability(q.device)[0] != 9:
@@ -64,7 +71,7 @@ def supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int
     if block_size != QUERY_BLOCK:
         return False, f"the Gluon kernel takes block_size {QUERY_BLOCK}; got {block_size}"
     es = q.element_size()
-    for t in (q, k, v):
+    for t in ((v,) if int8 else (q, k, v)):
         if t.stride(-1) != 1 or t.data_ptr() % 16 or any((s * es) % 16 for s in t.stride()[:-1]):
             return False, "TMA needs 16-byte-aligned base and strides and a unit last stride"
     return True, "ok"
@@ -93,15 +100,28 @@ if HAVE_GLUON:
         return s
 
     @gluon.jit
-    def _softmax_step(s, m_i, l_i, qk_mul):
-        """Fold one tile of raw scores into the running (max, sum): ``(p, m, l, alpha)``."""
-        m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_mul)
+    def _softmax_step(s, m_i, l_i, mul, off):
+        """Fold one tile of raw scores into the running (max, sum): ``(p, m, l, alpha)``.
+
+        The tile's base-2 logits are ``(s - off) * mul``: ``mul`` > 0 the scale, ``off`` a
+        constant offset (0 for 16-bit scores, the int-to-float offset of ``_int_scores``), so
+        the row maximum of ``s`` gives the row maximum of the logits. (One scale for all rows:
+        a per-row one costs the consumers the few registers they do not have: spills.)"""
+        m_new = gl.maximum(m_i, (gl.max(s, axis=1) - off) * mul)
         # a row with no valid key so far keeps m = -inf: subtract 0 instead (no NaN)
         m_use = gl.where(m_new == float("-inf"), 0.0, m_new)
-        p = gl.exp2(s * qk_mul - m_use[:, None])
+        p = gl.exp2(s * mul - (off * mul + m_use)[:, None])
         alpha = gl.exp2(m_i - m_use)
         l_new = l_i * alpha + gl.sum(p, axis=1)
         return p, m_new, l_new, alpha
+
+    @gluon.jit
+    def _int_scores(s):
+        """int32 scores (|s| < 2**22) as float32 ``s + 1.5 * 2**23``, exactly: one integer add
+        and a reinterpretation instead of a conversion, which runs at a quarter of the FMA
+        rate (the float's mantissa field holds 2**22 + s; the offset goes into the softmax's
+        ``off``)."""
+        return (s + 0x4B400000).to(gl.float32, bitcast=True)
 
     @gluon.jit
     def _program(row_start, row_len, col_idx, H, NB, PER_HEAD_MASK: gl.constexpr,
@@ -128,10 +148,10 @@ if HAVE_GLUON:
     def _producer(descs, smem, bars, csr, dims, flags):
         """One warp: Q's two halves, then K and V of every kept block, into the ring."""
         q_desc, k_desc, v_desc, o_desc = descs
-        q_smem, k_smem, v_smem = smem
+        q_smem, k_smem, v_smem, o_smem = smem
         q_bar, k_ready, v_ready, kv_empty = bars
         row_start, row_len, col_idx = csr
-        H, S, NB, qk_mul, LSE, KPM, skpb = dims
+        H, S, NB, qk_mul, LSE, KPM, skpb, QS, KS, SP = dims
         PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE = flags
         b, h, bh, row, first, count, tail = _program(row_start, row_len, col_idx, H, NB,
                                                      PER_HEAD_MASK, EVEN_S)
@@ -155,22 +175,44 @@ if HAVE_GLUON:
                                             v_smem.index(st))
 
     @gluon.jit
+    def _tile_scores(s_tok, q_scale, ks_base, entry, seq_len, kpm_base, tail,
+                     BLOCK_N: gl.constexpr, EVEN_S: gl.constexpr, HAS_KPM: gl.constexpr,
+                     QK8: gl.constexpr, layout: gl.constexpr, PENDING: gl.constexpr):
+        """Wait for a tile's S = Q.K^T (``PENDING``: the products issued after it, which may
+        still run: the previous tile's P.V) and return ``(s, mul)``: masked scores and their scale for ``_softmax_step``. int8 scores
+        come back as ``_int_scores`` floats with ``mul`` = Q's row scales x the tile's K scale."""
+        if QK8:
+            k_scale = gl.load(ks_base + gl.load(entry))
+            s = warpgroup_mma_wait(PENDING, deps=[s_tok])
+            s = _int_scores(s)
+            mul = q_scale * k_scale
+        else:
+            s = warpgroup_mma_wait(PENDING, deps=[s_tok])
+            mul = q_scale
+        s = _scores_masked(s, entry, seq_len, kpm_base, tail, BLOCK_N, EVEN_S, HAS_KPM, layout)
+        return s, mul
+
+    @gluon.jit
     def _consume(descs, smem, bars, csr, dims, flags, CID: gl.constexpr):
         """Four warps: query rows ``CID * 64 ..`` of the block against every kept key tile."""
         q_desc, k_desc, v_desc, o_desc = descs
-        q_smem, k_smem, v_smem = smem
+        q_smem, k_smem, v_smem, o_smem = smem
         q_bar, k_ready, v_ready, kv_empty = bars
         row_start, row_len, col_idx = csr
-        H, S, NB, qk_mul, LSE, KPM, skpb = dims
+        H, S, NB, qk_mul, LSE, KPM, skpb, QS, KS, SP = dims
         PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE = flags
         b, h, bh, row, first, count, tail = _program(row_start, row_len, col_idx, H, NB,
                                                      PER_HEAD_MASK, EVEN_S)
         half: gl.constexpr = q_desc.block_type.shape[2]
         head_d: gl.constexpr = q_desc.block_type.shape[3]
         block_n: gl.constexpr = k_desc.block_type.shape[2]
-        dt: gl.constexpr = q_desc.dtype
+        dt: gl.constexpr = v_desc.dtype
+        # (flags reach a partition as run-time values; the operand dtype is a compile-time one)
+        QK8: gl.constexpr = q_desc.dtype.primitive_bitwidth == 8
+        # 8-bit wgmma takes 32 along K per instruction, 16-bit 16
+        k_step: gl.constexpr = 256 // q_desc.dtype.primitive_bitwidth
         s_layout: gl.constexpr = gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, block_n, 16])
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, block_n, k_step])
         o_layout: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, head_d, 16])
         p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
@@ -178,9 +220,20 @@ if HAVE_GLUON:
         row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
         row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
         kpm_base = KPM + b.to(gl.int64) * skpb
+        row0 = row * 2 * half + CID * half
+        if QK8:
+            # the scale of Q's 64 rows (softmax scale and log2 e folded in); K's per tile
+            q_scale = gl.load(QS + bh.to(gl.int64) * (SP // half) + row0 // half)
+            ks_base = KS + bh.to(gl.int64) * (SP // block_n)
+            zero_s = gl.zeros([half, block_n], gl.int32, layout=s_layout)
+            off = 12582912.0  # 1.5 * 2**23: the offset _int_scores adds
+        else:
+            q_scale = qk_mul
+            ks_base = KS
+            zero_s = gl.zeros([half, block_n], gl.float32, layout=s_layout)
+            off = 0.0
 
         q_s = q_smem.index(CID).reshape([half, head_d])
-        zero_s = gl.zeros([half, block_n], gl.float32, layout=s_layout)
         acc = gl.zeros([half, head_d], gl.float32, layout=o_layout)
         m_i = gl.full([half], float("-inf"), gl.float32, layout=row_s)
         l_i = gl.zeros([half], gl.float32, layout=row_s)
@@ -191,10 +244,9 @@ if HAVE_GLUON:
             k_s = k_smem.index(0).reshape([block_n, head_d])
             s_tok = warpgroup_mma(q_s, k_s.permute((1, 0)), zero_s, use_acc=False,
                                   is_async=True)
-            s = warpgroup_mma_wait(0, deps=[s_tok])
-            s = _scores_masked(s, col_idx + first, S, kpm_base, tail & (count == 1), block_n, EVEN_S,
-                               HAS_KPM, s_layout)
-            p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, qk_mul)
+            s, mul = _tile_scores(s_tok, q_scale, ks_base, col_idx + first, S, kpm_base,
+                                  tail & (count == 1), block_n, EVEN_S, HAS_KPM, QK8, s_layout, 0)
+            p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off)
             for t in range(1, count):
                 st = t % NSTAGE
                 sp = (t - 1) % NSTAGE
@@ -207,10 +259,10 @@ if HAVE_GLUON:
                 p_op = gl.convert_layout(p.to(dt), p_layout)
                 o_tok = warpgroup_mma(p_op, v_s, acc, is_async=True)
                 # the scores are done (issued first); the P.V product may still run
-                s = warpgroup_mma_wait(1, deps=[s_tok])
-                s = _scores_masked(s, col_idx + first + t, S, kpm_base, tail & (t == count - 1), block_n,
-                                   EVEN_S, HAS_KPM, s_layout)
-                p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, qk_mul)
+                s, mul = _tile_scores(s_tok, q_scale, ks_base, col_idx + first + t, S, kpm_base,
+                                      tail & (t == count - 1), block_n, EVEN_S, HAS_KPM, QK8,
+                                      s_layout, 1)
+                p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off)
                 acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
                 mbarrier.arrive(kv_empty.index(sp))
                 acc = acc * gl.convert_layout(alpha, row_o)[:, None]
@@ -224,9 +276,9 @@ if HAVE_GLUON:
 
         l_safe = gl.where(l_i > 0.0, l_i, 1.0)
         out = acc / gl.convert_layout(l_safe, row_o)[:, None]
-        row0 = row * 2 * half + CID * half
-        # Q's buffer is free now (every product that read it is done): stage O there
-        o_s = q_smem.index(CID)
+        # 16-bit inputs: Q's buffer is free now (every product that read it is done) and is
+        # where O is staged (o_smem is q_smem); int8 Q is too small, O has its own buffer
+        o_s = o_smem.index(CID)
         o_s.reshape([half, head_d]).store(out.to(dt))
         fence_async_shared()
         tma.async_copy_shared_to_global(o_desc, [b, h, row0, 0], o_s)
@@ -249,16 +301,21 @@ if HAVE_GLUON:
 
     @gluon.jit
     def _radial_fwd_ws(q_desc, k_desc, v_desc, o_desc, LSE, KPM, row_start, row_len, col_idx,
-                       skpb, H, S, NB, qk_mul,
+                       QS, KS, skpb, H, S, SP, NB, qk_mul,
                        PER_HEAD_MASK: gl.constexpr, EVEN_S: gl.constexpr,
                        HAS_KPM: gl.constexpr, RETURN_LSE: gl.constexpr, NSTAGE: gl.constexpr,
-                       CONSUMER_REGS: gl.constexpr):
+                       QK8: gl.constexpr, CONSUMER_REGS: gl.constexpr):
         q_smem = gl.allocate_shared_memory(q_desc.dtype, [2] + q_desc.block_type.shape,
                                            q_desc.layout)
         k_smem = gl.allocate_shared_memory(k_desc.dtype, [NSTAGE] + k_desc.block_type.shape,
                                            k_desc.layout)
         v_smem = gl.allocate_shared_memory(v_desc.dtype, [NSTAGE] + v_desc.block_type.shape,
                                            v_desc.layout)
+        if QK8:
+            o_smem = gl.allocate_shared_memory(o_desc.dtype, [2] + o_desc.block_type.shape,
+                                               o_desc.layout)
+        else:
+            o_smem = q_smem
         q_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
         k_ready = gl.allocate_shared_memory(gl.int64, [NSTAGE, 1], mbarrier.MBarrierLayout())
         v_ready = gl.allocate_shared_memory(gl.int64, [NSTAGE, 1], mbarrier.MBarrierLayout())
@@ -268,17 +325,20 @@ if HAVE_GLUON:
             mbarrier.init(k_ready.index(i), count=1)
             mbarrier.init(v_ready.index(i), count=1)
             mbarrier.init(kv_empty.index(i), count=2)  # one arrive per consumer
-        args = ((q_desc, k_desc, v_desc, o_desc), (q_smem, k_smem, v_smem),
+        args = ((q_desc, k_desc, v_desc, o_desc), (q_smem, k_smem, v_smem, o_smem),
                 (q_bar, k_ready, v_ready, kv_empty), (row_start, row_len, col_idx),
-                (H, S, NB, qk_mul, LSE, KPM, skpb),
+                (H, S, NB, qk_mul, LSE, KPM, skpb, QS, KS, SP),
                 (PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE))
         gl.warp_specialize([(_producer, args), (_consumer0, args), (_consumer1, args)],
                            [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
+_GL_DTYPES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.int8: "int8"}
+
+
 def _desc(t: torch.Tensor, rows: int):
     block = [1, 1, rows, t.shape[-1]]
-    dt = gl.bfloat16 if t.dtype == torch.bfloat16 else gl.float16
+    dt = getattr(gl, _GL_DTYPES[t.dtype])
     layout = gl.NVMMASharedLayout.get_default_for(block, dt)
     return TensorDescriptor(t, list(t.shape), list(t.stride()), block, layout)
 
@@ -291,14 +351,38 @@ def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, lse=None, stages: 
     float32 ``[B, H, S]`` buffer to fill, or None. ``regs`` = (consumer, kernel maxnreg)
     registers a thread; the producer gets the rest: 168 x 384 - 2 x 128 x 240 = 128 x 24."""
     B, H, S, D = q.shape
+    return _launch(q, k, v, out, csr, qk_mul, kpm, skpb, lse, stages, regs,
+                   q_scales=None, k_scales=None, padded=S)
+
+
+def forward_int8(q8, k8, v, out, csr, q_scales, k_scales, kpm, skpb: int,
+                 stages: int = STAGES_INT8, regs: tuple[int, int] = (240, 168)):
+    """The ``precision="fp8"`` forward: S = Q.K^T on int8 wgmma, P.V in V's 16-bit dtype.
+
+    ``q8``, ``k8``: contiguous int8 ``[B, H, S_pad, D]`` (``S_pad`` a multiple of 128, zero
+    past S) from ``triton_kernel.quantize_fp8(..., scheme="int8")`` with 64-row Q blocks and
+    128-key K blocks: ``q_scales`` float32 ``[B*H, S_pad / 64]`` (the softmax scale x log2 e
+    folded in), ``k_scales`` ``[B*H, S_pad / 128]``; K already smoothed by its mean
+    (SageAttention's).
+    ``v``, ``out``: ``[B, H, S, D]`` in V's 16-bit dtype, as for ``forward``. No LSE."""
+    return _launch(q8, k8, v, out, csr, 1.0, kpm, skpb, None, stages, regs,
+                   q_scales=q_scales, k_scales=k_scales, padded=q8.shape[2])
+
+
+def _launch(q, k, v, out, csr, qk_mul, kpm, skpb, lse, stages, regs, q_scales, k_scales,
+            padded):
+    B, H, S, D = v.shape
     nb = csr.nb
     grid = (nb, B * H)
     has_kpm = kpm is not None
+    qk8 = q_scales is not None
     _radial_fwd_ws[grid](
         _desc(q, HALF), _desc(k, QUERY_BLOCK), _desc(v, QUERY_BLOCK), _desc(out, HALF),
         lse if lse is not None else csr.row_len, kpm if has_kpm else csr.row_len,
-        csr.row_start, csr.row_len, csr.col_idx, skpb, H, S, nb, float(qk_mul),
+        csr.row_start, csr.row_len, csr.col_idx,
+        q_scales if qk8 else csr.row_len, k_scales if qk8 else csr.row_len,
+        skpb, H, S, padded, nb, float(qk_mul),
         PER_HEAD_MASK=csr.mask_heads > 1, EVEN_S=S % QUERY_BLOCK == 0, HAS_KPM=has_kpm,
-        RETURN_LSE=lse is not None, NSTAGE=stages, CONSUMER_REGS=regs[0],
+        RETURN_LSE=lse is not None, NSTAGE=stages, QK8=qk8, CONSUMER_REGS=regs[0],
         num_warps=4, maxnreg=regs[1])
     return out

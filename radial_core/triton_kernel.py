@@ -490,12 +490,12 @@ def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torc
     hopper = _is_hopper_or_newer(device)
     if gluon is None:
         gluon = GLUON_DEFAULT
-    if (gluon and not fp8 and device.type == "cuda"
+    if (gluon and (not fp8 or (scheme or FP8_SCHEME) == "int8") and device.type == "cuda"
             and torch.cuda.get_device_capability(device)[0] == 9
             and dtype in (torch.float16, torch.bfloat16) and head_dim in (64, 128)
             and block_size == 128):
-        # the warp-specialised Gluon kernel (gluon_kernel.py); strides it cannot take fall
-        # back to the Triton row below at launch
+        # the warp-specialised Gluon kernel (gluon_kernel.py), with int8 Q.K^T for
+        # precision="fp8"; strides it cannot take fall back to the Triton row below at launch
         return dict(KERNEL="gluon", STAGES=3)
     big_smem = hopper or (
         device.type == "cuda" and torch.cuda.get_device_capability(device) == (8, 0)
@@ -560,12 +560,21 @@ def triton_block_sparse_attention(q, k, v, csr: BlockCSR, block_size: int,
     if cfg.get("KERNEL") == "gluon":
         from . import gluon_kernel
 
-        ok, _why = gluon_kernel.supported(q, k, v, block_size)
-        if ok and not fp8:
+        ok, _why = gluon_kernel.supported(q, k, v, block_size, int8=fp8)
+        if ok and (not fp8 or scheme == "int8"):
+            kpm_g = kpm if key_padding_mask is not None else None
             with guard:
-                gluon_kernel.forward(q, k, v, out, csr, float(scale) * LOG2E,
-                                     kpm if key_padding_mask is not None else None, skpb,
-                                     lse=lse, stages=cfg.get("STAGES", gluon_kernel.STAGES))
+                if fp8:
+                    # one Q scale a consumer warpgroup's 64 rows, one K scale a 128-key tile
+                    q8, k8, _v, qs, ks, _vs = quantize_fp8(
+                        q, k, v, float(scale) * LOG2E, *gluon_kernel.INT8_GROUPS, block_size, D,
+                        scheme="int8")
+                    gluon_kernel.forward_int8(q8, k8, v, out, csr, qs, ks, kpm_g, skpb,
+                                              stages=cfg.get("STAGES",
+                                                             gluon_kernel.STAGES_INT8))
+                else:
+                    gluon_kernel.forward(q, k, v, out, csr, float(scale) * LOG2E, kpm_g, skpb,
+                                         lse=lse, stages=cfg.get("STAGES", gluon_kernel.STAGES))
             return (out, lse) if return_lse else out
         # strides the copy engine cannot take (or a forced row that does not fit): this
         # GPU's Triton row instead

@@ -1,7 +1,8 @@
 """precision="fp8": 8-bit Q.K^T in the Triton kernel, and the exact fallback elsewhere.
 
-``precision="fp8"`` runs ``triton_kernel.FP8_SCHEME`` ("int8": Q.K^T in int8 with one scale per
-query row and per 64-key tile, K smoothed by its mean, P.V in the input dtype), because e4m3 in
+``precision="fp8"`` runs ``triton_kernel.FP8_SCHEME`` ("int8": Q.K^T in int8, K smoothed by its
+mean, P.V in the input dtype; one scale per query row and per 64-key tile in the Triton kernel,
+per 64 query rows and per 128-key tile in the Gluon one on Hopper), because e4m3 in
 both products cannot meet comfy-kitchen INT8's 1.7e-2 on random inputs (measured 5.4e-2 on an
 H200; docs/perf-notes.md). The e4m3 scheme (``scheme="fp8"``) stays in the kernel and is tested
 here with its own bound.
@@ -13,8 +14,8 @@ changes relatively by that much; on random inputs (flat softmax) the output's re
 that same figure, not averaged down. Independent error sources add in quadrature.
 
 - int8 (round to nearest, scale = amax / 127 per group): the rounding error is uniform with
-  RMS (amax / 127) / sqrt(12), so eps = that over the group's RMS, measured on the inputs (q per
-  row, K minus its mean per 64-key tile). P.V in bf16/fp16 adds the output dtype's own floor.
+  RMS (amax / 127) / sqrt(12), so eps = that over the group's RMS, measured on the inputs (q and
+  K minus its mean, in the groups of the kernel that runs: ``int8_groups``). P.V in bf16/fp16 adds the output dtype's own floor.
   Randn inputs: eps_q ~ 0.0066, eps_k ~ 0.0093, bound ~ 1.1e-2 (+ floor); measured 1.15e-2
   at S = 8192 on an H200. The bound is taken x1.5 for the estimate's own spread (amax of a
   group varies, the softmax is not quite flat).
@@ -66,12 +67,24 @@ def _int8_eps(x, group_rows):
     return math.sqrt(step2.mean().item() / x.float().pow(2).mean().item())
 
 
-def int8_bound(q, k, rows=None, scale=None):
-    """The int8 scheme's bound above: q per row, k minus its mean per 64-key tile."""
+def int8_bound(q, k, rows=None, scale=None, groups=(1, 64)):
+    """The int8 scheme's bound above: ``groups`` = (query rows, keys) a scale covers, k minus
+    its mean (the Triton kernel: per row and per 64-key tile; the Gluon one: per 64 rows and
+    per 128-key tile, ``int8_groups``)."""
     km = k.float() - k.float().mean(dim=2, keepdim=True)
     sigma = _sigma_s(q, km, rows, scale)  # the logits the int8 product computes
-    eps = math.hypot(_int8_eps(q, 1), _int8_eps(km, 64))
+    eps = math.hypot(_int8_eps(q, groups[0]), _int8_eps(km, groups[1]))
     return 1.5 * sigma * eps
+
+
+def int8_groups(q, block_size):
+    """The scale groups of the int8 kernel that a call on q runs (asks ``pick_config``)."""
+    from radial_core import gluon_kernel, triton_kernel
+
+    cfg = triton_kernel.pick_config(q.shape[-1], q.dtype, block_size, q.device, fp8=True)
+    if cfg.get("KERNEL") == "gluon":
+        return gluon_kernel.INT8_GROUPS
+    return (1, cfg["BLOCK_N"])
 
 
 def _rel(a, b):
@@ -112,38 +125,68 @@ def _fp8_gpu_ok():
         pytest.skip("FP8 matrix units need compute capability 8.9+ (Ada or Hopper)")
 
 
-def _check_fp8(out, ref, q, k, rows=None, dtype=torch.bfloat16, label="", scheme=None):
+def _check_fp8(out, ref, q, k, rows=None, dtype=torch.bfloat16, label="", scheme=None,
+               groups=(1, 64)):
     from radial_core import triton_kernel
 
     scheme = scheme or triton_kernel.FP8_SCHEME
     assert torch.isfinite(out).all(), "NaN/Inf in FP8 output"
     err = _rel(out, ref)
-    bound = int8_bound if scheme == "int8" else fp8_bound
-    tol = math.hypot(bound(q, k, rows), OUT_FLOOR[dtype])
+    if scheme == "int8":
+        tol = math.hypot(int8_bound(q, k, rows, groups=groups), OUT_FLOOR[dtype])
+    else:
+        tol = math.hypot(fp8_bound(q, k, rows), OUT_FLOOR[dtype])
     print(f"[fp8-err] {scheme} {label}: {err:.3e} (bound {tol:.3e})")
     assert err <= tol, f"{scheme} error {err:.3e} > derived bound {tol:.3e}"
     assert err > 5e-3, f"error {err:.3e} is the exact path's: 8-bit Q.K did not run"
     return err
 
 
+@pytest.fixture
+def gluon_int8_calls(monkeypatch):
+    """Counts launches of the Gluon int8 kernel (the real one runs; this only counts)."""
+    from radial_core import gluon_kernel
+
+    calls = []
+    real = gluon_kernel.forward_int8
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gluon_kernel, "forward_int8", counted)
+    return calls
+
+
 @pytest.mark.gpu
+@pytest.mark.parametrize("kernel", ["default", "triton"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("layout", ["bhsd", "bshd"])
-def test_fp8_against_float32_reference(dtype, D, layout, caplog):
+def test_fp8_against_float32_reference(dtype, D, layout, kernel, caplog, monkeypatch,
+                                       gluon_int8_calls):
+    """Both int8 kernels: the default (on Hopper the Gluon one) and the Triton one."""
     _fp8_gpu_ok()
+    from radial_core import triton_kernel
+
+    if kernel == "triton":
+        monkeypatch.setattr(triton_kernel, "GLUON_DEFAULT", False)
     B, H, S, bs = 2, 3, 1001, 128  # odd S: a partial tail block
     q, k, v = make_qkv(B, H, S, D, dtype, "cuda", layout, seed=D)
     k = k + 0.5 * torch.randn(1, 1, 1, D, device="cuda", dtype=dtype)  # channel offsets
     mask = random_block_mask(nb_for(S, bs), 0.4, seed=1)
     kpm = random_padding(B, S, seed=2).cuda()
+    groups = int8_groups(q, bs)
     with caplog.at_level(logging.WARNING):
         out = block_sparse_attention(q, k, v, mask, block_size=bs, key_padding_mask=kpm,
                                      precision="fp8")
     assert not [r for r in caplog.records if "fp8" in r.getMessage()]
     assert out.shape == q.shape and out.dtype == dtype
+    hopper = torch.cuda.get_device_capability()[0] == 9
+    assert len(gluon_int8_calls) == (1 if kernel == "default" and hopper else 0)
     ref = dense_masked_attention(q, k, v, mask, bs, key_padding_mask=kpm, dtype=torch.float32)
-    _check_fp8(out, ref, q, k, dtype=dtype, label=f"{dtype} D={D} {layout}")
+    _check_fp8(out, ref, q, k, dtype=dtype, label=f"{kernel} {dtype} D={D} {layout}",
+               groups=groups)
 
 
 @pytest.mark.gpu
@@ -172,7 +215,8 @@ def test_fp8_long_radial_wan_720p():
     rows = torch.cat([torch.randint(0, S, (256,), generator=g), torch.arange(S - 80, S)])
     rows = rows.unique().cuda()
     ref = masked_attention_rows(q, k, v, mask, 128, rows)
-    _check_fp8(out[:, :, rows], ref, q, k, rows=rows, label="wan720 S=75600")
+    _check_fp8(out[:, :, rows], ref, q, k, rows=rows, label="wan720 S=75600",
+               groups=int8_groups(q, 128))
 
 
 @pytest.mark.gpu

@@ -101,5 +101,11 @@ def test_default_on_hopper_is_gluon_when_enabled():
     assert "KERNEL" not in tk.pick_config(128, torch.bfloat16, 64, dev, gluon=True)
     assert "KERNEL" not in tk.pick_config(80, torch.bfloat16, 128, dev, gluon=True)
     assert "KERNEL" not in tk.pick_config(128, torch.float32, 128, dev, gluon=True)
-    assert "KERNEL" not in tk.pick_config(128, torch.bfloat16, 128, dev, fp8=True, gluon=True)
+    # precision="fp8": the int8 scheme runs in the Gluon kernel, the e4m3 ones in Triton
+    assert tk.pick_config(128, torch.bfloat16, 128, dev, fp8=True, gluon=True)["KERNEL"] == "gluon"
+    assert tk.pick_config(64, torch.float16, 128, dev, fp8=True, scheme="int8",
+                          gluon=True)["KERNEL"] == "gluon"
+    assert "KERNEL" not in tk.pick_config(128, torch.bfloat16, 128, dev, fp8=True, scheme="fp8",
+                                          gluon=True)
+    assert "KERNEL" not in tk.pick_config(80, torch.bfloat16, 128, dev, fp8=True, gluon=True)
     assert "KERNEL" not in tk.pick_config(128, torch.bfloat16, 128, dev, gluon=False)
