@@ -196,19 +196,6 @@ def part_gluon8():
         torch.cuda.empty_cache()
 
 
-def part_schedule():
-    """The Gluon consumers' schedules (``gluon_kernel.SCHEDULE``: 0 as is, 1 ping-pong, 2 / 3
-    one exp in 2 / 4 on the FMA units, 4 both), bf16 and int8, two shapes (views)."""
-    for key in ("wan720", "hunyuan720"):
-        q, k, v, mask, csr, flop = shape_inputs(key, "bshd")
-        for scheme in (None, "int8"):
-            for sc in range(5):
-                run_variant(f"schedule{sc}:{key}", q, k, v, csr, mask, 128, flop, scheme,
-                            dict(KERNEL="gluon", STAGES=3, SCHEDULE=sc), reps=6)
-        del q, k, v
-        torch.cuda.empty_cache()
-
-
 def table():
     print()
     print("part | scheme | BM BN w s tma extra | first s | ms | TF/s | err")
@@ -226,8 +213,7 @@ def table():
             print(f"quant_only | {r['scheme']} | {r['ms']:.2f} ms")
         else:
             extra = {kk: r[kk] for kk in ("Q_ROWS", "IMPRECISE") if kk in r}
-            launch = (f"gluon {r['STAGES']} stages {r.get('SCHEDULE', '')}"
-                      if r.get("KERNEL") == "gluon" else
+            launch = (f"gluon {r['STAGES']} stages" if r.get("KERNEL") == "gluon" else
                       f"{r['BLOCK_M']} {r['BLOCK_N']} {r['num_warps']} {r['num_stages']} "
                       f"{r['USE_TMA']}")
             print(f"{r['part']} | {r['scheme']} | {launch} {extra} | "
@@ -259,8 +245,6 @@ def main():
             part_gluon()
         if "gluon8" in parts:
             part_gluon8()
-        if "schedule" in parts:
-            part_schedule()
         if "shapes" in parts:
             part_shapes([cfg(), cfg(w=8, s=3), cfg(bn=128, w=8, s=3)],
                         [("int8", cfg(s=3)), ("int8", cfg(s=2, Q_ROWS=False))])

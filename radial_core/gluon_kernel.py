@@ -49,8 +49,6 @@ STAGES = 3
 # int8 Q.K^T: K tiles are half the size but O needs its own buffer (int8 Q's is too small):
 # 16 KB Q + 32 KB O + 3 x 48 KB
 STAGES_INT8 = 3
-# consumer schedule: 0 as is, 1 ping-pong, 2 / 3 one exp in 2 / 4 on the FMA units, 4 both
-SCHEDULE = 0
 # precision="fp8": (query rows, keys) that one int8 scale covers
 INT8_GROUPS = (HALF, QUERY_BLOCK)
 DTYPES = (torch.float16, torch.bfloat16)
@@ -79,48 +77,6 @@ def supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int
     return True, "ok"
 
 
-# 2**f on [-0.5, 0.5] (relative error 2.9e-6, fitted here; c0 = 1 exactly so that x = -127,
-# the clamp of -inf, gives +0): coefficients of f, f^2, f^3, f^4 as float32 bit patterns
-_POLY_C = ("0f3F317096", "0f3E7601BC", "0f3D64FE14", "0f3C1D0141")
-
-
-def _poly_asm(n: int) -> str:
-    """PTX for n packed elements: the first n - 1 by ``ex2.approx``, the last by the FMA
-    units: x = max(x, -127); t = x + 1.5 * 2**23 (t's low bits hold round(x)); f = x -
-    round(x); 2**x = poly(f) with round(x) added to its exponent field (t << 23 leaves
-    exactly round(x) << 23). The exponent trick after FlashAttention-4's software exp2."""
-    c1, c2, c3, c4 = _POLY_C
-    lines = [f"ex2.approx.ftz.f32 ${i}, ${n + i};" for i in range(n - 1)]
-    x = f"${2 * n - 1}"
-    lines += [
-        "{", ".reg .f32 x, t, r, f, p;", ".reg .b32 tb, pb;",
-        f"max.f32 x, {x}, 0fC2FE0000;",
-        "add.rn.f32 t, x, 0f4B400000;",
-        "sub.rn.f32 r, t, 0f4B400000;",
-        "sub.rn.f32 f, x, r;",
-        f"fma.rn.f32 p, f, {c4}, {c3};",
-        f"fma.rn.f32 p, p, f, {c2};",
-        f"fma.rn.f32 p, p, f, {c1};",
-        "fma.rn.f32 p, p, f, 0f3F800000;",
-        "mov.b32 tb, t;", "mov.b32 pb, p;",
-        "shl.b32 tb, tb, 23;",
-        f"add.s32 ${n - 1}, pb, tb;",
-        "}",
-    ]
-    return "\n".join(lines)
-
-
-def _poly_constraints(n: int) -> str:
-    return ",".join(["=r"] * n + ["r"] * n)
-
-
-if HAVE_GLUON:
-    _ASM_1_OF_2 = gl.constexpr(_poly_asm(2))
-    _ASM_1_OF_4 = gl.constexpr(_poly_asm(4))
-    _CONSTRAINTS_2 = gl.constexpr(_poly_constraints(2))
-    _CONSTRAINTS_4 = gl.constexpr(_poly_constraints(4))
-
-
 if HAVE_GLUON:
 
     @gluon.jit
@@ -144,21 +100,7 @@ if HAVE_GLUON:
         return s
 
     @gluon.jit
-    def _exp2(x, POLY: gl.constexpr):
-        """2**x for the softmax's P (x <= 0 or -inf). ``POLY`` = n > 0: one element in n on the
-        FMA units instead of the special-function unit (MUFU, 16 a clock an SM: the softmax's
-        narrowest pipe), by ``_POLY_ASM``."""
-        if POLY == 2:
-            return gl.inline_asm_elementwise(_ASM_1_OF_2, _CONSTRAINTS_2, [x],
-                                             dtype=gl.float32, is_pure=True, pack=2)
-        elif POLY == 4:
-            return gl.inline_asm_elementwise(_ASM_1_OF_4, _CONSTRAINTS_4, [x],
-                                             dtype=gl.float32, is_pure=True, pack=4)
-        else:
-            return gl.exp2(x)
-
-    @gluon.jit
-    def _softmax_step(s, m_i, l_i, mul, off, POLY: gl.constexpr = 0):
+    def _softmax_step(s, m_i, l_i, mul, off):
         """Fold one tile of raw scores into the running (max, sum): ``(p, m, l, alpha)``.
 
         The tile's base-2 logits are ``(s - off) * mul``: ``mul`` > 0 the scale, ``off`` a
@@ -168,7 +110,7 @@ if HAVE_GLUON:
         m_new = gl.maximum(m_i, (gl.max(s, axis=1) - off) * mul)
         # a row with no valid key so far keeps m = -inf: subtract 0 instead (no NaN)
         m_use = gl.where(m_new == float("-inf"), 0.0, m_new)
-        p = _exp2(s * mul - (off * mul + m_use)[:, None], POLY)
+        p = gl.exp2(s * mul - (off * mul + m_use)[:, None])
         alpha = gl.exp2(m_i - m_use)
         l_new = l_i * alpha + gl.sum(p, axis=1)
         return p, m_new, l_new, alpha
@@ -207,7 +149,7 @@ if HAVE_GLUON:
         """One warp: Q's two halves, then K and V of every kept block, into the ring."""
         q_desc, k_desc, v_desc, o_desc = descs
         q_smem, k_smem, v_smem, o_smem = smem
-        q_bar, k_ready, v_ready, kv_empty, turn = bars
+        q_bar, k_ready, v_ready, kv_empty = bars
         row_start, row_len, col_idx = csr
         H, S, NB, qk_mul, LSE, KPM, skpb, QS, KS, SP = dims
         PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE = flags
@@ -251,15 +193,11 @@ if HAVE_GLUON:
         return s, mul
 
     @gluon.jit
-    def _consume(descs, smem, bars, csr, dims, flags, CID: gl.constexpr,
-                 PINGPONG: gl.constexpr, POLY: gl.constexpr):
-        """Four warps: query rows ``CID * 64 ..`` of the block against every kept key tile.
-        ``PINGPONG``: the two consumers take turns to issue their products (FlashAttention-3's
-        inter-warpgroup schedule: one's softmax runs under the other's products); ``POLY``:
-        ``_exp2``'s split."""
+    def _consume(descs, smem, bars, csr, dims, flags, CID: gl.constexpr):
+        """Four warps: query rows ``CID * 64 ..`` of the block against every kept key tile."""
         q_desc, k_desc, v_desc, o_desc = descs
         q_smem, k_smem, v_smem, o_smem = smem
-        q_bar, k_ready, v_ready, kv_empty, turn = bars
+        q_bar, k_ready, v_ready, kv_empty = bars
         row_start, row_len, col_idx = csr
         H, S, NB, qk_mul, LSE, KPM, skpb, QS, KS, SP = dims
         PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE = flags
@@ -304,31 +242,27 @@ if HAVE_GLUON:
             # tile 0: its scores and softmax; its P.V is issued with tile 1's scores
             mbarrier.wait(k_ready.index(0), 0)
             k_s = k_smem.index(0).reshape([block_n, head_d])
-            _my_turn(turn, CID, 0, PINGPONG)
             s_tok = warpgroup_mma(q_s, k_s.permute((1, 0)), zero_s, use_acc=False,
                                   is_async=True)
-            _their_turn(turn, CID, PINGPONG)
             s, mul = _tile_scores(s_tok, q_scale, ks_base, col_idx + first, S, kpm_base,
                                   tail & (count == 1), block_n, EVEN_S, HAS_KPM, QK8, s_layout, 0)
-            p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off, POLY)
+            p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off)
             for t in range(1, count):
                 st = t % NSTAGE
                 sp = (t - 1) % NSTAGE
                 mbarrier.wait(k_ready.index(st), (t // NSTAGE) & 1)
                 k_s = k_smem.index(st).reshape([block_n, head_d])
-                _my_turn(turn, CID, t, PINGPONG)
                 s_tok = warpgroup_mma(q_s, k_s.permute((1, 0)), zero_s, use_acc=False,
                                       is_async=True)
                 mbarrier.wait(v_ready.index(sp), ((t - 1) // NSTAGE) & 1)
                 v_s = v_smem.index(sp).reshape([block_n, head_d])
                 p_op = gl.convert_layout(p.to(dt), p_layout)
                 o_tok = warpgroup_mma(p_op, v_s, acc, is_async=True)
-                _their_turn(turn, CID, PINGPONG)
                 # the scores are done (issued first); the P.V product may still run
                 s, mul = _tile_scores(s_tok, q_scale, ks_base, col_idx + first + t, S, kpm_base,
                                       tail & (t == count - 1), block_n, EVEN_S, HAS_KPM, QK8,
                                       s_layout, 1)
-                p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off, POLY)
+                p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off)
                 acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
                 mbarrier.arrive(kv_empty.index(sp))
                 acc = acc * gl.convert_layout(alpha, row_o)[:, None]
@@ -336,9 +270,7 @@ if HAVE_GLUON:
             mbarrier.wait(v_ready.index(sl), ((count - 1) // NSTAGE) & 1)
             v_s = v_smem.index(sl).reshape([block_n, head_d])
             p_op = gl.convert_layout(p.to(dt), p_layout)
-            _my_turn(turn, CID, count, PINGPONG)
             o_tok = warpgroup_mma(p_op, v_s, acc, is_async=True)
-            _their_turn(turn, CID, PINGPONG)
             acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
             mbarrier.arrive(kv_empty.index(sl))
 
@@ -360,66 +292,19 @@ if HAVE_GLUON:
         tma.store_wait(0)
 
     @gluon.jit
-    def _my_turn(turn, CID: gl.constexpr, k, PINGPONG: gl.constexpr):
-        """Ping-pong: wait until the other consumer has issued its k-th group of products
-        (consumer 0 goes first: a fresh barrier counts as having completed phase 1)."""
-        if PINGPONG:
-            mbarrier.wait(turn.index(CID), (k & 1) ^ (1 - CID))
-
-    @gluon.jit
-    def _their_turn(turn, CID: gl.constexpr, PINGPONG: gl.constexpr):
-        if PINGPONG:
-            mbarrier.arrive(turn.index(1 - CID))
-
-    # the partitions of each schedule (a partition's arguments reach it as run-time values:
-    # compile-time choices go in through these wrappers)
-    @gluon.jit
     def _consumer0(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 0, False, 0)
+        _consume(descs, smem, bars, csr, dims, flags, 0)
 
     @gluon.jit
     def _consumer1(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 1, False, 0)
-
-    @gluon.jit
-    def _consumer0_pp(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 0, True, 0)
-
-    @gluon.jit
-    def _consumer1_pp(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 1, True, 0)
-
-    @gluon.jit
-    def _consumer0_p2(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 0, False, 2)
-
-    @gluon.jit
-    def _consumer1_p2(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 1, False, 2)
-
-    @gluon.jit
-    def _consumer0_p4(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 0, False, 4)
-
-    @gluon.jit
-    def _consumer1_p4(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 1, False, 4)
-
-    @gluon.jit
-    def _consumer0_pp2(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 0, True, 2)
-
-    @gluon.jit
-    def _consumer1_pp2(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 1, True, 2)
+        _consume(descs, smem, bars, csr, dims, flags, 1)
 
     @gluon.jit
     def _radial_fwd_ws(q_desc, k_desc, v_desc, o_desc, LSE, KPM, row_start, row_len, col_idx,
                        QS, KS, skpb, H, S, SP, NB, qk_mul,
                        PER_HEAD_MASK: gl.constexpr, EVEN_S: gl.constexpr,
                        HAS_KPM: gl.constexpr, RETURN_LSE: gl.constexpr, NSTAGE: gl.constexpr,
-                       QK8: gl.constexpr, CONSUMER_REGS: gl.constexpr,
-                       SCHEDULE: gl.constexpr):
+                       QK8: gl.constexpr, CONSUMER_REGS: gl.constexpr):
         q_smem = gl.allocate_shared_memory(q_desc.dtype, [2] + q_desc.block_type.shape,
                                            q_desc.layout)
         k_smem = gl.allocate_shared_memory(k_desc.dtype, [NSTAGE] + k_desc.block_type.shape,
@@ -435,34 +320,17 @@ if HAVE_GLUON:
         k_ready = gl.allocate_shared_memory(gl.int64, [NSTAGE, 1], mbarrier.MBarrierLayout())
         v_ready = gl.allocate_shared_memory(gl.int64, [NSTAGE, 1], mbarrier.MBarrierLayout())
         kv_empty = gl.allocate_shared_memory(gl.int64, [NSTAGE, 1], mbarrier.MBarrierLayout())
-        turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
         mbarrier.init(q_bar, count=1)
-        mbarrier.init(turn.index(0), count=1)
-        mbarrier.init(turn.index(1), count=1)
         for i in gl.static_range(NSTAGE):
             mbarrier.init(k_ready.index(i), count=1)
             mbarrier.init(v_ready.index(i), count=1)
             mbarrier.init(kv_empty.index(i), count=2)  # one arrive per consumer
         args = ((q_desc, k_desc, v_desc, o_desc), (q_smem, k_smem, v_smem, o_smem),
-                (q_bar, k_ready, v_ready, kv_empty, turn), (row_start, row_len, col_idx),
+                (q_bar, k_ready, v_ready, kv_empty), (row_start, row_len, col_idx),
                 (H, S, NB, qk_mul, LSE, KPM, skpb, QS, KS, SP),
                 (PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE))
-        regs: gl.constexpr = [CONSUMER_REGS, CONSUMER_REGS]
-        if SCHEDULE == 1:
-            gl.warp_specialize([(_producer, args), (_consumer0_pp, args),
-                                (_consumer1_pp, args)], [4, 4], regs)
-        elif SCHEDULE == 2:
-            gl.warp_specialize([(_producer, args), (_consumer0_p2, args),
-                                (_consumer1_p2, args)], [4, 4], regs)
-        elif SCHEDULE == 3:
-            gl.warp_specialize([(_producer, args), (_consumer0_p4, args),
-                                (_consumer1_p4, args)], [4, 4], regs)
-        elif SCHEDULE == 4:
-            gl.warp_specialize([(_producer, args), (_consumer0_pp2, args),
-                                (_consumer1_pp2, args)], [4, 4], regs)
-        else:
-            gl.warp_specialize([(_producer, args), (_consumer0, args), (_consumer1, args)],
-                               [4, 4], regs)
+        gl.warp_specialize([(_producer, args), (_consumer0, args), (_consumer1, args)],
+                           [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
 _GL_DTYPES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.int8: "int8"}
@@ -476,7 +344,7 @@ def _desc(t: torch.Tensor, rows: int):
 
 
 def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, lse=None, stages: int = STAGES,
-            regs: tuple[int, int] = (240, 168), schedule: int | None = None):
+            regs: tuple[int, int] = (240, 168)):
     """Launch on ``[B, H, S, D]`` inputs (16-byte-aligned strides: ``supported``) into ``out``
     (same shape); ``csr`` on q's device with block 128; ``qk_mul`` = softmax scale x log2 e;
     ``kpm``: int8 ``[B, S]`` (1 = real key) with batch stride ``skpb``, or None; ``lse``: a
@@ -484,12 +352,11 @@ def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, lse=None, stages: 
     registers a thread; the producer gets the rest: 168 x 384 - 2 x 128 x 240 = 128 x 24."""
     B, H, S, D = q.shape
     return _launch(q, k, v, out, csr, qk_mul, kpm, skpb, lse, stages, regs,
-                   q_scales=None, k_scales=None, padded=S, schedule=schedule)
+                   q_scales=None, k_scales=None, padded=S)
 
 
 def forward_int8(q8, k8, v, out, csr, q_scales, k_scales, kpm, skpb: int,
-                 stages: int = STAGES_INT8, regs: tuple[int, int] = (240, 168),
-                 schedule: int | None = None):
+                 stages: int = STAGES_INT8, regs: tuple[int, int] = (240, 168)):
     """The ``precision="fp8"`` forward: S = Q.K^T on int8 wgmma, P.V in V's 16-bit dtype.
 
     ``q8``, ``k8``: contiguous int8 ``[B, H, S_pad, D]`` (``S_pad`` a multiple of 128, zero
@@ -499,12 +366,11 @@ def forward_int8(q8, k8, v, out, csr, q_scales, k_scales, kpm, skpb: int,
     (SageAttention's).
     ``v``, ``out``: ``[B, H, S, D]`` in V's 16-bit dtype, as for ``forward``. No LSE."""
     return _launch(q8, k8, v, out, csr, 1.0, kpm, skpb, None, stages, regs,
-                   q_scales=q_scales, k_scales=k_scales, padded=q8.shape[2],
-                   schedule=schedule)
+                   q_scales=q_scales, k_scales=k_scales, padded=q8.shape[2])
 
 
 def _launch(q, k, v, out, csr, qk_mul, kpm, skpb, lse, stages, regs, q_scales, k_scales,
-            padded, schedule):
+            padded):
     B, H, S, D = v.shape
     nb = csr.nb
     grid = (nb, B * H)
@@ -518,5 +384,5 @@ def _launch(q, k, v, out, csr, qk_mul, kpm, skpb, lse, stages, regs, q_scales, k
         skpb, H, S, padded, nb, float(qk_mul),
         PER_HEAD_MASK=csr.mask_heads > 1, EVEN_S=S % QUERY_BLOCK == 0, HAS_KPM=has_kpm,
         RETURN_LSE=lse is not None, NSTAGE=stages, QK8=qk8, CONSUMER_REGS=regs[0],
-        SCHEDULE=SCHEDULE if schedule is None else schedule, num_warps=4, maxnreg=regs[1])
+        num_warps=4, maxnreg=regs[1])
     return out

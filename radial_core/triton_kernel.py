@@ -571,12 +571,10 @@ def triton_block_sparse_attention(q, k, v, csr: BlockCSR, block_size: int,
                         scheme="int8")
                     gluon_kernel.forward_int8(q8, k8, v, out, csr, qs, ks, kpm_g, skpb,
                                               stages=cfg.get("STAGES",
-                                                             gluon_kernel.STAGES_INT8),
-                                              schedule=cfg.get("SCHEDULE"))
+                                                             gluon_kernel.STAGES_INT8))
                 else:
                     gluon_kernel.forward(q, k, v, out, csr, float(scale) * LOG2E, kpm_g, skpb,
-                                         lse=lse, stages=cfg.get("STAGES", gluon_kernel.STAGES),
-                                         schedule=cfg.get("SCHEDULE"))
+                                         lse=lse, stages=cfg.get("STAGES", gluon_kernel.STAGES))
             return (out, lse) if return_lse else out
         # strides the copy engine cannot take (or a forced row that does not fit): this
         # GPU's Triton row instead
