@@ -1,7 +1,8 @@
 """Kernel benchmark: cuDNN SDPA, flex_attention on the same mask, comfy-kitchen, ours bf16/fp8.
 
-``fp8`` is ``precision="fp8"`` (``triton_kernel.FP8_SCHEME``: int8 Q.K, 16-bit P.V); ``e4m3`` is
-the all-e4m3 scheme (both products in e4m3), timed beside it.
+``ours`` and ``fp8`` are what ``precision="exact"`` / ``"fp8"`` run on the card (on Hopper the
+Gluon kernel, ``gluon_kernel``; fp8 = ``triton_kernel.FP8_SCHEME``: int8 Q.K, 16-bit P.V);
+``e4m3`` is the all-e4m3 scheme (both products in e4m3, the Triton kernel), timed beside it.
 
 One command on any CUDA machine (run from the repository root):
 
