@@ -19,11 +19,11 @@ restricted to the tokens of the kept blocks of ``block_mask``:
 
 Precision: ``precision="exact"`` (default; ``"bf16"`` is accepted as an alias, the issue's name
 for it) computes in the inputs' own dtype: bf16 stays bf16, fp16 stays fp16, nothing is cast.
-``precision="fp8"`` (opt-in, Triton kernel on compute capability 8.9+, head dim 32..128) runs
-Q.K^T on 8-bit copies (``triton_kernel.FP8_SCHEME``: int8 with per-row / per-tile scales, K
-smoothed; ``triton_kernel.quantize_fp8``) and P.V in the inputs' 16-bit dtype; its error on
-random inputs is about 1.2e-2 relative (comfy-kitchen INT8: 1.7e-2), against 2.3e-3 for bf16
-(docs/perf-notes.md). Where FP8 cannot run (CPU, older GPU, head dim, backend
+``precision="fp8"`` (opt-in, GPU kernel on compute capability 8.9+, head dim 32..128) runs
+Q.K^T on 8-bit copies (``triton_kernel.FP8_SCHEME``: int8 with per-block scales, K smoothed;
+``triton_kernel.quantize_fp8``) and P.V in the inputs' 16-bit dtype; its error on random inputs
+is 1.2e-2 (Triton kernel) to 1.3e-2 (the Gluon kernel on Hopper) relative (comfy-kitchen INT8:
+1.7e-2), against 2.3e-3 for bf16 (docs/perf-notes.md). Where FP8 cannot run (CPU, older GPU, head dim, backend
 ``"pytorch"``) the call computes the exact result and logs one warning.
 
 torch.compile: the call is the custom op ``torch.ops.radial_attention.block_sparse_attn``
@@ -47,7 +47,9 @@ output and zero gradient.
 
 Backends: ``"triton"`` (CUDA, Triton >= 3.0; fp16 and bf16 natively; fp32 inputs are accepted
 and computed with three-pass TF32 products (``tf32x3``, near-float32 accuracy) and a float32
-softmax; any head dim up to 256, padded to a power of two inside the kernel), ``"pytorch"``
+softmax; any head dim up to 256, padded to a power of two inside the kernel; on Hopper,
+fp16/bf16 with head dim 64 or 128 at block 128 run the forward in ``gluon_kernel``, the
+warp-specialised Gluon form of the same kernel), ``"pytorch"``
 (any device; float32 math, float64 for float64 inputs; memory bounded per group of query
 blocks), ``"auto"`` (Triton when :func:`can_use_triton` says yes, else PyTorch).
 """
