@@ -29,17 +29,37 @@ caller then uses the Triton kernel). Written from the Gluon tutorials' building 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 try:  # Gluon ships with Triton 3.5+; older Tritons use the Triton kernel only
+    import triton
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.language.nvidia.hopper import (
         fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_wait)
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
     HAVE_GLUON = True
+    TRITON_VERSION = triton.__version__
 except ImportError:  # pragma: no cover - depends on the installed Triton
     HAVE_GLUON = False
+    TRITON_VERSION = None
+
+# the Triton releases this kernel was measured with: Gluon is experimental and its compiler
+# moves (Triton 3.8 compiles this kernel but spills 16-61 registers in the consumers,
+# tests/test_gluon_compile.py), so other releases run the Triton kernel instead
+MEASURED_TRITON = ("3.6.",)
+
+
+def available() -> tuple[bool, str]:
+    """Is the Gluon kernel usable with this Triton at all? ``(ok, reason)``."""
+    if not HAVE_GLUON:
+        return False, "this Triton has no Gluon (Triton 3.5+)"
+    if not TRITON_VERSION.startswith(MEASURED_TRITON):
+        return False, (f"the Gluon kernel is measured with Triton {', '.join(MEASURED_TRITON)}x; "
+                       f"this is {TRITON_VERSION}")
+    return True, "ok"
 
 QUERY_BLOCK = 128  # rows per program: the mask block
 HALF = QUERY_BLOCK // 2  # rows per consumer warpgroup
@@ -60,8 +80,9 @@ def supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int
     """Can this kernel take the call? ``(ok, reason)``; the reason names what does not fit.
     ``int8``: the ``precision="fp8"`` variant, which reads quantised copies of q and k (so
     only v's strides matter)."""
-    if not HAVE_GLUON:
-        return False, "this Triton has no Gluon (Triton 3.5+)"
+    ok, why = available()
+    if not ok:
+        return False, why
     if not q.is_cuda or torch.cuda.get_device_capability(q.device)[0] != 9:
         return False, "the Gluon kernel is written for Hopper (compute capability 9.x)"
     if q.dtype not in DTYPES:
@@ -344,19 +365,22 @@ def _desc(t: torch.Tensor, rows: int):
 
 
 def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, lse=None, stages: int = STAGES,
-            regs: tuple[int, int] = (240, 168)):
+            regs: tuple[int, int] = (240, 168), warmup: bool = False):
     """Launch on ``[B, H, S, D]`` inputs (16-byte-aligned strides: ``supported``) into ``out``
     (same shape); ``csr`` on q's device with block 128; ``qk_mul`` = softmax scale x log2 e;
     ``kpm``: int8 ``[B, S]`` (1 = real key) with batch stride ``skpb``, or None; ``lse``: a
     float32 ``[B, H, S]`` buffer to fill, or None. ``regs`` = (consumer, kernel maxnreg)
-    registers a thread; the producer gets the rest: 168 x 384 - 2 x 128 x 240 = 128 x 24."""
+    registers a thread; the producer gets the rest: 168 x 384 - 2 x 128 x 240 = 128 x 24.
+    ``warmup=True`` compiles for the current target without launching and returns Triton's
+    compiled kernel (tests compile for Hopper on a machine without one)."""
     B, H, S, D = q.shape
     return _launch(q, k, v, out, csr, qk_mul, kpm, skpb, lse, stages, regs,
-                   q_scales=None, k_scales=None, padded=S)
+                   q_scales=None, k_scales=None, padded=S, warmup=warmup)
 
 
 def forward_int8(q8, k8, v, out, csr, q_scales, k_scales, kpm, skpb: int,
-                 stages: int = STAGES_INT8, regs: tuple[int, int] = (240, 168)):
+                 stages: int = STAGES_INT8, regs: tuple[int, int] = (240, 168),
+                 warmup: bool = False):
     """The ``precision="fp8"`` forward: S = Q.K^T on int8 wgmma, P.V in V's 16-bit dtype.
 
     ``q8``, ``k8``: contiguous int8 ``[B, H, S_pad, D]`` (``S_pad`` a multiple of 128, zero
@@ -366,17 +390,19 @@ def forward_int8(q8, k8, v, out, csr, q_scales, k_scales, kpm, skpb: int,
     (SageAttention's).
     ``v``, ``out``: ``[B, H, S, D]`` in V's 16-bit dtype, as for ``forward``. No LSE."""
     return _launch(q8, k8, v, out, csr, 1.0, kpm, skpb, None, stages, regs,
-                   q_scales=q_scales, k_scales=k_scales, padded=q8.shape[2])
+                   q_scales=q_scales, k_scales=k_scales, padded=q8.shape[2], warmup=warmup)
 
 
 def _launch(q, k, v, out, csr, qk_mul, kpm, skpb, lse, stages, regs, q_scales, k_scales,
-            padded):
+            padded, warmup):
     B, H, S, D = v.shape
     nb = csr.nb
     grid = (nb, B * H)
     has_kpm = kpm is not None
     qk8 = q_scales is not None
-    _radial_fwd_ws[grid](
+    kernel = (functools.partial(_radial_fwd_ws.warmup, grid=grid) if warmup
+              else _radial_fwd_ws[grid])
+    compiled = kernel(
         _desc(q, HALF), _desc(k, QUERY_BLOCK), _desc(v, QUERY_BLOCK), _desc(out, HALF),
         lse if lse is not None else csr.row_len, kpm if has_kpm else csr.row_len,
         csr.row_start, csr.row_len, csr.col_idx,
@@ -385,4 +411,4 @@ def _launch(q, k, v, out, csr, qk_mul, kpm, skpb, lse, stages, regs, q_scales, k
         PER_HEAD_MASK=csr.mask_heads > 1, EVEN_S=S % QUERY_BLOCK == 0, HAS_KPM=has_kpm,
         RETURN_LSE=lse is not None, NSTAGE=stages, QK8=qk8, CONSUMER_REGS=regs[0],
         num_warps=4, maxnreg=regs[1])
-    return out
+    return compiled if warmup else out

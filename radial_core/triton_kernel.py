@@ -474,6 +474,12 @@ def fp8_supported(q: torch.Tensor) -> tuple[bool, str]:
     return True, "ok"
 
 
+def _gluon_available() -> bool:
+    from . import gluon_kernel
+
+    return gluon_kernel.available()[0]
+
+
 def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torch.device,
                 fp8: bool = False, scheme: str | None = None, gluon: bool | None = None) -> dict:
     """Deterministic launch configuration per (head dim, dtype, block size, GPU generation).
@@ -491,6 +497,7 @@ def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torc
     if gluon is None:
         gluon = GLUON_DEFAULT
     if (gluon and (not fp8 or (scheme or FP8_SCHEME) == "int8") and device.type == "cuda"
+            and _gluon_available()
             and torch.cuda.get_device_capability(device)[0] == 9
             and dtype in (torch.float16, torch.bfloat16) and head_dim in (64, 128)
             and block_size == 128):

@@ -24,8 +24,9 @@ def _require_hopper():
     require_cuda()
     from radial_core import gluon_kernel
 
-    if not gluon_kernel.HAVE_GLUON:
-        pytest.skip("this Triton has no Gluon (needs Triton 3.5+)")
+    ok, why = gluon_kernel.available()
+    if not ok:
+        pytest.skip(why)
     cap = torch.cuda.get_device_capability()
     if cap[0] != 9:
         pytest.skip(f"the Gluon kernel is written for Hopper (9.x); this GPU is {cap[0]}.{cap[1]}")
