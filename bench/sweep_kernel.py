@@ -196,27 +196,6 @@ def part_gluon8():
         torch.cuda.empty_cache()
 
 
-def part_schedule():
-    """The Gluon consumers' schedules (``gluon_kernel.SCHEDULE``), bf16 and int8, Wan 720p
-    (views); prints the fastest as ``BEST_SCHEDULE n``."""
-    from radial_core import gluon_kernel as gk
-
-    q, k, v, mask, csr, flop = shape_inputs("wan720", "bshd")
-    score = {}
-    for sc in range(5):
-        gk.SCHEDULE = sc
-        for scheme in (None, "int8"):
-            rec = run_variant(f"schedule{sc}:wan720", q, k, v, csr, mask, 128, flop, scheme,
-                              dict(KERNEL="gluon", STAGES=3), reps=4)
-            rec["SCHEDULE"] = sc
-            ok = "ms" in rec and rec["err"] < (2e-2 if scheme else 3e-3)
-            score.setdefault(sc, []).append(rec["ms"] if ok else float("inf"))
-    gk.SCHEDULE = 0
-    base = score[0]
-    best = min(score, key=lambda sc: sum(a / b for a, b in zip(score[sc], base)))
-    print(f"BEST_SCHEDULE {best}", flush=True)
-
-
 def table():
     print()
     print("part | scheme | BM BN w s tma extra | first s | ms | TF/s | err")
@@ -266,8 +245,6 @@ def main():
             part_gluon()
         if "gluon8" in parts:
             part_gluon8()
-        if "schedule" in parts:
-            part_schedule()
         if "shapes" in parts:
             part_shapes([cfg(), cfg(w=8, s=3), cfg(bn=128, w=8, s=3)],
                         [("int8", cfg(s=3)), ("int8", cfg(s=2, Q_ROWS=False))])

@@ -69,9 +69,6 @@ STAGES = 3
 # int8 Q.K^T: K tiles are half the size but O needs its own buffer (int8 Q's is too small):
 # 16 KB Q + 32 KB O + 3 x 48 KB
 STAGES_INT8 = 3
-# consumer schedule (experiment): 0 P converted between the products, 1 after P.V's wait,
-# 2 before it, 3 / 4 = 1 / 2 with ping-pong
-SCHEDULE = 0
 # precision="fp8": (query rows, keys) that one int8 scale covers
 INT8_GROUPS = (HALF, QUERY_BLOCK)
 DTYPES = (torch.float16, torch.bfloat16)
@@ -217,8 +214,7 @@ if HAVE_GLUON:
         return s, mul
 
     @gluon.jit
-    def _consume(descs, smem, bars, csr, dims, flags, CID: gl.constexpr,
-                 P_EARLY: gl.constexpr, PINGPONG: gl.constexpr):
+    def _consume(descs, smem, bars, csr, dims, flags, CID: gl.constexpr):
         """Four warps: query rows ``CID * 64 ..`` of the block against every kept key tile."""
         q_desc, k_desc, v_desc, o_desc = descs
         q_smem, k_smem, v_smem, o_smem = smem
@@ -267,59 +263,35 @@ if HAVE_GLUON:
             # tile 0: its scores and softmax; its P.V is issued with tile 1's scores
             mbarrier.wait(k_ready.index(0), 0)
             k_s = k_smem.index(0).reshape([block_n, head_d])
-            if PINGPONG:
-                if CID == 1:
-                    _bar("bar.arrive 8, 256; mov.u32 $0, 0;")  # consumer 0 goes first
-            _my_turn(CID, PINGPONG)
             s_tok = warpgroup_mma(q_s, k_s.permute((1, 0)), zero_s, use_acc=False,
                                   is_async=True)
-            _their_turn(CID, PINGPONG, True)
             s, mul = _tile_scores(s_tok, q_scale, ks_base, col_idx + first, S, kpm_base,
                                   tail & (count == 1), block_n, EVEN_S, HAS_KPM, QK8, s_layout, 0)
             p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off)
-            if P_EARLY > 0:
-                # P in V's dtype as soon as it exists: the float P dies before the next S
-                p_op = gl.convert_layout(p.to(dt), p_layout)
-            else:
-                p_op = gl.convert_layout(p.to(dt), p_layout)
             for t in range(1, count):
                 st = t % NSTAGE
                 sp = (t - 1) % NSTAGE
                 mbarrier.wait(k_ready.index(st), (t // NSTAGE) & 1)
                 k_s = k_smem.index(st).reshape([block_n, head_d])
-                _my_turn(CID, PINGPONG)
                 s_tok = warpgroup_mma(q_s, k_s.permute((1, 0)), zero_s, use_acc=False,
                                       is_async=True)
                 mbarrier.wait(v_ready.index(sp), ((t - 1) // NSTAGE) & 1)
                 v_s = v_smem.index(sp).reshape([block_n, head_d])
-                if P_EARLY == 0:
-                    p_op = gl.convert_layout(p.to(dt), p_layout)
+                p_op = gl.convert_layout(p.to(dt), p_layout)
                 o_tok = warpgroup_mma(p_op, v_s, acc, is_async=True)
-                _their_turn(CID, PINGPONG, True)
                 # the scores are done (issued first); the P.V product may still run
                 s, mul = _tile_scores(s_tok, q_scale, ks_base, col_idx + first + t, S, kpm_base,
                                       tail & (t == count - 1), block_n, EVEN_S, HAS_KPM, QK8,
                                       s_layout, 1)
                 p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off)
-                if P_EARLY == 2:
-                    # converted while the P.V product still runs
-                    p_new = gl.convert_layout(p.to(dt), p_layout)
-                    acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
-                    p_op = p_new
-                else:
-                    acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
+                acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
                 mbarrier.arrive(kv_empty.index(sp))
                 acc = acc * gl.convert_layout(alpha, row_o)[:, None]
-                if P_EARLY == 1:
-                    p_op = gl.convert_layout(p.to(dt), p_layout)
             sl = (count - 1) % NSTAGE
             mbarrier.wait(v_ready.index(sl), ((count - 1) // NSTAGE) & 1)
             v_s = v_smem.index(sl).reshape([block_n, head_d])
-            if P_EARLY == 0:
-                p_op = gl.convert_layout(p.to(dt), p_layout)
-            _my_turn(CID, PINGPONG)
+            p_op = gl.convert_layout(p.to(dt), p_layout)
             o_tok = warpgroup_mma(p_op, v_s, acc, is_async=True)
-            _their_turn(CID, PINGPONG, CID == 0)
             acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
             mbarrier.arrive(kv_empty.index(sl))
 
@@ -341,74 +313,19 @@ if HAVE_GLUON:
         tma.store_wait(0)
 
     @gluon.jit
-    def _bar(asm: gl.constexpr):
-        one = gl.arange(0, 128, layout=gl.BlockedLayout([1], [32], [4], [0]))
-        gl.inline_asm_elementwise(asm, "=r,r", [one], dtype=gl.int32, is_pure=False, pack=1)
-
-    @gluon.jit
-    def _my_turn(CID: gl.constexpr, PINGPONG: gl.constexpr):
-        if PINGPONG:
-            if CID == 0:
-                _bar("bar.sync 8, 256; mov.u32 $0, 0;")
-            else:
-                _bar("bar.sync 9, 256; mov.u32 $0, 0;")
-
-    @gluon.jit
-    def _their_turn(CID: gl.constexpr, PINGPONG: gl.constexpr, GO: gl.constexpr):
-        if PINGPONG:
-            if GO:
-                if CID == 0:
-                    _bar("bar.arrive 9, 256; mov.u32 $0, 0;")
-                else:
-                    _bar("bar.arrive 8, 256; mov.u32 $0, 0;")
-
-    @gluon.jit
     def _consumer0(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 0, 0, False)
+        _consume(descs, smem, bars, csr, dims, flags, 0)
 
     @gluon.jit
     def _consumer1(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 1, 0, False)
-
-    @gluon.jit
-    def _consumer0_s1(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 0, 1, False)
-
-    @gluon.jit
-    def _consumer1_s1(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 1, 1, False)
-
-    @gluon.jit
-    def _consumer0_s2(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 0, 2, False)
-
-    @gluon.jit
-    def _consumer1_s2(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 1, 2, False)
-
-    @gluon.jit
-    def _consumer0_s3(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 0, 1, True)
-
-    @gluon.jit
-    def _consumer1_s3(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 1, 1, True)
-
-    @gluon.jit
-    def _consumer0_s4(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 0, 2, True)
-
-    @gluon.jit
-    def _consumer1_s4(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 1, 2, True)
+        _consume(descs, smem, bars, csr, dims, flags, 1)
 
     @gluon.jit
     def _radial_fwd_ws(q_desc, k_desc, v_desc, o_desc, LSE, KPM, row_start, row_len, col_idx,
                        QS, KS, skpb, H, S, SP, NB, qk_mul,
                        PER_HEAD_MASK: gl.constexpr, EVEN_S: gl.constexpr,
                        HAS_KPM: gl.constexpr, RETURN_LSE: gl.constexpr, NSTAGE: gl.constexpr,
-                       QK8: gl.constexpr, CONSUMER_REGS: gl.constexpr,
-                       SCHEDULE: gl.constexpr):
+                       QK8: gl.constexpr, CONSUMER_REGS: gl.constexpr):
         q_smem = gl.allocate_shared_memory(q_desc.dtype, [2] + q_desc.block_type.shape,
                                            q_desc.layout)
         k_smem = gl.allocate_shared_memory(k_desc.dtype, [NSTAGE] + k_desc.block_type.shape,
@@ -433,22 +350,8 @@ if HAVE_GLUON:
                 (q_bar, k_ready, v_ready, kv_empty), (row_start, row_len, col_idx),
                 (H, S, NB, qk_mul, LSE, KPM, skpb, QS, KS, SP),
                 (PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE))
-        regs: gl.constexpr = [CONSUMER_REGS, CONSUMER_REGS]
-        if SCHEDULE == 1:
-            gl.warp_specialize([(_producer, args), (_consumer0_s1, args),
-                                (_consumer1_s1, args)], [4, 4], regs)
-        elif SCHEDULE == 2:
-            gl.warp_specialize([(_producer, args), (_consumer0_s2, args),
-                                (_consumer1_s2, args)], [4, 4], regs)
-        elif SCHEDULE == 3:
-            gl.warp_specialize([(_producer, args), (_consumer0_s3, args),
-                                (_consumer1_s3, args)], [4, 4], regs)
-        elif SCHEDULE == 4:
-            gl.warp_specialize([(_producer, args), (_consumer0_s4, args),
-                                (_consumer1_s4, args)], [4, 4], regs)
-        else:
-            gl.warp_specialize([(_producer, args), (_consumer0, args), (_consumer1, args)],
-                               [4, 4], regs)
+        gl.warp_specialize([(_producer, args), (_consumer0, args), (_consumer1, args)],
+                           [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
 _GL_DTYPES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.int8: "int8"}
@@ -507,5 +410,5 @@ def _launch(q, k, v, out, csr, qk_mul, kpm, skpb, lse, stages, regs, q_scales, k
         skpb, H, S, padded, nb, float(qk_mul),
         PER_HEAD_MASK=csr.mask_heads > 1, EVEN_S=S % QUERY_BLOCK == 0, HAS_KPM=has_kpm,
         RETURN_LSE=lse is not None, NSTAGE=stages, QK8=qk8, CONSUMER_REGS=regs[0],
-        SCHEDULE=SCHEDULE, num_warps=4, maxnreg=regs[1])
+        num_warps=4, maxnreg=regs[1])
     return compiled if warmup else out
