@@ -21,9 +21,15 @@ kernel writes the schedule out, after FlashAttention-3 (Shah et al., 2024):
   accumulator; keys past S (the block holding the sequence end) and padded keys get -inf
   before the row maximum; a row that has no valid key keeps zeros (never NaN).
 
+``precision="fp8"`` (``forward_int8``): the same schedule with S = Q.K^T on int8 wgmma over
+quantised copies of Q and K (one scale per consumer's 64 rows, one per 128-key tile, K smoothed
+by its mean; ``triton_kernel.quantize_fp8``), the int32 scores turned to float by an integer add
+(``_int_scores``), P.V in V's 16-bit dtype.
+
 Only the launch geometry it was written for: compute capability 9.x, bf16/fp16, head dim 64
-or 128, mask block 128, 16-byte-aligned strides (``supported`` says why not otherwise; the
-caller then uses the Triton kernel). Written from the Gluon tutorials' building blocks (TMA,
+or 128, mask block 128, 16-byte-aligned strides, and the Triton release it was measured with
+(``available``, ``supported`` say why not otherwise; the caller then uses the Triton kernel).
+``tests/test_gluon_compile.py`` compiles it for sm_90a without a GPU. Written from the Gluon tutorials' building blocks (TMA,
 ``warpgroup_mma``, ``warp_specialize``); no code taken from FlashAttention.
 """
 
@@ -60,6 +66,7 @@ def available() -> tuple[bool, str]:
         return False, (f"the Gluon kernel is measured with Triton {', '.join(MEASURED_TRITON)}x; "
                        f"this is {TRITON_VERSION}")
     return True, "ok"
+
 
 QUERY_BLOCK = 128  # rows per program: the mask block
 HALF = QUERY_BLOCK // 2  # rows per consumer warpgroup
@@ -138,7 +145,8 @@ if HAVE_GLUON:
 
     @gluon.jit
     def _int_scores(s):
-        """int32 scores (|s| < 2**22) as float32 ``s + 1.5 * 2**23``, exactly: one integer add
+        """int32 scores (|s| <= 127**2 x 128 < 2**22 for head dim <= 128) as float32
+        ``s + 1.5 * 2**23``, exactly: one integer add
         and a reinterpretation instead of a conversion, which runs at a quarter of the FMA
         rate (the float's mantissa field holds 2**22 + s; the offset goes into the softmax's
         ``off``)."""
@@ -167,7 +175,8 @@ if HAVE_GLUON:
 
     @gluon.jit
     def _producer(descs, smem, bars, csr, dims, flags):
-        """One warp: Q's two halves, then K and V of every kept block, into the ring."""
+        """Four warps (the default partition): Q's two halves, then K and V of every kept
+        block, into the ring."""
         q_desc, k_desc, v_desc, o_desc = descs
         q_smem, k_smem, v_smem, o_smem = smem
         q_bar, k_ready, v_ready, kv_empty = bars
