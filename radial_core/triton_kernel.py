@@ -487,8 +487,8 @@ def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torc
     No autotuning at run time: the first sampling step must not stall. On Hopper with the
     Triton release it was measured with (fp16/bf16, head dim 64 or 128, block 128; exact or the
     int8 FP8 scheme): ``{"KERNEL": "gluon", "STAGES": 3}``, the warp-specialised Gluon kernel
-    (``gluon_kernel``; ``gluon=False`` asks for the Triton row). The Triton kernel's Hopper rows were
-    chosen by sweeps on an H200 and an H100 (docs/perf-notes.md): one warpgroup per 128 query
+    (``gluon_kernel``; ``gluon=False`` asks for the Triton row). The Triton kernel's Hopper
+    rows were chosen by sweeps on an H200 and an H100 (docs/perf-notes.md): one warpgroup per 128 query
     rows, 64-key tiles, two pipeline stages, K/V through tensor descriptors (TMA). GPUs before
     Hopper load K/V with plain pointers; those with ~100 KB of shared memory (sm 8.6/8.9, 7.5)
     use 32-key tiles so two stages still fit. 8-bit schemes on Hopper: three stages (measured

@@ -123,7 +123,8 @@ def verdicts():
         if line.startswith("VERDICT "):
             rec = json.loads(line[len("VERDICT "):])
             found[rec["case"]] = rec
-    assert found, f"the compile child printed no verdict (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
+    assert found, (f"the compile child printed no verdict (rc {proc.returncode}):\n"
+                   f"{proc.stderr[-3000:]}")
     return found
 
 
