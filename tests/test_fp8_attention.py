@@ -192,17 +192,19 @@ def test_fp8_against_float32_reference(dtype, D, layout, kernel, caplog, monkeyp
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("bs", [64, 128])
-def test_fp8_per_head_mask_head_dim_80_and_empty_rows(bs):
+@pytest.mark.parametrize("bs, D", [(64, 80), (128, 80), (128, 128)])
+def test_fp8_per_head_mask_and_empty_rows(bs, D):
+    """Per-head masks with a query block that keeps nothing: head dim 80 (padded to 128 in the
+    Triton kernel) and 128 at block 128 (the Gluon kernel on Hopper)."""
     _fp8_gpu_ok()
-    B, H, S, D = 2, 4, 1500, 80  # head dim padded to 128 inside
-    q, k, v = make_qkv(B, H, S, D, torch.bfloat16, "cuda", "bshd", seed=bs)
+    B, H, S = 2, 4, 1500
+    q, k, v = make_qkv(B, H, S, D, torch.bfloat16, "cuda", "bshd", seed=bs + D)
     mask = random_block_mask(nb_for(S, bs), 0.3, seed=3, heads=H)
     mask[:, 2] = False  # a query block with no kept key: zeros
     out = block_sparse_attention(q, k, v, mask, block_size=bs, precision="fp8")
     assert out[:, :, 2 * bs : 3 * bs].abs().max() == 0
     ref = dense_masked_attention(q, k, v, mask, bs, dtype=torch.float32)
-    _check_fp8(out, ref, q, k, label=f"per-head D=80 bs={bs}")
+    _check_fp8(out, ref, q, k, label=f"per-head D={D} bs={bs}", groups=int8_groups(q, bs))
 
 
 @pytest.mark.gpu
