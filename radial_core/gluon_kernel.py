@@ -82,22 +82,33 @@ DTYPES = (torch.float16, torch.bfloat16)
 HEAD_DIMS = (64, 128)
 
 
-def supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int,
-              int8: bool = False) -> tuple[bool, str]:
-    """Can this kernel take the call? ``(ok, reason)``; the reason names what does not fit.
-    ``int8``: the ``precision="fp8"`` variant, which reads quantised copies of q and k (so
-    only v's strides matter)."""
+def takes(head_dim: int, dtype: torch.dtype, block_size: int, device: torch.device
+          ) -> tuple[bool, str]:
+    """Is a call of this geometry one for this kernel? ``(ok, reason)``: this Triton
+    (``available``), a Hopper GPU, fp16/bf16, head dim 64 or 128, mask block 128. The one rule
+    ``triton_kernel.pick_config`` and ``supported`` both ask."""
     ok, why = available()
     if not ok:
         return False, why
-    if not q.is_cuda or torch.cuda.get_device_capability(q.device)[0] != 9:
+    if device.type != "cuda" or torch.cuda.get_device_capability(device)[0] != 9:
         return False, "the Gluon kernel is written for Hopper (compute capability 9.x)"
-    if q.dtype not in DTYPES:
-        return False, f"the Gluon kernel takes fp16/bf16; got {q.dtype}"
-    if q.shape[-1] not in HEAD_DIMS:
-        return False, f"the Gluon kernel takes head dims {HEAD_DIMS}; got {q.shape[-1]}"
+    if dtype not in DTYPES:
+        return False, f"the Gluon kernel takes fp16/bf16; got {dtype}"
+    if head_dim not in HEAD_DIMS:
+        return False, f"the Gluon kernel takes head dims {HEAD_DIMS}; got {head_dim}"
     if block_size != QUERY_BLOCK:
         return False, f"the Gluon kernel takes block_size {QUERY_BLOCK}; got {block_size}"
+    return True, "ok"
+
+
+def supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int,
+              int8: bool = False) -> tuple[bool, str]:
+    """Can this kernel take the call? ``(ok, reason)``; the reason names what does not fit:
+    ``takes`` for the geometry, then TMA's stride rules. ``int8``: the ``precision="fp8"``
+    variant, which reads quantised copies of q and k (so only v's strides matter)."""
+    ok, why = takes(q.shape[-1], q.dtype, block_size, q.device)
+    if not ok:
+        return False, why
     es = q.element_size()
     for t in ((v,) if int8 else (q, k, v)):
         if t.stride(-1) != 1 or t.data_ptr() % 16 or any((s * es) % 16 for s in t.stride()[:-1]):
@@ -209,8 +220,9 @@ if HAVE_GLUON:
                      BLOCK_N: gl.constexpr, EVEN_S: gl.constexpr, HAS_KPM: gl.constexpr,
                      QK8: gl.constexpr, layout: gl.constexpr, PENDING: gl.constexpr):
         """Wait for a tile's S = Q.K^T (``PENDING``: the products issued after it, which may
-        still run: the previous tile's P.V) and return ``(s, mul)``: masked scores and their scale for ``_softmax_step``. int8 scores
-        come back as ``_int_scores`` floats with ``mul`` = Q's row scales x the tile's K scale."""
+        still run: the previous tile's P.V) and return ``(s, mul)``: masked scores and their
+        scale for ``_softmax_step``. int8 scores come back as ``_int_scores`` floats with
+        ``mul`` = the scale of this consumer's 64 Q rows x the tile's K scale."""
         if QK8:
             k_scale = gl.load(ks_base + gl.load(entry))
             s = warpgroup_mma_wait(PENDING, deps=[s_tok])

@@ -474,10 +474,11 @@ def fp8_supported(q: torch.Tensor) -> tuple[bool, str]:
     return True, "ok"
 
 
-def _gluon_available() -> bool:
+def _gluon_takes(head_dim: int, dtype: torch.dtype, block_size: int,
+                 device: torch.device) -> bool:
     from . import gluon_kernel
 
-    return gluon_kernel.available()[0]
+    return gluon_kernel.takes(head_dim, dtype, block_size, device)[0]
 
 
 def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torch.device,
@@ -499,11 +500,8 @@ def pick_config(head_dim: int, dtype: torch.dtype, block_size: int, device: torc
     hopper = _is_hopper_or_newer(device)
     if gluon is None:
         gluon = GLUON_DEFAULT
-    if (gluon and (not fp8 or (scheme or FP8_SCHEME) == "int8") and device.type == "cuda"
-            and _gluon_available()
-            and torch.cuda.get_device_capability(device)[0] == 9
-            and dtype in (torch.float16, torch.bfloat16) and head_dim in (64, 128)
-            and block_size == 128):
+    if (gluon and (not fp8 or (scheme or FP8_SCHEME) == "int8")
+            and _gluon_takes(head_dim, dtype, block_size, device)):
         # the warp-specialised Gluon kernel (gluon_kernel.py), with int8 Q.K^T for
         # precision="fp8"; strides it cannot take fall back to the Triton row below at launch
         return dict(KERNEL="gluon", STAGES=3)
