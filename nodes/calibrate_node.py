@@ -86,7 +86,11 @@ class _Forward:
 
 
 def _clone(v):
-    return v.clone() if isinstance(v, torch.Tensor) else v
+    if isinstance(v, torch.Tensor):
+        return v.clone()
+    if isinstance(getattr(v, "tensors", None), list):  # comfy.nested_tensor.NestedTensor (video + audio)
+        return type(v)([t.clone() for t in v.tensors])
+    return v
 
 
 def _tensors(v) -> list:
@@ -302,7 +306,7 @@ def run_calibration(model, positive, negative, latent: dict, *, seed: int = 0, s
     if session.rec is None:  # a sampler that ran no SAMPLER_SAMPLE wrapper
         session.finish()
     seconds = time.perf_counter() - t0
-    return _result(session, fam, cfg_r, start, latent, seconds, save, output_dir)
+    return _result(session, cfg_r.family, cfg_r, start, latent, seconds, save, output_dir)
 
 
 def _result(session: CalibrationSession, fam, cfg_r, start: dict, latent: dict, seconds: float, save: bool,

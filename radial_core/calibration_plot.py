@@ -30,7 +30,7 @@ class _Axes:
     def __init__(self, draw, box, xlim, ylim, font, small, log_y=False):
         self.draw, self.box, self.font, self.small, self.log_y = draw, box, font, small, log_y
         x0, y0, x1, y1 = box
-        self.px = (x0 + 52, y0 + 26, x1 - 12, y1 - 40)  # plot area inside the panel
+        self.px = (x0 + 52, y0 + 42, x1 - 12, y1 - 40)  # plot area inside the panel
         self.xlim, self.ylim = xlim, ylim
 
     def xy(self, x, y):
@@ -60,7 +60,7 @@ class _Axes:
         x0, y0, x1, y1 = self.box
         self.draw.text(((x0 + x1) / 2, y0 + 4), title, fill=INK, font=self.font, anchor="mt")
         self.draw.text(((a + c) / 2, y1 - 4), xlabel, fill=INK, font=self.small, anchor="mb")
-        self.draw.text((x0 + 2, b - 14), ylabel, fill=INK, font=self.small, anchor="lm")
+        self.draw.text((a, b - 8), ylabel, fill=INK, font=self.small, anchor="lb")
 
     def hline(self, y, color, label=""):
         a, _, c, _ = self.px
@@ -126,9 +126,10 @@ def render(figures: dict, rec: dict, *, panel: int = 420, title: str = "") -> to
     kmean = figures.get("kept_mean", [])
     ymin = min([v for v in kmin if v is not None] + [target - 0.05, 0.5])
     ymin = max(0.0, math.floor(ymin * 10) / 10)
-    ax = _Axes(draw, (panel, top, 2 * panel, top + panel), (0, 1), (ymin, 1.0), font, small)
+    xlo = max(0.0, math.floor((min(dens, default=0.0) - 0.02) * 10) / 10)
+    ax = _Axes(draw, (panel, top, 2 * panel, top + panel), (xlo, 1), (ymin, 1.0), font, small)
     ax.frame("kept energy vs mask density", "mask density (share of blocks computed)", "kept energy",
-             _ticks(0, 1), _ticks(ymin, 1.0))
+             _ticks(xlo, 1), _ticks(ymin, 1.0))
     ax.hline(target, TARGET, f"target {target:.0%}")
     for series, col, w in ((kmean, (150, 180, 220), 1), (kmin, SPARSE, 2)):
         pts = [ax.xy(d, v) for d, v in zip(dens, series) if v is not None]
@@ -140,9 +141,9 @@ def render(figures: dict, rec: dict, *, panel: int = 420, title: str = "") -> to
         if v is not None:
             x, y = ax.xy(d, v)
             draw.text((x + 4, y + 4), f"{dec:g}", fill=INK, font=small)
-    a, b, cc, _ = ax.px
-    draw.text((cc - 4, b + 4), "worst block/step", fill=SPARSE, font=small, anchor="rt")
-    draw.text((cc - 4, b + 17), "mean", fill=(150, 180, 220), font=small, anchor="rt")
+    a, b, cc, dd = ax.px
+    draw.text((cc - 4, dd - 30), "worst block/step", fill=SPARSE, font=small, anchor="rb")
+    draw.text((cc - 4, dd - 16), "mean", fill=(150, 180, 220), font=small, anchor="rb")
     if not rec.get("dense") and rec.get("decay") is not None:
         i = int(np.argmin([abs(d - rec["decay"]) for d in figures.get("decays", [rec["decay"]])]))
         if i < len(dens) and kmin[i] is not None:
@@ -161,14 +162,14 @@ def render(figures: dict, rec: dict, *, panel: int = 420, title: str = "") -> to
     ax = _Axes(draw, (2 * panel, top, 3 * panel, top + panel), (-0.5, nb - 0.5), (ymin3, 1.0), font, small)
     shown = figures.get("kept_per_block_decay")
     ax.frame("kept energy per block" + (f" (decay {shown:g}, worst step)" if shown else ""), "block",
-             "kept energy", _ticks(0, max(1, nb - 1)), _ticks(ymin3, 1.0))
-    ax.hline(target, TARGET, f"target {target:.0%}")
+             "kept energy", [t for t in _ticks(0, max(1, nb - 1)) if float(t).is_integer()], _ticks(ymin3, 1.0))
     bw = max(1.0, (ax.px[2] - ax.px[0]) / max(1, nb) * 0.7)
     for blk, v in per_block.items():
         x, y = ax.xy(blk, v)
         _, y0 = ax.xy(blk, ymin3)
         col = DENSE if blk in dense_blocks else SPARSE
         draw.rectangle([x - bw / 2, min(y, y0), x + bw / 2, max(y, y0)], fill=col)
+    ax.hline(target, TARGET, f"target {target:.0%}")
     a, b, cc, _ = ax.px
-    draw.text((cc - 4, b + 4), "dense (grey) / radial (blue)", fill=INK, font=small, anchor="rt")
+    draw.text((cc - 4, b - 8), "dense (grey) / radial (blue)", fill=INK, font=small, anchor="rb")
     return torch.from_numpy(np.array(img, dtype=np.uint8))
