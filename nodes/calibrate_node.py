@@ -120,6 +120,7 @@ class CalibrationSession:
     calls: int = 0
     rec: rcal.Recommendation | None = None
     errors: dict = field(default_factory=dict)  # step -> relative error of the denoised prediction
+    check_start: bool = False  # "keep it dense": still check the start setting's output error
 
     def record(self, plan, call) -> None:
         geo = rcal.CallGeometry(plan.frames, plan.tokens_per_frame, plan.text_tokens, plan.text_first)
@@ -144,15 +145,18 @@ class CalibrationSession:
             self.rec = rcal.recommend({}, (), (), steps_total=self.steps_total)
             return
         self.rec = self.cal.recommend(self.target)
-        if self.rec.dense or not self.forwards:
-            self.errors = {f.step: 0.0 for f in self.forwards}
+        if (self.rec.dense and not self.check_start) or not self.forwards:
+            self.errors = {f.step: 0.0 for f in self.forwards}  # dense is dense
+            self.forwards.clear()
             return
         from .radial_patcher import _ApplyModelWrapper  # the patch's own per-call bookkeeping
 
-        patched = apply_radial_patch(self.model, **{**self.patch_kwargs, "decay_factor": self.rec.decay,
-                                                     "dense_blocks": self.rec.dense_blocks_text(),
-                                                     "dense_steps_first": self.rec.dense_steps,
-                                                     "dense_steps_last": 0})
+        if self.rec.dense:  # check_start: what the start setting would change (the benchmark's full cost)
+            settings = {"decay_factor": self.start_decay, "dense_blocks": "", "dense_steps_first": 0}
+        else:
+            settings = {"decay_factor": self.rec.decay, "dense_blocks": self.rec.dense_blocks_text(),
+                        "dense_steps_first": self.rec.dense_steps}
+        patched = apply_radial_patch(self.model, **{**self.patch_kwargs, **settings, "dense_steps_last": 0})
         override = patched.model_options["transformer_options"][OVERRIDE_KEY]
         num, den = {}, {}
         for f in self.forwards:
@@ -270,7 +274,7 @@ def _sample(model, positive, negative, latent: dict, *, seed, steps, cfg, sample
 def run_calibration(model, positive, negative, latent: dict, *, seed: int = 0, steps: int = 20, cfg: float = 5.0,
                     sampler_name: str = "euler", scheduler: str = "simple", sigmas=None, probe_steps: str = "auto",
                     query_rows: int = 256, target: float = rcal.DEFAULT_TARGET, save: bool = True,
-                    output_dir: str | None = None) -> CalibrationResult:
+                    output_dir: str | None = None, check_start: bool = False) -> CalibrationResult:
     """The node's work (see the module doc)."""
     if not hasattr(model, "clone") or not hasattr(model, "model_options"):
         raise ValueError(f"model: expected a ComfyUI MODEL; got {type(model).__name__}. "
@@ -292,7 +296,8 @@ def run_calibration(model, positive, negative, latent: dict, *, seed: int = 0, s
     base_override = topts[OVERRIDE_KEY]
     cfg_r = base_override.config
     session = CalibrationSession(probes, int(query_rows), int(seed), float(target), cfg_r.block_size, cfg_r.dist1,
-                                 cfg_r.family.mask_model, float(cfg_r.decay_factor), n_steps, model, patch_kwargs)
+                                 cfg_r.family.mask_model, float(cfg_r.decay_factor), n_steps, model, patch_kwargs,
+                                 check_start=bool(check_start))
     ov = CalibrationOverride(cfg_r, base_override.previous)
     ov.session = session
     topts[OVERRIDE_KEY] = ov
@@ -417,8 +422,9 @@ def report_text(payload: dict) -> str:
         lines.append(f"Fitted energy decay: {rt:.3f} per frame of distance{half}"
                      + (f"; {rs:.4f} per token of in-frame distance" if rs is not None else "") + ".")
     errs = fig.get("output_relative_error") or {}
-    if errs and not rec["dense"]:
-        lines.append("Denoised prediction, radial vs dense (relative error) at probed steps: "
+    if errs and (not rec["dense"] or any(errs.values())):
+        lines.append(("Denoised prediction, radial vs dense (relative error) at probed steps"
+                      + (" (start setting)" if rec["dense"] else "") + ": ")
                      + ", ".join(f"step {s}: {e:.2e}" for s, e in errs.items()) + ".")
     pts = fig.get("authors_points") or {}
     parts = []

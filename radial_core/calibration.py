@@ -42,7 +42,7 @@ DECAY_LADDER = (0.05, 0.08, 0.12, 0.16, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 0.95
 AUTHORS_POINTS = {"Wan 2.1": 0.2, "Wan 2.2": 0.8, "HunyuanVideo": 0.95}
 DEFAULT_TARGET = 0.95
 MIN_SAVING = 0.10  # a recommendation must save at least this share of the attention work
-_BUDGET_BYTES = 256 << 20  # float32 scores of one head chunk
+_BUDGET_BYTES = 128 << 20  # float32 scores of one head chunk
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def attention_energy(q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor, geo: 
     ``q, k``: ``[B, H, S, D]``; ``rows``: sequence positions of video query rows (from
     :func:`sample_rows`); ``masks``: block masks (``RadialMask`` or bool ``[nb, nb]``) to measure;
     ``key_padding_mask``: ``[B, S]`` True for real keys (padded keys take no softmax mass, as in
-    the model). Memory: one head chunk of ``[B, chunk, rows, S]`` float32 scores (about 256 MB
+    the model). Memory: one head chunk of ``[B, chunk, rows, S]`` float32 scores (about 128 MB
     unless ``head_chunk`` says otherwise) and one ``[rows, S]`` energy map.
     """
     B, H, S, D = q.shape
@@ -145,49 +145,58 @@ def attention_energy(q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor, geo: 
     energy = torch.zeros(R, S, dtype=torch.float32, device=dev)
     for h0 in range(0, H, head_chunk):
         sl = slice(h0, min(H, h0 + head_chunk))
-        s = torch.matmul(q[:, sl, rows].float(), k[:, sl].float().transpose(-1, -2)) * scale
+        s = torch.matmul(q[:, sl, rows].float(), k[:, sl].float().transpose(-1, -2))
+        s.mul_(scale)
         if kpm is not None:
-            s = s.masked_fill(~kpm, float("-inf"))
-        p = torch.softmax(s, dim=-1)
+            s.masked_fill_(~kpm, float("-inf"))
+        # softmax in place: one [B, chunk, rows, S] buffer (every row keeps its video keys, so
+        # its maximum is finite)
+        s.sub_(s.amax(dim=-1, keepdim=True)).exp_()
+        s.div_(s.sum(dim=-1, keepdim=True))
+        energy += s.sum(dim=(0, 1))
         del s
-        energy += p.sum(dim=(0, 1))
-        del p
     return _reduce(energy, rows, geo, masks, block_size, B * H)
 
 
 def _reduce(energy: torch.Tensor, rows: torch.Tensor, geo: CallGeometry, masks, block_size: int,
             per_row: int) -> CallStats:
+    # Reductions stay in float32 on the energy map's device (no float64 or padded copy of the
+    # [rows, S] map: the extra memory is what the GPU benchmark holds to a few percent); each
+    # result is small and summed in float64 on the CPU.
     dev = energy.device
     R, S = energy.shape
     F, T = geo.frames, geo.tokens_per_frame
     v0 = geo.video_start
-    e64 = energy.double()
-    video = e64[:, v0:v0 + F * T].reshape(R, F, T)
+    video = energy[:, v0:v0 + F * T].view(R, F, T)
     local = rows - v0
     qf = (local // T).long()  # query frame
     qr = (local % T).long()  # query token inside its frame
     # temporal: energy per key frame, binned by |frame distance|
-    by_frame = video.sum(dim=2)  # [R, F]
+    by_frame = video.sum(dim=2, dtype=torch.float64)  # [R, F]
     frames = torch.arange(F, device=dev)
     dist = (qf[:, None] - frames[None, :]).abs()
     temporal = torch.zeros(F, dtype=torch.float64, device=dev).index_add_(0, dist.flatten(), by_frame.flatten())
     t_keys = torch.bincount(dist.flatten(), minlength=F).double() * T
     # spatial: energy per in-frame key position (all key frames), binned by |c - r|
-    by_pos = video.sum(dim=1)  # [R, T]
+    by_pos = video.sum(dim=1, dtype=torch.float64)  # [R, T]
     pos = torch.arange(T, device=dev)
     sdist = (qr[:, None] - pos[None, :]).abs()
     spatial = torch.zeros(T, dtype=torch.float64, device=dev).index_add_(0, sdist.flatten(), by_pos.flatten())
     s_keys = torch.bincount(sdist.flatten(), minlength=T).double() * F
-    total = float(e64.sum())
-    other = total - float(video.sum())
+    total = float(energy.sum(dtype=torch.float64))
+    other = total - float(by_frame.sum())
     # inside each mask: energy per key block, times the row's kept blocks
     nb = -(-S // block_size)
-    pad = nb * block_size - S
-    per_block = torch.nn.functional.pad(e64, (0, pad)).reshape(R, nb, block_size).sum(-1)
+    full = S // block_size
+    per_block = energy[:, :full * block_size].reshape(R, full, block_size).sum(-1, dtype=torch.float64)
+    if full < nb:
+        per_block = torch.cat([per_block, energy[:, full * block_size:].sum(-1, keepdim=True, dtype=torch.float64)], 1)
     rb = rows // block_size
-    kept = np.array([float((per_block * _block_rows(m, rb, dev)).sum()) for m in masks], dtype=np.float64)
+    kept = torch.stack([(per_block * _block_rows(m, rb, dev)).sum() for m in masks]).cpu().numpy() \
+        if len(masks) else np.zeros(0)
     return CallStats(temporal.cpu().numpy(), t_keys.cpu().numpy() * per_row, spatial.cpu().numpy(),
-                     s_keys.cpu().numpy() * per_row, other, total, kept, R * per_row)
+                     s_keys.cpu().numpy() * per_row, other, total, np.asarray(kept, dtype=np.float64),
+                     R * per_row)
 
 
 # ----------------------------------------------------------------------------------- decays

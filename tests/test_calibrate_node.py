@@ -129,3 +129,25 @@ def test_wan21_through_the_node_saves_and_wires_into_the_patch(cn, rp, tmp_path)
                                     dense_steps_first=res.dense_steps)
     out = hm.sample(patched, "wan_t2v", hm.latent("wan_t2v", 8, 16, 16), steps=2)
     assert torch.isfinite(out).all()
+
+
+# ------------------------------------------------------------------------------ the benchmark
+def test_bench_calibrate_smoke_and_skip_without_cuda(tmp_path):
+    """bench/bench_calibrate.py: its code path on a tiny Wan (CPU, subprocess as on the GPU
+    machine), and the plain run says it needs CUDA and exits 0 where there is none."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, comfyui_dir
+
+    out = tmp_path / "cal.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_calibrate.py"), "--smoke", "--steps", "2",
+                           "--comfyui", str(comfyui_dir()), "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert got["dense_s"] > 0 and got["calibrate_s"] > 0 and got["probes"] == [0, 1]
+    if not torch.cuda.is_available():
+        proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_calibrate.py")], capture_output=True,
+                              text=True, timeout=120, cwd=ROOT)
+        assert proc.returncode == 0 and "no CUDA" in proc.stdout
