@@ -57,9 +57,11 @@ EXPECTED = {
     "Wan 2.1 T2V 14B, 321 frames with LoRA.json",
     "HunyuanVideo T2V, 720p 253 frames.json",
     "Wan 2.1 length-extension LoRA, train at 720p 321 frames.json",
+    "Wan 2.1 T2V 14B, calibrate then render.json",
+    "HunyuanVideo 1.5 T2V, calibrate then render.json",
     PREVIEW,
 }
-PACK_NODES = {"RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview", "SaveRadialLora"}
+PACK_NODES = {"RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview", "SaveRadialLora", "RadialAttentionCalibrate"}
 UI_NOTES = {"Note", "MarkdownNote"}
 
 # (node type, input) -> ComfyUI models folder the file is looked up in.
