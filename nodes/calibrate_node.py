@@ -506,3 +506,56 @@ class RadialAttentionCalibrate(io.ComfyNode):
                               probe_steps=probe_steps, query_rows=query_rows, target=target)
         return io.NodeOutput(res.image, res.decay_factor, res.dense_blocks, res.dense_steps, res.report,
                              ui=ui.PreviewImage(res.image, cls=cls))
+
+
+def latest_calibration(output_dir: str | None = None, family: str | None = None) -> Path:
+    """The newest saved calibration (of ``family`` when given) in the output folder."""
+    if output_dir is None:
+        import folder_paths
+
+        output_dir = folder_paths.get_output_directory()
+    folder = Path(output_dir) / RESULT_DIR
+    pattern = f"calibration_{family}_*.json" if family else "calibration_*.json"
+    files = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
+    if not files:
+        raise ValueError(f"calibration: no saved calibration{' of ' + family if family else ''} in {folder}. "
+                         f"Fix: run Radial Attention Calibrate first (it saves its result there).")
+    return files[-1]
+
+
+class RadialAttentionLoadCalibration(io.ComfyNode):
+    """Reads a saved calibration back: its values connect to Radial Attention Patch (or the Radial
+    LoRA Loader's overrides), so a model is calibrated once and rendered many times."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RadialAttentionLoadCalibration",
+            display_name="Radial Attention Load Calibration",
+            category=CATEGORY,
+            description=("Reads a result saved by Radial Attention Calibrate (output/radial_attention/"
+                         "calibration_*.json) and outputs its recommended decay factor, dense blocks and "
+                         "dense steps for Radial Attention Patch or the Radial LoRA Loader."),
+            inputs=[
+                io.String.Input("calibration", default="latest",
+                                tooltip="'latest' = the newest saved calibration; or its file name in "
+                                "output/radial_attention/, or a full path."),
+            ],
+            outputs=[
+                io.Float.Output(display_name="decay_factor"),
+                io.String.Output(display_name="dense_blocks"),
+                io.Int.Output(display_name="dense_steps"),
+                io.String.Output(display_name="report"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, calibration: str) -> io.NodeOutput:
+        name = (calibration or "").strip()
+        path = latest_calibration() if name.lower() in ("", "latest") else name
+        s = read_calibration(str(path))
+        report = (f"{path}: {s['family']}, decay_factor {s['decay_factor']:g}, dense_blocks '{s['dense_blocks']}', "
+                  f"dense_steps_first {s['dense_steps_first']} (block size {s['block_size']}, dist1 {s['dist1']}: "
+                  f"set those on the Patch too)")
+        logger.info("Radial Attention Load Calibration: %s", report)
+        return io.NodeOutput(s["decay_factor"], s["dense_blocks"], s["dense_steps_first"], report)

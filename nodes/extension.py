@@ -11,13 +11,14 @@ from comfy_api.latest import ComfyExtension, io
 
 class RadialAttentionExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        from .calibrate_node import RadialAttentionCalibrate
+        from .calibrate_node import RadialAttentionCalibrate, RadialAttentionLoadCalibration
         from .lora_node import RadialLoraLoader
         from .lora_save_node import SaveRadialLora
         from .patch_node import RadialAttentionPatch
         from .preview_node import SparsityPreview
 
-        return [RadialAttentionPatch, RadialLoraLoader, SparsityPreview, SaveRadialLora, RadialAttentionCalibrate]
+        return [RadialAttentionPatch, RadialLoraLoader, SparsityPreview, SaveRadialLora, RadialAttentionCalibrate,
+                RadialAttentionLoadCalibration]
 
     async def on_load(self) -> None:
         # HTTP route for the front-end readout; harmless when no server is running.

@@ -151,3 +151,23 @@ def test_bench_calibrate_smoke_and_skip_without_cuda(tmp_path):
         proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_calibrate.py")], capture_output=True,
                               text=True, timeout=120, cwd=ROOT)
         assert proc.returncode == 0 and "no CUDA" in proc.stdout
+
+
+def test_saved_result_reads_back_through_the_loader_node_and_into_lora_metadata(cn, rp, comfy, tmp_path, monkeypatch):
+    """Radial Attention Load Calibration gives back what Calibrate saved; a Patch driven by those
+    values hands them to Save Radial LoRA's metadata."""
+    import folder_paths
+
+    monkeypatch.setattr(folder_paths, "get_output_directory", lambda: str(tmp_path))
+    base = hm.load_model("wan_t2v")
+    res = _calibrate(cn, base, "wan_t2v", 8, 16, 16, tmp_path, target=0.6)
+    out = cn.RadialAttentionLoadCalibration.execute("latest").result
+    assert out[:3] == (res.decay_factor, res.dense_blocks, res.dense_steps)
+    assert out == cn.RadialAttentionLoadCalibration.execute(res.path).result
+    with pytest.raises(ValueError, match="not a Radial Attention calibration"):
+        cn.read_calibration(str(tmp_path / "nothing.json"))
+    patched = rp.apply_radial_patch(base, decay_factor=out[0], dense_blocks=out[1], dense_steps_first=out[2])
+    save = comfy.pack_module("nodes.lora_save_node")
+    meta = save.radial_settings_metadata(rp.get_radial_config(patched))
+    assert float(meta["radial_attn.decay_factor"]) == res.decay_factor
+    assert int(meta["radial_attn.dense_steps"]) == res.dense_steps
