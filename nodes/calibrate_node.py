@@ -121,6 +121,7 @@ class CalibrationSession:
     rec: rcal.Recommendation | None = None
     errors: dict = field(default_factory=dict)  # step -> relative error of the denoised prediction
     check_start: bool = False  # "keep it dense": still check the start setting's output error
+    check_error: str = ""  # why the output check could not run
 
     def record(self, plan, call) -> None:
         geo = rcal.CallGeometry(plan.frames, plan.tokens_per_frame, plan.text_tokens, plan.text_first)
@@ -159,16 +160,23 @@ class CalibrationSession:
         patched = apply_radial_patch(self.model, **{**self.patch_kwargs, **settings, "dense_steps_last": 0})
         override = patched.model_options["transformer_options"][OVERRIDE_KEY]
         num, den = {}, {}
-        for f in self.forwards:
-            topts = dict(f.topts)
-            topts[OVERRIDE_KEY] = RadialAttentionOverride(override.config, override.previous)
-            topts[RUN_KEY] = RunState(f.steps)
-            out = _ApplyModelWrapper(override.config)(f.executor, *f.args, topts, **f.kwargs)
-            for a, b in zip(_tensors(out), _tensors(f.dense)):
-                num[f.step] = num.get(f.step, 0.0) + float((a.double() - b.double()).pow(2).sum())
-                den[f.step] = den.get(f.step, 0.0) + float(b.double().pow(2).sum())
+        try:
+            for f in self.forwards:
+                topts = dict(f.topts)
+                topts[OVERRIDE_KEY] = RadialAttentionOverride(override.config, override.previous)
+                topts[RUN_KEY] = RunState(f.steps)
+                out = _ApplyModelWrapper(override.config)(f.executor, *f.args, topts, **f.kwargs)
+                for a, b in zip(_tensors(out), _tensors(f.dense)):
+                    num[f.step] = num.get(f.step, 0.0) + float((a.double() - b.double()).pow(2).sum())
+                    den[f.step] = den.get(f.step, 0.0) + float(b.double().pow(2).sum())
+        except Exception as exc:  # noqa: BLE001 - the measurement stands without the output check
+            logger.warning("Radial Attention Calibrate: the radial output check failed (%s: %s); the "
+                           "recommendation stands, without its output error.", type(exc).__name__, exc)
+            self.check_error = f"{type(exc).__name__}: {exc}"
+            num = {}
+        finally:
+            self.forwards.clear()
         self.errors = {s: math.sqrt(num[s] / den[s]) if den[s] > 0 else 0.0 for s in num}
-        self.forwards.clear()
 
 
 class CalibrationOverride(RadialAttentionOverride):
@@ -205,6 +213,10 @@ class _ProbeApplyModel:
         fwd = getattr(run, "fwd", None)
         step = fwd.step.global_index if fwd is not None and fwd.step is not None else None
         if step is not None and step in self.session.probes:
+            run.once("calibrate", logging.INFO,
+                     f"Radial Attention Calibrate: sampling dense, measuring the attention at steps "
+                     f"{list(self.session.probes)} (the Radial Attention lines of this run describe the "
+                     f"mask of the start setting; nothing is sparse)")
             self.session.forwards.append(_Forward(
                 step, executor, (_clone(x), _clone(t), c_concat, c_crossattn, control), dict(topts), dict(kwargs),
                 _clone(out), run.steps))
@@ -343,6 +355,8 @@ def _result(session: CalibrationSession, fam, cfg_r, start: dict, latent: dict, 
     rec_d = {"dense": rec.dense, "decay": rec.decay, "decay_factor": decay_out, "dense_blocks": blocks_out,
              "dense_steps": steps_out, "work": rec.work, "density": rec.density, "kept_min": rec.kept_min,
              "why": rec.why}
+    if session.check_error:
+        figures["output_check_error"] = session.check_error
     payload = {
         "kind": "radial_attention_calibration", "version": 1,
         "model": describe_model(session.model), "family": fam.family, "variant": fam.variant,

@@ -171,3 +171,23 @@ def test_saved_result_reads_back_through_the_loader_node_and_into_lora_metadata(
     meta = save.radial_settings_metadata(rp.get_radial_config(patched))
     assert float(meta["radial_attn.decay_factor"]) == res.decay_factor
     assert int(meta["radial_attn.dense_steps"]) == res.dense_steps
+
+
+def test_sigmas_input_and_no_video_calls(cn, comfy, tmp_path):
+    """A SIGMAS schedule sets the probed steps; a single-frame latent (an image: nothing the patch
+    would make sparse) gets "keep it dense" with the reason, and still a picture."""
+    import comfy.samplers
+
+    base = hm.load_model("wan_t2v")
+    sigmas = comfy.samplers.calculate_sigmas(base.get_model_object("model_sampling"), "simple", 3)
+    lat = {"samples": hm.latent("wan_t2v", 8, 16, 16)}
+    with torch.inference_mode():
+        res = cn.run_calibration(base, hm.conditioning("wan_t2v", seed=1), hm.conditioning("wan_t2v", seed=2), lat,
+                                 sigmas=sigmas, cfg=1.0, query_rows=32, target=0.6, output_dir=str(tmp_path))
+    assert res.session.probes == (0, 1, 2) and set(res.session.cal.by_step()) == {0, 1, 2}
+    one = {"samples": hm.latent("wan_t2v", 1, 16, 16)}
+    with torch.inference_mode():
+        res = cn.run_calibration(base, hm.conditioning("wan_t2v", seed=1), hm.conditioning("wan_t2v", seed=2), one,
+                                 steps=1, cfg=1.0, output_dir=str(tmp_path))
+    assert res.session.rec.dense and "no attention call was probed" in res.report
+    assert res.image.shape[-1] == 3
