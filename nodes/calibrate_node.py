@@ -126,10 +126,12 @@ class CalibrationSession:
     def record(self, plan, call) -> None:
         geo = rcal.CallGeometry(plan.frames, plan.tokens_per_frame, plan.text_tokens, plan.text_first)
         if self.cal is None:
+            aliases = {}
             decays, dens = rcal.decay_candidates(geo, block_size=self.block_size, model=self.mask_model,
-                                                 dist1=self.dist1, extra=(self.start_decay,))
+                                                 dist1=self.dist1, aliases=aliases,
+                                                 extra=(self.start_decay,) + tuple(rcal.AUTHORS_POINTS.values()))
             self.cal = rcal.Calibration(geo, self.block_size, self.mask_model, self.dist1, decays, dens,
-                                        self.steps_total, self.probes)
+                                        self.steps_total, self.probes, aliases=aliases)
         masks = [rcal.mask_for(geo, d, block_size=self.block_size, model=self.mask_model, dist1=self.dist1)
                  for d in self.cal.decays]
         q, k, _ = call.bhld()
@@ -346,7 +348,7 @@ def _result(session: CalibrationSession, fam, cfg_r, start: dict, latent: dict, 
             if s in later:
                 per[b] = min(per.get(b, 1.0), v)
         figures["kept_per_block"] = {str(b): v for b, v in sorted(per.items())}
-        figures["kept_per_block_decay"] = cal.decays[min(range(len(cal.decays)), key=lambda i: abs(cal.decays[i] - shown))]
+        figures["kept_per_block_decay"] = cal.decays[cal.index_of(shown)]
     figures["dense_blocks"] = list(rec.dense_blocks) if not rec.dense else list(range(num_blocks))
     figures["output_relative_error"] = {str(s): e for s, e in sorted(session.errors.items())}
     samples = latent.get("samples")
@@ -444,10 +446,10 @@ def report_text(payload: dict) -> str:
     parts = []
     for label, p in pts.items():
         if p.get("kept_mean") is not None:
-            parts.append(f"{label} decay {p['decay']:g} keeps {p['kept_mean']:.1%} here")
+            parts.append(f"{label} decay {p['decay']:g} (density {p['density']:.3f}) keeps {p['kept_mean']:.1%} "
+                         f"on average, {p['kept_min']:.1%} in the worst block and step")
     if parts:
-        lines.append("Authors' operating points on this model (mean over probed blocks and steps): "
-                     + "; ".join(parts) + ".")
+        lines.append("The authors' operating points on this model: " + "; ".join(parts) + ".")
     start = payload["settings"].get("start") or {}
     if start.get("patched"):
         lines.append(f"Start point (the connected patch): decay {start.get('decay_factor'):g}, dense_blocks "

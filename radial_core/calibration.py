@@ -201,19 +201,23 @@ def _reduce(energy: torch.Tensor, rows: torch.Tensor, geo: CallGeometry, masks, 
 
 # ----------------------------------------------------------------------------------- decays
 def decay_candidates(geo: CallGeometry, *, block_size: int, model: str, dist1: str,
-                     ladder=DECAY_LADDER, extra=()) -> tuple[tuple[float, ...], tuple[float, ...]]:
+                     ladder=DECAY_LADDER, extra=(), aliases: dict | None = None
+                     ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The decays worth probing for this shape and their block densities: the ladder (plus
-    ``extra``, e.g. the start point), dropping a decay whose mask equals a lower one's."""
-    out, dens, seen = [], [], set()
+    ``extra``, e.g. the start point and the authors' settings), dropping a decay whose mask equals
+    a lower one's. ``aliases``, when given, is filled with every decay considered -> the index of
+    the probed decay with the same mask."""
+    out, dens, seen = [], [], {}
     for d in sorted(set(float(x) for x in tuple(ladder) + tuple(extra) if x and x > 0)):
         m = mask_for(geo, d, block_size=block_size, model=model, dist1=dist1)
         run_ptr, lo, hi = m.runs
-        key = (m.density, hash(lo.tobytes()), hash(hi.tobytes()), hash(run_ptr.tobytes()))
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(d)
-        dens.append(m.density)
+        key = (m.density, lo.tobytes(), hi.tobytes(), run_ptr.tobytes())
+        if key not in seen:
+            seen[key] = len(out)
+            out.append(d)
+            dens.append(m.density)
+        if aliases is not None:
+            aliases[d] = seen[key]
     return tuple(out), tuple(dens)
 
 
@@ -316,6 +320,7 @@ class Calibration:
     steps_total: int
     probe_steps: tuple[int, ...]
     stats: dict = field(default_factory=dict)  # (step, block) -> CallStats
+    aliases: dict = field(default_factory=dict)  # any decay considered -> index of the probed one with its mask
 
     def add(self, step: int, block: int, st: CallStats) -> None:
         key = (int(step), int(block))
@@ -361,9 +366,14 @@ class Calibration:
         return recommend(self.kept_fractions(), self.densities, self.decays, steps_total=self.steps_total,
                          target=target, min_saving=min_saving, dense_reason=self.decay_verdict())
 
+    def index_of(self, decay: float) -> int:
+        """Index of the probed decay whose mask ``decay`` gives (else the nearest probed one)."""
+        i = self.aliases.get(float(decay))
+        return i if i is not None else int(np.argmin([abs(d - decay) for d in self.decays]))
+
     def kept_at(self, decay: float) -> dict:
-        """(step, block) -> kept fraction at the probed decay nearest to ``decay``."""
-        i = int(np.argmin([abs(d - decay) for d in self.decays]))
+        """(step, block) -> kept fraction at ``decay`` (see :meth:`index_of`)."""
+        i = self.index_of(decay)
         return {key: float(v[i]) for key, v in self.kept_fractions().items()}
 
     def figures(self, rec: Recommendation, target: float) -> dict:
@@ -383,15 +393,14 @@ class Calibration:
             "kept_mean": mean_kept, "kept_min": min_kept,
             "energy_per_key_by_frame_distance": temporal,
             "target": target,
-            "authors_points": {k: {"decay": d, "kept_mean": self._kept_near(d, mean_kept)}
+            "authors_points": {k: {"decay": d, "kept_mean": self._kept_near(d, mean_kept),
+                                   "kept_min": self._kept_near(d, min_kept),
+                                   "density": self._kept_near(d, list(self.densities))}
                                for k, d in AUTHORS_POINTS.items()},
         }
 
     def _kept_near(self, decay: float, values):
-        if not self.decays:
-            return None
-        i = int(np.argmin([abs(d - decay) for d in self.decays]))
-        return values[i]
+        return values[self.index_of(decay)] if self.decays else None
 
 
 def save_result(path, payload: dict) -> None:

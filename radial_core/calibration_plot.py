@@ -145,11 +145,10 @@ def render(figures: dict, rec: dict, *, panel: int = 420, title: str = "") -> to
     draw.text((cc - 4, dd - 30), "worst block/step", fill=SPARSE, font=small, anchor="rb")
     draw.text((cc - 4, dd - 16), "mean", fill=(150, 180, 220), font=small, anchor="rb")
     if not rec.get("dense") and rec.get("decay") is not None:
-        i = int(np.argmin([abs(d - rec["decay"]) for d in figures.get("decays", [rec["decay"]])]))
-        if i < len(dens) and kmin[i] is not None:
-            x, y = ax.xy(dens[i], kmin[i])
-            draw.ellipse([x - 8, y - 8, x + 8, y + 8], outline=TARGET, width=3)
-            draw.text((x - 10, y - 10), f"chosen {rec['decay']:g}", fill=TARGET, font=small, anchor="rb")
+        # the chosen decay at its worst block and step among those that stay radial
+        x, y = ax.xy(float(rec["density"]), float(rec["kept_min"]))
+        draw.ellipse([x - 8, y - 8, x + 8, y + 8], outline=TARGET, width=3)
+        draw.text((x - 10, y - 10), f"chosen {rec['decay']:g}", fill=TARGET, font=small, anchor="rb")
     else:
         draw.text(((a + cc) / 2, (b + ax.px[3]) / 2), "keep it dense", fill=TARGET, font=font, anchor="mm")
 
