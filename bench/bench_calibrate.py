@@ -76,8 +76,9 @@ def main(argv=None) -> int:
     dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     cond = e2e.conditioning("wan21", dev)
     latent = e2e.empty_latent("wan21", w, h, f)
-    print(f"Wan 2.1-14B shape {w}x{h}x{f} ({latent.shape[2]} latent frames x {latent.shape[3] // 2 * latent.shape[4] // 2} "
-          f"tokens), {depth} of 40 blocks, random bf16 weights, {a.steps} steps, euler, cfg 1, "
+    tokens = latent.shape[3] // 2 * latent.shape[4] // 2
+    print(f"Wan 2.1-14B shape {w}x{h}x{f} ({latent.shape[2]} latent frames x {tokens} tokens), {depth} of 40 "
+          f"blocks, random bf16 weights, {a.steps} steps, euler, cfg 1, "
           f"probes {a.probe_steps}, {a.query_rows} query rows, target {a.target}")
 
     def dense():
@@ -105,7 +106,8 @@ def main(argv=None) -> int:
     extra = mem_cal / mem_dense - 1 if mem_dense else 0.0
     probes = res.session.probes
     print(f"dense sampling   : {t_dense:8.2f} s, peak {mem_dense:6.2f} GiB")
-    print(f"calibrate        : {t_cal:8.2f} s, peak {mem_cal:6.2f} GiB ({len(probes)} probed steps {list(probes)})")
+    print(f"calibrate        : {t_cal:8.2f} s, peak {mem_cal:6.2f} GiB "
+          f"({len(probes)} probed steps {list(probes)})")
     print(f"ratio            : {ratio:.3f}x time (bound 1.5x), {extra:+.1%} peak memory (bound +5%)")
     print(res.report)
     if a.json:

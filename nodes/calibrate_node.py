@@ -81,8 +81,9 @@ class _Forward:
     args: tuple
     topts: dict
     kwargs: dict
-    dense: object
+    dense: object  # on the CPU
     steps: object  # the pass's PassSteps
+    device: object = None  # where x lives during sampling (x waits on the CPU)
 
 
 def _clone(v):
@@ -91,6 +92,23 @@ def _clone(v):
     if isinstance(getattr(v, "tensors", None), list):  # comfy.nested_tensor.NestedTensor (video + audio)
         return type(v)([t.clone() for t in v.tensors])
     return v
+
+
+def _to(v, device):
+    """A copy of a latent-sized tensor (or NestedTensor) on ``device``: the probed calls' inputs and
+    dense outputs wait on the CPU for the output check, off the GPU's peak memory."""
+    if isinstance(v, torch.Tensor):
+        return v.to(device, copy=True)
+    if isinstance(getattr(v, "tensors", None), list):
+        return type(v)([t.to(device, copy=True) for t in v.tensors])
+    return v
+
+
+def _device(v):
+    if isinstance(v, torch.Tensor):
+        return v.device
+    got = getattr(v, "tensors", None)
+    return got[0].device if isinstance(got, list) and got else torch.device("cpu")
 
 
 def _tensors(v) -> list:
@@ -167,10 +185,12 @@ class CalibrationSession:
                 topts = dict(f.topts)
                 topts[OVERRIDE_KEY] = RadialAttentionOverride(override.config, override.previous)
                 topts[RUN_KEY] = RunState(f.steps)
-                out = _ApplyModelWrapper(override.config)(f.executor, *f.args, topts, **f.kwargs)
+                x, *rest = f.args
+                out = _ApplyModelWrapper(override.config)(f.executor, _to(x, f.device), *rest, topts, **f.kwargs)
                 for a, b in zip(_tensors(out), _tensors(f.dense)):
-                    num[f.step] = num.get(f.step, 0.0) + float((a.double() - b.double()).pow(2).sum())
-                    den[f.step] = den.get(f.step, 0.0) + float(b.double().pow(2).sum())
+                    a, b = a.double(), b.to(a.device).double()
+                    num[f.step] = num.get(f.step, 0.0) + float((a - b).pow(2).sum())
+                    den[f.step] = den.get(f.step, 0.0) + float(b.pow(2).sum())
         except Exception as exc:  # noqa: BLE001 - the measurement stands without the output check
             logger.warning("Radial Attention Calibrate: the radial output check failed (%s: %s); the "
                            "recommendation stands, without its output error.", type(exc).__name__, exc)
@@ -220,8 +240,8 @@ class _ProbeApplyModel:
                      f"{list(self.session.probes)} (the Radial Attention lines of this run describe the "
                      f"mask of the start setting; nothing is sparse)")
             self.session.forwards.append(_Forward(
-                step, executor, (_clone(x), _clone(t), c_concat, c_crossattn, control), dict(topts), dict(kwargs),
-                _clone(out), run.steps))
+                step, executor, (_to(x, "cpu"), _clone(t), c_concat, c_crossattn, control), dict(topts),
+                dict(kwargs), _to(out, "cpu"), run.steps, _device(x)))
         return out
 
 

@@ -142,7 +142,10 @@ def attention_energy(q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor, geo: 
     kpm = None
     if key_padding_mask is not None:
         kpm = key_padding_mask.to(dev, torch.bool).expand(B, S)[:, None, None, :]
-    energy = torch.zeros(R, S, dtype=torch.float32, device=dev)
+    nb = -(-S // block_size)
+    # the map padded to whole key blocks (zeros past S), so the per-block sums are a view of it
+    padded = torch.zeros(R, nb * block_size, dtype=torch.float32, device=dev)
+    energy = padded[:, :S]
     for h0 in range(0, H, head_chunk):
         sl = slice(h0, min(H, h0 + head_chunk))
         s = torch.matmul(q[:, sl, rows].float(), k[:, sl].float().transpose(-1, -2))
@@ -155,19 +158,20 @@ def attention_energy(q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor, geo: 
         s.div_(s.sum(dim=-1, keepdim=True))
         energy += s.sum(dim=(0, 1))
         del s
-    return _reduce(energy, rows, geo, masks, block_size, B * H)
+    return _reduce(padded, S, rows, geo, masks, block_size, B * H)
 
 
-def _reduce(energy: torch.Tensor, rows: torch.Tensor, geo: CallGeometry, masks, block_size: int,
+def _reduce(padded: torch.Tensor, S: int, rows: torch.Tensor, geo: CallGeometry, masks, block_size: int,
             per_row: int) -> CallStats:
-    # Reductions stay in float32 on the energy map's device (no float64 or padded copy of the
-    # [rows, S] map: the extra memory is what the GPU benchmark holds to a few percent); each
-    # result is small and summed in float64 on the CPU.
-    dev = energy.device
-    R, S = energy.shape
+    # Reductions read the float32 map where it is (no float64 or other copy of the [rows, S] map:
+    # the extra memory is what the GPU benchmark holds to a few percent); the reduced results are
+    # small and summed in float64.
+    dev = padded.device
+    R = padded.shape[0]
+    energy = padded[:, :S]
     F, T = geo.frames, geo.tokens_per_frame
     v0 = geo.video_start
-    video = energy[:, v0:v0 + F * T].view(R, F, T)
+    video = energy[:, v0:v0 + F * T].unflatten(1, (F, T))
     local = rows - v0
     qf = (local // T).long()  # query frame
     qr = (local % T).long()  # query token inside its frame
@@ -186,11 +190,7 @@ def _reduce(energy: torch.Tensor, rows: torch.Tensor, geo: CallGeometry, masks, 
     total = float(energy.sum(dtype=torch.float64))
     other = total - float(by_frame.sum())
     # inside each mask: energy per key block, times the row's kept blocks
-    nb = -(-S // block_size)
-    full = S // block_size
-    per_block = energy[:, :full * block_size].reshape(R, full, block_size).sum(-1, dtype=torch.float64)
-    if full < nb:
-        per_block = torch.cat([per_block, energy[:, full * block_size:].sum(-1, keepdim=True, dtype=torch.float64)], 1)
+    per_block = padded.view(R, -1, block_size).sum(-1, dtype=torch.float64)  # [R, nb]
     rb = rows // block_size
     kept = torch.stack([(per_block * _block_rows(m, rb, dev)).sum() for m in masks]).cpu().numpy() \
         if len(masks) else np.zeros(0)
