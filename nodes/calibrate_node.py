@@ -368,7 +368,7 @@ def _result(session: CalibrationSession, fam, cfg_r, start: dict, latent: dict, 
             if s in later:
                 per[b] = min(per.get(b, 1.0), v)
         figures["kept_per_block"] = {str(b): v for b, v in sorted(per.items())}
-        figures["kept_per_block_decay"] = cal.decays[cal.index_of(shown)]
+        figures["kept_per_block_decay"] = float(shown)
     figures["dense_blocks"] = list(rec.dense_blocks) if not rec.dense else list(range(num_blocks))
     figures["output_relative_error"] = {str(s): e for s, e in sorted(session.errors.items())}
     samples = latent.get("samples")
@@ -382,6 +382,7 @@ def _result(session: CalibrationSession, fam, cfg_r, start: dict, latent: dict, 
     payload = {
         "kind": "radial_attention_calibration", "version": 1,
         "model": describe_model(session.model), "family": fam.family, "variant": fam.variant,
+        "other_tokens": fam.other_tokens,
         "latent": size,
         "geometry": ({"frames": geo.frames, "tokens_per_frame": geo.tokens_per_frame, "text_tokens": geo.text_tokens,
                       "text_first": geo.text_first} if geo is not None else None),
@@ -444,7 +445,8 @@ def report_text(payload: dict) -> str:
     geo = payload.get("geometry") or {}
     lines = [f"Radial Attention Calibrate: {payload['variant']}"
              + (f", {geo.get('frames')} frames x {geo.get('tokens_per_frame')} tokens"
-                + (f" + {geo.get('text_tokens')} other" if geo.get("text_tokens") else "") if geo else "")
+                + (f" + {geo.get('text_tokens')} {payload.get('other_tokens', 'other')} tokens"
+                   if geo.get("text_tokens") else "") if geo else "")
              + f", block {payload['settings']['block_size']}, target {payload['settings']['target']:.0%} kept energy."]
     if rec["dense"]:
         lines.append(f"Recommendation: keep it dense. Why: {rec['why']}.")
