@@ -156,7 +156,10 @@ def attention_energy(q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor, geo: 
         # its maximum is finite)
         s.sub_(s.amax(dim=-1, keepdim=True)).exp_()
         s.div_(s.sum(dim=-1, keepdim=True))
-        energy += s.sum(dim=(0, 1))
+        if s.shape[0] * s.shape[1] == 1:
+            energy += s[0, 0]  # one batch entry and head: no [rows, S] temporary for the sum
+        else:
+            energy += s.sum(dim=(0, 1))
         del s
     return _reduce(padded, S, rows, geo, masks, block_size, B * H)
 

@@ -82,6 +82,20 @@ def test_sums_equal_full_float64_softmax(frames, tpf, text, text_first, block, m
     assert got.rows == B * H * 23
 
 
+def test_one_head_at_a_time_gives_the_same_sums():
+    """Head chunks of one (the GPU's memory bound at full size) and of all heads agree."""
+    g = torch.Generator().manual_seed(3)
+    geo = cal.CallGeometry(5, 40, 7, False)
+    q, k = (torch.randn(1, 4, geo.seq_len, 8, generator=g) for _ in range(2))
+    rows = cal.sample_rows(geo, 17, torch.Generator().manual_seed(2))
+    masks = [cal.mask_for(geo, d, block_size=64, model="hunyuan", dist1="full") for d in (0.2, 1.0)]
+    a = cal.attention_energy(q, k, rows, geo, masks, 64, head_chunk=1)
+    b = cal.attention_energy(q, k, rows, geo, masks, 64, head_chunk=4)
+    np.testing.assert_allclose(a.kept, b.kept, rtol=1e-6)
+    np.testing.assert_allclose(a.temporal, b.temporal, rtol=1e-6)
+    assert a.total == pytest.approx(b.total, rel=1e-6)
+
+
 def test_fit_rate_recovers_a_planted_exponential():
     keys = np.array([10.0, 20.0, 20.0, 20.0, 20.0])
     energy = keys * np.exp(-0.7 * np.arange(5))
