@@ -297,12 +297,24 @@ def _sample(model, positive, negative, latent: dict, *, seed, steps, cfg, sample
         logger.debug("Radial Attention Calibrate: fix_empty_latent_channels: %s", exc)
     noise = comfy.sample.prepare_noise(image, seed, latent.get("batch_index"))
     mask = latent.get("noise_mask")
+    callback = _progress(model, (len(sigmas) - 1) if sigmas is not None else steps)
     if sigmas is not None:
         sampler = comfy.samplers.sampler_object(sampler_name)
         return comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, image,
-                                          noise_mask=mask, disable_pbar=True, seed=seed)
+                                          noise_mask=mask, callback=callback, disable_pbar=True, seed=seed)
     return comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, image,
-                               denoise=1.0, noise_mask=mask, disable_pbar=True, seed=seed)
+                               denoise=1.0, noise_mask=mask, callback=callback, disable_pbar=True, seed=seed)
+
+
+def _progress(model, steps: int):
+    """ComfyUI's own progress bar and latent previews for the sampling (what KSampler shows)."""
+    try:
+        import latent_preview
+
+        return latent_preview.prepare_callback(model, steps)
+    except Exception as exc:  # noqa: BLE001 - no progress display is no reason to stop
+        logger.debug("Radial Attention Calibrate: no progress callback (%s)", exc)
+        return None
 
 
 def run_calibration(model, positive, negative, latent: dict, *, seed: int = 0, steps: int = 20, cfg: float = 5.0,
