@@ -26,11 +26,12 @@ from typing import Any
 from .geometry import FAMILIES as _FAMILY_SPECS
 
 # One decay range everywhere (nodes, routes, LoRA metadata, Save Radial LoRA): 0 to 10, 0 = the
-# family's default. The published defaults are 0.2 to 0.95; above 1 the windows of far frames grow
-# wider than the authors' rule, and by 10 the first few distance bands are whole frames at every
-# supported size, so larger values change nothing a user could want. The nodes always offered
-# 0-10; LoRA metadata used to stop at 4, so a model patched with decay 5 could be trained but not
-# saved. Metadata now takes what the nodes take, and every patched model's settings can be saved.
+# family's default. The published defaults are 0.2 to 0.95. The window at frame distance d is
+# P / 2**bit_length(d) * decay tokens (radial_core.mask, P >= tokens per frame), so at 10 frames up
+# to 7 apart already see each other whole: larger values would mostly bring back dense attention,
+# which dense_blocks / dense_steps do more directly. The nodes always offered 0-10; LoRA metadata
+# stopped at 4, so a model patched with decay 5 trained but could not be saved. Metadata now takes
+# what the nodes take, so every patched model's settings save and load.
 DECAY_MAX = 10.0
 DENSE_STEPS_MAX = 1000
 # No supported model has more than 60 transformer blocks (HunyuanVideo: 20 + 40); the cap only
