@@ -29,9 +29,7 @@ import math
 from comfy_api.latest import _io, io
 
 from ..radial_core import settings as S
-from ..radial_core.settings import quote  # noqa: F401  (re-exported for the nodes' messages)
 
-DENSE_BLOCKS_HELP = S.DENSE_BLOCKS_RULE
 
 
 # A ComfyUI with the v3 input parser checks COMBO values itself (0.33); one without it (0.3.75)
@@ -50,7 +48,8 @@ def _bound_text(bound, number: str) -> str:
     s = bound.setting
     if s is None:
         return number
-    return f"{number} ({s.name} takes {s.rule()}; NaN and infinity are refused. Fix: {s.fix or s.default})"
+    rule = s.rule() + (f", or {bound.also}" if bound.also else "")
+    return f"{number} ({s.name} takes {rule}; NaN and infinity are refused. Fix: {s.fix or s.default})"
 
 
 class FloatBound(float):
@@ -58,9 +57,10 @@ class FloatBound(float):
     but ComfyUI's ``val < min`` / ``val > max`` is true for a NaN ``val`` (Python asks a float
     subclass on the right first), and ComfyUI's message shows the setting's rule and fix."""
 
-    def __new__(cls, value, setting: S.Setting | None = None):
+    def __new__(cls, value, setting: S.Setting | None = None, also: str = ""):
         obj = super().__new__(cls, value)
         obj.setting = setting
+        obj.also = also  # a node's own extra value, e.g. "-1 = from the LoRA"
         return obj
 
     def __gt__(self, other):  # other < self: the min check
@@ -80,9 +80,10 @@ class FloatBound(float):
 class IntBound(int):
     """An int input's ``min`` or ``max``: ComfyUI's message about it shows the rule and the fix."""
 
-    def __new__(cls, value, setting: S.Setting | None = None):
+    def __new__(cls, value, setting: S.Setting | None = None, also: str = ""):
         obj = super().__new__(cls, value)
         obj.setting = setting
+        obj.also = also  # a node's own extra value, e.g. "-1 = from the LoRA"
         return obj
 
     def __format__(self, spec):
@@ -90,20 +91,20 @@ class IntBound(int):
 
 
 def number_input(name: str, *, setting: str | None = None, minimum=None, default=None, tooltip=None,
-                 **kwargs):
+                 also: str = "", **kwargs):
     """``io.Float.Input`` / ``io.Int.Input`` for the contract's setting ``setting`` (default
     ``name``): its range, step, default and tooltip; ``minimum``, ``default`` and ``tooltip``
-    replace the contract's where a node gives the value a meaning of its own (the LoRA loader's
-    "-1 = from the LoRA")."""
+    replace the contract's where a node gives a value a meaning of its own, which ``also`` states
+    for the messages (the LoRA loader's "-1 = from the LoRA")."""
     s = S.SETTINGS[setting or name]
     lo = s.minimum if minimum is None else minimum
     if s.kind == "float":
         return io.Float.Input(name, default=s.default if default is None else default,
-                              min=FloatBound(lo, s), max=FloatBound(s.maximum, s),
+                              min=FloatBound(lo, s, also), max=FloatBound(s.maximum, s, also),
                               step=s.step, tooltip=tooltip or s.tooltip, **kwargs)
     extra = {"step": s.step} if s.step is not None else {}
     return io.Int.Input(name, default=s.default if default is None else default,
-                        min=IntBound(lo, s), max=IntBound(s.maximum, s),
+                        min=IntBound(lo, s, also), max=IntBound(s.maximum, s, also),
                         tooltip=tooltip or s.tooltip, **extra, **kwargs)
 
 

@@ -112,6 +112,7 @@ BAD = [
     ("lora", "strength", float("-inf"), ["inf", "-100", "Fix"]),
     ("lora", "decay_factor", float("nan"), ["nan", "finite number from 0 to 10", "Fix"]),
     ("lora", "dense_steps_first", float("inf"), ["inf"]),
+    ("lora", "dense_steps_first", -5, ["-5", "-1", "-1 = from the LoRA", "Fix"]),
     ("patch", "dense_steps_first", 5000, ["5000", "1000", "Fix"]),
     # dense_blocks: one grammar with an index cap, refused at queue time
     ("patch", "dense_blocks", "0-999999999", ["999999999", "1023", "Fix"]),
