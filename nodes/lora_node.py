@@ -54,10 +54,12 @@ def resolve_lora_path(lora_name: str) -> str:
         path = folder_paths.get_full_path("loras", lora_name)
         if path is not None:
             return path
-    folders = ", ".join(folder_paths.get_folder_paths("loras")) or "(none configured)"
+    # the folders are not listed: the message reaches any HTTP client (ComfyUI's history)
+    count = len(folder_paths.get_folder_paths("loras"))
     raise ValueError(
-        f"LoRA {lora_name!r} not found in the loras folders ({folders}); put the file (or the "
-        "diffusers folder with pytorch_lora_weights.safetensors) there and refresh, or pick another one"
+        f"LoRA {lora_name!r} not found in the loras folders ({count} configured: models/loras and those "
+        "extra_model_paths.yaml adds); put the file (or the diffusers folder with "
+        "pytorch_lora_weights.safetensors) there and refresh, or pick another one"
     )
 
 
