@@ -345,7 +345,11 @@ class _DiffusionModelWrapper:
             topts = next((a for a in args if isinstance(a, dict) and RUN_KEY in a), None)
         # raylight imports a family's module when it injects USP at model load, which can come
         # after the patch: bind any that appeared since
-        rebind_raylight(import_missing=False)
+        if not rebind_raylight(import_missing=False) and "raylight" in sys.modules and SP_KEY not in _TOLD:
+            _TOLD.add(SP_KEY)
+            logger.warning("Radial Attention (Ray): none of raylight's model modules %s is loaded in this "
+                           "worker; attention stays raylight's own (the pack follows %s).",
+                           list(RAYLIGHT_MODULES), RAYLIGHT_TESTED)
         token = _CURRENT.set(topts)
         try:
             return executor(*args, **kwargs)
@@ -389,8 +393,59 @@ def install(model):
 
     model.remove_wrappers_with_key(pe.WrappersMP.DIFFUSION_MODEL, SP_KEY)
     model.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, SP_KEY, _DiffusionModelWrapper())
-    done = rebind_raylight()
-    if not done:
-        logger.warning("Radial Attention (Ray): no raylight model module found in this worker; attention "
-                       "stays raylight's own (written against %s).", RAYLIGHT_TESTED)
+    # modules raylight has not imported yet are bound at the first model call (the wrapper)
+    logger.debug("Radial Attention (Ray): raylight attention bound in %s", rebind_raylight())
     return model
+
+
+# --- the Ray node's settings, checked in the ComfyUI process and in each worker ---------------
+
+def sequence_parallel_problem(parallel: dict | None, heads: int | None = None) -> str | None:
+    """Why these raylight settings (its ``parallel_dict``) cannot run radial attention, or None.
+
+    Ring attention: radial keeps blocks in every (query chunk, key chunk) pair, so no ring step can
+    be skipped and the local call would need a rectangular kernel with LSE merging: refused, with
+    the fix. Ulysses splits the heads: they must divide by its degree (``heads`` where known).
+    """
+    parallel = parallel or {}
+    ring = int(parallel.get("ring_degree") or 1)
+    ulysses = int(parallel.get("ulysses_degree") or 1)
+    if parallel.get("is_xdit") and ring > 1:
+        return (f"raylight's ring_degree is {ring}; Radial Attention runs under Ulysses only (ring "
+                f"degree 1): the radial mask keeps blocks between every pair of ring chunks, so ring "
+                f"would move all keys at every step and skip nothing. Fix: set ring_degree 1 and "
+                f"ulysses_degree {ulysses * ring} in Ray Init Actor.")
+    if parallel.get("is_xdit") and heads and heads % ulysses:
+        good = [d for d in range(2, min(heads, 8) + 1) if heads % d == 0]
+        return (f"raylight's ulysses_degree {ulysses} does not divide this model's {heads} attention "
+                f"heads (Ulysses gives each GPU heads/degree heads). Fix: use a ulysses_degree of {good}.")
+    return None
+
+
+def model_heads(model) -> int | None:
+    """Attention heads of the diffusion model (Wan, HunyuanVideo: ``num_heads``; LTX: ``num_attention_heads``)."""
+    dm = getattr(getattr(model, "model", None), "diffusion_model", None)
+    for name in ("num_heads", "num_attention_heads", "heads"):
+        value = getattr(dm, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def patch_worker_model(model, settings: dict):
+    """In one raylight worker: check the Ulysses settings against the model, apply the radial patch
+    and wire it into raylight's attention (:func:`install`). ``settings``: the patch's inputs plus
+    ``"parallel"`` (raylight's ``parallel_dict`` as the node read it)."""
+    from .radial_patcher import apply_radial_patch, get_radial_config  # noqa: PLC0415
+
+    parallel = settings.pop("parallel", None)
+    if model is None:
+        raise ValueError("Radial Attention Patch (Ray): this Ray worker has no model loaded. Fix: connect the "
+                         "output of a raylight model loader (Load Diffusion Model (Ray)).")
+    problem = sequence_parallel_problem(parallel, model_heads(model))
+    if problem is not None:
+        raise ValueError(f"Radial Attention Patch (Ray): {problem}")
+    patched = apply_radial_patch(model, **settings)
+    if get_radial_config(patched) is None:
+        return patched  # not a supported video model: passed through, with apply_radial_patch's warning
+    return install(patched)
