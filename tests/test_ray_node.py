@@ -230,3 +230,60 @@ def test_worker_bootstrap_in_ray_cpu_actors(mods, comfy, tmp_path):
         assert all(c is not None and c["block_size"] == 64 for c in cfgs), cfgs
     finally:
         ray.shutdown()
+
+
+# ---------------------------------------------------------------------------- inside raylight's attention
+def test_raylights_attention_runs_radial_in_the_worker(mods, comfy, tmp_path, monkeypatch):
+    """The worker path end to end on one CPU rank: raylight's model code drops ComfyUI's
+    ``transformer_options`` and calls its module-level ``xfuser_optimized_attention`` (here a fake
+    raylight module whose function is ComfyUI's dense attention); after the Ray node's worker patch
+    the video self-attention calls of the transformer blocks run the pack's sequence-parallel call
+    (Ulysses group of one over gloo) and sample what the one-GPU patch samples, while cross-attention
+    and the dense block stay on raylight's function."""
+    import torch
+    import torch.distributed as dist
+
+    yc_globals = pytest.importorskip("yunchang.globals", reason="yunchang (requirements-dev.txt) holds raylight's "
+                                     "process groups")
+    import comfy.ldm.wan.model as wan_model
+
+    tm = hm.tiny_models_module()
+    path = tm.save(tm.wan_state_dict("wan_t2v"), tmp_path / "wan.safetensors")
+    lat = hm.latent("wan_t2v", frames=5, height=16, width=16)
+    settings = mods.node.worker_settings(0.0, 64, "1", 0, 0, "full", "pytorch")  # block 0 dense
+
+    one_gpu = mods.patcher.apply_radial_patch(tm.load_with_comfy(path), **settings)
+    want = hm.sample(one_gpu, "wan_t2v", lat, steps=2)
+
+    dense = wan_model.optimized_attention
+    raylight_calls = []
+
+    def xfuser_optimized_attention(q, k, v, heads, *args, **kwargs):  # raylight's signature, no options
+        raylight_calls.append((q.shape[1], k.shape[1]))
+        return dense(q, k, v, heads)
+
+    fake = types.ModuleType("raylight.diffusion_models.wan.xdit_context_parallel")
+    fake.xfuser_optimized_attention = xfuser_optimized_attention
+    for name in ("raylight", "raylight.diffusion_models", "raylight.diffusion_models.wan"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    # raylight's usp_*_forward: the attention goes to the module's function, transformer_options dropped
+    monkeypatch.setattr(wan_model, "optimized_attention",
+                        lambda q, k, v, heads, *a, transformer_options=None, **kw: fake.xfuser_optimized_attention(
+                            q, k, v, heads=heads))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        monkeypatch.setattr(yc_globals.PROCESS_GROUP, "ULYSSES_PG", dist.new_group([0]), raising=False)
+        monkeypatch.setattr(yc_globals.PROCESS_GROUP, "RING_PG", None, raising=False)
+        worker = FakeWorker(tm.load_with_comfy(path), XDIT)
+        worker.model_function_runner.remote(mods.bootstrap.apply_in_worker, mods.node.worker_location(),
+                                            dict(settings, parallel=XDIT))
+        assert isinstance(fake.xfuser_optimized_attention, mods.sp.RadialUlyssesAttention)
+        got = hm.sample(worker.model, "wan_t2v", lat, steps=2)
+    finally:
+        dist.destroy_process_group()
+    video = 5 * 8 * 8
+    # 2 steps x cond/uncond batch x 2 blocks: block 0 is dense (raylight's), block 1 radial (ours)
+    self_calls = [c for c in raylight_calls if c == (video, video)]
+    assert self_calls and len(self_calls) * 2 == len([c for c in raylight_calls if c[1] != video]), raylight_calls
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
