@@ -301,8 +301,10 @@ class RadialUlyssesAttention:
             B, s, HD = q.shape
             H, D = heads, HD // heads
         layout = _segments_for(self.kind, fwd, topts, s * degree, degree)
-        # the plan reads one logical call: all heads and the real sequence (shapes only)
-        logical = q.new_empty(()).expand(B, H, layout.seq_len, D)
+        # the plan reads one logical call: all heads and the real sequence (shapes only). raylight's
+        # CFG parallelism gives each CFG group a share of the model call's batch: the same video
+        plan_batch = fwd.batch if B < fwd.batch and fwd.batch % B == 0 else B
+        logical = q.new_empty(()).expand(plan_batch, H, layout.seq_len, D)
         call = Call(logical, logical, logical, H, None, True, True)
         cfg = override.config
         plan = plan_call(call, fwd, cfg, topts)

@@ -27,10 +27,10 @@ def _family(m, case):
     return fam("wan21", "Wan-like", "wan", (1, 2, 2), 3, "wan")
 
 
-def _state(m, case):
+def _state(m, case, batch=B):
     cfg = m.plan.RadialConfig(_family(m, case), 0.2, False, BLOCK, frozenset(), "", 0, 0, "full", "pytorch")
     fwd = m.run_state.ForwardContext(
-        batch=B, latent_shape=(B, 16, case["frames"], 16, 16), frames=case["frames"], tokens_per_frame=case["tpf"],
+        batch=batch, latent_shape=(batch, 16, case["frames"], 16, 16), frames=case["frames"], tokens_per_frame=case["tpf"],
         extra_frames=0, context_len=case.get("text") or None, step=m.steps.StepInfo(3, False, ""),
         schedule=(0, 1, 2), text_first=case.get("text_first", False))
     run = m.run_state.RunState(None)
@@ -108,7 +108,8 @@ def _check(m, case, n, rank, group):
     run_ref = topts[m.run_state.RUN_KEY]
     assert (ref is None) == bool(case.get("expect_dense")), (case, run_ref.dense_calls)
 
-    override, run, topts = _state(m, case)
+    # raylight's CFG parallelism: this group runs one of the model call's conds
+    override, run, topts = _state(m, case, case.get("fwd_batch", B))
     local = [engine_chunk(t, case, n, rank) for t in (q, k, v)]
     real = local[0][1]
     fallback_calls = []

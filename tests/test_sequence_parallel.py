@@ -3,7 +3,8 @@
 Layout checks run in-process; the distributed runs spawn 2, 3 and 4 gloo ranks (tests/sp_ranks.py)
 and compare every rank's output with the one-process override, bit for bit: no padding, a padded
 tail, 3 ranks, HunyuanVideo-like joint text (raylight's per-rank ``[text_r | video_r]`` in the
-double blocks, ``[text | video]`` in the single ones), and an LTX-2-like width (video goes sparse,
+double blocks, ``[text | video]`` in the single ones), raylight's CFG split (one cond of the
+model call's batch per group), and an LTX-2-like width (video goes sparse,
 the audio width stays on raylight's path although the local call has fewer heads).
 """
 
@@ -52,6 +53,7 @@ CASES_2 = [
     {"all_to_all": True},
     dict(kind="plain", frames=6, tpf=64, heads=4),  # no padding
     dict(kind="plain", frames=5, tpf=61, heads=4),  # 305 tokens: padded tail
+    dict(kind="plain", frames=6, tpf=64, heads=4, fwd_batch=2),  # a CFG-parallel group's half of the batch
     dict(kind="joint", block_type="double", frames=6, tpf=64, text=13, heads=4),
     dict(kind="joint", block_type="single", frames=6, tpf=64, text=13, heads=4),
     dict(kind="joint", block_type="double", frames=5, tpf=61, text=9, heads=4, text_first=True),
