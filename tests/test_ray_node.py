@@ -222,7 +222,8 @@ def test_worker_bootstrap_in_ray_cpu_actors(mods, comfy, tmp_path):
             opts = self.model.model_options["transformer_options"]
             return opts.get("radial_attention")
 
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": comfy_dir}})
+    path = os.pathsep.join(p for p in (comfy_dir, os.environ.get("PYTHONPATH")) if p)
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
     try:
         actors = [ray.remote(Worker).remote() for _ in range(2)]
         mods.node.RadialAttentionPatchRay.execute({"workers": actors}, **_inputs(block_size=64))
