@@ -36,7 +36,9 @@ def _state(m, case, batch=B):
     run = m.run_state.RunState(None)
     run.fwd = fwd
     override = m.override.RadialAttentionOverride(cfg)
-    topts = {m.sp.OVERRIDE_KEY: override, m.run_state.RUN_KEY: run}
+    # the model call's forward context where the override looks first (its per-call options), and
+    # on the run as the APPLY_MODEL wrapper also leaves it
+    topts = {m.sp.OVERRIDE_KEY: override, m.run_state.RUN_KEY: run, m.training.FWD_KEY: fwd}
     if case["kind"] == "joint":
         topts["block_type"] = case["block_type"]
         if case["block_type"] == "single":
@@ -77,6 +79,7 @@ def run_rank(rank, n, init_file, cases):
         family = pack_import.module("nodes.model_family")
         override = pack_import.module("nodes.attention_override")
         sp = pack_import.module("nodes.sequence_parallel")
+        training = pack_import.module("nodes.training")
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=n)
