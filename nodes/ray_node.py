@@ -42,7 +42,10 @@ def raylight_available() -> bool:
         return False
     if importlib.util.find_spec("raylight") is not None:
         return True
-    return any((d / "src" / "raylight" / "__init__.py").is_file() for d in PACK_DIR.parent.iterdir() if d.is_dir())
+    try:
+        return any((d / "src" / "raylight" / "__init__.py").is_file() for d in PACK_DIR.parent.iterdir() if d.is_dir())
+    except OSError:  # an unreadable custom_nodes folder: no raylight found
+        return False
 
 
 def _patch_inputs() -> list:
@@ -61,7 +64,8 @@ def worker_settings(decay_factor, block_size, dense_blocks, dense_steps_first, d
     for name, choices in (("block_size", BLOCK_SIZES), ("dist1", DIST1_CHOICES), ("backend", BACKEND_CHOICES),
                           ("precision", PRECISION_CHOICES)):
         if settings[name] not in choices:
-            raise ValueError(f"{name}: expected one of {list(choices)}; got {settings[name]!r}. Fix: pick one of those.")
+            raise ValueError(f"{name}: expected one of {list(choices)}; got {settings[name]!r}. "
+                             f"Fix: pick one of those.")
     parse_dense_blocks(settings["dense_blocks"])
     return settings
 

@@ -235,8 +235,9 @@ def _segments_for(kind: str, fwd, topts: dict, padded_len: int, degree: int) -> 
     chunk = -(-video // degree)
     if topts.get("block_type") == "double":
         text_padded = padded_len - degree * chunk
-        text = fwd.context_len if fwd.context_len is not None and text_padded - degree < fwd.context_len <= text_padded \
-            else max(text_padded, 0)  # text length unknown: its pad counts as text, as raylight attends it
+        text = fwd.context_len
+        if text is None or not text_padded - degree < text <= text_padded:
+            text = max(text_padded, 0)  # text length unknown: its pad counts as text, as raylight attends it
         return SPLayout(degree, padded_len, (("text", text), ("video", video)), True, fwd.text_first)
     sizes = topts.get("img_slice")  # raylight: [text, video] real lengths before the single blocks
     text = int(sizes[0]) if isinstance(sizes, (list, tuple)) and sizes else max(padded_len - video, 0)

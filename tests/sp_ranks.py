@@ -30,7 +30,8 @@ def _family(m, case):
 def _state(m, case, batch=B):
     cfg = m.plan.RadialConfig(_family(m, case), 0.2, False, BLOCK, frozenset(), "", 0, 0, "full", "pytorch")
     fwd = m.run_state.ForwardContext(
-        batch=batch, latent_shape=(batch, 16, case["frames"], 16, 16), frames=case["frames"], tokens_per_frame=case["tpf"],
+        batch=batch, latent_shape=(batch, 16, case["frames"], 16, 16), frames=case["frames"],
+        tokens_per_frame=case["tpf"],
         extra_frames=0, context_len=case.get("text") or None, step=m.steps.StepInfo(3, False, ""),
         schedule=(0, 1, 2), text_first=case.get("text_first", False))
     run = m.run_state.RunState(None)

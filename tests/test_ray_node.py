@@ -86,7 +86,8 @@ def test_same_inputs_and_checks_as_radial_attention_patch(mods):
     node = mods.node.RadialAttentionPatchRay
     assert node.validate_inputs("1") is True and node.validate_inputs("0,1,39") is True
     for bad in ("abc", "3-1"):
-        assert node.validate_inputs(bad) == mods.patch_node.RadialAttentionPatch.validate_inputs(bad) != True  # noqa: E712
+        problem = node.validate_inputs(bad)
+        assert isinstance(problem, str) and problem == mods.patch_node.RadialAttentionPatch.validate_inputs(bad)
 
 
 @pytest.mark.parametrize("parallel, heads, needle", [
