@@ -73,3 +73,46 @@ def test_ulysses_ranks_match_the_one_process_override_bit_for_bit(n, cases, tmp_
 
 def _spawn(n, tmp_path, cases):
     mp.spawn(sp_ranks.run_rank, args=(n, str(tmp_path / "gloo-init"), cases), nprocs=n, join=True)
+
+
+def _fake_raylight(monkeypatch, name, **attrs):
+    import sys
+    import types
+
+    mod = types.ModuleType(name)
+    for key, value in attrs.items():
+        setattr(mod, key, value)
+    monkeypatch.setitem(sys.modules, name, mod)
+    return mod
+
+
+def test_raylight_attention_is_bound_once_and_late_modules_at_the_first_model_call(sp, monkeypatch):
+    wan = "raylight.diffusion_models.wan.xdit_context_parallel"
+    ltx = "raylight.diffusion_models.lightricks.xdit_context_parallel"
+    original = lambda *a, **k: "raylight"  # noqa: E731
+    mod = _fake_raylight(monkeypatch, wan, xfuser_optimized_attention=original)
+    assert sp.rebind_raylight(import_missing=False) == [wan]
+    bound = mod.xfuser_optimized_attention
+    assert isinstance(bound, sp.RadialUlyssesAttention) and bound.original is original and bound.kind == "plain"
+    sp.rebind_raylight(import_missing=False)
+    assert mod.xfuser_optimized_attention is bound, "bound once, never wrapped twice"
+    # raylight imports a family's module when it injects USP at model load: the wrapper binds it
+    late = _fake_raylight(monkeypatch, ltx, xfuser_optimized_attention=original)
+    seen = {}
+    out = sp._DiffusionModelWrapper()(lambda *a, **k: seen.setdefault("topts", sp._CURRENT.get()), 1,
+                                      transformer_options={"x": 1})
+    assert isinstance(late.xfuser_optimized_attention, sp.RadialUlyssesAttention)
+    assert out == {"x": 1} and sp._CURRENT.get() is None, "the call's options only while it runs"
+    # outside a patched model call every call is raylight's
+    assert bound(None, None, None, 1) == "raylight"
+
+
+def test_a_raylight_without_the_name_keeps_its_attention_and_says_so_once(sp, monkeypatch, caplog):
+    name = "raylight.diffusion_models.flux.xdit_context_parallel"
+    _fake_raylight(monkeypatch, name)
+    monkeypatch.setattr(sp, "_TOLD", set())
+    with caplog.at_level("WARNING"):
+        assert name not in sp.rebind_raylight(import_missing=False)
+        sp.rebind_raylight(import_missing=False)
+    told = [r.getMessage() for r in caplog.records if name in r.getMessage()]
+    assert len(told) == 1 and sp.RAYLIGHT_TESTED in told[0], told
