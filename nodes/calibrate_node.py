@@ -380,6 +380,10 @@ def _result(session: CalibrationSession, fam, cfg_r, start: dict, latent: dict, 
             if s in later:
                 per[b] = min(per.get(b, 1.0), v)
         figures["kept_per_block"] = {str(b): v for b, v in sorted(per.items())}
+        by_step = {}
+        for (st, b), v in sorted(cal.kept_at(shown).items()):
+            by_step.setdefault(str(st), {})[str(b)] = v
+        figures["kept_per_step_and_block"] = by_step  # at the decay shown (the recommendation's)
         figures["kept_per_block_decay"] = float(shown)
     figures["dense_blocks"] = list(rec.dense_blocks) if not rec.dense else list(range(num_blocks))
     figures["output_relative_error"] = {str(s): e for s, e in sorted(session.errors.items())}

@@ -125,6 +125,7 @@ def test_wan21_through_the_node_saves_and_wires_into_the_patch(cn, rp, tmp_path)
     back = cn.read_calibration(res.path)
     assert back["decay_factor"] == res.decay_factor and back["dense_blocks"] == res.dense_blocks
     assert set(res.payload["figures"]["output_relative_error"]) == {"0", "1"}
+    assert set(saved["figures"]["kept_per_step_and_block"]) == {"0", "1"}
     patched = rp.apply_radial_patch(base, decay_factor=res.decay_factor, dense_blocks=res.dense_blocks,
                                     dense_steps_first=res.dense_steps)
     out = hm.sample(patched, "wan_t2v", hm.latent("wan_t2v", 8, 16, 16), steps=2)
