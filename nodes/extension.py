@@ -11,6 +11,7 @@ from comfy_api.latest import ComfyExtension, io
 
 class RadialAttentionExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        from .calibrate_node import RadialAttentionCalibrate, RadialAttentionLoadCalibration
         from .lora_node import RadialLoraLoader
         from .lora_save_node import SaveRadialLora
         from .patch_node import RadialAttentionPatch
@@ -18,7 +19,8 @@ class RadialAttentionExtension(ComfyExtension):
 
         from .ray_node import raylight_available
 
-        nodes = [RadialAttentionPatch, RadialLoraLoader, SparsityPreview, SaveRadialLora]
+        nodes = [RadialAttentionPatch, RadialLoraLoader, SparsityPreview, SaveRadialLora, RadialAttentionCalibrate,
+                 RadialAttentionLoadCalibration]
         if raylight_available():  # several GPUs through raylight (optional; not in requirements.txt)
             from .ray_node import RadialAttentionPatchRay
 

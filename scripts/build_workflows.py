@@ -473,6 +473,99 @@ def wan21_train_lora() -> Workflow:
     return wf
 
 
+# --- calibrate, then render -----------------------------------------------------------------------
+WAN21_CAL_NAME = "Wan 2.1 T2V 14B, calibrate then render"
+HUNYUAN15_CAL_NAME = "HunyuanVideo 1.5 T2V, calibrate then render"
+
+CALIBRATE_HOWTO = """**How it works:** **Radial Attention Calibrate** samples your prompt once, dense, at the size you will render, and at a few probed steps measures how much of the attention energy the radial mask keeps (exact softmax of sampled query rows). It recommends the lowest-density `decay_factor` whose kept energy meets `target` at every probed step in every block not made dense; blocks and steps that cannot meet it become `dense_blocks` / `dense_steps_first`. Those three outputs feed the **Radial Attention Patch** below; the picture shows energy vs frame distance, kept energy vs density and kept energy per block; the report gives the fitted decay rates and the output error radial vs dense. A model whose attention does not decay gets "keep it dense" (all blocks dense) with the reason.
+
+The result is saved as `output/radial_attention/calibration_*.json`: calibrate **once per model and size** (it costs about one dense sampling run), then type the values into the Patch (right-click an input: convert back to a widget) and bypass the Calibrate node (Ctrl+B)."""
+
+WAN21_CAL_NOTE = """## Wan 2.1 T2V 14B, 1280x720, 81 frames: calibrate, then render
+
+**Download** (as in the Wan 2.1 T2V workflow):
+- [wan2.1_t2v_14B_fp8_scaled.safetensors]({unet}) → `models/diffusion_models/`
+- [umt5_xxl_fp8_e4m3fn_scaled.safetensors]({te}) → `models/text_encoders/`
+- [wan_2.1_vae.safetensors]({vae}) → `models/vae/`
+
+""" + CALIBRATE_HOWTO + """
+
+The authors' setting for Wan 2.1 is decay 0.2 with 1 dense block and a quarter of the steps dense; the report says how much energy it keeps on your prompt."""
+
+HUNYUAN15_CAL_NOTE = """## HunyuanVideo 1.5 T2V, 1280x720, 121 frames: calibrate, then render (an untuned family)
+
+HunyuanVideo 1.5 has no published Radial Attention quality figure: its default (decay 0.95, HunyuanVideo's) is a rule, not a measurement. Measure it on your model here.
+
+**Download** (as in the HunyuanVideo 1.5 workflow):
+- [hunyuanvideo1.5_720p_t2v_fp16.safetensors]({unet}) → `models/diffusion_models/`
+- [qwen_2.5_vl_7b_fp8_scaled.safetensors]({qwen}) → `models/text_encoders/`
+- [byt5_small_glyphxl_fp16.safetensors]({byt5}) → `models/text_encoders/`
+- [hunyuanvideo15_vae_fp16.safetensors]({vae}) → `models/vae/`
+
+""" + CALIBRATE_HOWTO + """
+
+The Calibrate node probes the same schedule as the render (the `sigmas` of BasicScheduler, CFG 6, euler)."""
+
+
+def calibrate(wf: Workflow, model: tuple[Node, int], pos: Node, neg: Node, latent: Node, **sampling) -> Node:
+    """A Radial Attention Calibrate with its picture and report shown; its defaults otherwise."""
+    cal = wf.add("RadialAttentionCalibrate", model=model, positive=pos[0], negative=neg[0], latent_image=latent[0],
+                 seed=42, probe_steps="auto", query_rows=256, target=0.95, col=3, **sampling)
+    wf.add("PreviewImage", title="Calibration picture", images=cal[0], col=3, size=(640, 300))
+    wf.add("PreviewAny", title="Calibration report", source=cal[4], col=3, size=(420, 220))
+    return cal
+
+
+def calibrated_patch(wf: Workflow, model: tuple[Node, int], cal: Node) -> Node:
+    return wf.add("RadialAttentionPatch", model=model, decay_factor=cal[1], block_size=128, dense_blocks=cal[2],
+                  dense_steps_first=cal[3], dense_steps_last=0, dist1="full", backend="auto", family="auto", col=4)
+
+
+def wan21_calibrate() -> Workflow:
+    wf = Workflow(WAN21_CAL_NAME)
+    note(wf, WAN21_CAL_NOTE.format(**WAN21_FILES))
+    unet = unet_loader(wf, "wan2.1_t2v_14B_fp8_scaled.safetensors")
+    shift = wf.add("ModelSamplingSD3", model=unet[0], shift=8.0)
+    _, pos, neg = wan_text(wf, "A red fox trots through fresh snow in a pine forest at sunrise, its breath "
+                           "steaming; the camera tracks alongside at ground level, soft golden light.")
+    vae = wf.add("VAELoader", vae_name="wan_2.1_vae.safetensors", col=1)
+    latent = wf.add("EmptyHunyuanLatentVideo", width=1280, height=720, length=81, batch_size=1, col=2)
+    cal = calibrate(wf, shift[0], pos, neg, latent, steps=50, cfg=5.0, sampler_name="uni_pc", scheduler="simple")
+    patch = calibrated_patch(wf, shift[0], cal)
+    sampler = wf.add("KSampler", model=patch[0], positive=pos[0], negative=neg[0], latent_image=latent[0],
+                     seed=42, steps=50, cfg=5.0, sampler_name="uni_pc", scheduler="simple", denoise=1.0, col=4)
+    decode = wf.add("VAEDecode", samples=sampler[0], vae=vae[0], col=5)
+    save_video(wf, decode[0], 16, "video/radial_wan21_calibrated")
+    return wf
+
+
+def hunyuan15_calibrate() -> Workflow:
+    wf = Workflow(HUNYUAN15_CAL_NAME)
+    note(wf, HUNYUAN15_CAL_NOTE.format(**links(
+        unet="hunyuanvideo1.5_720p_t2v_fp16.safetensors", qwen="qwen_2.5_vl_7b_fp8_scaled.safetensors",
+        byt5="byt5_small_glyphxl_fp16.safetensors", vae="hunyuanvideo15_vae_fp16.safetensors")))
+    unet = unet_loader(wf, "hunyuanvideo1.5_720p_t2v_fp16.safetensors")
+    shift = wf.add("ModelSamplingSD3", model=unet[0], shift=7.0)
+    clip = wf.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                  clip_name2="byt5_small_glyphxl_fp16.safetensors", type="hunyuan_video_15", device="default", col=0)
+    pos = wf.add("CLIPTextEncode", title="Positive prompt", clip=clip[0], size=(420, 200),
+                 text="A paper airplane released from the top of a skyscraper glides through the city, over "
+                      "traffic and between towers, the camera following it closely in one continuous shot.")
+    neg = wf.add("CLIPTextEncode", title="Negative prompt", clip=clip[0], size=(420, 200), text="")
+    sigmas = wf.add("BasicScheduler", model=shift[0], scheduler="simple", steps=20, denoise=1.0, col=2)
+    latent = wf.add("EmptyHunyuanVideo15Latent", width=1280, height=720, length=121, batch_size=1, col=2)
+    cal = calibrate(wf, shift[0], pos, neg, latent, steps=20, cfg=6.0, sampler_name="euler", scheduler="simple",
+                    sigmas=sigmas[0])
+    patch = calibrated_patch(wf, shift[0], cal)
+    guider = wf.add("CFGGuider", model=patch[0], positive=pos[0], negative=neg[0], cfg=6.0, col=4)
+    noise_sampler = noise_and_sampler(wf)
+    sample = sample_custom(wf, noise_sampler, guider, sigmas, latent[0], col=5)
+    vae = wf.add("VAELoader", vae_name="hunyuanvideo15_vae_fp16.safetensors", col=4)
+    decode = tiled_decode(wf, sample[0], vae[0])
+    save_video(wf, decode[0], 24, "video/radial_hunyuan15_calibrated")
+    return wf
+
+
 RAYLIGHT_NAME = "Wan 2.1 T2V 14B, 720p 321 frames, several GPUs (raylight)"
 RAYLIGHT_NOTE = """## Wan 2.1 T2V 14B, 1280x720, 321 frames, on several GPUs with raylight
 
@@ -585,7 +678,8 @@ def node_class(node_classes: dict, type_: str):
     raise KeyError(type_)
 
 
-WORKFLOWS = [wan21_t2v, wan22_i2v, wan21_long, hunyuan_t2v, hunyuan15_long, ltx2_long, wan21_train_lora, wan21_raylight]
+WORKFLOWS = [wan21_t2v, wan22_i2v, wan21_long, hunyuan_t2v, hunyuan15_long, ltx2_long, wan21_train_lora, wan21_raylight,
+             wan21_calibrate, hunyuan15_calibrate]
 
 # Template-browser thumbnails (<name>.jpg next to <name>.json). The front ends show a custom
 # node's template by its file name only, so the card itself must tell the workflows apart at a
@@ -613,6 +707,10 @@ THUMBNAILS[RAYLIGHT_NAME] = ("Wan 2.1 T2V 14B", "720p · 321 frames", "several G
                             "wan21", 1280, 720, 321)
 THUMBNAILS[TRAIN_NAME] = ("Wan 2.1 T2V 14B", "train LoRA · 321 frames", "length-extension LoRA training",
                          "wan21", 1280, 720, 321)
+THUMBNAILS[WAN21_CAL_NAME] = ("Wan 2.1 T2V 14B", "calibrate, then render", "measured settings", "wan21",
+                              1280, 720, 81)
+THUMBNAILS[HUNYUAN15_CAL_NAME] = ("HunyuanVideo 1.5 T2V", "calibrate, then render", "untuned family · measured",
+                                  "hunyuan15", 1280, 720, 121)
 PREVIEW_COLOUR = (236, 170, 40)
 
 

@@ -35,7 +35,8 @@ from workflow_convert import input_types_from_object_info, ui_to_api
 pytestmark = pytest.mark.comfy
 
 ROOT = Path(__file__).resolve().parents[1]
-PACK_NODES = ("RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview", "SaveRadialLora")
+PACK_NODES = ("RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview", "SaveRadialLora", "RadialAttentionCalibrate",
+              "RadialAttentionLoadCalibration")
 FOLDER = "ComfyUI-RadialAttention"  # what `git clone <repository URL>` names the folder
 START_TIMEOUT = 240
 NO_TRITON_SHIM = '''\

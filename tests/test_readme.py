@@ -37,7 +37,8 @@ def test_every_shipped_workflow_is_listed():
 
 
 @pytest.mark.comfy
-@pytest.mark.parametrize("node", ["RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview", "SaveRadialLora"])
+@pytest.mark.parametrize("node", ["RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview", "SaveRadialLora",
+                                  "RadialAttentionCalibrate", "RadialAttentionLoadCalibration"])
 def test_every_node_input_is_explained(comfy, node):
     cls = comfy.nodes.NODE_CLASS_MAPPINGS[node]
     start = README.index(f"(`{node}`)")

@@ -57,11 +57,14 @@ EXPECTED = {
     "Wan 2.1 T2V 14B, 321 frames with LoRA.json",
     "HunyuanVideo T2V, 720p 253 frames.json",
     "Wan 2.1 length-extension LoRA, train at 720p 321 frames.json",
+    "Wan 2.1 T2V 14B, calibrate then render.json",
+    "HunyuanVideo 1.5 T2V, calibrate then render.json",
     PREVIEW,
 }
 RAYLIGHT = "Wan 2.1 T2V 14B, 720p 321 frames, several GPUs (raylight).json"
 EXPECTED.add(RAYLIGHT)
-PACK_NODES = {"RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview", "SaveRadialLora", "RadialAttentionPatchRay"}
+PACK_NODES = {"RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview", "SaveRadialLora", "RadialAttentionPatchRay",
+              "RadialAttentionCalibrate"}
 # raylight's nodes (komikndr/raylight) and the pack's node registered only with raylight installed;
 # raylight needs CUDA and NCCL, so a test ComfyUI never has them
 RAYLIGHT_NODES = {"RayInitializer", "RayUNETLoader", "XFuserKSamplerAdvanced", "RadialAttentionPatchRay"}
