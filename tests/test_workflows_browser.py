@@ -172,3 +172,15 @@ def test_template_browser_shows_thumbnails(front_end):
         with Image.open(shot) as im:
             im.convert("RGB").resize((1200, round(1200 * im.height / im.width)), Image.LANCZOS).save(
                 DOCS_TEMPLATES, optimize=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_node_overlaps_another_with_vue_nodes(front_end, name):
+    """With Vue nodes ("Nodes 2.0") nodes are as tall as their content (the pack's readouts, the
+    front end's own widgets): the bundled layout leaves room for it, no two nodes overlap."""
+    result, _ = front_end
+    if name in result["skipped"]:
+        pytest.skip(f"{name}: {result['skipped'][name]}")
+    assert result["canvasRenderer"] and result["vueRenderer"], "the renderers were not switched"
+    overlaps = result["vueOverlaps"][name]
+    assert overlaps == [], f"{name}: nodes overlap with Vue nodes (graph units): {overlaps}"

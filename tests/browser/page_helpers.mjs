@@ -56,8 +56,8 @@ export async function runInBrowser({ result, viewport, classify, failureShot, pr
     await browser?.close().catch(() => {});
     fs.rmSync(userDataDir, { recursive: true, force: true });
   }
-  console.log(JSON.stringify(result));
-  process.exit(result.ok ? 0 : 1);
+  // exit once the line is written: a long line to a pipe is written in pieces
+  process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(result.ok ? 0 : 1));
 }
 
 // The front end at `url`, waited for until `ready()` (run in the page) holds, then a moment to draw.
@@ -72,9 +72,13 @@ export async function openApp(page, url, ready) {
     window.__radialDeprecations = [];
     if (!lg || !Array.isArray(lg.onDeprecationWarning)) return;
     lg.alwaysRepeatWarnings = true;
+    const seen = new Set();
     lg.onDeprecationWarning.push((message) => {
       const stack = new Error().stack ?? "";
-      if (/radial[-_ ]?attention|radial_readout/i.test(stack)) window.__radialDeprecations.push({ message, stack });
+      const ours = stack.split("\n").find((line) => /radial[-_ ]?attention|radial_readout/i.test(line));
+      if (!ours || seen.has(message + ours) || seen.size > 20) return; // once per message and place
+      seen.add(message + ours);
+      window.__radialDeprecations.push({ message, stack: ours.trim() });
     });
   });
   await page.waitForTimeout(1500);
