@@ -64,8 +64,11 @@ WAN_NEGATIVE = (
 )
 
 MODE_BYPASS = 4
-# Nodes that the pack's front-end extension makes taller (density readout under the widgets).
-SIZE_HINTS = {"RadialAttentionPatch": (360, 340), "RadialLoraLoader": (380, 440)}
+# Nodes that the pack's front-end extension makes taller (density readout under the widgets). With
+# Vue nodes ("Nodes 2.0") a node is as tall as its content: measured there (front ends 1.49.6 and
+# 1.58.1, tests/test_workflows_browser.py), the Patch needs 420 and the loader with the readout of a
+# LoRA not yet downloaded about 505 below the title; a little more here, so no node overlaps the next.
+SIZE_HINTS = {"RadialAttentionPatch": (370, 440), "RadialLoraLoader": (380, 530)}
 
 
 @dataclass

@@ -90,6 +90,12 @@ await runInBrowser({
       return { nodes, prompt: output };
     });
     if (info.nodes.length === 0) throw new Error(`${name}: the front end opened an empty graph`);
+    // the pack's readouts once answered: what size and family they assume, what they say
+    await page.waitForFunction(() => [...document.querySelectorAll(".radial-readout")].every(
+      (el) => ["ok", "invalid", "error"].includes(el.dataset.state)), null, { timeout: 30_000 }).catch(() => {});
+    info.readouts = await page.evaluate(() => [...document.querySelectorAll(".radial-readout")].map((el) => ({
+      id: el.dataset.nodeId, state: el.dataset.state, assumed: el.dataset.assumed, text: el.innerText.trim(),
+    })));
     for (const n of info.nodes) {
       if (!n.known || n.size[0] < 50 || n.size[1] < 30) {
         throw new Error(`${name}: node ${n.id} (${n.type}) is not known or not drawn: ${JSON.stringify(n)}`);

@@ -463,6 +463,7 @@ const EXTENSION = {
     refresh(node);
   },
   setup() {
+    offerOnlyOpenableTemplates();
     // Catch every way a value can change (typing, arrows, links, graph loads): compare the
     // query of each readout node a few times a second; only a changed query reaches the server.
     setInterval(() => {
@@ -475,6 +476,39 @@ const EXTENSION = {
     }, POLL_MS);
   },
 };
+
+// The template browser offers only the pack's workflows this ComfyUI can open: one that needs a
+// node the server lacks (LTX-2's audio nodes on ComfyUI 0.3.75) would open with a missing-node
+// dialog. The front end lists custom-node templates through api.getWorkflowTemplates()
+// ({folder: [names]}, front ends 1.32 to 1.58); the pack's own entries are checked against the
+// server's node types (each workflow read once).
+const PACK_FOLDER = decodeURIComponent(new URL(import.meta.url).pathname.split("/extensions/")[1]?.split("/")[0] ?? "");
+const openable = new Map(); // workflow name -> Promise<boolean>
+function canOpen(folder, name) {
+  if (!openable.has(name)) {
+    const types = window.LiteGraph?.registered_node_types ?? {};
+    const check = api.fetchApi(`/workflow_templates/${encodeURIComponent(folder)}/${encodeURIComponent(name)}.json`)
+      .then((r) => (r.ok ? r.json() : null))
+      .then((wf) => !Array.isArray(wf?.nodes) || wf.nodes.every((n) => !n.type || n.type in types))
+      .catch(() => true);
+    openable.set(name, check);
+  }
+  return openable.get(name);
+}
+
+function offerOnlyOpenableTemplates() {
+  const list = api.getWorkflowTemplates;
+  if (typeof list !== "function" || list.radialFiltered) return;
+  const filtered = async function (...args) {
+    const all = await list.apply(this, args);
+    const ours = PACK_FOLDER && all?.[PACK_FOLDER];
+    if (!Array.isArray(ours) || !window.LiteGraph?.registered_node_types) return all;
+    const keep = await Promise.all(ours.map((name) => canOpen(PACK_FOLDER, name)));
+    return { ...all, [PACK_FOLDER]: ours.filter((_, i) => keep[i]) };
+  };
+  filtered.radialFiltered = true;
+  api.getWorkflowTemplates = filtered;
+}
 
 // ComfyUI may serve this folder under two names (the pack's WEB_DIRECTORY and pyproject's
 // [tool.comfy] web), loading this file twice: register once per page.
