@@ -113,7 +113,8 @@ def density(family: str, width: int, height: int, frames: int) -> str:
 
 
 def note(wf: Workflow, text: str) -> Node:
-    return wf.add("MarkdownNote", text=text, col=0, size=(460, 560))
+    # tall enough for the longest note with Vue nodes on front end 1.32.9 (its Markdown grows the node)
+    return wf.add("MarkdownNote", text=text, col=0, size=(460, 640))
 
 
 def wan_text(wf: Workflow, positive: str) -> tuple[Node, Node, Node]:
