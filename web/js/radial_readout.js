@@ -60,15 +60,15 @@ function familyFromName(name, fams) {
 }
 
 // The rule the server states for one input (GET /radial_attention/limits), whatever shape the
-// route writes it in: {name: {type, min, max, choices, pattern, max_length}} (also under
-// "settings"), {name: [min, max]}, or the allowed values under the plural name ("families",
-// "block_sizes"). null when the route states none (the server checks it anyway).
+// route writes it in: {settings: {name: {type, min, max, choices, max_chars, max_index, pattern}}}
+// (the settings contract) or {name: {...}}, {name: [min, max]}, or the allowed values under the
+// plural name ("families", "block_sizes"). null when the route states none (the server checks it).
 function ruleOf(lim, name) {
   const plural = name.endsWith("y") ? `${name.slice(0, -1)}ies` : `${name}s`;
   const entry = lim?.settings?.[name] ?? lim?.[name];
   if (entry && typeof entry === "object" && !Array.isArray(entry)) {
     return { type: entry.type, min: entry.min, max: entry.max, choices: entry.choices ?? entry.options ?? null,
-             pattern: entry.pattern, maxLength: entry.max_length };
+             pattern: entry.pattern, maxLength: entry.max_chars ?? entry.max_length, maxIndex: entry.max_index };
   }
   if (Array.isArray(entry) && entry.length === 2 && entry.every((x) => typeof x === "number") && entry[0] <= entry[1]) {
     return { min: entry[0], max: entry[1] };
@@ -97,6 +97,11 @@ function ruleProblem(name, text, rule) {
   }
   if (rule.maxLength !== undefined && text.length > rule.maxLength) return `${name} is longer than ${rule.maxLength} characters`;
   if (rule.pattern && !matches(rule.pattern, text)) return `${name} ${text.slice(0, 24)} is not written as the node expects`;
+  if (rule.maxIndex !== undefined) {
+    // a list of numbers (dense_blocks): none above the cap; how it is written the server judges
+    const above = (text.match(/\d+/g) ?? []).find((d) => d.length > 9 || Number(d) > rule.maxIndex);
+    if (above !== undefined) return `${name}: ${above.slice(0, 12)} is above the highest index, ${rule.maxIndex}`;
+  }
   if (rule.min === undefined && rule.max === undefined) return null;
   const integer = INT_TYPES.has(rule.type);
   const written = integer ? /^[+-]?\d{1,9}$/ : /^[+-]?(\d{1,9}(\.\d{0,20})?|\.\d{1,20})$/;
@@ -127,6 +132,9 @@ async function localProblem(p, node) {
     if (w && (w.type === "combo" || Array.isArray(w.options?.values))) continue;
     const dflt = schemaDefault(node, name);
     if (w && dflt !== undefined && String(dflt) === text) continue;
+    // the loader's "from LoRA" value of an override (the contract's override_unset)
+    const unset = lim.override_unset?.[name];
+    if (node.comfyClass === LORA && unset !== undefined && String(unset) === text) continue;
     const problem = ruleProblem(name, text, ruleOf(lim, name));
     if (problem) return problem;
   }
