@@ -370,6 +370,8 @@ Twice the 121 frames the model was trained on: expect weaker motion far apart in
 
 LTX2_NOTE = """## LTX-2 T2V (video + audio), 1280x704, 481 frames (19 s), with Radial Attention
 
+**Needs ComfyUI 0.33 or newer** (its LTX-2 audio nodes; older versions do not offer this template).
+
 **Download:**
 - [ltx-2-19b-dev-fp8.safetensors]({ckpt}) → `models/checkpoints/` (model, video VAE and audio VAE in one file)
 - [gemma_3_12B_it_fp4_mixed.safetensors]({gemma}) → `models/text_encoders/`
