@@ -193,6 +193,8 @@ def test_no_node_overlaps_another_with_vue_nodes(front_end, name):
     if name in result["skipped"]:
         pytest.skip(f"{name}: {result['skipped'][name]}")
     assert result["canvasRenderer"] and result["vueRenderer"], "the renderers were not switched"
+    unmeasured = [b for b in result["vueBoxes"][name] if b["x1"] - b["x0"] < 50 or b["y1"] - b["y0"] < 30]
+    assert unmeasured == [], f"{name}: Vue nodes not drawn (culled or hidden), so not measured: {unmeasured}"
     overlaps = result["vueOverlaps"][name]
     assert overlaps == [], f"{name}: nodes overlap with Vue nodes (graph units): {overlaps}"
 

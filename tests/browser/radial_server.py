@@ -131,6 +131,11 @@ class ComfyServer:
                 f"the pack is not linked into {self.dir}/custom_nodes: run scripts/setup_env.sh "
                 f"(or `ln -s {ROOT} {link}`)"
             )
+        if link.resolve() != ROOT:  # another checkout's pack would be tested (a git worktree)
+            raise RuntimeError(
+                f"{link} links {link.resolve()}, not this checkout ({ROOT}): set COMFYUI_DIR to a "
+                "ComfyUI copy whose custom_nodes/radial-attention links here"
+            )
 
     def start(self) -> "ComfyServer":
         cmd = [
