@@ -159,13 +159,20 @@ def estimate_json(query: Mapping[str, str]) -> dict:
                             p["decay_factor"], p["dist1"], p["text_tokens"])
 
 
+def _refused(request) -> int:
+    """HTTP status for a refused query: 400, or 200 for the front-end readout (header
+    ``X-Radial-Readout: 1``), which shows the ``error`` of the body as it is typed; a 400 would be
+    logged by the browser as a failed request on every keystroke."""
+    return 200 if request.headers.get("X-Radial-Readout") == "1" else 400
+
+
 async def handle_estimate(request):
     from aiohttp import web
 
     try:
         body = await asyncio.to_thread(estimate_json, request.rel_url.query)
     except BadRequest as exc:
-        return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"error": str(exc)}, status=_refused(request))
     except Exception:  # a bug, not bad input: log it, answer with a message
         logger.exception("radial_attention estimate failed for %s", dict(request.rel_url.query))
         return web.json_response({"error": "internal error, see the ComfyUI log"}, status=500)
@@ -221,7 +228,7 @@ async def handle_lora_settings(request):
     try:
         body = await asyncio.to_thread(lora_settings_json, request.rel_url.query)
     except BadRequest as exc:
-        return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"error": str(exc)}, status=_refused(request))
     except Exception:  # a bug, not bad input
         logger.exception("radial_attention lora_settings failed")
         return web.json_response({"error": "internal error, see the ComfyUI log"}, status=500)

@@ -64,8 +64,11 @@ WAN_NEGATIVE = (
 )
 
 MODE_BYPASS = 4
-# Nodes that the pack's front-end extension makes taller (density readout under the widgets).
-SIZE_HINTS = {"RadialAttentionPatch": (360, 340), "RadialLoraLoader": (380, 440)}
+# Nodes that the pack's front-end extension makes taller (density readout under the widgets). With
+# Vue nodes ("Nodes 2.0") a node is as tall as its content: measured there (front ends 1.49.6 and
+# 1.58.1, tests/test_workflows_browser.py), the Patch needs 420 and the loader with the readout of a
+# LoRA not yet downloaded about 505 below the title; a little more here, so no node overlaps the next.
+SIZE_HINTS = {"RadialAttentionPatch": (370, 440), "RadialLoraLoader": (380, 530)}
 
 
 @dataclass
@@ -110,7 +113,8 @@ def density(family: str, width: int, height: int, frames: int) -> str:
 
 
 def note(wf: Workflow, text: str) -> Node:
-    return wf.add("MarkdownNote", text=text, col=0, size=(460, 560))
+    # tall enough for the longest note with Vue nodes on front end 1.32.9 (its Markdown grows the node)
+    return wf.add("MarkdownNote", text=text, col=0, size=(460, 640))
 
 
 def wan_text(wf: Workflow, positive: str) -> tuple[Node, Node, Node]:
@@ -365,6 +369,8 @@ Twice the 121 frames the model was trained on: expect weaker motion far apart in
 """
 
 LTX2_NOTE = """## LTX-2 T2V (video + audio), 1280x704, 481 frames (19 s), with Radial Attention
+
+**Needs ComfyUI 0.33 or newer** (its LTX-2 audio nodes; older versions do not offer this template).
 
 **Download:**
 - [ltx-2-19b-dev-fp8.safetensors]({ckpt}) → `models/checkpoints/` (model, video VAE and audio VAE in one file)

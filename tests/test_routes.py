@@ -335,3 +335,21 @@ def test_lora_settings_route_names_the_file_relative_to_the_loras_folder(server,
     assert status == 400, body
     assert reason in body["error"] and name in body["error"], body
     assert str(server.dir) not in body["error"] and "/models/loras" not in body["error"], body
+
+
+@pytest.mark.parametrize("path", [
+    f"{ROUTE}?{urlencode({**GOOD, 'frames': 99999})}",
+    "/radial_attention/lora_settings?" + urlencode({"lora_name": "absent.safetensors"}),
+])
+def test_the_readout_gets_a_refusal_as_an_answer(server, path):
+    """The front-end readout (header X-Radial-Readout: 1) gets a refused query as 200 with the same
+    {error}: the browser logs no failed request while a value is being typed; everyone else a 400."""
+    import json
+    import urllib.request
+
+    status, plain = server.request(path)
+    assert status == 400, plain
+    req = urllib.request.Request(server.url + path, headers={"X-Radial-Readout": "1"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 200
+        assert json.loads(r.read()) == plain

@@ -25,7 +25,7 @@ from workflow_convert import input_types_from_object_info, ui_to_api
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
 from page_script import run_page_script  # noqa: E402
-from radial_server import ARTIFACTS, get_server, require_browser_tools  # noqa: E402
+from radial_server import FRONT_ENDS, artifacts_for, get_server, require_browser_tools  # noqa: E402
 
 pytestmark = [pytest.mark.comfy, pytest.mark.slow]
 
@@ -70,10 +70,12 @@ def not_loadable_here(name: str, object_info: dict, version: str) -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def front_end():
+@pytest.fixture(scope="module", params=FRONT_ENDS)
+def front_end(request):
+    """workflows_ui.mjs's result on each front end (radial_server.FRONT_ENDS: the one this ComfyUI
+    pins, and the newest with ComfyUI 0.33)."""
     require_browser_tools()
-    server = get_server()
+    server = get_server(request.param)
     object_info = fetch_json(server.url + "/object_info")
     version = fetch_json(server.url + "/system_stats")["system"]["comfyui_version"]
     skipped = {n: why for n in NAMES if (why := not_loadable_here(n, object_info, version))}
@@ -82,11 +84,16 @@ def front_end():
     module = next((m for m, listed in templates.items() if set(NAMES) <= set(listed)), None)
     assert module, f"the server's template browser does not list the workflows: {templates}"
     upload_start_image(server.url)
-    out = ARTIFACTS / "workflows"
+    out = artifacts_for(request.param) / "workflows"
     result = run_page_script("workflows_ui.mjs", server.url, module, str(out), *names, timeout=400,
-                             env={"RADIAL_NOT_TEMPLATES": ",".join(not_templates())})
+                             env={"RADIAL_NOT_TEMPLATES": ",".join(not_templates())},
+                             save_as=f"workflows-result-{request.param}.json")
+    result["out"] = str(out)
+    result["pinned"] = request.param == "pinned"
     assert result["ok"], f"front-end check failed: {result.get('error')}\nconsole: {result['consoleErrors']}"
     result["skipped"] = skipped
+    # a workflow that needs nodes this ComfyUI lacks is not offered (web/js/radial_readout.js)
+    result["hidden"] = sorted(n for n, why in skipped.items() if why.startswith("needs "))
     return result, object_info
 
 
@@ -148,7 +155,7 @@ def test_front_end_converts_like_our_converter(front_end, name):
     assert {n["type"] for n in seen["nodes"]} == {n["type"] for n in wf["nodes"]}
     shot = Path(seen["screenshot"])
     assert shot.stat().st_size > 30_000, "the screenshot is (nearly) empty"
-    if os.environ.get("RADIAL_DOCS_SCREENSHOT") == "1" and name in DOCS_SHOTS:
+    if os.environ.get("RADIAL_DOCS_SCREENSHOT") == "1" and name in DOCS_SHOTS and result["pinned"]:
         from PIL import Image
 
         DOCS_SHOTS[name].parent.mkdir(parents=True, exist_ok=True)
@@ -158,24 +165,54 @@ def test_front_end_converts_like_our_converter(front_end, name):
 
 
 def test_template_browser_shows_human_titles(front_end):
-    """Both front ends title a custom node's template by its file name: the names read as titles."""
+    """Both front ends title a custom node's template by its file name: the names read as titles.
+    A workflow that needs nodes this ComfyUI lacks (LTX-2 on 0.3.75) is not offered at all."""
     result, _ = front_end
     text = result.get("templateDialogText", "")
     for name in NAMES:
-        assert name in text, f"the template browser does not show the title {name!r}"
+        if name in result["hidden"]:
+            assert name not in text, f"{name} is offered, but this ComfyUI lacks its nodes: {result['skipped'][name]}"
+        else:
+            assert name in text, f"the template browser does not show the title {name!r}"
     assert "radial_wan" not in text and "_720p_" not in text, "a raw file-name title is shown"
 
 
 def test_template_browser_shows_thumbnails(front_end):
     result, _ = front_end
     thumbs = result.get("thumbnails", {})
-    for name in NAMES:
+    for name in set(NAMES) - set(result["hidden"]):
         assert thumbs.get(name) == 200, f"the template browser did not load {name}.jpg (got {thumbs})"
-    shot = ARTIFACTS / "workflows" / "template_browser.png"
+    shot = Path(result["out"]) / "template_browser.png"
     assert shot.stat().st_size > 30_000
-    if os.environ.get("RADIAL_DOCS_SCREENSHOT") == "1":
+    if os.environ.get("RADIAL_DOCS_SCREENSHOT") == "1" and result["pinned"]:
         from PIL import Image
 
         with Image.open(shot) as im:
             im.convert("RGB").resize((1200, round(1200 * im.height / im.width)), Image.LANCZOS).save(
                 DOCS_TEMPLATES, optimize=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_node_overlaps_another_with_vue_nodes(front_end, name):
+    """With Vue nodes ("Nodes 2.0") nodes are as tall as their content (the pack's readouts, the
+    front end's own widgets): the bundled layout leaves room for it, no two nodes overlap."""
+    result, _ = front_end
+    if name in result["skipped"]:
+        pytest.skip(f"{name}: {result['skipped'][name]}")
+    assert result["canvasRenderer"] and result["vueRenderer"], "the renderers were not switched"
+    unmeasured = [b for b in result["vueBoxes"][name] if b["x1"] - b["x0"] < 50 or b["y1"] - b["y0"] < 30]
+    assert unmeasured == [], f"{name}: Vue nodes not drawn (culled or hidden), so not measured: {unmeasured}"
+    overlaps = result["vueOverlaps"][name]
+    assert overlaps == [], f"{name}: nodes overlap with Vue nodes (graph units): {overlaps}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_readouts_take_the_size_from_the_workflow(front_end, name):
+    """Every readout of a bundled workflow finds its video size in the graph (the training workflow's
+    from Save Radial LoRA's tuned_* widgets): none says "assumed"."""
+    result, _ = front_end
+    if name in result["skipped"]:
+        pytest.skip(f"{name}: {result['skipped'][name]}")
+    readouts = result["workflows"][name]["readouts"]
+    assumed = [r for r in readouts if r["assumed"] == "true"]
+    assert assumed == [], f"{name}: readouts that assume a size or family: {assumed}"

@@ -36,6 +36,11 @@ export async function runInBrowser({ result, viewport, classify, failureShot, pr
     });
     page.on("pageerror", (err) => record({ text: `${err.message}\n${err.stack || ""}`, url: "" }));
     await body(page);
+    // deprecated front-end API the pack's extension used (front end 1.58+: LiteGraph's
+    // onDeprecationWarning, attributed by the call stack; see openApp)
+    for (const d of await page.evaluate(() => window.__radialDeprecations ?? []).catch(() => [])) {
+      result.consoleErrors.push({ text: `deprecated front-end API used by the extension: ${d.message}`, url: d.stack });
+    }
     if (result.consoleErrors.length) {
       throw new Error(`console errors: ${JSON.stringify(result.consoleErrors, null, 1)}`);
     }
@@ -51,13 +56,47 @@ export async function runInBrowser({ result, viewport, classify, failureShot, pr
     await browser?.close().catch(() => {});
     fs.rmSync(userDataDir, { recursive: true, force: true });
   }
-  console.log(JSON.stringify(result));
-  process.exit(result.ok ? 0 : 1);
+  // exit once the line is written: a long line to a pipe is written in pieces
+  process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(result.ok ? 0 : 1));
 }
 
 // The front end at `url`, waited for until `ready()` (run in the page) holds, then a moment to draw.
+// Every deprecation warning LiteGraph raises (front end 1.58+) is checked for the pack's script in
+// its call stack: those are collected in window.__radialDeprecations (errors of ours, see
+// runInBrowser); repeats are not suppressed, so one the front end raised first still counts.
 export async function openApp(page, url, ready) {
   await page.goto(url, { waitUntil: "domcontentloaded" });
   await page.waitForFunction(ready, null, { timeout: 90_000 });
+  await page.evaluate(() => {
+    const lg = window.LiteGraph;
+    window.__radialDeprecations = [];
+    if (!lg || !Array.isArray(lg.onDeprecationWarning)) return;
+    lg.alwaysRepeatWarnings = true;
+    const seen = new Set();
+    lg.onDeprecationWarning.push((message) => {
+      const stack = new Error().stack ?? "";
+      const ours = stack.split("\n").find((line) => /radial[-_ ]?attention|radial_readout/i.test(line));
+      if (!ours || seen.has(message + ours) || seen.size > 20) return; // once per message and place
+      seen.add(message + ours);
+      window.__radialDeprecations.push({ message, stack: ours.trim() });
+    });
+  });
   await page.waitForTimeout(1500);
+}
+
+// The node renderer a test means to test: the classic LiteGraph canvas (false) or Vue "Nodes 2.0"
+// (true). Settings persist on the server between tests, so every test sets the one it measures,
+// and this waits until the page shows it (Vue node elements present or gone).
+export async function setRenderer(page, vue) {
+  await page.evaluate(async (vue) => {
+    await window.comfyAPI.app.app.extensionManager.setting.set("Comfy.VueNodes.Enabled", vue);
+  }, vue);
+  await page.waitForFunction((vue) => {
+    const { app } = window.comfyAPI.app;
+    if (!app.graph._nodes.length) return true;
+    const vueNodes = document.querySelectorAll(".lg-node[data-node-id], [data-node-id].lg-node").length;
+    return vue ? vueNodes > 0 : vueNodes === 0;
+  }, vue, { timeout: 20_000 }).catch(() => {});
+  await page.waitForTimeout(1200);
+  return page.evaluate(() => window.comfyAPI.app.app.extensionManager.setting.get("Comfy.VueNodes.Enabled"));
 }

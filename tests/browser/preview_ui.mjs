@@ -10,7 +10,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { notOurs } from "./console_errors.mjs";
-import { openApp, runInBrowser } from "./page_helpers.mjs";
+import { openApp, runInBrowser, setRenderer } from "./page_helpers.mjs";
 
 const [url, artifacts, docsShot] = process.argv.slice(2);
 if (!url || !artifacts) {
@@ -34,7 +34,11 @@ await runInBrowser({
     window.comfyAPI.app.app.extensionManager?.extensions?.some?.(
       (x) => x.name === "radial_attention.density_readout") !== false &&
     window.__radialAttentionReadout === true);
-  step("app ready");
+  // the classic canvas first (settings persist on the server: another test may have left Vue on)
+  step("app ready", {
+    frontend: await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null),
+    vue: await setRenderer(page, false),
+  });
 
   // 2. the bundled workflow, fetched the way the template browser gets it
   const loaded = await page.evaluate(async (template) => {
@@ -198,8 +202,8 @@ await runInBrowser({
   }
   // 7. the same readout with the Vue node renderer ("Nodes 2.0", a setting users switch on):
   //    type a new frame count into the frames input and see the readout follow
-  await page.evaluate(() => window.comfyAPI.app.app.extensionManager.setting.set("Comfy.VueNodes.Enabled", true));
-    // the input carries the label itself (front end 1.3x) or sits in a labelled box (1.49)
+  if (!(await setRenderer(page, true))) throw new Error("the Vue renderer did not switch on");
+  // the input carries the label itself (front end 1.3x) or sits in a labelled box (1.49)
   const framesInput = page.locator('[data-node-id="1"] input[aria-label="frames"], [data-node-id="1"] [aria-label="frames"] input');
   await framesInput.waitFor({ state: "visible", timeout: 20_000 });
   const vueBefore = (await readout.innerText()).trim();

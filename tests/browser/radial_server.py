@@ -4,6 +4,12 @@ Used by tests/test_routes.py and tests/browser/test_browser.py. ComfyUI runs fro
 tests/conftest.py's ``comfyui_dir()`` names, as ``main.py --cpu --listen 127.0.0.1 --port <free>``
 with throw-away output/temp/user folders; the pack must be linked into its ``custom_nodes``
 (``scripts/setup_env.sh`` links it as ``custom_nodes/radial-attention``).
+
+Front ends (``FRONT_ENDS``, the ``front_end`` fixture): "pinned" is the one this ComfyUI installs
+(1.32.9 with 0.3.75, 1.49.6 with 0.33); "newest" is the newest ``comfyui-frontend-package`` from
+PyPI, which ``scripts/setup_browser.sh`` installs into ``.frontend/newest/`` (git-ignored) and a
+second server serves with ``--front-end-root``: with ComfyUI 0.33 only (0.3.75 is tested with its
+own front end).
 """
 
 from __future__ import annotations
@@ -36,6 +42,37 @@ from conftest import comfyui_dir  # noqa: E402  (one definition, in tests/confte
 
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+FRONT_ENDS = ("pinned", "newest")
+NEWEST_FRONT_END = ROOT / ".frontend" / "newest" / "comfyui_frontend_package" / "static"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def front_end_root(front_end: str) -> Path | None:
+    """``--front-end-root`` for a front end of ``FRONT_ENDS`` (None: the installed one); skips
+    (fails under CI=true) when the newest is not installed, and on a ComfyUI before 0.33."""
+    if front_end == "pinned":
+        return None
+    version = _comfyui_version()
+    if version and tuple(int(x) for x in version.split(".")[:2]) < (0, 33):
+        pytest.skip(f"the newest front end is tested with ComfyUI 0.33, not {version} (it pins 1.32.9)")
+    if not (NEWEST_FRONT_END / "index.html").exists():
+        message = (f"no newest front end at {NEWEST_FRONT_END}. Fix: run `bash scripts/setup_browser.sh` "
+                   "(it installs the newest comfyui-frontend-package there)")
+        if _in_ci():
+            pytest.fail(message + " (CI=true: the browser test may not skip)")
+        pytest.skip(message)
+    return NEWEST_FRONT_END
+
+
+def _comfyui_version() -> str | None:
+    try:
+        text = (comfyui_dir() / "comfyui_version.py").read_text()
+    except OSError:
+        return None
+    return text.split("=")[-1].strip().strip("\"'") or None
 
 
 def require_browser_tools() -> None:
@@ -62,12 +99,15 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self, flags: tuple[str, ...] = ("--cpu",), log_name: str = "comfyui-server.log") -> None:
+    def __init__(self, flags: tuple[str, ...] = ("--cpu",), log_name: str = "comfyui-server.log",
+                 front_end: Path | None = None) -> None:
         self.dir = comfyui_dir()
         if not (self.dir / "main.py").exists():
             raise RuntimeError(f"ComfyUI not found at {self.dir}: run `make test` or set COMFYUI_DIR")
         self.check_pack()
         self.flags = list(flags)  # main.py's flags before the listen/port/folder ones below
+        if front_end is not None:
+            self.flags += ["--front-end-root", str(front_end)]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.work = Path(tempfile.mkdtemp(prefix="radial-comfy-"))
@@ -90,6 +130,11 @@ class ComfyServer:
             raise RuntimeError(
                 f"the pack is not linked into {self.dir}/custom_nodes: run scripts/setup_env.sh "
                 f"(or `ln -s {ROOT} {link}`)"
+            )
+        if link.resolve() != ROOT:  # another checkout's pack would be tested (a git worktree)
+            raise RuntimeError(
+                f"{link} links {link.resolve()}, not this checkout ({ROOT}): set COMFYUI_DIR to a "
+                "ComfyUI copy whose custom_nodes/radial-attention links here"
             )
 
     def start(self) -> "ComfyServer":
@@ -173,13 +218,35 @@ class ComfyServer:
         raise AssertionError(f"prompt {prompt_id} did not finish in {timeout}s; log:\n{self.log_tail()}")
 
 
-_SERVER: ComfyServer | None = None
+_SERVERS: dict[str, ComfyServer] = {}
 
 
-def get_server() -> ComfyServer:
-    """The session's server (started on first use, stopped when the test process exits)."""
-    global _SERVER
-    if _SERVER is None:
-        _SERVER = ComfyServer().start()
-        atexit.register(_SERVER.stop)
-    return _SERVER
+def get_server(front_end: str = "pinned") -> ComfyServer:
+    """The session's server for a front end of ``FRONT_ENDS`` (started on first use, stopped when
+    the test process exits)."""
+    if front_end not in _SERVERS:
+        root = front_end_root(front_end)
+        log = "comfyui-server.log" if front_end == "pinned" else f"comfyui-server-{front_end}.log"
+        server = ComfyServer(log_name=log, front_end=root).start()
+        atexit.register(server.stop)
+        _SERVERS[front_end] = server
+    return _SERVERS[front_end]
+
+
+@pytest.fixture(params=FRONT_ENDS)
+def front_end(request) -> str:
+    """Each front end a browser test runs on (see the module's docstring)."""
+    return request.param
+
+
+@pytest.fixture
+def front_end_server(front_end) -> ComfyServer:
+    require_browser_tools()
+    return get_server(front_end)
+
+
+def artifacts_for(front_end: str) -> Path:
+    """Where a test's screenshots go: artifacts/ for the pinned front end, artifacts/<name>/ else."""
+    out = ARTIFACTS if front_end == "pinned" else ARTIFACTS / front_end
+    out.mkdir(parents=True, exist_ok=True)
+    return out

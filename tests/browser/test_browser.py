@@ -19,22 +19,19 @@ from pathlib import Path
 import pytest
 
 from page_script import run_page_script
-from radial_server import ARTIFACTS, ROOT, get_server, require_browser_tools
+from radial_server import ROOT, artifacts_for, front_end, front_end_server  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.comfy, pytest.mark.slow]
 
 DOCS_SHOT = ROOT / "docs" / "images" / "sparsity_preview.png"
 
 
-@pytest.fixture(scope="module")
-def browser_ready():
-    require_browser_tools()
-
-
-def test_preview_workflow_in_a_real_browser(browser_ready):
-    server = get_server()
-    docs = [str(DOCS_SHOT)] if os.environ.get("RADIAL_DOCS_SCREENSHOT") == "1" else []
-    result = run_page_script("preview_ui.mjs", server.url, str(ARTIFACTS), *docs, save_as="browser-result.json")
+def test_preview_workflow_in_a_real_browser(front_end, front_end_server):
+    """On each front end (radial_server.FRONT_ENDS): the pinned one and the newest."""
+    server = front_end_server
+    docs = [str(DOCS_SHOT)] if os.environ.get("RADIAL_DOCS_SCREENSHOT") == "1" and front_end == "pinned" else []
+    result = run_page_script("preview_ui.mjs", server.url, str(artifacts_for(front_end)), *docs,
+                             save_as=f"browser-result-{front_end}.json")
     for step in result["steps"]:
         print("browser:", json.dumps(step)[:300])
     assert result["ok"], (
@@ -43,6 +40,7 @@ def test_preview_workflow_in_a_real_browser(browser_ready):
     )
     assert result["consoleErrors"] == []
     names = [s["name"] for s in result["steps"]]
+    assert result["steps"][0]["vue"] is False  # the canvas part ran on the canvas
     assert names[-5:] == ["patch node readout"] + ["family from the registry"] * 3 + ["vue nodes readout"]
     assert "readout changed" in names and "preview images" in names
     images = next(s for s in result["steps"] if s["name"] == "preview images")["images"]

@@ -7,12 +7,15 @@
 // the front end and drawn, converts the graph with the front end's own app.graphToPrompt() (the
 // converter "Queue" uses) and saves a screenshot of the whole graph to <out dir>/<name>.png. Last it
 // opens the template browser, searches for the workflows and records which thumbnails it fetched.
+// The canvas part runs on the classic canvas (set here: settings persist on the server); then each
+// workflow is opened again with Vue nodes ("Nodes 2.0") and the drawn boxes of its nodes are
+// measured: result.vueOverlaps lists every pair that overlaps (the test allows none).
 // Prints one JSON line {ok, workflows: {name: {nodes, prompt, screenshot}}, consoleErrors}; exit 1
 // on failure. tests/test_workflows_browser.py compares the prompts with tests/workflow_convert.py.
 import fs from "node:fs";
 import path from "node:path";
 import { notOurs } from "./console_errors.mjs";
-import { openApp, runInBrowser } from "./page_helpers.mjs";
+import { openApp, runInBrowser, setRenderer } from "./page_helpers.mjs";
 
 const [url, moduleName, outDir, ...names] = process.argv.slice(2);
 if (!url || !moduleName || !outDir || names.length === 0) {
@@ -46,6 +49,7 @@ await runInBrowser({
     const { app } = window.comfyAPI.app;
     try { await app.extensionManager.setting.set("LiteGraph.Canvas.LowQualityRenderingZoomThreshold", 0.1); } catch {}
   });
+  result.canvasRenderer = !(await setRenderer(page, false));
 
   for (const name of names) {
     const template = `/api/workflow_templates/${moduleName}/${encodeURIComponent(name)}.json`;
@@ -86,6 +90,12 @@ await runInBrowser({
       return { nodes, prompt: output };
     });
     if (info.nodes.length === 0) throw new Error(`${name}: the front end opened an empty graph`);
+    // the pack's readouts once answered: what size and family they assume, what they say
+    await page.waitForFunction(() => [...document.querySelectorAll(".radial-readout")].every(
+      (el) => ["ok", "invalid", "error"].includes(el.dataset.state)), null, { timeout: 30_000 }).catch(() => {});
+    info.readouts = await page.evaluate(() => [...document.querySelectorAll(".radial-readout")].map((el) => ({
+      id: el.dataset.nodeId, state: el.dataset.state, assumed: el.dataset.assumed, text: el.innerText.trim(),
+    })));
     for (const n of info.nodes) {
       if (!n.known || n.size[0] < 50 || n.size[1] < 30) {
         throw new Error(`${name}: node ${n.id} (${n.type}) is not known or not drawn: ${JSON.stringify(n)}`);
@@ -96,6 +106,46 @@ await runInBrowser({
     await page.screenshot({ path: shot });
     result.workflows[name] = { ...info, screenshot: shot };
   }
+  // Vue nodes: every workflow again, the nodes' drawn boxes (graph units) and the pairs that overlap
+  result.vueRenderer = await setRenderer(page, true);
+  result.vueOverlaps = {};
+  result.vueBoxes = {};
+  for (const name of names) {
+    const template = `/api/workflow_templates/${moduleName}/${encodeURIComponent(name)}.json`;
+    await page.evaluate(async ([template, name]) => {
+      const { app } = window.comfyAPI.app;
+      const data = await (await fetch(template)).json();
+      await app.loadGraphData(data, true, true, name, { showMissingModelsDialog: false });
+    }, [template, name]);
+    await page.waitForFunction(() => {
+      const { app } = window.comfyAPI.app;
+      return app.graph._nodes.every((n) => document.querySelector(`.lg-node[data-node-id="${n.id}"]`));
+    }, null, { timeout: 30_000 });
+    await page.waitForTimeout(2000); // readouts answered, nodes grown
+    const measured = await page.evaluate(() => {
+      const { app } = window.comfyAPI.app;
+      const scale = app.canvas.ds.scale;
+      const boxes = app.graph._nodes.map((n) => {
+        const r = document.querySelector(`.lg-node[data-node-id="${n.id}"]`).getBoundingClientRect();
+        return { id: n.id, type: n.type, x0: r.left / scale, y0: r.top / scale, x1: r.right / scale, y1: r.bottom / scale };
+      });
+      const overlaps = [];
+      for (const a of boxes) {
+        for (const b of boxes) {
+          if (a.id >= b.id) continue;
+          const dx = Math.min(a.x1, b.x1) - Math.max(a.x0, b.x0);
+          const dy = Math.min(a.y1, b.y1) - Math.max(a.y0, b.y0);
+          if (dx > 1 && dy > 1) overlaps.push({ a: `${a.id} ${a.type}`, b: `${b.id} ${b.type}`, dx: Math.round(dx), dy: Math.round(dy) });
+        }
+      }
+      return { boxes, overlaps };
+    });
+    result.vueBoxes[name] = measured.boxes;
+    result.vueOverlaps[name] = measured.overlaps;
+    await page.screenshot({ path: path.join(outDir, `${name} (Vue nodes).png`) });
+  }
+  await setRenderer(page, false);
+
   // The template browser: our cards, with their thumbnails fetched from the pack's folder.
   const thumbs = {};
   page.on("response", (r) => {
