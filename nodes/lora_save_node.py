@@ -44,7 +44,7 @@ def radial_settings_metadata(cfg: dict, *, tuned_frames: int = 0, tuned_width: i
         "dense_steps": cfg.get("dense_steps_first", 0),
         "dense_steps_last": cfg.get("dense_steps_last", 0),
         "dist1": cfg.get("dist1", "full"),
-        "family": family if family in lora_radial.FAMILIES else None,
+        "family": family if family in lora_radial.FAMILY_VALUES else None,
         "tuned_frames": tuned_frames or None,
         "tuned_width": tuned_width or None,
         "tuned_height": tuned_height or None,

@@ -26,8 +26,8 @@ import comfy.patcher_extension as pe
 
 from .attention_override import RadialAttentionOverride
 from .attention_plan import RadialConfig
-from .model_family import (FAMILY_NAMES, ModelFamily, default_decay, describe_model, detect_family,
-                           override_family, supported_names)
+from ..radial_core.families import default_decay, families
+from .model_family import ModelFamily, describe_model, detect_family, override_family, supported_names
 from .run_state import RUN_KEY, RunState, mark_replaced_blocks, open_forward
 from .step_tracker import PassLedger, PassSteps, as_floats as _floats, current_prompt
 from .training import is_training_call, prepare_training_call, settle_sdpa_backend_order
@@ -271,7 +271,7 @@ def apply_radial_patch(
     _choice("block_size", block_size, BLOCK_SIZES)
     _choice("dist1", dist1, DIST1_CHOICES)
     _choice("backend", backend, BACKEND_CHOICES)
-    _choice("family", family, ("auto",) + tuple(FAMILY_NAMES))  # the node offers FAMILY_CHOICES
+    _choice("family", family, ("auto", *families()))  # the node offers FAMILY_CHOICES
     _choice("precision", precision, PRECISION_CHOICES)
     first = _steps("dense_steps_first", dense_steps_first)
     last = _steps("dense_steps_last", dense_steps_last)

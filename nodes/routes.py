@@ -13,9 +13,10 @@ short) and the fix; answers are cached per parameter set. ``GET /radial_attentio
 the accepted ranges, so the front end can check a value being typed before it asks;
 ``GET /radial_attention/lora_settings?lora_name=...`` the radial settings the Radial LoRA Loader will
 apply (the file's metadata, the node's overrides, or the defaults; read from the header only);
-``GET /radial_attention/families`` the family registry (``radial_core.geometry.FAMILIES``: label,
-strides, defaults, token layout with the text position this ComfyUI uses), which the front end
-reads instead of keeping a list of its own.
+``GET /radial_attention/families`` the family registry (``radial_core.families``: label, strides,
+defaults, token layout; with the adapters' ComfyUI classes, file-name pieces and the text position
+this ComfyUI uses, ``nodes/model_family.py``), which the front end reads instead of keeping a list
+of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 from ..radial_core import preview as rpreview
+from ..radial_core.families import families, family_spec
 from .model_family import families_json, text_first_of
 from .radial_patcher import MAX_DECAY
 
@@ -37,7 +39,6 @@ logger = logging.getLogger(__name__)
 ROUTE = "/radial_attention/estimate"
 LIMITS_ROUTE = "/radial_attention/limits"
 FAMILIES_ROUTE = "/radial_attention/families"
-FAMILIES = tuple(rpreview.FAMILY_LABELS)
 LIMITS = {  # name: (min, max) for integer parameters
     "width": (16, 8192),
     "height": (16, 8192),
@@ -77,9 +78,9 @@ def _int_param(query: Mapping[str, str], name: str, default: int | None = None) 
 def parse_query(query: Mapping[str, str]) -> dict:
     """Validated, normalised parameters of an estimate request; raises :class:`BadRequest`."""
     family = query.get("family", "")
-    if family not in FAMILIES:
+    if family not in families():
         raise BadRequest(f"family must be a key of {FAMILIES_ROUTE} (e.g. wan21, hunyuan; "
-                         f"{len(FAMILIES)} families); got {_shown(family)}")
+                         f"{len(families())} families); got {_shown(family)}")
     block_raw = query.get("block_size") or "128"
     if block_raw not in ("64", "128"):
         raise BadRequest(f"block_size must be 64 or 128; got {_shown(block_raw)}")
@@ -109,7 +110,7 @@ def parse_query(query: Mapping[str, str]) -> dict:
 def limits() -> dict:
     """What the route accepts, for the front end to check values before asking (no mask math)."""
     return {
-        "families": list(FAMILIES),
+        "families": list(families()),
         "block_sizes": [128, 64],
         "dist1": ["full", "half"],
         "decay_factor": [0.0, MAX_DECAY],
@@ -128,7 +129,7 @@ def _estimate_cached(family, width, height, frames, block_size, decay_factor, di
     s = est.stats
     return {
         "family": family,
-        "label": rpreview.FAMILY_LABELS[family],
+        "label": family_spec(family).label,
         "width": width,
         "height": height,
         "frames": frames,

@@ -18,23 +18,20 @@ from __future__ import annotations
 
 import re
 
-from comfy_api.latest import _io, io
+from comfy_api.latest import io
+
+from .comfy_compat import v1_combo_form
 
 DENSE_BLOCKS_HELP = "a number N (the first N blocks), indices and ranges from 0 such as 0,1,39 or 0-3, or empty"
 _PART = re.compile(r"^\d+(\s*-\s*\d+)?$")
 _SHOWN = 40  # characters of a bad value quoted back
 
 
-# A ComfyUI with the v3 input parser checks COMBO values itself (0.33); one without it (0.3.75)
-# checks list-typed combos only, the v1 form every front end reads as a dropdown.
-V1_COMBO_FORM = not hasattr(_io, "get_finalized_class_inputs")
-
-
 class Choice(io.Combo.Input):
     """A dropdown that ComfyUI checks at queue time on every version (see the module text)."""
 
     def get_io_type(self):
-        return list(self.options) if V1_COMBO_FORM else super().get_io_type()
+        return list(self.options) if v1_combo_form() else super().get_io_type()
 
 
 def quote(value, limit: int = _SHOWN) -> str:

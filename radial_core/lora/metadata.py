@@ -1,4 +1,4 @@
-"""Radial settings a LoRA carries (safetensors metadata or side-car config). No ComfyUI (the family list is the registry's, radial_core.geometry).
+"""Radial settings a LoRA carries (safetensors metadata or side-car config). No ComfyUI (the family list is the registry's, radial_core.families).
 
 The keys are documented in docs/lora-format.md; :func:`resolve_radial_settings` is what the
 loader applies, :func:`radial_metadata` is what a trainer writes.
@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..geometry import FAMILIES as _REGISTRY
+from ..families import families
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +30,10 @@ LENGTH_EXTENSION_DEFAULTS: dict[str, Any] = {
     "dist1": "full",
     "family": "auto",
 }
-# Families the Radial Attention Patch knows (the one family registry, radial_core.geometry);
+# Families the Radial Attention Patch knows (the family registry, radial_core.families);
 # "auto" = detect from the weights. Only needed to tell Wan 2.2-A14B (decay 0.8) from Wan 2.1
 # (0.2): their weights look the same.
-FAMILIES = ("auto",) + tuple(_REGISTRY)
+FAMILY_VALUES = ("auto", *families())
 
 # metadata key (after "radial_attn.") -> setting name
 _RADIAL_ALIASES = {
@@ -105,7 +105,7 @@ def _parse_setting(name: str, value: Any) -> Any:
         return s
     if name == "family":
         s = str(value).strip().lower()
-        if s not in FAMILIES:
+        if s not in FAMILY_VALUES:
             raise ValueError
         return s
     raise KeyError(name)
@@ -118,7 +118,7 @@ _EXPECTED = {
     "dense_steps_first": "a whole number of first sampling steps >= 0",
     "dense_steps_last": "a whole number of last sampling steps >= 0",
     "dist1": '"full" or "half"',
-    "family": "one of " + ", ".join(FAMILIES),
+    "family": "one of " + ", ".join(FAMILY_VALUES),
 }
 
 

@@ -7,7 +7,7 @@
 // nodes/routes.py): all mask math stays in Python. A value is sent once it has stopped changing,
 // and only when it is inside the route's limits (GET /radial_attention/limits). What the readout
 // knows about model families (their keys, the file names that tell them) is the server's one
-// family registry (GET /radial_attention/families, radial_core/geometry.py), not a list here.
+// family registry (GET /radial_attention/families, radial_core/families.py), not a list here.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
