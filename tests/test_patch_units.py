@@ -50,8 +50,9 @@ def test_family_detected_from_the_model(mods, kind, family, variant, mask_model,
         family, variant, mask_model, layout, blocks)
 
 
-def test_family_defaults_follow_the_authors(mods):
-    d = mods.family.default_decay
+def test_family_defaults_follow_the_authors():
+    from radial_core.families import default_decay as d
+
     assert (d("wan21"), d("wan22_14b"), d("hunyuan")) == (0.2, 0.8, 0.95)
 
 
