@@ -87,10 +87,6 @@ class ModelFamily:
         return adapter(self.family)
 
     @property
-    def name(self) -> str:
-        return family_spec(self.family).label
-
-    @property
     def other_tokens(self) -> str:
         """What the non-video tokens of its self-attention are ("text", "reference + motion", ...)."""
         return family_spec(self.family).other_tokens
@@ -98,6 +94,20 @@ class ModelFamily:
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-int(a) // int(b))
+
+
+def _frames_of(latent, pt: int) -> int:
+    """Token frames of a 5-D latent ``(B, C, F, H, W)`` at temporal patch ``pt``; 0 for anything else."""
+    if isinstance(latent, torch.Tensor) and latent.ndim == 5:
+        return _ceil_div(latent.shape[2], pt)
+    return 0
+
+
+def _text_len(context) -> int | None:
+    """Tokens of the text a text-only self-attention runs over (the model call's ``context``)."""
+    if isinstance(context, torch.Tensor) and context.ndim >= 2:
+        return int(context.shape[1])
+    return None
 
 
 def _video_patch(dm) -> tuple[int, int, int] | None:
@@ -238,8 +248,8 @@ class WanAdapter(FamilyAdapter):
             return self.found("Wan 2.2 A14B I2V", patch, n, key="wan22_14b")
         if has_ref:  # Wan Fun 1.1 / 2.2 Fun with a reference-image conv: the version is not visible
             return self.found("Wan Fun (reference image)", patch, n,
-                               note="Wan 2.1 Fun and Wan 2.2 Fun weights look alike here; using Wan 2.1's "
-                                    "defaults. For Wan 2.2 Fun set the node's family to 'wan22_14b'.")
+                              note="Wan 2.1 Fun and Wan 2.2 Fun weights look alike here; using Wan 2.1's "
+                                   "defaults. For Wan 2.2 Fun set the node's family to 'wan22_14b'.")
         note = ""
         if int(getattr(dm, "dim", 0)) == 5120:  # 14B: Wan 2.1 T2V or a Wan 2.2 A14B T2V expert
             note = (
@@ -252,11 +262,7 @@ class WanAdapter(FamilyAdapter):
         """Wan's concatenated frames (``time_dim_concat``) and reference image (``ref_conv``). Token
         groups of other grids (S2V's motion frames, SCAIL's pose video) are not frames: the joint
         layout takes them as the dense group after the video."""
-        pt = family.patch_size[0]
-        extra = 0
-        tdc = model_kwargs.get("time_dim_concat")
-        if isinstance(tdc, torch.Tensor) and tdc.ndim == 5:
-            extra += _ceil_div(tdc.shape[2], pt)
+        extra = _frames_of(model_kwargs.get("time_dim_concat"), family.patch_size[0])
         if model_kwargs.get("reference_latent") is not None and getattr(diffusion_model, "ref_conv", None) is not None:
             extra += 1
         return extra
@@ -303,9 +309,8 @@ class WanVariantAdapter(WanAdapter):
 class ScailAdapter(WanVariantAdapter):
     def extra_frames(self, family: ModelFamily, model_kwargs: dict, diffusion_model) -> int:
         """SCAIL's reference frame(s) go in front of the video, through its own patch embedding."""
-        ref = model_kwargs.get("reference_latent")
-        extra = _ceil_div(ref.shape[2], family.patch_size[0]) if isinstance(ref, torch.Tensor) and ref.ndim == 5 else 0
-        return extra + super().extra_frames(family, model_kwargs, diffusion_model)
+        front = _frames_of(model_kwargs.get("reference_latent"), family.patch_size[0])
+        return front + super().extra_frames(family, model_kwargs, diffusion_model)
 
 
 class HunyuanVideoAdapter(FamilyAdapter):
@@ -330,16 +335,11 @@ class HunyuanVideoAdapter(FamilyAdapter):
 
     def extra_frames(self, family: ModelFamily, model_kwargs: dict, diffusion_model) -> int:
         """HunyuanVideo's reference latent (prepended)."""
-        ref = model_kwargs.get("ref_latent")
-        if isinstance(ref, torch.Tensor) and ref.ndim == 5:
-            return _ceil_div(ref.shape[2], family.patch_size[0])
-        return 0
+        return _frames_of(model_kwargs.get("ref_latent"), family.patch_size[0])
 
     def refiner_text_len(self, context) -> int | None:
         """The token refiner's self-attention runs over the text alone."""
-        if isinstance(context, torch.Tensor) and context.ndim >= 2:
-            return int(context.shape[1])
-        return None
+        return _text_len(context)
 
     def text_first(self, diffusion_model) -> bool:
         """Asked of the model itself: ComfyUI's double-stream blocks (Flux's) put [text, video]
@@ -418,9 +418,7 @@ class Kandinsky5Adapter(FamilyAdapter):
 
     def refiner_text_len(self, context) -> int | None:
         """The text blocks' self-attention runs over the text alone."""
-        if isinstance(context, torch.Tensor) and context.ndim >= 2:
-            return int(context.shape[1])
-        return None
+        return _text_len(context)
 
 
 class CosmosAdapter(FamilyAdapter):
