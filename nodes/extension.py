@@ -18,7 +18,14 @@ class RadialAttentionExtension(ComfyExtension):
         from .patch_node import RadialAttentionPatch
         from .preview_node import SparsityPreview
 
-        return [RadialAttentionPatch, RadialLoraLoader, SparsityPreview, SaveRadialLora]
+        from .ray_node import raylight_available
+
+        nodes = [RadialAttentionPatch, RadialLoraLoader, SparsityPreview, SaveRadialLora]
+        if raylight_available():  # several GPUs through raylight (optional; not in requirements.txt)
+            from .ray_node import RadialAttentionPatchRay
+
+            nodes.append(RadialAttentionPatchRay)
+        return nodes
 
     async def on_load(self) -> None:
         # HTTP route for the front-end readout; harmless when no server is running.

@@ -18,16 +18,17 @@ from typing import Any
 import folder_paths
 from comfy_api.latest import io
 
+from ..radial_core import settings as S
 from ..radial_core.lora import file as lora_file, metadata as lora_radial
 from .lora_apply import apply_lora, prepare_lora
-from .model_family import FAMILY_CHOICES, decay_defaults_text
-from .radial_patcher import MAX_DECAY, apply_radial_patch, get_radial_config
-from .validation import Choice, dense_blocks_problem
+from .model_family import FAMILY_CHOICES
+from .radial_patcher import apply_radial_patch, get_radial_config
+from .validation import Choice, choice_input, dense_blocks_problem, number_input
 
 logger = logging.getLogger(__name__)
 
 CATEGORY = "Radial Attention"
-FROM_LORA = "from LoRA"
+FROM_LORA = S.FROM_LORA
 RADIAL_MODES = ("auto", "replace", "lora_only")
 
 
@@ -53,11 +54,39 @@ def resolve_lora_path(lora_name: str) -> str:
         path = folder_paths.get_full_path("loras", lora_name)
         if path is not None:
             return path
-    folders = ", ".join(folder_paths.get_folder_paths("loras")) or "(none configured)"
+    # the folders are not listed: the message reaches any HTTP client (ComfyUI's history)
+    count = len(folder_paths.get_folder_paths("loras"))
     raise ValueError(
-        f"LoRA {lora_name!r} not found in the loras folders ({folders}); put the file (or the "
-        "diffusers folder with pytorch_lora_weights.safetensors) there and refresh, or pick another one"
+        f"LoRA {lora_name!r} not found in the loras folders ({count} configured: models/loras and those "
+        "extra_model_paths.yaml adds); put the file (or the diffusers folder with "
+        "pytorch_lora_weights.safetensors) there and refresh, or pick another one"
     )
+
+
+def shown_name(path: str | os.PathLike) -> str:
+    """A LoRA path as messages show it: relative to the loras folder that holds it (a message may
+    reach any HTTP client and the readout, so it never names the server's folders), else as given
+    (a script's own path)."""
+    full = os.path.abspath(str(path))
+    for base in folder_paths.get_folder_paths("loras"):
+        base = os.path.abspath(base)
+        if full == base or full.startswith(base.rstrip(os.sep) + os.sep):
+            rel = os.path.relpath(full, base).replace(os.sep, "/")
+            return rel + ("/" if os.path.isdir(full) and not rel.endswith("/") else "")
+    return str(path)
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with every loras folder's absolute path removed (file names stay, relative)."""
+    for base in folder_paths.get_folder_paths("loras"):
+        base = os.path.abspath(base).rstrip(os.sep)
+        text = text.replace(base + os.sep, "").replace(base, "loras")
+    return text
+
+
+def shown_error(exc: lora_file.LoraFileError) -> str:
+    """A :class:`LoraFileError`'s message with its path as :func:`shown_name` writes it."""
+    return f"Cannot use the LoRA {shown_name(exc.path)}: {exc.reason}"
 
 
 _SOURCE_CACHE: dict[str, tuple[tuple, lora_file.LoraSource]] = {}
@@ -110,10 +139,13 @@ def planned_settings(lora_name: str, overrides: dict | None = None) -> dict:
     if lora_name not in lora_choices():
         raise ValueError("lora_name is not in the loras folders: pick one from the list (refresh after adding a file)")
     path = Path(resolve_lora_path(lora_name))
-    weights = lora_file._weights_in_folder(path) if path.is_dir() else path
-    header = lora_file.read_safetensors_header(weights)
-    cfg_path = lora_file.find_config(weights)
-    config = lora_file._read_json(cfg_path) if cfg_path is not None else {}
+    try:
+        weights = lora_file._weights_in_folder(path) if path.is_dir() else path
+        header = lora_file.read_safetensors_header(weights)
+        cfg_path = lora_file.find_config(weights)
+        config = lora_file._read_json(cfg_path) if cfg_path is not None else {}
+    except lora_file.LoraFileError as exc:
+        raise ValueError(shown_error(exc)) from None
     entries = lora_radial.collect_radial_entries(header.metadata)
     entries.update(lora_radial.collect_radial_entries(config))
     settings = lora_radial.resolve_radial_settings(
@@ -131,22 +163,24 @@ def _describe_existing(cfg: dict) -> str:
 def node_overrides(
     decay_factor, block_size, dense_blocks, dense_steps_first, dense_steps_last, dist1, family=FROM_LORA
 ) -> dict:
-    """Node inputs -> settings that replace the LoRA's (unset inputs mean "from LoRA")."""
+    """Node inputs -> settings that replace the LoRA's (the "from LoRA" value of each input,
+    ``radial_core.settings.OVERRIDE_UNSET``, or None, means none). Every other value is checked by
+    the settings contract's parser: a bad one raises ``SettingError`` (NaN included)."""
+    given = {"decay_factor": decay_factor, "block_size": block_size, "dense_blocks": dense_blocks,
+             "dense_steps_first": dense_steps_first, "dense_steps_last": dense_steps_last,
+             "dist1": dist1, "family": family}
     out: dict[str, Any] = {}
-    if decay_factor is not None and decay_factor > 0:
-        out["decay_factor"] = decay_factor
-    if block_size not in (None, "", FROM_LORA):
-        out["block_size"] = block_size
-    if dense_blocks is not None and str(dense_blocks).strip() != "":
-        out["dense_blocks"] = dense_blocks
-    if dense_steps_first is not None and dense_steps_first >= 0:
-        out["dense_steps_first"] = dense_steps_first
-    if dense_steps_last is not None and dense_steps_last >= 0:
-        out["dense_steps_last"] = dense_steps_last
-    if dist1 not in (None, "", FROM_LORA):
-        out["dist1"] = dist1
-    if family not in (None, "", FROM_LORA):
-        out["family"] = family
+    for name, value in given.items():
+        unset = S.OVERRIDE_UNSET[name]
+        if value is None or (isinstance(value, str) and value.strip() == str(unset)):
+            continue
+        if not isinstance(value, str) and not isinstance(value, bool) and value == unset:
+            continue
+        if name == "dense_blocks":
+            S.parse_dense_blocks(value)  # checked here; the LoRA's settings read the text
+            out[name] = value
+        else:
+            out[name] = S.parse(name, value)
     return out
 
 
@@ -165,16 +199,24 @@ def load_radial_lora(
     """
     if radial_mode not in RADIAL_MODES:
         raise ValueError(f"radial_mode must be one of {RADIAL_MODES}; got {radial_mode!r}")
+    strength = S.parse("strength", strength)  # NaN would give an all-NaN model
     if strength == 0:
         text = f"Radial LoRA: {os.path.basename(lora_path.rstrip('/'))}: strength 0, MODEL passed through unchanged"
         logger.info(text)
         return model, text
 
-    source = read_lora(lora_path)
+    name = shown_name(lora_path)
+    try:
+        source = read_lora(lora_path)
+    except lora_file.LoraFileError as exc:
+        raise lora_file.LoraFileError(shown_name(exc.path), exc.reason) from None
     settings = None
     if radial_mode != "lora_only":
-        settings = lora_radial.resolve_radial_settings(radial_entries(source), overrides, source=source.path)
-    prepared = prepare_lora(model, source)
+        settings = lora_radial.resolve_radial_settings(radial_entries(source), overrides, source=name)
+    try:
+        prepared = prepare_lora(model, source)
+    except lora_file.LoraFileError as exc:
+        raise lora_file.LoraFileError(shown_name(exc.path), scrub_paths(exc.reason)) from None
     report = prepared.report
     report.strength = strength
 
@@ -194,7 +236,7 @@ def load_radial_lora(
                 out = apply_radial_patch(out, backend=backend, **settings.values)
             except ValueError as e:
                 raise ValueError(
-                    f"{source.path}: its radial settings do not fit this model: {e} "
+                    f"{name}: its radial settings do not fit this model: {e} "
                     f"(settings: {settings.describe()}). Set that input on the node to override the LoRA's "
                     "value, or fix the LoRA's metadata (docs/lora-format.md)."
                 ) from None
@@ -211,6 +253,10 @@ def load_radial_lora(
 # ------------------------------------------------------------------------------------------
 # The node
 # ------------------------------------------------------------------------------------------
+
+
+def _override_tooltip(name: str) -> str:
+    return S.override_tooltip(name, lora_radial.LENGTH_EXTENSION_DEFAULTS[name])
 
 
 class RadialLoraLoader(io.ComfyNode):
@@ -233,50 +279,27 @@ class RadialLoraLoader(io.ComfyNode):
                     tooltip="A .safetensors LoRA from the loras folder, or a diffusers folder (name/) holding "
                     "pytorch_lora_weights.safetensors and lora_config.json.",
                 ),
-                io.Float.Input(
-                    "strength", default=1.0, min=-100.0, max=100.0, step=0.01,
-                    tooltip="How strongly the LoRA changes the model (0 = pass the MODEL through unchanged).",
-                ),
+                number_input("strength"),
                 Choice(
                     "radial_mode", options=list(RADIAL_MODES), default="auto", optional=True,
                     tooltip="auto: apply radial attention with the LoRA's settings unless the MODEL already has "
                     "it; replace: apply the LoRA's settings even then; lora_only: apply only the weights.",
                 ),
-                io.Float.Input(
-                    "decay_factor", default=0.0, min=0.0, max=MAX_DECAY, step=0.01, optional=True,
-                    tooltip="Override the LoRA's decay factor (lower = sparser). 0 = use the LoRA's value, "
-                    "or the family's default, " + decay_defaults_text() + ".",
-                ),
-                Choice(
-                    "block_size", options=[FROM_LORA, "128", "64"], default=FROM_LORA, optional=True,
-                    tooltip="Override the attention block size; 'from LoRA' uses the LoRA's (default 128).",
-                ),
-                io.String.Input(
-                    "dense_blocks", default="", optional=True,
-                    tooltip="Override the dense blocks: a count of first blocks ('2') or a list ('0,1,39'); "
-                    "'none' for no dense block; empty = from the LoRA (default 2).",
-                ),
-                io.Int.Input(
-                    "dense_steps_first", default=-1, min=-1, max=1000, optional=True,
-                    tooltip="Override how many first sampling steps stay dense; -1 = from the LoRA (default 2).",
-                ),
-                io.Int.Input(
-                    "dense_steps_last", default=-1, min=-1, max=1000, optional=True,
-                    tooltip="Override how many last sampling steps stay dense; -1 = from the LoRA (default 0).",
-                ),
-                Choice(
-                    "dist1", options=[FROM_LORA, "full", "half"], default=FROM_LORA, optional=True,
-                    tooltip="Override Wan's distance-1 window rule; 'from LoRA' uses the LoRA's (default full).",
-                ),
-                Choice(
-                    "family", options=[FROM_LORA, *FAMILY_CHOICES], default=FROM_LORA, optional=True,
-                    tooltip="Override the model family the radial settings are for (only needed to tell Wan 2.2-A14B "
-                    "from Wan 2.1); 'from LoRA' uses the LoRA's (default auto = detect).",
-                ),
-                Choice(
-                    "backend", options=["auto", "triton", "pytorch"], default="auto", optional=True,
-                    tooltip="Attention backend for the radial patch: auto picks Triton on CUDA, else PyTorch.",
-                ),
+                # the overrides: the contract's ranges, plus each input's "from LoRA" value
+                number_input("decay_factor", optional=True, also="0 = from the LoRA",
+                             tooltip=_override_tooltip("decay_factor")),
+                choice_input("block_size", options=[FROM_LORA, "128", "64"], default=FROM_LORA, optional=True,
+                             tooltip=_override_tooltip("block_size")),
+                io.String.Input("dense_blocks", default="", optional=True, tooltip=_override_tooltip("dense_blocks")),
+                number_input("dense_steps_first", minimum=-1, default=-1, optional=True, also="-1 = from the LoRA",
+                             tooltip=_override_tooltip("dense_steps_first")),
+                number_input("dense_steps_last", minimum=-1, default=-1, optional=True, also="-1 = from the LoRA",
+                             tooltip=_override_tooltip("dense_steps_last")),
+                choice_input("dist1", options=[FROM_LORA, "full", "half"], default=FROM_LORA, optional=True,
+                             tooltip=_override_tooltip("dist1")),
+                choice_input("family", options=[FROM_LORA, *FAMILY_CHOICES], default=FROM_LORA, optional=True,
+                             tooltip=_override_tooltip("family")),
+                choice_input("backend", optional=True),
             ],
             outputs=[
                 io.Model.Output(tooltip="The model with the LoRA patches and radial attention."),
@@ -300,25 +323,28 @@ class RadialLoraLoader(io.ComfyNode):
         family: str = FROM_LORA,
         backend: str = "auto",
     ) -> io.NodeOutput:
-        path = resolve_lora_path(lora_name)
-        overrides = node_overrides(
-            decay_factor, block_size, dense_blocks, dense_steps_first, dense_steps_last, dist1, family
-        )
         try:
+            path = resolve_lora_path(lora_name)
+            overrides = node_overrides(
+                decay_factor, block_size, dense_blocks, dense_steps_first, dense_steps_last, dist1, family
+            )
             out, text = load_radial_lora(
                 model, path, strength, radial_mode=radial_mode, overrides=overrides, backend=backend
             )
         except lora_file.LoraFileError as exc:
             # ComfyUI names an exception by its module path, a file path for a custom node: the
-            # dialog reads "ValueError: Cannot use the LoRA <path>: <reason>; <what to do>".
-            raise ValueError(str(exc)) from None
+            # dialog reads "ValueError: Cannot use the LoRA <name>: <reason>; <what to do>", the
+            # name relative to the loras folder (the dialog and history reach any HTTP client).
+            raise ValueError(scrub_paths(str(exc))) from None
+        except ValueError as exc:
+            raise ValueError(scrub_paths(str(exc))) from None
         return io.NodeOutput(out, text)
 
     @classmethod
     def validate_inputs(cls, dense_blocks: str | None = None) -> bool | str:
         # One argument only: ComfyUI reports a failed check once per argument (nodes/validation.py);
         # the LoRA name, numbers and dropdowns are checked by ComfyUI itself, each on its input.
-        problem = dense_blocks_problem(dense_blocks, none_word=True)
+        problem = dense_blocks_problem(dense_blocks)
         return True if problem is None else problem
 
     @classmethod

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from ..radial_core.lora import metadata as lora_radial
 from .radial_patcher import get_radial_config
+from .validation import number_input
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ DEFAULT_PREFIX = "loras/radial_length_extension"
 def radial_settings_metadata(cfg: dict, *, tuned_frames: int = 0, tuned_width: int = 0,
                              tuned_height: int = 0) -> dict[str, str]:
     """The ``radial_attn.*`` metadata for a patch configuration (``get_radial_config``), checked by
-    ``radial_core.lora.metadata.radial_metadata`` the way the loader will read it."""
+    ``radial_core.lora.metadata.radial_metadata`` the way the loader will read it: both use the
+    settings contract's ranges (``radial_core.settings``), so whatever the patch accepted saves."""
     blocks = sorted(int(b) for b in cfg.get("dense_blocks", []))
     family = cfg.get("family")
     settings = {
@@ -44,7 +46,7 @@ def radial_settings_metadata(cfg: dict, *, tuned_frames: int = 0, tuned_width: i
         "dense_steps": cfg.get("dense_steps_first", 0),
         "dense_steps_last": cfg.get("dense_steps_last", 0),
         "dist1": cfg.get("dist1", "full"),
-        "family": family if family in lora_radial.FAMILY_VALUES else None,
+        "family": family if family in lora_radial.FAMILIES else None,
         "tuned_frames": tuned_frames or None,
         "tuned_width": tuned_width or None,
         "tuned_height": tuned_height or None,
@@ -59,7 +61,16 @@ def _check_lora(lora) -> dict[str, torch.Tensor]:
             f"lora: expected the LORA_MODEL output of ComfyUI's Train LoRA node (a dict of tensors); got "
             f"{type(lora).__name__}. Fix: connect Train LoRA's 'lora' output."
         )
-    return {k: t.detach().to("cpu").contiguous() for k, t in lora.items()}
+    tensors = {k: t.detach().to("cpu").contiguous() for k, t in lora.items()}
+    # the loader refuses such a file (radial_core.lora.file): say so now, not after it is shared
+    for name, t in tensors.items():
+        if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+            why = f"is {t.dtype}, not floating point" if not t.is_floating_point() else "holds NaN or infinite values"
+            raise ValueError(
+                f"lora: tensor {name!r} {why}, so no loader could apply it. Fix: train again with a lower "
+                "learning rate (NaN means the training diverged), or save the LoRA of an earlier step."
+            )
+    return tensors
 
 
 class SaveRadialLora(io.ComfyNode):
@@ -92,22 +103,10 @@ class SaveRadialLora(io.ComfyNode):
                         "the file into models/loras to load it with Radial LoRA Loader."
                     ),
                 ),
-                io.Int.Input(
-                    "steps", default=0, min=0, max=1000000, optional=True,
-                    tooltip="Training steps, for the file name (Train LoRA's 'steps' output); 0 = not named.",
-                ),
-                io.Int.Input(
-                    "tuned_frames", default=0, min=0, max=100000, optional=True,
-                    tooltip="Pixel frames of the training videos (recorded as radial_attn.tuned_frames); 0 = not recorded.",
-                ),
-                io.Int.Input(
-                    "tuned_width", default=0, min=0, max=16384, optional=True,
-                    tooltip="Width in pixels of the training videos (recorded, not applied); 0 = not recorded.",
-                ),
-                io.Int.Input(
-                    "tuned_height", default=0, min=0, max=16384, optional=True,
-                    tooltip="Height in pixels of the training videos (recorded, not applied); 0 = not recorded.",
-                ),
+                number_input("steps", optional=True),
+                number_input("tuned_frames", optional=True),
+                number_input("tuned_width", optional=True),
+                number_input("tuned_height", optional=True),
             ],
             outputs=[],
         )

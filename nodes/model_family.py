@@ -591,16 +591,6 @@ def family_keys_text() -> str:
     return ", ".join(f"{key} = {spec.label}" for key, spec in families().items())
 
 
-def decay_defaults_text() -> str:
-    """The default decay factor of every family, for the node's tooltip (from the registry): the
-    families with published settings first, then the untuned ones."""
-    tuned = [f"{spec.label} {spec.default_decay:g}" for spec in families().values() if spec.tuned]
-    untuned = [f"{spec.label} {spec.default_decay:g}" for spec in families().values() if not spec.tuned]
-    return ("the authors' settings: " + ", ".join(tuned)
-            + ("; untuned (no published quality figure, chosen by the rule the README's family table "
-               "states): " + ", ".join(untuned) if untuned else ""))
-
-
 def supported_names() -> str:
     """The families the pack patches, by label, for messages (from the registry)."""
     return ", ".join(spec.label for spec in families().values())

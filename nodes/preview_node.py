@@ -17,16 +17,16 @@ from comfy_api.latest import io, ui
 from ..radial_core import preview as rpreview
 from ..radial_core.families import families, family_spec
 from ..radial_core.geometry import geometry_from_latent, with_extra_groups
-from .model_family import decay_defaults_text, family_keys_text, text_first_of
-from .radial_patcher import MAX_DECAY
-from .validation import Choice
+from ..radial_core import settings as S
+from .model_family import family_keys_text, text_first_of
+from .validation import choice_input, number_input
 
 logger = logging.getLogger(__name__)
 
 CATEGORY = "Radial Attention"
-MAX_SIDE = 8192
-MAX_FRAMES = 2049
-MAX_TEXT = 4096
+MAX_SIDE = S.SETTINGS["width"].maximum  # the settings contract's ranges (radial_core.settings)
+MAX_FRAMES = S.SETTINGS["frames"].maximum
+MAX_TEXT = S.SETTINGS["text_tokens"].maximum
 
 
 def latent_shape(latent: dict, family: str) -> tuple[int, int, int]:
@@ -59,39 +59,19 @@ class SparsityPreview(io.ComfyNode):
             ),
             is_output_node=True,
             inputs=[
-                Choice(
+                choice_input(
                     "family", options=list(families()), default="wan21",
                     tooltip="Model family: " + family_keys_text() + ". Sets the VAE compression, "
                     "patch size, text tokens and default decay factor.",
                 ),
-                io.Int.Input("width", default=832, min=16, max=MAX_SIDE, step=16,
-                             tooltip="Video width in pixels (ignored when a latent is connected)."),
-                io.Int.Input("height", default=480, min=16, max=MAX_SIDE, step=16,
-                             tooltip="Video height in pixels (ignored when a latent is connected)."),
-                io.Int.Input("frames", default=81, min=1, max=MAX_FRAMES, step=4,
-                             tooltip="Video length in pixel frames, e.g. 81 for Wan (4k+1); "
-                             "ignored when a latent is connected."),
-                Choice("block_size", options=["128", "64"], default="128",
-                               tooltip="Attention block size of the sparse kernel (tokens)."),
-                io.Float.Input(
-                    "decay_factor", default=0.0, min=0.0, max=MAX_DECAY, step=0.01,
-                    tooltip="Scales the spatial window of far frames; lower is sparser. 0 = the "
-                    "family's default, " + decay_defaults_text() + ".",
-                ),
-                Choice(
-                    "dist1", options=["full", "half"], default="full",
-                    tooltip="Window for frames at distance 1 in Wan: full (the authors' current "
-                    "rule) or half (paper-era rule of older ComfyUI ports).",
-                ),
-                io.Int.Input(
-                    "text_tokens", default=-1, min=-1, max=MAX_TEXT,
-                    tooltip="Non-video tokens in the same attention sequence (text, reference, "
-                    "audio ...; HunyuanVideo, Mochi, CogVideoX ...); -1 = the family's usual length, "
-                    "0 for video-only families such as Wan.",
-                ),
-                io.Int.Input("image_size", default=640, min=128, max=2048, step=32,
-                             tooltip="Side of the mask picture in pixels (the chart and legend "
-                             "are added around it)."),
+                number_input("width"),
+                number_input("height"),
+                number_input("frames"),
+                choice_input("block_size", options=["128", "64"]),
+                number_input("decay_factor"),
+                choice_input("dist1"),
+                number_input("text_tokens"),
+                number_input("image_size"),
                 io.Latent.Input("latent", optional=True,
                                 tooltip="Optional: read frames and size from this video latent."),
                 io.Model.Input("model", optional=True,

@@ -20,13 +20,13 @@ the override it had captured stays the one that serves dense calls).
 from __future__ import annotations
 
 import logging
-import math
-
 import comfy.patcher_extension as pe
+
+from ..radial_core import settings as S
 
 from .attention_override import RadialAttentionOverride
 from .attention_plan import RadialConfig
-from ..radial_core.families import default_decay, families
+from ..radial_core.families import default_decay
 from .model_family import ModelFamily, describe_model, detect_family, override_family, supported_names
 from .run_state import RUN_KEY, RunState, mark_replaced_blocks, open_forward
 from .step_tracker import PassLedger, PassSteps, as_floats as _floats, current_prompt
@@ -36,98 +36,36 @@ logger = logging.getLogger(__name__)
 
 RADIAL_KEY = "radial_attention"
 OVERRIDE_KEY = "optimized_attention_override"
-BLOCK_SIZES = (128, 64)
-DIST1_CHOICES = ("full", "half")
-BACKEND_CHOICES = ("auto", "triton", "pytorch")
-PRECISION_CHOICES = ("exact", "fp8")  # radial_core.PRECISIONS without its "bf16" alias of "exact"
-MAX_DENSE_STEPS = 1000
-MAX_DECAY = 10.0  # the decay_factor inputs' maximum (patch, LoRA loader, preview, estimate route)
+# The settings contract (radial_core.settings) states every range and choice; these names stay for
+# the modules that import them.
+BLOCK_SIZES = S.SETTINGS["block_size"].choices
+DIST1_CHOICES = S.SETTINGS["dist1"].choices
+BACKEND_CHOICES = S.SETTINGS["backend"].choices
+PRECISION_CHOICES = S.SETTINGS["precision"].choices  # radial_core.PRECISIONS without its "bf16" alias of "exact"
+MAX_DENSE_STEPS = S.DENSE_STEPS_MAX
+MAX_DECAY = S.DECAY_MAX
 
 # where the sampling passes of each queued prompt stopped (step counts across split passes)
 _PASSES = PassLedger()
 
 
-def parse_dense_blocks(spec: str, num_blocks: int | None = None) -> frozenset[int]:
-    """``dense_blocks`` text -> set of block indices.
+def parse_dense_blocks(spec, num_blocks: int | None = None) -> frozenset[int]:
+    """``dense_blocks`` (the contract's one grammar, ``radial_core.settings.parse_dense_blocks``)
+    -> the block indices of a model of ``num_blocks`` blocks.
 
-    ``""`` or ``"0"``: none; ``"N"`` (one number): the first N blocks; ``"0,1,39"``: those
-    blocks; ranges ``"0-3"`` allowed; a trailing comma makes one number a list (``"5,"`` = block
-    5 only). With ``num_blocks``, indices past the model's last block are an error.
+    ``""``, ``"none"`` or ``"0"``: none; ``"N"``: the first N blocks; ``"0,1,39"``, ranges
+    ``"0-3"``: those blocks (``"5,"`` = block 5 only). With ``num_blocks``, indices past the
+    model's last block are an error; the set built never has more than ``num_blocks`` entries.
+    Without it, only the text is checked and the set of the indices named is returned.
     """
-    text = (spec or "").strip()
-    if not text:
-        return frozenset()
-    bad = (
-        f"dense_blocks: could not read {spec!r}. Expected a number N (the first N blocks stay "
-        f"dense), or a comma-separated list of block indices and ranges such as '0,1,39' or "
-        f"'0-3,39'. Fix the text or leave it empty."
-    )
-    if "," not in text and "-" not in text:
-        try:
-            n = int(text)
-        except ValueError:
-            raise ValueError(bad) from None
-        if n < 0:
-            raise ValueError(bad)
-        if num_blocks is not None and n > num_blocks:
-            raise ValueError(
-                f"dense_blocks: {n} first blocks asked, but this model has {num_blocks} blocks. "
-                f"Fix: use a number from 0 to {num_blocks}."
-            )
-        return frozenset(range(n))
-    out: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                a, b = part.split("-", 1)
-                lo, hi = int(a), int(b)
-                if lo < 0 or hi < lo:
-                    raise ValueError
-                out.update(range(lo, hi + 1))
-            else:
-                idx = int(part)
-                if idx < 0:
-                    raise ValueError
-                out.add(idx)
-        except (TypeError, ValueError):
-            raise ValueError(bad) from None
-    if num_blocks is not None and out and max(out) >= num_blocks:
-        raise ValueError(
-            f"dense_blocks: block {max(out)} asked, but this model has blocks 0 to {num_blocks - 1}. "
-            f"Fix: list only indices below {num_blocks}."
-        )
-    return frozenset(out)
-
-
-def _choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {list(choices)}; got {value!r}. Fix: pick one of those.")
-
-
-def _steps(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DENSE_STEPS:
-        raise ValueError(
-            f"{name}: expected a whole number of steps from 0 to {MAX_DENSE_STEPS}; got {value!r}. "
-            f"Fix: use 0 for none."
-        )
-    return value
+    blocks = S.parse_dense_blocks(spec)
+    if num_blocks is not None:
+        return blocks.indices(num_blocks)
+    return blocks.indices(S.DENSE_BLOCK_MAX + 1)  # bounded by the contract's cap
 
 
 def _decay(value, family: ModelFamily) -> tuple[float, bool]:
-    if value is None:
-        return default_decay(family.family), True
-    try:
-        d = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"decay_factor: expected a number; got {value!r}. Fix: use 0 for the family default.") from None
-    if not math.isfinite(d) or d < 0:
-        raise ValueError(
-            f"decay_factor: expected 0 (family default) or a positive number; got {value!r}. "
-            f"Fix: use 0, or e.g. 0.2 (Wan 2.1), 0.8 (Wan 2.2), 0.95 (HunyuanVideo)."
-        )
+    d = 0.0 if value is None else S.parse("decay_factor", value)
     if d == 0:
         return default_decay(family.family), True
     return d, False
@@ -256,41 +194,38 @@ def apply_radial_patch(
 ):
     """Return a clone of ``model`` with radial attention configured (see the module doc).
 
-    ``decay_factor`` None or 0: the family's default. ``dense_blocks``: "N" (first N blocks) or
-    a list "0,1,39". ``family``: "auto" or a family key (only to tell Wan 2.2-A14B from Wan 2.1,
+    Every value is read by the settings contract's parser (``radial_core.settings``): the same
+    ranges and grammar as the nodes, LoRA metadata and the routes. ``decay_factor`` None or 0: the
+    family's default. ``dense_blocks``: "N" (first N blocks) or a list "0,1,39". ``family``: "auto" or a family key (only to tell Wan 2.2-A14B from Wan 2.1,
     whose weights look the same). An unsupported model is returned as it is, with a warning.
-    Bad values raise ValueError naming the value and the fix.
+    Bad values raise ValueError (``SettingError``) naming the setting, the value, the rule and the fix.
     """
     if not hasattr(model, "clone") or not hasattr(model, "model_options"):
         raise ValueError(
             f"model: expected a ComfyUI MODEL (ModelPatcher); got {type(model).__name__}. "
             f"Fix: connect the output of a model loader."
         )
-    if isinstance(block_size, str) and block_size.strip().isdigit():
-        block_size = int(block_size)  # combo values and metadata may arrive as text
-    _choice("block_size", block_size, BLOCK_SIZES)
-    _choice("dist1", dist1, DIST1_CHOICES)
-    _choice("backend", backend, BACKEND_CHOICES)
-    _choice("family", family, ("auto", *families()))  # the node offers FAMILY_CHOICES
-    _choice("precision", precision, PRECISION_CHOICES)
-    first = _steps("dense_steps_first", dense_steps_first)
-    last = _steps("dense_steps_last", dense_steps_last)
-    if dense_blocks is None:
-        dense_blocks = ""
-    if not isinstance(dense_blocks, str):
-        dense_blocks = str(dense_blocks)
+    # one parser per setting (radial_core.settings): combo values and metadata may arrive as text
+    block_size = S.parse("block_size", block_size)
+    dist1 = S.parse("dist1", dist1)
+    backend = S.parse("backend", backend)
+    family = S.parse("family", family)  # the node offers FAMILY_CHOICES
+    precision = S.parse("precision", precision)
+    first = S.parse("dense_steps_first", dense_steps_first)
+    last = S.parse("dense_steps_last", dense_steps_last)
+    dense = S.parse_dense_blocks(dense_blocks)
+    decay_value = None if decay_factor is None else S.parse("decay_factor", decay_factor)
 
     fam = detect_family(model)
     if fam is None:
-        parse_dense_blocks(dense_blocks)  # still report a malformed value
         logger.warning(
             "Radial Attention Patch: %s is not a video model this pack supports (%s); the model "
             "passes through unchanged.", describe_model(model), supported_names())
         return model
     fam = override_family(fam, family)
-    blocks = parse_dense_blocks(dense_blocks, fam.num_blocks)
-    decay, is_default = _decay(decay_factor, fam)
-    cfg = RadialConfig(fam, decay, is_default, int(block_size), blocks, dense_blocks.strip(),
+    blocks = dense.indices(fam.num_blocks)
+    decay, is_default = _decay(decay_value, fam)
+    cfg = RadialConfig(fam, decay, is_default, int(block_size), blocks, str(dense_blocks or "").strip(),
                        first, last, dist1, backend, precision)
 
     m = model.clone()

@@ -7,9 +7,10 @@ answers the density and expected speedup of the radial mask for the widget value
         &block_size=128&decay_factor=0.2&dist1=full&text_tokens=-1
 
 ``decay_factor`` 0 (or absent) and ``text_tokens`` -1 (or absent) take the family's defaults.
-All mask math stays in Python (``radial_core.preview``). Bad or huge numbers (non-finite, written
-as floats such as ``1e3``, out of range) get a 400 with a short message naming the value (cut
-short) and the fix; answers are cached per parameter set. ``GET /radial_attention/limits`` gives
+All mask math stays in Python (``radial_core.preview``). Every parameter is read by the settings
+contract (``radial_core.settings``): ASCII digits only (no Arabic-Indic or fullwidth digits, no
+spaces, no trailing newline), finite numbers, the contract's ranges. Bad or huge values get a 400
+with a short message naming the value (cut short), the rule and the fix; answers are cached per parameter set. ``GET /radial_attention/limits`` gives
 the accepted ranges, so the front end can check a value being typed before it asks;
 ``GET /radial_attention/lora_settings?lora_name=...`` the radial settings the Radial LoRA Loader will
 apply (the file's metadata, the node's overrides, or the defaults; read from the header only);
@@ -23,28 +24,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import re
 import sys
 from collections.abc import Mapping
 from functools import lru_cache
 
 from ..radial_core import preview as rpreview
+from ..radial_core import settings as S
 from ..radial_core.families import families, family_spec
 from .model_family import families_json, text_first_of
-from .radial_patcher import MAX_DECAY
 
 logger = logging.getLogger(__name__)
 
 ROUTE = "/radial_attention/estimate"
 LIMITS_ROUTE = "/radial_attention/limits"
 FAMILIES_ROUTE = "/radial_attention/families"
-LIMITS = {  # name: (min, max) for integer parameters
-    "width": (16, 8192),
-    "height": (16, 8192),
-    "frames": (1, 2049),
-    "text_tokens": (-1, 4096),
-}
+# the integer parameters of the estimate route and their ranges: the settings contract's
+LIMITS = {name: (S.SETTINGS[name].minimum, S.SETTINGS[name].maximum)
+          for name in ("width", "height", "frames", "text_tokens")}
 _registered = False
 
 
@@ -52,27 +48,27 @@ class BadRequest(ValueError):
     """A query parameter is missing, malformed or out of range (answered with HTTP 400)."""
 
 
-_INT_TEXT = re.compile(r"^[+-]?\d{1,7}$")  # plain digits: no 1e3, no 12.0, nothing unbounded
-_FLOAT_TEXT = re.compile(r"^[+-]?(\d{1,7}(\.\d{0,20})?|\.\d{1,20})$")
-
-
 def _shown(raw) -> str:
     """A query value quoted back in a message, cut short (a message never echoes unbounded input)."""
-    text = repr(raw)
-    return text if len(text) <= 24 else text[:20] + "...'"
+    return S.quote(raw, 24)
 
 
-def _int_param(query: Mapping[str, str], name: str, default: int | None = None) -> int:
+def _param(query: Mapping[str, str], name: str, *, default=None, required: bool = False):
+    """One query parameter by the settings contract's parser (ASCII digits, no spaces or line
+    break, the contract's range); raises :class:`BadRequest` naming the value, the rule and the fix."""
     raw = query.get(name)
     if raw is None or raw == "":
-        if default is None:
-            raise BadRequest(f"missing parameter {name!r}: add {name}=<integer> to the query")
+        if required:
+            raise BadRequest(f"missing parameter {name!r}: add {name}=<{S.SETTINGS[name].rule()}> to the query")
         return default
-    lo, hi = LIMITS[name]
-    if not _INT_TEXT.match(raw.strip()) or not lo <= int(raw) <= hi:
-        raise BadRequest(f"{name} must be a whole number in [{lo}, {hi}], written in digits; got {_shown(raw)}. "
-                         "Use a value in that range.")
-    return int(raw)
+    s = S.SETTINGS[name]
+    try:
+        return s.parse_query(raw)
+    except S.SettingError:
+        fix = s.fix or f"e.g. {s.default}"
+        kind = "must be a whole number in [{}, {}], written in ASCII digits".format(s.minimum, s.maximum) \
+            if s.kind == "int" else f"must be {s.rule()}"
+        raise BadRequest(f"{name} {kind}; got {_shown(raw)}. Fix: {fix}.") from None
 
 
 def parse_query(query: Mapping[str, str]) -> dict:
@@ -81,41 +77,44 @@ def parse_query(query: Mapping[str, str]) -> dict:
     if family not in families():
         raise BadRequest(f"family must be a key of {FAMILIES_ROUTE} (e.g. wan21, hunyuan; "
                          f"{len(families())} families); got {_shown(family)}")
-    block_raw = query.get("block_size") or "128"
-    if block_raw not in ("64", "128"):
-        raise BadRequest(f"block_size must be 64 or 128; got {_shown(block_raw)}")
-    dist1 = query.get("dist1") or "full"
-    if dist1 not in ("full", "half"):
-        raise BadRequest(f"dist1 must be 'full' or 'half'; got {_shown(dist1)}")
-    decay_raw = query.get("decay_factor") or "0"
-    decay = float(decay_raw) if _FLOAT_TEXT.match(decay_raw.strip()) else float("nan")
-    if not (math.isfinite(decay) and 0.0 <= decay <= MAX_DECAY):
-        raise BadRequest(
-            f"decay_factor must be a number in (0, {MAX_DECAY:g}], or 0 for the family's default; "
-            f"got {_shown(decay_raw)}"
-        )
-    text = _int_param(query, "text_tokens", -1)
+    decay = _param(query, "decay_factor", default=0.0)
+    text = _param(query, "text_tokens", default=-1)
     return {
         "family": family,
-        "width": _int_param(query, "width"),
-        "height": _int_param(query, "height"),
-        "frames": _int_param(query, "frames"),
-        "block_size": int(block_raw),
+        "width": _param(query, "width", required=True),
+        "height": _param(query, "height", required=True),
+        "frames": _param(query, "frames", required=True),
+        "block_size": _param(query, "block_size", default=128),
         "decay_factor": None if decay == 0 else decay,
-        "dist1": dist1,
+        "dist1": _param(query, "dist1", default="full"),
         "text_tokens": None if text < 0 else text,
     }
 
 
 def limits() -> dict:
-    """What the route accepts, for the front end to check values before asking (no mask math)."""
-    return {
+    """``GET /radial_attention/limits``: every setting of the pack, from the settings contract
+    (``radial_core.settings.limits_json``)::
+
+        {"settings": {name: {"type", "default", "tooltip", "rule", "min"/"max"/"step" (numbers),
+                             "choices" (dropdowns), "max_index"/"max_chars" (dense_blocks),
+                             "zero" (what 0 / empty means)}, ...},
+         "lora_settings": [...], "override_unset": {...},
+         # what the estimate route accepts, in the form the readout has always read:
+         "families": [...], "block_sizes": [128, 64], "dist1": ["full", "half"],
+         "decay_factor": [min, max], "width": [min, max], "height": [...], "frames": [...],
+         "text_tokens": [...]}
+
+    The front end checks a value being typed against it before it asks the server.
+    """
+    out = S.limits_json()
+    out.update({
         "families": list(families()),
-        "block_sizes": [128, 64],
-        "dist1": ["full", "half"],
-        "decay_factor": [0.0, MAX_DECAY],
+        "block_sizes": list(S.SETTINGS["block_size"].choices),
+        "dist1": list(S.SETTINGS["dist1"].choices),
+        "decay_factor": [S.SETTINGS["decay_factor"].minimum, S.SETTINGS["decay_factor"].maximum],
         **{name: list(span) for name, span in LIMITS.items()},
-    }
+    })
+    return out
 
 
 @lru_cache(maxsize=256)
@@ -180,22 +179,40 @@ _LORA_OVERRIDES = ("decay_factor", "block_size", "dense_blocks", "dense_steps_fi
 
 
 def lora_settings_json(query: Mapping[str, str]) -> dict:
-    """What the Radial LoRA Loader will apply: ``lora_name`` plus the node's override widgets."""
-    from .lora_node import node_overrides, planned_settings
+    """What the Radial LoRA Loader will apply: ``lora_name`` plus the node's override widgets.
+
+    Each override is read as the node reads it (the settings contract, ASCII digits only; its
+    "from LoRA" value or an absent parameter = none): a bad one is a 400 naming it, never dropped.
+    Messages name the LoRA relative to the loras folder, never by its server path.
+    """
+    from .lora_node import node_overrides, planned_settings, scrub_paths
 
     name = query.get("lora_name") or ""
     if not name or len(name) > 1024:
         raise BadRequest("missing or overlong parameter 'lora_name': add lora_name=<a name from the node's list>")
     raw = {k: query.get(k) for k in _LORA_OVERRIDES}
+    args = {}
+    for key, value in raw.items():
+        unset = S.OVERRIDE_UNSET[key]
+        if value is None or value == "" or value == str(unset):
+            args[key] = None
+            continue
+        if key == "dense_blocks":
+            args[key] = value
+            continue
+        s = S.SETTINGS[key]
+        if s.kind in ("int", "float") and value == (f"{unset:g}" if isinstance(unset, float) else str(unset)):
+            args[key] = None
+            continue
+        try:
+            args[key] = s.parse_query(value)
+        except S.SettingError as exc:
+            raise BadRequest(f"{key}: {exc.problem}"[:400]) from None
     try:
-        decay = float(raw["decay_factor"]) if raw["decay_factor"] and _FLOAT_TEXT.match(raw["decay_factor"]) else 0.0
-        first = int(raw["dense_steps_first"]) if raw["dense_steps_first"] and _INT_TEXT.match(raw["dense_steps_first"]) else -1
-        last = int(raw["dense_steps_last"]) if raw["dense_steps_last"] and _INT_TEXT.match(raw["dense_steps_last"]) else -1
-        overrides = node_overrides(decay, raw["block_size"] or None, (raw["dense_blocks"] or "")[:200], first, last,
-                                   raw["dist1"] or None, raw["family"] or None)
+        overrides = node_overrides(**args)
         return planned_settings(name, overrides)
     except ValueError as exc:
-        text = str(exc)
+        text = scrub_paths(str(exc))
         raise BadRequest(text if len(text) <= 400 else text[:396] + " ...") from None
 
 

@@ -12,19 +12,24 @@ How ComfyUI reports checks (``execution.validate_inputs`` of 0.3.75 and 0.33.0 a
   (``get_finalized_class_inputs``) needs string types. :class:`Choice` is a v3 combo input that
   declares itself in the v1 form on a ComfyUI without that parser, so both versions refuse a
   value outside its options at queue time, with one "Value not in list" error on that input.
+* ComfyUI's own number check is ``val < min`` / ``val > max``, false for NaN: a NaN float would
+  pass it. :func:`number_input` gives each number input bounds (:class:`FloatBound`,
+  :class:`IntBound`) that ComfyUI's comparison finds NaN outside of, and whose text in ComfyUI's
+  message carries the rule and the fix. So NaN and +-inf are refused at queue time with one error
+  on that input, without a ``validate_inputs`` argument (which would report twice).
+
+The ranges, defaults, tooltips and parsers are the settings contract's
+(``radial_core.settings``); nothing here states a limit of its own.
 """
 
 from __future__ import annotations
 
-import re
+import math
 
 from comfy_api.latest import io
 
+from ..radial_core import settings as S
 from .comfy_compat import v1_combo_form
-
-DENSE_BLOCKS_HELP = "a number N (the first N blocks), indices and ranges from 0 such as 0,1,39 or 0-3, or empty"
-_PART = re.compile(r"^\d+(\s*-\s*\d+)?$")
-_SHOWN = 40  # characters of a bad value quoted back
 
 
 class Choice(io.Combo.Input):
@@ -34,32 +39,87 @@ class Choice(io.Combo.Input):
         return list(self.options) if v1_combo_form() else super().get_io_type()
 
 
-def quote(value, limit: int = _SHOWN) -> str:
-    """``repr`` of a user value, cut to ``limit`` characters (a message never echoes a whole paste)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
+def _bound_text(bound, number: str) -> str:
+    s = bound.setting
+    if s is None:
+        return number
+    rule = s.rule() + (f", or {bound.also}" if bound.also else "")
+    return f"{number} ({s.name} takes {rule}; NaN and infinity are refused. Fix: {s.fix or s.default})"
 
 
-def dense_blocks_problem(value, *, none_word: bool = False) -> str | None:
+class FloatBound(float):
+    """A float input's ``min`` or ``max``: a plain number to the front end (JSON) and to arithmetic,
+    but ComfyUI's ``val < min`` / ``val > max`` is true for a NaN ``val`` (Python asks a float
+    subclass on the right first), and ComfyUI's message shows the setting's rule and fix."""
+
+    def __new__(cls, value, setting: S.Setting | None = None, also: str = ""):
+        obj = super().__new__(cls, value)
+        obj.setting = setting
+        obj.also = also  # a node's own extra value, e.g. "-1 = from the LoRA"
+        return obj
+
+    def __gt__(self, other):  # other < self: the min check
+        if isinstance(other, float) and math.isnan(other):
+            return True
+        return float.__gt__(self, other)
+
+    def __lt__(self, other):  # other > self: the max check
+        if isinstance(other, float) and math.isnan(other):
+            return True
+        return float.__lt__(self, other)
+
+    def __format__(self, spec):
+        return _bound_text(self, f"{float(self):g}") if not spec else float.__format__(self, spec)
+
+
+class IntBound(int):
+    """An int input's ``min`` or ``max``: ComfyUI's message about it shows the rule and the fix."""
+
+    def __new__(cls, value, setting: S.Setting | None = None, also: str = ""):
+        obj = super().__new__(cls, value)
+        obj.setting = setting
+        obj.also = also  # a node's own extra value, e.g. "-1 = from the LoRA"
+        return obj
+
+    def __format__(self, spec):
+        return _bound_text(self, str(int(self))) if not spec else int.__format__(self, spec)
+
+
+def number_input(name: str, *, setting: str | None = None, minimum=None, default=None, tooltip=None,
+                 also: str = "", **kwargs):
+    """``io.Float.Input`` / ``io.Int.Input`` for the contract's setting ``setting`` (default
+    ``name``): its range, step, default and tooltip; ``minimum``, ``default`` and ``tooltip``
+    replace the contract's where a node gives a value a meaning of its own, which ``also`` states
+    for the messages (the LoRA loader's "-1 = from the LoRA")."""
+    s = S.SETTINGS[setting or name]
+    lo = s.minimum if minimum is None else minimum
+    if s.kind == "float":
+        return io.Float.Input(name, default=s.default if default is None else default,
+                              min=FloatBound(lo, s, also), max=FloatBound(s.maximum, s, also),
+                              step=s.step, tooltip=tooltip or s.tooltip, **kwargs)
+    extra = {"step": s.step} if s.step is not None else {}
+    return io.Int.Input(name, default=s.default if default is None else default,
+                        min=IntBound(lo, s, also), max=IntBound(s.maximum, s, also),
+                        tooltip=tooltip or s.tooltip, **extra, **kwargs)
+
+
+def choice_input(name: str, *, options=None, default=None, tooltip=None, **kwargs) -> Choice:
+    """A :class:`Choice` for the contract's setting ``name`` (``options`` narrows or extends it)."""
+    s = S.SETTINGS[name]
+    opts = list(s.choices if options is None else options)
+    d = s.default if default is None else default
+    if d not in opts and str(d) in opts:  # options written as text, such as "128"
+        d = str(d)
+    return Choice(name, options=opts, default=d, tooltip=tooltip or s.tooltip, **kwargs)
+
+
+def dense_blocks_problem(value, *, none_word: bool = True) -> str | None:
     """Why a ``dense_blocks`` text cannot be read (value, what is allowed, the fix), or None.
 
-    ``none_word``: the LoRA loader also takes ``none``. Indices beyond the model's last block are
-    checked when the model is known (at run time).
+    The one grammar of ``radial_core.settings.parse_dense_blocks`` (``none`` included on every
+    node). Indices beyond the model's last block are checked when the model is known (at run
+    time); indices above ``DENSE_BLOCK_MAX`` are refused here.
     """
     if value is None:  # linked from another node: known only when it runs
         return None
-    text = str(value).strip()
-    if not text or (none_word and text.lower() == "none"):
-        return None
-    parts = [p.strip() for p in text.split(",")]
-    good = any(parts) and all(_PART.match(p) for p in parts if p)
-    if good:
-        for p in parts:
-            if "-" in p:
-                lo, hi = (int(x) for x in p.split("-"))
-                if hi < lo:
-                    return (f"the range {p} runs backwards. Fix: write it low to high, e.g. "
-                            f"{hi}-{lo}.")
-        return None
-    return (f"{quote(value)} is not a block count or a list of blocks. Allowed: {DENSE_BLOCKS_HELP}"
-            + (", or none" if none_word else "") + ". Fix: e.g. 1 (the first block).")
+    return S.SETTINGS["dense_blocks"].problem(value)

@@ -473,7 +473,119 @@ def wan21_train_lora() -> Workflow:
     return wf
 
 
-WORKFLOWS = [wan21_t2v, wan22_i2v, wan21_long, hunyuan_t2v, hunyuan15_long, ltx2_long, wan21_train_lora]
+RAYLIGHT_NAME = "Wan 2.1 T2V 14B, 720p 321 frames, several GPUs (raylight)"
+RAYLIGHT_NOTE = """## Wan 2.1 T2V 14B, 1280x720, 321 frames, on several GPUs with raylight
+
+Needs the **raylight** custom nodes ([komikndr/raylight](https://github.com/komikndr/raylight): Ray, xDiT, yunchang; Linux, NVIDIA GPUs, NCCL). Without them this workflow shows raylight's nodes as missing, and Radial Attention Patch (Ray) is not registered.
+
+**Download** (put each file in the ComfyUI `models/` folder named after the arrow):
+- [wan2.1_t2v_14B_fp8_scaled.safetensors]({unet}) → `diffusion_models/`
+- [umt5_xxl_fp8_e4m3fn_scaled.safetensors]({te}) → `text_encoders/`
+- [wan_2.1_vae.safetensors]({vae}) → `vae/`
+
+**Ray Init Actor:** `GPU` = the number of GPUs, `ulysses_degree` = the same number, `ring_degree` **1** (radial runs under Ulysses only). Wan 2.1-14B has 40 attention heads: 2, 4, 5 or 8 GPUs. `cfg_degree` 2 also splits cond/uncond (then GPU = 2 x ulysses_degree).
+
+**Radial Attention Patch (Ray), recommended settings (the authors' for Wan 2.1 at 4x length):**
+- `decay_factor` 0 = family default (0.2 for Wan 2.1)
+- `dense_blocks` 1, `dense_steps_first` 12 of 50 steps
+- `block_size` 128, `backend` auto
+
+Each GPU runs the radial kernel on the whole sequence for its share of the heads (the mask keeps {density} of the blocks at this length); cross-attention and the dense block and steps stay on raylight's own attention (`XFuser_attention`). 321 frames without a length-extension LoRA drift in content; add one with raylight's Load Lora Model (Ray) if you have it.
+"""
+
+
+def wan21_raylight() -> Workflow:
+    """raylight: Ray Init Actor -> Load Diffusion Model (Ray) -> Radial Attention Patch (Ray) -> XFuser
+    KSampler (Advanced); text encoding and decoding stay in the ComfyUI process."""
+    wf = Workflow(RAYLIGHT_NAME)
+    note(wf, RAYLIGHT_NOTE.format(density=density("wan21", 1280, 720, 321), **WAN21_FILES))
+    init = wf.add("RayInitializer", ray_cluster_address="local", ray_cluster_namespace="default", GPU=4,
+                  ulysses_degree=4, ring_degree=1, cfg_degree=1, dp_degree=1, sync_ulysses=False,
+                  clear_vram_after_sampling=False, FSDP=False, FSDP_CPU_OFFLOAD=False,
+                  XFuser_attention="TORCH_FLASH", skip_comm_test=False, use_mmap=False, col=1, size=(360, 460))
+    unet = wf.add("RayUNETLoader", unet_name="wan2.1_t2v_14B_fp8_scaled.safetensors", weight_dtype="default",
+                  ray_actors_init=init[0])
+    patch = wf.add("RadialAttentionPatchRay", ray_actors=unet[0], decay_factor=0.0, block_size=128,
+                   dense_blocks="1", dense_steps_first=12, dense_steps_last=0, dist1="full", backend="auto",
+                   family="auto", precision="exact", size=SIZE_HINTS["RadialAttentionPatch"])
+    _, pos, neg = wan_text(wf, "A lighthouse keeper climbs the spiral stairs at dusk, lights the lamp, and the "
+                           "beam sweeps across a stormy sea; the camera rises with him, then drifts out over "
+                           "the waves.")
+    latent = wf.add("EmptyHunyuanLatentVideo", width=1280, height=720, length=321, batch_size=1, col=2)
+    sampler = wf.add("XFuserKSamplerAdvanced", add_noise="enable", noise_seed=42, steps=50, cfg=5.0,
+                     sampler_name="uni_pc", scheduler="simple", ray_actors=patch[0], positive=pos[0],
+                     negative=neg[0], latent_image=latent[0], start_at_step=0, end_at_step=10000,
+                     return_with_leftover_noise="disable", denoise=1.0, col=4, size=(360, 520))
+    vae = wf.add("VAELoader", vae_name="wan_2.1_vae.safetensors", col=4)
+    decode = tiled_decode(wf, sampler[0], vae[0])
+    save_video(wf, decode[0], 16, "video/radial_wan21_raylight_321")
+    return wf
+
+
+def _standin(inputs: dict, returns: tuple, names: tuple, optional: dict | None = None) -> type:
+    spec = {"required": inputs, **({"optional": optional} if optional else {})}
+    return type("RaylightStandIn", (), {"INPUT_TYPES": classmethod(lambda cls: spec), "RETURN_TYPES": returns,
+                                        "RETURN_NAMES": names})
+
+
+def raylight_standins() -> dict:
+    """The inputs of the raylight nodes the raylight workflow uses, as raylight defines them
+    (komikndr/raylight main, 2026-06-12), for laying the workflow out where raylight is not installed
+    (it needs CUDA and NCCL, so the test ComfyUI never has it). With raylight installed, its own
+    definitions are used."""
+    import comfy.samplers
+    import folder_paths
+
+    models = folder_paths.get_filename_list("diffusion_models") + folder_paths.get_filename_list("checkpoints")
+    attention = ["AITER", "FA", "FA3", "FLASHINFER", "TORCH_MATH", "TORCH_FLASH", "TORCH_EFFICIENT", "TORCH_CUDNN",
+                 "SAGE_AUTO", "SAGE_FP16", "SAGE_FP16_TRITON", "SAGE_FP8", "SAGE_FP8_SM90", "SPARSE_SAGE", "NPU"]
+    flag = ("BOOLEAN", {"default": False})
+    return {
+        "RayInitializer": _standin({
+            "ray_cluster_address": ("STRING", {"default": "local"}), "ray_cluster_namespace": ("STRING", {"default": "default"}),
+            "GPU": ("INT", {"default": 2}), "ulysses_degree": ("INT", {"default": 2}), "ring_degree": ("INT", {"default": 1}),
+            "cfg_degree": ("INT", {"default": 1}), "dp_degree": ("INT", {"default": 1, "min": 0}), "sync_ulysses": flag,
+            "clear_vram_after_sampling": flag, "FSDP": flag, "FSDP_CPU_OFFLOAD": flag,
+            "XFuser_attention": (attention, {"default": "TORCH_FLASH"}), "skip_comm_test": flag, "use_mmap": flag,
+        }, ("RAY_ACTORS_INIT",), ("ray_actors_init",)),
+        "RayUNETLoader": _standin({
+            "unet_name": (models,), "weight_dtype": (["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2", "bf16", "fp16"],),
+            "ray_actors_init": ("RAY_ACTORS_INIT",),
+        }, ("RAY_ACTORS",), ("ray_actors",), optional={"lora": ("RAY_LORA", {"default": None})}),
+        "XFuserKSamplerAdvanced": _standin({
+            "add_noise": (["enable", "disable"],),
+            "noise_seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
+            "steps": ("INT", {"default": 20, "min": 1, "max": 10000}),
+            "cfg": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
+            "sampler_name": (comfy.samplers.KSampler.SAMPLERS,), "scheduler": (comfy.samplers.KSampler.SCHEDULERS,),
+            "ray_actors": ("RAY_ACTORS",), "positive": ("CONDITIONING",), "negative": ("CONDITIONING",),
+            "latent_image": ("LATENT",), "start_at_step": ("INT", {"default": 0, "min": 0, "max": 10000}),
+            "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000}),
+            "return_with_leftover_noise": (["disable", "enable"],),
+            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+        }, ("LATENT", "RAY_ACTORS"), ("latent", "ray_actors")),
+    }
+
+
+def node_class(node_classes: dict, type_: str):
+    """A node's class from ComfyUI; the pack's Ray node and raylight's nodes also where ComfyUI lacks
+    them (registered only with raylight installed)."""
+    cls = node_classes.get(type_)
+    if cls is not None:
+        return cls
+    if type_ == "RadialAttentionPatchRay":
+        sys.path.insert(0, str(ROOT / "tests"))
+        import pack_import
+
+        pack_import.install()
+        return pack_import.module("nodes.ray_node").RadialAttentionPatchRay
+    standins = raylight_standins()
+    if type_ in standins:
+        return standins[type_]
+    raise KeyError(type_)
+
+
+WORKFLOWS = [wan21_t2v, wan22_i2v, wan21_long, hunyuan_t2v, hunyuan15_long, ltx2_long, wan21_train_lora, wan21_raylight]
 
 # Template-browser thumbnails (<name>.jpg next to <name>.json). The front ends show a custom
 # node's template by its file name only, so the card itself must tell the workflows apart at a
@@ -497,6 +609,8 @@ THUMBNAILS.update({  # the new families' long-length workflows (issue 12)
     LTX2_NAME: ("LTX-2 T2V + audio", "704p · 481 frames", "video + audio · 19 s", "ltxav", 1280, 704, 481),
 })
 CARD_COLOURS.update({"hunyuan15": (120, 60, 200), "ltxav": (220, 60, 90)})
+THUMBNAILS[RAYLIGHT_NAME] = ("Wan 2.1 T2V 14B", "720p · 321 frames", "several GPUs · raylight Ulysses",
+                            "wan21", 1280, 720, 321)
 THUMBNAILS[TRAIN_NAME] = ("Wan 2.1 T2V 14B", "train LoRA · 321 frames", "length-extension LoRA training",
                          "wan21", 1280, 720, 321)
 PREVIEW_COLOUR = (236, 170, 40)
@@ -570,7 +684,7 @@ def render(wf: Workflow, node_classes: dict) -> dict:
             inputs_json, outputs_json, widgets = [], [], [node.values["text"]]
             n_widgets = 1
         else:
-            cls = node_classes[node.type]
+            cls = node_class(node_classes, node.type)
             specs = input_specs(cls.INPUT_TYPES())
             optional = set((cls.INPUT_TYPES().get("optional") or {}).keys())
             known = {n for n, _, _ in specs}

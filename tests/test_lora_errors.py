@@ -96,12 +96,26 @@ def test_truncated(wan, lora_node, tmp_path):
 
 def test_bad_radial_metadata(wan, lora_node, tmp_path):
     path = H.write_safetensors(tmp_path / "meta.safetensors", _good_tensors(), {"radial_attn.block_size": "96"})
-    _assert_refused(wan, lora_node, path, "radial_attn.block_size = '96' is invalid", "expected 64 or 128")
+    _assert_refused(wan, lora_node, path, "radial_attn.block_size = '96' is invalid", "expected one of 128, 64")
     # the same file loads when the node overrides the bad setting, or leaves attention alone
     out, _ = lora_node.load_radial_lora(wan, str(path), 1.0, overrides={"block_size": "128"})
     assert len(out.patches) == 1
     out, _ = lora_node.load_radial_lora(wan, str(path), 1.0, radial_mode="lora_only")
     assert len(out.patches) == 1
+
+
+@pytest.mark.parametrize("key,value,rule", [
+    ("dense_blocks", "0-999999999", "from 0 to 1023"),  # was expanded into a set: 74 GB
+    ("decay_factor", "nan", "a finite number from 0 to 10"),
+    ("decay_factor", "inf", "a finite number from 0 to 10"),
+    ("dense_steps", "1001", "from 0 to 1000"),
+])
+def test_metadata_outside_the_contract(wan, lora_node, tmp_path, key, value, rule):
+    import time
+    path = H.write_safetensors(tmp_path / "contract.safetensors", _good_tensors(), {f"radial_attn.{key}": value})
+    start = time.perf_counter()
+    _assert_refused(wan, lora_node, path, f"radial_attn.{key} = {value!r} is invalid", rule)
+    assert time.perf_counter() - start < 2.0  # reading the file and its header, nothing expanded
 
 
 def test_dense_blocks_past_the_model(wan, lora_node, tmp_path):
@@ -136,6 +150,36 @@ def test_bias_delta_of_wrong_size(wan, lora_node, tmp_path):
     tensors["transformer.blocks.0.attn1.to_q.lora_B.bias"] = torch.zeros(D + 1)
     path = H.write_safetensors(tmp_path / "bias.safetensors", tensors)
     _assert_refused(wan, lora_node, path, "lora_B.bias [129] does not fit the bias")
+
+
+@pytest.mark.parametrize("damage,fragments", [
+    ("int64", ["is I64, not floating point", "re-export the LoRA"]),
+    ("bool", ["is BOOL, not floating point", "re-export the LoRA"]),
+    ("nan", ["holds NaN values", "download it again"]),
+    ("inf", ["holds infinite values", "download it again"]),
+])
+def test_tensors_must_be_floating_point_and_finite(wan, lora_node, tmp_path, damage, fragments):
+    """A file whose tensors are integers, bools, NaN or inf was "matched 36 of 36" and applied."""
+    t = _good_tensors()
+    key = "diffusion_model.blocks.0.self_attn.q.lora_up.weight"
+    if damage == "int64":
+        t[key] = torch.ones(t[key].shape, dtype=torch.int64)
+    elif damage == "bool":
+        t[key] = torch.ones(t[key].shape, dtype=torch.bool)
+    else:
+        t[key] = t[key].clone()
+        t[key][1, 2] = float(damage)
+    path = H.write_safetensors(tmp_path / f"{damage}.safetensors", t)
+    msg = _assert_refused(wan, lora_node, path, repr(key), *fragments)
+    assert msg.startswith(f"Cannot use the LoRA {path}: tensor {key!r}"), msg
+
+
+@pytest.mark.parametrize("strength", [float("nan"), float("inf"), "nan"])
+def test_strength_must_be_finite(wan, lora_node, tmp_path, strength):
+    path = H.write_safetensors(tmp_path / "ok.safetensors", _good_tensors())
+    with pytest.raises(ValueError, match=r"strength: .*NaN and infinity are not numbers|strength: .*not a number"):
+        lora_node.load_radial_lora(wan, str(path), strength)
+    assert wan.patches == {}
 
 
 # ------------------------------------------------------------------ what ComfyUI's error dialog shows
@@ -185,6 +229,8 @@ def prompt_run(comfy, tmp_path_factory):
     ("truncate", "truncated", "download it again"),
     ("pickle", "not a safetensors file", "convert it"),
     ("empty", "holds no tensors", "pick the LoRA file itself"),
+    ("int64", "is I64, not floating point", "re-export the LoRA"),
+    ("nan", "holds NaN values", "download it again"),
 ])
 def test_a_corrupt_lora_reads_as_plain_words_in_comfyuis_error(prompt_run, comfy, tmp_path, damage, reason, fix):
     import folder_paths
@@ -195,6 +241,10 @@ def test_a_corrupt_lora_reads_as_plain_words_in_comfyuis_error(prompt_run, comfy
         path.write_bytes(path.read_bytes()[:-64])
     elif damage == "pickle":
         torch.save(_good_tensors(), path)
+    elif damage == "int64":
+        H.write_safetensors(path, {k: v.to(torch.int64) for k, v in _good_tensors().items()})
+    elif damage == "nan":
+        H.write_safetensors(path, {k: torch.full_like(v, float("nan")) for k, v in _good_tensors().items()})
     else:
         H.write_safetensors(path, {})
     folder_paths.add_model_folder_path("loras", str(loras))
@@ -207,5 +257,7 @@ def test_a_corrupt_lora_reads_as_plain_words_in_comfyuis_error(prompt_run, comfy
     # a built-in exception type, not "/.../custom_nodes/radial-attention.radial_core.lora.file.LoraFileError"
     assert errors[0]["exception_type"] == "ValueError", errors[0]["exception_type"]
     message = errors[0]["exception_message"]
-    assert message.startswith(f"Cannot use the LoRA {path}: "), message
+    # named relative to the loras folder: the dialog and the history reach any HTTP client
+    assert message.startswith(f"Cannot use the LoRA {path.name}: "), message
+    assert str(loras) not in message, message
     assert reason in message and fix in message, message

@@ -78,8 +78,11 @@ def test_family_setting():
 
 @pytest.mark.parametrize(
     "key,value",
-    [("family", "sdxl"), ("dense_blocks", "1-"), ("decay_factor", "0"), ("decay_factor", "abc"), ("block_size", "96"), ("dense_blocks", "two"),
-     ("dense_steps", "-1"), ("dense_steps", "2.5"), ("dist1", "quarter")],
+    [("family", "sdxl"), ("dense_blocks", "1-"), ("decay_factor", "-0.1"), ("decay_factor", "abc"), ("block_size", "96"), ("dense_blocks", "two"),
+     ("dense_steps", "-1"), ("dense_steps", "2.5"), ("dist1", "quarter"),
+     # the settings contract's limits (radial_core.settings): finite, the nodes' ranges, capped indices
+     ("decay_factor", "nan"), ("decay_factor", "inf"), ("decay_factor", "10.5"), ("dense_steps", "1001"),
+     ("dense_blocks", "0-999999999"), ("dense_blocks", "0 - x"), ("dense_steps", "\u0661\u0662")],
 )
 def test_radial_bad_metadata_names_key_value_and_fix(key, value):
     with pytest.raises(ValueError) as e:
@@ -114,5 +117,10 @@ def test_radial_metadata_writer_round_trips():
                         "dense_steps_last": 0, "dist1": "half", "family": "wan22_14b"}
     with pytest.raises(ValueError, match="unknown radial setting 'decay'"):
         lr.radial_metadata(decay=0.2)
-    with pytest.raises(ValueError, match=r"block_size = 96 is invalid; expected 64 or 128"):
+    with pytest.raises(ValueError, match=r"block_size: 96 is not allowed. Allowed: one of 128, 64"):
         lr.radial_metadata(block_size=96)
+    # what the patch takes, the writer takes (decay up to 10: one range everywhere)
+    assert lr.radial_metadata(decay_factor=5.0) == {"radial_attn.decay_factor": "5.0"}
+    for bad in (float("nan"), float("inf"), 10.5):
+        with pytest.raises(ValueError, match="decay_factor: .*Allowed: a finite number from 0 to 10"):
+            lr.radial_metadata(decay_factor=bad)

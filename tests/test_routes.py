@@ -115,18 +115,28 @@ def test_changed_widget_changes_answer(server):
         ({"width": "inf"}, "width must be a whole number"),
         ({"frames": "1e3"}, "frames must be a whole number"),
         ({"frames": "81.0"}, "frames must be a whole number"),
-        ({"decay_factor": "1e308"}, "decay_factor must be a number"),
-        ({"decay_factor": "nan"}, "decay_factor must be a number"),
+        ({"decay_factor": "1e308"}, "decay_factor must be a finite number from 0 to 10"),
+        ({"decay_factor": "nan"}, "decay_factor must be a finite number from 0 to 10"),
         ({"width": 99999999}, "width must be a whole number in [16, 8192]"),
         ({"height": -5}, "height must be a whole number in [16, 8192]"),
         ({"frames": 0}, "frames must be a whole number in [1, 2049]"),
         ({"frames": None}, "missing parameter 'frames'"),
-        ({"block_size": 100}, "block_size must be 64 or 128"),
-        ({"decay_factor": -1}, "decay_factor must be a number"),
-        ({"decay_factor": "inf"}, "decay_factor must be a number"),
-        ({"decay_factor": "x"}, "decay_factor must be a number"),
-        ({"dist1": "quarter"}, "dist1 must be 'full' or 'half'"),
+        ({"block_size": 100}, "block_size must be one of 128, 64"),
+        ({"decay_factor": -1}, "decay_factor must be a finite number from 0 to 10"),
+        ({"decay_factor": "inf"}, "decay_factor must be a finite number from 0 to 10"),
+        ({"decay_factor": "x"}, "decay_factor must be a finite number from 0 to 10"),
+        ({"dist1": "quarter"}, "dist1 must be one of full, half"),
         ({"text_tokens": 10**9}, "text_tokens must be a whole number in [-1, 4096]"),
+        # ASCII digits only: int() reads Arabic-Indic and fullwidth digits, re's $ a trailing newline
+        ({"width": "\u0661\u0662\u0668\u0660"}, "width must be a whole number in [16, 8192], written in ASCII digits"),
+        ({"frames": "\uff18\uff11"}, "frames must be a whole number"),
+        ({"width": "1280\n"}, "width must be a whole number"),
+        ({"width": " 1280"}, "width must be a whole number"),
+        ({"decay_factor": "0.2\n"}, "decay_factor must be a finite number"),
+        ({"decay_factor": "\u0660.\u0662"}, "decay_factor must be a finite number"),
+        ({"block_size": "128\n"}, "block_size must be one of 128, 64"),
+        ({"block_size": "\u0661\u0662\u0668"}, "block_size must be one of 128, 64"),
+        ({"dist1": "full\n"}, "dist1 must be one of full, half"),
         ({"width": 8192, "height": 8192, "frames": 2049}, "too large for a preview"),
         ({"width": 8192, "height": 8192, "frames": 2049}, "at most 16 frames at this size"),
     ],
@@ -273,3 +283,61 @@ def test_lora_settings_route_refuses_names_not_in_the_list(server, name):
     status, body = lora_settings(server, lora_name=name)
     assert status == 400, body
     assert "lora_name" in body["error"] and len(body["error"]) < 200, body
+
+
+@pytest.mark.parametrize("override,value,words", [
+    ("decay_factor", "abc", ["decay_factor", "'abc'", "Fix"]),  # was answered 200, the override dropped
+    ("decay_factor", "NaN", ["decay_factor", "'NaN'", "finite"]),
+    ("decay_factor", "nan", ["decay_factor", "finite"]),
+    ("decay_factor", "11", ["decay_factor", "'11'", "from 0 to 10"]),
+    ("decay_factor", "0.5\n", ["decay_factor", "line break"]),
+    ("dense_steps_first", "\u0661\u0662", ["dense_steps_first", "from 0 to 1000"]),
+    ("dense_steps_first", "\uff18\uff11", ["dense_steps_first"]),
+    ("dense_steps_last", "2\n", ["dense_steps_last", "line break"]),
+    ("dense_steps_last", "1001", ["dense_steps_last", "1001", "from 0 to 1000"]),
+    ("dense_steps_first", "2.5", ["dense_steps_first", "'2.5'"]),
+    ("block_size", "96", ["block_size", "'96'", "128, 64"]),
+    ("dist1", "quarter", ["dist1", "'quarter'", "full, half"]),
+    ("family", "sdxl", ["family", "'sdxl'"]),
+    ("dense_blocks", "0-999999999", ["dense_blocks", "999999999", "1023"]),
+    ("dense_blocks", "first two", ["dense_blocks", "'first two'", "0,1,39"]),
+])
+def test_lora_settings_route_refuses_every_bad_override(server, lora_in_server, override, value, words):
+    name = lora_in_server("radial_route_test_override.safetensors")
+    status, body = lora_settings(server, lora_name=name, **{override: value})
+    assert status == 400, body
+    for w in words:
+        assert w in body["error"], (w, body)
+    assert "Fix" in body["error"] and len(body["error"]) < 400, body
+    assert server.request("/system_stats")[0] == 200
+
+
+@pytest.mark.parametrize("override,unset", [("decay_factor", "0"), ("dense_steps_first", "-1"),
+                                            ("block_size", "from LoRA"), ("dense_blocks", "")])
+def test_lora_settings_route_takes_the_from_lora_values(server, lora_in_server, override, unset):
+    name = lora_in_server("radial_route_test_unset.safetensors")
+    status, body = lora_settings(server, lora_name=name, **{override: unset})
+    assert status == 200 and body["sources"][override] == "default", body
+
+
+@pytest.mark.parametrize("damage,reason", [
+    ("int64", "is I64, not floating point"),
+    ("meta", "radial_attn.decay_factor = 'nan' is invalid"),
+])
+def test_lora_settings_route_names_the_file_relative_to_the_loras_folder(server, lora_in_server, damage, reason):
+    """A refused LoRA is named as the node's list names it, never by its path on the server."""
+    import torch
+    from safetensors.torch import save_file
+
+    name = lora_in_server("radial_route_test_damaged.safetensors")
+    path = server.dir / "models" / "loras" / name
+    if damage == "int64":
+        save_file({"diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.zeros(4, 8, dtype=torch.int64)},
+                  str(path))
+    else:
+        save_file({"diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.zeros(4, 8)}, str(path),
+                  metadata={"radial_attn.decay_factor": "nan"})
+    status, body = lora_settings(server, lora_name=name)
+    assert status == 400, body
+    assert reason in body["error"] and name in body["error"], body
+    assert str(server.dir) not in body["error"] and "/models/loras" not in body["error"], body

@@ -362,6 +362,27 @@ def test_radial_settings_metadata_reads_back_as_the_loader_reads_it(comfy):
     assert lora_radial.radial_metadata(**{k[len(lora_radial.RADIAL_PREFIX):]: v for k, v in meta.items()}) == meta
 
 
+@pytest.mark.parametrize("decay", [5.0, 10.0])
+def test_any_decay_the_patch_takes_saves_and_loads(comfy, decay):
+    """One decay range (radial_core.settings): the metadata stopped at 4, so a model patched with
+    decay 5 trained and then could not be saved."""
+    from radial_core.lora import metadata as lora_radial
+
+    save_mod = comfy.pack_module("nodes.lora_save_node")
+    rp = comfy.pack_module("nodes.radial_patcher")
+    cfg = rp.get_radial_config(rp.apply_radial_patch(hm.load_model("wan_t2v"), decay_factor=decay))
+    meta = save_mod.radial_settings_metadata(cfg)
+    assert lora_radial.resolve_radial_settings(meta).values["decay_factor"] == decay
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_save_radial_lora_refuses_non_finite_tensors(comfy, bad):
+    save = comfy.nodes.NODE_CLASS_MAPPINGS["SaveRadialLora"]
+    patched = comfy.pack_module("nodes.radial_patcher").apply_radial_patch(hm.load_model("wan_t2v"), block_size=BLOCK)
+    with pytest.raises(ValueError, match="tensor 'x.lora_up.weight' holds NaN or infinite values.*Fix"):
+        save.execute(lora={"x.lora_up.weight": torch.tensor([[1.0, bad]])}, model=patched, filename_prefix="loras/x")
+
+
 def test_bench_train_step_tiny_dry_run(comfy, tmp_path):
     """bench/bench_train_step.py --tiny: the benchmark's code path (ComfyUI's training loop, LoRA on
     the attention projections, per-block checkpointing) on a tiny Wan on the CPU."""

@@ -102,6 +102,22 @@ BAD = [
     ("lora", "decay_factor", 11.0, ["11", "10"]),  # the same maximum as the patch node's (was 4)
     ("lora", "radial_mode", "always", ["always", "lora_only"]),
     ("lora", "block_size", "96", ["96", "from LoRA", "128"]),
+    # finite values only: ComfyUI's own min/max check is false for NaN (nodes/validation.py)
+    ("patch", "decay_factor", float("nan"), ["nan", "finite number from 0 to 10", "Fix"]),
+    ("patch", "decay_factor", "nan", ["nan", "finite number from 0 to 10", "Fix"]),
+    ("patch", "decay_factor", float("inf"), ["inf", "10", "Fix"]),
+    ("preview", "decay_factor", float("nan"), ["nan", "finite number from 0 to 10", "Fix"]),
+    ("lora", "strength", float("nan"), ["nan", "finite number from -100 to 100", "Fix"]),
+    ("lora", "strength", "nan", ["nan", "finite number from -100 to 100", "Fix"]),
+    ("lora", "strength", float("-inf"), ["inf", "-100", "Fix"]),
+    ("lora", "decay_factor", float("nan"), ["nan", "finite number from 0 to 10", "Fix"]),
+    ("lora", "dense_steps_first", float("inf"), ["inf"]),
+    ("lora", "dense_steps_first", -5, ["-5", "-1", "-1 = from the LoRA", "Fix"]),
+    ("patch", "dense_steps_first", 5000, ["5000", "1000", "Fix"]),
+    # dense_blocks: one grammar with an index cap, refused at queue time
+    ("patch", "dense_blocks", "0-999999999", ["999999999", "1023", "Fix"]),
+    ("lora", "dense_blocks", "0-999999999", ["999999999", "1023", "Fix"]),
+    ("lora", "dense_blocks", "0 - x", ["'0 - x'", "0,1,39"]),
 ]
 
 
@@ -142,6 +158,14 @@ def test_good_values_pass_validation(server, node):
         assert status == 200, body
 
 
+@pytest.mark.parametrize("node", ["patch", "lora"])
+@pytest.mark.parametrize("text", ["0 - 3", "none", "5,", " 2 "])
+def test_one_dense_blocks_grammar_on_both_nodes(server, node, text):
+    """What one node accepts, the other does too (the loader took "0 - 3" and failed at run time)."""
+    status, body = queue(server, build(server, node, dense_blocks=text))
+    assert [e for e in node_errors(body, "2") if e["extra_info"].get("input_name") == "dense_blocks"] == [], body
+
+
 def test_two_bad_values_give_two_errors_each_on_its_input(server):
     status, body = queue(server, patch_prompt(block_size=77, dense_blocks="x"))
     assert status == 400
@@ -160,10 +184,10 @@ def test_dense_blocks_accepted_at_queue_time_are_read_by_the_patch(comfy):
     """What validation lets through, the patch can read (and what it refuses, the patch refuses)."""
     validation = comfy.pack_module("nodes.validation")
     parse = comfy.pack_module("nodes.radial_patcher").parse_dense_blocks
-    for text in ["", "0", "1", "40", "0,1,39", "0-3", "0-3,39", "5,", " 2 ", "0 - 3"]:
+    for text in ["", "0", "1", "40", "0,1,39", "0-3", "0-3,39", "5,", " 2 ", "0 - 3", "none", "0-1023"]:
         assert validation.dense_blocks_problem(text) is None, text
         parse(text)
-    for text in ["abc", "-3", "1,-3", "a-b", "1.5", "3-1", "one"]:
+    for text in ["abc", "-3", "1,-3", "a-b", "1.5", "3-1", "one", "0-999999999", "1025", "\u0661"]:
         assert validation.dense_blocks_problem(text) is not None, text
         with pytest.raises(ValueError):
             parse(text)

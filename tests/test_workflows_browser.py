@@ -41,11 +41,18 @@ DOCS_SHOTS = {  # README pictures
 }
 
 
+# raylight's nodes and the pack's node registered only with raylight (tests/test_workflows.py)
+RAYLIGHT_NODES = {"RayInitializer", "RayUNETLoader", "XFuserKSamplerAdvanced", "RadialAttentionPatchRay"}
+
+
 def not_loadable_here(name: str, object_info: dict, version: str) -> str | None:
     """Why a workflow written from a newer ComfyUI cannot load in this one (a node it lacks: LTX-2 on
     0.3.75; a node whose linked outputs differ: Train LoRA on 0.3.75), or None. On the ComfyUI it was
     written from, nothing is excused."""
     wf = json.loads((ROOT / "workflows" / f"{name}.json").read_text(encoding="utf-8"))
+    raylight = sorted({n["type"] for n in wf["nodes"]} & RAYLIGHT_NODES - set(object_info))
+    if raylight:
+        return f"needs raylight's nodes ({', '.join(raylight)}), not installed in this ComfyUI (Ray, xDiT, NCCL)"
     saved_with = wf.get("extra", {}).get("radial_attention", {}).get("comfyui")
     if not saved_with or saved_with == version:
         return None

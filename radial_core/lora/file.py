@@ -35,6 +35,13 @@ _DTYPE_BYTES = {
     "U16": 2, "U32": 4, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1,
 }
 _MAX_HEADER = 100 * 1024 * 1024
+# A LoRA's weights are floating point: an integer or bool tensor is a mask, an index or a damaged
+# file, and ComfyUI would add it to the model's weights as if it were a delta.
+FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+_FLOAT_FIX = ("a LoRA's tensors must be floating point (F16, BF16 or F32); re-export the LoRA from "
+              "its trainer, or pick the LoRA file itself")
+_FINITE_FIX = ("the LoRA's weights hold NaN or infinite values (its training diverged or the file is "
+               "damaged); download it again, or use a checkpoint of the LoRA from before the divergence")
 
 
 class LoraFileError(ValueError):
@@ -104,6 +111,8 @@ def read_safetensors_header(path: str | os.PathLike) -> SafetensorsHeader:
                 numel *= int(s)
         except (KeyError, TypeError, ValueError):
             raise LoraFileError(p, f"malformed safetensors entry for tensor {name!r}; download it again") from None
+        if dtype not in FLOAT_DTYPES:
+            raise LoraFileError(p, f"tensor {name!r} is {dtype}, not floating point; {_FLOAT_FIX}")
         width = _DTYPE_BYTES.get(dtype)
         if width is not None and end - start != numel * width:
             raise LoraFileError(
@@ -131,7 +140,22 @@ def load_safetensors(path: str | os.PathLike):
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, RuntimeError) as e:
         raise LoraFileError(path, f"safetensors could not read it ({e}); download it again") from None
+    check_finite(path, tensors)
     return tensors, header.metadata
+
+
+def check_finite(path: str | os.PathLike, tensors: dict) -> None:
+    """Refuse a LoRA with a non-floating or non-finite tensor (checked once, when it is read)."""
+    import torch
+
+    for name, t in tensors.items():
+        if not t.is_floating_point():
+            raise LoraFileError(path, f"tensor {name!r} is {t.dtype}, not floating point; {_FLOAT_FIX}")
+        # isfinite has no float8 kernel on every torch: compare in float16, which holds every float8
+        values = t if t.element_size() > 1 else t.to(torch.float16)
+        if values.numel() and not bool(torch.isfinite(values).all()):
+            bad = "NaN" if bool(torch.isnan(values).any()) else "infinite"
+            raise LoraFileError(path, f"tensor {name!r} holds {bad} values; {_FINITE_FIX}")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Radial settings a LoRA carries (safetensors metadata or side-car config). No ComfyUI (the family list is the registry's, radial_core.families).
+"""Radial settings a LoRA carries (safetensors metadata or side-car config). No ComfyUI.
+
+Every value is read and written by the settings contract's parsers (``radial_core.settings``):
+the same ranges, finite numbers and ``dense_blocks`` grammar as the nodes and the routes, so a
+patched model's settings can always be saved and a saved file's settings always load.
 
 The keys are documented in docs/lora-format.md; :func:`resolve_radial_settings` is what the
 loader applies, :func:`radial_metadata` is what a trainer writes.
@@ -8,12 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..families import families
+from ..settings import SETTINGS, SettingError, parse_dense_blocks, quote
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +32,10 @@ LENGTH_EXTENSION_DEFAULTS: dict[str, Any] = {
     "dist1": "full",
     "family": "auto",
 }
-# Families the Radial Attention Patch knows (the family registry, radial_core.families);
-# "auto" = detect from the weights. Only needed to tell Wan 2.2-A14B (decay 0.8) from Wan 2.1
-# (0.2): their weights look the same.
-FAMILY_VALUES = ("auto", *families())
+# Families the Radial Attention Patch knows (the settings contract's "family": the one family
+# registry, radial_core.families); "auto" = detect from the weights. Only needed to tell Wan
+# 2.2-A14B (decay 0.8) from Wan 2.1 (0.2): their weights look the same.
+FAMILIES = SETTINGS["family"].choices
 
 # metadata key (after "radial_attn.") -> setting name
 _RADIAL_ALIASES = {
@@ -52,74 +54,22 @@ _RADIAL_ALIASES = {
 RADIAL_INFO_KEYS = ("tuned_frames", "tuned_width", "tuned_height", "base_model", "version")
 
 
-_DENSE_PART = re.compile(r"^\d+(-\d+)?$")
-
-
-def _parse_dense_blocks(value: Any) -> str:
-    """Count ("2"), list ("0,1,39", ranges "0-3", "5," = block 5 only), int or JSON list."""
-    if isinstance(value, bool):
-        raise ValueError
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        items = [int(v) for v in value]
-        if any(i < 0 for i in items):
-            raise ValueError
-        return ",".join(str(i) for i in items) + ("," if len(items) == 1 else "")
-    text = str(value).strip()
-    if text.lower() in ("", "none"):
-        return "0"
-    parts = [p.strip() for p in text.split(",")]
-    if not all(_DENSE_PART.match(p) for p in parts if p) or not any(parts):
-        raise ValueError
-    return text
-
-
 def _parse_setting(name: str, value: Any) -> Any:
-    """Validate one setting; raises ValueError (message filled in by the caller)."""
-    if name == "decay_factor":
-        f = float(value)
-        if not (0.0 < f <= 4.0) or math.isnan(f):
-            raise ValueError
-        return f
-    if name == "block_size":
-        i = int(str(value).strip())
-        if i not in (64, 128):
-            raise ValueError
-        return i
+    """One setting by the contract's parser (``radial_core.settings``: the ranges and the grammar
+    the nodes use); raises ``SettingError``. ``dense_blocks`` comes back as its canonical text,
+    ``decay_factor`` 0 as None (the family's default)."""
+    if name not in SETTINGS:
+        raise KeyError(name)
     if name == "dense_blocks":
-        return _parse_dense_blocks(value)
-    if name in ("dense_steps_first", "dense_steps_last"):
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError
-        i = int(str(value).strip()) if not isinstance(value, (int, float)) else int(value)
-        if i < 0 or i > 10000:
-            raise ValueError
-        return i
-    if name == "dist1":
-        s = str(value).strip().lower()
-        if s not in ("full", "half"):
-            raise ValueError
-        return s
-    if name == "family":
-        s = str(value).strip().lower()
-        if s not in FAMILY_VALUES:
-            raise ValueError
-        return s
-    raise KeyError(name)
+        return parse_dense_blocks(value).text
+    parsed = SETTINGS[name].parse(value)
+    if name == "decay_factor" and parsed == 0:
+        return None
+    return parsed
 
 
-_EXPECTED = {
-    "decay_factor": "a number in (0, 4], e.g. 0.2 (Wan 2.1), 0.8 (Wan 2.2), 0.95 (HunyuanVideo)",
-    "block_size": "64 or 128",
-    "dense_blocks": 'a count of first blocks ("2") or a list of block indices ("0,1,39", "0-3", "5,")',
-    "dense_steps_first": "a whole number of first sampling steps >= 0",
-    "dense_steps_last": "a whole number of last sampling steps >= 0",
-    "dist1": '"full" or "half"',
-    "family": "one of " + ", ".join(FAMILY_VALUES),
-}
+def _expected(name: str) -> str:
+    return SETTINGS[name].rule()
 
 
 def collect_radial_entries(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -198,10 +148,11 @@ def resolve_radial_settings(
             continue
         try:
             values[name] = _parse_setting(name, raw)
-        except (TypeError, ValueError):
+        except SettingError:
             raise ValueError(
-                f"{source}: {RADIAL_PREFIX}{key} = {raw!r} is invalid; expected {_EXPECTED[name]}. "
-                "Fix the LoRA's metadata (see docs/lora-format.md) or set this setting on the node."
+                f"{source}: {RADIAL_PREFIX}{key} = {quote(raw)} is invalid; expected "
+                f"{_expected(name)}. Fix the LoRA's metadata (see docs/lora-format.md) or set this "
+                "setting on the node."
             ) from None
         sources[name] = "metadata"
     for name, raw in overrides.items():
@@ -209,8 +160,8 @@ def resolve_radial_settings(
             raise ValueError(f"unknown radial setting {name!r}; known: {', '.join(values)}")
         try:
             values[name] = _parse_setting(name, raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"node input {name} = {raw!r} is invalid; expected {_EXPECTED[name]}.") from None
+        except SettingError as exc:
+            raise ValueError(f"node input {name}: {exc.problem}") from None
         sources[name] = "override"
     if ignored:
         logger.warning(
@@ -234,6 +185,11 @@ def radial_metadata(**settings: Any) -> dict[str, str]:
         if value is None:
             continue
         if key in RADIAL_INFO_KEYS:
+            if key in SETTINGS:  # tuned_frames, tuned_width, tuned_height: the contract's ranges
+                try:
+                    value = SETTINGS[key].parse(value)
+                except SettingError as exc:
+                    raise ValueError(f"{key}: {exc.problem}") from None
             out[RADIAL_PREFIX + key] = str(value)
             continue
         name = _RADIAL_ALIASES.get(key)
@@ -242,7 +198,7 @@ def radial_metadata(**settings: Any) -> dict[str, str]:
             raise ValueError(f"unknown radial setting {key!r}; known: {known}")
         try:
             parsed = _parse_setting(name, value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{key} = {value!r} is invalid; expected {_EXPECTED[name]}.") from None
-        out[RADIAL_PREFIX + key] = str(parsed)
+        except SettingError as exc:
+            raise ValueError(f"{key}: {exc.problem}") from None
+        out[RADIAL_PREFIX + key] = "0" if parsed is None else str(parsed)
     return out
