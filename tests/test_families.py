@@ -298,6 +298,24 @@ def test_readme_family_table_matches_the_registry(mf):
         assert any(short in r and "passes through" in r for r in rows), f"README has no pass-through row for {cls}"
 
 
+def test_one_adapter_per_registry_family(mf):
+    """nodes/model_family.py holds one adapter per family of the registry, in its order, with the
+    registry's label; a ComfyUI class is named by one family's adapter, except the class that
+    CogVideoX 1.0 and 1.5 share (the first adapter tells them apart); no passed-through class has
+    an adapter; file-name pieces are lower case (the readout lower-cases the file name)."""
+    assert [a.key for a in mf.ADAPTERS] == list(families())
+    named: dict[str, list[str]] = {}
+    for a in mf.ADAPTERS:
+        assert mf.adapter(a.key) is a and a.label == families()[a.key].label
+        assert all(piece == piece.lower() for piece in a.file_names), a.key
+        for cls in a.classes:
+            named.setdefault(cls, []).append(a.key)
+    assert {cls: keys for cls, keys in named.items() if len(keys) > 1} == {"CogVideoX": ["cogvideox", "cogvideox15"]}
+    assert not set(named) & set(mf.PASS_THROUGH)
+    with pytest.raises(ValueError, match="unknown model family"):
+        mf.adapter("sd15")
+
+
 def test_a_variant_whose_blocks_get_no_transformer_options_passes_through(mf, compat, rp, caplog):
     """Where the model's forward does not hand transformer_options to its blocks (ComfyUI 0.3.75's
     Wan 2.2 S2V) no override can reach its attention: detection passes it through with that reason,
