@@ -197,9 +197,9 @@ def empty_latent(family: str, w: int, h: int, f: int):
     """The empty latent ComfyUI's nodes make for the family (LTX-2: a NestedTensor of video and
     audio latents, as LTXVConcatAVLatent makes it; ComfyUI's sampler packs it and passes
     ``latent_shapes``)."""
-    from radial_core.geometry import FAMILIES
+    from radial_core.families import family_spec
 
-    spec = FAMILIES[family]
+    spec = family_spec(family)
     st, sh, sw = spec.vae_stride
     video = torch.zeros(1, spec.latent_channels, (f - 1) // st + 1, h // sh, w // sw)
     if family != "ltxav":
@@ -310,7 +310,8 @@ def main():
     if not args.smoke and not torch.cuda.is_available():
         raise SystemExit("bench_e2e needs a CUDA GPU (or --smoke to check the script on the CPU)")
     radial_patcher = import_comfy(Path(args.comfyui))
-    from radial_core.geometry import default_decay, geometry_from_pixels
+    from radial_core.families import default_decay
+    from radial_core.geometry import geometry_from_pixels
 
     import triton
 

@@ -152,7 +152,8 @@ def main() -> int:
         raise SystemExit("bench_train_step needs a CUDA GPU (or --tiny to check the script on the CPU)")
     e2e = bench_e2e()
     radial_patcher = e2e.import_comfy(Path(args.comfyui))
-    from radial_core.geometry import default_decay, geometry_from_pixels
+    from radial_core.families import default_decay
+    from radial_core.geometry import geometry_from_pixels
 
     w, h, f = (int(x) for x in args.size.lower().split("x"))
     sizes = (e2e.SMOKE if args.tiny else e2e.FULL)["wan21"]

@@ -28,7 +28,7 @@ import torch
 
 from ..radial_core.mask import RadialMask, radial_mask
 from ..radial_core.attention import choose_backend
-from .model_family import ModelFamily, other_stream_reason
+from .model_family import ModelFamily
 
 _ARG_NAMES = ("q", "k", "v", "heads", "mask", "attn_precision", "skip_reshape", "skip_output_reshape")
 SPARSE_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -220,7 +220,8 @@ def plan_call(call: Call | None, fwd, cfg: RadialConfig, transformer_options: di
         return _dense("cross-attention", step=step)
     if call.gqa or call.k.shape != call.q.shape or call.v.shape != call.q.shape:
         return _dense("attention with other key/value shapes (grouped-query)", True, step=step)
-    other = other_stream_reason(cfg.family, call.width, call.lq, fwd.seq_frames * fwd.tokens_per_frame)
+    other = cfg.family.adapter.other_stream_reason(cfg.family, call.width, call.lq,
+                                                   fwd.seq_frames * fwd.tokens_per_frame)
     if other is not None:  # e.g. LTX-2's audio stream: not video attention
         return _dense(other, step=step)
     geo = _geometry(cfg, fwd, call)

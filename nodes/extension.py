@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .comfy_compat import register_routes_at_import
+
 
 class RadialAttentionExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
@@ -32,6 +34,9 @@ class RadialAttentionExtension(ComfyExtension):
         from . import routes
 
         routes.register()
+
+
+register_routes_at_import()
 
 
 async def comfy_entrypoint() -> RadialAttentionExtension:

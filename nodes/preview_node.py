@@ -15,20 +15,15 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..radial_core import preview as rpreview
-from ..radial_core.geometry import family_spec, geometry_from_latent, with_extra_groups
-from . import routes
+from ..radial_core.families import families, family_spec
+from ..radial_core.geometry import geometry_from_latent, with_extra_groups
 from ..radial_core import settings as S
 from .model_family import family_keys_text, text_first_of
 from .validation import choice_input, number_input
 
 logger = logging.getLogger(__name__)
 
-# ComfyUI 0.3.75 never calls ComfyExtension.on_load, so the HTTP route registers when this module
-# is imported (while custom nodes load, before the server adds its routes). Idempotent.
-routes.register()
-
 CATEGORY = "Radial Attention"
-FAMILIES = list(rpreview.FAMILY_LABELS)  # wan21, wan22_14b, wan22_5b, hunyuan, mochi
 MAX_SIDE = S.SETTINGS["width"].maximum  # the settings contract's ranges (radial_core.settings)
 MAX_FRAMES = S.SETTINGS["frames"].maximum
 MAX_TEXT = S.SETTINGS["text_tokens"].maximum
@@ -65,7 +60,7 @@ class SparsityPreview(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 choice_input(
-                    "family", options=FAMILIES, default="wan21",
+                    "family", options=list(families()), default="wan21",
                     tooltip="Model family: " + family_keys_text() + ". Sets the VAE compression, "
                     "patch size, text tokens and default decay factor.",
                 ),

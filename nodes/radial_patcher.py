@@ -26,8 +26,8 @@ from ..radial_core import settings as S
 
 from .attention_override import RadialAttentionOverride
 from .attention_plan import RadialConfig
-from .model_family import (ModelFamily, default_decay, describe_model, detect_family,
-                           override_family, supported_names)
+from ..radial_core.families import default_decay
+from .model_family import ModelFamily, describe_model, detect_family, override_family, supported_names
 from .run_state import RUN_KEY, RunState, mark_replaced_blocks, open_forward
 from .step_tracker import PassLedger, PassSteps, as_floats as _floats, current_prompt
 from .training import is_training_call, prepare_training_call, settle_sdpa_backend_order

@@ -14,9 +14,10 @@ with a short message naming the value (cut short), the rule and the fix; answers
 the accepted ranges, so the front end can check a value being typed before it asks;
 ``GET /radial_attention/lora_settings?lora_name=...`` the radial settings the Radial LoRA Loader will
 apply (the file's metadata, the node's overrides, or the defaults; read from the header only);
-``GET /radial_attention/families`` the family registry (``radial_core.geometry.FAMILIES``: label,
-strides, defaults, token layout with the text position this ComfyUI uses), which the front end
-reads instead of keeping a list of its own.
+``GET /radial_attention/families`` the family registry (``radial_core.families``: label, strides,
+defaults, token layout; with the adapters' ComfyUI classes, file-name pieces and the text position
+this ComfyUI uses, ``nodes/model_family.py``), which the front end reads instead of keeping a list
+of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from functools import lru_cache
 
 from ..radial_core import preview as rpreview
 from ..radial_core import settings as S
+from ..radial_core.families import families, family_spec
 from .model_family import families_json, text_first_of
 
 logger = logging.getLogger(__name__)
@@ -36,7 +38,6 @@ logger = logging.getLogger(__name__)
 ROUTE = "/radial_attention/estimate"
 LIMITS_ROUTE = "/radial_attention/limits"
 FAMILIES_ROUTE = "/radial_attention/families"
-FAMILIES = tuple(rpreview.FAMILY_LABELS)
 # the integer parameters of the estimate route and their ranges: the settings contract's
 LIMITS = {name: (S.SETTINGS[name].minimum, S.SETTINGS[name].maximum)
           for name in ("width", "height", "frames", "text_tokens")}
@@ -73,9 +74,9 @@ def _param(query: Mapping[str, str], name: str, *, default=None, required: bool 
 def parse_query(query: Mapping[str, str]) -> dict:
     """Validated, normalised parameters of an estimate request; raises :class:`BadRequest`."""
     family = query.get("family", "")
-    if family not in FAMILIES:
+    if family not in families():
         raise BadRequest(f"family must be a key of {FAMILIES_ROUTE} (e.g. wan21, hunyuan; "
-                         f"{len(FAMILIES)} families); got {_shown(family)}")
+                         f"{len(families())} families); got {_shown(family)}")
     decay = _param(query, "decay_factor", default=0.0)
     text = _param(query, "text_tokens", default=-1)
     return {
@@ -107,7 +108,7 @@ def limits() -> dict:
     """
     out = S.limits_json()
     out.update({
-        "families": list(FAMILIES),
+        "families": list(families()),
         "block_sizes": list(S.SETTINGS["block_size"].choices),
         "dist1": list(S.SETTINGS["dist1"].choices),
         "decay_factor": [S.SETTINGS["decay_factor"].minimum, S.SETTINGS["decay_factor"].maximum],
@@ -127,7 +128,7 @@ def _estimate_cached(family, width, height, frames, block_size, decay_factor, di
     s = est.stats
     return {
         "family": family,
-        "label": rpreview.FAMILY_LABELS[family],
+        "label": family_spec(family).label,
         "width": width,
         "height": height,
         "frames": frames,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .model_family import ModelFamily, extra_frames, refiner_text_len, video_latent_shape
+from .model_family import ModelFamily
 from .step_tracker import PassSteps, StepInfo, step_info
 
 logger = logging.getLogger(__name__)
@@ -190,24 +190,6 @@ def _sigma_of(t, transformer_options: dict) -> float | None:
     return None
 
 
-def text_comes_first(family: ModelFamily, diffusion_model) -> bool:
-    """Does this model's joint attention put the text tokens before the video tokens?
-
-    Asked of the model itself: ComfyUI's double-stream blocks (Flux's, which HunyuanVideo uses)
-    concatenate [text, image] unless the block has ``flipped_img_txt`` set, which HunyuanVideo's
-    blocks had in ComfyUI 0.3.x ([image, text]); newer versions (0.33) dropped it and put the
-    text first. Wan has no text in its self-attention; Mochi puts the text last.
-    """
-    if family.text_first is not None:  # fixed by the model's code (the family table)
-        return family.text_first
-    if family.layout == "wan" or family.family == "mochi":
-        return False
-    blocks = getattr(diffusion_model, "double_blocks", None)
-    if not blocks:
-        return False
-    return not bool(getattr(blocks[0], "flipped_img_txt", False))
-
-
 def open_forward(
     run: RunState,
     family: ModelFamily,
@@ -221,15 +203,16 @@ def open_forward(
     diffusion_model=None,
 ) -> ForwardContext | None:
     """Build the context of one model call; None when the input is not a video latent."""
-    shape = video_latent_shape(family, x, model_kwargs)  # per-family geometry: nodes/model_family.py
+    adapter = family.adapter  # what this family's model calls carry: nodes/model_family.py
+    shape = adapter.video_latent_shape(x, model_kwargs)
     if shape is None:
         return None
     b, _, f, h, w = shape
     pt, ph, pw = family.patch_size
     frames = _ceil_div(f, pt)
     tpf = _ceil_div(h, ph) * _ceil_div(w, pw)
-    extra = extra_frames(family, model_kwargs, diffusion_model)
-    ctx_len = refiner_text_len(family, context)
+    extra = adapter.extra_frames(family, model_kwargs, diffusion_model)
+    ctx_len = adapter.refiner_text_len(context)
     vace_contexts = 0
     if family.vace_layers:
         vc = model_kwargs.get("vace_context")
@@ -244,7 +227,7 @@ def open_forward(
         context_len=ctx_len,
         step=step_info(run.steps, sigma, dense_first, dense_last),
         schedule=call_schedule(family.num_blocks, family.vace_layers, vace_contexts),
-        text_first=text_comes_first(family, diffusion_model),
+        text_first=adapter.text_first(diffusion_model),
     )
 
 

@@ -31,27 +31,23 @@ import functools
 
 import torch
 
+from . import comfy_compat
+
 FWD_KEY = "radial_attention_forward"
 
 
 def is_training_call(x=None) -> bool:
     """A model call of a training loop (Train LoRA), as opposed to sampling.
 
-    ComfyUI's own signal first: ``comfy.model_management.in_training``, which Train LoRA sets around
-    its loop (0.33). Older ComfyUI (0.3.x) has no such flag: there a call with gradients enabled
-    whose input latent requires grad (Train LoRA calls the model on ``xt.requires_grad_(True)``).
+    ComfyUI's own signal, ``comfy.model_management.in_training``, which Train LoRA sets around its
+    loop (:func:`comfy_compat.in_training` stands in for it on 0.3.75: ``x`` requiring grad).
     Sampling runs under ``torch.inference_mode`` and is never a training call; a call with
     gradients that is not training (say, guidance by a gradient through the model) keeps the
     sampling rules (dense steps) and, needing no recomputation, its attention stays radial anyway.
     """
     if not torch.is_grad_enabled():
         return False
-    import comfy.model_management as mm  # noqa: PLC0415 - nodes/ may import ComfyUI
-
-    flag = getattr(mm, "in_training", None)
-    if isinstance(flag, bool):
-        return flag
-    return isinstance(x, torch.Tensor) and x.requires_grad
+    return comfy_compat.in_training(x)
 
 
 class _TrainingBlock:

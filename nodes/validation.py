@@ -26,22 +26,17 @@ from __future__ import annotations
 
 import math
 
-from comfy_api.latest import _io, io
+from comfy_api.latest import io
 
 from ..radial_core import settings as S
-
-
-
-# A ComfyUI with the v3 input parser checks COMBO values itself (0.33); one without it (0.3.75)
-# checks list-typed combos only, the v1 form every front end reads as a dropdown.
-V1_COMBO_FORM = not hasattr(_io, "get_finalized_class_inputs")
+from .comfy_compat import v1_combo_form
 
 
 class Choice(io.Combo.Input):
     """A dropdown that ComfyUI checks at queue time on every version (see the module text)."""
 
     def get_io_type(self):
-        return list(self.options) if V1_COMBO_FORM else super().get_io_type()
+        return list(self.options) if v1_combo_form() else super().get_io_type()
 
 
 def _bound_text(bound, number: str) -> str:

@@ -9,13 +9,14 @@ Public API:
     supports_backward(q, backend) (True, "triton" | "pytorch"): which backward runs
 """
 
-from . import geometry
+from . import families, geometry
 from .attention import PRECISIONS, block_sparse_attention, can_use_triton, supports_backward
 from .mask import mask_density, radial_block_mask
 
 __all__ = [
     "radial_block_mask",
     "mask_density",
+    "families",
     "geometry",
     "block_sparse_attention",
     "can_use_triton",

@@ -27,7 +27,8 @@ from functools import lru_cache
 
 import torch
 
-from .geometry import FAMILIES, default_decay, geometry_from_pixels
+from .families import default_decay, family_spec
+from .geometry import geometry_from_pixels
 from .mask import radial_block_mask
 
 logger = logging.getLogger(__name__)
@@ -43,9 +44,6 @@ KERNEL_RATE_RATIO = 0.89
 RATE_SOURCE = "kernel measured at 0.89x cuDNN's dense rate per FLOP, H100 bf16"
 
 MAX_PREVIEW_BLOCKS = 8192  # a [nb, nb] mask; 4x-length 720p Hunyuan at block 64 is 7262
-
-FAMILY_LABELS = {name: spec.label for name, spec in FAMILIES.items()}  # wan21, ..., mochi
-
 
 @dataclass(frozen=True)
 class MaskStats:
@@ -451,7 +449,7 @@ def estimate(family: str, width: int, height: int, frames: int, *, block_size: i
     """Figures of the radial mask for pixel-space settings of a model family.
 
     ``decay_factor=None`` takes the family's default; ``text_tokens=None`` the family's usual
-    text length (see :mod:`radial_core.geometry`); ``text_first=None`` where the family puts
+    text length (see :mod:`radial_core.families`); ``text_first=None`` where the family puts
     its text (a family whose ComfyUI version decides: the caller says, else text last).
     """
     geo = geometry_from_pixels(family, width, height, frames, text_tokens=text_tokens, text_first=text_first)
@@ -476,7 +474,7 @@ def estimate(family: str, width: int, height: int, frames: int, *, block_size: i
             + _too_large_fix(geo.num_frames, geo.tokens_per_frame, geo.text_tokens, block_size,
                              unit="frames", frames_that_fit=frames_that_fit)
         )
-    label = FAMILY_LABELS.get(family, family)
+    label = family_spec(family).label
     return estimate_latent(geo.num_frames, geo.tokens_per_frame, text_tokens=geo.text_tokens,
                            block_size=block_size, decay_factor=decay_factor, model=geo.mask_model,
                            dist1=dist1, title=f"{label}, {width}x{height}, {frames} frames",

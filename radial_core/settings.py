@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .geometry import FAMILIES as _FAMILY_SPECS
+from .families import families
 
 # One decay range everywhere (nodes, routes, LoRA metadata, Save Radial LoRA): 0 to 10, 0 = the
 # family's default. The published defaults are 0.2 to 0.95. The window at frame distance d is
@@ -40,7 +40,7 @@ DENSE_BLOCK_MAX = 1023
 DENSE_BLOCKS_MAX_CHARS = 8192  # longer texts are refused before they are read
 _SHOWN = 40  # characters of a bad value quoted back in a message
 
-FAMILY_KEYS = tuple(_FAMILY_SPECS)
+FAMILY_KEYS = tuple(families())
 
 
 class SettingError(ValueError):
@@ -68,8 +68,8 @@ _FLOAT_TEXT = re.compile(r"[+-]?([0-9]{1,9}(\.[0-9]{0,20})?|\.[0-9]{1,20})([eE][
 
 
 def _decay_defaults() -> str:
-    tuned = [f"{s.label} {s.default_decay:g}" for s in _FAMILY_SPECS.values() if s.tuned]
-    untuned = [f"{s.label} {s.default_decay:g}" for s in _FAMILY_SPECS.values() if not s.tuned]
+    tuned = [f"{s.label} {s.default_decay:g}" for s in families().values() if s.tuned]
+    untuned = [f"{s.label} {s.default_decay:g}" for s in families().values() if not s.tuned]
     return ("the authors' settings: " + ", ".join(tuned)
             + ("; untuned: " + ", ".join(untuned) if untuned else ""))
 

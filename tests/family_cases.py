@@ -4,7 +4,7 @@ Each case is built the way a user's file is: a state dict with the real key name
 scripts/make_tiny_models.py), saved as safetensors and loaded by ComfyUI's own
 ``load_diffusion_model`` (key-based detection, model config, ModelPatcher). Whether a ComfyUI
 version has a family is asked of that ComfyUI: its ``supported_models`` must hold the class the
-family table names (``radial_core.geometry.FAMILIES[...].comfy_classes``).
+family's adapter names (``nodes/model_family.py``, ``ADAPTERS``).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import pytest
 import torch
 
 import helpers_models as hm
-from radial_core.geometry import FAMILIES
+from radial_core.families import families
 
 
 @dataclass(frozen=True)
 class Case:
     kind: str  # test id
-    family: str  # key of radial_core.geometry.FAMILIES
+    family: str  # key of the family registry (radial_core.families)
     comfy_class: str  # the comfy.supported_models class ComfyUI must pick
     variant: str  # ModelFamily.variant the pack reports
     build: str  # make_tiny_models function
@@ -113,7 +113,7 @@ def require_family(case: Case) -> None:
 
     names = {m.__name__ for m in sm.models}
     if case.comfy_class not in names:
-        pytest.skip(f"ComfyUI {comfy_version()} has no {case.comfy_class} model ({FAMILIES[case.family].label}): "
+        pytest.skip(f"ComfyUI {comfy_version()} has no {case.comfy_class} model ({families()[case.family].label}): "
                     f"the family needs a newer ComfyUI (0.33 has it)")
 
 
@@ -182,7 +182,7 @@ def latent(case: Case, frames: int, height: int, width: int, batch: int = 1, aud
     """An empty latent of the family's channels; with audio a NestedTensor (video, audio) as
     ComfyUI's LTXVConcatAVLatent / EmptyMiniMaxH3LatentAV make it (LTX-2 audio: 8 channels x
     ``audio_frames`` x 16 bins; MiniMax H3: 32 channels x 2 (stereo) x ``audio_frames``)."""
-    video = torch.zeros(batch, FAMILIES[case.family].latent_channels, frames, height, width)
+    video = torch.zeros(batch, families()[case.family].latent_channels, frames, height, width)
     if not case.audio:
         return video
     import comfy.nested_tensor
@@ -199,7 +199,7 @@ def joint_tokens(case: Case, text_len: int, audio_frames: int = 12, lat=None) ->
     own embedding makes them, see extra_conds)."""
     if case.extras:
         return _extra_tokens(case, lat)
-    if not FAMILIES[case.family].text_tokens:
+    if not families()[case.family].text_tokens:
         return 0
     return text_len + (2 * audio_frames if case.audio == "minimax" else 0)
 

@@ -19,11 +19,10 @@ B, D, BLOCK = 1, 16, 64
 def _family(m, case):
     fam = m.family.ModelFamily
     if case["kind"] == "joint":
-        return fam("hunyuan", "HunyuanVideo-like", "hunyuan", (1, 2, 2), 3, "joint", double_blocks=1,
-                   arch="hunyuan_video")
+        return fam("hunyuan", "HunyuanVideo-like", "hunyuan", (1, 2, 2), 3, "joint", double_blocks=1)
     if case.get("ltx"):
-        return fam("ltxav", "LTX-2-like", "wan", (1, 1, 1), 3, "wan", arch="ltx",
-                   video_width=case["heads"] * D, exact_video=True)
+        return fam("ltxav", "LTX-2-like", "wan", (1, 1, 1), 3, "wan", video_width=case["heads"] * D,
+                   exact_video=True)
     return fam("wan21", "Wan-like", "wan", (1, 2, 2), 3, "wan")
 
 

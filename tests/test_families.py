@@ -20,7 +20,7 @@ import family_cases as fc
 import helpers_models as hm
 from pack_fixtures import pack_module_fixture
 from radial_core import radial_block_mask
-from radial_core.geometry import FAMILIES
+from radial_core.families import families
 from radial_core.reference import dense_masked_attention
 
 pytestmark = pytest.mark.comfy
@@ -34,12 +34,13 @@ AUDIO_REASON = "audio-stream attention"
 
 rp = pack_module_fixture("nodes.radial_patcher")
 mf = pack_module_fixture("nodes.model_family")
+compat = pack_module_fixture("nodes.comfy_compat")
 _PACK = {}
 
 
 @pytest.fixture(autouse=True)
-def pack_modules(mf):
-    _PACK["mf"] = mf
+def pack_modules(compat):
+    _PACK["compat"] = compat
     yield
 
 
@@ -47,8 +48,8 @@ def _case(kind: str) -> fc.Case:
     case = fc.CASES[kind]
     fc.require_family(case)
     dm = fc.load(case).model.diffusion_model
-    if not _PACK["mf"].blocks_get_transformer_options(dm):  # ComfyUI 0.3.75's Wan 2.2 S2V
-        pytest.skip(f"ComfyUI {fc.comfy_version()}: " + _PACK["mf"].UNREACHABLE % type(dm).__name__)
+    if not _PACK["compat"].blocks_get_transformer_options(dm):  # ComfyUI 0.3.75's Wan 2.2 S2V
+        pytest.skip(f"ComfyUI {fc.comfy_version()}: " + _PACK["compat"].UNREACHABLE % type(dm).__name__)
     return case
 
 
@@ -74,7 +75,7 @@ def _lat(case: fc.Case, frames: int, th: int, tw: int, **kw):
     to it (odd for a 2 x 2 patch; 2 ``frames`` - 1 latent frames for CogVideoX 1.5's temporal patch
     of 2), or the exact multiple where ComfyUI cannot take others (Kandinsky 5 pads but does not
     crop back; Cosmos Predict2 in 0.3.75 and Cosmos 1 assert even sizes)."""
-    pt, ph, pw = FAMILIES[case.family].patch
+    pt, ph, pw = families()[case.family].patch
     if case.even_latent:
         return fc.latent(case, frames * pt, th * ph, tw * pw, **kw)
     return fc.latent(case, frames * pt - (pt - 1), th * ph - (ph - 1), tw * pw - (pw - 1), **kw)
@@ -130,7 +131,7 @@ def test_detected_from_the_weights(mf, rp, kind):
     model = fc.load(case)
     fam = mf.detect_family(model)
     assert fam is not None, f"{case.comfy_class} not detected"
-    spec = FAMILIES[case.family]
+    spec = families()[case.family]
     assert (fam.family, fam.variant, fam.num_blocks) == (case.family, case.variant, fc.video_blocks(case, model))
     assert fam.patch_size == spec.patch and fam.mask_model == spec.mask_model
     cfg = rp.get_radial_config(rp.apply_radial_patch(model))
@@ -154,7 +155,7 @@ def test_all_kept_mask_equals_unpatched(rp, kind):
     text, frames = fc.joint_tokens(case, 8, lat=lat), 4 + fc.front_frames(case)
     assert all((e["frames"], e["tokens_per_frame"], e["text_tokens"]) == (frames, 256, text) for e in sparse)
     assert bool(radial_block_mask(frames, 256, text_tokens=text, decay_factor=10.0, text_first=sparse[0]["text_first"],
-                                  model=FAMILIES[case.family].mask_model).all())
+                                  model=families()[case.family].mask_model).all())
     assert _rel(out, ref_out) < RUN_TOL
 
 
@@ -219,7 +220,7 @@ def test_odd_latent_size(rp, kind, caplog):
     _check_sparse_events(sparse, 64)
     shape_lines = [r.getMessage() for r in caplog.records if f"{frames} frames x 99 tokens" in r.getMessage()]
     assert len(shape_lines) == 1, shape_lines
-    other = FAMILIES[case.family].other_tokens
+    other = families()[case.family].other_tokens
     assert (f"x 99 tokens + {text} {other}" if text else "x 99 tokens = ") in shape_lines[0], shape_lines[0]
 
 
@@ -273,7 +274,7 @@ def test_ltx2_audio_only_latent_frames_are_not_video(rp):
     assert len(rec.dense(AUDIO_REASON)) == fc.video_blocks(case, base)
 
 
-def test_readme_family_table_matches_the_registry():
+def test_readme_family_table_matches_the_registry(mf):
     """The README's family table is checked against the one family registry: a row for every
     family (its label up to the parenthesis, in bold), with the registry's default decay
     ("decay 0 (= X)"), "untuned" where no published quality figure backs the defaults (``tuned``
@@ -281,25 +282,41 @@ def test_readme_family_table_matches_the_registry():
     import re
     from pathlib import Path
 
-    from radial_core.geometry import PASS_THROUGH
-
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Usage per model family"):]
     section = section[:section.index("\n## ")]
     rows = [line for line in section.splitlines() if line.startswith("| **")]
-    for key, spec in FAMILIES.items():
+    for key, spec in families().items():
         name = spec.label.split(" (")[0]
         row = next((r for r in rows if r.startswith(f"| **{name}**")), None)
         assert row, f"README's family table has no row for {name} ({key})"
         decay = re.search(r"decay 0 \(= ([0-9.]+)\)", row)
         assert decay and float(decay.group(1)) == spec.default_decay, f"README's row for {name}: decay {decay}"
         assert ("untuned" in row) == (not spec.tuned), f"README's row for {name} and its 'untuned' disagree"
-    for cls in PASS_THROUGH:
+    for cls in mf.PASS_THROUGH:
         short = cls.split("_", 1)[-1]  # WAN21_CausalAR -> CausalAR; SeedVR2
         assert any(short in r and "passes through" in r for r in rows), f"README has no pass-through row for {cls}"
 
 
-def test_a_variant_whose_blocks_get_no_transformer_options_passes_through(mf, rp, caplog):
+def test_one_adapter_per_registry_family(mf):
+    """nodes/model_family.py holds one adapter per family of the registry, in its order, with the
+    registry's label; a ComfyUI class is named by one family's adapter, except the class that
+    CogVideoX 1.0 and 1.5 share (the first adapter tells them apart); no passed-through class has
+    an adapter; file-name pieces are lower case (the readout lower-cases the file name)."""
+    assert [a.key for a in mf.ADAPTERS] == list(families())
+    named: dict[str, list[str]] = {}
+    for a in mf.ADAPTERS:
+        assert mf.adapter(a.key) is a and a.label == families()[a.key].label
+        assert all(piece == piece.lower() for piece in a.file_names), a.key
+        for cls in a.classes:
+            named.setdefault(cls, []).append(a.key)
+    assert {cls: keys for cls, keys in named.items() if len(keys) > 1} == {"CogVideoX": ["cogvideox", "cogvideox15"]}
+    assert not set(named) & set(mf.PASS_THROUGH)
+    with pytest.raises(ValueError, match="unknown model family"):
+        mf.adapter("sd15")
+
+
+def test_a_variant_whose_blocks_get_no_transformer_options_passes_through(mf, compat, rp, caplog):
     """Where the model's forward does not hand transformer_options to its blocks (ComfyUI 0.3.75's
     Wan 2.2 S2V) no override can reach its attention: detection passes it through with that reason,
     read from the model's code (and on a ComfyUI whose S2V does, it is patched)."""
@@ -308,7 +325,7 @@ def test_a_variant_whose_blocks_get_no_transformer_options_passes_through(mf, rp
     case = fc.CASES["wan22_s2v"]
     fc.require_family(case)
     model = fc.load(case)
-    reaches = mf.blocks_get_transformer_options(model.model.diffusion_model)
+    reaches = compat.blocks_get_transformer_options(model.model.diffusion_model)
     assert reaches == (fc.comfy_version() != "0.3.75"), fc.comfy_version()
     with caplog.at_level(logging.INFO):
         fam = mf.detect_family(model)
@@ -328,13 +345,11 @@ def _require_model_class(cls: str, what: str) -> None:
 def _passes_through(mf, rp, model, cls: str, caplog):
     """``model`` (comfy.model_base class ``cls``) passes through: detection returns None and logs
     the registry's reason, the patch configures nothing. Returns what the patch gave back."""
-    from radial_core.geometry import PASS_THROUGH
-
     assert type(model.model).__name__ == cls
     with caplog.at_level(logging.INFO):
         assert mf.detect_family(model) is None
         patched = rp.apply_radial_patch(model)
-    reason = PASS_THROUGH[cls]
+    reason = mf.PASS_THROUGH[cls]
     assert any(f"{cls} passes through" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
     assert rp.get_radial_config(patched) is None
     return patched
@@ -434,7 +449,7 @@ def test_preview_geometry_matches_comfyuis_empty_latent(comfy, family, node_modu
         streams = samples.unbind() if getattr(samples, "is_nested", False) else [samples]
         video = streams[0]
         geo = geometry_from_pixels(family, 1344, 768, frames, text_tokens=0)
-        _, ph, pw = FAMILIES[family].patch
+        _, ph, pw = families()[family].patch
         assert geo.num_frames == video.shape[2], (family, frames)
         assert (geo.height_tokens, geo.width_tokens) == (video.shape[3] // ph, video.shape[4] // pw)
         audio_rows = 2 * streams[1].shape[-1] if family == "minimax_h3" else 0  # stereo: 2 rows each

@@ -216,7 +216,8 @@ def test_bad_arguments(kwargs, fragment):
 
 
 # --- geometry ------------------------------------------------------------------------------
-from radial_core.geometry import default_decay, geometry_from_latent, geometry_from_pixels  # noqa: E402
+from radial_core.families import default_decay  # noqa: E402
+from radial_core.geometry import geometry_from_latent, geometry_from_pixels  # noqa: E402
 
 
 def test_geometry_matches_spec_examples():

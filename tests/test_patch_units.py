@@ -50,8 +50,9 @@ def test_family_detected_from_the_model(mods, kind, family, variant, mask_model,
         family, variant, mask_model, layout, blocks)
 
 
-def test_family_defaults_follow_the_authors(mods):
-    d = mods.family.default_decay
+def test_family_defaults_follow_the_authors():
+    from radial_core.families import default_decay as d
+
     assert (d("wan21"), d("wan22_14b"), d("hunyuan")) == (0.2, 0.8, 0.95)
 
 
@@ -143,11 +144,11 @@ def test_node_schema_and_execute(mods):
     for inp in schema.inputs:
         assert inp.tooltip, f"input {inp.id} has no tooltip"
     # every family of the registry is named, each default decay with "untuned" where it applies
-    from radial_core.geometry import FAMILIES
+    from radial_core.families import families
 
     decay_tip = next(i.tooltip for i in schema.inputs if i.id == "decay_factor")
     tuned_part, untuned_part = decay_tip.split("untuned", 1)
-    for spec in FAMILIES.values():
+    for spec in families().values():
         assert spec.label in schema.description
         assert f"{spec.label} {spec.default_decay:g}" in (tuned_part if spec.tuned else untuned_part), spec.label
     names = [i.id for i in schema.inputs]

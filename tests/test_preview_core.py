@@ -12,7 +12,8 @@ import torch
 
 from radial_core import radial_block_mask
 from radial_core import preview as P
-from radial_core.geometry import FAMILIES, default_decay, geometry_from_pixels
+from radial_core.families import default_decay, families
+from radial_core.geometry import geometry_from_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,19 +97,19 @@ def test_wrong_mask_shape_is_a_clear_error():
 
 
 def test_estimate_per_family_uses_geometry_and_defaults():
-    for family in FAMILIES:
+    for family in families():
         est = P.estimate(family, 832, 480, 81)
         geo = geometry_from_pixels(family, 832, 480, 81)
         s = est.stats
         assert (s.num_frames, s.tokens_per_frame, s.text_tokens) == (
             geo.num_frames, geo.tokens_per_frame, geo.text_tokens)
         assert est.decay_factor == default_decay(family) and est.model == geo.mask_model
-        assert s.text_first == geo.text_first == bool(FAMILIES[family].text_first)
+        assert s.text_first == geo.text_first == bool(families()[family].text_first)
         mask = radial_block_mask(geo.num_frames, geo.tokens_per_frame, text_tokens=geo.text_tokens,
                                  decay_factor=default_decay(family), model=geo.mask_model,
                                  text_first=geo.text_first)
         assert s.kept_blocks == int(mask.sum())
-        assert P.FAMILY_LABELS[family] in est.summary()
+        assert families()[family].label in est.summary()
 
 
 def test_estimate_too_large_is_refused_with_the_fix():

@@ -15,7 +15,8 @@ from PIL import Image
 
 import helpers_models as hm
 from radial_core import radial_block_mask
-from radial_core.geometry import default_decay, geometry_from_pixels
+from radial_core.families import default_decay
+from radial_core.geometry import geometry_from_pixels
 
 pytestmark = pytest.mark.comfy
 
@@ -189,9 +190,8 @@ def test_node_text_first_matches_the_model_comfyui_builds(comfy):
     tm = hm.tiny_models_module()
     model = tm.load_with_comfy(tm.save(tm.hunyuan_state_dict(), hm._TMP / "hy_text_first.safetensors"))
     mf = comfy.pack_module("nodes.model_family")
-    rs = comfy.pack_module("nodes.run_state")
     fam = mf.detect_family(model)
-    assert mf.text_first_of("hunyuan") == rs.text_comes_first(fam, model.model.diffusion_model)
+    assert mf.text_first_of("hunyuan") == fam.adapter.text_first(model.model.diffusion_model)
     executor = run_prompt(preview_prompt(family="hunyuan", width=320, height=192, frames=21, block_size="64"))
     _, summary, _ = node_outputs(executor)
     assert ("text (first)" in summary) == mf.text_first_of("hunyuan")

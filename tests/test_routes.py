@@ -68,24 +68,30 @@ def test_api_prefix_and_family_defaults(server):
 
 
 def test_families_route_serves_the_registry(server):
-    """GET /radial_attention/families: the one family table (radial_core.geometry.FAMILIES) with
-    the text position resolved for the running ComfyUI, and the Wan variants that pass through."""
-    from radial_core.geometry import FAMILIES, PASS_THROUGH
+    """GET /radial_attention/families: the family registry (radial_core.families) with each
+    family's ComfyUI classes and file-name pieces (its adapter, nodes/model_family.py), the text
+    position resolved for the running ComfyUI, and the Wan variants that pass through."""
+    import pack_import
+    from radial_core.families import families
 
+    mf = pack_import.module("nodes.model_family")
+    registry = families()
     for prefix in ("", "/api"):
         status, body = server.request(f"{prefix}/radial_attention/families")
         assert status == 200, body
-        assert list(body["families"]) == list(FAMILIES)
-        for key, spec in FAMILIES.items():
+        assert list(body["families"]) == list(registry)
+        for key, spec in registry.items():
             entry = body["families"][key]
+            adapter = mf.adapter(key)
             want = {k: v for k, v in spec.as_dict().items() if k != "text_first"}
+            want.update(comfy_classes=list(adapter.classes), file_names=list(adapter.file_names))
             assert {k: v for k, v in entry.items() if k != "text_first"} == want, key
             assert isinstance(entry["text_first"], bool)
             if spec.text_first is not None:
                 assert entry["text_first"] is spec.text_first
-        assert body["pass_through"] == PASS_THROUGH
+        assert body["pass_through"] == mf.PASS_THROUGH
     _, limits = server.request("/radial_attention/limits")
-    assert limits["families"] == list(FAMILIES)
+    assert limits["families"] == list(registry)
 
 
 def test_changed_widget_changes_answer(server):

@@ -33,7 +33,7 @@ LENGTH_EXTENSION_DEFAULTS: dict[str, Any] = {
     "family": "auto",
 }
 # Families the Radial Attention Patch knows (the settings contract's "family": the one family
-# registry, radial_core.geometry); "auto" = detect from the weights. Only needed to tell Wan
+# registry, radial_core.families); "auto" = detect from the weights. Only needed to tell Wan
 # 2.2-A14B (decay 0.8) from Wan 2.1 (0.2): their weights look the same.
 FAMILIES = SETTINGS["family"].choices
 

@@ -11,7 +11,7 @@
 // so a value being typed never logs a failed request. Every message is shown whole: the box wraps
 // and the node grows to fit it, on the classic canvas and with Vue nodes ("Nodes 2.0"). What the readout
 // knows about model families (their keys, the file names that tell them) is the server's one
-// family registry (GET /radial_attention/families, radial_core/geometry.py), not a list here.
+// family registry (GET /radial_attention/families, radial_core/families.py), not a list here.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
