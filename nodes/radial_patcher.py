@@ -7,8 +7,9 @@
 - a keyed OUTER_SAMPLE wrapper: one :class:`RunState` per sampling pass (where the pass lies in
   the whole schedule, read from its sigmas: nodes/step_tracker.py; once-per-run logging);
 - a keyed APPLY_MODEL wrapper: per model call, the latent geometry, the step and the block
-  counter, in that call's own ``transformer_options``. (APPLY_MODEL rather than DIFFUSION_MODEL because ComfyUI's Mochi model does not run
-  DIFFUSION_MODEL wrappers; APPLY_MODEL runs for every model and has one fixed signature.)
+  counter, in that call's own ``transformer_options``. (APPLY_MODEL rather than DIFFUSION_MODEL
+  because ComfyUI's Mochi model does not run DIFFUSION_MODEL wrappers; APPLY_MODEL runs for every
+  model and has one fixed signature.)
 - ``transformer_options["radial_attention"]``: a small dict describing the configuration, read
   back by :func:`get_radial_config`. Masks are never stored in ``model_options`` (ComfyUI
   deep-copies it on every clone).
@@ -249,9 +250,11 @@ def _say_unplaced(run: RunState, cfg: RadialConfig) -> None:
     if first or last:
         parts = []
         if first:
-            parts.append(f"it starts {cfg.dense_steps_first} or more steps into its schedule, after the dense first steps")
+            parts.append(f"it starts {cfg.dense_steps_first} or more steps into its schedule, "
+                         f"after the dense first steps")
         if last:
-            parts.append(f"it ends {cfg.dense_steps_last} or more steps before the schedule's end, before the dense last steps")
+            parts.append(f"it ends {cfg.dense_steps_last} or more steps before the schedule's end, "
+                         f"before the dense last steps")
         run.once("unplaced", logging.INFO,
                  f"Radial Attention: this sampling pass (sigma {steps.sigmas[0]:.4g} to {steps.sigmas[-1]:.4g}) "
                  f"is part of a longer schedule; as far as ComfyUI's schedulers tell, "

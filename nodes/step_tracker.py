@@ -94,8 +94,9 @@ def locate_pass(sample_sigmas, dense_first: int, dense_last: int, *, starts_sche
 
     ``starts_schedule``: the pass starts at the model's highest noise level. ``schedules(T)``:
     the whole schedules of ``T`` steps this model's sampler could have used (ComfyUI's
-    schedulers) as ``(plain, dropped_penultimate)``, or None when they cannot be asked. Only what the dense window needs is looked
-    up: nothing when ``dense_first`` and ``dense_last`` are 0.
+    schedulers) as ``(plain, dropped_penultimate)``, or None when they cannot be asked. Only
+    what the dense window needs is looked up: nothing when ``dense_first`` and ``dense_last``
+    are 0.
     """
     sig = as_floats(sample_sigmas)
     m = len(sig) - 1

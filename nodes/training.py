@@ -92,8 +92,9 @@ def prepare_training_call(transformer_options: dict, fwd, family) -> None:
     """Make this training call's attention decisions reproducible in backward (module doc).
 
     The APPLY_MODEL wrapper has already put ``fwd`` under ``FWD_KEY`` (every model call's context
-    lives there); it is set again here because backward depends on it. ``family``: the patch's :class:`~.model_family.ModelFamily` (``num_blocks``, ``double_blocks``:
-    HunyuanVideo's single-stream blocks count after its double-stream ones)."""
+    lives there); it is set again here because backward depends on it. ``family``: the patch's
+    :class:`~.model_family.ModelFamily` (``num_blocks``, ``double_blocks``: HunyuanVideo's
+    single-stream blocks count after its double-stream ones)."""
     transformer_options[FWD_KEY] = fwd
     pr = transformer_options.get("patches_replace")
     pr = dict(pr) if isinstance(pr, dict) else {}
