@@ -114,6 +114,12 @@ class RunState:
     dense_calls: dict = field(default_factory=dict)  # reason -> count
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def __deepcopy__(self, memo):
+        # The run sits in the patcher's own model_options during its pass, and ComfyUI 0.3.x
+        # deep-copies model_options on clone(): a copy must still be this one pass (its counters,
+        # its logged reasons), and a lock cannot be copied anyway.
+        return self
+
     def once(self, key: str, level: int, msg: str) -> None:
         """Log ``msg`` the first time ``key`` comes up in this run."""
         with self._lock:

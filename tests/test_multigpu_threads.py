@@ -95,3 +95,15 @@ def test_two_threads_forwards_interleaved_stay_sparse(comfy):
         assert calls == [("sparse", b) for b in range(len(blocks))], f"thread {name}: {calls}"
     assert torch.equal(outputs["A"], outputs["B"])  # same input, same model: the same result
     assert run.sparse_calls == 2 * len(blocks)
+
+
+def test_a_run_survives_a_deep_copy_of_the_options(comfy):
+    """ComfyUI 0.3.x deep-copies model_options on clone(), also while a pass's run sits in them:
+    the copy is the same run (a lock cannot be copied; the counters must stay one)."""
+    import copy
+
+    rs = comfy.pack_module("nodes.run_state")
+    run = rs.RunState(None)
+    opts = {"transformer_options": {rs.RUN_KEY: run}}
+    assert copy.deepcopy(opts)["transformer_options"][rs.RUN_KEY] is run
+
