@@ -31,8 +31,7 @@ import torch
 
 from ..radial_core import block_sparse_attention, mask_density
 from .attention_plan import Call, Plan, key_padding_from_mask, parse_call, plan_call  # noqa: F401
-from .run_state import RUN_KEY, RunState
-from .training import forward_of
+from .run_state import RUN_KEY, RunState, forward_of
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,8 @@ def log_plan(run: RunState, cfg, fwd, call: Call | None, plan: Plan) -> None:
     if plan.step_unknown:
         run.once("step-unknown", logging.WARNING,
                  "Radial Attention: this model call's sampling step is unknown (no sample_sigmas "
-                 "from the sampler); dense_steps_first/last cannot be applied to it.")
+                 "from the sampler, or a sigma outside them); dense_steps_first/last cannot be "
+                 "applied to it.")
     if not plan.sparse:
         log_dense(run, plan)
 
@@ -95,8 +95,10 @@ class RadialAttentionOverride:
     def __call__(self, func, *args, **kwargs):
         topts = kwargs.get("transformer_options") or {}
         run: RunState | None = topts.get(RUN_KEY)
-        fwd = forward_of(topts, run)  # a training call's own, also when recomputed in backward
-        if fwd is None:  # outside a patched sampling run
+        # this model call's own context (per call, so per device thread); a training call's
+        # also when its block is recomputed in backward
+        fwd = forward_of(topts)
+        if fwd is None or run is None:  # outside a patched model call
             return self.dense(func, args, kwargs)
         fwd.seen = True
         call = parse_call(args, kwargs)
@@ -116,7 +118,7 @@ class RadialAttentionOverride:
                 plan = plan.dense_because(f"a sparse-kernel error ({type(exc).__name__}: {exc})", True)
                 log_dense(run, plan)
             else:
-                run.sparse_calls += 1
+                run.count_sparse()
                 if call.skip_output_reshape:
                     return out
                 B, H, L, D = out.shape

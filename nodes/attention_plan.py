@@ -253,8 +253,8 @@ def plan_call(call: Call | None, fwd, cfg: RadialConfig, transformer_options: di
         return _dense("dense block", **base)
     if fwd.step is not None and fwd.step.dense:
         return _dense(fwd.step.reason, **base)
-    base["step_unknown"] = step is None and bool(cfg.dense_steps_first or cfg.dense_steps_last) \
-        and not getattr(fwd, "training", False)
+    base["step_unknown"] = step is None and not getattr(fwd.step, "decided", False) \
+        and bool(cfg.dense_steps_first or cfg.dense_steps_last) and not getattr(fwd, "training", False)
     if frames < 2:
         return _dense("single-frame input (an image): nothing to sparsify", True, **base)
     if call.q.dtype not in SPARSE_DTYPES or call.k.dtype != call.q.dtype or call.v.dtype != call.q.dtype:

@@ -4,11 +4,12 @@
 
 - ``transformer_options["optimized_attention_override"]``: our override; an override that was
   there before (e.g. a SageAttention patch) is kept and serves every dense call;
-- a keyed OUTER_SAMPLE wrapper: one :class:`RunState` per sampling pass (step bookkeeping,
-  once-per-run logging);
+- a keyed OUTER_SAMPLE wrapper: one :class:`RunState` per sampling pass (where the pass lies in
+  the whole schedule, read from its sigmas: nodes/step_tracker.py; once-per-run logging);
 - a keyed APPLY_MODEL wrapper: per model call, the latent geometry, the step and the block
-  counter. (APPLY_MODEL rather than DIFFUSION_MODEL because ComfyUI's Mochi model does not run
-  DIFFUSION_MODEL wrappers; APPLY_MODEL runs for every model and has one fixed signature.)
+  counter, in that call's own ``transformer_options``. (APPLY_MODEL rather than DIFFUSION_MODEL
+  because ComfyUI's Mochi model does not run DIFFUSION_MODEL wrappers; APPLY_MODEL runs for every
+  model and has one fixed signature.)
 - ``transformer_options["radial_attention"]``: a small dict describing the configuration, read
   back by :func:`get_radial_config`. Masks are never stored in ``model_options`` (ComfyUI
   deep-copies it on every clone).
@@ -28,8 +29,8 @@ from .attention_override import RadialAttentionOverride
 from .attention_plan import RadialConfig
 from ..radial_core.families import default_decay
 from .model_family import ModelFamily, describe_model, detect_family, override_family, supported_names
-from .run_state import RUN_KEY, RunState, mark_replaced_blocks, open_forward
-from .step_tracker import PassLedger, PassSteps, as_floats as _floats, current_prompt
+from .run_state import FWD_KEY, RUN_KEY, RunState, mark_replaced_blocks, open_forward
+from .step_tracker import pass_steps
 from .training import is_training_call, prepare_training_call, settle_sdpa_backend_order
 
 logger = logging.getLogger(__name__)
@@ -44,9 +45,6 @@ BACKEND_CHOICES = S.SETTINGS["backend"].choices
 PRECISION_CHOICES = S.SETTINGS["precision"].choices  # radial_core.PRECISIONS without its "bf16" alias of "exact"
 MAX_DENSE_STEPS = S.DENSE_STEPS_MAX
 MAX_DECAY = S.DECAY_MAX
-
-# where the sampling passes of each queued prompt stopped (step counts across split passes)
-_PASSES = PassLedger()
 
 
 def parse_dense_blocks(spec, num_blocks: int | None = None) -> frozenset[int]:
@@ -79,19 +77,22 @@ class _OuterSampleWrapper:
 
     def __call__(self, executor, *args, **kwargs):
         guider = executor.class_obj
+        cfg = self.config
         topts = None
         steps = None
-        prompt = None
         try:
             sigmas = kwargs.get("sigmas", args[3] if len(args) > 3 else None)
-            prompt = current_prompt()
-            steps = _PASSES.begin(sigmas, prompt) if sigmas is not None else None
+            if sigmas is not None:
+                patcher = getattr(guider, "model_patcher", None)
+                ms = patcher.get_model_object("model_sampling") if patcher is not None else None
+                steps = pass_steps(sigmas, ms, cfg.dense_steps_first, cfg.dense_steps_last)
             opts = getattr(guider, "model_options", None)
             if isinstance(opts, dict):
                 topts = opts.setdefault("transformer_options", {})
         except Exception as exc:  # noqa: BLE001 - a guider of another pack: per-call state only
             logger.debug("Radial Attention: no run state for %s (%s)", type(guider).__name__, exc)
         run = RunState(steps)
+        _say_unplaced(run, cfg)
         if topts is not None:
             topts[RUN_KEY] = run
         try:
@@ -99,8 +100,6 @@ class _OuterSampleWrapper:
         finally:
             if topts is not None:
                 topts.pop(RUN_KEY, None)
-            if steps is not None:
-                _PASSES.end(steps, prompt)
             logger.debug("Radial Attention: run done, %d sparse calls, dense calls %s",
                          run.sparse_calls, run.dense_calls)
 
@@ -114,15 +113,15 @@ class _ApplyModelWrapper:
     def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None,
                  transformer_options=None, **kwargs):
         topts = transformer_options if transformer_options is not None else {}
+        cfg = self.config
+        base = executor.class_obj
         run = topts.get(RUN_KEY)
         if run is None:  # no OUTER_SAMPLE state (another guider, a direct call): this call only
             sample_sigmas = topts.get("sample_sigmas")
-            run = RunState(PassSteps(_floats(sample_sigmas), 0, _floats(sample_sigmas)[-1:] == (0.0,))
-                           if sample_sigmas is not None else None)
+            run = RunState(pass_steps(sample_sigmas, getattr(base, "model_sampling", None), cfg.dense_steps_first,
+                                      cfg.dense_steps_last) if sample_sigmas is not None else None)
             topts[RUN_KEY] = run
-        cfg = self.config
-        prev = run.fwd
-        base = executor.class_obj
+        prev = topts.get(FWD_KEY)
         training = is_training_call(x)  # Train LoRA: no sampling schedule, so no dense steps
         try:
             fwd = open_forward(run, cfg.family, x, t, c_crossattn, kwargs, topts,
@@ -137,7 +136,9 @@ class _ApplyModelWrapper:
             run.once("not-video", logging.WARNING,
                      f"Radial Attention: input of shape {tuple(getattr(x, 'shape', ()))} is not a "
                      f"video latent [B, C, F, H, W]; dense attention.")
-        run.fwd = fwd
+        # this call's own dict (ComfyUI builds one per call and per device thread), never the
+        # shared run: two threads' forwards must not see each other's context
+        topts[FWD_KEY] = fwd
         if training and fwd is not None:  # attention recomputed in backward finds its call (nodes/training.py)
             fwd.training = True
             if x.is_cuda:
@@ -152,7 +153,11 @@ class _ApplyModelWrapper:
         finally:
             if undo is not None:
                 undo()
-            run.fwd = prev
+            if not (training and fwd is not None):  # a training call's backward still needs it
+                if prev is None:
+                    topts.pop(FWD_KEY, None)
+                else:
+                    topts[FWD_KEY] = prev
             if fwd is not None and foreign and fwd.seen:
                 # e.g. ComfyUI's "Model Sparse Attention" node (0.34+): it re-installs its override
                 # on top at every step and hands down the calls it declines. The user gets that
@@ -170,6 +175,28 @@ class _ApplyModelWrapper:
                          "call: a node applied after Radial Attention Patch installed its own "
                          "attention override (put Radial Attention Patch after it). Attention "
                          "stays dense.")
+
+
+def _say_unplaced(run: RunState, cfg: RadialConfig) -> None:
+    """Once per pass: dense first/last steps asked, but the pass could not be placed in its
+    schedule (nodes/step_tracker.py), so they are not applied to it."""
+    steps = run.steps
+    if steps is None or not steps.sigmas:
+        return
+    first = cfg.dense_steps_first > 0 and steps.before is None
+    last = cfg.dense_steps_last > 0 and steps.after is None
+    if first or last:
+        parts = []
+        if first:
+            parts.append(f"it starts {cfg.dense_steps_first} or more steps into its schedule, "
+                         f"after the dense first steps")
+        if last:
+            parts.append(f"it ends {cfg.dense_steps_last} or more steps before the schedule's end, "
+                         f"before the dense last steps")
+        run.once("unplaced", logging.INFO,
+                 f"Radial Attention: this sampling pass (sigma {steps.sigmas[0]:.4g} to {steps.sigmas[-1]:.4g}) "
+                 f"is part of a longer schedule; as far as ComfyUI's schedulers tell, "
+                 + "; ".join(parts) + " (hand-made sigmas cannot be placed and count the same).")
 
 
 def _clean_override(existing):

@@ -3,9 +3,13 @@
 ComfyUI deep-copies ``model_options`` on every ``clone()``, so nothing that grows (masks,
 counters, logged reasons) lives there. The OUTER_SAMPLE wrapper creates one :class:`RunState`
 per sampling pass and puts it into the guider's ``transformer_options`` (ComfyUI copies those
-dicts per call but keeps their values, so every model call of the pass sees the same object);
-the APPLY_MODEL wrapper opens a :class:`ForwardContext` on it for each model call; the attention
-override reads both.
+dicts per call but keeps their values, so every model call of the pass sees the same object,
+from every thread: ComfyUI's MultiGPU CFG split runs one thread per GPU on the same pass). So the
+run holds only what the whole pass shares (its place in the schedule, counters and the reasons
+already logged, behind a lock); the APPLY_MODEL wrapper builds a :class:`ForwardContext` for each
+model call and puts it into that call's own ``transformer_options`` under :data:`FWD_KEY`
+(ComfyUI builds that dict per call, per cond batch and per device thread; the copies it makes
+further down keep the value), where the attention override finds it (:func:`forward_of`).
 
 Blocks: ComfyUI's ``block_index`` names the block where the model reports it
 (:meth:`ForwardContext.peek_block`); elsewhere (Wan in ComfyUI 0.3.x) the patch counts the video
@@ -18,6 +22,7 @@ patch replaces (SkipLayerGuidance skips blocks that way).
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +33,13 @@ from .step_tracker import PassSteps, StepInfo, step_info
 logger = logging.getLogger(__name__)
 
 RUN_KEY = "radial_attention_run"
+FWD_KEY = "radial_attention_forward"
+
+
+def forward_of(transformer_options: dict):
+    """The ForwardContext of the model call an attention call belongs to (None outside a patched
+    model call). Training calls keep theirs there too, for the recomputation in backward."""
+    return transformer_options.get(FWD_KEY)
 
 
 @dataclass
@@ -94,22 +106,35 @@ class ForwardContext:
 
 @dataclass
 class RunState:
-    """One sampling pass of one patched model."""
+    """One sampling pass of one patched model, shared by every model call (and thread) of it."""
 
     steps: PassSteps | None
-    fwd: ForwardContext | None = None
     reported: set = field(default_factory=set)  # reasons / shapes already logged this run
     sparse_calls: int = 0
     dense_calls: dict = field(default_factory=dict)  # reason -> count
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def __deepcopy__(self, memo):
+        # The run sits in the patcher's own model_options during its pass, and ComfyUI 0.3.x
+        # deep-copies model_options on clone(): a copy must still be this one pass (its counters,
+        # its logged reasons), and a lock cannot be copied anyway.
+        return self
 
     def once(self, key: str, level: int, msg: str) -> None:
         """Log ``msg`` the first time ``key`` comes up in this run."""
-        if key not in self.reported:
+        with self._lock:
+            if key in self.reported:
+                return
             self.reported.add(key)
-            logger.log(level, msg)
+        logger.log(level, msg)
+
+    def count_sparse(self) -> None:
+        with self._lock:
+            self.sparse_calls += 1
 
     def count_dense(self, reason: str) -> None:
-        self.dense_calls[reason] = self.dense_calls.get(reason, 0) + 1
+        with self._lock:
+            self.dense_calls[reason] = self.dense_calls.get(reason, 0) + 1
 
 
 def call_schedule(num_blocks: int, vace_layers: tuple[int, ...] = (), vace_contexts: int = 0) -> tuple[int, ...]:

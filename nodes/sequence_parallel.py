@@ -279,12 +279,11 @@ class RadialUlyssesAttention:
         """The decision and the call for one self-attention call (``fallback``: raylight's path)."""
         from .attention_override import RadialAttentionOverride, log_dense, log_plan  # noqa: PLC0415
         from .attention_plan import Call, plan_call  # noqa: PLC0415
-        from .run_state import RUN_KEY  # noqa: PLC0415
-        from .training import forward_of  # noqa: PLC0415
+        from .run_state import RUN_KEY, forward_of  # noqa: PLC0415
 
         override = topts.get(OVERRIDE_KEY)
         run = topts.get(RUN_KEY)
-        fwd = forward_of(topts, run)
+        fwd = forward_of(topts)
         if not isinstance(override, RadialAttentionOverride) or run is None or fwd is None:
             return fallback()
         fwd.seen = True

@@ -32,8 +32,7 @@ import functools
 import torch
 
 from . import comfy_compat
-
-FWD_KEY = "radial_attention_forward"
+from .run_state import FWD_KEY
 
 
 def is_training_call(x=None) -> bool:
@@ -87,8 +86,10 @@ def settle_sdpa_backend_order(device: str) -> None:
 def prepare_training_call(transformer_options: dict, fwd, family) -> None:
     """Make this training call's attention decisions reproducible in backward (module doc).
 
-    ``family``: the patch's :class:`~.model_family.ModelFamily` (``num_blocks``, ``double_blocks``:
-    HunyuanVideo's single-stream blocks count after its double-stream ones)."""
+    The APPLY_MODEL wrapper has already put ``fwd`` under ``FWD_KEY`` (every model call's context
+    lives there); it is set again here because backward depends on it. ``family``: the patch's
+    :class:`~.model_family.ModelFamily` (``num_blocks``, ``double_blocks``: HunyuanVideo's
+    single-stream blocks count after its double-stream ones)."""
     transformer_options[FWD_KEY] = fwd
     pr = transformer_options.get("patches_replace")
     pr = dict(pr) if isinstance(pr, dict) else {}
@@ -101,12 +102,3 @@ def prepare_training_call(transformer_options: dict, fwd, family) -> None:
         dit[(kind, i)] = _TrainingBlock(dit.get((kind, i)), i, total, "single" if kind == "single_block" else "double")
     pr["dit"] = dit
     transformer_options["patches_replace"] = pr
-
-
-def forward_of(transformer_options: dict, run):
-    """The ForwardContext an attention call belongs to: the training call's own (also while a
-    checkpointed block is recomputed in backward), else the run's current model call."""
-    fwd = transformer_options.get(FWD_KEY)
-    if fwd is not None:
-        return fwd
-    return run.fwd if run is not None else None

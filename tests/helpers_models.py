@@ -8,12 +8,10 @@ through a safetensors file and ComfyUI's own loader. Everything here needs the `
 from __future__ import annotations
 
 import atexit
-import contextlib
 import importlib.util
 import shutil
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import torch
@@ -94,16 +92,6 @@ def sample(model, kind: str, lat: torch.Tensor, *, steps: int = 2, cfg: float = 
             denoise=1.0, start_step=start_step, last_step=last_step,
             force_full_denoise=force_full_denoise, seed=seed, disable_pbar=True,
         )
-
-
-@contextlib.contextmanager
-def one_prompt(prompt_id: str | None = None):
-    """Run the enclosed sampling passes as the nodes of one queued prompt (ComfyUI's executing
-    context, which the prompt executor sets for every node it runs)."""
-    from comfy_execution.utils import CurrentNodeContext
-
-    with CurrentNodeContext(prompt_id or f"test-{uuid.uuid4().hex}", "sampler"):
-        yield
 
 
 class Recorder:

@@ -34,11 +34,9 @@ def _state(m, case, batch=B):
         extra_frames=0, context_len=case.get("text") or None, step=m.steps.StepInfo(3, False, ""),
         schedule=(0, 1, 2), text_first=case.get("text_first", False))
     run = m.run_state.RunState(None)
-    run.fwd = fwd
     override = m.override.RadialAttentionOverride(cfg)
-    # the model call's forward context where the override looks first (its per-call options), and
-    # on the run as the APPLY_MODEL wrapper also leaves it
-    topts = {m.sp.OVERRIDE_KEY: override, m.run_state.RUN_KEY: run, m.training.FWD_KEY: fwd}
+    # the model call's forward context where the APPLY_MODEL wrapper leaves it: its per-call options
+    topts = {m.sp.OVERRIDE_KEY: override, m.run_state.RUN_KEY: run, m.run_state.FWD_KEY: fwd}
     if case["kind"] == "joint":
         topts["block_type"] = case["block_type"]
         if case["block_type"] == "single":

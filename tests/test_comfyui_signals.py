@@ -34,9 +34,9 @@ def _forward(comfy, patched, frames=4, h=8, w=8):
     cfg = override.config
     run = run_state.RunState(None)
     x = torch.zeros(1, 16, frames, h, w)
-    run.fwd = run_state.open_forward(run, cfg.family, x, torch.tensor([1.0]), None, {}, {}, 0, 0,
-                                     patched.model.diffusion_model)
-    return run, override
+    fwd = run_state.open_forward(run, cfg.family, x, torch.tensor([1.0]), None, {}, {}, 0, 0,
+                                 patched.model.diffusion_model)
+    return run, fwd, override
 
 
 def test_block_index_from_comfyui_wins_over_the_count(comfy, rp):
@@ -69,11 +69,11 @@ def test_attention_tensor_containers(comfy, rp):
     if not hasattr(attention, "AttentionTensorContainer"):
         pytest.skip(f"ComfyUI {comfyui_version.__version__} has no AttentionTensorContainer (0.33 has)")
     C = attention.AttentionTensorContainer
-    run_key = comfy.pack_module("nodes.run_state").RUN_KEY
+    rs = comfy.pack_module("nodes.run_state")
     rec = hm.Recorder(keep_tensors=True)
     patched = hm.with_observer(rp.apply_radial_patch(hm.load_model("wan_t2v"), block_size=64, dense_blocks=""), rec)
-    run, override = _forward(comfy, patched, frames=8, h=16, w=16)  # 8 frames x 64 tokens: sparse
-    topts = {"optimized_attention_override": override, run_key: run}
+    run, fwd, override = _forward(comfy, patched, frames=8, h=16, w=16)  # 8 frames x 64 tokens: sparse
+    topts = {"optimized_attention_override": override, rs.RUN_KEY: run, rs.FWD_KEY: fwd}
     g = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(1, 512, 128, generator=g) for _ in range(3))
     containers = [C(t.clone()) for t in (q, k, v)]
@@ -171,10 +171,10 @@ def test_dense_calls_go_to_the_function_comfyui_would_run(comfy, rp):
     """--use-ck-attention (0.33) makes comfy-kitchen's INT8 attention ComfyUI's default: ComfyUI
     hands that function to the override as ``func``; every call radial attention declines must
     run it (here a stand-in that records its calls), with the arguments unchanged."""
-    run_key = comfy.pack_module("nodes.run_state").RUN_KEY
+    rs = comfy.pack_module("nodes.run_state")
     patched = rp.apply_radial_patch(hm.load_model("wan_t2v"), block_size=64, dense_blocks="1")
-    run, override = _forward(comfy, patched, frames=8, h=16, w=16)
-    topts = {run_key: run}
+    run, fwd, override = _forward(comfy, patched, frames=8, h=16, w=16)
+    topts = {rs.RUN_KEY: run, rs.FWD_KEY: fwd}
     calls = []
 
     def default_attention(q, k, v, heads, **kwargs):

@@ -184,24 +184,50 @@ def test_local_step_and_second_order_calls(mods):
     assert ls(s, 2.0) is None
 
 
-def test_split_passes_continue_the_step_count(mods):
+def test_a_pass_is_placed_in_its_schedule_by_its_own_sigmas(mods):
+    """No ledger: each pass of a split schedule finds its place from its sigmas alone (a pass 1
+    served from ComfyUI's cache never ran here)."""
     st = mods.steps
-    ledger = st.PassLedger()  # the patch keeps one; passes of one queued prompt chain
-    full = torch.tensor([1.0, 0.8, 0.6, 0.4, 0.2, 0.0])
-    p1 = ledger.begin(full[:4], "prompt-1")  # steps 0-2 (KSamplerAdvanced end_at_step=3)
-    assert p1.offset == 0 and not p1.ends_schedule
-    ledger.end(p1, "prompt-1")
-    assert ledger.begin(full[3:], "prompt-2").offset == 0  # another prompt: its own count
-    assert ledger.begin(full[3:], None).offset == 0  # outside a prompt: a run of its own
-    p2 = ledger.begin(full[3:], "prompt-1")  # steps 3-4
-    assert p2.offset == 3 and p2.ends_schedule
-    assert st.step_info(p2, 0.4, 4, 0).dense  # global step 3 < 4
+    full = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)  # a whole schedule of 5 steps
+
+    def schedules(total):  # what ComfyUI's schedulers would give: here one linear one
+        return [tuple(round(1.0 - i / total, 6) for i in range(total)) + (0.0,)], []
+
+    p1 = st.locate_pass(full[:4], 4, 3, starts_schedule=True, schedules=schedules)  # steps 0-2
+    assert (p1.before, p1.after) == (0, 2) and not p1.ends_schedule
+    p2 = st.locate_pass(full[3:], 4, 3, starts_schedule=False, schedules=schedules)  # steps 3-4
+    assert (p2.before, p2.after) == (3, 0) and p2.ends_schedule
+    assert st.step_info(p2, 0.4, 4, 0).dense and st.step_info(p2, 0.4, 4, 0).global_index == 3
     assert not st.step_info(p2, 0.2, 4, 0).dense
     assert st.step_info(p2, 0.2, 0, 1).dense  # the last step of the schedule
-    assert not st.step_info(p1, 0.6, 0, 3).dense  # pass 1 does not end the schedule
-    ledger.end(p2, "prompt-1")
-    p3 = ledger.begin(full, "prompt-1")  # a new run starts at sigma max: fresh count
-    assert p3.offset == 0
+    assert st.step_info(p1, 0.6, 0, 3).dense  # step 2 is one of the last 3, though pass 1 ends at 0.4
+    assert not st.step_info(p1, 0.8, 0, 3).dense
+    mid = st.locate_pass(full[1:4], 2, 0, starts_schedule=False, schedules=schedules)  # a middle pass
+    assert (mid.before, mid.after) == (1, 2)
+    # only what the dense window needs is looked up: a pass 3 steps in with dense_steps_first 2
+    far = st.locate_pass(full[3:], 2, 0, starts_schedule=False, schedules=schedules)
+    assert far.before is None and far.after == 0
+    info = st.step_info(far, 0.4, 2, 0)
+    assert not info.dense and info.global_index is None and info.decided
+    # hand-made sigmas no scheduler gives: outside the dense first steps unless they start at full noise
+    odd = (0.7, 0.33, 0.0)
+    assert st.locate_pass(odd, 4, 0, starts_schedule=False, schedules=schedules).before is None
+    assert st.locate_pass(odd, 4, 0, starts_schedule=True, schedules=schedules).before == 0
+
+
+def test_comfy_schedulers_place_a_split_pass(mods):
+    import comfy.samplers as cs
+
+    ms = hm.load_model("wan_t2v").get_model_object("model_sampling")
+    for name in ("simple", "karras", "beta", "ddim_uniform"):
+        full = cs.calculate_sigmas(ms, name, 8)
+        p2 = mods.steps.pass_steps(full[3:], ms, 5, 0)
+        assert (p2.before, p2.after) == (3, 0), name
+        p1 = mods.steps.pass_steps(full[:4], ms, 5, 6)
+        assert (p1.before, p1.after) == (0, 5), name
+    # KSampler with denoise 0.5 samples the tail of a 16-step schedule: its steps count from there
+    full16 = cs.calculate_sigmas(ms, "simple", 16)
+    assert mods.steps.pass_steps(full16[-9:], ms, 10, 0).before == 8
 
 
 def test_vace_call_schedule(mods):
@@ -236,9 +262,14 @@ def _direct_setup(comfy, mods, frames=4, batch=2):
     p = mods.patcher.apply_radial_patch(hm.load_model("wan_t2v"), dense_blocks="", block_size=64)
     ov = p.model_options["transformer_options"]["optimized_attention_override"]
     run = rs.RunState(None)
-    run.fwd = rs.open_forward(run, ov.config.family, torch.zeros(batch, 16, frames, 16, 16), torch.tensor([1.0]),
-                              None, {}, {}, 0, 0)
-    return {"optimized_attention_override": ov, rs.RUN_KEY: run}, run
+    fwd = rs.open_forward(run, ov.config.family, torch.zeros(batch, 16, frames, 16, 16), torch.tensor([1.0]),
+                          None, {}, {}, 0, 0)
+    return {"optimized_attention_override": ov, rs.RUN_KEY: run, rs.FWD_KEY: fwd}, run
+
+
+def _fwd(topts):
+    """The forward context the wrapper put into this call's transformer_options."""
+    return topts["radial_attention_forward"]
 
 
 @pytest.mark.parametrize("case", ["float64", "odd_length"])
@@ -253,7 +284,7 @@ def test_fallbacks_warn_once_and_match_dense(comfy, mods, caplog, case):
     outs = []
     with caplog.at_level(logging.WARNING):
         for _ in range(3):
-            run.fwd.calls = 0
+            _fwd(topts).calls = 0
             q, k, v = (torch.randn(2, L, 128, generator=g, dtype=dtype) for _ in range(3))
             out = attn.attention_pytorch(q, k, v, heads=1, transformer_options=topts)
             want = attn.attention_pytorch(q, k, v, heads=1, transformer_options={})
@@ -287,7 +318,7 @@ def test_direct_sparse_call_layouts(comfy, mods):
     mask = comfy.pack_module("radial_core.mask").radial_mask(8, 64, text_tokens=0, block_size=64, decay_factor=0.2, model="wan", dist1="full").blocks
     ref = dense_masked_attention(q4, k4, v4, mask, 64).transpose(1, 2).reshape(2, -1, 256)
     assert float((out.double() - ref).norm() / ref.norm()) < 1e-5
-    run.fwd.calls = 0
+    _fwd(topts).calls = 0
     out2 = attn.attention_pytorch(q4, k4, v4, heads=2, skip_reshape=True, transformer_options=topts)
     assert out2.shape == q.shape and torch.allclose(out2, out, atol=1e-6)
 
@@ -301,9 +332,9 @@ def test_joint_layout_batch_of_two_with_padding(comfy, mods):
     p = mods.patcher.apply_radial_patch(hm.load_model("hunyuan_t2v"), dense_blocks="", block_size=64)
     ov = p.model_options["transformer_options"]["optimized_attention_override"]
     run = rs.RunState(None)
-    run.fwd = rs.open_forward(run, ov.config.family, torch.zeros(2, 16, 8, 16, 16), torch.tensor([1.0]),
-                              torch.zeros(2, 10, 32), {}, {}, 0, 0)
-    topts = {"optimized_attention_override": ov, rs.RUN_KEY: run}
+    fwd = rs.open_forward(run, ov.config.family, torch.zeros(2, 16, 8, 16, 16), torch.tensor([1.0]),
+                          torch.zeros(2, 10, 32), {}, {}, 0, 0)
+    topts = {"optimized_attention_override": ov, rs.RUN_KEY: run, rs.FWD_KEY: fwd}
     g = torch.Generator().manual_seed(3)
     L = 8 * 64 + 10
     q, k, v = (torch.randn(2, 1, L, 128, generator=g) for _ in range(3))
@@ -317,10 +348,10 @@ def test_joint_layout_batch_of_two_with_padding(comfy, mods):
     ref = dense_masked_attention(q, k, v, m, 64, key_padding_mask=kpm).transpose(1, 2).reshape(2, L, 128)
     assert float((out.double() - ref).norm() / ref.norm()) < 1e-5
     # the text refiner's own self-attention (text only) is not a video call
-    run.fwd.calls = 0
+    _fwd(topts).calls = 0
     t = torch.randn(2, 1, 10, 128, generator=g)
     attn.attention_pytorch(t, t, t, 1, skip_reshape=True, transformer_options=topts)
-    assert run.sparse_calls == 1 and run.fwd.calls == 0
+    assert run.sparse_calls == 1 and _fwd(topts).calls == 0
 
 
 def test_scale_kwarg_is_honoured_and_gqa_goes_dense(comfy, mods):
@@ -342,7 +373,7 @@ def test_scale_kwarg_is_honoured_and_gqa_goes_dense(comfy, mods):
     ref = dense_masked_attention(*(t.view(1, -1, 1, 128).transpose(1, 2) for t in (q, k, v)), mask, 64,
                                  scale=0.05).transpose(1, 2).reshape(1, -1, 128)
     assert not calls and float((out.double() - ref).norm() / ref.norm()) < 1e-5
-    run.fwd.calls = 0
+    _fwd(topts).calls = 0
     ov(dense, q, k, v, heads=1, enable_gqa=True, transformer_options=topts)
     assert len(calls) == 1 and run.sparse_calls == 1
 
@@ -402,4 +433,4 @@ def test_attention_over_frame_groups_folded_into_the_batch_is_not_a_block(comfy,
     g = torch.Generator().manual_seed(7)
     q, k, v = (torch.randn(4, 1, 64, 128, generator=g) for _ in range(3))
     attn.attention_pytorch(q, k, v, 1, skip_reshape=True, skip_output_reshape=True, transformer_options=topts)
-    assert run.fwd.calls == 0 and run.sparse_calls == 0
+    assert _fwd(topts).calls == 0 and run.sparse_calls == 0
