@@ -34,7 +34,7 @@ from ..radial_core import calibration_plot
 from .attention_override import RadialAttentionOverride
 from .model_family import OVERRIDE_FAMILIES, describe_model, detect_family
 from .radial_patcher import OVERRIDE_KEY, apply_radial_patch, get_radial_config
-from .run_state import RUN_KEY, RunState
+from .run_state import RUN_KEY, RunState, forward_of
 from .validation import Choice
 
 logger = logging.getLogger(__name__)
@@ -230,9 +230,9 @@ class _ProbeApplyModel:
     def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None,
                  transformer_options=None, **kwargs):
         topts = transformer_options if transformer_options is not None else {}
+        fwd = forward_of(topts)  # the patch's wrapper (outside this one) put this call's context here
         out = executor(x, t, c_concat, c_crossattn, control, topts, **kwargs)
         run = topts.get(RUN_KEY)
-        fwd = getattr(run, "fwd", None)
         step = fwd.step.global_index if fwd is not None and fwd.step is not None else None
         if step is not None and step in self.session.probes:
             run.once("calibrate", logging.INFO,
