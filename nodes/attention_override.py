@@ -127,9 +127,9 @@ class RadialAttentionOverride:
     def sparse_attention(self, plan: Plan, call: Call, q, k, v) -> torch.Tensor:
         """The one call into radial_core: ``[B, H, L, D]`` in and out."""
         cfg = self.config
-        return block_sparse_attention(q, k, v, plan.mask, block_size=cfg.block_size,
-                                      key_padding_mask=plan.key_padding_mask, scale=call.scale,
-                                      backend=plan.kernel_backend, precision=cfg.precision)
+        return block_sparse_attention(q, k, v, plan.mask, key_padding_mask=plan.key_padding_mask,
+                                      scale=call.scale, precision=cfg.precision,
+                                      decision=plan.decision)
 
     def dense_attention(self, plan: Plan, func, args, kwargs):
         """A call the plan keeps dense."""

@@ -23,12 +23,12 @@ kernel writes the schedule out, after FlashAttention-3 (Shah et al., 2024):
 
 ``precision="fp8"`` (``forward_int8``): the same schedule with S = Q.K^T on int8 wgmma over
 quantised copies of Q and K (one scale per consumer's 64 rows, one per 128-key tile, K smoothed
-by its mean; ``triton_kernel.quantize_fp8``), the int32 scores turned to float by an integer add
+by its mean; ``int8_quant.quantize_int8``), the int32 scores turned to float by an integer add
 (``_int_scores``), P.V in V's 16-bit dtype.
 
 Only the launch geometry it was written for: compute capability 9.x, bf16/fp16, head dim 64
 or 128, mask block 128, 16-byte-aligned strides, and the Triton release it was measured with
-(``available``, ``supported`` say why not otherwise; the caller then uses the Triton kernel).
+(``dispatch.gluon_takes`` and ``dispatch.decide`` say where; elsewhere the Triton kernel runs).
 ``tests/test_gluon_compile.py`` compiles it for sm_90a without a GPU. Written from the Gluon tutorials' building blocks (TMA,
 ``warpgroup_mma``, ``warp_specialize``); no code taken from FlashAttention.
 """
@@ -39,81 +39,26 @@ import functools
 
 import torch
 
+from .int8_quant import quantize_int8
+from .torch_path import out_layout
+from .triton_tiles import LOG2E, launch_context
+
 try:  # Gluon ships with Triton 3.5+; older Tritons use the Triton kernel only
-    import triton
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.language.nvidia.hopper import (
         fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_wait)
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
     HAVE_GLUON = True
-    TRITON_VERSION = triton.__version__
 except ImportError:  # pragma: no cover - depends on the installed Triton
     HAVE_GLUON = False
-    TRITON_VERSION = None
-
-# the Triton releases this kernel was measured with: Gluon is experimental and its compiler
-# moves (Triton 3.8 compiles this kernel but spills 16-61 registers in the consumers,
-# tests/test_gluon_compile.py), so other releases run the Triton kernel instead
-MEASURED_TRITON = ("3.6.",)
-
-
-def available() -> tuple[bool, str]:
-    """Is the Gluon kernel usable with this Triton at all? ``(ok, reason)``."""
-    if not HAVE_GLUON:
-        return False, "this Triton has no Gluon (Triton 3.5+)"
-    if not TRITON_VERSION.startswith(MEASURED_TRITON):
-        return False, (f"the Gluon kernel is measured with Triton {', '.join(MEASURED_TRITON)}x; "
-                       f"this is {TRITON_VERSION}")
-    return True, "ok"
 
 
 QUERY_BLOCK = 128  # rows per program: the mask block
 HALF = QUERY_BLOCK // 2  # rows per consumer warpgroup
-# K/V buffers in the ring: 3 x 64 KB + Q's 32 KB is what shared memory holds; 2 measured
-# 3-19 % slower (H200, docs/perf-notes.md version 12)
-STAGES = 3
-# int8 Q.K^T: K tiles are half the size but O needs its own buffer (int8 Q's is too small):
-# 16 KB Q + 32 KB O + 3 x 48 KB
-STAGES_INT8 = 3
 # precision="fp8": (query rows, keys) that one int8 scale covers
 INT8_GROUPS = (HALF, QUERY_BLOCK)
-DTYPES = (torch.float16, torch.bfloat16)
-HEAD_DIMS = (64, 128)
-
-
-def takes(head_dim: int, dtype: torch.dtype, block_size: int, device: torch.device
-          ) -> tuple[bool, str]:
-    """Is a call of this geometry one for this kernel? ``(ok, reason)``: this Triton
-    (``available``), a Hopper GPU, fp16/bf16, head dim 64 or 128, mask block 128. The one rule
-    ``triton_kernel.pick_config`` and ``supported`` both ask."""
-    ok, why = available()
-    if not ok:
-        return False, why
-    if device.type != "cuda" or torch.cuda.get_device_capability(device)[0] != 9:
-        return False, "the Gluon kernel is written for Hopper (compute capability 9.x)"
-    if dtype not in DTYPES:
-        return False, f"the Gluon kernel takes fp16/bf16; got {dtype}"
-    if head_dim not in HEAD_DIMS:
-        return False, f"the Gluon kernel takes head dims {HEAD_DIMS}; got {head_dim}"
-    if block_size != QUERY_BLOCK:
-        return False, f"the Gluon kernel takes block_size {QUERY_BLOCK}; got {block_size}"
-    return True, "ok"
-
-
-def supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int,
-              int8: bool = False) -> tuple[bool, str]:
-    """Can this kernel take the call? ``(ok, reason)``; the reason names what does not fit:
-    ``takes`` for the geometry, then TMA's stride rules. ``int8``: the ``precision="fp8"``
-    variant, which reads quantised copies of q and k (so only v's strides matter)."""
-    ok, why = takes(q.shape[-1], q.dtype, block_size, q.device)
-    if not ok:
-        return False, why
-    es = q.element_size()
-    for t in ((v,) if int8 else (q, k, v)):
-        if t.stride(-1) != 1 or t.data_ptr() % 16 or any((s * es) % 16 for s in t.stride()[:-1]):
-            return False, "TMA needs 16-byte-aligned base and strides and a unit last stride"
-    return True, "ok"
+STAGES = 3  # K/V buffers in the ring (dispatch.GLUON_STAGES chooses; tests compile this)
 
 
 if HAVE_GLUON:
@@ -387,7 +332,7 @@ def _desc(t: torch.Tensor, rows: int):
 
 def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, lse=None, stages: int = STAGES,
             regs: tuple[int, int] = (240, 168), warmup: bool = False):
-    """Launch on ``[B, H, S, D]`` inputs (16-byte-aligned strides: ``supported``) into ``out``
+    """Launch on ``[B, H, S, D]`` inputs (16-byte-aligned strides: ``dispatch.tma_ok``) into ``out``
     (same shape); ``csr`` on q's device with block 128; ``qk_mul`` = softmax scale x log2 e;
     ``kpm``: int8 ``[B, S]`` (1 = real key) with batch stride ``skpb``, or None; ``lse``: a
     float32 ``[B, H, S]`` buffer to fill, or None. ``regs`` = (consumer, kernel maxnreg)
@@ -400,18 +345,39 @@ def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, lse=None, stages: 
 
 
 def forward_int8(q8, k8, v, out, csr, q_scales, k_scales, kpm, skpb: int,
-                 stages: int = STAGES_INT8, regs: tuple[int, int] = (240, 168),
+                 stages: int = STAGES, regs: tuple[int, int] = (240, 168),
                  warmup: bool = False):
     """The ``precision="fp8"`` forward: S = Q.K^T on int8 wgmma, P.V in V's 16-bit dtype.
 
     ``q8``, ``k8``: contiguous int8 ``[B, H, S_pad, D]`` (``S_pad`` a multiple of 128, zero
-    past S) from ``triton_kernel.quantize_fp8(..., scheme="int8")`` with 64-row Q blocks and
+    past S) from ``int8_quant.quantize_int8`` with 64-row Q blocks and
     128-key K blocks: ``q_scales`` float32 ``[B*H, S_pad / 64]`` (the softmax scale x log2 e
     folded in), ``k_scales`` ``[B*H, S_pad / 128]``; K already smoothed by its mean
     (SageAttention's).
     ``v``, ``out``: ``[B, H, S, D]`` in V's 16-bit dtype, as for ``forward``. No LSE."""
     return _launch(q8, k8, v, out, csr, 1.0, kpm, skpb, None, stages, regs,
                    q_scales=q_scales, k_scales=k_scales, padded=q8.shape[2], warmup=warmup)
+
+
+def launch(q, k, v, csr, cfg, *, int8: bool = False, key_padding_mask=None, scale: float,
+           return_lse: bool = False):
+    """The attention op's entry: ``[B, H, S, D]`` inputs (validated, ``dispatch`` chose this
+    kernel and ``cfg``, a ``dispatch.GluonConfig``), ``csr`` on q's device with block 128.
+    Returns the output (a transposed view of a ``[B, S, H, D]`` buffer), with
+    ``return_lse`` (exact only) ``(out, lse)`` as ``triton_kernel`` returns them."""
+    B, H, S, D = q.shape
+    out = out_layout(q)
+    kpm, skpb, _prec, guard = launch_context(q, key_padding_mask, csr.row_len)
+    kpm = kpm if key_padding_mask is not None else None
+    lse = torch.empty((B, H, S), dtype=torch.float32, device=q.device) if return_lse else None
+    qk_mul = float(scale) * LOG2E
+    with guard:
+        if int8:
+            q8, k8, qs, ks = quantize_int8(q, k, qk_mul, *INT8_GROUPS, QUERY_BLOCK, D)
+            forward_int8(q8, k8, v, out, csr, qs, ks, kpm, skpb, stages=cfg.stages)
+        else:
+            forward(q, k, v, out, csr, qk_mul, kpm, skpb, lse=lse, stages=cfg.stages)
+    return (out, lse) if return_lse else out
 
 
 def _launch(q, k, v, out, csr, qk_mul, kpm, skpb, lse, stages, regs, q_scales, k_scales,

@@ -1,4 +1,4 @@
-"""Public API of block_sparse_attention: bad inputs give clear errors, backend checks, CSR cache."""
+"""Public API of block_sparse_attention: bad inputs give clear errors, backend checks, the mask's CSR."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from attention_helpers import make_qkv
 from radial_core.attention import block_sparse_attention, can_use_triton
-from radial_core.csr import block_mask_to_csr
+from radial_core.csr import block_csr
 
 
 def _inputs(B=1, H=2, S=200, D=32, dtype=torch.float32):
@@ -78,20 +78,24 @@ def test_triton_backend_refuses_cpu_tensors():
     assert not ok and "cpu" in reason
 
 
-def test_csr_cache_reuses_conversion():
+def test_bool_mask_becomes_a_csr():
     mask = torch.rand(9, 9) < 0.5
     mask |= torch.eye(9, dtype=torch.bool)
-    a = block_mask_to_csr(mask, "cpu")
-    assert block_mask_to_csr(mask, "cpu") is a  # same object: no work
-    assert block_mask_to_csr(mask.clone(), "cpu") is a  # same content: found by hash
-    assert a.kept == int(mask.sum())
+    a = block_csr(mask, 64)
+    assert a.kept == int(mask.sum()) and a.block_size == 64
     rows = [a.col_idx[a.row_start[r] : a.row_start[r] + a.row_len[r]].tolist() for r in range(9)]
     assert rows == [torch.nonzero(mask[r]).flatten().tolist() for r in range(9)]
     lens = a.row_len[a.row_order.long()]
     assert (lens[:-1] >= lens[1:]).all()  # longest row first
-    mask[0, 1] = not bool(mask[0, 1])  # in-place edit: must not reuse the stale conversion
-    b = block_mask_to_csr(mask, "cpu")
-    assert b is not a and b.kept == int(mask.sum())
+
+
+def test_a_mask_carries_its_block_size():
+    q, k, v = _inputs()
+    mask = _mask()
+    want = block_sparse_attention(q, k, v, mask, block_size=64)
+    assert torch.equal(block_sparse_attention(q, k, v, block_csr(mask, 64)), want)
+    with pytest.raises(ValueError, match="built with block_size=64"):
+        block_sparse_attention(q, k, v, block_csr(mask, 64), block_size=128)
 
 
 def test_masks_and_inputs_from_inference_mode():
@@ -101,6 +105,6 @@ def test_masks_and_inputs_from_inference_mode():
         mask |= torch.eye(4, dtype=torch.bool)
         q, k, v = _inputs()
         a = block_sparse_attention(q, k, v, mask, block_size=64)
-        assert block_mask_to_csr(mask, "cpu").kept == int(mask.sum())
+        assert block_csr(mask, 64).kept == int(mask.sum())
     b = block_sparse_attention(q, k, v, mask, block_size=64)  # outside inference mode too
     assert torch.equal(a, b)

@@ -16,6 +16,17 @@ import torch
 from attention_helpers import attention_model, make_qkv, nb_for, random_block_mask
 from conftest import require_cuda
 from radial_core.attention import OP_NAME
+from radial_core.csr import block_csr
+from radial_core.dispatch import decide
+
+
+def _op_args(q, mask, block_size, need_lse):
+    """The op's arguments after q, k, v (and, for the backward, out, lse, grad_out): the CSR
+    tensors of ``mask`` on the CPU, no key side, no key padding, the integers, a PyTorch plan."""
+    csr = block_csr(mask, block_size)
+    plan = decide(q, q, q, block_size=block_size, backend="pytorch", need_grad=need_lse).encode()
+    tensors = [csr.row_start, csr.row_len, csr.col_idx, csr.row_order, None, None, None, None]
+    return tensors, [csr.nb, csr.mask_heads, block_size, 0.25, plan]
 
 
 def _compile_and_count(model, x, backend):
@@ -39,10 +50,11 @@ def test_op_is_registered_with_a_fake():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     for need_lse in (False, True):
+        tensors, ints = _op_args(q, mask, 64, need_lse)
         with FakeTensorMode() as mode:
-            fq, fk, fv, fm = (mode.from_tensor(t) for t in (q, k, v, mask))
-            fake = op(fq, fk, fv, fm, None, 64, 0.25, "pytorch", "exact", need_lse)
-        real = op(q, k, v, mask, None, 64, 0.25, "pytorch", "exact", need_lse)
+            fq, fk, fv, *ft = (None if t is None else mode.from_tensor(t) for t in (q, k, v, *tensors))
+            fake = op(fq, fk, fv, *ft, *ints, need_lse)
+        real = op(q, k, v, *tensors, *ints, need_lse)
         for f, r in zip(fake, real):
             assert f.shape == r.shape and f.stride() == r.stride()
             assert f.dtype == r.dtype
@@ -57,14 +69,15 @@ def test_backward_op_is_registered_with_a_fake():
     q, k, v = make_qkv(2, 3, 150, 16, torch.float32, layout="bshd")
     mask = random_block_mask(nb_for(150, 64), 0.5, seed=1)
     fwd = getattr(getattr(torch.ops, ns), OP_NAME.split("::")[1]).default
-    out, lse = fwd(q, k, v, mask, None, 64, 0.25, "pytorch", "exact", True)
+    tensors, ints = _op_args(q, mask, 64, True)
+    out, lse = fwd(q, k, v, *tensors, *ints, True)
     g = torch.randn_like(out)
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     with FakeTensorMode() as mode:
-        args = [mode.from_tensor(t) for t in (q, k, v, out, lse, g, mask)]
-        fake = op(*args, None, 64, 0.25, "pytorch", "exact")
-    real = op(q, k, v, out, lse, g, mask, None, 64, 0.25, "pytorch", "exact")
+        args = [None if t is None else mode.from_tensor(t) for t in (q, k, v, out, lse, g, *tensors)]
+        fake = op(*args, *ints)
+    real = op(q, k, v, out, lse, g, *tensors, *ints)
     for f, r in zip(fake, real):
         assert f.shape == r.shape and f.stride() == r.stride() and f.dtype == r.dtype
 

@@ -64,7 +64,7 @@ def _child(names):
 
     pack_import.install()
     from radial_core import gluon_kernel as gk
-    from radial_core.csr import block_mask_to_csr
+    from radial_core.csr import build_csr
 
     cuobjdump = Path(__import__("triton").__file__).parent / "backends/nvidia/bin/cuobjdump"
     for name in names:
@@ -73,7 +73,7 @@ def _child(names):
         B, H = 2, 2
         sp = -(-S // gk.QUERY_BLOCK) * gk.QUERY_BLOCK
         nb = sp // gk.QUERY_BLOCK
-        csr = block_mask_to_csr(torch.ones(nb, nb, dtype=torch.bool), "cpu")
+        csr = build_csr(torch.ones(nb, nb, dtype=torch.bool), "cpu", gk.QUERY_BLOCK)
         v = torch.zeros(B, S, H, D, dtype=dt).transpose(1, 2)  # ComfyUI's views
         out = torch.zeros(B, S, H, D, dtype=dt).transpose(1, 2)
         pad = torch.ones(B, S, dtype=torch.int8) if kpm else None
@@ -131,8 +131,10 @@ def verdicts():
 @pytest.mark.parametrize("name", list(CASES))
 def test_compiles_for_hopper_without_spills(verdicts, name):
     """Compiles with every Triton the suite runs; spill-free where the pack uses the kernel
-    (``gluon_kernel.MEASURED_TRITON``; other releases run the Triton kernel)."""
-    from radial_core import gluon_kernel
+    (``dispatch.GLUON_TRITON``; other releases run the Triton kernel)."""
+    import torch
+
+    from radial_core.dispatch import gluon_takes
 
     rec = verdicts.get(name)
     assert rec is not None, f"no verdict for {name}"
@@ -140,7 +142,7 @@ def test_compiles_for_hopper_without_spills(verdicts, name):
     assert rec["shared"] <= 232448, f"{name} needs {rec['shared']} B of shared memory (227 KB)"
     if "spill_stores" not in rec:
         pytest.skip("this Triton ships no cuobjdump: the spill check needs it")
-    ok, why = gluon_kernel.available()
+    ok, why = gluon_takes(128, torch.bfloat16, 128, (9, 0))
     if not ok and rec["spill_stores"]:
         pytest.skip(f"{why}: the pack runs the Triton kernel with it, so its "
                     f"{rec['spill_stores']} spill stores here cost nothing")
