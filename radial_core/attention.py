@@ -39,7 +39,7 @@ attention inside (build the CSR outside the graph and pass the ``BlockCSR``).
 Gradients: the op is differentiable with respect to q, k and v on every backend
 (``torch.library.register_autograd``; :func:`supports_backward` says which backward runs). When
 an input requires grad the forward also returns the float32 log-sum-exp of each query row
-(float64 for float64 inputs), and autograd saves q, k, v, the output, that LSE and the masks:
+(float64 for float64 inputs), and autograd saves q, k, v, the output, that LSE and the CSR tensors:
 memory linear in S, never the attention matrix. The backward is a second custom op
 (``radial_attention::block_sparse_attn_backward``, so torch.compile traces it as one node too):
 on the Triton backend the kernels of ``triton_backward`` (dQ over each query block's kept key

@@ -1,4 +1,4 @@
-"""Triton backward kernels for block-sparse attention (issue 14): dQ, dK, dV over kept blocks.
+"""Triton backward kernels for block-sparse attention: dQ, dK, dV over kept blocks.
 
 The structure is the FlashAttention-2 backward (Dao, 2023; also the Triton fused-attention
 tutorial): the forward saves only its output O and the log-sum-exp of each query row, and the

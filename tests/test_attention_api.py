@@ -108,3 +108,22 @@ def test_masks_and_inputs_from_inference_mode():
         assert block_csr(mask, 64).kept == int(mask.sum())
     b = block_sparse_attention(q, k, v, mask, block_size=64)  # outside inference mode too
     assert torch.equal(a, b)
+
+
+def test_decision_travels_through_the_op_as_integers():
+    """``Decision.encode`` / ``decode``: what the custom op carries is the whole decision but
+    its reasons (kernels, int8, forward, exact forward, backward)."""
+    from radial_core.dispatch import (Decision, GluonConfig, backward_config, decide,
+                                      triton_config)
+
+    cpu = decide(*_inputs(), block_size=64, need_grad=True)
+    assert cpu.kernel == "pytorch" and "CUDA" in cpu.why_not_triton and cpu.reason
+    cases = [cpu, Decision("triton", "gluon", True, GluonConfig(3), "triton",
+                           triton_config(128, torch.bfloat16, 128, (9, 0), use_tma=True), None),
+             Decision("triton", "triton", False, triton_config(80, torch.float16, 64, (8, 6)),
+                      "triton", triton_config(80, torch.float16, 64, (8, 6)),
+                      backward_config(80, torch.float16, 64, (8, 6), dq_tma=True))]
+    for d in cases:
+        got = Decision.decode(d.encode())
+        assert all(isinstance(x, int) for x in d.encode())
+        assert got[:7] == d[:7], (got, d)
