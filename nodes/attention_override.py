@@ -76,6 +76,7 @@ def _log_shape(run: RunState, cfg, fwd, call: Call, plan: Plan) -> None:
         + f", dense blocks {dense_blocks if dense_blocks else 'none'}"
         + f", dense steps first {cfg.dense_steps_first} / last {cfg.dense_steps_last}"
         + f", backend {plan.backend} ({str(call.q.dtype).replace('torch.', '')}, {call.q.device.type})"
+        + (f": {plan.decision.reason}" if plan.decision is not None else "")
     ))
     if cfg.family.note:
         run.once("note", logging.INFO, f"Radial Attention: {cfg.family.note}")

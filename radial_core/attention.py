@@ -71,13 +71,12 @@ import torch.nn.functional as F
 
 from .csr import BlockCSR, build_csr, key_csr_from_csr
 from .dispatch import Decision, can_use_triton as _can_use_triton, decide
-from .mask import RadialMask
+from .mask import SUPPORTED_BLOCK_SIZES as BLOCK_SIZES, RadialMask
 from .torch_path import (out_layout, torch_block_sparse_attention,
                          torch_block_sparse_attention_backward)
 
 logger = logging.getLogger(__name__)
 
-BLOCK_SIZES = (64, 128)
 BACKENDS = ("auto", "triton", "pytorch")
 PRECISIONS = ("exact", "bf16", "fp8")  # "bf16": alias of "exact" (the input dtype's own path)
 

@@ -2,7 +2,8 @@
 once, with its reason.
 
 :func:`decide` is the only place in the pack that reads the device's compute capability, the
-Triton release, and the inputs' dtype, head dim and strides for that purpose. Its
+Triton release, and the inputs' dtype, head dim and strides for that purpose. It runs in a
+compiled caller's trace too: the facts of the machine are read once (constants to the trace). Its
 :class:`Decision` travels through the custom op as a list of integers (:meth:`Decision.encode`,
 as ``flex_attention``'s op takes its block mask's tensors and integers); the launchers read it
 and decide nothing again. The one thing decided later is the dK/dV pass's dO loads: the
@@ -139,6 +140,7 @@ def _config(kernel: str, ints) -> tuple:
 _triton_state: dict[str, object] = {}
 
 
+@torch.compiler.assume_constant_result
 def triton_release() -> tuple[str | None, str]:
     """``(version, "")`` of the importable Triton, or ``(None, why not)``."""
     if "version" not in _triton_state:
@@ -152,6 +154,7 @@ def triton_release() -> tuple[str | None, str]:
     return _triton_state["version"], _triton_state["error"]
 
 
+@torch.compiler.assume_constant_result
 def _has_descriptors() -> bool:
     if "descriptors" not in _triton_state:
         try:
@@ -163,6 +166,7 @@ def _has_descriptors() -> bool:
     return _triton_state["descriptors"]
 
 
+@torch.compiler.assume_constant_result
 def _has_gluon() -> bool:
     if "gluon" not in _triton_state:
         try:
@@ -174,17 +178,37 @@ def _has_gluon() -> bool:
     return _triton_state["gluon"]
 
 
+_capabilities: dict[int, tuple[int, int]] = {}
+
+
 def capability(device: torch.device) -> tuple[int, int]:
-    """The CUDA compute capability of ``device``, (0, 0) for any other device."""
-    return tuple(torch.cuda.get_device_capability(device)) if device.type == "cuda" else (0, 0)
+    """The CUDA compute capability of ``device``, (0, 0) for any other device. Read once per
+    GPU: a compiled caller's trace then finds a constant."""
+    if device.type != "cuda":
+        return (0, 0)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _capability_of(index)
+
+
+@torch.compiler.assume_constant_result
+def _capability_of(index: int) -> tuple[int, int]:
+    if index not in _capabilities:
+        _capabilities[index] = tuple(torch.cuda.get_device_capability(index))
+    return _capabilities[index]
 
 
 def tma_ok(t: torch.Tensor) -> bool:
     """Can the copy engine (a tensor descriptor) read ``t``: 16-byte-aligned base and strides,
-    a unit last stride, no zero stride (a broadcast tensor has them)."""
+    a unit last stride, no zero stride (a broadcast tensor has them). The base is PyTorch's
+    allocation (aligned far beyond 16 bytes) plus the storage offset, which a compiled caller's
+    trace can read (a pointer it cannot)."""
     es = t.element_size()
-    return (t.stride(-1) == 1 and t.data_ptr() % 16 == 0 and all(st > 0 for st in t.stride())
-            and all((st * es) % 16 == 0 for st in t.stride()[:-1]))
+    if not (t.stride(-1) == 1 and all(st > 0 for st in t.stride())
+            and all((st * es) % 16 == 0 for st in t.stride()[:-1])):
+        return False
+    # A compiled caller's trace cannot read the storage offset: there it sees the strides only,
+    # which miss just a view that starts inside a row of an aligned buffer
+    return torch.compiler.is_compiling() or (t.storage_offset() * es) % 16 == 0
 
 
 def can_use_triton(q: torch.Tensor) -> tuple[bool, str]:

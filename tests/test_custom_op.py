@@ -128,3 +128,29 @@ def test_compiled_module_keeps_one_graph_gpu():
     assert breaks == 0 and graphs == 1
     err = ((out.float() - want.float()).norm() / want.float().norm()).item()
     assert err < 2e-3, err  # same kernel; only Inductor's fused projections differ in rounding
+
+
+def test_dispatch_traces_into_one_graph_cpu():
+    """``dispatch`` runs in a compiled caller's trace: its Triton branch (Hopper's Gluon choice,
+    the stride checks, the backward's row, the machine's facts) traces with ``fullgraph=True``
+    on any machine, as it must on the GPU (test_compiled_module_keeps_one_graph_gpu)."""
+    pytest.importorskip("triton", reason="Triton is not installed in this environment")
+    import torch._dynamo as dynamo
+    from torch._dynamo.utils import counters
+
+    from radial_core import dispatch
+
+    def f(q, k, v):
+        kernel, cfg, why = dispatch._forward(q, k, v, 128, (9, 0), False)
+        bwd = dispatch.backward_config(q.shape[-1], q.dtype, 128, (9, 0),
+                                       dq_tma=None if dispatch.tma_ok(k) else False)
+        ok, reason = dispatch.can_use_triton(q)
+        d = dispatch.Decision("triton", kernel, False, cfg, kernel, cfg, bwd, True, why)
+        return q * len(d.encode()) + len(reason)
+
+    q, k, v = make_qkv(1, 2, 256, 64, torch.bfloat16, layout="bshd")
+    dynamo.reset()
+    counters.clear()
+    got = torch.compile(f, fullgraph=True, backend="eager")(q, k, v)
+    assert sum(counters["graph_break"].values()) == 0
+    assert torch.equal(got, f(q, k, v))
