@@ -247,6 +247,8 @@ def plan_call(call: Call | None, fwd, cfg: RadialConfig, transformer_options: di
     # (the executor passes the decision on, and log_plan warns with its reason)
     decision = decide(q, k, v, block_size=cfg.block_size, backend=cfg.backend, precision=cfg.precision,
                       need_grad=torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)))
+    if decision.backend != "triton":  # PyTorch's dense shortcut for an all-kept mask only beside Triton
+        decision = decision._replace(dense_when_all_kept=False)
     base.update(mask=mask, backend=decision.backend, backend_reason=decision.why_not_triton, decision=decision)
     if block in cfg.dense_blocks:
         return _dense("dense block", **base)
