@@ -70,7 +70,7 @@ import torch
 import torch.nn.functional as F
 
 from .csr import BlockCSR, build_csr, key_csr_from_csr
-from .dispatch import Decision, can_use_triton as _can_use_triton, decide
+from .dispatch import Decision, can_use_triton as _can_use_triton, decide, for_gradient
 from .mask import SUPPORTED_BLOCK_SIZES as BLOCK_SIZES, RadialMask
 from .torch_path import (out_layout, torch_block_sparse_attention,
                          torch_block_sparse_attention_backward)
@@ -368,7 +368,7 @@ def _backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tens
               nb: int, mask_heads: int, block_size: int, scale: float,
               plan: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The backward op ``block_sparse_attn_backward``: dQ, dK, dV on the forward's backend."""
-    decision = Decision.decode(plan)
+    decision = for_gradient(Decision.decode(plan), grad_out)
     csr, kcsr = _op_csrs(nb, mask_heads, block_size, row_start, row_len, col_idx, row_order,
                          key_row_start, key_row_len, key_col_idx)
     if decision.int8 or lse.numel() == 0:

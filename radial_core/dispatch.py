@@ -6,8 +6,8 @@ Triton release, and the inputs' dtype, head dim and strides for that purpose. It
 compiled caller's trace too: the facts of the machine are read once (constants to the trace). Its
 :class:`Decision` travels through the custom op as a list of integers (:meth:`Decision.encode`,
 as ``flex_attention``'s op takes its block mask's tensors and integers); the launchers read it
-and decide nothing again. The one thing decided later is the dK/dV pass's dO loads: the
-gradient's strides exist only once the backward runs (``triton_backward``).
+and decide nothing again. The one thing decided later, here too, is the dK/dV pass's dO loads:
+the gradient's strides exist only once the backward runs (:func:`for_gradient`).
 
 Kernels: ``"pytorch"`` (the block path of ``torch_path``), ``"triton"`` (``triton_kernel``),
 ``"gluon"`` (``gluon_kernel``, Hopper). ``int8``: ``precision="fp8"``'s int8 Q.K^T.
@@ -404,3 +404,13 @@ def decide(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, block_size: int
     reason = why + (", int8 Q.K^T" if int8 else "")
     return Decision("triton", kernel, int8, cfg, exact_kernel, exact_cfg, backward, dense, reason,
                     "", why_exact)
+
+
+def for_gradient(decision: Decision, grad_out: torch.Tensor) -> Decision:
+    """``decision`` for the backward of a call whose output gradient is ``grad_out``: the dK/dV
+    pass loads dO through tensor descriptors only where the copy engine takes ``grad_out`` (a
+    broadcast gradient, ``out.sum().backward()``'s, has zero strides)."""
+    bwd = decision.backward
+    if bwd is None or not bwd.dkdv.use_tma or tma_ok(grad_out):
+        return decision
+    return decision._replace(backward=bwd._replace(dkdv=bwd.dkdv._replace(use_tma=False)))

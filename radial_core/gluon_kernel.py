@@ -7,8 +7,8 @@ kernel writes the schedule out, after FlashAttention-3 (Shah et al., 2024):
 - one program = one 128-row query block of one (batch, head), 12 warps in three partitions of
   four: a **producer** (the default partition, 24 registers a thread) that issues every TMA
   copy (the two halves of Q, then K and V of each kept key block, read from the CSR, into a
-  ring of ``STAGES`` shared-memory buffers), and two **consumers** (240 registers), each
-  owning 64 of the query rows; both read the same K/V buffers, and each releases a buffer (an
+  ring of ``dispatch.GLUON_STAGES`` shared-memory buffers), and two **consumers** (240
+  registers), each owning 64 of the query rows; both read the same K/V buffers, and each releases a buffer (an
   ``mbarrier`` arrive) once its last product on it is done. (Triton 3.6 does not lower scalar
   loads in the default partition when it is a consumer, nor TMA copies from a one-warp
   partition: hence a four-warp producer as the default.)
@@ -57,7 +57,6 @@ QUERY_BLOCK = 128  # rows per program: the mask block
 HALF = QUERY_BLOCK // 2  # rows per consumer warpgroup
 # precision="fp8": (query rows, keys) that one int8 scale covers
 INT8_GROUPS = (HALF, QUERY_BLOCK)
-STAGES = 3  # K/V buffers in the ring (dispatch.GLUON_STAGES chooses; tests compile this)
 
 
 if HAVE_GLUON:
@@ -386,7 +385,7 @@ def _desc(t: torch.Tensor, rows: int):
     return TensorDescriptor(t, list(t.shape), list(t.stride()), block, layout)
 
 
-def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, lse=None, stages: int = STAGES,
+def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, stages: int, lse=None,
             regs: tuple[int, int] = (240, 168), warmup: bool = False):
     """Launch on ``[B, H, S, D]`` inputs (16-byte-aligned strides: ``dispatch.tma_ok``) into ``out``
     (same shape); ``csr`` on q's device with block 128; ``qk_mul`` = softmax scale x log2 e;
@@ -401,7 +400,7 @@ def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, lse=None, stages: 
 
 
 def forward_int8(q8, k8, v, out, csr, q_scales, k_scales, kpm, skpb: int,
-                 stages: int = STAGES, regs: tuple[int, int] = (240, 168),
+                 stages: int, regs: tuple[int, int] = (240, 168),
                  warmup: bool = False):
     """The ``precision="fp8"`` forward: S = Q.K^T on int8 wgmma, P.V in V's 16-bit dtype.
 
@@ -430,9 +429,9 @@ def launch(q, k, v, csr, cfg, *, int8: bool = False, key_padding_mask=None, scal
     with guard:
         if int8:
             q8, k8, qs, ks = quantize_int8(q, k, qk_mul, *INT8_GROUPS, QUERY_BLOCK, D)
-            forward_int8(q8, k8, v, out, csr, qs, ks, kpm, skpb, stages=cfg.stages)
+            forward_int8(q8, k8, v, out, csr, qs, ks, kpm, skpb, cfg.stages)
         else:
-            forward(q, k, v, out, csr, qk_mul, kpm, skpb, lse=lse, stages=cfg.stages)
+            forward(q, k, v, out, csr, qk_mul, kpm, skpb, cfg.stages, lse=lse)
     return (out, lse) if return_lse else out
 
 

@@ -212,9 +212,8 @@ def triton_block_sparse_attention_backward(q, k, v, out, lse, grad_out, csr, key
     ``key_csr``: the mask's CSR and key-side CSR on q's device. Any strides for q, k, v, out
     and ``grad_out`` (a broadcast gradient with zero strides too). ``cfg``: the launch
     configuration ``dispatch`` chose (``dispatch.BackwardConfig``: per pass tile sizes, warps,
-    stages and whether it loads the tiles it walks through tensor descriptors; the dK/dV pass
-    still loads dO by pointers where ``grad_out``, which dispatch cannot see, does not suit the
-    copy engine).
+    stages and whether it loads the tiles it walks through tensor descriptors, ``grad_out``'s
+    strides included: ``dispatch.for_gradient``).
     """
     B, H, S, D = q.shape
     block_size = csr.block_size
@@ -237,7 +236,7 @@ def triton_block_sparse_attention_backward(q, k, v, out, lse, grad_out, csr, key
     ks, vs = k, v
     if c.use_tma:
         ks, vs = descriptor(k, [1, 1, c.block_n, bd]), descriptor(v, [1, 1, c.block_n, bd])
-    qs, dos, dkdv_tma = q, grad_out, bool(cd.use_tma) and _copy_engine_takes(grad_out)
+    qs, dos, dkdv_tma = q, grad_out, bool(cd.use_tma)
     if dkdv_tma:
         qs, dos = descriptor(q, [1, 1, cd.block_m, bd]), descriptor(grad_out, [1, 1, cd.block_m, bd])
     with guard:
@@ -260,10 +259,3 @@ def triton_block_sparse_attention_backward(q, k, v, out, lse, grad_out, csr, key
             num_stages=cd.num_stages, USE_TMA=dkdv_tma)
     return dq, dk, dv
 
-
-def _copy_engine_takes(t: torch.Tensor) -> bool:
-    """Tensor descriptors need a 16-byte-aligned base and strides, a unit last stride and no
-    zero stride (a broadcast gradient has them)."""
-    es = t.element_size()
-    return (t.stride(-1) == 1 and t.data_ptr() % 16 == 0 and all(st > 0 for st in t.stride())
-            and all((st * es) % 16 == 0 for st in t.stride()[:-1]))

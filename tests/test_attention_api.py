@@ -127,3 +127,18 @@ def test_decision_travels_through_the_op_as_integers():
         got = Decision.decode(d.encode())
         assert all(isinstance(x, int) for x in d.encode())
         assert got[:7] == d[:7], (got, d)
+
+
+def test_backward_loads_a_broadcast_gradient_by_pointers():
+    """``dispatch.for_gradient``: the dK/dV pass reads dO through tensor descriptors only where
+    the copy engine takes the gradient (not a broadcast one, whose strides are zero)."""
+    from radial_core.dispatch import Decision, backward_config, for_gradient, triton_config
+
+    cfg = triton_config(64, torch.float16, 64, (9, 0), use_tma=True)
+    d = Decision("triton", "triton", False, cfg, "triton", cfg,
+                 backward_config(64, torch.float16, 64, (9, 0), dq_tma=True, dkdv_tma=True))
+    aligned = torch.zeros(1, 2, 200, 64, dtype=torch.float16)
+    assert for_gradient(d, aligned) is d
+    broadcast = torch.ones((), dtype=torch.float16).expand(aligned.shape)
+    got = for_gradient(d, broadcast).backward
+    assert not got.dkdv.use_tma and got.dq.use_tma and got.dkdv.block_m == d.backward.dkdv.block_m

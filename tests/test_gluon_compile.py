@@ -65,6 +65,7 @@ def _child(names):
     pack_import.install()
     from radial_core import gluon_kernel as gk
     from radial_core.csr import build_csr
+    from radial_core.dispatch import GLUON_STAGES  # what the pack launches
 
     cuobjdump = Path(__import__("triton").__file__).parent / "backends/nvidia/bin/cuobjdump"
     for name in names:
@@ -84,11 +85,11 @@ def _child(names):
                 qs = torch.ones(B * H, sp // gk.INT8_GROUPS[0])
                 ks = torch.ones(B * H, sp // gk.INT8_GROUPS[1])
                 compiled = gk.forward_int8(q8, q8.clone(), v, out, csr, qs, ks, pad,
-                                           S if kpm else 0, warmup=True)
+                                           S if kpm else 0, GLUON_STAGES, warmup=True)
             else:
                 buf = torch.zeros(B, H, S, dtype=torch.float32) if lse else None
-                compiled = gk.forward(v, v, v, out, csr, 0.18, pad, S if kpm else 0, lse=buf,
-                                      warmup=True)
+                compiled = gk.forward(v, v, v, out, csr, 0.18, pad, S if kpm else 0,
+                                      GLUON_STAGES, lse=buf, warmup=True)
             cubin = compiled.asm["cubin"]
             rec["compiled"] = True
             rec["shared"] = compiled.metadata.shared
