@@ -155,6 +155,16 @@ def triton_release() -> tuple[str | None, str]:
 
 
 @torch.compiler.assume_constant_result
+def _triton_new_enough() -> bool:
+    """Triton 3.0 or newer (a version string that does not parse counts as new)."""
+    version, _ = triton_release()
+    try:
+        return int(version.split(".")[0]) >= 3
+    except ValueError:
+        return True
+
+
+@torch.compiler.assume_constant_result
 def _has_descriptors() -> bool:
     if "descriptors" not in _triton_state:
         try:
@@ -234,11 +244,7 @@ def can_use_triton(q: torch.Tensor) -> tuple[bool, str]:
     version, error = triton_release()
     if version is None:
         return False, f"Triton is not importable ({error})"
-    try:
-        major_t = int(version.split(".")[0])
-    except ValueError:
-        major_t = 3
-    if major_t < 3:  # tl.dot(..., input_precision=...)
+    if not _triton_new_enough():  # tl.dot(..., input_precision=...)
         return False, f"Triton {version} is older than the kernel needs (3.0)"
     return True, "ok"
 
