@@ -4,7 +4,7 @@ One command on a CUDA machine (from the repository root):
 
     python3 bench/bench_backward.py                       # Wan 480p and 720p, B=1, H=40, D=128
     python3 bench/bench_backward.py --sweep wan720 --json out.json   # + config sweep of ours
-    python3 bench/bench_backward.py --shapes wan720 --skip-flex --dq-modes 0 --sweep wan720
+    python3 bench/bench_backward.py --shapes wan720 --skip-flex --sweep wan720
 
 Per shape (Wan 2.1-14B's 81 frames: 21 latent frames x 1 560 / 3 600 tokens, the radial mask at
 the authors' decay 0.2, block 128, bf16, ComfyUI's [B, S, H*D] layout): median CUDA-event time
@@ -16,9 +16,10 @@ sampled rows and keys of two heads (tests/test_backward.py's chunked reference).
 >= 1.3x flex, >= 0.8 / density x dense (forward + backward). The table comes last.
 
 ``--sweep SHAPE``: each row of ``SWEEP`` (a launch configuration of the dQ pass or of the dK/dV
-pass, with or without tensor-descriptor loads) timed alone and its gradients checked against
-the same reference; then the fastest correct dQ row and dK/dV row together through the op
-(forward + backward), printed as ``best`` after the table.
+pass, with or without tensor-descriptor loads; the other pass at its default) timed as the
+whole backward and its gradients checked against the same reference; then the fastest correct
+dQ row and dK/dV row together through the op (forward + backward), printed as ``best`` after
+the table.
 """
 
 from __future__ import annotations
@@ -42,27 +43,27 @@ from bench_kernel import (  # noqa: E402
     SHAPES, cuda_time_ms, environment, flex_block_mask, kept_token_pairs,
 )
 from radial_core.attention import block_sparse_attention  # noqa: E402
-from radial_core.csr import block_mask_to_csr, block_mask_to_key_csr  # noqa: E402
+from radial_core.csr import block_csr  # noqa: E402
+from radial_core.dispatch import PassConfig, decide  # noqa: E402
 from radial_core.mask import radial_block_mask  # noqa: E402
 
-# (part, dq_mode, config): "dq" / "dkdv" time one pass alone (dq_mode 0); "fused" the dK/dV
-# pass with dQ added by atomics (dq_mode 1) or descriptor reductions (2), cast included.
-# USE_TMA: that pass loads the tiles it walks (K, V for dQ; Q, dO for dK/dV) through tensor
-# descriptors. The first row of each part is the default (pick_bwd_config, Hopper); the rows
-# measured on 2026-12-02 01:29-01:37 UTC (other stages, warps and the fused modes: slower,
-# docs/benchmarks.md "Backward") are not repeated.
-SWEEP = [("dq", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)),
-         ("dq", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2, USE_TMA=True)),
-         ("dq", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, USE_TMA=True)),
-         ("dq", 0, dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2, USE_TMA=True)),
-         ("dq", 0, dict(BLOCK_M=128, BLOCK_N=32, num_warps=4, num_stages=3, USE_TMA=True)),
-         ("dkdv", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)),
-         ("dkdv", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2, USE_TMA=True)),
-         ("dkdv", 0, dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, USE_TMA=True)),
-         ("dkdv", 0, dict(BLOCK_M=32, BLOCK_N=128, num_warps=4, num_stages=3)),
-         ("dkdv", 0, dict(BLOCK_M=32, BLOCK_N=128, num_warps=4, num_stages=3, USE_TMA=True)),
-         ("dkdv", 0, dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=3, USE_TMA=True)),
-         ("dkdv", 0, dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=2, USE_TMA=True))]
+# (part, config): the launch of the dQ or the dK/dV pass. USE_TMA: that pass loads the
+# tiles it walks (K, V for dQ; Q, dO for dK/dV) through tensor descriptors. The first row of
+# each part is the default (dispatch.backward_config, Hopper); rows measured before (other
+# stages, warps, and dQ fused into the dK/dV pass: slower, docs/benchmarks.md "Backward") are
+# not repeated.
+SWEEP = [("dq", dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)),
+         ("dq", dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2, USE_TMA=True)),
+         ("dq", dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, USE_TMA=True)),
+         ("dq", dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2, USE_TMA=True)),
+         ("dq", dict(BLOCK_M=128, BLOCK_N=32, num_warps=4, num_stages=3, USE_TMA=True)),
+         ("dkdv", dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)),
+         ("dkdv", dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2, USE_TMA=True)),
+         ("dkdv", dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, USE_TMA=True)),
+         ("dkdv", dict(BLOCK_M=32, BLOCK_N=128, num_warps=4, num_stages=3)),
+         ("dkdv", dict(BLOCK_M=32, BLOCK_N=128, num_warps=4, num_stages=3, USE_TMA=True)),
+         ("dkdv", dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=3, USE_TMA=True)),
+         ("dkdv", dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=2, USE_TMA=True))]
 
 
 def sampled_reference(q, k, v, g, mask, bs, heads=2, n=192, seed=0):
@@ -150,83 +151,77 @@ def bench_shape(key, args, results):
             row["flex_step_ms"] = float("nan")
             row["flex_error"] = f"{type(exc).__name__}: {exc}"[:300]
         torch.cuda.empty_cache()
-    from radial_core import triton_backward as tb
+    csr = block_csr(mask, bs, q.device, key_side=True)
+    default = decide(q, k, v, block_size=bs, backend="triton", need_grad=True)
 
-    pick = tb.pick_bwd_config
-
-    def ours(name, cfg):
-        # the op's backward reads the launch table by name: give it this one
-        tb.pick_bwd_config = lambda *a: cfg(pick(*a))
+    def ours(name, decision):
         step = time_pair(row, name,
-                         lambda: block_sparse_attention(q, k, v, mask, block_size=bs,
-                                                        backend="triton"), q, k, v, g)
+                         lambda: block_sparse_attention(q, k, v, csr, decision=decision),
+                         q, k, v, g)
         if step is not None:
             row[f"{name}_grad_err"] = compare(step(), reference)
-        tb.pick_bwd_config = pick
 
-    for mode in (int(m) for m in args.dq_modes.split(",")):
-        ours(f"ours_m{mode}", lambda c, _m=mode: dict(c, dq_mode=_m))
-    best = min((m for m in args.dq_modes.split(",")),
-               key=lambda m: row.get(f"ours_m{m}_step_ms", float("inf")))
-    row["ours_mode"] = int(best)
-    for kname in ("fwd_ms", "step_ms", "bwd_ms", "grad_err"):
-        if f"ours_m{best}_{kname}" in row:
-            row[f"ours_{kname}"] = row[f"ours_m{best}_{kname}"]
+    ours("ours", default)
     if key in args.sweep.split(","):
-        row["sweep"], best = sweep(q, k, v, g, mask, bs, reference)
+        row["sweep"], best = sweep(q, k, v, g, csr, bs, reference, default)
         if best:  # the fastest correct dQ and dK/dV rows together, through the op
-            row["best_config"] = best
-            ours("ours_best", lambda c: dict(c, **best))
+            row["best_config"] = {p: c._asdict() for p, c in best.items()}
+            ours("ours_best", default._replace(backward=default.backward._replace(**best)))
     results.append(row)
     print(json.dumps(row), flush=True)
     del q, k, v, g
     torch.cuda.empty_cache()
 
 
-def sweep(q, k, v, g, mask, bs, reference):
-    """Backward kernels alone, each launch configuration of dQ and of dK/dV timed apart, and
-    each one's gradients against ``reference`` (``sampled_reference``). Returns the rows and
-    ``{"dq": ..., "dkdv": ...}``, the fastest dQ-pass and dK/dV-pass rows whose errors stay
-    within 1.5x the default's (None when some part has no such row)."""
-    from radial_core import triton_kernel
-    from radial_core.triton_backward import (pick_bwd_config,
-                                             triton_block_sparse_attention_backward)
+def _pass(c: dict) -> PassConfig:
+    return PassConfig(c["BLOCK_M"], c["BLOCK_N"], c["num_warps"], c["num_stages"],
+                      bool(c.get("USE_TMA")))
+
+
+def sweep(q, k, v, g, csr, bs, reference, default):
+    """Each launch configuration of dQ and of dK/dV (the other pass at ``default``'s), timed as
+    the whole backward, and each one's gradients against ``reference``
+    (``sampled_reference``). Returns the rows and ``{"dq": ..., "dkdv": ...}``, the fastest
+    dQ-pass and dK/dV-pass configs whose errors stay within 1.5x the default's (None when
+    some part has no such row)."""
+    from radial_core.triton_backward import triton_block_sparse_attention_backward
+    from radial_core.triton_kernel import triton_block_sparse_attention
 
     q, k, v = (t.detach() for t in (q, k, v))
-    csr, kcsr = block_mask_to_csr(mask, q.device), block_mask_to_key_csr(mask, q.device)
-    out, lse = triton_kernel.forward(q, k, v, csr, bs, return_lse=True)
-    base = pick_bwd_config(q.shape[-1], q.dtype, bs, q.device)
-    default_err = compare(triton_block_sparse_attention_backward(
-        q, k, v, out, lse, g, csr, kcsr, bs, config=base), reference)
+    exact = default.exact_forward
+    if default.exact_kernel != "triton":  # the sweep times the Triton backward on any forward
+        from radial_core.dispatch import capability, triton_config
+
+        exact = triton_config(q.shape[-1], q.dtype, bs, capability(q.device))
+    out, lse = triton_block_sparse_attention(q, k, v, csr, exact, scale=q.shape[-1] ** -0.5,
+                                             return_lse=True)
+    base = default.backward
+
+    def backward(cfg):
+        return triton_block_sparse_attention_backward(q, k, v, out, lse, g, csr, csr.key, cfg,
+                                                      scale=q.shape[-1] ** -0.5)
+
+    default_err = compare(backward(base), reference)
     res = []
-    for part, mode, c in SWEEP:
-        key = "dq" if part == "dq" else "dkdv"
-        cfg = dict(base, **{key: c}, dq_mode=mode)
-        parts = ("dkdv",) if part == "fused" else (part,)
-        rec = {"part": part, "dq_mode": mode, **c}
+    for part, c in SWEEP:
+        cfg = base._replace(**{part: _pass(c)})
+        rec = {"part": part, **c}
         try:
-            rec["ms"] = cuda_time_ms(lambda: triton_block_sparse_attention_backward(
-                q, k, v, out, lse, g, csr, kcsr, bs, config=cfg, parts=parts),
-                target_ms=600, max_reps=6)
-            err = compare(triton_block_sparse_attention_backward(
-                q, k, v, out, lse, g, csr, kcsr, bs, config=cfg), reference)
-            # the gradients this row computes: dq (dQ pass), dk and dv (dK/dV pass), all fused
-            mine = [i for i, n in enumerate(("dq", "dkdv", "dkdv")) if part in (n, "fused")]
+            rec["ms"] = cuda_time_ms(lambda: backward(cfg), target_ms=600, max_reps=6)
+            err = compare(backward(cfg), reference)
+            mine = [i for i, n in enumerate(("dq", "dkdv", "dkdv")) if part == n]
             rec["err"] = err
             rec["ok"] = all(err[i] <= 1.5 * default_err[i] for i in mine)
         except Exception as exc:  # e.g. out of shared memory for this tile shape
             rec["ms"] = f"{type(exc).__name__}: {exc}"[:120]
         res.append(rec)
-        print(f"sweep {part} mode {mode} {c} -> {rec['ms']} err {rec.get('err')}", flush=True)
+        print(f"sweep {part} {c} -> {rec['ms']} err {rec.get('err')}", flush=True)
     best = {}
     for part in ("dq", "dkdv"):
         good = [r for r in res if r["part"] == part and r.get("ok")]
         if not good:
             return res, None
-        r = min(good, key=lambda r: r["ms"])
-        best[part] = {n: r[n] for n in ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages")}
-        if r.get("USE_TMA"):
-            best[part]["USE_TMA"] = True
+        best[part] = _pass(min(good, key=lambda r: r["ms"]))
     return res, best
 
 
@@ -235,7 +230,7 @@ def print_table(env, results):
     print(f"# {env['gpu']} | driver {env['driver']} | torch {env['torch']} | "
           f"triton {env['triton']} | {env['date']}")
     hdr = ("shape", "S", "dens", "cuDNN f/f+b ms", "flex f/f+b ms", "ours f/f+b ms",
-           "ours bwd", "dQ mode (bwd ms by mode)", "vs flex", "vs dense", "target",
+           "ours bwd", "vs flex", "vs dense", "target",
            "ours err dq/dk/dv", "flex err")
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
@@ -253,9 +248,6 @@ def print_table(env, results):
         print("| " + " | ".join([
             r["shape"], str(r["S"]), f"{r['density']:.3f}", pair("cudnn"), pair("flex"),
             pair("ours"), f"{g('ours_bwd_ms'):.1f}",
-            f"{r.get('ours_mode')} (" + ", ".join(
-                f"{m}: {r[f'ours_m{m}_bwd_ms']:.1f}" for m in range(3)
-                if f"ours_m{m}_bwd_ms" in r) + ")",
             f"{g('flex_step_ms') / g('ours_step_ms'):.2f}x",
             f"{g('cudnn_step_ms') / g('ours_step_ms'):.2f}x", f"{0.8 / r['density']:.2f}x",
             errs("ours_grad_err"), errs("flex_grad_err")]) + " |")
@@ -265,7 +257,7 @@ def print_table(env, results):
                 " TMA" if w.get("USE_TMA") else "")
             ms = f"{w['ms']:.1f} ms" if isinstance(w["ms"], float) else w["ms"]
             err = "/".join(f"{x:.1e}" for x in w.get("err", []))
-            print(f"sweep {r['shape']} {w['part']} (mode {w['dq_mode']}) {cfg}: {ms} "
+            print(f"sweep {r['shape']} {w['part']} {cfg}: {ms} "
                   f"err {err}{'' if w.get('ok', True) else ' (ERROR TOO LARGE)'}")
         if "ours_best_step_ms" in r:
             print(f"best {r['shape']} {r['best_config']}: f/f+b {r['ours_best_fwd_ms']:.1f} / "
@@ -283,9 +275,6 @@ def main() -> int:
     ap.add_argument("--sweep", default="", help="shapes (comma-separated) on which to time "
                     "launch configs of ours' backward kernels")
     ap.add_argument("--json", help="write every number here")
-    ap.add_argument("--dq-modes", default="0,1,2",
-                    help="dQ modes of ours to time (0 own pass, 1 fused atomics, 2 fused "
-                         "descriptor reductions); the table shows the fastest")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("bench_backward needs a CUDA GPU")

@@ -1,8 +1,8 @@
 """Kernel benchmark: cuDNN SDPA, flex_attention on the same mask, comfy-kitchen, ours bf16/fp8.
 
-``ours`` and ``fp8`` are what ``precision="exact"`` / ``"fp8"`` run on the card (on Hopper the
-Gluon kernel, ``gluon_kernel``; fp8 = ``triton_kernel.FP8_SCHEME``: int8 Q.K, 16-bit P.V);
-``e4m3`` is the all-e4m3 scheme (both products in e4m3, the Triton kernel), timed beside it.
+``ours`` and ``fp8`` are what ``precision="exact"`` / ``"fp8"`` run on the card (``dispatch``:
+on Hopper the Gluon kernel, ``gluon_kernel``; fp8 = int8 Q.K, 16-bit P.V), on the mask's CSR built
+once (``csr.block_csr``), as a caller that holds its mask does.
 
 One command on any CUDA machine (run from the repository root):
 
@@ -39,10 +39,11 @@ import pack_import  # noqa: E402  the pack as ComfyUI imports it; its root is ne
 pack_import.install()
 
 from radial_core.attention import block_sparse_attention  # noqa: E402
-from radial_core.csr import block_mask_to_csr  # noqa: E402
+from radial_core.csr import block_csr  # noqa: E402
+from radial_core.dispatch import TritonConfig, capability, decide, triton_config  # noqa: E402
 from radial_core.mask import radial_block_mask  # noqa: E402
 from radial_core.reference import masked_attention_rows  # noqa: E402
-from radial_core.triton_kernel import pick_config, triton_block_sparse_attention  # noqa: E402
+from radial_core.triton_kernel import triton_block_sparse_attention  # noqa: E402
 
 # name: (frames F, tokens per frame T, text tokens, heads, model, authors' decay factor)
 SHAPES = {
@@ -176,18 +177,13 @@ def bench_shape(key, args, results, dtype):
                "dtype": str(dtype), "layout": layout, "decay": decay, "density": density,
                "mask_build_ms": mask_ms}
         t0 = time.perf_counter()
-        block_mask_to_csr(mask, q.device)
+        csr = block_csr(mask, bs, q.device)
         row["csr_first_ms"] = (time.perf_counter() - t0) * 1e3
 
         def ours(prec):
-            if prec == "e4m3":  # the all-e4m3 scheme (not precision="fp8"'s default)
-                csr = block_mask_to_csr(mask, q.device)
-                return lambda: triton_block_sparse_attention(q, k, v, csr, bs, fp8=True,
-                                                             scheme="fp8")
-            return lambda: block_sparse_attention(q, k, v, mask, block_size=bs,
-                                                  backend="triton", precision=prec)
+            return lambda: block_sparse_attention(q, k, v, csr, backend="triton", precision=prec)
 
-        for name, prec in (("ours", "exact"), ("fp8", "fp8"), ("e4m3", "e4m3")):
+        for name, prec in (("ours", "exact"), ("fp8", "fp8")):
             out = ours(prec)()
             row[f"{name}_err"] = error_vs_reference(out, q, k, v, mask, bs)
             del out
@@ -221,7 +217,7 @@ def bench_shape(key, args, results, dtype):
         results.append(row)
         print(json.dumps(row), flush=True)
         if args.sweep and key == args.shapes.split(",")[0].strip() and layout == "bshd":
-            sweep(q, k, v, block_mask_to_csr(mask, q.device), bs, sparse_flop, key, results)
+            sweep(q, k, v, csr, bs, sparse_flop, key, results)
         del q, k, v
         torch.cuda.empty_cache()
 
@@ -240,10 +236,6 @@ def error_table(args, results, dtype):
             out = block_sparse_attention(q, k, v, full, block_size=bs, backend="triton",
                                          precision=prec)
             rec[name] = error_vs_reference(out, q, k, v, full, bs)
-        csr = block_mask_to_csr(full, q.device)
-        for scheme in ("fp8", "fp8-qk", "fp8-pv", "int8-fp8"):  # where e4m3's error comes from
-            out = triton_block_sparse_attention(q, k, v, csr, bs, fp8=True, scheme=scheme)
-            rec[f"ours_scheme_{scheme}"] = error_vs_reference(out, q, k, v, full, bs)
         rec["sdpa"] = error_vs_reference(F.scaled_dot_product_attention(q, k, v), q, k, v,
                                          full, bs)
         if ck is not None:
@@ -269,19 +261,21 @@ def sweep(q, k, v, csr, bs, flop, key, results):
         (False, False, 128, 64, 4, 2), (True, True, 128, 64, 4, 3), (True, True, 128, 64, 4, 2),
         (True, True, 128, 128, 8, 3), (True, False, 128, 64, 4, 3),
     ):
-        variants.append((fp8, dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages,
-                                   BLOCK_D=bd, USE_TMA=tma)))
-    default = pick_config(D, q.dtype, bs, q.device)
-    print("sweep default", default, flush=True)
+        variants.append((fp8, TritonConfig(bm, bn, bd, warps, stages, tma)))
+    default = decide(q, k, v, block_size=bs)
+    print("sweep default", default.kernel, default.forward, triton_config(
+        D, q.dtype, bs, capability(q.device)), flush=True)
     for fp8, cfg in variants:
+        names = dict(BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps,
+                     num_stages=cfg.num_stages, BLOCK_D=cfg.block_d, USE_TMA=cfg.use_tma)
         try:
-            fn = lambda: triton_block_sparse_attention(q, k, v, csr, bs, config=cfg,  # noqa
-                                                       fp8=fp8)
+            fn = lambda: triton_block_sparse_attention(q, k, v, csr, cfg, int8=fp8,  # noqa
+                                                       scale=D ** -0.5)
             ms = cuda_time_ms(fn, target_ms=600, max_reps=10)
-            rec = {"sweep": key, "fp8": fp8, **cfg, "ms": ms,
+            rec = {"sweep": key, "fp8": fp8, **names, "ms": ms,
                    "tflops": flop / (ms * 1e-3) / 1e12}
         except Exception as exc:
-            rec = {"sweep": key, "fp8": fp8, **cfg,
+            rec = {"sweep": key, "fp8": fp8, **names,
                    "error": f"{type(exc).__name__}: {exc}"[:200]}
         results.append(rec)
         print(json.dumps(rec), flush=True)
@@ -312,8 +306,8 @@ def rate_variants(key, args, results):
         else:
             q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=dtype) for _ in range(3))
         flop = 4.0 * B * H * D * kept_token_pairs(mask, S, bs)
-        ms = cuda_time_ms(lambda: block_sparse_attention(q, k, v, mask, block_size=bs,
-                                                         backend="triton"))
+        csr = block_csr(mask, bs, q.device)
+        ms = cuda_time_ms(lambda: block_sparse_attention(q, k, v, csr, backend="triton"))
         tf = flop / (ms * 1e-3) / 1e12
         base = base or tf
         rec = {"variant": name, "shape": key, "S": S, "B": B, "ms": ms, "tflops": tf,
@@ -349,9 +343,8 @@ def print_table(env, results):
     print(f"# {env['gpu']} | driver {env['driver']} | torch {env['torch']} | "
           f"triton {env['triton']} | comfy_kitchen {env.get('comfy_kitchen')} | {env['date']}")
     hdr = ("shape", "layout", "S", "dens", "cuDNN ms", "flex ms", "sol ms", "int8 ms",
-           "ours ms", "fp8 ms", "e4m3 ms", "ours TF/s", "fp8 TF/s", "e4m3 TF/s", "fp8/ours",
-           "e4m3/ours", "vs cuDNN", "target", "vs flex", "vs sol", "fp8 vs sol", "err",
-           "fp8 err", "e4m3 err")
+           "ours ms", "fp8 ms", "ours TF/s", "fp8 TF/s", "fp8/ours",
+           "vs cuDNN", "target", "vs flex", "vs sol", "fp8 vs sol", "err", "fp8 err")
     print(" | ".join(hdr))
     for r in results:
         if "density" not in r:
@@ -364,13 +357,11 @@ def print_table(env, results):
             r["shape"], r["layout"], str(r["S"]), f"{r['density']:.3f}",
             f"{g('cudnn_ms'):.1f}", f"{g('flex_ms'):.1f}", f"{g('sol_ms'):.1f}",
             f"{g('int8_ms'):.1f}", f"{g('ours_ms'):.1f}", f"{g('fp8_ms'):.1f}",
-            f"{g('e4m3_ms'):.1f}", f"{g('ours_tflops'):.0f}", f"{g('fp8_tflops'):.0f}",
-            f"{g('e4m3_tflops'):.0f}", f"{g('ours_ms') / g('fp8_ms'):.2f}x",
-            f"{g('ours_ms') / g('e4m3_ms'):.2f}x",
+            f"{g('ours_tflops'):.0f}", f"{g('fp8_tflops'):.0f}",
+            f"{g('ours_ms') / g('fp8_ms'):.2f}x",
             f"{g('cudnn_ms') / g('ours_ms'):.2f}x", f"{0.9 / r['density']:.2f}x",
             f"{g('flex_ms') / g('ours_ms'):.2f}x", f"{g('sol_ms') / g('ours_ms'):.2f}x",
             f"{g('sol_ms') / g('fp8_ms'):.2f}x", f"{g('ours_err'):.1e}", f"{g('fp8_err'):.1e}",
-            f"{g('e4m3_err'):.1e}",
         ]))
     for r in results:
         if "errors" in r:

@@ -19,8 +19,9 @@ fi
 if [ "${1:-}" = "tests" ]; then
   shift
   python3 -m pytest -q -s -p no:cacheprovider -rs tests/test_gpu_attention.py \
-    tests/test_fp8_attention.py tests/test_custom_op.py tests/test_triton_interpret.py \
-    tests/test_attention_api.py tests/test_attention_torch.py 2>&1 | tee "$OUT/gpu_tests.log" \
+    tests/test_fp8_attention.py tests/test_gluon_kernel.py tests/test_backward.py \
+    tests/test_custom_op.py tests/test_triton_interpret.py tests/test_attention_api.py \
+    tests/test_attention_torch.py 2>&1 | tee "$OUT/gpu_tests.log" \
     | sed 's/\[gpu-err\].*//' | grep -v '^$' | tail -25
   grep -o '\[gpu-err\].*' "$OUT/gpu_tests.log" | grep float32 | tail -6
   grep -o '\[fp8-err\].*' "$OUT/gpu_tests.log" | tail -14

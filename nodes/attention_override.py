@@ -76,6 +76,7 @@ def _log_shape(run: RunState, cfg, fwd, call: Call, plan: Plan) -> None:
         + f", dense blocks {dense_blocks if dense_blocks else 'none'}"
         + f", dense steps first {cfg.dense_steps_first} / last {cfg.dense_steps_last}"
         + f", backend {plan.backend} ({str(call.q.dtype).replace('torch.', '')}, {call.q.device.type})"
+        + (f": {plan.decision.reason}" if plan.decision is not None else "")
     ))
     if cfg.family.note:
         run.once("note", logging.INFO, f"Radial Attention: {cfg.family.note}")
@@ -129,9 +130,9 @@ class RadialAttentionOverride:
     def sparse_attention(self, plan: Plan, call: Call, q, k, v) -> torch.Tensor:
         """The one call into radial_core: ``[B, H, L, D]`` in and out."""
         cfg = self.config
-        return block_sparse_attention(q, k, v, plan.mask, block_size=cfg.block_size,
-                                      key_padding_mask=plan.key_padding_mask, scale=call.scale,
-                                      backend=plan.kernel_backend, precision=cfg.precision)
+        return block_sparse_attention(q, k, v, plan.mask, key_padding_mask=plan.key_padding_mask,
+                                      scale=call.scale, precision=cfg.precision,
+                                      decision=plan.decision)
 
     def dense_attention(self, plan: Plan, func, args, kwargs):
         """A call the plan keeps dense."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..radial_core.mask import RadialMask, radial_mask
-from ..radial_core.attention import choose_backend
+from ..radial_core.dispatch import Decision, decide
 from .model_family import ModelFamily
 
 _ARG_NAMES = ("q", "k", "v", "heads", "mask", "attn_precision", "skip_reshape", "skip_output_reshape")
@@ -176,9 +176,9 @@ class Plan:
     text_first: bool = False
     mask: RadialMask | None = None  # the shared radial mask (radial_core.mask.radial_mask)
     key_padding_mask: torch.Tensor | None = None
-    backend: str = ""  # radial_core.choose_backend's answer: "triton" or "pytorch"
+    backend: str = ""  # radial_core.dispatch's answer: "triton" or "pytorch"
     backend_reason: str = ""  # why not Triton ("" when Triton)
-    kernel_backend: str = ""  # what the executor passes to block_sparse_attention
+    decision: Decision | None = None  # what the executor passes to block_sparse_attention
     step_unknown: bool = False  # dense_steps_first/last asked, but this call's step is unknown
 
     @property
@@ -243,12 +243,14 @@ def plan_call(call: Call | None, fwd, cfg: RadialConfig, transformer_options: di
                            text_first=fwd.text_first)
     except Exception as exc:  # noqa: BLE001 - a shape the mask cannot take goes dense
         return _dense(f"a mask that could not be built ({type(exc).__name__}: {exc})", True, **base)
-    q = call.bhld()[0]
-    backend, backend_reason = choose_backend(q, cfg.backend)
-    # "auto" lets radial_core send an all-kept mask to PyTorch's fused dense attention (same
-    # function, a few percent faster at density 1) once it is known that Triton can serve.
-    kernel_backend = "auto" if (backend == "triton" and cfg.backend == "auto") else backend
-    base.update(mask=mask, backend=backend, backend_reason=backend_reason, kernel_backend=kernel_backend)
+    q, k, v = call.bhld()
+    # radial_core's one decision; a backend "triton" that cannot run falls back to PyTorch here
+    # (the executor passes the decision on, and log_plan warns with its reason)
+    decision = decide(q, k, v, block_size=cfg.block_size, backend=cfg.backend, precision=cfg.precision,
+                      need_grad=torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)))
+    if decision.backend != "triton":  # PyTorch's dense shortcut for an all-kept mask only beside Triton
+        decision = decision._replace(dense_when_all_kept=False)
+    base.update(mask=mask, backend=decision.backend, backend_reason=decision.why_not_triton, decision=decision)
     if block in cfg.dense_blocks:
         return _dense("dense block", **base)
     if fwd.step is not None and fwd.step.dense:

@@ -5,9 +5,13 @@ restricted to the tokens of the kept blocks of ``block_mask``:
 
 - ``q, k, v``: ``[B, H, S, D]`` with any strides (a ``[B, S, H*D]`` tensor viewed as
   ``t.view(B, S, H, D).transpose(1, 2)`` costs no copy); same shape, dtype and device.
-- ``block_mask``: bool ``[nb, nb]`` shared by batch and heads, or ``[H, nb, nb]`` per head,
-  ``nb = ceil(S / block_size)``; entry ``[qi, ki]`` keeps query block qi x key block ki; or a
-  ``mask.RadialMask`` (``radial_mask(...)``), whose CSR is kept on it.
+- ``block_mask``: a ``mask.RadialMask`` (``radial_mask(...)``, whose CSRs are kept on it); a
+  ``csr.BlockCSR`` (``csr.block_csr(mask, block_size, device)``: what a compiled caller builds
+  outside the graph, as ``flex_attention``'s callers build their ``BlockMask``); or a bool
+  ``[nb, nb]`` tensor shared by batch and heads, or ``[H, nb, nb]`` per head,
+  ``nb = ceil(S / block_size)``; entry ``[qi, ki]`` keeps query block qi x key block ki (turned
+  into a CSR at each call). The first two carry their block size: ``block_size`` may then be
+  left out (if given, it must match); for a bool tensor it defaults to 128.
 - ``key_padding_mask``: optional bool ``[B, S]``, True = real key. Padded keys and keys past S
   never enter the softmax; a query row with no kept key returns zeros (never NaN).
 - Output: ``[B, H, S, D]`` in q's dtype, always ``out.transpose(1, 2)`` of a contiguous
@@ -20,19 +24,22 @@ restricted to the tokens of the kept blocks of ``block_mask``:
 Precision: ``precision="exact"`` (default; ``"bf16"`` is accepted as an alias, the issue's name
 for it) computes in the inputs' own dtype: bf16 stays bf16, fp16 stays fp16, nothing is cast.
 ``precision="fp8"`` (opt-in, GPU kernel on compute capability 8.9+, head dim 32..128) runs
-Q.K^T on 8-bit copies (``triton_kernel.FP8_SCHEME``: int8 with per-block scales, K smoothed;
-``triton_kernel.quantize_fp8``) and P.V in the inputs' 16-bit dtype; its error on random inputs
+Q.K^T on int8 copies (``int8_quant.quantize_int8``: per-row or per-64-row scales, K smoothed)
+and P.V in the inputs' 16-bit dtype; its error on random inputs
 is 1.2e-2 (Triton kernel) to 1.3e-2 (the Gluon kernel on Hopper) relative (comfy-kitchen INT8:
 1.7e-2), against 2.3e-3 for bf16 (docs/perf-notes.md). Where FP8 cannot run (CPU, older GPU, head dim, backend
 ``"pytorch"``) the call computes the exact result and logs one warning.
 
-torch.compile: the call is the custom op ``torch.ops.radial_attention.block_sparse_attn``
-(``torch.library``), so a compiled model keeps one graph with the attention inside.
+Which kernel runs is decided once per call by ``dispatch.decide`` (a caller that decided already,
+the ComfyUI node, passes its ``decision=``); the custom op
+``torch.ops.radial_attention.block_sparse_attn`` (``torch.library``) takes the CSR tensors, the
+integers of the mask and the decision's integers, so a compiled model keeps one graph with the
+attention inside (build the CSR outside the graph and pass the ``BlockCSR``).
 
-Gradients (issue 14): the op is differentiable with respect to q, k and v on every backend
+Gradients: the op is differentiable with respect to q, k and v on every backend
 (``torch.library.register_autograd``; :func:`supports_backward` says which backward runs). When
 an input requires grad the forward also returns the float32 log-sum-exp of each query row
-(float64 for float64 inputs), and autograd saves q, k, v, the output, that LSE and the masks:
+(float64 for float64 inputs), and autograd saves q, k, v, the output, that LSE and the CSR tensors:
 memory linear in S, never the attention matrix. The backward is a second custom op
 (``radial_attention::block_sparse_attn_backward``, so torch.compile traces it as one node too):
 on the Triton backend the kernels of ``triton_backward`` (dQ over each query block's kept key
@@ -62,40 +69,38 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .csr import block_mask_to_csr, block_mask_to_key_csr
-from .mask import block_tensor
+from .csr import BlockCSR, build_csr, key_csr_from_csr
+from .dispatch import Decision, can_use_triton as _can_use_triton, decide, for_gradient
+from .mask import SUPPORTED_BLOCK_SIZES as BLOCK_SIZES, RadialMask
 from .torch_path import (out_layout, torch_block_sparse_attention,
                          torch_block_sparse_attention_backward)
 
 logger = logging.getLogger(__name__)
 
-BLOCK_SIZES = (64, 128)
 BACKENDS = ("auto", "triton", "pytorch")
 PRECISIONS = ("exact", "bf16", "fp8")  # "bf16": alias of "exact" (the input dtype's own path)
-TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-MAX_TRITON_HEAD_DIM = 256
 
-_triton_state: dict[str, object] = {}
 _warned: set[str] = set()
-
-
-def _triton_module():
-    """The kernel module, or None with the import error recorded (Triton missing, say)."""
-    if "module" not in _triton_state:
-        try:
-            from . import triton_kernel
-
-            _triton_state["module"] = triton_kernel
-        except Exception as exc:  # ImportError, or a broken Triton install
-            _triton_state["module"] = None
-            _triton_state["error"] = f"{type(exc).__name__}: {exc}"
-    return _triton_state["module"]
 
 
 def _name(t: object) -> str:
     if isinstance(t, torch.Tensor):
         return f"tensor of shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
     return f"{type(t).__name__} {t!r}"
+
+
+def _mask_block_size(block_mask, block_size) -> int:
+    """The block size of the call: the mask's own (a RadialMask or BlockCSR carries it; a
+    ``block_size`` given as well must match), else ``block_size`` (default 128)."""
+    own = block_mask.block_size if isinstance(block_mask, (RadialMask, BlockCSR)) else None
+    if own:
+        if block_size is not None and block_size != own:
+            raise ValueError(
+                f"block_sparse_attention: block_size={block_size!r} but the mask was built with "
+                f"block_size={own}. Fix: leave block_size out (the mask carries it) or build "
+                f"the mask with the block size you pass.")
+        return own
+    return 128 if block_size is None else block_size
 
 
 def _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend,
@@ -144,20 +149,27 @@ def _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend,
     B, H, S, D = q.shape
     if S == 0 or D == 0:
         raise ValueError(f"{where}: sequence length and head dim must be > 0; got {tuple(q.shape)}.")
-    if not isinstance(block_mask, torch.Tensor):
-        raise TypeError(f"{where}: block_mask must be a bool torch.Tensor; got {_name(block_mask)}")
-    if block_mask.dtype != torch.bool:
-        raise TypeError(
-            f"{where}: block_mask must have dtype torch.bool; got {block_mask.dtype}. "
-            f"Fix: pass block_mask.bool() (True = block kept)."
-        )
     nb = -(-S // block_size)
-    ok_shape = block_mask.dim() == 2 and tuple(block_mask.shape) == (nb, nb)
-    ok_shape |= block_mask.dim() == 3 and tuple(block_mask.shape) in ((H, nb, nb), (1, nb, nb))
+    if isinstance(block_mask, (RadialMask, BlockCSR)):
+        shape = (block_mask.nb, block_mask.nb)
+        if isinstance(block_mask, BlockCSR) and block_mask.mask_heads > 1:
+            shape = (block_mask.mask_heads, *shape)
+    else:
+        if not isinstance(block_mask, torch.Tensor):
+            raise TypeError(f"{where}: block_mask must be a RadialMask, a BlockCSR or a bool "
+                            f"torch.Tensor; got {_name(block_mask)}")
+        if block_mask.dtype != torch.bool:
+            raise TypeError(
+                f"{where}: block_mask must have dtype torch.bool; got {block_mask.dtype}. "
+                f"Fix: pass block_mask.bool() (True = block kept)."
+            )
+        shape = tuple(block_mask.shape)
+    ok_shape = len(shape) == 2 and shape == (nb, nb)
+    ok_shape |= len(shape) == 3 and shape in ((H, nb, nb), (1, nb, nb))
     if not ok_shape:
         raise ValueError(
             f"{where}: block_mask must be [nb, nb] or [H, nb, nb] with nb = ceil(S / block_size) "
-            f"= ceil({S} / {block_size}) = {nb}, H = {H}; got shape {tuple(block_mask.shape)}. "
+            f"= ceil({S} / {block_size}) = {nb}, H = {H}; got shape {shape}. "
             f"Fix: build the mask for this sequence length and block size."
         )
     if key_padding_mask is not None:
@@ -180,51 +192,21 @@ def _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend,
 def can_use_triton(
     q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Tensor | None = None
 ) -> tuple[bool, str]:
-    """Cheap check: can the Triton kernel serve these tensors? Returns ``(ok, reason)``.
-
-    Looks only at metadata (device, dtype, head dim, autograd, GPU generation); it does not
-    validate shapes (``block_sparse_attention`` does that and raises).
-    """
-    if not isinstance(q, torch.Tensor) or not q.is_cuda:
-        dev = q.device if isinstance(q, torch.Tensor) else None
-        return False, f"the Triton kernel needs CUDA tensors; got device {dev}"
-    if q.dtype not in TRITON_DTYPES:
-        return False, f"the Triton kernel takes float16, bfloat16 or float32; got {q.dtype}"
-    if q.dim() != 4:
-        return False, f"expected q as [B, H, S, D]; got shape {tuple(q.shape)}"
-    if q.shape[-1] > MAX_TRITON_HEAD_DIM:
-        return False, f"head dim {q.shape[-1]} is above the kernel's {MAX_TRITON_HEAD_DIM}"
-    major, minor = torch.cuda.get_device_capability(q.device)
-    if (major, minor) < (7, 5) or (q.dtype == torch.bfloat16 and major < 8):
-        return False, (
-            f"GPU compute capability {major}.{minor} is too old for the Triton kernel "
-            f"with {q.dtype} (needs 8.0+ for bfloat16, 7.5+ otherwise)"
-        )
-    if q.shape[0] * q.shape[1] > 65535:
-        return False, f"batch x heads = {q.shape[0] * q.shape[1]} is above the kernel's grid limit 65535"
-    if _triton_module() is None:
-        return False, f"Triton is not importable ({_triton_state.get('error')})"
-    if not _triton_module().triton_version_ok():
-        return False, (
-            f"Triton {_triton_module().triton.__version__} is older than the kernel needs (3.0)"
-        )
-    return True, "ok"
+    """Cheap check: can the Triton kernel serve these tensors? Returns ``(ok, reason)``
+    (``dispatch.can_use_triton``; metadata only, shapes are not validated)."""
+    return _can_use_triton(q)
 
 
-def choose_backend(
-    q: torch.Tensor, backend: str = "auto", k: torch.Tensor | None = None, v: torch.Tensor | None = None
-) -> tuple[str, str]:
-    """The one backend rule: ``("triton" | "pytorch", why not Triton)`` for these tensors.
+def supports_backward(q: torch.Tensor, backend: str = "auto") -> tuple[bool, str]:
+    """Is ``block_sparse_attention`` differentiable for these tensors? ``(True, which backward)``.
 
-    ``backend="pytorch"`` is PyTorch; otherwise the Triton kernel when :func:`can_use_triton`
-    says yes, else PyTorch with its reason (``""`` when Triton). ``block_sparse_attention`` uses
-    it (and raises for ``backend="triton"`` where it says PyTorch); a caller that prefers a
-    fallback over that error (the ComfyUI node) asks here first and passes the answer on.
+    Always True: every backend has a backward. The second value names the one that runs:
+    ``"triton"`` (the backward kernels) or ``"pytorch"`` (the blockwise PyTorch backward), the
+    same choice as the forward's.
     """
     if backend == "pytorch":
-        return "pytorch", "backend 'pytorch' asked"
-    ok, reason = can_use_triton(q, k, v)
-    return ("triton", "") if ok else ("pytorch", reason)
+        return True, "pytorch"
+    return True, "triton" if _can_use_triton(q)[0] else "pytorch"
 
 
 def _warn_once(msg: str) -> None:
@@ -233,67 +215,78 @@ def _warn_once(msg: str) -> None:
         logger.warning(msg)
 
 
+def _all_kept(block_mask) -> bool:
+    if isinstance(block_mask, RadialMask):
+        return block_mask.density == 1.0
+    if isinstance(block_mask, BlockCSR):
+        return block_mask.kept == block_mask.mask_heads * block_mask.nb * block_mask.nb
+    return bool(block_mask.all())
+
+
+def _csrs(block_mask, block_size: int, device, key_side: bool):
+    """``(csr, key-side csr or None)`` of the mask on ``device``."""
+    if isinstance(block_mask, RadialMask):
+        return block_mask.csr(device), block_mask.key_csr(device) if key_side else None
+    if isinstance(block_mask, BlockCSR):
+        csr = block_mask.to(device)
+        key = csr.key if csr.key is not None or not key_side else key_csr_from_csr(csr, device)
+        return csr, key if key_side else None
+    csr = build_csr(block_mask, "cpu", block_size)
+    key = key_csr_from_csr(csr, device) if key_side else None
+    return csr.to(device), key
+
+
 def block_sparse_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    block_mask: torch.Tensor,
+    block_mask,
     *,
-    block_size: int = 128,
+    block_size: int | None = None,
     key_padding_mask: torch.Tensor | None = None,
     scale: float | None = None,
     backend: str = "auto",
     precision: str = "exact",
+    decision: Decision | None = None,
 ) -> torch.Tensor:
-    """Block-sparse attention; see the module docstring for the full contract."""
-    block_mask = block_tensor(block_mask)  # a RadialMask or its bool tensor (its CSR stays on it)
+    """Block-sparse attention; see the module docstring for the full contract. ``decision``: a
+    ``dispatch.decide`` result for these tensors and mask that the caller made (and logged)
+    already; then ``backend`` is not consulted and no fallback is warned about here."""
+    block_size = _mask_block_size(block_mask, block_size)
     _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend, precision)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    need_lse = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    out, _ = _OP(q, k, v, block_mask, key_padding_mask, block_size, float(scale), backend,
-                 precision, need_lse)
+    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    if decision is None:
+        decision = decide(q, k, v, block_size=block_size, backend=backend, precision=precision,
+                          need_grad=need_grad)
+        if backend == "triton" and decision.backend != "triton":
+            raise ValueError(
+                f"block_sparse_attention(backend='triton'): {decision.why_not_triton}. Fix: move "
+                f"the tensors to a CUDA GPU with a supported dtype, or pass backend='pytorch' or "
+                f"'auto'.")
+        if backend == "auto" and q.is_cuda and decision.why_not_triton:
+            _warn_once(f"block_sparse_attention: using the PyTorch path because "
+                       f"{decision.why_not_triton}")
+    elif need_grad and decision.backend == "triton" and decision.backward is None:
+        raise ValueError("block_sparse_attention: the decision passed was made without gradients "
+                         "(dispatch.decide(..., need_grad=False)) but q, k or v requires grad. "
+                         "Fix: decide with need_grad=True.")
+    if decision.why_exact:
+        _warn_once(f"block_sparse_attention: precision='fp8' computes the exact result "
+                   f"instead, because {decision.why_exact}")
+    if decision.dense_when_all_kept and key_padding_mask is None and _all_kept(block_mask):
+        # every block kept: plain dense attention is the same function, and PyTorch's fused
+        # kernels (cuDNN, flash) are a few percent faster than any sparse path at density 1
+        return out_layout(q).copy_(F.scaled_dot_product_attention(q, k, v, scale=scale))
+    plan = decision.encode()
+    device = q.device if decision.backend == "triton" else "cpu"
+    csr, kcsr = _csrs(block_mask, block_size, device, need_grad and decision.backend == "triton")
+    key = (None, None, None) if kcsr is None else (kcsr.row_start, kcsr.row_len, kcsr.col_idx)
+    out, _ = _OP(q, k, v, csr.row_start, csr.row_len, csr.col_idx, csr.row_order, *key,
+                 key_padding_mask, csr.nb, csr.mask_heads, block_size, float(scale), plan,
+                 need_grad)
     return out
-
-
-def supports_backward(q: torch.Tensor, backend: str = "auto") -> tuple[bool, str]:
-    """Is ``block_sparse_attention`` differentiable for these tensors? ``(True, which backward)``.
-
-    Always True: every backend has a backward. The second value names the one that runs:
-    ``"triton"`` (the backward kernels) or ``"pytorch"`` (the blockwise PyTorch backward), the
-    same choice as the forward's (:func:`choose_backend`).
-    """
-    used, _ = choose_backend(q, backend)
-    return True, used
-
-
-def _plan(q, k, v, backend: str, precision: str) -> tuple[bool, bool]:
-    """``(use_triton, fp8)`` for a call (warns once where it falls back; raises for
-    ``backend="triton"`` where the kernel cannot run). The backward makes the same choice."""
-    used, reason = choose_backend(q, backend, k, v)
-    use_triton = used == "triton"
-    if backend == "triton" and not use_triton:
-        raise ValueError(
-            f"block_sparse_attention(backend='triton'): {reason}. Fix: move the tensors to "
-            f"a CUDA GPU with a supported dtype, or pass backend='pytorch' or 'auto'."
-        )
-    if backend == "auto" and q.is_cuda and not use_triton:
-        _warn_once(f"block_sparse_attention: using the PyTorch path because {reason}")
-
-    fp8 = False
-    if precision == "fp8":
-        if use_triton:
-            ok, reason = _triton_module().fp8_supported(q)
-        elif backend == "pytorch":
-            ok, reason = False, "backend='pytorch' has no FP8 kernel"
-        else:
-            ok, reason = False, f"the FP8 kernel needs the Triton backend on a CUDA GPU (device {q.device})"
-        fp8 = ok
-        if not ok:
-            _warn_once(f"block_sparse_attention: precision='fp8' computes the exact result "
-                       f"instead, because {reason}")
-
-    return use_triton, fp8
 
 
 OP_NAME = "radial_attention::block_sparse_attn"
@@ -304,34 +297,57 @@ def _lse_dtype(q: torch.Tensor) -> torch.dtype:
     return torch.float64 if q.dtype == torch.float64 else torch.float32
 
 
+def _op_csrs(nb, mask_heads, block_size, row_start, row_len, col_idx, row_order,
+             key_row_start, key_row_len, key_col_idx):
+    """The op's CSR tensors as ``(csr, key-side csr or None)``."""
+    csr = BlockCSR(nb, mask_heads, row_start, row_len, col_idx, row_order, block_size)
+    if key_row_start is None:
+        return csr, None
+    # the key side's row_order is not carried: only the PyTorch path reads one, the query side's
+    return csr, BlockCSR(nb, mask_heads, key_row_start, key_row_len, key_col_idx, row_order,
+                         block_size)
+
+
+def _forward(q, k, v, csr, decision: Decision, key_padding_mask, scale, exact=False, with_lse=False):
+    """The one forward launcher of ``decision`` (its exact forward with ``exact``)."""
+    kernel = decision.exact_kernel if exact else decision.kernel
+    cfg = decision.exact_forward if exact else decision.forward
+    int8 = decision.int8 and not exact
+    if kernel == "gluon":
+        from .gluon_kernel import launch
+
+        return launch(q, k, v, csr, cfg, int8=int8, key_padding_mask=key_padding_mask,
+                      scale=scale, return_lse=with_lse)
+    if kernel == "triton":
+        from .triton_kernel import triton_block_sparse_attention
+
+        return triton_block_sparse_attention(q, k, v, csr, cfg, int8=int8,
+                                             key_padding_mask=key_padding_mask, scale=scale,
+                                             return_lse=with_lse)
+    return torch_block_sparse_attention(q, k, v, csr, csr.block_size,
+                                        key_padding_mask=key_padding_mask, scale=scale,
+                                        return_lse=with_lse)
+
+
 # The two functions below are the bodies of the custom ops (``_register_op``). Their parameters
 # are spelled out with type annotations because torch.library.custom_op reads the op's schema
 # from them; every other function of the paths takes the same arguments unannotated.
 
 
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: torch.Tensor,
-               key_padding_mask: torch.Tensor | None, block_size: int, scale: float,
-               backend: str, precision: str,
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, row_start: torch.Tensor,
+               row_len: torch.Tensor, col_idx: torch.Tensor, row_order: torch.Tensor,
+               key_row_start: torch.Tensor | None, key_row_len: torch.Tensor | None,
+               key_col_idx: torch.Tensor | None, key_padding_mask: torch.Tensor | None,
+               nb: int, mask_heads: int, block_size: int, scale: float, plan: list[int],
                need_lse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The forward op ``block_sparse_attn``: backend and precision choice, then the call
-    (inputs validated, scale resolved). Returns ``(out, lse)``; see ``_register_op``."""
-    use_triton, fp8 = _plan(q, k, v, backend, precision)
-    csr = block_mask_to_csr(block_mask, q.device if use_triton else "cpu")
-    with_lse = need_lse and not fp8  # an FP8 forward has no exact LSE (the backward recomputes it)
+    """The forward op ``block_sparse_attn``: the launcher that ``plan`` (``Decision.encode``)
+    names, on the mask's CSR. Returns ``(out, lse)``; see ``_register_op``."""
+    decision = Decision.decode(plan)
+    csr, _ = _op_csrs(nb, mask_heads, block_size, row_start, row_len, col_idx, row_order,
+                      None, None, None)
+    with_lse = need_lse and not decision.int8  # int8 has no exact LSE (the backward recomputes it)
+    out = _forward(q, k, v, csr, decision, key_padding_mask, scale, with_lse=with_lse)
     lse = None
-    if (backend == "auto" and not need_lse and not fp8 and key_padding_mask is None
-            and csr.kept == csr.mask_heads * csr.nb * csr.nb):
-        # every block kept: plain dense attention is the same function, and PyTorch's fused
-        # kernels (cuDNN, flash) are a few percent faster than any sparse path at density 1
-        out = F.scaled_dot_product_attention(q, k, v, scale=scale)
-    elif use_triton:
-        out = _triton_module().triton_block_sparse_attention(
-            q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale, fp8=fp8,
-            return_lse=with_lse)
-    else:
-        out = torch_block_sparse_attention(
-            q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale,
-            return_lse=with_lse)
     if with_lse:
         out, lse = out
     B, H, S, D = q.shape
@@ -339,38 +355,33 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: to
         out = out_layout(q).copy_(out)
     if not need_lse:
         lse = q.new_empty((0,), dtype=_lse_dtype(q))
-    elif lse is None:  # FP8 forward: no exact LSE (the backward recomputes it)
+    elif lse is None:  # int8 forward: no exact LSE (the backward recomputes it)
         lse = torch.full((B, H, S), float("nan"), dtype=_lse_dtype(q), device=q.device)
     return out, lse
 
 
 def _backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
-              lse: torch.Tensor, grad_out: torch.Tensor, block_mask: torch.Tensor,
-              key_padding_mask: torch.Tensor | None, block_size: int, scale: float,
-              backend: str, precision: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The backward op ``block_sparse_attn_backward``: dQ, dK, dV, same backend choice as the
-    forward's."""
-    use_triton, fp8 = _plan(q, k, v, backend, precision)
-    if use_triton:
-        tk = _triton_module()
-        csr = block_mask_to_csr(block_mask, q.device)
-        if fp8 or lse.numel() == 0:
-            # FP8 forward (its LSE is not the exact one) or a forward that kept no LSE: one
-            # exact forward pass first, so the backward differentiates exact attention
-            out, lse = tk.triton_block_sparse_attention(
-                q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale,
-                return_lse=True)
+              lse: torch.Tensor, grad_out: torch.Tensor, row_start: torch.Tensor,
+              row_len: torch.Tensor, col_idx: torch.Tensor, row_order: torch.Tensor,
+              key_row_start: torch.Tensor | None, key_row_len: torch.Tensor | None,
+              key_col_idx: torch.Tensor | None, key_padding_mask: torch.Tensor | None,
+              nb: int, mask_heads: int, block_size: int, scale: float,
+              plan: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The backward op ``block_sparse_attn_backward``: dQ, dK, dV on the forward's backend."""
+    decision = for_gradient(Decision.decode(plan), grad_out)
+    csr, kcsr = _op_csrs(nb, mask_heads, block_size, row_start, row_len, col_idx, row_order,
+                         key_row_start, key_row_len, key_col_idx)
+    if decision.int8 or lse.numel() == 0:
+        # int8 forward (its LSE is not the exact one) or a forward that kept no LSE: one exact
+        # forward pass first, so the backward differentiates exact attention
+        out, lse = _forward(q, k, v, csr, decision, key_padding_mask, scale, exact=True,
+                            with_lse=True)
+    if decision.backend == "triton":
         from .triton_backward import triton_block_sparse_attention_backward
 
-        kcsr = block_mask_to_key_csr(block_mask, q.device)
         return triton_block_sparse_attention_backward(
-            q, k, v, out, lse, grad_out, csr, kcsr, block_size,
+            q, k, v, out, lse, grad_out, csr, kcsr, decision.backward,
             key_padding_mask=key_padding_mask, scale=scale)
-    csr = block_mask_to_csr(block_mask, "cpu")
-    if lse.numel() == 0:
-        out, lse = torch_block_sparse_attention(
-            q, k, v, csr, block_size, key_padding_mask=key_padding_mask, scale=scale,
-            return_lse=True)
     return torch_block_sparse_attention_backward(
         q, k, v, out, lse, grad_out, csr, block_size, key_padding_mask=key_padding_mask,
         scale=scale)
@@ -379,15 +390,16 @@ def _backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tens
 def _register_op():
     """The custom ops that torch.compile sees as opaque nodes (no graph break), with autograd.
 
-    ``block_sparse_attn(..., need_lse) -> (out, lse)`` (``_attention``): ``out`` always has the
-    sparse paths' layout (a ``[B, H, S, D]`` view of a contiguous ``[B, S, H, D]`` buffer,
-    ``torch_path.out_layout``), which ``register_fake`` states; the dense shortcut for an
-    all-kept mask is copied into that layout. ``lse`` is ``[B, H, S]`` (float32; float64 for
-    float64 inputs) when ``need_lse``, else an empty ``[0]`` tensor (a backward then recomputes
-    it); after an FP8 forward its values are NaN (unused: the backward recomputes the exact
-    one). ``register_autograd`` saves q, k, v, out, lse and the masks and calls
-    ``block_sparse_attn_backward`` (``_backward``), itself a custom op with a fake, so a
-    compiled training step traces both as single nodes.
+    ``block_sparse_attn(q, k, v, <CSR tensors>, <key-side CSR tensors or None>,
+    key_padding_mask, nb, mask_heads, block_size, scale, plan, need_lse) -> (out, lse)``
+    (``_attention``): ``out`` always has the sparse paths' layout (a ``[B, H, S, D]`` view of a
+    contiguous ``[B, S, H, D]`` buffer, ``torch_path.out_layout``), which ``register_fake``
+    states. ``lse`` is ``[B, H, S]`` (float32; float64 for float64 inputs) when ``need_lse``,
+    else an empty ``[0]`` tensor (a backward then recomputes it); after an int8 forward its
+    values are NaN (unused: the backward recomputes the exact one). ``register_autograd`` saves
+    q, k, v, out, lse and the CSR tensors and calls ``block_sparse_attn_backward``
+    (``_backward``), itself a custom op with a fake, so a compiled training step traces both as
+    single nodes.
 
     A second copy of this module (ComfyUI loads the pack under its own module name beside a
     plain ``import radial_core``) reuses the ops that the first one registered.
@@ -407,24 +419,24 @@ def _register_op():
     forward_op = torch.library.custom_op(OP_NAME, mutates_args=())(_attention)
 
     @forward_op.register_fake
-    def _(q, k, v, block_mask, key_padding_mask, block_size, scale, backend, precision,
-          need_lse=False):
+    def _(q, k, v, *rest):
+        need_lse = rest[-1] if len(rest) == 14 else False
         B, H, S, D = q.shape
         return out_layout(q), q.new_empty((B, H, S) if need_lse else (0,), dtype=_lse_dtype(q))
 
     def setup_context(ctx, inputs, output):
-        q, k, v, block_mask, key_padding_mask, block_size, scale, backend, precision = inputs[:9]
+        q, k, v, *tensors = inputs[:11]
         out, lse = output
-        ctx.save_for_backward(q, k, v, out, lse, block_mask, key_padding_mask)
-        ctx.args = (block_size, scale, backend, precision)
+        ctx.save_for_backward(q, k, v, out, lse, *tensors)
+        ctx.args = tuple(inputs[11:16])  # nb, mask_heads, block_size, scale, plan
 
     def backward(ctx, grad_out, grad_lse):
-        q, k, v, out, lse, block_mask, key_padding_mask = ctx.saved_tensors
+        q, k, v, out, lse, *tensors = ctx.saved_tensors
         if grad_out is None:
             grad_out = torch.zeros_like(out)
         dq, dk, dv = torch.ops.radial_attention.block_sparse_attn_backward.default(
-            q, k, v, out, lse, grad_out, block_mask, key_padding_mask, *ctx.args)
-        return dq, dk, dv, None, None, None, None, None, None, None
+            q, k, v, out, lse, grad_out, *tensors, *ctx.args)
+        return (dq, dk, dv) + (None,) * 14
 
     forward_op.register_autograd(backward, setup_context=setup_context)
     return torch.ops.radial_attention.block_sparse_attn.default

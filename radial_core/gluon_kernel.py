@@ -7,8 +7,8 @@ kernel writes the schedule out, after FlashAttention-3 (Shah et al., 2024):
 - one program = one 128-row query block of one (batch, head), 12 warps in three partitions of
   four: a **producer** (the default partition, 24 registers a thread) that issues every TMA
   copy (the two halves of Q, then K and V of each kept key block, read from the CSR, into a
-  ring of ``STAGES`` shared-memory buffers), and two **consumers** (240 registers), each
-  owning 64 of the query rows; both read the same K/V buffers, and each releases a buffer (an
+  ring of ``dispatch.GLUON_STAGES`` shared-memory buffers), and two **consumers** (240
+  registers), each owning 64 of the query rows; both read the same K/V buffers, and each releases a buffer (an
   ``mbarrier`` arrive) once its last product on it is done. (Triton 3.6 does not lower scalar
   loads in the default partition when it is a consumer, nor TMA copies from a one-warp
   partition: hence a four-warp producer as the default.)
@@ -23,100 +23,110 @@ kernel writes the schedule out, after FlashAttention-3 (Shah et al., 2024):
 
 ``precision="fp8"`` (``forward_int8``): the same schedule with S = Q.K^T on int8 wgmma over
 quantised copies of Q and K (one scale per consumer's 64 rows, one per 128-key tile, K smoothed
-by its mean; ``triton_kernel.quantize_fp8``), the int32 scores turned to float by an integer add
+by its mean; ``int8_quant.quantize_int8``), the int32 scores turned to float by an integer add
 (``_int_scores``), P.V in V's 16-bit dtype.
 
 Only the launch geometry it was written for: compute capability 9.x, bf16/fp16, head dim 64
 or 128, mask block 128, 16-byte-aligned strides, and the Triton release it was measured with
-(``available``, ``supported`` say why not otherwise; the caller then uses the Triton kernel).
+(``dispatch.gluon_takes`` and ``dispatch.decide`` say where; elsewhere the Triton kernel runs).
 ``tests/test_gluon_compile.py`` compiles it for sm_90a without a GPU. Written from the Gluon tutorials' building blocks (TMA,
 ``warpgroup_mma``, ``warp_specialize``); no code taken from FlashAttention.
 """
-
-from __future__ import annotations
 
 import functools
 
 import torch
 
+from .int8_quant import quantize_int8
+from .torch_path import out_layout
+from .triton_tiles import LOG2E, launch_context
+
 try:  # Gluon ships with Triton 3.5+; older Tritons use the Triton kernel only
-    import triton
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.language.nvidia.hopper import (
         fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_wait)
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+    from triton.language.core import _aggregate as aggregate
     HAVE_GLUON = True
-    TRITON_VERSION = triton.__version__
 except ImportError:  # pragma: no cover - depends on the installed Triton
     HAVE_GLUON = False
-    TRITON_VERSION = None
-
-# the Triton releases this kernel was measured with: Gluon is experimental and its compiler
-# moves (Triton 3.8 compiles this kernel but spills 16-61 registers in the consumers,
-# tests/test_gluon_compile.py), so other releases run the Triton kernel instead
-MEASURED_TRITON = ("3.6.",)
-
-
-def available() -> tuple[bool, str]:
-    """Is the Gluon kernel usable with this Triton at all? ``(ok, reason)``."""
-    if not HAVE_GLUON:
-        return False, "this Triton has no Gluon (Triton 3.5+)"
-    if not TRITON_VERSION.startswith(MEASURED_TRITON):
-        return False, (f"the Gluon kernel is measured with Triton {', '.join(MEASURED_TRITON)}x; "
-                       f"this is {TRITON_VERSION}")
-    return True, "ok"
 
 
 QUERY_BLOCK = 128  # rows per program: the mask block
 HALF = QUERY_BLOCK // 2  # rows per consumer warpgroup
-# K/V buffers in the ring: 3 x 64 KB + Q's 32 KB is what shared memory holds; 2 measured
-# 3-19 % slower (H200, docs/perf-notes.md version 12)
-STAGES = 3
-# int8 Q.K^T: K tiles are half the size but O needs its own buffer (int8 Q's is too small):
-# 16 KB Q + 32 KB O + 3 x 48 KB
-STAGES_INT8 = 3
 # precision="fp8": (query rows, keys) that one int8 scale covers
 INT8_GROUPS = (HALF, QUERY_BLOCK)
-DTYPES = (torch.float16, torch.bfloat16)
-HEAD_DIMS = (64, 128)
-
-
-def takes(head_dim: int, dtype: torch.dtype, block_size: int, device: torch.device
-          ) -> tuple[bool, str]:
-    """Is a call of this geometry one for this kernel? ``(ok, reason)``: this Triton
-    (``available``), a Hopper GPU, fp16/bf16, head dim 64 or 128, mask block 128. The one rule
-    ``triton_kernel.pick_config`` and ``supported`` both ask."""
-    ok, why = available()
-    if not ok:
-        return False, why
-    if device.type != "cuda" or torch.cuda.get_device_capability(device)[0] != 9:
-        return False, "the Gluon kernel is written for Hopper (compute capability 9.x)"
-    if dtype not in DTYPES:
-        return False, f"the Gluon kernel takes fp16/bf16; got {dtype}"
-    if head_dim not in HEAD_DIMS:
-        return False, f"the Gluon kernel takes head dims {HEAD_DIMS}; got {head_dim}"
-    if block_size != QUERY_BLOCK:
-        return False, f"the Gluon kernel takes block_size {QUERY_BLOCK}; got {block_size}"
-    return True, "ok"
-
-
-def supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int,
-              int8: bool = False) -> tuple[bool, str]:
-    """Can this kernel take the call? ``(ok, reason)``; the reason names what does not fit:
-    ``takes`` for the geometry, then TMA's stride rules. ``int8``: the ``precision="fp8"``
-    variant, which reads quantised copies of q and k (so only v's strides matter)."""
-    ok, why = takes(q.shape[-1], q.dtype, block_size, q.device)
-    if not ok:
-        return False, why
-    es = q.element_size()
-    for t in ((v,) if int8 else (q, k, v)):
-        if t.stride(-1) != 1 or t.data_ptr() % 16 or any((s * es) % 16 for s in t.stride()[:-1]):
-            return False, "TMA needs 16-byte-aligned base and strides and a unit last stride"
-    return True, "ok"
 
 
 if HAVE_GLUON:
+
+    # a scalar argument may arrive as a constexpr (Triton specialises an integer equal to 1)
+    _SCALAR = (gl.tensor, gl.constexpr)
+
+    @gluon.constexpr_function
+    def _scalar(x):
+        return x if isinstance(x, gl.tensor) else gl.constexpr(x)
+
+    @aggregate
+    class Shared:
+        """What the producer and the two consumers share, by name: the tensor descriptors
+        (TMA; ``o_desc`` writes the output), their shared-memory buffers (``o_smem`` is
+        ``q_smem`` for 16-bit inputs), the barriers of the ring (``q_bar``; per stage
+        ``k_ready``, ``v_ready``, ``kv_empty``), the mask's CSR, the sizes and pointers
+        (``LSE``, ``KPM`` with batch stride ``skpb``, the int8 scales ``QS``, ``KS`` over ``SP``
+        padded rows) and the compile-time flags."""
+
+        q_desc: tma.tensor_descriptor
+        k_desc: tma.tensor_descriptor
+        v_desc: tma.tensor_descriptor
+        o_desc: tma.tensor_descriptor
+        q_smem: gl.shared_memory_descriptor
+        k_smem: gl.shared_memory_descriptor
+        v_smem: gl.shared_memory_descriptor
+        o_smem: gl.shared_memory_descriptor
+        q_bar: gl.shared_memory_descriptor
+        k_ready: gl.shared_memory_descriptor
+        v_ready: gl.shared_memory_descriptor
+        kv_empty: gl.shared_memory_descriptor
+        row_start: gl.tensor
+        row_len: gl.tensor
+        col_idx: gl.tensor
+        H: _SCALAR
+        S: _SCALAR
+        NB: _SCALAR
+        qk_mul: _SCALAR
+        LSE: gl.tensor
+        KPM: gl.tensor
+        skpb: _SCALAR
+        QS: gl.tensor
+        KS: gl.tensor
+        SP: _SCALAR
+        PER_HEAD_MASK: gl.constexpr
+        EVEN_S: gl.constexpr
+        HAS_KPM: gl.constexpr
+        RETURN_LSE: gl.constexpr
+        NSTAGE: gl.constexpr
+
+        @gluon.constexpr_function
+        def __init__(self, q_desc, k_desc, v_desc, o_desc, q_smem, k_smem, v_smem, o_smem,
+                     q_bar, k_ready, v_ready, kv_empty, row_start, row_len, col_idx, H, S, NB,
+                     qk_mul, LSE, KPM, skpb, QS, KS, SP, PER_HEAD_MASK, EVEN_S, HAS_KPM,
+                     RETURN_LSE, NSTAGE):
+            self.q_desc, self.k_desc, self.v_desc, self.o_desc = q_desc, k_desc, v_desc, o_desc
+            self.q_smem, self.k_smem, self.v_smem, self.o_smem = q_smem, k_smem, v_smem, o_smem
+            self.q_bar, self.k_ready = q_bar, k_ready
+            self.v_ready, self.kv_empty = v_ready, kv_empty
+            self.row_start, self.row_len, self.col_idx = row_start, row_len, col_idx
+            # (constexpr arguments arrive here unwrapped: scalars and flags are wrapped again)
+            self.H, self.S, self.NB = _scalar(H), _scalar(S), _scalar(NB)
+            self.qk_mul, self.skpb, self.SP = _scalar(qk_mul), _scalar(skpb), _scalar(SP)
+            self.LSE, self.KPM, self.QS, self.KS = LSE, KPM, QS, KS
+            self.PER_HEAD_MASK = gl.constexpr(PER_HEAD_MASK)
+            self.EVEN_S = gl.constexpr(EVEN_S)
+            self.HAS_KPM = gl.constexpr(HAS_KPM)
+            self.RETURN_LSE = gl.constexpr(RETURN_LSE)
+            self.NSTAGE = gl.constexpr(NSTAGE)
 
     @gluon.jit
     def _scores_masked(s, entry, seq_len, kpm_base, tail,
@@ -185,35 +195,30 @@ if HAVE_GLUON:
         return b, h, bh, row, first, count, tail
 
     @gluon.jit
-    def _producer(descs, smem, bars, csr, dims, flags):
+    def _producer(sh):
         """Four warps (the default partition): Q's two halves, then K and V of every kept
         block, into the ring."""
-        q_desc, k_desc, v_desc, o_desc = descs
-        q_smem, k_smem, v_smem, o_smem = smem
-        q_bar, k_ready, v_ready, kv_empty = bars
-        row_start, row_len, col_idx = csr
-        H, S, NB, qk_mul, LSE, KPM, skpb, QS, KS, SP = dims
-        PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE = flags
-        b, h, bh, row, first, count, tail = _program(row_start, row_len, col_idx, H, NB,
-                                                     PER_HEAD_MASK, EVEN_S)
-        half: gl.constexpr = q_desc.block_type.shape[2]
-        block_n: gl.constexpr = k_desc.block_type.shape[2]
-        mbarrier.expect(q_bar, 2 * q_desc.block_type.nbytes)
-        tma.async_copy_global_to_shared(q_desc, [b, h, row * 2 * half, 0], q_bar, q_smem.index(0))
-        tma.async_copy_global_to_shared(q_desc, [b, h, row * 2 * half + half, 0], q_bar,
-                                        q_smem.index(1))
+        b, h, bh, row, first, count, tail = _program(sh.row_start, sh.row_len, sh.col_idx, sh.H,
+                                                     sh.NB, sh.PER_HEAD_MASK, sh.EVEN_S)
+        half: gl.constexpr = sh.q_desc.block_type.shape[2]
+        block_n: gl.constexpr = sh.k_desc.block_type.shape[2]
+        mbarrier.expect(sh.q_bar, 2 * sh.q_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(sh.q_desc, [b, h, row * 2 * half, 0], sh.q_bar,
+                                        sh.q_smem.index(0))
+        tma.async_copy_global_to_shared(sh.q_desc, [b, h, row * 2 * half + half, 0], sh.q_bar,
+                                        sh.q_smem.index(1))
         for t in range(count):
-            st = t % NSTAGE
-            ph = (t // NSTAGE) & 1
+            st = t % sh.NSTAGE
+            ph = (t // sh.NSTAGE) & 1
             # a fresh mbarrier counts as having completed phase 1: the first pass goes through
-            mbarrier.wait(kv_empty.index(st), ph ^ 1)
-            start = gl.load(col_idx + first + t) * block_n
-            mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(k_desc, [b, h, start, 0], k_ready.index(st),
-                                            k_smem.index(st))
-            mbarrier.expect(v_ready.index(st), v_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(v_desc, [b, h, start, 0], v_ready.index(st),
-                                            v_smem.index(st))
+            mbarrier.wait(sh.kv_empty.index(st), ph ^ 1)
+            start = gl.load(sh.col_idx + first + t) * block_n
+            mbarrier.expect(sh.k_ready.index(st), sh.k_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(sh.k_desc, [b, h, start, 0], sh.k_ready.index(st),
+                                            sh.k_smem.index(st))
+            mbarrier.expect(sh.v_ready.index(st), sh.v_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(sh.v_desc, [b, h, start, 0], sh.v_ready.index(st),
+                                            sh.v_smem.index(st))
 
     @gluon.jit
     def _tile_scores(s_tok, q_scale, ks_base, entry, seq_len, kpm_base, tail,
@@ -235,24 +240,18 @@ if HAVE_GLUON:
         return s, mul
 
     @gluon.jit
-    def _consume(descs, smem, bars, csr, dims, flags, CID: gl.constexpr):
+    def _consume(sh, CID: gl.constexpr):
         """Four warps: query rows ``CID * 64 ..`` of the block against every kept key tile."""
-        q_desc, k_desc, v_desc, o_desc = descs
-        q_smem, k_smem, v_smem, o_smem = smem
-        q_bar, k_ready, v_ready, kv_empty = bars
-        row_start, row_len, col_idx = csr
-        H, S, NB, qk_mul, LSE, KPM, skpb, QS, KS, SP = dims
-        PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE = flags
-        b, h, bh, row, first, count, tail = _program(row_start, row_len, col_idx, H, NB,
-                                                     PER_HEAD_MASK, EVEN_S)
-        half: gl.constexpr = q_desc.block_type.shape[2]
-        head_d: gl.constexpr = q_desc.block_type.shape[3]
-        block_n: gl.constexpr = k_desc.block_type.shape[2]
-        dt: gl.constexpr = v_desc.dtype
-        # (flags reach a partition as run-time values; the operand dtype is a compile-time one)
-        QK8: gl.constexpr = q_desc.dtype.primitive_bitwidth == 8
+        b, h, bh, row, first, count, tail = _program(sh.row_start, sh.row_len, sh.col_idx, sh.H,
+                                                     sh.NB, sh.PER_HEAD_MASK, sh.EVEN_S)
+        half: gl.constexpr = sh.q_desc.block_type.shape[2]
+        head_d: gl.constexpr = sh.q_desc.block_type.shape[3]
+        block_n: gl.constexpr = sh.k_desc.block_type.shape[2]
+        dt: gl.constexpr = sh.v_desc.dtype
+        # (the operand dtype tells the int8 form at compile time)
+        QK8: gl.constexpr = sh.q_desc.dtype.primitive_bitwidth == 8
         # 8-bit wgmma takes 32 along K per instruction, 16-bit 16
-        k_step: gl.constexpr = 256 // q_desc.dtype.primitive_bitwidth
+        k_step: gl.constexpr = 256 // sh.q_desc.dtype.primitive_bitwidth
         s_layout: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, block_n, k_step])
         o_layout: gl.constexpr = gl.NVMMADistributedLayout(
@@ -261,85 +260,86 @@ if HAVE_GLUON:
                                                      k_width=2)
         row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
         row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
-        kpm_base = KPM + b.to(gl.int64) * skpb
+        kpm_base = sh.KPM + b.to(gl.int64) * sh.skpb
         row0 = row * 2 * half + CID * half
         if QK8:
             # the scale of Q's 64 rows (softmax scale and log2 e folded in); K's per tile
-            q_scale = gl.load(QS + bh.to(gl.int64) * (SP // half) + row0 // half)
-            ks_base = KS + bh.to(gl.int64) * (SP // block_n)
+            q_scale = gl.load(sh.QS + bh.to(gl.int64) * (sh.SP // half) + row0 // half)
+            ks_base = sh.KS + bh.to(gl.int64) * (sh.SP // block_n)
             zero_s = gl.zeros([half, block_n], gl.int32, layout=s_layout)
             off = 12582912.0  # 1.5 * 2**23: the offset _int_scores adds
         else:
-            q_scale = qk_mul
-            ks_base = KS
+            q_scale = sh.qk_mul
+            ks_base = sh.KS
             zero_s = gl.zeros([half, block_n], gl.float32, layout=s_layout)
             off = 0.0
 
-        q_s = q_smem.index(CID).reshape([half, head_d])
+        q_s = sh.q_smem.index(CID).reshape([half, head_d])
         acc = gl.zeros([half, head_d], gl.float32, layout=o_layout)
         m_i = gl.full([half], float("-inf"), gl.float32, layout=row_s)
         l_i = gl.zeros([half], gl.float32, layout=row_s)
-        mbarrier.wait(q_bar, 0)
+        mbarrier.wait(sh.q_bar, 0)
         if count > 0:
             # tile 0: its scores and softmax; its P.V is issued with tile 1's scores
-            mbarrier.wait(k_ready.index(0), 0)
-            k_s = k_smem.index(0).reshape([block_n, head_d])
+            mbarrier.wait(sh.k_ready.index(0), 0)
+            k_s = sh.k_smem.index(0).reshape([block_n, head_d])
             s_tok = warpgroup_mma(q_s, k_s.permute((1, 0)), zero_s, use_acc=False,
                                   is_async=True)
-            s, mul = _tile_scores(s_tok, q_scale, ks_base, col_idx + first, S, kpm_base,
-                                  tail & (count == 1), block_n, EVEN_S, HAS_KPM, QK8, s_layout, 0)
+            s, mul = _tile_scores(s_tok, q_scale, ks_base, sh.col_idx + first, sh.S, kpm_base,
+                                  tail & (count == 1), block_n, sh.EVEN_S, sh.HAS_KPM, QK8,
+                                  s_layout, 0)
             p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off)
             for t in range(1, count):
-                st = t % NSTAGE
-                sp = (t - 1) % NSTAGE
-                mbarrier.wait(k_ready.index(st), (t // NSTAGE) & 1)
-                k_s = k_smem.index(st).reshape([block_n, head_d])
+                st = t % sh.NSTAGE
+                sp = (t - 1) % sh.NSTAGE
+                mbarrier.wait(sh.k_ready.index(st), (t // sh.NSTAGE) & 1)
+                k_s = sh.k_smem.index(st).reshape([block_n, head_d])
                 s_tok = warpgroup_mma(q_s, k_s.permute((1, 0)), zero_s, use_acc=False,
                                       is_async=True)
-                mbarrier.wait(v_ready.index(sp), ((t - 1) // NSTAGE) & 1)
-                v_s = v_smem.index(sp).reshape([block_n, head_d])
+                mbarrier.wait(sh.v_ready.index(sp), ((t - 1) // sh.NSTAGE) & 1)
+                v_s = sh.v_smem.index(sp).reshape([block_n, head_d])
                 p_op = gl.convert_layout(p.to(dt), p_layout)
                 o_tok = warpgroup_mma(p_op, v_s, acc, is_async=True)
                 # the scores are done (issued first); the P.V product may still run
-                s, mul = _tile_scores(s_tok, q_scale, ks_base, col_idx + first + t, S, kpm_base,
-                                      tail & (t == count - 1), block_n, EVEN_S, HAS_KPM, QK8,
-                                      s_layout, 1)
+                s, mul = _tile_scores(s_tok, q_scale, ks_base, sh.col_idx + first + t, sh.S,
+                                      kpm_base, tail & (t == count - 1), block_n, sh.EVEN_S,
+                                      sh.HAS_KPM, QK8, s_layout, 1)
                 p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off)
                 acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
-                mbarrier.arrive(kv_empty.index(sp))
+                mbarrier.arrive(sh.kv_empty.index(sp))
                 acc = acc * gl.convert_layout(alpha, row_o)[:, None]
-            sl = (count - 1) % NSTAGE
-            mbarrier.wait(v_ready.index(sl), ((count - 1) // NSTAGE) & 1)
-            v_s = v_smem.index(sl).reshape([block_n, head_d])
+            sl = (count - 1) % sh.NSTAGE
+            mbarrier.wait(sh.v_ready.index(sl), ((count - 1) // sh.NSTAGE) & 1)
+            v_s = sh.v_smem.index(sl).reshape([block_n, head_d])
             p_op = gl.convert_layout(p.to(dt), p_layout)
             o_tok = warpgroup_mma(p_op, v_s, acc, is_async=True)
             acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
-            mbarrier.arrive(kv_empty.index(sl))
+            mbarrier.arrive(sh.kv_empty.index(sl))
 
         l_safe = gl.where(l_i > 0.0, l_i, 1.0)
         out = acc / gl.convert_layout(l_safe, row_o)[:, None]
         # 16-bit inputs: Q's buffer is free now (every product that read it is done) and is
         # where O is staged (o_smem is q_smem); int8 Q is too small, O has its own buffer
-        o_s = o_smem.index(CID)
+        o_s = sh.o_smem.index(CID)
         o_s.reshape([half, head_d]).store(out.to(dt))
         fence_async_shared()
-        tma.async_copy_shared_to_global(o_desc, [b, h, row0, 0], o_s)
-        if RETURN_LSE:
+        tma.async_copy_shared_to_global(sh.o_desc, [b, h, row0, 0], o_s)
+        if sh.RETURN_LSE:
             # natural-log LSE of the scaled scores (m, log2 l in base-2 units); +inf for a
             # row with no kept key, so exp(s - lse) is 0 there
             LN2: gl.constexpr = 0.6931471805599453
             lse = gl.where(l_i > 0.0, (m_i + gl.log2(l_safe)) * LN2, float("inf"))
             rows = row0 + gl.arange(0, half, layout=row_s)
-            gl.store(LSE + bh.to(gl.int64) * S + rows, lse, mask=rows < S)
+            gl.store(sh.LSE + bh.to(gl.int64) * sh.S + rows, lse, mask=rows < sh.S)
         tma.store_wait(0)
 
     @gluon.jit
-    def _consumer0(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 0)
+    def _consumer0(sh):
+        _consume(sh, 0)
 
     @gluon.jit
-    def _consumer1(descs, smem, bars, csr, dims, flags):
-        _consume(descs, smem, bars, csr, dims, flags, 1)
+    def _consumer1(sh):
+        _consume(sh, 1)
 
     @gluon.jit
     def _radial_fwd_ws(q_desc, k_desc, v_desc, o_desc, LSE, KPM, row_start, row_len, col_idx,
@@ -367,10 +367,10 @@ if HAVE_GLUON:
             mbarrier.init(k_ready.index(i), count=1)
             mbarrier.init(v_ready.index(i), count=1)
             mbarrier.init(kv_empty.index(i), count=2)  # one arrive per consumer
-        args = ((q_desc, k_desc, v_desc, o_desc), (q_smem, k_smem, v_smem, o_smem),
-                (q_bar, k_ready, v_ready, kv_empty), (row_start, row_len, col_idx),
-                (H, S, NB, qk_mul, LSE, KPM, skpb, QS, KS, SP),
-                (PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE))
+        sh = Shared(q_desc, k_desc, v_desc, o_desc, q_smem, k_smem, v_smem, o_smem, q_bar, k_ready,
+                    v_ready, kv_empty, row_start, row_len, col_idx, H, S, NB, qk_mul, LSE, KPM,
+                    skpb, QS, KS, SP, PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE)
+        args = (sh,)
         gl.warp_specialize([(_producer, args), (_consumer0, args), (_consumer1, args)],
                            [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
@@ -385,9 +385,9 @@ def _desc(t: torch.Tensor, rows: int):
     return TensorDescriptor(t, list(t.shape), list(t.stride()), block, layout)
 
 
-def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, lse=None, stages: int = STAGES,
+def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, stages: int, lse=None,
             regs: tuple[int, int] = (240, 168), warmup: bool = False):
-    """Launch on ``[B, H, S, D]`` inputs (16-byte-aligned strides: ``supported``) into ``out``
+    """Launch on ``[B, H, S, D]`` inputs (16-byte-aligned strides: ``dispatch.tma_ok``) into ``out``
     (same shape); ``csr`` on q's device with block 128; ``qk_mul`` = softmax scale x log2 e;
     ``kpm``: int8 ``[B, S]`` (1 = real key) with batch stride ``skpb``, or None; ``lse``: a
     float32 ``[B, H, S]`` buffer to fill, or None. ``regs`` = (consumer, kernel maxnreg)
@@ -400,18 +400,39 @@ def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, lse=None, stages: 
 
 
 def forward_int8(q8, k8, v, out, csr, q_scales, k_scales, kpm, skpb: int,
-                 stages: int = STAGES_INT8, regs: tuple[int, int] = (240, 168),
+                 stages: int, regs: tuple[int, int] = (240, 168),
                  warmup: bool = False):
     """The ``precision="fp8"`` forward: S = Q.K^T on int8 wgmma, P.V in V's 16-bit dtype.
 
     ``q8``, ``k8``: contiguous int8 ``[B, H, S_pad, D]`` (``S_pad`` a multiple of 128, zero
-    past S) from ``triton_kernel.quantize_fp8(..., scheme="int8")`` with 64-row Q blocks and
+    past S) from ``int8_quant.quantize_int8`` with 64-row Q blocks and
     128-key K blocks: ``q_scales`` float32 ``[B*H, S_pad / 64]`` (the softmax scale x log2 e
     folded in), ``k_scales`` ``[B*H, S_pad / 128]``; K already smoothed by its mean
     (SageAttention's).
     ``v``, ``out``: ``[B, H, S, D]`` in V's 16-bit dtype, as for ``forward``. No LSE."""
     return _launch(q8, k8, v, out, csr, 1.0, kpm, skpb, None, stages, regs,
                    q_scales=q_scales, k_scales=k_scales, padded=q8.shape[2], warmup=warmup)
+
+
+def launch(q, k, v, csr, cfg, *, int8: bool = False, key_padding_mask=None, scale: float,
+           return_lse: bool = False):
+    """The attention op's entry: ``[B, H, S, D]`` inputs (validated, ``dispatch`` chose this
+    kernel and ``cfg``, a ``dispatch.GluonConfig``), ``csr`` on q's device with block 128.
+    Returns the output (a transposed view of a ``[B, S, H, D]`` buffer), with
+    ``return_lse`` (exact only) ``(out, lse)`` as ``triton_kernel`` returns them."""
+    B, H, S, D = q.shape
+    out = out_layout(q)
+    kpm, skpb, _prec, guard = launch_context(q, key_padding_mask, csr.row_len)
+    kpm = kpm if key_padding_mask is not None else None
+    lse = torch.empty((B, H, S), dtype=torch.float32, device=q.device) if return_lse else None
+    qk_mul = float(scale) * LOG2E
+    with guard:
+        if int8:
+            q8, k8, qs, ks = quantize_int8(q, k, qk_mul, *INT8_GROUPS, QUERY_BLOCK, D)
+            forward_int8(q8, k8, v, out, csr, qs, ks, kpm, skpb, cfg.stages)
+        else:
+            forward(q, k, v, out, csr, qk_mul, kpm, skpb, cfg.stages, lse=lse)
+    return (out, lse) if return_lse else out
 
 
 def _launch(q, k, v, out, csr, qk_mul, kpm, skpb, lse, stages, regs, q_scales, k_scales,

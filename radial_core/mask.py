@@ -33,11 +33,12 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import weakref
 from collections import OrderedDict
 
 import numpy as np
 import torch
+
+from .csr import BlockCSR, csr_from_runs, device_key, key_csr_from_csr
 
 logger = logging.getLogger(__name__)
 
@@ -441,14 +442,14 @@ class RadialMask:
     - ``blocks``: the bool ``[nb, nb]`` CPU tensor (layout in the module doc), painted from the
       runs on first use and kept (51 MB at nb = 7142: the kernels' path never asks for it);
     - :meth:`csr` / :meth:`key_csr`: its compressed-sparse-row form (query side / key side) on a
-      device, built from the runs and memoised on the mask itself.
+      device, built from the runs and memoised on the mask itself;
+    - ``block_size``: the tokens per block it was cut with.
 
-    ``block_sparse_attention`` takes it wherever it takes a bool block-mask tensor; what travels
-    through the custom op is :meth:`kernel_tensor`, a stand-in of no memory that leads back here.
+    ``block_sparse_attention`` takes it wherever it takes a bool block-mask tensor and hands its
+    CSR tensors to the kernels.
     """
 
-    __slots__ = ("args", "runs", "density", "nb", "_blocks", "_stand_in", "_csr", "_key_csr", "_lock",
-                 "__weakref__")
+    __slots__ = ("args", "runs", "density", "nb", "_blocks", "_csr", "_key_csr", "_lock")
 
     def __init__(self, args: tuple, runs: tuple):
         nb, run_ptr, lo, hi = runs
@@ -463,14 +464,6 @@ class RadialMask:
         object.__setattr__(self, "_csr", {})
         object.__setattr__(self, "_key_csr", {})
         object.__setattr__(self, "_lock", threading.RLock())
-        # The tensor the custom op carries in place of the [nb, nb] mask: right shape and dtype,
-        # one element of storage (every entry reads False: only its link back here counts). The
-        # kernels' CSR lookup (csr.block_mask_to_csr) follows the link to the memo on this mask;
-        # ``_radial_args`` rebuilds the mask should the cache have dropped it meanwhile.
-        stand_in = torch.zeros(1, dtype=torch.bool).expand(nb, nb)
-        stand_in._radial_mask = weakref.ref(self)
-        stand_in._radial_args = args
-        object.__setattr__(self, "_stand_in", stand_in)
 
     def __setattr__(self, name, value):
         raise AttributeError(f"RadialMask is immutable (tried to set {name!r})")
@@ -478,6 +471,10 @@ class RadialMask:
     @property
     def shape(self) -> tuple[int, ...]:
         return (self.nb, self.nb)
+
+    @property
+    def block_size(self) -> int:
+        return self.args[3]
 
     @property
     def blocks(self) -> torch.Tensor:
@@ -490,22 +487,10 @@ class RadialMask:
                     # a normal tensor also when first asked for under torch.inference_mode
                     with torch.inference_mode(False):
                         got = torch.from_numpy(_paint(self.nb, *self.runs))
-                    # the tensor names its mask, so the CSR lookup finds the memo below also when
-                    # only the tensor reaches it
-                    got._radial_mask = weakref.ref(self)
                     object.__setattr__(self, "_blocks", got)
         return got
 
-    def kernel_tensor(self) -> torch.Tensor:
-        """What ``block_sparse_attention`` passes through its custom op for this mask: a bool
-        ``[nb, nb]`` stand-in of one element (all False: never read as a mask) that leads
-        ``csr.block_mask_to_csr`` / ``block_mask_to_key_csr`` back to this mask's CSRs. Use
-        :attr:`blocks` for the mask's values."""
-        return self._stand_in
-
     def _memo(self, memo, device, build):
-        from .csr import device_key  # noqa: PLC0415 (csr builds on masks)
-
         key = device_key(device)
         got = memo.get(key)
         if got is None:
@@ -516,19 +501,16 @@ class RadialMask:
                     memo[key] = got
         return got
 
-    def csr(self, device: torch.device | str = "cpu"):
+    def csr(self, device: torch.device | str = "cpu") -> BlockCSR:
         """The kept key blocks of each query block on ``device`` (a ``csr.BlockCSR``), built from
         the runs once per device and kept on this mask (the same lists as
         ``csr.build_csr(self.blocks)``)."""
-        from .csr import csr_from_runs  # noqa: PLC0415
+        return self._memo(self._csr, device,
+                          lambda dev: csr_from_runs(self.nb, *self.runs, dev, self.block_size))
 
-        return self._memo(self._csr, device, lambda dev: csr_from_runs(self.nb, *self.runs, dev))
-
-    def key_csr(self, device: torch.device | str = "cpu"):
+    def key_csr(self, device: torch.device | str = "cpu") -> BlockCSR:
         """The kept query blocks of each key block (the CSR of the transposed mask, the backward's
         dK/dV lists) on ``device``, from the query-side CSR, kept on this mask."""
-        from .csr import key_csr_from_csr  # noqa: PLC0415
-
         return self._memo(self._key_csr, device, lambda dev: key_csr_from_csr(self.csr("cpu"), dev))
 
     def __repr__(self) -> str:
@@ -590,13 +572,6 @@ def radial_mask(
     return m
 
 
-def mask_of_args(args: tuple) -> RadialMask:
-    """:func:`radial_mask` of a mask's ``args`` tuple (``RadialMask.args``)."""
-    f, t, text, b, decay, model, dist1, text_first = args
-    return radial_mask(f, t, text_tokens=text, block_size=b, decay_factor=decay, model=model, dist1=dist1,
-                       text_first=text_first)
-
-
 def clear_mask_cache() -> None:
     """Forget every cached mask (benchmarks time first builds with it)."""
     with _MASKS_LOCK:
@@ -608,12 +583,6 @@ def radial_block_mask(num_frames: int, tokens_per_frame: int, **options) -> torc
     modify: ``radial_mask(num_frames, tokens_per_frame, **options).blocks.clone()``. The kernels
     and the ComfyUI patch use the shared :class:`RadialMask` from :func:`radial_mask` instead."""
     return radial_mask(num_frames, tokens_per_frame, **options).blocks.clone()
-
-
-def block_tensor(block_mask) -> torch.Tensor:
-    """What the attention op carries for a :class:`RadialMask` (its :meth:`~RadialMask.kernel_tensor`,
-    which leads the kernels to its CSRs without painting the dense mask) or a tensor (as it is)."""
-    return block_mask.kernel_tensor() if isinstance(block_mask, RadialMask) else block_mask
 
 
 def mask_density(block_mask) -> float:

@@ -6,7 +6,7 @@ first (the CSR's ``row_order``) so that a group pads its shorter rows as little 
 Each group is one fused ``scaled_dot_product_attention`` call over its gathered keys with a
 boolean key mask (tail keys, padding, unused slots), in float32 (float64 for float64 inputs).
 
-Training (issue 14): ``return_lse=True`` computes each group with explicit scores instead and
+Training: ``return_lse=True`` computes each group with explicit scores instead and
 also returns the log-sum-exp of every query row; ``torch_block_sparse_attention_backward``
 then recomputes each group's probabilities from it (``P = exp(S - lse)``, the FlashAttention-2
 backward's recipe, Dao 2023) and accumulates dQ per row and dK, dV per gathered key block, so

@@ -103,10 +103,15 @@ def odd_length_case(dtype, layout, block_size, blocks, D, density, mask_seed):
 
 class AttentionBlock(torch.nn.Module):
     """Projections around the attention, as in a transformer block; ``[B, S, H*D]`` in and out
-    (ComfyUI's layout): q/k/v projection, block_sparse_attention, output projection."""
+    (ComfyUI's layout): q/k/v projection, block_sparse_attention, output projection. The bool
+    ``mask`` becomes its CSR (both sides) here, outside any compiled graph, on the device the
+    backend reads it from (``csr_device``)."""
 
-    def __init__(self, heads, dim, mask, block_size, kpm=None, backend="pytorch"):
+    def __init__(self, heads, dim, mask, block_size, kpm=None, backend="pytorch", csr_device="cpu"):
         super().__init__()
+        from radial_core.csr import block_csr
+
+        mask = block_csr(mask, block_size, csr_device, key_side=True)
         self.h, self.mask, self.bs, self.kpm, self.backend = heads, mask, block_size, kpm, backend
         self.qkv = torch.nn.Linear(dim, 3 * dim)
         self.proj = torch.nn.Linear(dim, dim)
@@ -130,7 +135,8 @@ def attention_model(B, S, H, D, block_size, seed, padded=True, backend="pytorch"
     torch.manual_seed(0)
     mask = random_block_mask(nb_for(S, block_size), 0.4, seed=seed)
     kpm = random_padding(B, S, seed=seed + 1).to(device) if padded else None
-    model = AttentionBlock(H, H * D, mask, block_size, kpm=kpm, backend=backend)
+    model = AttentionBlock(H, H * D, mask, block_size, kpm=kpm, backend=backend,
+                           csr_device=device if backend == "triton" else "cpu")
     return model.to(device, dtype), torch.randn(B, S, H * D, device=device, dtype=dtype)
 
 

@@ -1,4 +1,4 @@
-"""Public API of block_sparse_attention: bad inputs give clear errors, backend checks, CSR cache."""
+"""Public API of block_sparse_attention: bad inputs give clear errors, backend checks, the mask's CSR."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from attention_helpers import make_qkv
 from radial_core.attention import block_sparse_attention, can_use_triton
-from radial_core.csr import block_mask_to_csr
+from radial_core.csr import block_csr
 
 
 def _inputs(B=1, H=2, S=200, D=32, dtype=torch.float32):
@@ -78,20 +78,24 @@ def test_triton_backend_refuses_cpu_tensors():
     assert not ok and "cpu" in reason
 
 
-def test_csr_cache_reuses_conversion():
+def test_bool_mask_becomes_a_csr():
     mask = torch.rand(9, 9) < 0.5
     mask |= torch.eye(9, dtype=torch.bool)
-    a = block_mask_to_csr(mask, "cpu")
-    assert block_mask_to_csr(mask, "cpu") is a  # same object: no work
-    assert block_mask_to_csr(mask.clone(), "cpu") is a  # same content: found by hash
-    assert a.kept == int(mask.sum())
+    a = block_csr(mask, 64)
+    assert a.kept == int(mask.sum()) and a.block_size == 64
     rows = [a.col_idx[a.row_start[r] : a.row_start[r] + a.row_len[r]].tolist() for r in range(9)]
     assert rows == [torch.nonzero(mask[r]).flatten().tolist() for r in range(9)]
     lens = a.row_len[a.row_order.long()]
     assert (lens[:-1] >= lens[1:]).all()  # longest row first
-    mask[0, 1] = not bool(mask[0, 1])  # in-place edit: must not reuse the stale conversion
-    b = block_mask_to_csr(mask, "cpu")
-    assert b is not a and b.kept == int(mask.sum())
+
+
+def test_a_mask_carries_its_block_size():
+    q, k, v = _inputs()
+    mask = _mask()
+    want = block_sparse_attention(q, k, v, mask, block_size=64)
+    assert torch.equal(block_sparse_attention(q, k, v, block_csr(mask, 64)), want)
+    with pytest.raises(ValueError, match="built with block_size=64"):
+        block_sparse_attention(q, k, v, block_csr(mask, 64), block_size=128)
 
 
 def test_masks_and_inputs_from_inference_mode():
@@ -101,6 +105,40 @@ def test_masks_and_inputs_from_inference_mode():
         mask |= torch.eye(4, dtype=torch.bool)
         q, k, v = _inputs()
         a = block_sparse_attention(q, k, v, mask, block_size=64)
-        assert block_mask_to_csr(mask, "cpu").kept == int(mask.sum())
+        assert block_csr(mask, 64).kept == int(mask.sum())
     b = block_sparse_attention(q, k, v, mask, block_size=64)  # outside inference mode too
     assert torch.equal(a, b)
+
+
+def test_decision_travels_through_the_op_as_integers():
+    """``Decision.encode`` / ``decode``: what the custom op carries is the whole decision but
+    its reasons (kernels, int8, forward, exact forward, backward)."""
+    from radial_core.dispatch import (Decision, GluonConfig, backward_config, decide,
+                                      triton_config)
+
+    cpu = decide(*_inputs(), block_size=64, need_grad=True)
+    assert cpu.kernel == "pytorch" and "CUDA" in cpu.why_not_triton and cpu.reason
+    cases = [cpu, Decision("triton", "gluon", True, GluonConfig(3), "triton",
+                           triton_config(128, torch.bfloat16, 128, (9, 0), use_tma=True), None),
+             Decision("triton", "triton", False, triton_config(80, torch.float16, 64, (8, 6)),
+                      "triton", triton_config(80, torch.float16, 64, (8, 6)),
+                      backward_config(80, torch.float16, 64, (8, 6), dq_tma=True))]
+    for d in cases:
+        got = Decision.decode(d.encode())
+        assert all(isinstance(x, int) for x in d.encode())
+        assert got[:7] == d[:7], (got, d)
+
+
+def test_backward_loads_a_broadcast_gradient_by_pointers():
+    """``dispatch.for_gradient``: the dK/dV pass reads dO through tensor descriptors only where
+    the copy engine takes the gradient (not a broadcast one, whose strides are zero)."""
+    from radial_core.dispatch import Decision, backward_config, for_gradient, triton_config
+
+    cfg = triton_config(64, torch.float16, 64, (9, 0), use_tma=True)
+    d = Decision("triton", "triton", False, cfg, "triton", cfg,
+                 backward_config(64, torch.float16, 64, (9, 0), dq_tma=True, dkdv_tma=True))
+    aligned = torch.zeros(1, 2, 200, 64, dtype=torch.float16)
+    assert for_gradient(d, aligned) is d
+    broadcast = torch.ones((), dtype=torch.float16).expand(aligned.shape)
+    got = for_gradient(d, broadcast).backward
+    assert not got.dkdv.use_tma and got.dq.use_tma and got.dkdv.block_m == d.backward.dkdv.block_m

@@ -173,7 +173,13 @@ def test_op_called_without_lse_still_differentiates():
     B, H, S, D, bs = 1, 2, 140, 8, 64
     q, k, v = (t.requires_grad_(True) for t in make_qkv(B, H, S, D, torch.float64, seed=18))
     mask = random_block_mask(nb_for(S, bs), 0.5, seed=19)
-    out, lse = op(q, k, v, mask, None, bs, 0.3, "pytorch", "exact", False)
+    from radial_core.csr import block_csr
+    from radial_core.dispatch import decide
+
+    csr = block_csr(mask, bs)
+    plan = decide(q, k, v, block_size=bs, backend="pytorch", need_grad=True).encode()
+    out, lse = op(q, k, v, csr.row_start, csr.row_len, csr.col_idx, csr.row_order, None, None,
+                  None, None, csr.nb, csr.mask_heads, bs, 0.3, plan, False)
     assert lse.numel() == 0
     g = torch.randn_like(out)
     grads = torch.autograd.grad(out, (q, k, v), g)
@@ -197,8 +203,9 @@ def test_supports_backward_names_the_backward_that_runs():
 
 
 def test_autograd_saves_no_attention_matrix():
-    # what autograd keeps between forward and backward: q, k, v, out, the LSE and the masks,
-    # each at most B*H*S*D elements (linear in S), never anything of S x S
+    # what autograd keeps between forward and backward: q, k, v, out, the LSE, the mask's CSR
+    # (kept blocks + 3 per block row) and the key padding, each at most B*H*S*D elements
+    # (linear in S), never anything of S x S
     B, H, S, D, bs = 2, 2, 640, 16, 64
     q, k, v = (t.requires_grad_(True) for t in make_qkv(B, H, S, D, torch.float32, seed=22))
     mask = random_block_mask(nb_for(S, bs), 0.9, seed=23)
@@ -214,7 +221,8 @@ def test_autograd_saves_no_attention_matrix():
                                      backend="pytorch")
     assert sizes, "autograd saved nothing: is the op differentiable at all?"
     assert max(sizes) <= B * H * S * D, sizes
-    assert sum(sizes) <= 4 * B * H * S * D + B * H * S + mask.numel() + kpm.numel(), sizes
+    csr_size = int(mask.sum()) + 3 * mask.shape[-1]
+    assert sum(sizes) <= 4 * B * H * S * D + B * H * S + csr_size + kpm.numel(), sizes
     out.sum().backward()
     assert torch.isfinite(q.grad).all() and q.grad.abs().max() > 0
 
@@ -247,7 +255,6 @@ def test_gradient_checkpointing_recomputes_in_backward(reentrant):
 # name: (B, H, S, D, block_size, dtype, layout, mask kind, key padding, scale, config)
 _SPLIT = {"dq": dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=1),
           "dkdv": dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=1)}
-_FUSED = {"dq": _SPLIT["dq"], "dkdv": dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=1)}
 # both passes load the tiles they walk through tensor descriptors (config["dq"/"dkdv"]["USE_TMA"])
 _TMA = {part: dict(c, USE_TMA=True) for part, c in _SPLIT.items()}
 INTERPRET_CASES = {
@@ -260,13 +267,6 @@ INTERPRET_CASES = {
                                None),
     "fp32_broadcast_grad_out": (1, 2, 200, 16, 64, "float32", "bhsd", "random", True, None,
                                 None),
-    "fp32_fused_dq_atomics_padding_bs128": (2, 2, 333, 32, 128, "float32", "bshd", "random",
-                                            True, None, dict(_FUSED, dq_mode=1)),
-    "fp16_fused_dq_atomics_per_head_empty": (1, 3, 250, 48, 64, "float16", "bhsd",
-                                             "per_head_empty", True, None,
-                                             dict(_FUSED, dq_mode=1)),
-    "fp32_fused_dq_descriptor_reduce": (2, 2, 300, 32, 64, "float32", "bhsd", "random", True,
-                                        None, dict(_FUSED, dq_mode=2)),
     "fp32_descriptor_loads_padding_bs128": (2, 2, 333, 32, 128, "float32", "bshd", "random",
                                             True, None, _TMA),
     "fp16_descriptor_loads_per_head_empty_head_dim_48": (1, 3, 250, 48, 64, "float16", "bhsd",
@@ -274,10 +274,26 @@ INTERPRET_CASES = {
 }
 
 
+def _backward_config(config, D, dtype, bs):
+    """The interpreter's launch: the table's row for no GPU, or ``config``'s passes."""
+    from radial_core.dispatch import BackwardConfig, PassConfig, backward_config
+
+    table = backward_config(D, dtype, bs, (0, 0))
+    if config is None:
+        return table
+
+    def one(c):
+        return PassConfig(c["BLOCK_M"], c["BLOCK_N"], c["num_warps"], c["num_stages"],
+                          bool(c.get("USE_TMA", False)))
+
+    return BackwardConfig(one(config["dq"]), one(config["dkdv"]), table.block_d)
+
+
 def _interpret_case(name, spec):
     from radial_core import triton_kernel
-    from radial_core.csr import block_mask_to_csr, block_mask_to_key_csr
-    from radial_core.triton_backward import pick_bwd_config, triton_block_sparse_attention_backward
+    from radial_core.csr import block_csr
+    from radial_core.dispatch import triton_config
+    from radial_core.triton_backward import triton_block_sparse_attention_backward
 
     B, H, S, D, bs, dtype, layout, kind, padded, scale, config = spec
     dtype = getattr(torch, dtype)
@@ -294,18 +310,17 @@ def _interpret_case(name, spec):
     else:
         mask = random_block_mask(nb, 0.4, seed=len(name))
     sc = scale if scale is not None else 1.0 / D ** 0.5
-    csr, kcsr = block_mask_to_csr(mask, "cpu"), block_mask_to_key_csr(mask, "cpu")
-    out, lse = triton_kernel.forward(q, k, v, csr, bs, key_padding_mask=kpm, scale=sc,
-                                     return_lse=True)
+    csr = block_csr(mask, bs, "cpu", key_side=True)
+    out, lse = triton_kernel.triton_block_sparse_attention(
+        q, k, v, csr, triton_config(D, dtype, bs, (0, 0)), key_padding_mask=kpm, scale=sc,
+        return_lse=True)
     if name == "fp32_broadcast_grad_out":
         g = torch.ones((), dtype=dtype).expand(out.shape)  # what out.sum().backward() passes
     else:
         g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
-    cfg = None
-    if config is not None:
-        cfg = dict(config, BLOCK_D=pick_bwd_config(D, dtype, bs, q.device)["BLOCK_D"])
-    grads = triton_block_sparse_attention_backward(q, k, v, out, lse, g, csr, kcsr, bs,
-                                                   key_padding_mask=kpm, scale=sc, config=cfg)
+    grads = triton_block_sparse_attention_backward(q, k, v, out, lse, g, csr, csr.key,
+                                                   _backward_config(config, D, dtype, bs),
+                                                   key_padding_mask=kpm, scale=sc)
     _, rgrads = reference_grads(q, k, v, mask, bs, kpm, sc, g)
     tol = 1e-5 if dtype == torch.float32 else 5e-3
     errs = {n: rel(a, b) for n, a, b in zip(("dq", "dk", "dv"), grads, rgrads)}
@@ -332,13 +347,7 @@ def _interpret_child() -> int:
             f"interprets it, the GPU tests cover the kernels")
         return 0
 
-    def gap(msg):  # an interpreter gap, not a kernel error
-        if "create_descriptor_reduce" in msg:
-            return (f"triton {triton.__version__}'s interpreter has no tensor-descriptor "
-                    f"reduction ({msg[:160]}); the GPU tests run dq_mode=2")
-        return None
-
-    report_cases(INTERPRET_CASES, _interpret_case, gap)
+    report_cases(INTERPRET_CASES, _interpret_case)
     return 0
 
 
@@ -409,32 +418,32 @@ def test_gpu_triton_backward_matches_reference(dtype, layout, per_head, padded, 
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dq_mode,tma", [(0, False), (1, False), (2, False), (0, True)])
-def test_gpu_backward_dq_modes(dq_mode, tma):
-    # dQ in its own pass (0) or fused into the dK/dV pass by atomics (1) / descriptor
-    # reductions (2), and both passes' tile loads through tensor descriptors (tma): the same
+@pytest.mark.parametrize("tma", [False, True])
+def test_gpu_backward_tile_loads(tma):
+    # both passes' tile loads by pointers or through tensor descriptors (tma): the same
     # gradients, odd S, key padding, per-head masks
     require_cuda()
-    from radial_core.csr import block_mask_to_csr, block_mask_to_key_csr
-    from radial_core.triton_backward import (pick_bwd_config,
-                                             triton_block_sparse_attention_backward)
-    from radial_core.triton_kernel import forward
+    from radial_core.csr import block_csr
+    from radial_core.dispatch import backward_config, capability, triton_config
+    from radial_core.triton_backward import triton_block_sparse_attention_backward
+    from radial_core.triton_kernel import triton_block_sparse_attention
 
     B, H, S, D, bs = 2, 3, 1500 + 77, 128, 128
     q, k, v = make_qkv(B, H, S, D, torch.bfloat16, device="cuda", layout="bshd", seed=40)
     mask = random_block_mask(nb_for(S, bs), 0.4, seed=41, heads=H)
     kpm = random_padding(B, S, seed=42).cuda()
-    csr, kcsr = block_mask_to_csr(mask, "cuda"), block_mask_to_key_csr(mask, "cuda")
-    out, lse = forward(q, k, v, csr, bs, key_padding_mask=kpm, return_lse=True)
+    csr = block_csr(mask, bs, "cuda", key_side=True)
+    cap = capability(q.device)
+    out, lse = triton_block_sparse_attention(q, k, v, csr, triton_config(D, q.dtype, bs, cap),
+                                             key_padding_mask=kpm, scale=D ** -0.5,
+                                             return_lse=True)
     g = torch.randn_like(out)
-    cfg = dict(pick_bwd_config(D, q.dtype, bs, q.device), dq_mode=dq_mode)
-    if tma:
-        cfg.update({part: dict(cfg[part], USE_TMA=True) for part in ("dq", "dkdv")})
-    grads = triton_block_sparse_attention_backward(q, k, v, out, lse, g, csr, kcsr, bs,
-                                                   key_padding_mask=kpm, config=cfg)
+    cfg = backward_config(D, q.dtype, bs, cap, dq_tma=tma, dkdv_tma=tma)
+    grads = triton_block_sparse_attention_backward(q, k, v, out, lse, g, csr, csr.key, cfg,
+                                                   key_padding_mask=kpm, scale=D ** -0.5)
     _, rgrads = reference_grads(q, k, v, mask.cuda(), bs, kpm, None, g)
     errs = [rel(a, b) for a, b in zip(grads, rgrads)]
-    print(f"[gpu-bwd-err] dq_mode={dq_mode} tma={tma} dq/dk/dv "
+    print(f"[gpu-bwd-err] tma={tma} dq/dk/dv "
           + " ".join(f"{e:.2e}" for e in errs))
     assert max(errs) < 4e-3, errs
 
@@ -500,13 +509,13 @@ def test_gpu_triton_backward_long_wan_shapes(frames, tpf):
 @pytest.mark.gpu
 def test_gpu_fp8_forward_exact_backward():
     require_cuda()
-    from radial_core.triton_kernel import fp8_supported
+    from radial_core.dispatch import decide
 
     B, H, S, D, bs = 1, 2, 2000, 128, 128
     q, k, v = make_qkv(B, H, S, D, torch.bfloat16, device="cuda", seed=36)
-    ok, why = fp8_supported(q)
-    if not ok:
-        pytest.skip(f"FP8 kernel not available here: {why}")
+    decision = decide(q, k, v, block_size=bs, precision="fp8")
+    if not decision.int8:
+        pytest.skip(f"FP8 kernel not available here: {decision.why_exact or decision.why_not_triton}")
     mask = random_block_mask(nb_for(S, bs), 0.4, seed=37)
     out8, grads8, g = ours(q, k, v, mask, bs, backend="triton", precision="fp8")
     _, grads, _ = ours(q, k, v, mask, bs, backend="triton", grad_out=g)

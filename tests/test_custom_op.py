@@ -16,6 +16,17 @@ import torch
 from attention_helpers import attention_model, make_qkv, nb_for, random_block_mask
 from conftest import require_cuda
 from radial_core.attention import OP_NAME
+from radial_core.csr import block_csr
+from radial_core.dispatch import decide
+
+
+def _op_args(q, mask, block_size, need_lse):
+    """The op's arguments after q, k, v (and, for the backward, out, lse, grad_out): the CSR
+    tensors of ``mask`` on the CPU, no key side, no key padding, the integers, a PyTorch plan."""
+    csr = block_csr(mask, block_size)
+    plan = decide(q, q, q, block_size=block_size, backend="pytorch", need_grad=need_lse).encode()
+    tensors = [csr.row_start, csr.row_len, csr.col_idx, csr.row_order, None, None, None, None]
+    return tensors, [csr.nb, csr.mask_heads, block_size, 0.25, plan]
 
 
 def _compile_and_count(model, x, backend):
@@ -39,10 +50,11 @@ def test_op_is_registered_with_a_fake():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     for need_lse in (False, True):
+        tensors, ints = _op_args(q, mask, 64, need_lse)
         with FakeTensorMode() as mode:
-            fq, fk, fv, fm = (mode.from_tensor(t) for t in (q, k, v, mask))
-            fake = op(fq, fk, fv, fm, None, 64, 0.25, "pytorch", "exact", need_lse)
-        real = op(q, k, v, mask, None, 64, 0.25, "pytorch", "exact", need_lse)
+            fq, fk, fv, *ft = (None if t is None else mode.from_tensor(t) for t in (q, k, v, *tensors))
+            fake = op(fq, fk, fv, *ft, *ints, need_lse)
+        real = op(q, k, v, *tensors, *ints, need_lse)
         for f, r in zip(fake, real):
             assert f.shape == r.shape and f.stride() == r.stride()
             assert f.dtype == r.dtype
@@ -57,14 +69,15 @@ def test_backward_op_is_registered_with_a_fake():
     q, k, v = make_qkv(2, 3, 150, 16, torch.float32, layout="bshd")
     mask = random_block_mask(nb_for(150, 64), 0.5, seed=1)
     fwd = getattr(getattr(torch.ops, ns), OP_NAME.split("::")[1]).default
-    out, lse = fwd(q, k, v, mask, None, 64, 0.25, "pytorch", "exact", True)
+    tensors, ints = _op_args(q, mask, 64, True)
+    out, lse = fwd(q, k, v, *tensors, *ints, True)
     g = torch.randn_like(out)
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     with FakeTensorMode() as mode:
-        args = [mode.from_tensor(t) for t in (q, k, v, out, lse, g, mask)]
-        fake = op(*args, None, 64, 0.25, "pytorch", "exact")
-    real = op(q, k, v, out, lse, g, mask, None, 64, 0.25, "pytorch", "exact")
+        args = [None if t is None else mode.from_tensor(t) for t in (q, k, v, out, lse, g, *tensors)]
+        fake = op(*args, *ints)
+    real = op(q, k, v, out, lse, g, *tensors, *ints)
     for f, r in zip(fake, real):
         assert f.shape == r.shape and f.stride() == r.stride() and f.dtype == r.dtype
 
@@ -115,3 +128,29 @@ def test_compiled_module_keeps_one_graph_gpu():
     assert breaks == 0 and graphs == 1
     err = ((out.float() - want.float()).norm() / want.float().norm()).item()
     assert err < 2e-3, err  # same kernel; only Inductor's fused projections differ in rounding
+
+
+def test_dispatch_traces_into_one_graph_cpu():
+    """``dispatch`` runs in a compiled caller's trace: its Triton branch (Hopper's Gluon choice,
+    the stride checks, the backward's row, the machine's facts) traces with ``fullgraph=True``
+    on any machine, as it must on the GPU (test_compiled_module_keeps_one_graph_gpu)."""
+    pytest.importorskip("triton", reason="Triton is not installed in this environment")
+    import torch._dynamo as dynamo
+    from torch._dynamo.utils import counters
+
+    from radial_core import dispatch
+
+    def f(q, k, v):
+        kernel, cfg, why = dispatch._forward(q, k, v, 128, (9, 0), False)
+        bwd = dispatch.backward_config(q.shape[-1], q.dtype, 128, (9, 0),
+                                       dq_tma=None if dispatch.tma_ok(k) else False)
+        ok, reason = dispatch.can_use_triton(q)
+        d = dispatch.Decision("triton", kernel, False, cfg, kernel, cfg, bwd, True, why)
+        return q * len(d.encode()) + len(reason)
+
+    q, k, v = make_qkv(1, 2, 256, 64, torch.bfloat16, layout="bshd")
+    dynamo.reset()
+    counters.clear()
+    got = torch.compile(f, fullgraph=True, backend="eager")(q, k, v)
+    assert sum(counters["graph_break"].values()) == 0
+    assert torch.equal(got, f(q, k, v))

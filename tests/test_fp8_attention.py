@@ -1,11 +1,9 @@
 """precision="fp8": 8-bit Q.K^T in the Triton kernel, and the exact fallback elsewhere.
 
-``precision="fp8"`` runs ``triton_kernel.FP8_SCHEME`` ("int8": Q.K^T in int8, K smoothed by its
-mean, P.V in the input dtype; one scale per query row and per 64-key tile in the Triton kernel,
-per 64 query rows and per 128-key tile in the Gluon one on Hopper), because e4m3 in
-both products cannot meet comfy-kitchen INT8's 1.7e-2 on random inputs (measured 5.4e-2 on an
-H200; docs/perf-notes.md). The e4m3 scheme (``scheme="fp8"``) stays in the kernel and is tested
-here with its own bound.
+``precision="fp8"`` runs Q.K^T in int8 (K smoothed by its mean, P.V in the input dtype; one
+scale per query row and per 64-key tile in the Triton kernel, per 64 query rows and per 128-key
+tile in the Gluon one on Hopper; ``int8_quant``), because e4m3 in both products cannot meet
+comfy-kitchen INT8's 1.7e-2 on random inputs (measured 5.4e-2 on an H200; docs/perf-notes.md).
 
 Tolerances (derived, not tuned). A logit s = scale * q.k whose operands carry independent
 relative rounding errors of RMS eps_q and eps_k gets an absolute error of RMS
@@ -19,8 +17,6 @@ that same figure, not averaged down. Independent error sources add in quadrature
   Randn inputs: eps_q ~ 0.0066, eps_k ~ 0.0093, bound ~ 1.1e-2 (+ floor); measured 1.15e-2
   at S = 8192 on an H200. The bound is taken x1.5 for the estimate's own spread (amax of a
   group varies, the softmax is not quite flat).
-- e4m3 (3 mantissa bits): relative RMS at most eps = 2^-3 / sqrt(12) = 0.036 per operand; four
-  operands (q, k, P, V): bound = eps * sqrt(2 * sigma_s^2 + 2), 0.072 for randn.
 
 Each GPU test also checks that the error is well above the exact path's (so 8-bit really ran)
 and that no warning was logged.
@@ -40,7 +36,6 @@ from radial_core.attention import block_sparse_attention
 from radial_core.mask import radial_block_mask
 from radial_core.reference import dense_masked_attention, masked_attention_rows
 
-EPS_E4M3 = 2.0 ** -3 / math.sqrt(12.0)
 OUT_FLOOR = {torch.bfloat16: 4e-3, torch.float16: 5e-4}
 
 
@@ -50,12 +45,6 @@ def _sigma_s(q, k, rows=None, scale=None):
     qs = q[:, :, :512] if rows is None else q[:, :, rows[:512]]
     s = torch.matmul(qs.float(), k[:, :, :2048].float().transpose(-1, -2)) * scale
     return s.pow(2).mean().sqrt().item()
-
-
-def fp8_bound(q, k, rows=None, scale=None):
-    """The e4m3 scheme's bound above, with sigma_s measured on (a sample of) the logits."""
-    sigma = _sigma_s(q, k, rows, scale)
-    return EPS_E4M3 * math.sqrt(2 * sigma * sigma + 2)
 
 
 def _int8_eps(x, group_rows):
@@ -77,14 +66,16 @@ def int8_bound(q, k, rows=None, scale=None, groups=(1, 64)):
     return 1.5 * sigma * eps
 
 
-def int8_groups(q, block_size):
-    """The scale groups of the int8 kernel that a call on q runs (asks ``pick_config``)."""
-    from radial_core import gluon_kernel, triton_kernel
+def int8_groups(q, block_size, decision=None):
+    """The scale groups of the int8 kernel that a call on q runs (asks ``dispatch.decide``)."""
+    from radial_core import gluon_kernel
+    from radial_core.dispatch import decide
 
-    cfg = triton_kernel.pick_config(q.shape[-1], q.dtype, block_size, q.device, fp8=True)
-    if cfg.get("KERNEL") == "gluon":
+    if decision is None:
+        decision = decide(q, q, q, block_size=block_size, precision="fp8")
+    if decision.kernel == "gluon":
         return gluon_kernel.INT8_GROUPS
-    return (1, cfg["BLOCK_N"])
+    return (1, decision.forward.block_n)
 
 
 def _rel(a, b):
@@ -125,19 +116,12 @@ def _fp8_gpu_ok():
         pytest.skip("FP8 matrix units need compute capability 8.9+ (Ada or Hopper)")
 
 
-def _check_fp8(out, ref, q, k, rows=None, dtype=torch.bfloat16, label="", scheme=None,
-               groups=(1, 64)):
-    from radial_core import triton_kernel
-
-    scheme = scheme or triton_kernel.FP8_SCHEME
+def _check_fp8(out, ref, q, k, rows=None, dtype=torch.bfloat16, label="", groups=(1, 64)):
     assert torch.isfinite(out).all(), "NaN/Inf in FP8 output"
     err = _rel(out, ref)
-    if scheme == "int8":
-        tol = math.hypot(int8_bound(q, k, rows, groups=groups), OUT_FLOOR[dtype])
-    else:
-        tol = math.hypot(fp8_bound(q, k, rows), OUT_FLOOR[dtype])
-    print(f"[fp8-err] {scheme} {label}: {err:.3e} (bound {tol:.3e})")
-    assert err <= tol, f"{scheme} error {err:.3e} > derived bound {tol:.3e}"
+    tol = math.hypot(int8_bound(q, k, rows, groups=groups), OUT_FLOOR[dtype])
+    print(f"[fp8-err] int8 {label}: {err:.3e} (bound {tol:.3e})")
+    assert err <= tol, f"int8 error {err:.3e} > derived bound {tol:.3e}"
     assert err > 5e-3, f"error {err:.3e} is the exact path's: 8-bit Q.K did not run"
     return err
 
@@ -163,28 +147,29 @@ def gluon_int8_calls(monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("layout", ["bhsd", "bshd"])
-def test_fp8_against_float32_reference(dtype, D, layout, kernel, caplog, monkeypatch,
-                                       gluon_int8_calls):
-    """Both int8 kernels: the default (on Hopper the Gluon one) and the Triton one."""
+def test_fp8_against_float32_reference(dtype, D, layout, kernel, caplog, gluon_int8_calls):
+    """Both int8 kernels: the default (on Hopper the Gluon one) and the Triton one (a decision
+    with the Triton kernel's int8 row, passed to the call)."""
     _fp8_gpu_ok()
-    from radial_core import triton_kernel
+    from radial_core.dispatch import capability, decide, gluon_takes, triton_config
 
-    if kernel == "triton":
-        monkeypatch.setattr(triton_kernel, "GLUON_DEFAULT", False)
     B, H, S, bs = 2, 3, 1001, 128  # odd S: a partial tail block
     q, k, v = make_qkv(B, H, S, D, dtype, "cuda", layout, seed=D)
     k = k + 0.5 * torch.randn(1, 1, 1, D, device="cuda", dtype=dtype)  # channel offsets
     mask = random_block_mask(nb_for(S, bs), 0.4, seed=1)
     kpm = random_padding(B, S, seed=2).cuda()
-    groups = int8_groups(q, bs)
+    decision = decide(q, k, v, block_size=bs, precision="fp8")
+    if kernel == "triton":
+        cap = capability(q.device)
+        decision = decision._replace(kernel="triton",
+                                     forward=triton_config(D, dtype, bs, cap, int8=True))
+    groups = int8_groups(q, bs, decision)
     with caplog.at_level(logging.WARNING):
         out = block_sparse_attention(q, k, v, mask, block_size=bs, key_padding_mask=kpm,
-                                     precision="fp8")
+                                     precision="fp8", decision=decision)
     assert not [r for r in caplog.records if "fp8" in r.getMessage()]
     assert out.shape == q.shape and out.dtype == dtype
-    from radial_core import gluon_kernel
-
-    gluon = torch.cuda.get_device_capability()[0] == 9 and gluon_kernel.available()[0]
+    gluon = gluon_takes(D, dtype, bs, capability(q.device))[0]
     assert len(gluon_int8_calls) == (1 if kernel == "default" and gluon else 0)
     ref = dense_masked_attention(q, k, v, mask, bs, key_padding_mask=kpm, dtype=torch.float32)
     _check_fp8(out, ref, q, k, dtype=dtype, label=f"{kernel} {dtype} D={D} {layout}",
@@ -224,25 +209,6 @@ def test_fp8_long_radial_wan_720p():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("scheme", ["fp8", "int8-fp8", "fp8-qk"])
-def test_other_quantisation_schemes(scheme):
-    """The schemes precision="fp8" does not run by default stay correct within their bounds
-    (e4m3 Q.K and/or P.V: the e4m3 bound covers each, it counts all four operands)."""
-    _fp8_gpu_ok()
-    from radial_core import triton_kernel
-    from radial_core.csr import block_mask_to_csr
-
-    B, H, S, D, bs = 2, 3, 1001, 128, 128
-    q, k, v = make_qkv(B, H, S, D, torch.bfloat16, "cuda", "bshd", seed=5)
-    mask = random_block_mask(nb_for(S, bs), 0.4, seed=6)
-    kpm = random_padding(B, S, seed=7).cuda()
-    out = triton_kernel.forward(q, k, v, block_mask_to_csr(mask, q.device), bs,
-                                key_padding_mask=kpm, fp8=True, scheme=scheme)
-    ref = dense_masked_attention(q, k, v, mask, bs, key_padding_mask=kpm, dtype=torch.float32)
-    _check_fp8(out, ref, q, k, label=f"D={D} bshd", scheme=scheme)
-
-
-@pytest.mark.gpu
 def test_fp8_head_dim_it_cannot_take_falls_back_once(caplog):
     require_cuda()
     from radial_core import attention
@@ -258,13 +224,16 @@ def test_fp8_head_dim_it_cannot_take_falls_back_once(caplog):
     assert len([r for r in caplog.records if "precision='fp8'" in r.getMessage()]) == 1
 
 
-def test_return_lse_with_fp8_names_the_fix():
-    """The LSE is the exact path's (FP8's logits are shifted by K's smoothing): refused."""
+def test_return_lse_with_int8_names_the_fix():
+    """The LSE is the exact path's (int8's logits are shifted by K's smoothing): refused."""
     pytest.importorskip("triton", reason="Triton is not installed in this environment")
     from radial_core import triton_kernel
-    from radial_core.csr import block_mask_to_csr
+    from radial_core.csr import block_csr
+    from radial_core.dispatch import triton_config
 
     q, k, v = make_qkv(1, 1, 64, 16, torch.float16, seed=1)
-    csr = block_mask_to_csr(torch.ones(1, 1, dtype=torch.bool), "cpu")
-    with pytest.raises(ValueError, match=r"return_lse=True needs the exact path.*fp8=False"):
-        triton_kernel.forward(q, k, v, csr, 64, fp8=True, return_lse=True)
+    csr = block_csr(torch.ones(1, 1, dtype=torch.bool), 64)
+    cfg = triton_config(16, torch.float16, 64, (0, 0), int8=True)
+    with pytest.raises(ValueError, match=r"return_lse=True needs the exact path.*int8=False"):
+        triton_kernel.triton_block_sparse_attention(q, k, v, csr, cfg, int8=True, scale=0.25,
+                                                    return_lse=True)

@@ -64,7 +64,8 @@ def _child(names):
 
     pack_import.install()
     from radial_core import gluon_kernel as gk
-    from radial_core.csr import block_mask_to_csr
+    from radial_core.csr import build_csr
+    from radial_core.dispatch import GLUON_STAGES  # what the pack launches
 
     cuobjdump = Path(__import__("triton").__file__).parent / "backends/nvidia/bin/cuobjdump"
     for name in names:
@@ -73,7 +74,7 @@ def _child(names):
         B, H = 2, 2
         sp = -(-S // gk.QUERY_BLOCK) * gk.QUERY_BLOCK
         nb = sp // gk.QUERY_BLOCK
-        csr = block_mask_to_csr(torch.ones(nb, nb, dtype=torch.bool), "cpu")
+        csr = build_csr(torch.ones(nb, nb, dtype=torch.bool), "cpu", gk.QUERY_BLOCK)
         v = torch.zeros(B, S, H, D, dtype=dt).transpose(1, 2)  # ComfyUI's views
         out = torch.zeros(B, S, H, D, dtype=dt).transpose(1, 2)
         pad = torch.ones(B, S, dtype=torch.int8) if kpm else None
@@ -84,11 +85,11 @@ def _child(names):
                 qs = torch.ones(B * H, sp // gk.INT8_GROUPS[0])
                 ks = torch.ones(B * H, sp // gk.INT8_GROUPS[1])
                 compiled = gk.forward_int8(q8, q8.clone(), v, out, csr, qs, ks, pad,
-                                           S if kpm else 0, warmup=True)
+                                           S if kpm else 0, GLUON_STAGES, warmup=True)
             else:
                 buf = torch.zeros(B, H, S, dtype=torch.float32) if lse else None
-                compiled = gk.forward(v, v, v, out, csr, 0.18, pad, S if kpm else 0, lse=buf,
-                                      warmup=True)
+                compiled = gk.forward(v, v, v, out, csr, 0.18, pad, S if kpm else 0,
+                                      GLUON_STAGES, lse=buf, warmup=True)
             cubin = compiled.asm["cubin"]
             rec["compiled"] = True
             rec["shared"] = compiled.metadata.shared
@@ -131,8 +132,10 @@ def verdicts():
 @pytest.mark.parametrize("name", list(CASES))
 def test_compiles_for_hopper_without_spills(verdicts, name):
     """Compiles with every Triton the suite runs; spill-free where the pack uses the kernel
-    (``gluon_kernel.MEASURED_TRITON``; other releases run the Triton kernel)."""
-    from radial_core import gluon_kernel
+    (``dispatch.GLUON_TRITON``; other releases run the Triton kernel)."""
+    import torch
+
+    from radial_core.dispatch import gluon_takes
 
     rec = verdicts.get(name)
     assert rec is not None, f"no verdict for {name}"
@@ -140,7 +143,7 @@ def test_compiles_for_hopper_without_spills(verdicts, name):
     assert rec["shared"] <= 232448, f"{name} needs {rec['shared']} B of shared memory (227 KB)"
     if "spill_stores" not in rec:
         pytest.skip("this Triton ships no cuobjdump: the spill check needs it")
-    ok, why = gluon_kernel.available()
+    ok, why = gluon_takes(128, torch.bfloat16, 128, (9, 0))
     if not ok and rec["spill_stores"]:
         pytest.skip(f"{why}: the pack runs the Triton kernel with it, so its "
                     f"{rec['spill_stores']} spill stores here cost nothing")

@@ -1,7 +1,7 @@
 """The warp-specialised Gluon forward kernel (``radial_core.gluon_kernel``) on a Hopper GPU.
 
-Every case runs the kernel itself (``config={"KERNEL": "gluon"}``), checks that it was the
-Gluon kernel that ran (``gluon_kernel.supported``), and compares with the float32 masked
+Every case runs the kernel itself (``gluon_kernel.launch``), checks that dispatch would name
+it for those inputs (``dispatch.decide``), and compares with the float32 masked
 reference under the tolerance rule of ``attention_helpers`` (2x SDPA's own error plus a floor):
 fp16 and bf16, head dims 64 and 128, lengths that are and are not multiples of the block,
 B = 2, both ComfyUI layouts, key padding, per-head masks, empty rows, the LSE output, and
@@ -23,23 +23,22 @@ pytestmark = pytest.mark.gpu
 def _require_hopper():
     require_cuda()
     from radial_core import gluon_kernel
+    from radial_core.dispatch import capability, gluon_takes
 
-    ok, why = gluon_kernel.available()
+    ok, why = gluon_takes(128, torch.bfloat16, 128, capability(torch.device("cuda")))
     if not ok:
         pytest.skip(why)
-    cap = torch.cuda.get_device_capability()
-    if cap[0] != 9:
-        pytest.skip(f"the Gluon kernel is written for Hopper (9.x); this GPU is {cap[0]}.{cap[1]}")
     return gluon_kernel
 
 
 def _run(q, k, v, mask, bs=128, kpm=None, lse=False, stages=3):
-    from radial_core import triton_kernel
-    from radial_core.csr import block_mask_to_csr
+    from radial_core import gluon_kernel
+    from radial_core.csr import block_csr
+    from radial_core.dispatch import GluonConfig
 
-    csr = block_mask_to_csr(mask, q.device)
-    return triton_kernel.forward(q, k, v, csr, bs, key_padding_mask=kpm, return_lse=lse,
-                                 config={"KERNEL": "gluon", "STAGES": stages})
+    csr = block_csr(mask, bs, q.device)
+    return gluon_kernel.launch(q, k, v, csr, GluonConfig(stages), key_padding_mask=kpm,
+                               scale=q.shape[-1] ** -0.5, return_lse=lse)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -47,9 +46,11 @@ def _run(q, k, v, mask, bs=128, kpm=None, lse=False, stages=3):
 @pytest.mark.parametrize("layout", ["bhsd", "bshd"])
 @pytest.mark.parametrize("S", [1024, 1000, 2945])
 def test_against_reference(dtype, D, layout, S):
-    gk = _require_hopper()
+    _require_hopper()
+    from radial_core.dispatch import decide
+
     q, k, v = make_qkv(2, 3, S, D, dtype, "cuda", layout, seed=S + D)
-    assert gk.supported(q, k, v, 128)[0]
+    assert decide(q, k, v, block_size=128).kernel == "gluon"
     mask = random_block_mask(nb_for(S, 128), 0.4, seed=S)
     out = _run(q, k, v, mask)
     check_against_reference(out, q, k, v, mask, 128)
@@ -78,35 +79,37 @@ def test_padding_per_head_mask_empty_rows_and_lse(stages):
 
 
 def test_unaligned_strides_fall_back_to_triton():
-    """A head dim slice whose strides TMA cannot take: the Triton kernel runs, same answer."""
-    gk = _require_hopper()
+    """A head dim slice whose strides TMA cannot take: dispatch names the Triton kernel (and
+    why), same answer."""
+    _require_hopper()
+    from radial_core.attention import block_sparse_attention
+    from radial_core.dispatch import decide
+
     B, H, S, D = 1, 2, 700, 128
     base = torch.randn(B, H, S, D + 4, device="cuda", dtype=torch.bfloat16)
     q = base[..., 1:D + 1]  # base offset of 2 bytes: not 16-byte aligned
     k, v = torch.randn_like(q), torch.randn_like(q)
-    ok, why = gk.supported(q, k, v, 128)
-    assert not ok and "16-byte" in why
+    decision = decide(q, k, v, block_size=128)
+    assert decision.kernel == "triton" and "16-byte" in decision.reason
     mask = random_block_mask(nb_for(S, 128), 0.5, seed=7)
-    out = _run(q, k, v, mask)
+    out = block_sparse_attention(q, k, v, mask, block_size=128, decision=decision)
     check_against_reference(out, q, k, v, mask, 128)
 
 
-def test_default_on_hopper_is_gluon_when_enabled():
-    """``pick_config`` names the Gluon kernel exactly where it can run (when it is the
-    default), and the Triton row otherwise."""
+def test_dispatch_names_gluon_exactly_where_it_can_run():
+    """``dispatch.decide`` names the Gluon kernel (exact and int8) exactly where it can run."""
     _require_hopper()
-    from radial_core import triton_kernel as tk
+    from radial_core.dispatch import decide
 
-    dev = torch.device("cuda")
-    assert tk.pick_config(128, torch.bfloat16, 128, dev, gluon=True)["KERNEL"] == "gluon"
-    assert "KERNEL" not in tk.pick_config(128, torch.bfloat16, 64, dev, gluon=True)
-    assert "KERNEL" not in tk.pick_config(80, torch.bfloat16, 128, dev, gluon=True)
-    assert "KERNEL" not in tk.pick_config(128, torch.float32, 128, dev, gluon=True)
-    # precision="fp8": the int8 scheme runs in the Gluon kernel, the e4m3 ones in Triton
-    assert tk.pick_config(128, torch.bfloat16, 128, dev, fp8=True, gluon=True)["KERNEL"] == "gluon"
-    assert tk.pick_config(64, torch.float16, 128, dev, fp8=True, scheme="int8",
-                          gluon=True)["KERNEL"] == "gluon"
-    assert "KERNEL" not in tk.pick_config(128, torch.bfloat16, 128, dev, fp8=True, scheme="fp8",
-                                          gluon=True)
-    assert "KERNEL" not in tk.pick_config(80, torch.bfloat16, 128, dev, fp8=True, gluon=True)
-    assert "KERNEL" not in tk.pick_config(128, torch.bfloat16, 128, dev, gluon=False)
+    def kernel(D, dtype, bs, precision="exact"):
+        q = torch.zeros(1, 2, 256, D, device="cuda", dtype=dtype)
+        return decide(q, q, q, block_size=bs, precision=precision).kernel
+
+    assert kernel(128, torch.bfloat16, 128) == "gluon"
+    assert kernel(64, torch.float16, 128) == "gluon"
+    assert kernel(128, torch.bfloat16, 64) == "triton"
+    assert kernel(80, torch.bfloat16, 128) == "triton"
+    assert kernel(128, torch.float32, 128) == "triton"
+    assert kernel(128, torch.bfloat16, 128, "fp8") == "gluon"
+    assert kernel(64, torch.float16, 128, "fp8") == "gluon"
+    assert kernel(80, torch.bfloat16, 128, "fp8") == "triton"

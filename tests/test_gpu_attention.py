@@ -140,17 +140,18 @@ def test_pointer_and_descriptor_loads(use_tma, D):
     require_cuda()
     if use_tma and torch.cuda.get_device_capability()[0] < 9:
         pytest.skip("tensor descriptors (TMA) need a Hopper GPU or newer")
-    from radial_core.csr import block_mask_to_csr
-    from radial_core.triton_kernel import pick_config, triton_block_sparse_attention
+    from radial_core.csr import block_csr
+    from radial_core.dispatch import capability, triton_config
+    from radial_core.triton_kernel import triton_block_sparse_attention
 
     B, H, S, bs = 2, 3, 3001, 128
     q, k, v = make_qkv(B, H, S, D, torch.bfloat16, "cuda", "bshd", seed=D)
     mask = random_block_mask(nb_for(S, bs), 0.35, seed=D, heads=H)
     kpm = torch.ones(B, S, dtype=torch.bool, device="cuda")
     kpm[0, -100:] = False
-    cfg = dict(pick_config(D, q.dtype, bs, q.device, gluon=False), USE_TMA=use_tma)
-    out = triton_block_sparse_attention(q, k, v, block_mask_to_csr(mask, q.device), bs,
-                                        key_padding_mask=kpm, config=cfg)
+    cfg = triton_config(D, q.dtype, bs, capability(q.device), use_tma=use_tma)
+    out = triton_block_sparse_attention(q, k, v, block_csr(mask, bs, q.device), cfg,
+                                        key_padding_mask=kpm, scale=D ** -0.5)
     _check_rows(out, q, k, v, mask, bs, kpm=kpm, n=512)
 
 
@@ -158,14 +159,15 @@ def test_pointer_and_descriptor_loads(use_tma, D):
 @pytest.mark.parametrize("use_tma", [False, True])
 @pytest.mark.parametrize("layout", ["bhsd", "bshd"])
 def test_forward_lse_against_logsumexp(dtype, use_tma, layout):
-    """``triton_kernel.forward(..., return_lse=True)``: the natural-log LSE of the kept scores
+    """``triton_block_sparse_attention(..., return_lse=True)``: the natural-log LSE of the kept scores
     (float64 torch.logsumexp of the masked reference), +inf on rows with no kept key; the
     output is the same as without it."""
     require_cuda()
     if use_tma and torch.cuda.get_device_capability()[0] < 9:
         pytest.skip("tensor descriptors (TMA) need a Hopper GPU or newer")
-    from radial_core import triton_kernel
-    from radial_core.csr import block_mask_to_csr
+    from radial_core.csr import block_csr
+    from radial_core.dispatch import capability, triton_config
+    from radial_core.triton_kernel import triton_block_sparse_attention
     from test_triton_interpret import check_lse
 
     B, H, S, D, bs = 2, 3, 1801, 128 if dtype != torch.float32 else 64, 128
@@ -174,12 +176,12 @@ def test_forward_lse_against_logsumexp(dtype, use_tma, layout):
     mask[:, 2] = False  # a query block with no kept key: LSE +inf
     kpm = torch.ones(B, S, dtype=torch.bool, device="cuda")
     kpm[1, -150:] = False
-    cfg = dict(triton_kernel.pick_config(D, q.dtype, bs, q.device, gluon=False),
-               USE_TMA=use_tma)
-    csr = block_mask_to_csr(mask, q.device)
-    out, lse = triton_kernel.forward(q, k, v, csr, bs, key_padding_mask=kpm, config=cfg,
-                                     return_lse=True)
-    plain = triton_kernel.forward(q, k, v, csr, bs, key_padding_mask=kpm, config=cfg)
+    cfg = triton_config(D, q.dtype, bs, capability(q.device), use_tma=use_tma)
+    csr = block_csr(mask, bs, q.device)
+    out, lse = triton_block_sparse_attention(q, k, v, csr, cfg, key_padding_mask=kpm,
+                                             scale=D ** -0.5, return_lse=True)
+    plain = triton_block_sparse_attention(q, k, v, csr, cfg, key_padding_mask=kpm,
+                                          scale=D ** -0.5)
     assert torch.equal(out, plain), "return_lse must not change the output"
     err = check_lse(lse, q, k, mask, bs, kpm)
     print(f"[gpu-lse] {dtype} tma={use_tma} {layout}: LSE max abs error {err:.1e}")

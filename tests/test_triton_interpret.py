@@ -89,6 +89,17 @@ def check_lse(lse, q, k, mask, bs, kpm=None):
     return err
 
 
+def forward_config(config, D, dtype, bs, int8=False):
+    """The launch: the table's row for no GPU (``dispatch.triton_config``), or ``config``'s
+    tiles (``BLOCK_M``, ``BLOCK_N``, ``BLOCK_D``, warps, stages, ``USE_TMA``)."""
+    from radial_core.dispatch import TritonConfig, triton_config
+
+    if config is None:
+        return triton_config(D, dtype, bs, (0, 0), int8=int8)
+    return TritonConfig(config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_D"],
+                        config["num_warps"], config["num_stages"], bool(config.get("USE_TMA")))
+
+
 def _run_case(name, spec):
     import torch
     import torch.nn.functional as F
@@ -96,7 +107,7 @@ def _run_case(name, spec):
     from attention_helpers import (
         check_against_reference, make_qkv, nb_for, random_block_mask, random_padding, rel_err,
     )
-    from radial_core.csr import block_mask_to_csr
+    from radial_core.csr import block_csr
     from radial_core.mask import radial_block_mask
     from radial_core.triton_kernel import triton_block_sparse_attention
 
@@ -126,17 +137,16 @@ def _run_case(name, spec):
         mask = torch.ones(nb, nb, dtype=torch.bool)
     else:
         raise ValueError(kind)
-    csr = block_mask_to_csr(mask, "cpu")
+    csr = block_csr(mask, bs)
+    cfg = forward_config(config, D, dtype, bs)
     extra = ""
     if name in LSE_CASES:
-        from radial_core import triton_kernel
-
-        out, lse = triton_kernel.forward(q, k, v, csr, bs, key_padding_mask=kpm, config=config,
-                                         return_lse=True)
+        out, lse = triton_block_sparse_attention(q, k, v, csr, cfg, key_padding_mask=kpm,
+                                                 scale=D ** -0.5, return_lse=True)
         extra = f", LSE max error {check_lse(lse, q, k, mask, bs, kpm):.1e}"
     else:
-        out = triton_block_sparse_attention(q, k, v, csr, bs, key_padding_mask=kpm,
-                                            config=config)
+        out = triton_block_sparse_attention(q, k, v, csr, cfg, key_padding_mask=kpm,
+                                            scale=D ** -0.5)
     err, base = check_against_reference(out, q, k, v, mask, bs, key_padding_mask=kpm)
     if kind == "empty_rows":
         assert out[:, :, 64:192].abs().max() == 0, "rows with no valid key must be zero"
@@ -147,9 +157,9 @@ def _run_case(name, spec):
     return f"error {err:.2e} (SDPA {base:.2e}){extra}"
 
 
-# precision="fp8"'s int8 scheme (int8 Q.K, 16-bit P.V) in the interpreter: fp16/fp32 inputs,
-# odd lengths, key padding, split tiles and descriptors; the tolerance is test_fp8_attention's
-# derived int8 bound (the interpreter's e4m3 casts are not the GPU's, so only int8 runs here)
+# precision="fp8"'s int8 Q.K (16-bit P.V) in the interpreter: fp16/fp32 inputs, odd lengths,
+# key padding, split tiles and descriptors; the tolerance is test_fp8_attention's derived int8
+# bound
 INT8_CASES = ("fp16_odd_len_b2_bs128", "fp32_key_padding_bs128", "fp16_per_head_mask",
               "fp16_descriptors_split_tiles_padding", "fp16_head_dim_48_padded")
 
@@ -160,7 +170,7 @@ def _run_int8_case(name, spec):
     import torch
 
     from attention_helpers import make_qkv, nb_for, random_block_mask, random_padding, rel_err
-    from radial_core.csr import block_mask_to_csr
+    from radial_core.csr import block_csr
     from radial_core.reference import dense_masked_attention
     from radial_core.triton_kernel import triton_block_sparse_attention
     from test_fp8_attention import int8_bound
@@ -171,9 +181,9 @@ def _run_int8_case(name, spec):
     heads = H if kind == "per_head" else None
     mask = random_block_mask(nb_for(S, bs), 0.4, seed=len(name), heads=heads)
     kpm = random_padding(B, S, seed=len(name) + 1) if padded else None
-    out = triton_block_sparse_attention(q, k, v, block_mask_to_csr(mask, "cpu"), bs,
-                                        key_padding_mask=kpm, config=config, fp8=True,
-                                        scheme="int8")
+    cfg = forward_config(config, D, getattr(torch, dtype), bs, int8=True)
+    out = triton_block_sparse_attention(q, k, v, block_csr(mask, bs), cfg, key_padding_mask=kpm,
+                                        scale=D ** -0.5, int8=True)
     err = rel_err(out, dense_masked_attention(q, k, v, mask, bs, key_padding_mask=kpm))
     tol = math.hypot(int8_bound(q, k), 5e-4)
     assert err <= tol, f"int8 error {err:.3e} > derived bound {tol:.3e}"
