@@ -881,7 +881,7 @@ def _comfyui_version() -> str:
 
 def load_node_classes() -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
-    import conftest  # noqa: E402  (tests/conftest.py: loads real ComfyUI and this pack)
+    import conftest  # (tests/conftest.py: loads real ComfyUI and this pack)
 
     comfy = conftest.load_comfy()
     asyncio.run(comfy.nodes.init_builtin_extra_nodes())

@@ -8,9 +8,7 @@ through a safetensors file and ComfyUI's own loader. Everything here needs the `
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
