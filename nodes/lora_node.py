@@ -286,7 +286,11 @@ class RadialLoraLoader(io.ComfyNode):
                 "settings stored in the LoRA (or the authors' defaults: 2 dense blocks, 2 dense steps)."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="The Wan or HunyuanVideo model to apply the LoRA to."),
+                io.Model.Input(
+                    "model",
+                    tooltip="The video model to apply the LoRA to (any family the Radial Attention Patch supports; "
+                    "its family is detected from the weights).",
+                ),
                 Choice(
                     "lora_name",
                     options=lora_choices(),

@@ -45,7 +45,7 @@ import torch.distributed as dist
 logger = logging.getLogger(__name__)
 
 SP_KEY = "radial_attention_sp"  # the DIFFUSION_MODEL wrapper's key
-# raylight's main branch as read for this adapter (komikndr/raylight, 2026-06-12)
+# the raylight commit this adapter was read against (its main branch at that commit)
 RAYLIGHT_TESTED = "komikndr/raylight c049571"
 # family module -> how its self-attention calls lay out the sequence ("plain": one stream padded at
 # the end, e.g. Wan and LTX-2; "joint": HunyuanVideo's text + video through the Flux blocks)
