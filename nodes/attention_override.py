@@ -30,7 +30,7 @@ import logging
 import torch
 
 from ..radial_core import block_sparse_attention, mask_density
-from .attention_plan import Call, Plan, key_padding_from_mask, parse_call, plan_call  # noqa: F401
+from .attention_plan import Call, Plan, parse_call, plan_call
 from .run_state import RUN_KEY, RunState, forward_of
 
 logger = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ def mods(comfy):
         steps = comfy.pack_module("nodes.step_tracker")
         run_state = comfy.pack_module("nodes.run_state")
         override = comfy.pack_module("nodes.attention_override")
+        plan = comfy.pack_module("nodes.attention_plan")
         node = comfy.pack_module("nodes.patch_node")
 
     return M
@@ -237,7 +238,7 @@ def test_vace_call_schedule(mods):
 
 # ---------------------------------------------------------------------------- masks
 def test_key_padding_from_masks(mods):
-    kp = mods.override.key_padding_from_mask
+    kp = mods.plan.key_padding_from_mask
     L = 6
     assert kp(None, 2, L) == (True, None)
     add = torch.zeros(1, 1, L)
