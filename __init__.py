@@ -9,7 +9,7 @@ try:
 except ImportError:  # imported outside ComfyUI (a test runner, another tool): nodes need ComfyUI
     __all__ = []
 else:
-    from .nodes.extension import comfy_entrypoint  # noqa: F401  (ComfyUI's v3 node-pack entry point)
+    from .nodes.extension import comfy_entrypoint  # (ComfyUI's v3 node-pack entry point)
 
     # Front-end extension (density readout); ComfyUI serves this folder to the browser.
     WEB_DIRECTORY = "./web/js"

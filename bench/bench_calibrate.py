@@ -61,7 +61,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="also write the figures here")
     a = ap.parse_args(argv)
     if not a.smoke and not torch.cuda.is_available():
-        print("bench_calibrate: no CUDA device; this benchmark needs the GPU machine (use --smoke on the CPU). Skipped.")
+        print(
+            "bench_calibrate: no CUDA device; this benchmark needs the GPU machine (use --smoke on the CPU). Skipped."
+        )
         return 0
     e2e.import_comfy(Path(a.comfyui))
     import comfy.sample

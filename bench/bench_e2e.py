@@ -7,7 +7,8 @@ Real ComfyUI model classes at full size (Wan 2.1-14B: dim 5120, 40 blocks, 40 he
 HunyuanVideo: hidden 3072, 20 double + 40 single blocks, 24 heads; HunyuanVideo 1.5 (8.3B):
 hidden 2048, 16 heads, 54 double blocks, patch 1x1x1, text 3584 wide; LTX-2 (LTXAV, 19B): video
 4096 wide = 32 heads x 128, audio 2048 = 32 x 64, 48 joint blocks; sizes and where they come
-from at ``FULL``) with random bf16 weights on the GPU: ComfyUI's own key-based detection picks the model config from a meta-device state dict
+from at ``FULL``) with random bf16 weights on the GPU: ComfyUI's own key-based detection picks
+the model config from a meta-device state dict
 with the real key names and shapes, ``get_model`` builds the model, and the weights are filled
 with random values in place. Each case samples one step through ComfyUI's real sampler
 (``comfy.sample.sample``, euler, cfg 1 so one model call per step) on the same noise and
@@ -99,7 +100,7 @@ def import_comfy(comfy_dir: Path):
         comfy.cli_args.args.gpu_only = True  # keep every weight on the GPU: no partial loading
     else:
         comfy.cli_args.args.cpu = True
-    import comfy.model_management  # noqa: F401
+    import comfy.model_management
 
     # The pack's package (pack_import), without ComfyUI's server-side node registry: the
     # benchmark needs only the patch function that the "Radial Attention Patch" node calls.

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -34,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import pack_import  # noqa: E402  the pack as ComfyUI imports it; its root is never on sys.path
+import pack_import  # the pack as ComfyUI imports it; its root is never on sys.path
 
 pack_import.install()
 
@@ -89,7 +88,6 @@ def flex_block_mask(mask: torch.Tensor, S: int, bs: int):
     from torch.nn.attention.flex_attention import BlockMask
 
     m = mask.cuda()
-    nb = m.shape[0]
     counts = m.sum(-1).to(torch.int32)[None, None]
     order = torch.argsort((~m).to(torch.int8), dim=-1, stable=True).to(torch.int32)[None, None]
     zeros = torch.zeros_like(counts)
@@ -218,7 +216,7 @@ def bench_shape(key, args, results, dtype):
         print(json.dumps(row), flush=True)
         if args.sweep and key == args.shapes.split(",")[0].strip() and layout == "bshd":
             sweep(q, k, v, csr, bs, sparse_flop, key, results)
-        del q, k, v
+        q = k = v = None  # frees the inputs (not `del`: the lambdas above close over them)
         torch.cuda.empty_cache()
 
 
@@ -269,7 +267,7 @@ def sweep(q, k, v, csr, bs, flop, key, results):
         names = dict(BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps,
                      num_stages=cfg.num_stages, BLOCK_D=cfg.block_d, USE_TMA=cfg.use_tma)
         try:
-            fn = lambda: triton_block_sparse_attention(q, k, v, csr, cfg, int8=fp8,  # noqa
+            fn = lambda: triton_block_sparse_attention(q, k, v, csr, cfg, int8=fp8,  # noqa: E731
                                                        scale=D ** -0.5)
             ms = cuda_time_ms(fn, target_ms=600, max_reps=10)
             rec = {"sweep": key, "fp8": fp8, **names, "ms": ms,
@@ -314,7 +312,7 @@ def rate_variants(key, args, results):
                "vs_aligned_bf16": tf / base}
         results.append(rec)
         print(json.dumps(rec), flush=True)
-        del q, k, v
+        q = k = v = None  # frees the inputs (not `del`: the lambda above closes over them)
     torch.cuda.empty_cache()
 
 

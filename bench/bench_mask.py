@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import pack_import  # noqa: E402  the pack as ComfyUI imports it; its root is never on sys.path
+import pack_import  # the pack as ComfyUI imports it; its root is never on sys.path
 
 pack_import.install()
 
@@ -95,7 +95,7 @@ def sweep(confirm=6):
 
 
 def previous():
-    import mask_reference  # noqa: PLC0415  (tests/, on sys.path above)
+    import mask_reference  # (tests/, on sys.path above)
 
     for b in (128, 64):
         cpu, wall, _ = best_ms(lambda: mask_reference.previous_block_mask(127, 3599, 0, b, 1.0, "wan", "full"), 5)
@@ -181,7 +181,10 @@ def main():
         torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]))
     else:
         torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     if "--sweep" in sys.argv:
         sweep()
         return
@@ -205,7 +208,9 @@ def main():
     for b in (128, 64):
         cpu, wall = direct_first_build_ms(127, 3599, b, repeats=5)
         m = radial_mask.radial_mask(127, 3599, block_size=b, decay_factor=1.0)
-        rows.append(("issue 13's worst case", "127x3599", b, m.nb, f"{m.density:.3f}", f"{cpu:.1f}", f"{wall:.1f}", "-"))
+        rows.append(
+            ("issue 13's worst case", "127x3599", b, m.nb, f"{m.density:.3f}", f"{cpu:.1f}", f"{wall:.1f}", "-")
+        )
     header = ("shape", "F x T", "block", "nb", "density", "first build CPU ms", "wall ms", "cached ms")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     for r in [header] + rows:

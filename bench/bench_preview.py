@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import pack_import  # noqa: E402  the pack as ComfyUI imports it; its root is never on sys.path
+import pack_import  # the pack as ComfyUI imports it; its root is never on sys.path
 
 pack_import.install()
 

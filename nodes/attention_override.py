@@ -18,7 +18,7 @@ Layouts that reach us (ComfyUI 0.3.75):
   additive key mask ``(1, 1, L)`` (0 = real, -max = padded text) when the prompt is padded.
 - Mochi: ``[B, H, L, D]`` with ``skip_reshape=True``; video then the unpadded text tokens.
 
-Newer ComfyUI (2026) hands q/k/v to the attention functions in ``AttentionTensorContainer``s and
+Newer ComfyUI hands q/k/v to the attention functions in ``AttentionTensorContainer``s and
 unwraps them before calling an override that has no ``container_function``, so the override
 still receives tensors; it may also pass ``scale=`` (honoured) and ``enable_gqa=`` (dense path).
 """
@@ -30,7 +30,7 @@ import logging
 import torch
 
 from ..radial_core import block_sparse_attention, mask_density
-from .attention_plan import Call, Plan, key_padding_from_mask, parse_call, plan_call  # noqa: F401
+from .attention_plan import Call, Plan, parse_call, plan_call
 from .run_state import RUN_KEY, RunState, forward_of
 
 logger = logging.getLogger(__name__)
@@ -85,9 +85,12 @@ def _log_shape(run: RunState, cfg, fwd, call: Call, plan: Plan) -> None:
 class RadialAttentionOverride:
     """``optimized_attention_override`` for one patch configuration (see the module doc)."""
 
-    def __init__(self, config, previous=None):
+    def __init__(self, config, previous=None, observer=None):
         self.config = config  # RadialConfig (small, frozen)
         self.previous = previous  # an override installed before ours, serves the dense calls
+        # observer("sparse", plan, q=, k=, v=, out=) after each sparse call ([B, H, L, D]) and
+        # observer("dense", plan) before each dense one; None in the pack (the tests watch with it)
+        self.observer = observer
 
     # ComfyUI calls override(func, *args, **kwargs). torch.compile (e.g. ComfyUI's
     # TorchCompileModel node) does not trace into it: counters and caches here are plain Python
@@ -125,18 +128,19 @@ class RadialAttentionOverride:
                 B, H, L, D = out.shape
                 return out.transpose(1, 2).reshape(B, L, H * D)
         run.count_dense(plan.reason)
-        return self.dense_attention(plan, func, args, kwargs)
+        if self.observer is not None:
+            self.observer("dense", plan)
+        return self.dense(func, args, kwargs)
 
     def sparse_attention(self, plan: Plan, call: Call, q, k, v) -> torch.Tensor:
         """The one call into radial_core: ``[B, H, L, D]`` in and out."""
         cfg = self.config
-        return block_sparse_attention(q, k, v, plan.mask, key_padding_mask=plan.key_padding_mask,
-                                      scale=call.scale, precision=cfg.precision,
-                                      decision=plan.decision)
-
-    def dense_attention(self, plan: Plan, func, args, kwargs):
-        """A call the plan keeps dense."""
-        return self.dense(func, args, kwargs)
+        out = block_sparse_attention(q, k, v, plan.mask, key_padding_mask=plan.key_padding_mask,
+                                     scale=call.scale, precision=cfg.precision,
+                                     decision=plan.decision)
+        if self.observer is not None:
+            self.observer("sparse", plan, q=q, k=k, v=v, out=out)
+        return out
 
     def dense(self, func, args, kwargs):
         if self.previous is not None:

@@ -17,7 +17,7 @@ The rules, in the order they are asked (the first that answers decides):
 5. an input the sparse kernels cannot take (dtype, a mask that is not a key-padding mask).
 
 Calls that need gradients (training, e.g. ComfyUI's Train LoRA) stay sparse:
-``block_sparse_attention`` is differentiable (issue 14), so forward and backward are radial.
+``block_sparse_attention`` is differentiable, so forward and backward are radial.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def in_training(x=None) -> bool:
     no such flag; there Train LoRA calls the model on ``xt.requires_grad_(True)``, so a call whose
     input latent requires grad is taken for training.
     """
-    import comfy.model_management as mm  # noqa: PLC0415 - nodes/ may import ComfyUI
+    import comfy.model_management as mm  # nodes/ may import ComfyUI
 
     flag = getattr(mm, "in_training", None)
     if isinstance(flag, bool):
@@ -52,7 +52,7 @@ def text_after_video(double_stream_block) -> bool:
 def double_stream_blocks_flip() -> bool:
     """:func:`text_after_video` without a model (the preview): does ComfyUI's block class still
     take ``flipped_img_txt`` (0.3.x), so that HunyuanVideo's blocks are built with it?"""
-    from comfy.ldm.flux.layers import DoubleStreamBlock  # noqa: PLC0415
+    from comfy.ldm.flux.layers import DoubleStreamBlock
 
     return "flipped_img_txt" in inspect.signature(DoubleStreamBlock.__init__).parameters
 
@@ -83,7 +83,7 @@ def v1_combo_form() -> bool:
     values itself; 0.3.75 has no parser and checks only list-typed combos, the v1 form every
     front end reads as a dropdown.
     """
-    from comfy_api.latest import _io  # noqa: PLC0415
+    from comfy_api.latest import _io
 
     return not hasattr(_io, "get_finalized_class_inputs")
 
@@ -94,6 +94,6 @@ def register_routes_at_import() -> None:
     the routes there); this registers them while ComfyUI imports the pack, which is during
     custom-node loading, before the server adds its routes. Registration is idempotent, so 0.33's
     ``on_load`` finds it done; no server (ComfyUI as a library, tests): nothing happens."""
-    from . import routes  # noqa: PLC0415 - routes imports the family adapters, which import this
+    from . import routes  # routes imports the family adapters, which import this
 
     routes.register()

@@ -60,7 +60,8 @@ class LoraReport:
 
     def text(self) -> str:
         lines = [
-            f"Radial LoRA: {os.path.basename(self.path.rstrip('/'))} ({self.key_format} keys), strength {self.strength:g}",
+            f"Radial LoRA: {os.path.basename(self.path.rstrip('/'))} ({self.key_format} keys), "
+            f"strength {self.strength:g}",
             f"matched {self.matched_tensors} of {self.total_tensors} LoRA tensors "
             f"({self.matched_modules} modules -> {self.patched_weights} model weights)",
         ]
@@ -178,5 +179,7 @@ def apply_lora(model, prepared: PreparedLora, strength: float):
     prepared.report.patched_weights = len({k if isinstance(k, str) else k[0] for k in added})
     missing = [k for k in prepared.patches if k not in set(added)]
     if missing:
-        logger.warning("Radial LoRA: %d patches found no model weight: %s", len(missing), missing[:MAX_LISTED_UNMATCHED])
+        logger.warning(
+            "Radial LoRA: %d patches found no model weight: %s", len(missing), missing[:MAX_LISTED_UNMATCHED]
+        )
     return out

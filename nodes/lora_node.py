@@ -94,7 +94,11 @@ _SOURCE_CACHE: dict[str, tuple[tuple, lora_file.LoraSource]] = {}
 
 def _fingerprint(path: str) -> tuple:
     p = Path(path)
-    files = sorted(p.iterdir()) if p.is_dir() else [p, p.with_name(p.name[: -len(".safetensors")] + lora_file.SIDECAR_SUFFIX)]
+    files = (
+        sorted(p.iterdir())
+        if p.is_dir()
+        else [p, p.with_name(p.name[: -len(".safetensors")] + lora_file.SIDECAR_SUFFIX)]
+    )
     out = []
     for f in files:
         try:
@@ -156,7 +160,15 @@ def planned_settings(lora_name: str, overrides: dict | None = None) -> dict:
 
 
 def _describe_existing(cfg: dict) -> str:
-    keys = ("variant", "decay_factor", "block_size", "dense_blocks_text", "dense_steps_first", "dense_steps_last", "dist1")
+    keys = (
+        "variant",
+        "decay_factor",
+        "block_size",
+        "dense_blocks_text",
+        "dense_steps_first",
+        "dense_steps_last",
+        "dist1",
+    )
     return ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
 
 
@@ -244,7 +256,9 @@ def load_radial_lora(
             if applied is None:
                 report.radial_note = "radial attention: not applied, this model family is not supported (see the log)"
             else:
-                report.radial_note = f"radial attention applied to {applied.get('variant', 'the model')}: {settings.describe()}"
+                report.radial_note = (
+                    f"radial attention applied to {applied.get('variant', 'the model')}: {settings.describe()}"
+                )
     text = report.text()
     logger.info("%s", text)
     return out, text
@@ -272,7 +286,11 @@ class RadialLoraLoader(io.ComfyNode):
                 "settings stored in the LoRA (or the authors' defaults: 2 dense blocks, 2 dense steps)."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="The Wan or HunyuanVideo model to apply the LoRA to."),
+                io.Model.Input(
+                    "model",
+                    tooltip="The video model to apply the LoRA to (any family the Radial Attention Patch supports; "
+                    "its family is detected from the weights).",
+                ),
                 Choice(
                     "lora_name",
                     options=lora_choices(),

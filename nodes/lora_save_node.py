@@ -126,7 +126,11 @@ class SaveRadialLora(io.ComfyNode):
                                             tuned_width=int(tuned_width or 0), tuned_height=int(tuned_height or 0))
         out_dir = folder_paths.get_output_directory()
         folder, filename, counter, _sub, _prefix = folder_paths.get_save_image_path(filename_prefix, out_dir)
-        name = f"{filename}_{int(steps)}_steps_{counter:05}_.safetensors" if steps else f"{filename}_{counter:05}_.safetensors"
+        name = (
+            f"{filename}_{int(steps)}_steps_{counter:05}_.safetensors"
+            if steps
+            else f"{filename}_{counter:05}_.safetensors"
+        )
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, name)
         save_file(tensors, path, metadata=metadata)

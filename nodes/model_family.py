@@ -208,12 +208,12 @@ class WanAdapter(FamilyAdapter):
     """
 
     def takes_subclass(self, base) -> bool:
-        import comfy.model_base as mb  # noqa: PLC0415 - nodes/ may import ComfyUI
+        import comfy.model_base as mb  # nodes/ may import ComfyUI
 
         return self.key == "wan21" and isinstance(base, mb.WAN21)
 
     def detect(self, base, dm) -> ModelFamily | None:
-        import comfy.ldm.wan.model as wan  # noqa: PLC0415
+        import comfy.ldm.wan.model as wan
 
         patch = tuple(int(p) for p in dm.patch_size)
         n = len(dm.blocks)

@@ -33,11 +33,19 @@ class RadialAttentionPatch(io.ComfyNode):
                 "Other models pass through unchanged."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="The video model to patch (its family is detected from the weights; see the node's description)."),
+                io.Model.Input(
+                    "model",
+                    tooltip="The video model to patch (its family is detected from the weights; "
+                    "see the node's description).",
+                ),
                 number_input("decay_factor"),
                 choice_input("block_size"),
-                io.String.Input("dense_blocks", default=S.SETTINGS["dense_blocks"].default, multiline=False,
-                                tooltip=S.SETTINGS["dense_blocks"].tooltip),
+                io.String.Input(
+                    "dense_blocks",
+                    default=S.SETTINGS["dense_blocks"].default,
+                    multiline=False,
+                    tooltip=S.SETTINGS["dense_blocks"].tooltip,
+                ),
                 number_input("dense_steps_first"),
                 number_input("dense_steps_last"),
                 choice_input("dist1"),

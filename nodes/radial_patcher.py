@@ -223,7 +223,8 @@ def apply_radial_patch(
 
     Every value is read by the settings contract's parser (``radial_core.settings``): the same
     ranges and grammar as the nodes, LoRA metadata and the routes. ``decay_factor`` None or 0: the
-    family's default. ``dense_blocks``: "N" (first N blocks) or a list "0,1,39". ``family``: "auto" or a family key (only to tell Wan 2.2-A14B from Wan 2.1,
+    family's default. ``dense_blocks``: "N" (first N blocks) or a list "0,1,39". ``family``: "auto"
+    or a family key (only to tell Wan 2.2-A14B from Wan 2.1,
     whose weights look the same). An unsupported model is returned as it is, with a warning.
     Bad values raise ValueError (``SettingError``) naming the setting, the value, the rule and the fix.
     """

@@ -74,7 +74,7 @@ def worker_location() -> dict:
     """Where a worker finds the pack: this folder, the same folder under ComfyUI's root (a Ray
     cluster's ``working_dir``), and the module name ComfyUI gave it."""
     try:
-        import folder_paths  # noqa: PLC0415 - ComfyUI's module
+        import folder_paths  # ComfyUI's module
 
         relative = os.path.relpath(PACK_DIR, folder_paths.base_path)
     except Exception:  # noqa: BLE001 - outside ComfyUI's process
@@ -111,8 +111,8 @@ class RadialAttentionPatchRay(io.ComfyNode):
     def execute(cls, ray_actors, decay_factor: float, block_size: int, dense_blocks: str, dense_steps_first: int,
                 dense_steps_last: int, dist1: str, backend: str, family: str = "auto",
                 precision: str = "exact") -> io.NodeOutput:
-        import ray  # noqa: PLC0415 - registered only where Ray imports
-        from ray import cloudpickle  # noqa: PLC0415
+        import ray  # registered only where Ray imports
+        from ray import cloudpickle
 
         settings = worker_settings(decay_factor, block_size, dense_blocks, dense_steps_first, dense_steps_last,
                                    dist1, backend, family, precision)

@@ -10,7 +10,8 @@ answers the density and expected speedup of the radial mask for the widget value
 All mask math stays in Python (``radial_core.preview``). Every parameter is read by the settings
 contract (``radial_core.settings``): ASCII digits only (no Arabic-Indic or fullwidth digits, no
 spaces, no trailing newline), finite numbers, the contract's ranges. Bad or huge values get a 400
-with a short message naming the value (cut short), the rule and the fix; answers are cached per parameter set. ``GET /radial_attention/limits`` gives
+with a short message naming the value (cut short), the rule and the fix; answers are cached per
+parameter set. ``GET /radial_attention/limits`` gives
 the accepted ranges, so the front end can check a value being typed before it asks;
 ``GET /radial_attention/lora_settings?lora_name=...`` the radial settings the Radial LoRA Loader will
 apply (the file's metadata, the node's overrides, or the defaults; read from the header only);

@@ -97,12 +97,6 @@ class ForwardContext:
         """One more video self-attention call made in this forward."""
         self.calls += 1
 
-    def block_of_call(self, transformer_options: dict, double_blocks: int, num_blocks: int) -> int | None:
-        """:meth:`peek_block`, then :meth:`advance`."""
-        block = self.peek_block(transformer_options, double_blocks, num_blocks)
-        self.advance()
-        return block
-
 
 @dataclass
 class RunState:

@@ -45,7 +45,7 @@ import torch.distributed as dist
 logger = logging.getLogger(__name__)
 
 SP_KEY = "radial_attention_sp"  # the DIFFUSION_MODEL wrapper's key
-# raylight's main branch as read for this adapter (komikndr/raylight, 2026-06-12)
+# the raylight commit this adapter was read against (its main branch at that commit)
 RAYLIGHT_TESTED = "komikndr/raylight c049571"
 # family module -> how its self-attention calls lay out the sequence ("plain": one stream padded at
 # the end, e.g. Wan and LTX-2; "joint": HunyuanVideo's text + video through the Flux blocks)
@@ -66,7 +66,7 @@ _CURRENT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("radial_a
 
 def _yunchang_all_to_all():
     try:
-        from yunchang.comm.all_to_all import SeqAllToAll4D  # noqa: PLC0415 - optional, raylight's own
+        from yunchang.comm.all_to_all import SeqAllToAll4D  # optional, raylight's own
     except Exception:  # noqa: BLE001 - not installed (or broken): the equivalent below
         return None
     return SeqAllToAll4D
@@ -214,7 +214,7 @@ def raylight_groups():
     """(Ulysses process group, its size, this rank in it, ring size) from yunchang's globals,
     which xfuser's ``initialize_model_parallel`` fills in raylight's workers; None outside one."""
     try:
-        from yunchang.globals import PROCESS_GROUP  # noqa: PLC0415 - only inside a raylight worker
+        from yunchang.globals import PROCESS_GROUP  # only inside a raylight worker
     except Exception:  # noqa: BLE001
         return None
     pg = getattr(PROCESS_GROUP, "ULYSSES_PG", None)
@@ -277,9 +277,9 @@ class RadialUlyssesAttention:
 
     def attend(self, q, k, v, heads, topts, group, degree, rank, ring, fallback, *, skip_reshape, skip_output_reshape):
         """The decision and the call for one self-attention call (``fallback``: raylight's path)."""
-        from .attention_override import RadialAttentionOverride, log_dense, log_plan  # noqa: PLC0415
-        from .attention_plan import Call, plan_call  # noqa: PLC0415
-        from .run_state import RUN_KEY, forward_of  # noqa: PLC0415
+        from .attention_override import RadialAttentionOverride, log_dense, log_plan
+        from .attention_plan import Call, plan_call
+        from .run_state import RUN_KEY, forward_of
 
         override = topts.get(OVERRIDE_KEY)
         run = topts.get(RUN_KEY)
@@ -342,7 +342,7 @@ class _DiffusionModelWrapper:
     def __call__(self, executor, *args, **kwargs):
         topts = kwargs.get("transformer_options")
         if not isinstance(topts, dict):
-            from .run_state import RUN_KEY  # noqa: PLC0415
+            from .run_state import RUN_KEY
 
             topts = next((a for a in args if isinstance(a, dict) and RUN_KEY in a), None)
         # raylight imports a family's module when it injects USP at model load, which can come
@@ -391,7 +391,7 @@ def rebind_raylight(import_missing: bool = True) -> list[str]:
 def install(model):
     """Inside a raylight worker, after the radial patch: the wrapper that exposes each model call's
     options, and raylight's attention rebound (see the module doc). Returns ``model``."""
-    import comfy.patcher_extension as pe  # noqa: PLC0415 - nodes/ may import ComfyUI
+    import comfy.patcher_extension as pe  # nodes/ may import ComfyUI
 
     model.remove_wrappers_with_key(pe.WrappersMP.DIFFUSION_MODEL, SP_KEY)
     model.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, SP_KEY, _DiffusionModelWrapper())
@@ -438,7 +438,7 @@ def patch_worker_model(model, settings: dict):
     """In one raylight worker: check the Ulysses settings against the model, apply the radial patch
     and wire it into raylight's attention (:func:`install`). ``settings``: the patch's inputs plus
     ``"parallel"`` (raylight's ``parallel_dict`` as the node read it)."""
-    from .radial_patcher import apply_radial_patch, get_radial_config  # noqa: PLC0415
+    from .radial_patcher import apply_radial_patch, get_radial_config
 
     parallel = settings.pop("parallel", None)
     if model is None:

@@ -188,7 +188,7 @@ def comfy_schedules(model_sampling):
     them for this model's ``model_sampling`` (KSampler takes one more step and drops the
     penultimate sigma for some samplers). None when ComfyUI cannot be asked."""
     try:
-        import comfy.samplers as cs  # noqa: PLC0415 - nodes/ may import ComfyUI
+        import comfy.samplers as cs  # nodes/ may import ComfyUI
     except ImportError:
         return None
     names = list(getattr(cs, "SCHEDULER_NAMES", ()))

@@ -1,4 +1,4 @@
-"""Training through the Radial Attention Patch (issue 14): model calls that need gradients.
+"""Training through the Radial Attention Patch: model calls that need gradients.
 
 ComfyUI's "Train LoRA" node (``comfy_extras/nodes_train.py``) runs the patched MODEL with
 gradients enabled and, with its ``gradient_checkpointing`` option, wraps modules in
@@ -70,7 +70,7 @@ class _TrainingBlock:
 def settle_sdpa_backend_order(device: str) -> None:
     """Once per process and CUDA device: one tiny SDPA call before the first training call.
 
-    Seen on an H200 with torch 2.11 (2026-12-02): the first SDPA dispatch of a process does not
+    Seen on an H200 with torch 2.11: the first SDPA dispatch of a process does not
     honour the backend priority that ComfyUI 0.33's ``comfy.ops.scaled_dot_product_attention``
     sets around it (flash first, ``sdpa_kernel(..., set_priority=True)``): that call runs cuDNN,
     every later one flash. When that first call is a checkpointed block's dense attention (a

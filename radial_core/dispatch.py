@@ -146,10 +146,10 @@ def triton_release() -> tuple[str | None, str]:
     if "version" not in _triton_state:
         try:
             import triton
-            import triton.language  # noqa: F401  (a broken install fails here)
+            import triton.language  # (a broken install fails here)
 
             _triton_state["version"], _triton_state["error"] = triton.__version__, ""
-        except Exception as exc:  # ImportError, or a broken Triton install
+        except Exception as exc:  # noqa: BLE001 - ImportError, or a broken Triton install
             _triton_state["version"], _triton_state["error"] = None, f"{type(exc).__name__}: {exc}"
     return _triton_state["version"], _triton_state["error"]
 

@@ -29,7 +29,8 @@ by its mean; ``int8_quant.quantize_int8``), the int32 scores turned to float by 
 Only the launch geometry it was written for: compute capability 9.x, bf16/fp16, head dim 64
 or 128, mask block 128, 16-byte-aligned strides, and the Triton release it was measured with
 (``dispatch.gluon_takes`` and ``dispatch.decide`` say where; elsewhere the Triton kernel runs).
-``tests/test_gluon_compile.py`` compiles it for sm_90a without a GPU. Written from the Gluon tutorials' building blocks (TMA,
+``tests/test_gluon_compile.py`` compiles it for sm_90a without a GPU. Written from the Gluon
+tutorials' building blocks (TMA,
 ``warpgroup_mma``, ``warp_specialize``); no code taken from FlashAttention.
 """
 

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 # --- expected speed ---------------------------------------------------------------------------
 # Expected attention speedup = (kernel rate on kept blocks / dense rate) / FLOP density.
 # Measured on an H100 80GB HBM3, bf16, head dim 128, [B, S, H*D] views as ComfyUI passes them
-# (docs/benchmarks.md, bench/bench_kernel.py, 2026-11-27): the pack's Triton kernel against dense
+# (docs/benchmarks.md, bench/bench_kernel.py): the pack's Triton kernel against dense
 # cuDNN SDPA at Wan 480x832x81, Wan 720x1280x81, HunyuanVideo 720x1280x129 and Wan 720x1280x321
 # ran 2.60x, 3.50x, 3.21x, 7.38x faster at FLOP densities 0.3435, 0.2637, 0.2735, 0.1159: per FLOP
 # the kernel runs at 0.89, 0.92, 0.88, 0.86 of cuDNN's dense rate. We use the mean, 0.89.

@@ -221,10 +221,10 @@ def _forward_with_lse(q, k, v, csr, block_size, key_padding_mask, scale):
         s, _, _ = _group_scores(qb, kb, valid_b, h, rows_d, idx_d, used_d, scale)
         hs = slice(None) if h is None else slice(h, h + 1)
         vs = vb[:, hs][:, :, idx_d].reshape(B, hg, R, W * bs, Dv)
-        l = _lse_inf(torch.logsumexp(s, dim=-1))  # [B, hg, R, bs]
-        p = torch.exp(s - l[..., None])
+        row_lse = _lse_inf(torch.logsumexp(s, dim=-1))  # [B, hg, R, bs]
+        p = torch.exp(s - row_lse[..., None])
         res = torch.matmul(p, vs)  # [B, hg, R, bs, Dv]
-        lse[:, hs, rows_d] = l
+        lse[:, hs, rows_d] = row_lse
         out[:, rows_d, :, hs] = res.permute(0, 2, 3, 1, 4)
     o = out_layout(q, Dv).copy_(out.view(B, sp, H, Dv)[:, :S].transpose(1, 2))
     return o, lse.view(B, H, sp)[:, :, :S].contiguous()

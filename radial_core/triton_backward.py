@@ -16,7 +16,8 @@ never storing the attention matrix. Three launches:
 
 Each output element is written by exactly one program: no atomics, deterministic. (dQ fused
 into the dK/dV pass by atomics, as FlashAttention-2's and -3's backwards do, measured no faster
-on an H200: docs/benchmarks.md "Backward".) Rows with no kept key have ``lse = +inf`` (the forward's convention): P = 0, zero gradient, no NaN. Keys past
+on an H200: docs/benchmarks.md "Backward".) Rows with no kept key have ``lse = +inf`` (the
+forward's convention): P = 0, zero gradient, no NaN. Keys past
 S and padded keys are masked out of P in the dQ pass; in the dK/dV pass a program's own invalid
 keys simply get zero rows at the end (each row of dK, dV depends only on its own key). As in
 the forward, the block holding the sequence end is processed after the main loop with bounds

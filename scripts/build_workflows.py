@@ -517,7 +517,7 @@ def calibrate(wf: Workflow, model: tuple[Node, int], pos: Node, neg: Node, laten
     """A Radial Attention Calibrate with its picture and report shown; its defaults otherwise."""
     cal = wf.add("RadialAttentionCalibrate", model=model, positive=pos[0], negative=neg[0], latent_image=latent[0],
                  seed=42, probe_steps="auto", query_rows=256, target=0.95, col=3, **sampling)
-    wf.add("PreviewImage", title="Calibration picture", images=cal[0], col=3, size=(640, 300))
+    wf.add("PreviewImage", title="Calibration picture", images=cal[0], col=3, size=(400, 420))
     wf.add("PreviewAny", title="Calibration report", source=cal[4], col=3, size=(420, 220))
     return cal
 
@@ -881,7 +881,7 @@ def _comfyui_version() -> str:
 
 def load_node_classes() -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
-    import conftest  # noqa: E402  (tests/conftest.py: loads real ComfyUI and this pack)
+    import conftest  # (tests/conftest.py: loads real ComfyUI and this pack)
 
     comfy = conftest.load_comfy()
     asyncio.run(comfy.nodes.init_builtin_extra_nodes())

@@ -6,7 +6,8 @@ What it does (no downloads; every model is made here with random weights, and sa
    Wan 2.1 VAE as safetensors files with the real key names (scripts/make_tiny_models.py,
    scripts/make_demo_models.py); ComfyUI's own UNETLoader, CLIPLoader and VAELoader load them;
 2. runs workflows/api/demo_wan_tiny.json headlessly through ComfyUI's prompt executor:
-   CLIPLoader (type wan) -> CLIPTextEncode (prompt and negative prompt) -> KSampler with ComfyUI's default attention and KSampler through the Radial
+   CLIPLoader (type wan) -> CLIPTextEncode (prompt and negative prompt) -> KSampler with
+   ComfyUI's default attention and KSampler through the Radial
    Attention Patch (Triton kernel on CUDA, the PyTorch block path elsewhere) -> VAEDecode ->
    CreateVideo -> SaveVideo, and the Sparsity Preview of the patched model -> SaveImage; a
    one-step warm-up runs first;
@@ -149,7 +150,9 @@ def main(argv=None) -> int:
     ap.add_argument("--layers", type=int, default=4 if cuda else 3, help="transformer blocks of the small Wan")
     ap.add_argument("--dim", type=int, default=1536 if cuda else 128, help="model width (heads = dim / 128)")
     ap.add_argument("--ffn", type=int, default=8960 if cuda else 256, help="feed-forward width")
-    ap.add_argument("--vae-dim", type=int, default=16 if cuda else 8, help="base width of the small VAE (the real one: 96)")
+    ap.add_argument(
+        "--vae-dim", type=int, default=16 if cuda else 8, help="base width of the small VAE (the real one: 96)"
+    )
     ap.add_argument("--out", default=str(ROOT / "out" / "demo"))
     ap.add_argument("--backend", default="auto", choices=["auto", "triton", "pytorch"])
     args = ap.parse_args(argv)
@@ -225,7 +228,9 @@ def main(argv=None) -> int:
     dense_video = next((p for p in reversed(videos) if p.name.startswith("dense")), None)
     radial_video = next((p for p in reversed(videos) if p.name.startswith("radial")), None)
     masks = sorted((output_dir / "radial_demo").glob("mask*.png"), key=lambda p: p.stat().st_mtime)
-    diff = float((dense_frames.double() - radial_frames.double()).norm() / dense_frames.double().norm().clamp_min(1e-30))
+    diff = float(
+        (dense_frames.double() - radial_frames.double()).norm() / dense_frames.double().norm().clamp_min(1e-30)
+    )
     backend = "Triton kernel" if cuda and args.backend != "pytorch" else "PyTorch block path"
     import comfy.ldm.modules.attention as attn
 
@@ -236,7 +241,9 @@ def main(argv=None) -> int:
         f"Radial Attention demo: {args.width}x{args.height}, {args.length} frames, {args.steps} steps on {device} "
         f"(random weights: the videos are noise)",
         f"mask density {density:.3f}: {100 * (1 - density):.0f}% of the attention blocks skipped",
-        f"sampling: dense {t_dense:.2f} s, radial {t_radial:.2f} s ({speed})" if t_dense and t_radial else "sampling: no timing",
+        f"sampling: dense {t_dense:.2f} s, radial {t_radial:.2f} s ({speed})"
+        if t_dense and t_radial
+        else "sampling: no timing",
         f"decoded {lat[0]} frames of {lat[2]}x{lat[1]}; frame {lat[0] // 2} of each video below",
     ]
     pic = picture(out / "radial_demo_summary.png", mask_img, frame_of(dense_frames), frame_of(radial_frames), head)

@@ -81,7 +81,9 @@ def _tiny_models():
 
     mod = sys.modules.get("radial_make_tiny_models")
     if mod is None:
-        spec = importlib.util.spec_from_file_location("radial_make_tiny_models", Path(__file__).with_name("make_tiny_models.py"))
+        spec = importlib.util.spec_from_file_location(
+            "radial_make_tiny_models", Path(__file__).with_name("make_tiny_models.py")
+        )
         mod = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = mod
         spec.loader.exec_module(mod)

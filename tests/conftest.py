@@ -95,7 +95,7 @@ def load_comfy() -> types.SimpleNamespace:
         comfy.cli_args.args.cpu = True
     comfy.cli_args.args.disable_all_custom_nodes = False
 
-    import comfy.model_management  # noqa: F401
+    import comfy.model_management
     import folder_paths
     import utils.json_util  # noqa: F401  ComfyUI's utils package, before nodes.py puts comfy/ first on sys.path
     import nodes as comfy_nodes  # ComfyUI's nodes.py

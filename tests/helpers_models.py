@@ -8,9 +8,7 @@ through a safetensors file and ComfyUI's own loader. Everything here needs the `
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -115,49 +113,31 @@ class Recorder:
         return [e for e in self.events if e["kind"] == "dense" and (reason is None or reason in e["reason"])]
 
 
-_OBSERVED: dict[type, type] = {}
-
-
-def _observed_class(cls: type) -> type:
-    """A test-side subclass of the pack's override (the class of the module ComfyUI loaded) that
-    reports each executed plan: ``{"kind": "sparse", "block", "step", "q", "k", "v", "out",
-    "block_mask", "key_padding_mask", "frames", "tokens_per_frame", "text_tokens", "text_first",
-    "backend"}`` after a sparse call ([B, H, L, D] tensors), ``{"kind": "dense", "reason",
-    "block", "step"}`` before a dense one. The production override has no hook for it."""
-    sub = _OBSERVED.get(cls)
-    if sub is None:
-        class ObservedOverride(cls):
-            recorder = None
-            base_class = cls
-
-            def sparse_attention(self, plan, call, q, k, v):
-                out = super().sparse_attention(plan, call, q, k, v)
-                mask = plan.mask.blocks  # the RadialMask's bool tensor
-                self.recorder({"kind": "sparse", "block": plan.block, "step": plan.step,
-                               "q": q, "k": k, "v": v, "out": out, "block_mask": mask,
-                               "key_padding_mask": plan.key_padding_mask, "frames": plan.frames,
-                               "tokens_per_frame": plan.tokens_per_frame, "text_tokens": plan.text_tokens,
-                               "text_first": plan.text_first, "backend": plan.backend})
-                return out
-
-            def dense_attention(self, plan, func, args, kwargs):
-                self.recorder({"kind": "dense", "reason": plan.reason, "block": plan.block, "step": plan.step})
-                return super().dense_attention(plan, func, args, kwargs)
-
-        sub = _OBSERVED[cls] = ObservedOverride
-    return sub
+def _observer(recorder):
+    """The override's observer hook, reporting each executed plan to ``recorder``:
+    ``{"kind": "sparse", "block", "step", "q", "k", "v", "out", "block_mask",
+    "key_padding_mask", "frames", "tokens_per_frame", "text_tokens", "text_first", "backend"}``
+    after a sparse call ([B, H, L, D] tensors), ``{"kind": "dense", "reason", "block", "step"}``
+    before a dense one."""
+    def observer(kind, plan, q=None, k=None, v=None, out=None):
+        if kind == "dense":
+            recorder({"kind": "dense", "reason": plan.reason, "block": plan.block, "step": plan.step})
+            return
+        recorder({"kind": "sparse", "block": plan.block, "step": plan.step,
+                  "q": q, "k": k, "v": v, "out": out, "block_mask": plan.mask.blocks,
+                  "key_padding_mask": plan.key_padding_mask, "frames": plan.frames,
+                  "tokens_per_frame": plan.tokens_per_frame, "text_tokens": plan.text_tokens,
+                  "text_first": plan.text_first, "backend": plan.backend})
+    return observer
 
 
 def observe(model, recorder: Recorder):
     """Report every attention decision of the patched ``model`` (in place) to ``recorder``."""
     topts = model.model_options.setdefault("transformer_options", {})
     ov = topts.get("optimized_attention_override")
-    base = getattr(type(ov), "base_class", type(ov))
-    if ov is None or not hasattr(base, "sparse_attention"):
+    if ov is None or not hasattr(ov, "observer"):
         raise AssertionError(f"observe: the model carries no Radial Attention override (got {ov!r})")
-    watched = _observed_class(base)(ov.config, ov.previous)
-    watched.recorder = recorder
-    topts["optimized_attention_override"] = watched
+    topts["optimized_attention_override"] = type(ov)(ov.config, ov.previous, observer=_observer(recorder))
     return model
 
 

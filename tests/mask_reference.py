@@ -162,7 +162,9 @@ def _kept_row_intervals(rr, rc, w, T, b):
     return lo, hi
 
 
-def previous_block_mask(num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first=False):
+def previous_block_mask(
+    num_frames, tokens_per_frame, text_tokens, block_size, decay_factor, model, dist1, text_first=False
+):
     F, T, b = num_frames, tokens_per_frame, block_size
     S = F * T + text_tokens
     nb = -(-S // b)
@@ -238,6 +240,16 @@ def random_builder_cases(n, seed, fixed, text_first_any_model=False):
         model = rng.choice(["wan", "hunyuan"])
         text = rng.choice([0, 0, 77, 226, 256, rng.randint(1, 400)])
         text_first = (text_first_any_model or model == "hunyuan") and text > 0 and rng.random() < 0.5
-        cases.append((F, T, text, rng.choice([64, 128]), rng.choice([0.05, 0.2, 0.5, 0.8, 0.95, 1.0, 1.7, rng.uniform(0.01, 4)]),
-                      model, rng.choice(["full", "half"]), text_first))
+        cases.append(
+            (
+                F,
+                T,
+                text,
+                rng.choice([64, 128]),
+                rng.choice([0.05, 0.2, 0.5, 0.8, 0.95, 1.0, 1.7, rng.uniform(0.01, 4)]),
+                model,
+                rng.choice(["full", "half"]),
+                text_first,
+            )
+        )
     return cases

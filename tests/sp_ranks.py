@@ -70,7 +70,7 @@ def engine_chunk(full, case, n, rank):
 def run_rank(rank, n, init_file, cases):
     pack_import.install()
 
-    class m:  # noqa: N801 - a namespace
+    class m:  # a namespace
         plan = pack_import.module("nodes.attention_plan")
         run_state = pack_import.module("nodes.run_state")
         steps = pack_import.module("nodes.step_tracker")

@@ -26,13 +26,13 @@ if __name__ == "__main__":  # the interpreter child: the pack as ComfyUI imports
 
     pack_import.install()
 
-from attention_helpers import (attention_model, interpreter_results, make_qkv, nb_for,
+from attention_helpers import (attention_model, interpreter_results, make_qkv, nb_for,  # noqa: E402
                                odd_length_case, random_block_mask, random_padding,
                                report_cases, report_unsupported)
-from conftest import require_cuda
-from radial_core.attention import OP_NAME, block_sparse_attention, supports_backward
-from radial_core.mask import radial_block_mask
-from radial_core.reference import dense_masked_attention
+from conftest import require_cuda  # noqa: E402
+from radial_core.attention import OP_NAME, block_sparse_attention, supports_backward  # noqa: E402
+from radial_core.mask import radial_block_mask  # noqa: E402
+from radial_core.reference import dense_masked_attention  # noqa: E402
 
 
 def reference_grads(q, k, v, mask, bs, kpm, scale, grad_out, dtype=torch.float64):
@@ -468,9 +468,9 @@ def chunked_reference_grads(q, k, v, g, mask, bs, scale, rows, keys, chunk=4096)
         r = torch.arange(c0, min(S, c0 + chunk), device=q.device)
         s = (q[:, :, r].to(f) @ kf.transpose(-1, -2)) * scale
         s = s.masked_fill(~tok(r, allk), float("-inf"))
-        l = torch.logsumexp(s, -1)
+        row_lse = torch.logsumexp(s, -1)
         o = torch.softmax(s, -1) @ vf
-        lse[:, :, r] = l
+        lse[:, :, r] = row_lse
         delta[:, :, r] = (o * g[:, :, r].to(f)).sum(-1)
     # dQ of the chosen rows
     s = (q[:, :, rows].to(f) @ kf.transpose(-1, -2)) * scale

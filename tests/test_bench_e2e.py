@@ -14,7 +14,6 @@ import math
 import subprocess
 import sys
 
-import pytest
 
 import family_cases as fc
 

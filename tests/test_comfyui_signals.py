@@ -39,17 +39,24 @@ def _forward(comfy, patched, frames=4, h=8, w=8):
     return run, fwd, override
 
 
+def block_of_call(fwd, transformer_options, double_blocks, num_blocks):
+    """What the override does for a video self-attention call: read the block, then count the call."""
+    block = fwd.peek_block(transformer_options, double_blocks, num_blocks)
+    fwd.advance()
+    return block
+
+
 def test_block_index_from_comfyui_wins_over_the_count(comfy, rp):
     run_state = comfy.pack_module("nodes.run_state")
     fwd = run_state.ForwardContext(batch=1, latent_shape=(1, 16, 4, 8, 8), frames=4, tokens_per_frame=16,
                                    extra_frames=0, context_len=None, step=None, schedule=(0, 1, 2))
-    assert fwd.block_of_call({}, 0, 3) == 0  # no signal (Wan in 0.3.x): the count
-    assert fwd.block_of_call({"block_index": 2, "total_blocks": 3}, 0, 3) == 2  # the model's word
-    assert fwd.block_of_call({}, 0, 3) == 2  # the count went on with it
+    assert block_of_call(fwd, {}, 0, 3) == 0  # no signal (Wan in 0.3.x): the count
+    assert block_of_call(fwd, {"block_index": 2, "total_blocks": 3}, 0, 3) == 2  # the model's word
+    assert block_of_call(fwd, {}, 0, 3) == 2  # the count went on with it
     hy = run_state.ForwardContext(batch=1, latent_shape=(1, 16, 4, 8, 8), frames=4, tokens_per_frame=16,
                                   extra_frames=0, context_len=None, step=None, schedule=(0, 1, 2, 3))
-    assert hy.block_of_call({"block_index": 1, "total_blocks": 2, "block_type": "single"}, 2, 4) == 3
-    assert hy.block_of_call({"block_index": 5, "total_blocks": 2, "block_type": "single"}, 2, 4) is None
+    assert block_of_call(hy, {"block_index": 1, "total_blocks": 2, "block_type": "single"}, 2, 4) == 3
+    assert block_of_call(hy, {"block_index": 5, "total_blocks": 2, "block_type": "single"}, 2, 4) is None
 
 
 def test_dense_blocks_follow_the_models_block_index(rp):

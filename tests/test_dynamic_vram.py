@@ -36,7 +36,7 @@ import torch
 from conftest import ROOT, require_cuda, script_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-from radial_server import ComfyServer  # noqa: E402
+from radial_server import ComfyServer
 
 pytestmark = pytest.mark.comfy
 

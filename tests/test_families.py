@@ -67,7 +67,9 @@ def _check_sparse_events(events, block_size):
         if ON_CUDA:  # on the GPU machine every sparse call must have run the Triton kernel
             assert e["backend"] == "triton", f"sparse call (block {e['block']}) ran on {e['backend']!r}"
         err = float((e["out"].double() - ref).norm() / ref.norm())
-        assert err < CALL_TOL, f"sparse call (block {e['block']}, step {e['step']}) differs from the reference: {err:.2e}"
+        assert err < CALL_TOL, (
+            f"sparse call (block {e['block']}, step {e['step']}) differs from the reference: {err:.2e}"
+        )
 
 
 def _lat(case: fc.Case, frames: int, th: int, tw: int, **kw):
@@ -101,7 +103,13 @@ def _expected_dense(case: fc.Case, model, forwards: int) -> dict[str, int]:
         return {}
     if case.kind == "wan21_camera":  # Wan 2.1 Fun Camera is I2V: image + text cross-attention
         return {"cross-attention": forwards * b * 2}
-    if case.family in ("cosmos_predict2", "cosmos1", "wan21", "wan22_s2v", "wan22_14b"):  # text cross-attention in every block
+    if case.family in (
+        "cosmos_predict2",
+        "cosmos1",
+        "wan21",
+        "wan22_s2v",
+        "wan22_14b",
+    ):  # text cross-attention in every block
         return {"cross-attention": forwards * b}  # (S2V's audio injector passes no transformer_options)
     if case.family == "wan21_humo":  # text cross-attention and the gathered audio cross-attention
         return {"cross-attention": forwards * b * 2}
@@ -231,7 +239,9 @@ def test_dense_first_block_and_step(rp, kind):
     rec = hm.Recorder()
     p = hm.with_observer(rp.apply_radial_patch(base, block_size=64, dense_blocks="1", dense_steps_first=1), rec)
     fc.sample(p, case, _lat(case, 8, 8, 8), steps=3)
-    assert sorted((e["step"], e["block"]) for e in rec.sparse()) == [(s, b) for s in (1, 2) for b in range(1, fc.video_blocks(case, base))]
+    assert sorted((e["step"], e["block"]) for e in rec.sparse()) == [
+        (s, b) for s in (1, 2) for b in range(1, fc.video_blocks(case, base))
+    ]
     assert len(rec.dense("dense block")) == 3
     assert len(rec.dense("dense step")) == fc.video_blocks(case, base) - 1
 

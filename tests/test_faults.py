@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import helpers_models as hm
-from conftest import require_cuda
 
 pytestmark = pytest.mark.comfy
 

@@ -13,7 +13,8 @@ that same figure, not averaged down. Independent error sources add in quadrature
 
 - int8 (round to nearest, scale = amax / 127 per group): the rounding error is uniform with
   RMS (amax / 127) / sqrt(12), so eps = that over the group's RMS, measured on the inputs (q and
-  K minus its mean, in the groups of the kernel that runs: ``int8_groups``). P.V in bf16/fp16 adds the output dtype's own floor.
+  K minus its mean, in the groups of the kernel that runs: ``int8_groups``). P.V in bf16/fp16
+  adds the output dtype's own floor.
   Randn inputs: eps_q ~ 0.0066, eps_k ~ 0.0093, bound ~ 1.1e-2 (+ floor); measured 1.15e-2
   at S = 8192 on an H200. The bound is taken x1.5 for the estimate's own spread (amax of a
   group varies, the softmax is not quite flat).

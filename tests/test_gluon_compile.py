@@ -101,7 +101,7 @@ def _child(names):
                                           text=True, check=True).stdout
                 rec["spill_stores"] = sum(" STL" in line for line in sass.splitlines())
                 rec["wgmma"] = sum("GMMA" in line for line in sass.splitlines())
-        except Exception as exc:  # reported to the parent, which fails the case with it
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the case with it
             rec["compiled"] = False
             rec["error"] = f"{type(exc).__name__}: {exc}"[-2000:]
         print("VERDICT " + json.dumps(rec), flush=True)

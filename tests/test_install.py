@@ -35,8 +35,14 @@ from workflow_convert import input_types_from_object_info, ui_to_api
 pytestmark = pytest.mark.comfy
 
 ROOT = Path(__file__).resolve().parents[1]
-PACK_NODES = ("RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview", "SaveRadialLora", "RadialAttentionCalibrate",
-              "RadialAttentionLoadCalibration")
+PACK_NODES = (
+    "RadialAttentionPatch",
+    "RadialLoraLoader",
+    "SparsityPreview",
+    "SaveRadialLora",
+    "RadialAttentionCalibrate",
+    "RadialAttentionLoadCalibration",
+)
 FOLDER = "ComfyUI-RadialAttention"  # what `git clone <repository URL>` names the folder
 START_TIMEOUT = 240
 NO_TRITON_SHIM = '''\
@@ -56,7 +62,9 @@ def free_port() -> int:
 def run(cmd: list[str], cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -87,7 +95,9 @@ class Server:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if self.proc.poll() is not None:
-                raise AssertionError(f"ComfyUI exited with {self.proc.returncode} while starting:\n{self.log()[-4000:]}")
+                raise AssertionError(
+                    f"ComfyUI exited with {self.proc.returncode} while starting:\n{self.log()[-4000:]}"
+                )
             try:
                 if self.get("/system_stats")[0] == 200:
                     break
@@ -201,7 +211,9 @@ def test_pyproject_reads_with_comfyuis_parser():
     assert out["name"] and "comfyui" not in out["name"].lower(), out  # the Registry's rule for node ids
     major, minor, patch = (int(x) for x in out["version"].split("."))
     assert out["publisher"] and out["display"] == "Radial Attention" and out["icon"].startswith("https://")
-    assert out["license"] == "LICENSE" and (ROOT / "LICENSE").read_text().startswith(" " * 20 + "GNU GENERAL PUBLIC LICENSE")
+    assert out["license"] == "LICENSE" and (ROOT / "LICENSE").read_text().startswith(
+        " " * 20 + "GNU GENERAL PUBLIC LICENSE"
+    )
     assert out["repo"].startswith("https://github.com/") and out["comfyui"].startswith(">=")
     # WEB_DIRECTORY in __init__.py serves web/js; a [tool.comfy] web entry too would load the script twice.
     assert out["web"] is None

@@ -41,9 +41,9 @@ def test_diffusers_folder(tmp_path):
         assert src.kind == "diffusers-folder"
         assert src.config == {"r": 2, "lora_alpha": 1}
         assert src.weights_path.endswith("pytorch_lora_weights.safetensors")
-    assert lf.list_lora_folders(["my_lora/pytorch_lora_weights.safetensors", "x.safetensors", "a/b/adapter_model.safetensors"]) == [
-        "a/b/", "my_lora/"
-    ]
+    assert lf.list_lora_folders(
+        ["my_lora/pytorch_lora_weights.safetensors", "x.safetensors", "a/b/adapter_model.safetensors"]
+    ) == ["a/b/", "my_lora/"]
 
 
 def test_folder_without_weights_or_with_bad_config(tmp_path):

@@ -16,7 +16,10 @@ lk = pack_module("nodes.lora_keys")
         ("diffusion_model.blocks.0.self_attn.q.alpha", ("diffusion_model.blocks.0.self_attn.q", "alpha")),
         ("transformer.blocks.0.attn1.to_q.lora_A.weight", ("transformer.blocks.0.attn1.to_q", "down")),
         ("transformer.blocks.0.attn1.to_q.lora_B.weight", ("transformer.blocks.0.attn1.to_q", "up")),
-        ("base_model.model.blocks.0.attn1.to_q.lora_A.default.weight", ("base_model.model.blocks.0.attn1.to_q", "down")),
+        (
+            "base_model.model.blocks.0.attn1.to_q.lora_A.default.weight",
+            ("base_model.model.blocks.0.attn1.to_q", "down"),
+        ),
         ("lora_unet_blocks_0_self_attn_q.lora_up.weight", ("lora_unet_blocks_0_self_attn_q", "up")),
         ("blocks.0.to_q_lora.up.weight", ("blocks.0.to_q", "up")),
         ("x.lora.down.weight", ("x", "down")),
@@ -114,7 +117,11 @@ def test_hunyuan_extra_key_map_splits_fused_weights():
     assert m["lora_transformer_single_transformer_blocks_3_attn_to_q"] == (lin1, (0, 0, 128))
     assert m["diffusion_model.transformer_blocks.0.attn.to_q"] == (qkv, (0, 0, 128))
     assert m["double_blocks.0.img_attn.qkv"] == qkv
-    assert m["transformer.norm_out.linear"] == ("diffusion_model.final_layer.adaLN_modulation.1.weight", None, "swap_halves")
+    assert m["transformer.norm_out.linear"] == (
+        "diffusion_model.final_layer.adaLN_modulation.1.weight",
+        None,
+        "swap_halves",
+    )
     assert lk.target_shape(m["transformer.single_transformer_blocks.3.proj_mlp"], _hy_shapes()) == (512, 128)
 
 

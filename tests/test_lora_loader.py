@@ -48,7 +48,9 @@ def _check(model, lora_node, path, targets, mats, strength, scale_of=_scale_from
 WAN_CASES = {
     "comfyui": [
         Target("diffusion_model.blocks.0.self_attn.q", "diffusion_model.blocks.0.self_attn.q.weight", D, D, alpha=2.0),
-        Target("diffusion_model.blocks.1.cross_attn.o", "diffusion_model.blocks.1.cross_attn.o.weight", D, D, alpha=8.0),
+        Target(
+            "diffusion_model.blocks.1.cross_attn.o", "diffusion_model.blocks.1.cross_attn.o.weight", D, D, alpha=8.0
+        ),
         Target("diffusion_model.blocks.0.ffn.2", "diffusion_model.blocks.0.ffn.2.weight", D, FFN),
     ],
     "kohya": [
@@ -71,7 +73,9 @@ WAN_CASES = {
     ],
     # Kohya-style flattening of diffusers names (OneTrainer and others)
     "kohya_diffusers": [
-        Target("lora_transformer_blocks_0_attn1_to_out_0", "diffusion_model.blocks.0.self_attn.o.weight", D, D, alpha=4.0),
+        Target(
+            "lora_transformer_blocks_0_attn1_to_out_0", "diffusion_model.blocks.0.self_attn.o.weight", D, D, alpha=4.0
+        ),
     ],
 }
 _STYLE = {"diffusers_comfy_prefix": "diffusers", "kohya_diffusers": "kohya"}
@@ -119,35 +123,143 @@ def test_diffusers_file_with_adapter_metadata_scale(wan, lora_node, tmp_path):
 
 HY_CASES = {
     "comfyui": [
-        Target("diffusion_model.double_blocks.0.img_attn.qkv", "diffusion_model.double_blocks.0.img_attn.qkv.weight", 3 * HY_H, HY_H, alpha=2.0),
-        Target("diffusion_model.single_blocks.0.linear2", "diffusion_model.single_blocks.0.linear2.weight", HY_H, HY_H + HY_MLP),
+        Target(
+            "diffusion_model.double_blocks.0.img_attn.qkv",
+            "diffusion_model.double_blocks.0.img_attn.qkv.weight",
+            3 * HY_H,
+            HY_H,
+            alpha=2.0,
+        ),
+        Target(
+            "diffusion_model.single_blocks.0.linear2",
+            "diffusion_model.single_blocks.0.linear2.weight",
+            HY_H,
+            HY_H + HY_MLP,
+        ),
     ],
     "kohya": [
-        Target("lora_unet_double_blocks_0_img_mlp_0", "diffusion_model.double_blocks.0.img_mlp.0.weight", HY_MLP, HY_H, alpha=4.0),
-        Target("lora_unet_single_blocks_0_linear1", "diffusion_model.single_blocks.0.linear1.weight", 3 * HY_H + HY_MLP, HY_H, alpha=1.0),
+        Target(
+            "lora_unet_double_blocks_0_img_mlp_0",
+            "diffusion_model.double_blocks.0.img_mlp.0.weight",
+            HY_MLP,
+            HY_H,
+            alpha=4.0,
+        ),
+        Target(
+            "lora_unet_single_blocks_0_linear1",
+            "diffusion_model.single_blocks.0.linear1.weight",
+            3 * HY_H + HY_MLP,
+            HY_H,
+            alpha=1.0,
+        ),
     ],
     # diffusion-pipe's format, which ComfyUI maps itself
     "diffusion_pipe": [
-        Target("transformer.double_blocks.0.img_attn_qkv", "diffusion_model.double_blocks.0.img_attn.qkv.weight", 3 * HY_H, HY_H),
-        Target("transformer.double_blocks.0.txt_mlp.fc1", "diffusion_model.double_blocks.0.txt_mlp.0.weight", HY_MLP, HY_H),
+        Target(
+            "transformer.double_blocks.0.img_attn_qkv",
+            "diffusion_model.double_blocks.0.img_attn.qkv.weight",
+            3 * HY_H,
+            HY_H,
+        ),
+        Target(
+            "transformer.double_blocks.0.txt_mlp.fc1", "diffusion_model.double_blocks.0.txt_mlp.0.weight", HY_MLP, HY_H
+        ),
     ],
     "diffusers": [
-        Target("transformer.transformer_blocks.0.attn.to_q", "diffusion_model.double_blocks.0.img_attn.qkv.weight", HY_H, HY_H, rows=(0, HY_H)),
-        Target("transformer.transformer_blocks.0.attn.to_k", "diffusion_model.double_blocks.0.img_attn.qkv.weight", HY_H, HY_H, rows=(HY_H, HY_H)),
-        Target("transformer.transformer_blocks.0.attn.add_v_proj", "diffusion_model.double_blocks.0.txt_attn.qkv.weight", HY_H, HY_H, rows=(2 * HY_H, HY_H)),
-        Target("transformer.transformer_blocks.0.attn.to_out.0", "diffusion_model.double_blocks.0.img_attn.proj.weight", HY_H, HY_H),
-        Target("transformer.transformer_blocks.0.attn.to_add_out", "diffusion_model.double_blocks.0.txt_attn.proj.weight", HY_H, HY_H),
-        Target("transformer.transformer_blocks.0.ff_context.net.2", "diffusion_model.double_blocks.0.txt_mlp.2.weight", HY_H, HY_MLP),
-        Target("transformer.transformer_blocks.0.norm1.linear", "diffusion_model.double_blocks.0.img_mod.lin.weight", 6 * HY_H, HY_H),
-        Target("transformer.single_transformer_blocks.0.attn.to_q", "diffusion_model.single_blocks.0.linear1.weight", HY_H, HY_H, rows=(0, HY_H)),
-        Target("transformer.single_transformer_blocks.0.attn.to_v", "diffusion_model.single_blocks.0.linear1.weight", HY_H, HY_H, rows=(2 * HY_H, HY_H)),
-        Target("transformer.single_transformer_blocks.0.proj_mlp", "diffusion_model.single_blocks.0.linear1.weight", HY_MLP, HY_H, rows=(3 * HY_H, HY_MLP)),
-        Target("transformer.single_transformer_blocks.0.proj_out", "diffusion_model.single_blocks.0.linear2.weight", HY_H, HY_H + HY_MLP),
-        Target("transformer.single_transformer_blocks.0.norm.linear", "diffusion_model.single_blocks.0.modulation.lin.weight", 3 * HY_H, HY_H),
-        Target("transformer.norm_out.linear", "diffusion_model.final_layer.adaLN_modulation.1.weight", 2 * HY_H, HY_H, swap_halves=True),
+        Target(
+            "transformer.transformer_blocks.0.attn.to_q",
+            "diffusion_model.double_blocks.0.img_attn.qkv.weight",
+            HY_H,
+            HY_H,
+            rows=(0, HY_H),
+        ),
+        Target(
+            "transformer.transformer_blocks.0.attn.to_k",
+            "diffusion_model.double_blocks.0.img_attn.qkv.weight",
+            HY_H,
+            HY_H,
+            rows=(HY_H, HY_H),
+        ),
+        Target(
+            "transformer.transformer_blocks.0.attn.add_v_proj",
+            "diffusion_model.double_blocks.0.txt_attn.qkv.weight",
+            HY_H,
+            HY_H,
+            rows=(2 * HY_H, HY_H),
+        ),
+        Target(
+            "transformer.transformer_blocks.0.attn.to_out.0",
+            "diffusion_model.double_blocks.0.img_attn.proj.weight",
+            HY_H,
+            HY_H,
+        ),
+        Target(
+            "transformer.transformer_blocks.0.attn.to_add_out",
+            "diffusion_model.double_blocks.0.txt_attn.proj.weight",
+            HY_H,
+            HY_H,
+        ),
+        Target(
+            "transformer.transformer_blocks.0.ff_context.net.2",
+            "diffusion_model.double_blocks.0.txt_mlp.2.weight",
+            HY_H,
+            HY_MLP,
+        ),
+        Target(
+            "transformer.transformer_blocks.0.norm1.linear",
+            "diffusion_model.double_blocks.0.img_mod.lin.weight",
+            6 * HY_H,
+            HY_H,
+        ),
+        Target(
+            "transformer.single_transformer_blocks.0.attn.to_q",
+            "diffusion_model.single_blocks.0.linear1.weight",
+            HY_H,
+            HY_H,
+            rows=(0, HY_H),
+        ),
+        Target(
+            "transformer.single_transformer_blocks.0.attn.to_v",
+            "diffusion_model.single_blocks.0.linear1.weight",
+            HY_H,
+            HY_H,
+            rows=(2 * HY_H, HY_H),
+        ),
+        Target(
+            "transformer.single_transformer_blocks.0.proj_mlp",
+            "diffusion_model.single_blocks.0.linear1.weight",
+            HY_MLP,
+            HY_H,
+            rows=(3 * HY_H, HY_MLP),
+        ),
+        Target(
+            "transformer.single_transformer_blocks.0.proj_out",
+            "diffusion_model.single_blocks.0.linear2.weight",
+            HY_H,
+            HY_H + HY_MLP,
+        ),
+        Target(
+            "transformer.single_transformer_blocks.0.norm.linear",
+            "diffusion_model.single_blocks.0.modulation.lin.weight",
+            3 * HY_H,
+            HY_H,
+        ),
+        Target(
+            "transformer.norm_out.linear",
+            "diffusion_model.final_layer.adaLN_modulation.1.weight",
+            2 * HY_H,
+            HY_H,
+            swap_halves=True,
+        ),
     ],
     "peft": [
-        Target("base_model.model.transformer_blocks.0.attn.add_q_proj", "diffusion_model.double_blocks.0.txt_attn.qkv.weight", HY_H, HY_H, rows=(0, HY_H)),
+        Target(
+            "base_model.model.transformer_blocks.0.attn.add_q_proj",
+            "diffusion_model.double_blocks.0.txt_attn.qkv.weight",
+            HY_H,
+            HY_H,
+            rows=(0, HY_H),
+        ),
     ],
 }
 
@@ -165,8 +277,21 @@ def test_hunyuan_folder_in_the_radial_authors_layout(hunyuan, lora_node, tmp_pat
     """The authors' HunyuanVideo 4x LoRA folder: diffusers keys + lora_config.json with
     {"lora_params": {"lora_rank", "lora_alpha"}} (their script scales by lora_alpha / lora_rank)."""
     targets = [
-        Target("transformer.transformer_blocks.0.attn.to_q", "diffusion_model.double_blocks.0.img_attn.qkv.weight", HY_H, HY_H, rows=(0, HY_H), rank=8),
-        Target("transformer.single_transformer_blocks.0.proj_out", "diffusion_model.single_blocks.0.linear2.weight", HY_H, HY_H + HY_MLP, rank=8),
+        Target(
+            "transformer.transformer_blocks.0.attn.to_q",
+            "diffusion_model.double_blocks.0.img_attn.qkv.weight",
+            HY_H,
+            HY_H,
+            rows=(0, HY_H),
+            rank=8,
+        ),
+        Target(
+            "transformer.single_transformer_blocks.0.proj_out",
+            "diffusion_model.single_blocks.0.linear2.weight",
+            HY_H,
+            HY_H + HY_MLP,
+            rank=8,
+        ),
     ]
     tensors, mats = H.make_lora(targets, "diffusers")
     cfg = {"lora_params": {"lora_rank": 8, "lora_alpha": 4}}
@@ -176,8 +301,22 @@ def test_hunyuan_folder_in_the_radial_authors_layout(hunyuan, lora_node, tmp_pat
 
 def test_hunyuan_diffusers_folder(hunyuan, lora_node, tmp_path):
     targets = [
-        Target("transformer.transformer_blocks.0.attn.to_v", "diffusion_model.double_blocks.0.img_attn.qkv.weight", HY_H, HY_H, rows=(2 * HY_H, HY_H), rank=2),
-        Target("transformer.single_transformer_blocks.0.attn.to_k", "diffusion_model.single_blocks.0.linear1.weight", HY_H, HY_H, rows=(HY_H, HY_H), rank=2),
+        Target(
+            "transformer.transformer_blocks.0.attn.to_v",
+            "diffusion_model.double_blocks.0.img_attn.qkv.weight",
+            HY_H,
+            HY_H,
+            rows=(2 * HY_H, HY_H),
+            rank=2,
+        ),
+        Target(
+            "transformer.single_transformer_blocks.0.attn.to_k",
+            "diffusion_model.single_blocks.0.linear1.weight",
+            HY_H,
+            HY_H,
+            rows=(HY_H, HY_H),
+            rank=2,
+        ),
     ]
     tensors, mats = H.make_lora(targets, "diffusers")
     folder = H.write_diffusers_folder(tmp_path / "hy_folder", tensors, {"r": 2, "lora_alpha": 3})
@@ -216,7 +355,9 @@ def test_composes_with_comfyui_lora_loader(comfy, wan, lora_node, tmp_path):
     """ComfyUI's LoraLoaderModelOnly first, then ours on the same weight: both deltas add up."""
     import folder_paths
 
-    first = [Target("diffusion_model.blocks.0.self_attn.q", "diffusion_model.blocks.0.self_attn.q.weight", D, D, alpha=4.0)]
+    first = [
+        Target("diffusion_model.blocks.0.self_attn.q", "diffusion_model.blocks.0.self_attn.q.weight", D, D, alpha=4.0)
+    ]
     t1, m1 = H.make_lora(first, "comfyui", seed=11)
     loras_dir = tmp_path / "loras_compose"
     H.write_safetensors(loras_dir / "first.safetensors", t1)
@@ -246,14 +387,23 @@ def test_peft_lora_bias_becomes_a_scaled_bias_patch(wan, hunyuan, lora_node, tmp
     out, report = lora_node.load_radial_lora(wan, str(folder), 0.5, radial_mode="lora_only")
     assert "matched 3 of 3" in report
     expected = H.expected_weights(base, targets, mats, 0.5, lambda t: 0.5)
-    expected["diffusion_model.blocks.0.self_attn.q.bias"] = base["diffusion_model.blocks.0.self_attn.q.bias"] + 0.5 * 0.5 * bias
+    expected["diffusion_model.blocks.0.self_attn.q.bias"] = (
+        base["diffusion_model.blocks.0.self_attn.q.bias"] + 0.5 * 0.5 * bias
+    )
     H.assert_only_targets_changed(
         H.patched_weights(out), expected, base,
         {"diffusion_model.blocks.0.self_attn.q.weight", "diffusion_model.blocks.0.self_attn.q.bias"},
     )
 
-    hy_targets = [Target("transformer.transformer_blocks.0.attn.to_k", "diffusion_model.double_blocks.0.img_attn.qkv.weight",
-                         HY_H, HY_H, rows=(HY_H, HY_H))]
+    hy_targets = [
+        Target(
+            "transformer.transformer_blocks.0.attn.to_k",
+            "diffusion_model.double_blocks.0.img_attn.qkv.weight",
+            HY_H,
+            HY_H,
+            rows=(HY_H, HY_H),
+        )
+    ]
     tensors, mats = H.make_lora(hy_targets, "diffusers")
     tensors["transformer.transformer_blocks.0.attn.to_k.lora_B.bias"] = bias
     path = H.write_safetensors(tmp_path / "hy_bias.safetensors", tensors)
@@ -274,9 +424,16 @@ def test_wan_i2v_image_keys_and_embedders(comfy, lora_node, tmp_path):
     targets = [
         Target("transformer.blocks.0.attn2.add_k_proj", "diffusion_model.blocks.0.cross_attn.k_img.weight", D, D),
         Target("transformer.blocks.1.attn2.add_v_proj", "diffusion_model.blocks.1.cross_attn.v_img.weight", D, D),
-        Target("transformer.condition_embedder.image_embedder.ff.net.0.proj", "diffusion_model.img_emb.proj.1.weight", 1280, 1280),
+        Target(
+            "transformer.condition_embedder.image_embedder.ff.net.0.proj",
+            "diffusion_model.img_emb.proj.1.weight",
+            1280,
+            1280,
+        ),
         Target("transformer.condition_embedder.time_proj", "diffusion_model.time_projection.1.weight", 6 * D, D),
-        Target("transformer.condition_embedder.text_embedder.linear_1", "diffusion_model.text_embedding.0.weight", D, 4096),
+        Target(
+            "transformer.condition_embedder.text_embedder.linear_1", "diffusion_model.text_embedding.0.weight", D, 4096
+        ),
         Target("transformer.proj_out", "diffusion_model.head.head.weight", 64, D),
     ]
     tensors, mats = H.make_lora(targets, "diffusers")

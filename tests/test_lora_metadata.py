@@ -78,11 +78,25 @@ def test_family_setting():
 
 @pytest.mark.parametrize(
     "key,value",
-    [("family", "sdxl"), ("dense_blocks", "1-"), ("decay_factor", "-0.1"), ("decay_factor", "abc"), ("block_size", "96"), ("dense_blocks", "two"),
-     ("dense_steps", "-1"), ("dense_steps", "2.5"), ("dist1", "quarter"),
-     # the settings contract's limits (radial_core.settings): finite, the nodes' ranges, capped indices
-     ("decay_factor", "nan"), ("decay_factor", "inf"), ("decay_factor", "10.5"), ("dense_steps", "1001"),
-     ("dense_blocks", "0-999999999"), ("dense_blocks", "0 - x"), ("dense_steps", "\u0661\u0662")],
+    [
+        ("family", "sdxl"),
+        ("dense_blocks", "1-"),
+        ("decay_factor", "-0.1"),
+        ("decay_factor", "abc"),
+        ("block_size", "96"),
+        ("dense_blocks", "two"),
+        ("dense_steps", "-1"),
+        ("dense_steps", "2.5"),
+        ("dist1", "quarter"),
+        # the settings contract's limits (radial_core.settings): finite, the nodes' ranges, capped indices
+        ("decay_factor", "nan"),
+        ("decay_factor", "inf"),
+        ("decay_factor", "10.5"),
+        ("dense_steps", "1001"),
+        ("dense_blocks", "0-999999999"),
+        ("dense_blocks", "0 - x"),
+        ("dense_steps", "\u0661\u0662"),
+    ],
 )
 def test_radial_bad_metadata_names_key_value_and_fix(key, value):
     with pytest.raises(ValueError) as e:

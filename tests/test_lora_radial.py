@@ -26,7 +26,9 @@ lora_node = pack_module_fixture("nodes.lora_node")
 patcher = pack_module_fixture("nodes.radial_patcher")
 
 
-WAN_TARGETS = [Target("diffusion_model.blocks.0.self_attn.q", "diffusion_model.blocks.0.self_attn.q.weight", D, D, alpha=4.0)]
+WAN_TARGETS = [
+    Target("diffusion_model.blocks.0.self_attn.q", "diffusion_model.blocks.0.self_attn.q.weight", D, D, alpha=4.0)
+]
 HY_TARGETS = [
     Target("transformer.transformer_blocks.0.attn.to_q", "diffusion_model.double_blocks.0.img_attn.qkv.weight",
            H.HY_H, H.HY_H, rows=(0, H.HY_H))
@@ -121,7 +123,9 @@ def test_node_execute_with_loras_folder_and_overrides(comfy, wan, lora_node, pat
 
     schema = node.define_schema()
     by_id = {i.id: i for i in schema.inputs}
-    assert {"ext.safetensors", "diff_folder/", "diff_folder/pytorch_lora_weights.safetensors"} <= set(by_id["lora_name"].options)
+    assert {"ext.safetensors", "diff_folder/", "diff_folder/pytorch_lora_weights.safetensors"} <= set(
+        by_id["lora_name"].options
+    )
     for inp in schema.inputs:
         assert inp.tooltip, f"input {inp.id} needs a tooltip"
     assert by_id["strength"].min == -100.0 and by_id["strength"].max == 100.0

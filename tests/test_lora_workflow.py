@@ -43,7 +43,10 @@ def unet_file(comfy, tmp_path_factory):
     models = tmp_path_factory.mktemp("diffusion_models")
     cfg = model_config_from_unet_config(dict(H.WAN_CONFIG))
     g = torch.Generator().manual_seed(0)
-    sd = {k: torch.randn(v.shape, generator=g) * 0.02 for k, v in cfg.get_model({}, "").diffusion_model.state_dict().items()}
+    sd = {
+        k: torch.randn(v.shape, generator=g) * 0.02
+        for k, v in cfg.get_model({}, "").diffusion_model.state_dict().items()
+    }
     save_file(sd, str(models / "tiny_wan_lora_test.safetensors"))
     folder_paths.add_model_folder_path("diffusion_models", str(models))
     return sd
@@ -51,12 +54,27 @@ def unet_file(comfy, tmp_path_factory):
 
 def _prompt(lora_name, strength=0.5):
     return {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_wan_lora_test.safetensors", "weight_dtype": "default"}},
-        "2": {"class_type": "RadialLoraLoader",
-              "inputs": {"model": ["1", 0], "lora_name": lora_name, "strength": strength,
-                         "radial_mode": "auto", "decay_factor": 0.0, "block_size": "from LoRA", "dense_blocks": "",
-                         "dense_steps_first": -1, "dense_steps_last": -1, "dist1": "from LoRA",
-                         "family": "from LoRA", "backend": "pytorch"}},
+        "1": {
+            "class_type": "UNETLoader",
+            "inputs": {"unet_name": "tiny_wan_lora_test.safetensors", "weight_dtype": "default"},
+        },
+        "2": {
+            "class_type": "RadialLoraLoader",
+            "inputs": {
+                "model": ["1", 0],
+                "lora_name": lora_name,
+                "strength": strength,
+                "radial_mode": "auto",
+                "decay_factor": 0.0,
+                "block_size": "from LoRA",
+                "dense_blocks": "",
+                "dense_steps_first": -1,
+                "dense_steps_last": -1,
+                "dist1": "from LoRA",
+                "family": "from LoRA",
+                "backend": "pytorch",
+            },
+        },
         "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}},
     }
 
@@ -105,6 +123,9 @@ def test_prompt_with_a_truncated_lora_fails_cleanly(comfy, unet_file, tmp_path):
     valid, _, node_errors, executor = _run(_prompt("missing.safetensors"))
     if valid:
         errors = [data for event, data in executor.status_messages if event == "execution_error"]
-        assert len(errors) == 1 and "'missing.safetensors' not found in the loras folders" in errors[0]["exception_message"]
+        assert (
+            len(errors) == 1
+            and "'missing.safetensors' not found in the loras folders" in errors[0]["exception_message"]
+        )
     else:
         assert "2" in node_errors

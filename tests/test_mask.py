@@ -80,7 +80,14 @@ def test_matches_literal_spec_random(args):
 
 def _text_first_cases(n, seed=99):
     rng = random.Random(seed)
-    cases = [(9, 390, 77, 64, 0.3), (5, 300, 128, 128, 0.95), (4, 200, 64, 64, 0.2), (6, 127, 256, 128, 0.95), (3, 256, 226, 128, 0.95), (2, 130, 1, 128, 1.0)]
+    cases = [
+        (9, 390, 77, 64, 0.3),
+        (5, 300, 128, 128, 0.95),
+        (4, 200, 64, 64, 0.2),
+        (6, 127, 256, 128, 0.95),
+        (3, 256, 226, 128, 0.95),
+        (2, 130, 1, 128, 1.0),
+    ]
     for _ in range(n):
         cases.append((rng.randint(1, 12), rng.choice([rng.randint(1, 64), rng.randint(65, 500)]),
                       rng.choice([77, 226, 256, rng.randint(1, 300)]), rng.choice([64, 128]),
@@ -108,10 +115,16 @@ def _equivalence_cases(n, seed=2026):
     """Random shapes for the numpy builder against the previous torch builder (both fast): long
     videos up to 128 frames, odd and tiny token counts, text after or before the video, both
     models, both dist1 rules, both block sizes, decays from very sparse to dense."""
-    cases = [(127, 3599, 0, 128, 1.0, "wan", "full", False), (127, 3599, 0, 64, 1.0, "wan", "full", False),
-             (128, 3600, 0, 64, 0.2, "wan", "half", False), (33, 3600, 256, 128, 0.95, "hunyuan", "full", True),
-             (40, 1, 3, 64, 1.0, "hunyuan", "full", True), (9, 64, 0, 64, 1.0, "wan", "full", False),
-             (4, 16127, 0, 128, 0.5, "wan", "half", False), (3, 16300, 77, 64, 1.0, "hunyuan", "full", True)]  # int16 / int32
+    cases = [
+        (127, 3599, 0, 128, 1.0, "wan", "full", False),
+        (127, 3599, 0, 64, 1.0, "wan", "full", False),
+        (128, 3600, 0, 64, 0.2, "wan", "half", False),
+        (33, 3600, 256, 128, 0.95, "hunyuan", "full", True),
+        (40, 1, 3, 64, 1.0, "hunyuan", "full", True),
+        (9, 64, 0, 64, 1.0, "wan", "full", False),
+        (4, 16127, 0, 128, 0.5, "wan", "half", False),
+        (3, 16300, 77, 64, 1.0, "hunyuan", "full", True),
+    ]  # int16 / int32
     return random_builder_cases(n, seed, cases)
 
 
@@ -119,18 +132,32 @@ def test_matches_previous_builder_random():
     """The block decision is unchanged by the numpy rewrite of the builder (issue 13, item 3):
     bit for bit against the previous torch builder, kept in tests/mask_reference.py."""
     cases = _equivalence_cases(80)
-    mismatched = [c for c in cases if not torch.equal(
-        radial_block_mask(c[0], c[1], text_tokens=c[2], block_size=c[3], decay_factor=c[4], model=c[5], dist1=c[6], text_first=c[7]),
-        previous_block_mask(*c))]
+    mismatched = [
+        c
+        for c in cases
+        if not torch.equal(
+            radial_block_mask(
+                c[0],
+                c[1],
+                text_tokens=c[2],
+                block_size=c[3],
+                decay_factor=c[4],
+                model=c[5],
+                dist1=c[6],
+                text_first=c[7],
+            ),
+            previous_block_mask(*c),
+        )
+    ]
     assert not mismatched, f"{len(mismatched)} of {len(cases)} shapes differ, e.g. {mismatched[:3]}"
 
 
 def test_interval_painters_agree():
     """The run-length painter (ordered intervals) and the scatter fallback set the same blocks;
     the run-length painter refuses intervals out of order instead of painting them wrongly."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
-    from radial_core import mask as mask_module  # noqa: PLC0415
+    from radial_core import mask as mask_module
 
     rng = np.random.default_rng(5)
     size = 5000

@@ -43,7 +43,9 @@ def _check_sparse_events(events, block_size, tol=CALL_TOL):
                                      key_padding_mask=e["key_padding_mask"], dtype=torch.float64)
         assert torch.isfinite(e["out"]).all()
         err = _rel(e["out"], ref)
-        assert err < tol, f"sparse call (block {e['block']}, step {e['step']}) differs from the masked reference: {err:.2e}"
+        assert err < tol, (
+            f"sparse call (block {e['block']}, step {e['step']}) differs from the masked reference: {err:.2e}"
+        )
 
 
 # ------------------------------------------------------------------------------------- equality
@@ -235,9 +237,16 @@ def test_one_info_line_per_run(rp, caplog):
         hm.sample(p, "hunyuan_t2v", hm.latent("hunyuan_t2v", 8, 16, 16), steps=3)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Radial Attention: HunyuanVideo")]
     assert len(lines) == 1
-    for part in ("HunyuanVideo T2V", "8 frames x 64 tokens", "+ 8 text", "mask density", "dense blocks [0]",
-                 "dense steps first 0 / last 0",
-                 "backend triton (float32, cuda)" if ON_CUDA else "backend pytorch (float32, cpu)", "latent [1, 16, 8, 16, 16]"):
+    for part in (
+        "HunyuanVideo T2V",
+        "8 frames x 64 tokens",
+        "+ 8 text",
+        "mask density",
+        "dense blocks [0]",
+        "dense steps first 0 / last 0",
+        "backend triton (float32, cuda)" if ON_CUDA else "backend pytorch (float32, cpu)",
+        "latent [1, 16, 8, 16, 16]",
+    ):
         assert part in lines[0], (part, lines[0])
 
 

@@ -24,6 +24,7 @@ def mods(comfy):
         steps = comfy.pack_module("nodes.step_tracker")
         run_state = comfy.pack_module("nodes.run_state")
         override = comfy.pack_module("nodes.attention_override")
+        plan = comfy.pack_module("nodes.attention_plan")
         node = comfy.pack_module("nodes.patch_node")
 
     return M
@@ -237,7 +238,7 @@ def test_vace_call_schedule(mods):
 
 # ---------------------------------------------------------------------------- masks
 def test_key_padding_from_masks(mods):
-    kp = mods.override.key_padding_from_mask
+    kp = mods.plan.key_padding_from_mask
     L = 6
     assert kp(None, 2, L) == (True, None)
     add = torch.zeros(1, 1, L)
@@ -315,7 +316,11 @@ def test_direct_sparse_call_layouts(comfy, mods):
     out = attn.attention_pytorch(q, k, v, heads=2, transformer_options=topts)
     assert out.shape == q.shape and run.sparse_calls == 1
     q4, k4, v4 = (t.view(2, -1, 2, 128).transpose(1, 2) for t in (q, k, v))
-    mask = comfy.pack_module("radial_core.mask").radial_mask(8, 64, text_tokens=0, block_size=64, decay_factor=0.2, model="wan", dist1="full").blocks
+    mask = (
+        comfy.pack_module("radial_core.mask")
+        .radial_mask(8, 64, text_tokens=0, block_size=64, decay_factor=0.2, model="wan", dist1="full")
+        .blocks
+    )
     ref = dense_masked_attention(q4, k4, v4, mask, 64).transpose(1, 2).reshape(2, -1, 256)
     assert float((out.double() - ref).norm() / ref.norm()) < 1e-5
     _fwd(topts).calls = 0
@@ -343,7 +348,11 @@ def test_joint_layout_batch_of_two_with_padding(comfy, mods):
     mask[1, ..., -6:] = -torch.finfo(torch.float32).max  # row 1: 4 real text tokens
     out = attn.attention_pytorch(q, k, v, 1, mask=mask, skip_reshape=True, transformer_options=topts)
     assert run.sparse_calls == 1 and out.shape == (2, L, 128)
-    m = comfy.pack_module("radial_core.mask").radial_mask(8, 64, text_tokens=10, block_size=64, decay_factor=0.95, model="hunyuan", dist1="full").blocks
+    m = (
+        comfy.pack_module("radial_core.mask")
+        .radial_mask(8, 64, text_tokens=10, block_size=64, decay_factor=0.95, model="hunyuan", dist1="full")
+        .blocks
+    )
     kpm = mask[:, 0, 0] == 0
     ref = dense_masked_attention(q, k, v, m, 64, key_padding_mask=kpm).transpose(1, 2).reshape(2, L, 128)
     assert float((out.double() - ref).norm() / ref.norm()) < 1e-5
@@ -369,7 +378,11 @@ def test_scale_kwarg_is_honoured_and_gqa_goes_dense(comfy, mods):
         return torch.zeros(1, 8 * 64, 128)
 
     out = ov(dense, q, k, v, heads=1, scale=0.05, transformer_options=topts)
-    mask = comfy.pack_module("radial_core.mask").radial_mask(8, 64, text_tokens=0, block_size=64, decay_factor=0.2, model="wan", dist1="full").blocks
+    mask = (
+        comfy.pack_module("radial_core.mask")
+        .radial_mask(8, 64, text_tokens=0, block_size=64, decay_factor=0.2, model="wan", dist1="full")
+        .blocks
+    )
     ref = dense_masked_attention(*(t.view(1, -1, 1, 128).transpose(1, 2) for t in (q, k, v)), mask, 64,
                                  scale=0.05).transpose(1, 2).reshape(1, -1, 128)
     assert not calls and float((out.double() - ref).norm() / ref.norm()) < 1e-5

@@ -13,7 +13,7 @@ from radial_core import radial_block_mask
 from radial_core.geometry import geometry_from_pixels
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-from radial_server import get_server  # noqa: E402
+from radial_server import get_server
 
 pytestmark = pytest.mark.comfy
 

@@ -18,7 +18,7 @@ from radial_core import settings as S
 from radial_core.lora import metadata as lora_meta
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-from radial_server import get_server  # noqa: E402
+from radial_server import get_server
 
 HUGE = "0-999999999"  # was expanded into a Python set before any check: about 74 GB
 
@@ -186,7 +186,10 @@ def test_estimate_route_takes_the_contract_ranges(server):
     for name in ("width", "height", "frames", "text_tokens", "decay_factor"):
         s = S.SETTINGS[name]
         small = {"frames": 1} if name != "frames" else {}
-        assert server.request(f"/radial_attention/estimate?{urlencode({**base, **small, name: s.maximum})}")[0] in (200, 400)
+        assert server.request(f"/radial_attention/estimate?{urlencode({**base, **small, name: s.maximum})}")[0] in (
+            200,
+            400,
+        )
         status, body = server.request(f"/radial_attention/estimate?{urlencode({**base, name: s.maximum + 1})}")
         assert status == 400 and name in body["error"] and "Fix" in body["error"], body
 
@@ -250,7 +253,10 @@ def test_huge_dense_blocks_is_refused_at_once_everywhere(server, loras):
     cases = {
         "patch": ("/prompt", {"prompt": patch, "client_id": "radial-settings"}),
         "loader": ("/prompt", {"prompt": lora, "client_id": "radial-settings"}),
-        "route override": (f"/radial_attention/lora_settings?{urlencode({'lora_name': plain, 'dense_blocks': HUGE})}", None),
+        "route override": (
+            f"/radial_attention/lora_settings?{urlencode({'lora_name': plain, 'dense_blocks': HUGE})}",
+            None,
+        ),
         "metadata": (f"/radial_attention/lora_settings?{urlencode({'lora_name': meta})}", None),
     }
     for path, data in cases.values():  # warm: first requests import and list files

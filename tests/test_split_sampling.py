@@ -153,13 +153,18 @@ def _prompt(first, last, split, *, two_experts=False, pass2_seed=0, interrupt_af
     low-noise one (the same file unless ``two_experts``), each expert patched."""
     low_file = "tiny_split_low.safetensors" if two_experts else "tiny_split_high.safetensors"
     return {
-        "hi": {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_split_high.safetensors", "weight_dtype": "default"}},
+        "hi": {
+            "class_type": "UNETLoader",
+            "inputs": {"unet_name": "tiny_split_high.safetensors", "weight_dtype": "default"},
+        },
         "lo": {"class_type": "UNETLoader", "inputs": {"unet_name": low_file, "weight_dtype": "default"}},
         "phi": _patch(["hi", 0], first, last),
         "plo": _patch(["lo", 0], first, last),
         "ohi": {"class_type": "RadialTestObserve", "inputs": {"model": ["phi", 0], "tag": "hi", "interrupt_after": 0}},
-        "olo": {"class_type": "RadialTestObserve",
-                "inputs": {"model": ["plo", 0], "tag": "lo", "interrupt_after": interrupt_after}},
+        "olo": {
+            "class_type": "RadialTestObserve",
+            "inputs": {"model": ["plo", 0], "tag": "lo", "interrupt_after": interrupt_after},
+        },
         "c1": {"class_type": "RadialTestConditioning", "inputs": {"seed": 1}},
         "c2": {"class_type": "RadialTestConditioning", "inputs": {"seed": 2}},
         "lat": {"class_type": "RadialTestLatent", "inputs": {"frames": 8}},
@@ -171,7 +176,10 @@ def _prompt(first, last, split, *, two_experts=False, pass2_seed=0, interrupt_af
 
 def _one_pass_prompt(first, last, tag="one"):
     return {
-        "hi": {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_split_high.safetensors", "weight_dtype": "default"}},
+        "hi": {
+            "class_type": "UNETLoader",
+            "inputs": {"unet_name": "tiny_split_high.safetensors", "weight_dtype": "default"},
+        },
         "phi": _patch(["hi", 0], first, last),
         "ohi": {"class_type": "RadialTestObserve", "inputs": {"model": ["phi", 0], "tag": "one", "interrupt_after": 0}},
         "c1": {"class_type": "RadialTestConditioning", "inputs": {"seed": 1}},

@@ -42,7 +42,10 @@ def env(comfy, tmp_path_factory):
     Radial LoRA, and the dataset folder on 0.3.75) and datasets folder (0.33), one dataset."""
     import folder_paths
 
-    if "TrainLoraNode" not in comfy.nodes.NODE_CLASS_MAPPINGS or "LoadTrainingDataset" not in comfy.nodes.NODE_CLASS_MAPPINGS:
+    if (
+        "TrainLoraNode" not in comfy.nodes.NODE_CLASS_MAPPINGS
+        or "LoadTrainingDataset" not in comfy.nodes.NODE_CLASS_MAPPINGS
+    ):
         asyncio.run(comfy.nodes.init_builtin_extra_nodes())
     for name in ("TrainLoraNode", "LoadTrainingDataset", "SaveTrainingDataset", "LoraModelLoader"):
         assert name in comfy.nodes.NODE_CLASS_MAPPINGS, f"ComfyUI's {name} did not load"
@@ -136,9 +139,19 @@ def _slot(comfy, class_type: str, type_name: str) -> int:
 def _train_values(comfy, checkpointing: str, **extra) -> dict:
     spec = comfy.nodes.NODE_CLASS_MAPPINGS["TrainLoraNode"].INPUT_TYPES()
     names = set(spec["required"]) | set(spec.get("optional") or {})
-    values = dict(batch_size=1, steps=STEPS, learning_rate=LEARNING_RATE, rank=4, optimizer="AdamW", loss_function="MSE",
-                  seed=0, training_dtype="fp32", lora_dtype="fp32", gradient_checkpointing=checkpointing != "off",
-                  existing_lora="[None]")
+    values = dict(
+        batch_size=1,
+        steps=STEPS,
+        learning_rate=LEARNING_RATE,
+        rank=4,
+        optimizer="AdamW",
+        loss_function="MSE",
+        seed=0,
+        training_dtype="fp32",
+        lora_dtype="fp32",
+        gradient_checkpointing=checkpointing != "off",
+        existing_lora="[None]",
+    )
     values.update(extra)
     if checkpointing == "per-block":
         if "checkpoint_depth" not in names:
@@ -170,7 +183,10 @@ def training_prompt(comfy, *, patch: dict | None, checkpointing: str = "off", sa
             steps=["4", _slot(comfy, "TrainLoraNode", "INT")], tuned_frames=4 * (FRAMES - 1) + 1,
             tuned_width=8 * W, tuned_height=8 * H)}
     else:
-        prompt["5"] = {"class_type": "PreviewAny", "inputs": {"source": ["4", _slot(comfy, "TrainLoraNode", "LOSS_MAP")]}}
+        prompt["5"] = {
+            "class_type": "PreviewAny",
+            "inputs": {"source": ["4", _slot(comfy, "TrainLoraNode", "LOSS_MAP")]},
+        }
     return prompt
 
 

@@ -216,7 +216,7 @@ def _probe() -> str | None:
     o = torch.zeros(1)
     try:
         _loop[(1,)](x, o)
-    except Exception as exc:  # the interpreter's error, reported verbatim
+    except Exception as exc:  # noqa: BLE001 - the interpreter's error, reported verbatim
         return (f"triton {triton.__version__}'s interpreter cannot run a loop bounded by a "
                 f"loaded value with numpy {numpy.__version__} ({type(exc).__name__}: {exc}); "
                 f"the kernel's loops are bounded by loaded CSR row lengths. Triton 3.7+ "

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-from radial_server import get_server  # noqa: E402
+from radial_server import get_server
 
 pytestmark = pytest.mark.comfy
 

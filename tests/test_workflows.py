@@ -63,8 +63,14 @@ EXPECTED = {
 }
 RAYLIGHT = "Wan 2.1 T2V 14B, 720p 321 frames, several GPUs (raylight).json"
 EXPECTED.add(RAYLIGHT)
-PACK_NODES = {"RadialAttentionPatch", "RadialLoraLoader", "SparsityPreview", "SaveRadialLora", "RadialAttentionPatchRay",
-              "RadialAttentionCalibrate"}
+PACK_NODES = {
+    "RadialAttentionPatch",
+    "RadialLoraLoader",
+    "SparsityPreview",
+    "SaveRadialLora",
+    "RadialAttentionPatchRay",
+    "RadialAttentionCalibrate",
+}
 # raylight's nodes (komikndr/raylight) and the pack's node registered only with raylight installed;
 # raylight needs CUDA and NCCL, so a test ComfyUI never has them
 RAYLIGHT_NODES = {"RayInitializer", "RayUNETLoader", "XFuserKSamplerAdvanced", "RadialAttentionPatchRay"}

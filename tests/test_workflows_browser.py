@@ -24,8 +24,8 @@ import pytest
 from workflow_convert import input_types_from_object_info, ui_to_api
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-from page_script import run_page_script  # noqa: E402
-from radial_server import FRONT_ENDS, artifacts_for, get_server, require_browser_tools  # noqa: E402
+from page_script import run_page_script
+from radial_server import FRONT_ENDS, artifacts_for, get_server, require_browser_tools
 
 pytestmark = [pytest.mark.comfy, pytest.mark.slow]
 

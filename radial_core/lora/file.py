@@ -116,7 +116,9 @@ def read_safetensors_header(path: str | os.PathLike) -> SafetensorsHeader:
         width = _DTYPE_BYTES.get(dtype)
         if width is not None and end - start != numel * width:
             raise LoraFileError(
-                p, f"tensor {name!r}: {dtype}{list(shape)} needs {numel * width} bytes, header gives {end - start}; the file is damaged: download it again"
+                p,
+                f"tensor {name!r}: {dtype}{list(shape)} needs {numel * width} bytes, header gives "
+                f"{end - start}; the file is damaged: download it again",
             )
         end_max = max(end_max, end)
     if end_max > data_len:
