@@ -285,6 +285,25 @@ def gluon_takes(head_dim: int, dtype: torch.dtype, block_size: int, cap: tuple[i
 
 # ---- launch tables (no autotuning at run time: the first sampling step must not stall) ------
 
+# the compute capabilities whose launch rows were chosen by measurement on such a card; the
+# others' rows are reasoned from the card's shared memory and registers and kept within them
+# by tests/test_triton_compile.py, and the decision's reason says so
+MEASURED_CAPS = ((9, 0),)
+
+
+def _big_shared(cap: tuple[int, int]) -> bool:
+    """Hopper and datacenter Blackwell (9.x, 10.x): ~227 KB of shared memory per block and
+    tensor descriptors (TMA). Consumer Blackwell (12.x, RTX 50) has ~99 KB and mma.sync like
+    Ada: the Hopper rows spill there (tests/test_triton_compile.py)."""
+    return cap[0] in (9, 10)
+
+
+def row_note(cap: tuple[int, int]) -> str:
+    """'' where a card of this compute capability measured the launch rows, else a note."""
+    if cap in MEASURED_CAPS:
+        return ""
+    return f"launch row unmeasured on compute capability {cap[0]}.{cap[1]}"
+
 
 def triton_config(head_dim: int, dtype: torch.dtype, block_size: int, cap: tuple[int, int],
                   int8: bool = False, use_tma: bool | None = None) -> TritonConfig:
@@ -294,12 +313,13 @@ def triton_config(head_dim: int, dtype: torch.dtype, block_size: int, cap: tuple
     warpgroup per 128 query rows, 64-key tiles, two pipeline stages, K/V through tensor
     descriptors (TMA); int8 Q.K^T three stages. GPUs before Hopper load K/V with plain
     pointers; those with ~100 KB of shared memory (sm 8.6/8.9, 7.5) use 32-key tiles so two
-    stages still fit; int8 on Ada (not measured) a 64 x 64 row. A sweep of all four benchmark
-    shapes found the same bf16 row fastest at each: no per-shape rows. ``use_tma`` None: on
-    Hopper where this Triton has descriptors (the caller checks the strides).
+    stages still fit; int8 on Ada and consumer Blackwell (not measured) a 64 x 64 row. A sweep
+    of all four benchmark shapes found the same bf16 row fastest at each: no per-shape rows.
+    Only Hopper's rows are measured (``MEASURED_CAPS``, :func:`row_note`). ``use_tma`` None:
+    on Hopper where this Triton has descriptors (the caller checks the strides).
     """
     bd = max(16, 1 << (head_dim - 1).bit_length())
-    hopper = cap[0] >= 9
+    hopper = _big_shared(cap)
     if int8:
         # H200 sweeps (wan720, views): int8 Q.K 3 stages 53.3 ms, 2 stages 54.0, BN128 w8 59.1-60.3
         row = (128, 64, 4, 3) if hopper else (64, 64, 4, 2)
@@ -327,7 +347,7 @@ def backward_config(head_dim: int, dtype: torch.dtype, block_size: int, cap: tup
     conservative (small tiles, two stages, to fit ~100 KB of shared memory and avoid spills).
     ``*_tma`` None: on Hopper where this Triton has descriptors."""
     bd = max(16, 1 << (head_dim - 1).bit_length())
-    hopper = cap[0] >= 9
+    hopper = _big_shared(cap)
     if dtype == torch.float32 or bd >= 256:
         dq, dkdv = (32, 32, 4, 1), (32, 32, 4, 1)
     elif hopper:
@@ -336,7 +356,9 @@ def backward_config(head_dim: int, dtype: torch.dtype, block_size: int, cap: tup
         # 64x32 w4 s3 140.0. Tensor descriptors (TMA) at 64x64 w4 s2: dQ 80.1, dK/dV 108.0.
         dq, dkdv = (64, 64, 4, 2), (64, 64, 4, 2)
     else:
-        dq, dkdv = (64, 32, 4, 2), (32, 64, 4, 2)
+        # head dim 128's dK/dV pass keeps two 64 x 128 accumulators and the K/V tiles in
+        # registers: 4 warps spill there on sm_80-89 (tests/test_triton_compile.py), 8 do not
+        dq, dkdv = (64, 32, 4, 2), (32, 64, 8 if bd > 64 else 4, 2)
     tma = hopper and _has_descriptors()
     dq_tma = tma if dq_tma is None else dq_tma
     dkdv_tma = tma if dkdv_tma is None else dkdv_tma
@@ -363,7 +385,9 @@ def _forward(q, k, v, block_size: int, cap, int8: bool) -> tuple[str, tuple, str
     cfg = triton_config(D, q.dtype, block_size, cap, int8)
     if cfg.use_tma and not all(tma_ok(t) for t in ((v,) if int8 else (k, v))):
         cfg = cfg._replace(use_tma=False)
-    return "triton", cfg, f"the Triton kernel ({why})" if cap[0] == 9 else "the Triton kernel"
+    notes = [why] if cap[0] == 9 else []
+    notes += [row_note(cap)] if row_note(cap) else []
+    return "triton", cfg, f"the Triton kernel ({'; '.join(notes)})" if notes else "the Triton kernel"
 
 
 def decide(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, block_size: int,
