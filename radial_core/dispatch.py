@@ -10,7 +10,8 @@ and decide nothing again. The one thing decided later, here too, is the dK/dV pa
 the gradient's strides exist only once the backward runs (:func:`for_gradient`).
 
 Kernels: ``"pytorch"`` (the block path of ``torch_path``), ``"triton"`` (``triton_kernel``),
-``"gluon"`` (``gluon_kernel``, Hopper). ``int8``: ``precision="fp8"``'s int8 Q.K^T.
+``"gluon"`` (``gluon_kernel``, Hopper). ``int8``: ``precision="int8-qk"``'s int8 Q.K^T (its old
+name ``"fp8"`` is taken too).
 ``dense_when_all_kept``: a mask that keeps every block, without key padding, runs PyTorch's dense
 attention instead (the same function, a few percent faster at density 1); the caller, who holds
 the mask, applies it.
@@ -23,6 +24,8 @@ from typing import NamedTuple
 import torch
 
 KERNELS = ("pytorch", "triton", "gluon")
+# what runs int8 Q.K^T: its name, and the name it had before it said what it runs
+INT8_PRECISIONS = ("int8-qk", "fp8")
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_TRITON_HEAD_DIM = 256
 
@@ -83,7 +86,7 @@ class Decision(NamedTuple):
     as the forward's), ``backward`` (Triton's, when gradients are wanted),
     ``dense_when_all_kept`` (see the module doc), ``reason`` (one
     sentence: what and why), ``why_not_triton`` ("" when Triton), ``why_exact`` (why
-    ``precision="fp8"`` runs exact, else "")."""
+    ``precision="int8-qk"`` runs exact, else "")."""
 
     backend: str
     kernel: str
@@ -396,8 +399,8 @@ def decide(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, block_size: int
 
     ``backend``: "auto" (Triton where :func:`can_use_triton` says yes, else PyTorch),
     "triton" (the caller raises where the decision says PyTorch), "pytorch". ``precision``:
-    "exact" / "bf16" or "fp8" (int8 Q.K^T where the GPU has 8-bit matrix units; else exact,
-    with ``why_exact``). ``need_grad``: the backward's configuration too; gradients and int8
+    "exact" / "bf16" or "int8-qk" (its old name "fp8" too: int8 Q.K^T where the GPU has 8-bit
+    matrix units; else exact, with ``why_exact``). ``need_grad``: the backward's configuration too; gradients and int8
     keep an all-kept mask on the sparse path (the LSE must come from the same kernel as the
     backward), as does a backend other than "auto".
     """
@@ -407,14 +410,14 @@ def decide(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, block_size: int
         use_triton, why_not = can_use_triton(q)
         why_not = "" if use_triton else why_not
     int8, why_exact = False, ""
-    if precision == "fp8":
+    if precision in INT8_PRECISIONS:
         if use_triton:
             int8, why_exact = _int8_ok(q)
             why_exact = "" if int8 else why_exact
         elif backend == "pytorch":
-            why_exact = "backend='pytorch' has no FP8 kernel"
+            why_exact = "backend='pytorch' has no int8 kernel"
         else:
-            why_exact = f"the FP8 kernel needs the Triton backend on a CUDA GPU (device {q.device})"
+            why_exact = f"the int8 kernel needs the Triton backend on a CUDA GPU (device {q.device})"
     dense = backend == "auto" and not need_grad and not int8
     if not use_triton:
         reason = f"the PyTorch block path ({why_not})"

@@ -11,7 +11,7 @@ the softmax and the main loop runs without masks. Offsets that scale with batch,
 sequence are computed in int64.
 
 Two forms, the two the pack runs: exact (products in the inputs' dtype; float32 inputs as
-three-pass TF32) and ``INT8`` (``precision="fp8"``): Q.K^T on the int8 copies that
+three-pass TF32) and ``INT8`` (``precision="int8-qk"``): Q.K^T on the int8 copies that
 ``int8_quant.quantize_int8`` writes (one scale per query row, one per ``BLOCK_N`` keys, int32
 accumulation), P.V in the inputs' 16-bit dtype.
 
