@@ -176,5 +176,21 @@ def test_compiles_for_consumer_cards(verdicts, name):
     assert not spills, f"{name} on sm_{arch}, Triton {version}: register spill stores {spills}"
 
 
+def test_unmeasured_rows_say_so():
+    """The decision's reason says a card's launch row is unmeasured until one measures it."""
+    import torch
+
+    from radial_core import dispatch
+
+    assert dispatch.row_note((9, 0)) == ""
+    for arch in SHARED_PER_BLOCK:
+        cap = (arch // 10, arch % 10)
+        assert "unmeasured" in dispatch.row_note(cap), cap
+    # consumer Blackwell takes the ~100 KB rows, not Hopper's (which spill there)
+    for int8 in (False, True):
+        assert (dispatch.triton_config(128, torch.bfloat16, 128, (12, 0), int8)
+                == dispatch.triton_config(128, torch.bfloat16, 128, (8, 9), int8))
+
+
 if __name__ == "__main__":
     _child(int(sys.argv[1]), sys.argv[2:])
