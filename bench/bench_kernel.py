@@ -1,8 +1,10 @@
-"""Kernel benchmark: cuDNN SDPA, flex_attention on the same mask, comfy-kitchen, ours bf16/fp8.
+"""Kernel benchmark: cuDNN SDPA, flex_attention on the same mask, comfy-kitchen, SageAttention2,
+SpargeAttn on the same mask, ours exact / int8-qk.
 
-``ours`` and ``fp8`` are what ``precision="exact"`` / ``"fp8"`` run on the card (``dispatch``:
-on Hopper the Gluon kernel, ``gluon_kernel``; fp8 = int8 Q.K, 16-bit P.V), on the mask's CSR built
-once (``csr.block_csr``), as a caller that holds its mask does.
+``ours`` and ``fp8`` are what ``precision="exact"`` / ``"int8-qk"`` run on the card (``dispatch``:
+on Hopper the Gluon kernel, ``gluon_kernel``; int8-qk, named fp8 before = int8 Q.K, 16-bit P.V;
+the columns keep the name ``fp8`` so earlier JSON reads the same), on the mask's CSR built once
+(``csr.block_csr``), as a caller that holds its mask does.
 
 One command on any CUDA machine (run from the repository root):
 
@@ -12,8 +14,11 @@ One command on any CUDA machine (run from the repository root):
 Prints, per shape and input layout (contiguous [B,H,S,D] and ComfyUI's [B,S,H*D] views): time
 (median of CUDA-event timings after warm-up) of cuDNN dense SDPA, flex_attention on the same
 block mask, comfy-kitchen's ``sol_attn`` and ``int8_attention`` (when ``comfy_kitchen``
-imports), ours in bf16 and FP8; TFLOP/s on kept blocks (dense rows: on all blocks), speedups,
-and relative errors against a float32 reference on sampled query rows. ``--errors`` adds FP8
+imports), dense SageAttention2 (``sageattention.sageattn``: on Hopper its INT8 Q.K / FP8 P.V sm90
+kernel) and SpargeAttn's ``block_sparse_sage2_attn_cuda`` on the same radial mask (when they
+import; bench/build_peers.sh builds both; otherwise their columns print why not), ours in bf16
+and int8-qk; TFLOP/s on kept blocks (dense rows: on all blocks), speedups, and relative errors
+against a float32 reference on sampled query rows (every column's own output). ``--errors`` adds FP8
 beside comfy-kitchen INT8 on the same dense random inputs. The table comes last;
 ``--json PATH`` also writes every number.
 """
@@ -133,6 +138,83 @@ def _ck_version() -> str:
         return getattr(ck, "__version__", "importable, version unknown")
 
 
+def peer(module: str):
+    """``(module, "")`` when a peer kernel package imports, else ``(None, why not)``."""
+    try:
+        import importlib
+
+        return importlib.import_module(module), ""
+    except Exception as exc:  # not built here (bench/build_peers.sh), or built for another GPU
+        return None, f"{type(exc).__name__}: {exc}"[:200]
+
+
+def _peer_version(dist: str, module: str) -> str:
+    mod, why = peer(module)
+    if mod is None:
+        return f"not importable ({why})"
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:  # built in place without its dist-info
+        return getattr(mod, "__version__", "importable, version unknown")
+
+
+def sage_call(sage, q, k, v, layout):
+    """Dense SageAttention2 on our inputs without a copy: ComfyUI's views are its "NHD" layout
+    (``[B, S, H, D]`` memory), the contiguous ones its "HND"."""
+    if layout == "bshd":
+        qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))
+        return lambda: sage.sageattn(qt, kt, vt, tensor_layout="NHD").transpose(1, 2)
+    return lambda: sage.sageattn(q, k, v, tensor_layout="HND")
+
+
+def sparge_mask(mask: torch.Tensor, S: int, B: int, H: int, bs: int) -> torch.Tensor:
+    """Our block mask at SpargeAttn's granularity: its block-sparse kernel takes one 0/1 entry
+    per (query tile, key tile), 64 x 128 on Hopper, 128 x 64 elsewhere (its README and sm90
+    kernel), for every batch and head, contiguous."""
+    tq, tk = (64, 128) if capability(torch.device("cuda")) >= (9, 0) else (128, 64)
+    nq, nk = -(-S // tq), -(-S // tk)
+    if bs % tq or bs % tk:
+        raise ValueError(f"SpargeAttn's {tq} x {tk} tiles do not divide mask block {bs}: "
+                         "use --block-size 128")
+    m = mask.cuda().repeat_interleave(bs // tq, 0).repeat_interleave(bs // tk, 1)
+    return m[:nq, :nk].to(torch.int8).expand(B, H, nq, nk).contiguous()
+
+
+def time_peers(row, q, k, v, mask, bs, layout, dense_flop, sparse_flop):
+    """SageAttention2 (dense) and SpargeAttn (same mask) into ``row``: time, TF/s, error; the
+    reason in ``*_error`` when one is missing or fails."""
+    sage, why = peer("sageattention")
+    if sage is None:
+        row["sage_error"] = why
+    else:
+        try:
+            fn = sage_call(sage, q, k, v, layout)
+            row["sage_err"] = error_vs_reference(fn(), q, k, v, torch.ones_like(mask), bs)
+            timed(row, "sage", fn, dense_flop)
+        except Exception as exc:
+            row["sage_ms"] = float("nan")
+            row["sage_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    sparge, why = peer("spas_sage_attn")
+    if sparge is None:
+        row["sparge_error"] = why
+        return
+    try:
+        B, H, S, _ = q.shape
+        mask_id = sparge_mask(mask, S, B, H, bs)
+
+        def fn():
+            # "HND": it takes [B, H, S, D] and copies ComfyUI's views to contiguous (its cost)
+            return sparge.block_sparse_sage2_attn_cuda(q, k, v, mask_id=mask_id, tensor_layout="HND")
+
+        row["sparge_err"] = error_vs_reference(fn(), q, k, v, mask, bs)
+        timed(row, "sparge", fn, sparse_flop)
+    except Exception as exc:
+        row["sparge_ms"] = float("nan")
+        row["sparge_error"] = f"{type(exc).__name__}: {exc}"[:300]
+
+
 def make_inputs(B, S, H, D, dtype, layout):
     if layout == "bshd":
         return [torch.randn(B, S, H * D, device="cuda", dtype=dtype).view(B, S, H, D)
@@ -181,7 +263,7 @@ def bench_shape(key, args, results, dtype):
         def ours(prec):
             return lambda: block_sparse_attention(q, k, v, csr, backend="triton", precision=prec)
 
-        for name, prec in (("ours", "exact"), ("fp8", "fp8")):
+        for name, prec in (("ours", "exact"), ("fp8", "int8-qk")):
             out = ours(prec)()
             row[f"{name}_err"] = error_vs_reference(out, q, k, v, mask, bs)
             del out
@@ -212,6 +294,8 @@ def bench_shape(key, args, results, dtype):
             timed(row, "int8", lambda: ck.int8_attention(q, k, v), dense_flop)
         else:
             row["ck_error"] = ck_why
+        if not args.skip_peers:
+            time_peers(row, q, k, v, mask, bs, layout, dense_flop, sparse_flop)
         results.append(row)
         print(json.dumps(row), flush=True)
         if args.sweep and key == args.shapes.split(",")[0].strip() and layout == "bshd":
@@ -230,7 +314,7 @@ def error_table(args, results, dtype):
         nb = -(-S // bs)
         full = torch.ones(nb, nb, dtype=torch.bool)
         rec = {"errors": S, "H": H, "dtype": str(dtype)}
-        for name, prec in (("ours_bf16_dense", "exact"), ("ours_fp8_dense", "fp8")):
+        for name, prec in (("ours_bf16_dense", "exact"), ("ours_fp8_dense", "int8-qk")):
             out = block_sparse_attention(q, k, v, full, block_size=bs, backend="triton",
                                          precision=prec)
             rec[name] = error_vs_reference(out, q, k, v, full, bs)
@@ -324,7 +408,9 @@ def environment() -> dict:
            "triton": triton.__version__, "cuda": torch.version.cuda,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "python": platform.python_version(),
-           "comfy_kitchen": _ck_version()}
+           "comfy_kitchen": _ck_version(),
+           "sageattention": _peer_version("sageattention", "sageattention"),
+           "spargeattn": _peer_version("spas_sage_attn", "spas_sage_attn")}
     try:
         import subprocess
 
@@ -339,7 +425,8 @@ def environment() -> dict:
 def print_table(env, results):
     print()
     print(f"# {env['gpu']} | driver {env['driver']} | torch {env['torch']} | "
-          f"triton {env['triton']} | comfy_kitchen {env.get('comfy_kitchen')} | {env['date']}")
+          f"triton {env['triton']} | comfy_kitchen {env.get('comfy_kitchen')} | "
+          f"sageattention {env.get('sageattention')} | spargeattn {env.get('spargeattn')} | {env['date']}")
     hdr = ("shape", "layout", "S", "dens", "cuDNN ms", "flex ms", "sol ms", "int8 ms",
            "ours ms", "fp8 ms", "ours TF/s", "fp8 TF/s", "fp8/ours",
            "vs cuDNN", "target", "vs flex", "vs sol", "fp8 vs sol", "err", "fp8 err")
@@ -361,6 +448,28 @@ def print_table(env, results):
             f"{g('flex_ms') / g('ours_ms'):.2f}x", f"{g('sol_ms') / g('ours_ms'):.2f}x",
             f"{g('sol_ms') / g('fp8_ms'):.2f}x", f"{g('ours_err'):.1e}", f"{g('fp8_err'):.1e}",
         ]))
+    peers = [r for r in results if "density" in r]
+    if peers:
+        print()
+        print("peers (same inputs): dense SageAttention2 TF/s on all blocks, SpargeAttn and ours on "
+              "kept blocks; 'int8-qk / sage' compares work per second")
+        print(" | ".join(("shape", "layout", "sage ms", "sage TF/s", "sage err", "sparge ms",
+                          "sparge TF/s", "sparge err", "int8-qk TF/s", "int8-qk err",
+                          "int8-qk / sage", "int8-qk / sparge")))
+    for r in peers:
+        def g(name):
+            return r.get(name, float("nan"))
+
+        print(" | ".join([
+            r["shape"], r["layout"], f"{g('sage_ms'):.1f}", f"{g('sage_tflops'):.0f}",
+            f"{g('sage_err'):.1e}", f"{g('sparge_ms'):.1f}", f"{g('sparge_tflops'):.0f}",
+            f"{g('sparge_err'):.1e}", f"{g('fp8_tflops'):.0f}", f"{g('fp8_err'):.1e}",
+            f"{g('fp8_tflops') / g('sage_tflops'):.2f}x", f"{g('fp8_tflops') / g('sparge_tflops'):.2f}x",
+        ]))
+    for name in ("sage", "sparge"):
+        why = next((r[f"{name}_error"] for r in peers if f"{name}_error" in r), None)
+        if why:
+            print(f"{name}: no column ({why})")
     for r in results:
         if "errors" in r:
             print(f"error vs float32 at S={r['errors']} (dense, random inputs): " + ", ".join(
@@ -392,11 +501,13 @@ def main() -> int:
     ap.add_argument("--layouts", default="bhsd,bshd",
                     help="bshd: [B, S, H*D] views as ComfyUI passes them; bhsd: contiguous")
     ap.add_argument("--errors", action="store_true",
-                    help="also FP8 vs comfy-kitchen INT8 error on the same dense random inputs")
+                    help="also int8-qk vs comfy-kitchen INT8 error on the same dense random inputs")
     ap.add_argument("--decay", type=float, default=None, help="override the authors' decay")
     ap.add_argument("--skip-dense", action="store_true")
     ap.add_argument("--skip-flex", action="store_true")
     ap.add_argument("--skip-ck", action="store_true", help="do not time comfy-kitchen")
+    ap.add_argument("--skip-peers", action="store_true",
+                    help="do not time SageAttention2 / SpargeAttn (bench/build_peers.sh builds them)")
     ap.add_argument("--sweep", action="store_true", help="also sweep our launch configs")
     ap.add_argument("--variants", action="store_true",
                     help="also time odd S, B=2, fp16 and layouts at the first shape")

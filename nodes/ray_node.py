@@ -21,6 +21,7 @@ from pathlib import Path
 
 from comfy_api.latest import io
 
+from ..radial_core import settings as S
 from . import ray_bootstrap
 from .patch_node import CATEGORY, RadialAttentionPatch
 from .radial_patcher import BACKEND_CHOICES, BLOCK_SIZES, DIST1_CHOICES, PRECISION_CHOICES, parse_dense_blocks
@@ -61,6 +62,8 @@ def worker_settings(decay_factor, block_size, dense_blocks, dense_steps_first, d
                     dense_blocks=str(dense_blocks or ""), dense_steps_first=int(dense_steps_first),
                     dense_steps_last=int(dense_steps_last), dist1=str(dist1), backend=str(backend),
                     family=str(family or "auto"), precision=str(precision or "exact"))
+    # a workflow saved with a precision's old name ("fp8") runs under its new one
+    settings["precision"] = S.SETTINGS["precision"].rename(settings["precision"]) or settings["precision"]
     for name, choices in (("block_size", BLOCK_SIZES), ("dist1", DIST1_CHOICES), ("backend", BACKEND_CHOICES),
                           ("precision", PRECISION_CHOICES)):
         if settings[name] not in choices:

@@ -36,7 +36,26 @@ class Choice(io.Combo.Input):
     """A dropdown that ComfyUI checks at queue time on every version (see the module text)."""
 
     def get_io_type(self):
-        return list(self.options) if v1_combo_form() else super().get_io_type()
+        if not v1_combo_form():
+            return super().get_io_type()
+        return self.options if isinstance(self.options, Options) else list(self.options)
+
+
+class Options(list):
+    """A dropdown's options: the front end offers (JSON) only these, while ComfyUI's queue-time
+    check (``val not in options``) also takes a setting's old names, so a workflow saved with one
+    still runs (the setting's parser reads it as the new name). One subclass per setting (the old
+    names on the class): ComfyUI copies schemas with ``type(obj)(items)``."""
+
+    renamed: tuple = ()
+
+    @classmethod
+    def of(cls, setting: S.Setting, options) -> "Options":
+        old = tuple(o for o, _ in setting.renamed)
+        return type(f"{setting.name}_options", (cls,), {"renamed": old})(options)
+
+    def __contains__(self, value):
+        return list.__contains__(self, value) or value in self.renamed
 
 
 def _bound_text(bound, number: str) -> str:
@@ -110,6 +129,8 @@ def choice_input(name: str, *, options=None, default=None, tooltip=None, **kwarg
     d = s.default if default is None else default
     if d not in opts and str(d) in opts:  # options written as text, such as "128"
         d = str(d)
+    if s.renamed:
+        opts = Options.of(s, opts)
     return Choice(name, options=opts, default=d, tooltip=tooltip or s.tooltip, **kwargs)
 
 

@@ -5,7 +5,8 @@ Public API:
     radial_mask(...)             the same mask as a shared RadialMask (what the kernels take)
     block_sparse_attention(...)  Triton kernel on CUDA, PyTorch path elsewhere; a torch.library
                                  custom op (torch.compile keeps one graph); precision= one of
-                                 PRECISIONS ("exact", its alias "bf16", opt-in "fp8");
+                                 PRECISIONS ("exact", its alias "bf16", opt-in "int8-qk",
+                                 whose old name "fp8" is read as it);
                                  differentiable w.r.t. q, k, v on every backend
     block_csr(mask, block_size, device)  a bool block mask as the CSR the op takes (build it
                                  outside a compiled graph)

@@ -23,12 +23,13 @@ restricted to the tokens of the kept blocks of ``block_mask``:
 
 Precision: ``precision="exact"`` (default; ``"bf16"`` is accepted as an alias, the issue's name
 for it) computes in the inputs' own dtype: bf16 stays bf16, fp16 stays fp16, nothing is cast.
-``precision="fp8"`` (opt-in, GPU kernel on compute capability 8.9+, head dim 32..128) runs
-Q.K^T on int8 copies (``int8_quant.quantize_int8``: per-row or per-64-row scales, K smoothed)
-and P.V in the inputs' 16-bit dtype; its error on random inputs
-is 1.2e-2 (Triton kernel) to 1.3e-2 (the Gluon kernel on Hopper) relative (comfy-kitchen INT8:
-1.7e-2), against 2.3e-3 for bf16 (docs/perf-notes.md). Where FP8 cannot run (CPU, older GPU, head dim, backend
-``"pytorch"``) the call computes the exact result and logs one warning.
+``precision="int8-qk"`` (opt-in, GPU kernel on compute capability 8.9+, head dim 32..128;
+``"fp8"``, its old name, is read as it) runs Q.K^T on int8 copies (``int8_quant.quantize_int8``:
+per-row or per-64-row scales, K smoothed) and P.V in the inputs' 16-bit dtype; its error on
+random inputs is 1.2e-2 (Triton kernel) to 1.3e-2 (the Gluon kernel on Hopper) relative
+(comfy-kitchen INT8: 1.7e-2), against 2.3e-3 for bf16 (docs/perf-notes.md). Where int8 cannot
+run (CPU, older GPU, head dim, backend ``"pytorch"``) the call computes the exact result and logs
+one warning.
 
 Which kernel runs is decided once per call by ``dispatch.decide`` (a caller that decided already,
 the ComfyUI node, passes its ``decision=``); the custom op
@@ -46,7 +47,7 @@ on the Triton backend the kernels of ``triton_backward`` (dQ over each query blo
 blocks; dK, dV over each key block's kept query blocks through the key-side CSR); elsewhere
 the PyTorch path's blockwise backward (``torch_path``), both recomputing the probabilities from
 the saved LSE group by group. Under ComfyUI's gradient checkpointing the op simply runs again.
-With ``precision="fp8"`` the forward is FP8 and the backward exact: it first recomputes the
+With ``precision="int8-qk"`` the forward is int8 Q.K^T and the backward exact: it first recomputes the
 exact output and LSE (one more exact forward pass), then differentiates exact attention. An
 all-kept mask with ``backend="auto"`` stays on the sparse path when gradients are needed (the
 LSE must come from the same kernel as the backward). A query row with no kept key has zero
@@ -72,13 +73,15 @@ import torch.nn.functional as F
 from .csr import BlockCSR, build_csr, key_csr_from_csr
 from .dispatch import Decision, can_use_triton as _can_use_triton, decide, for_gradient
 from .mask import SUPPORTED_BLOCK_SIZES as BLOCK_SIZES, RadialMask
+from .settings import SETTINGS
 from .torch_path import (out_layout, torch_block_sparse_attention,
                          torch_block_sparse_attention_backward)
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "triton", "pytorch")
-PRECISIONS = ("exact", "bf16", "fp8")  # "bf16": alias of "exact" (the input dtype's own path)
+# "bf16": alias of "exact" (the input dtype's own path); "fp8": the old name of "int8-qk"
+PRECISIONS = ("exact", "bf16", "int8-qk", "fp8")
 
 _warned: set[str] = set()
 
@@ -109,7 +112,7 @@ def _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend,
     if precision not in PRECISIONS:
         raise ValueError(
             f"{where}: precision must be one of {PRECISIONS}; got {precision!r}. "
-            f"Fix: 'exact' (or its alias 'bf16') for the input dtype, 'fp8' for the FP8 kernel."
+            f"Fix: 'exact' (or its alias 'bf16') for the input dtype, 'int8-qk' for int8 Q.K^T."
         )
     for nm, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
@@ -254,6 +257,7 @@ def block_sparse_attention(
     already; then ``backend`` is not consulted and no fallback is warned about here."""
     block_size = _mask_block_size(block_mask, block_size)
     _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend, precision)
+    precision = SETTINGS["precision"].rename(precision) or precision  # "fp8": its old name
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
@@ -273,7 +277,7 @@ def block_sparse_attention(
                          "(dispatch.decide(..., need_grad=False)) but q, k or v requires grad. "
                          "Fix: decide with need_grad=True.")
     if decision.why_exact:
-        _warn_once(f"block_sparse_attention: precision='fp8' computes the exact result "
+        _warn_once(f"block_sparse_attention: precision='int8-qk' computes the exact result "
                    f"instead, because {decision.why_exact}")
     if decision.dense_when_all_kept and key_padding_mask is None and _all_kept(block_mask):
         # every block kept: plain dense attention is the same function, and PyTorch's fused

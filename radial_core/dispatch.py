@@ -10,7 +10,8 @@ and decide nothing again. The one thing decided later, here too, is the dK/dV pa
 the gradient's strides exist only once the backward runs (:func:`for_gradient`).
 
 Kernels: ``"pytorch"`` (the block path of ``torch_path``), ``"triton"`` (``triton_kernel``),
-``"gluon"`` (``gluon_kernel``, Hopper). ``int8``: ``precision="fp8"``'s int8 Q.K^T.
+``"gluon"`` (``gluon_kernel``, Hopper). ``int8``: ``precision="int8-qk"``'s int8 Q.K^T (its old
+name ``"fp8"`` is taken too).
 ``dense_when_all_kept``: a mask that keeps every block, without key padding, runs PyTorch's dense
 attention instead (the same function, a few percent faster at density 1); the caller, who holds
 the mask, applies it.
@@ -23,6 +24,8 @@ from typing import NamedTuple
 import torch
 
 KERNELS = ("pytorch", "triton", "gluon")
+# what runs int8 Q.K^T: its name, and the name it had before it said what it runs
+INT8_PRECISIONS = ("int8-qk", "fp8")
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_TRITON_HEAD_DIM = 256
 
@@ -83,7 +86,7 @@ class Decision(NamedTuple):
     as the forward's), ``backward`` (Triton's, when gradients are wanted),
     ``dense_when_all_kept`` (see the module doc), ``reason`` (one
     sentence: what and why), ``why_not_triton`` ("" when Triton), ``why_exact`` (why
-    ``precision="fp8"`` runs exact, else "")."""
+    ``precision="int8-qk"`` runs exact, else "")."""
 
     backend: str
     kernel: str
@@ -285,6 +288,25 @@ def gluon_takes(head_dim: int, dtype: torch.dtype, block_size: int, cap: tuple[i
 
 # ---- launch tables (no autotuning at run time: the first sampling step must not stall) ------
 
+# the compute capabilities whose launch rows were chosen by measurement on such a card; the
+# others' rows are reasoned from the card's shared memory and registers and kept within them
+# by tests/test_triton_compile.py, and the decision's reason says so
+MEASURED_CAPS = ((9, 0),)
+
+
+def _big_shared(cap: tuple[int, int]) -> bool:
+    """Hopper and datacenter Blackwell (9.x, 10.x): ~227 KB of shared memory per block and
+    tensor descriptors (TMA). Consumer Blackwell (12.x, RTX 50) has ~99 KB and mma.sync like
+    Ada: the Hopper rows spill there (tests/test_triton_compile.py)."""
+    return cap[0] in (9, 10)
+
+
+def row_note(cap: tuple[int, int]) -> str:
+    """'' where a card of this compute capability measured the launch rows, else a note."""
+    if cap in MEASURED_CAPS:
+        return ""
+    return f"launch row unmeasured on compute capability {cap[0]}.{cap[1]}"
+
 
 def triton_config(head_dim: int, dtype: torch.dtype, block_size: int, cap: tuple[int, int],
                   int8: bool = False, use_tma: bool | None = None) -> TritonConfig:
@@ -294,12 +316,13 @@ def triton_config(head_dim: int, dtype: torch.dtype, block_size: int, cap: tuple
     warpgroup per 128 query rows, 64-key tiles, two pipeline stages, K/V through tensor
     descriptors (TMA); int8 Q.K^T three stages. GPUs before Hopper load K/V with plain
     pointers; those with ~100 KB of shared memory (sm 8.6/8.9, 7.5) use 32-key tiles so two
-    stages still fit; int8 on Ada (not measured) a 64 x 64 row. A sweep of all four benchmark
-    shapes found the same bf16 row fastest at each: no per-shape rows. ``use_tma`` None: on
-    Hopper where this Triton has descriptors (the caller checks the strides).
+    stages still fit; int8 on Ada and consumer Blackwell (not measured) a 64 x 64 row. A sweep
+    of all four benchmark shapes found the same bf16 row fastest at each: no per-shape rows.
+    Only Hopper's rows are measured (``MEASURED_CAPS``, :func:`row_note`). ``use_tma`` None:
+    on Hopper where this Triton has descriptors (the caller checks the strides).
     """
     bd = max(16, 1 << (head_dim - 1).bit_length())
-    hopper = cap[0] >= 9
+    hopper = _big_shared(cap)
     if int8:
         # H200 sweeps (wan720, views): int8 Q.K 3 stages 53.3 ms, 2 stages 54.0, BN128 w8 59.1-60.3
         row = (128, 64, 4, 3) if hopper else (64, 64, 4, 2)
@@ -327,7 +350,7 @@ def backward_config(head_dim: int, dtype: torch.dtype, block_size: int, cap: tup
     conservative (small tiles, two stages, to fit ~100 KB of shared memory and avoid spills).
     ``*_tma`` None: on Hopper where this Triton has descriptors."""
     bd = max(16, 1 << (head_dim - 1).bit_length())
-    hopper = cap[0] >= 9
+    hopper = _big_shared(cap)
     if dtype == torch.float32 or bd >= 256:
         dq, dkdv = (32, 32, 4, 1), (32, 32, 4, 1)
     elif hopper:
@@ -336,7 +359,9 @@ def backward_config(head_dim: int, dtype: torch.dtype, block_size: int, cap: tup
         # 64x32 w4 s3 140.0. Tensor descriptors (TMA) at 64x64 w4 s2: dQ 80.1, dK/dV 108.0.
         dq, dkdv = (64, 64, 4, 2), (64, 64, 4, 2)
     else:
-        dq, dkdv = (64, 32, 4, 2), (32, 64, 4, 2)
+        # head dim 128's dK/dV pass keeps two 64 x 128 accumulators and the K/V tiles in
+        # registers: 4 warps spill there on sm_80-89 (tests/test_triton_compile.py), 8 do not
+        dq, dkdv = (64, 32, 4, 2), (32, 64, 8 if bd > 64 else 4, 2)
     tma = hopper and _has_descriptors()
     dq_tma = tma if dq_tma is None else dq_tma
     dkdv_tma = tma if dkdv_tma is None else dkdv_tma
@@ -363,7 +388,9 @@ def _forward(q, k, v, block_size: int, cap, int8: bool) -> tuple[str, tuple, str
     cfg = triton_config(D, q.dtype, block_size, cap, int8)
     if cfg.use_tma and not all(tma_ok(t) for t in ((v,) if int8 else (k, v))):
         cfg = cfg._replace(use_tma=False)
-    return "triton", cfg, f"the Triton kernel ({why})" if cap[0] == 9 else "the Triton kernel"
+    notes = [why] if cap[0] == 9 else []
+    notes += [row_note(cap)] if row_note(cap) else []
+    return "triton", cfg, f"the Triton kernel ({'; '.join(notes)})" if notes else "the Triton kernel"
 
 
 def decide(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, block_size: int,
@@ -372,8 +399,8 @@ def decide(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, block_size: int
 
     ``backend``: "auto" (Triton where :func:`can_use_triton` says yes, else PyTorch),
     "triton" (the caller raises where the decision says PyTorch), "pytorch". ``precision``:
-    "exact" / "bf16" or "fp8" (int8 Q.K^T where the GPU has 8-bit matrix units; else exact,
-    with ``why_exact``). ``need_grad``: the backward's configuration too; gradients and int8
+    "exact" / "bf16" or "int8-qk" (its old name "fp8" too: int8 Q.K^T where the GPU has 8-bit
+    matrix units; else exact, with ``why_exact``). ``need_grad``: the backward's configuration too; gradients and int8
     keep an all-kept mask on the sparse path (the LSE must come from the same kernel as the
     backward), as does a backend other than "auto".
     """
@@ -383,14 +410,14 @@ def decide(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, block_size: int
         use_triton, why_not = can_use_triton(q)
         why_not = "" if use_triton else why_not
     int8, why_exact = False, ""
-    if precision == "fp8":
+    if precision in INT8_PRECISIONS:
         if use_triton:
             int8, why_exact = _int8_ok(q)
             why_exact = "" if int8 else why_exact
         elif backend == "pytorch":
-            why_exact = "backend='pytorch' has no FP8 kernel"
+            why_exact = "backend='pytorch' has no int8 kernel"
         else:
-            why_exact = f"the FP8 kernel needs the Triton backend on a CUDA GPU (device {q.device})"
+            why_exact = f"the int8 kernel needs the Triton backend on a CUDA GPU (device {q.device})"
     dense = backend == "auto" and not need_grad and not int8
     if not use_triton:
         reason = f"the PyTorch block path ({why_not})"

@@ -1,9 +1,9 @@
-"""The int8 quantisation pass of ``precision="fp8"``: Q and K as int8 with float32 scales.
+"""The int8 quantisation pass of ``precision="int8-qk"``: Q and K as int8 with float32 scales.
 
-``precision="fp8"`` (the user-facing name) runs Q.K^T in int8 (SageAttention's choice, Zhang et
-al., 2024) and P.V in the inputs' 16-bit dtype: on random inputs its error is 1.2e-2 to 1.3e-2
-relative, under comfy-kitchen INT8's 1.7e-2, where e4m3 in either product costs ~3.8e-2
-(docs/perf-notes.md, FP8). Both forward kernels read what :func:`quantize_int8` writes.
+``precision="int8-qk"`` (named ``"fp8"`` before; that name is still read) runs Q.K^T in int8
+(SageAttention's choice, Zhang et al., 2024) and P.V in the inputs' 16-bit dtype: on random
+inputs its error is 1.2e-2 to 1.3e-2 relative, under comfy-kitchen INT8's 1.7e-2, where e4m3 in
+either product costs ~3.8e-2 (docs/perf-notes.md, FP8). Both forward kernels read what :func:`quantize_int8` writes.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ int64. float32 inputs use three-pass TF32 products (``tf32x3``), as the forward 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -205,7 +207,8 @@ def _bwd_dkdv(
 
 
 def triton_block_sparse_attention_backward(q, k, v, out, lse, grad_out, csr, key_csr, cfg,
-                                           *, key_padding_mask=None, scale: float):
+                                           *, key_padding_mask=None, scale: float,
+                                           warmup: bool = False):
     """dQ, dK, dV ``[B, H, S, D]`` (each a transposed view of a ``[B, S, H, D]`` buffer).
 
     ``out``, ``lse``: the exact forward's output and float32 LSE
@@ -215,6 +218,8 @@ def triton_block_sparse_attention_backward(q, k, v, out, lse, grad_out, csr, key
     configuration ``dispatch`` chose (``dispatch.BackwardConfig``: per pass tile sizes, warps,
     stages and whether it loads the tiles it walks through tensor descriptors, ``grad_out``'s
     strides included: ``dispatch.for_gradient``).
+    ``warmup=True`` compiles the three kernels for the current target without launching and
+    returns Triton's compiled kernels (tests/test_triton_compile.py reads them).
     """
     B, H, S, D = q.shape
     block_size = csr.block_size
@@ -241,22 +246,27 @@ def triton_block_sparse_attention_backward(q, k, v, out, lse, grad_out, csr, key
     if dkdv_tma:
         qs, dos = descriptor(q, [1, 1, cd.block_m, bd]), descriptor(grad_out, [1, 1, cd.block_m, bd])
     with guard:
-        _bwd_prep[(s_pad // 64, B * H)](
+        compiled = [_kernel(_bwd_prep, (s_pad // 64, B * H), warmup)(
             out, grad_out, lse, delta, lse2, *out.stride(), *grad_out.stride(),
-            H, S, D, s_pad, BLOCK_M=64, BLOCK_D=bd, num_warps=4)
-        _bwd_dq[(nb * (block_size // c.block_m), B * H)](
+            H, S, D, s_pad, BLOCK_M=64, BLOCK_D=bd, num_warps=4)]
+        compiled.append(_kernel(_bwd_dq, (nb * (block_size // c.block_m), B * H), warmup)(
             q, ks, vs, grad_out, dq, lse2, delta, kpm,
             csr.row_start, csr.row_len, csr.col_idx,
             *strides, *dq.stride(), skpb,
             H, S, D, nb, s_pad, qk_mul, float(scale), **common,
             BLOCK_M=c.block_m, BLOCK_N=c.block_n, num_warps=c.num_warps,
-            num_stages=c.num_stages, USE_TMA=bool(c.use_tma))
-        _bwd_dkdv[(nb * (block_size // cd.block_n), B * H)](
+            num_stages=c.num_stages, USE_TMA=bool(c.use_tma)))
+        compiled.append(_kernel(_bwd_dkdv, (nb * (block_size // cd.block_n), B * H), warmup)(
             qs, k, v, dos, dk, dv, lse2, delta, kpm,
             key_csr.row_start, key_csr.row_len, key_csr.col_idx,
             *strides, *dk.stride(), *dv.stride(), skpb,
             H, S, D, nb, s_pad, qk_mul, float(scale), **common,
             BLOCK_M=cd.block_m, BLOCK_N=cd.block_n, num_warps=cd.num_warps,
-            num_stages=cd.num_stages, USE_TMA=dkdv_tma)
-    return dq, dk, dv
+            num_stages=cd.num_stages, USE_TMA=dkdv_tma))
+    return compiled if warmup else (dq, dk, dv)
+
+
+def _kernel(fn, grid, warmup: bool):
+    """``fn`` launched on ``grid``, or with ``warmup`` compiled only."""
+    return functools.partial(fn.warmup, grid=grid) if warmup else fn[grid]
 

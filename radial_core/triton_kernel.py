@@ -11,7 +11,7 @@ the softmax and the main loop runs without masks. Offsets that scale with batch,
 sequence are computed in int64.
 
 Two forms, the two the pack runs: exact (products in the inputs' dtype; float32 inputs as
-three-pass TF32) and ``INT8`` (``precision="fp8"``): Q.K^T on the int8 copies that
+three-pass TF32) and ``INT8`` (``precision="int8-qk"``): Q.K^T on the int8 copies that
 ``int8_quant.quantize_int8`` writes (one scale per query row, one per ``BLOCK_N`` keys, int32
 accumulation), P.V in the inputs' 16-bit dtype.
 
@@ -19,6 +19,8 @@ The launcher takes the launch configuration that ``dispatch`` chose; it decides 
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import triton
@@ -150,7 +152,8 @@ def _radial_fwd(
 
 
 def triton_block_sparse_attention(q, k, v, csr, cfg, *, int8: bool = False,
-                                  key_padding_mask=None, scale: float, return_lse=False):
+                                  key_padding_mask=None, scale: float, return_lse=False,
+                                  warmup: bool = False):
     """Launch the kernel with the configuration ``cfg`` (``dispatch.TritonConfig``: tile sizes,
     warps, stages, ``use_tma``). Inputs are validated; ``csr`` (a ``csr.BlockCSR``) lives on
     q's device and carries the block size.
@@ -161,6 +164,8 @@ def triton_block_sparse_attention(q, k, v, csr, cfg, *, int8: bool = False,
     ``(out, lse)``: ``lse`` is float32 ``[B, H, S]`` (contiguous), the natural-log log-sum-exp of
     the scaled scores ``scale * q.k`` over the kept, unpadded keys of each query row, ``+inf``
     for a row with no such key (so ``exp(s - lse)`` is 0 there).
+    ``warmup=True`` compiles for the current target without launching and returns Triton's
+    compiled kernel (tests/test_triton_compile.py reads its shared memory and SASS).
     """
     if return_lse and int8:
         raise ValueError("triton_block_sparse_attention: return_lse=True needs the exact path; "
@@ -184,7 +189,9 @@ def triton_block_sparse_attention(q, k, v, csr, cfg, *, int8: bool = False,
         if cfg.use_tma:
             kd = descriptor(kk, [1, 1, cfg.block_n, cfg.block_d])
             vd = descriptor(v, [1, 1, cfg.block_n, cfg.block_d])
-        _radial_fwd[(nb * (block_size // cfg.block_m), B * H)](
+        grid = (nb * (block_size // cfg.block_m), B * H)
+        kernel = functools.partial(_radial_fwd.warmup, grid=grid) if warmup else _radial_fwd[grid]
+        compiled = kernel(
             qq, kd, vd, out, kpm, qs, ks, lse if return_lse else csr.row_len,
             csr.row_start, csr.row_len, csr.col_idx,
             *qq.stride(), *kk.stride(), *v.stride(), *out.stride(), skpb,
@@ -204,4 +211,6 @@ def triton_block_sparse_attention(q, k, v, csr, cfg, *, int8: bool = False,
             num_warps=cfg.num_warps,
             num_stages=cfg.num_stages,
         )
+    if warmup:
+        return compiled
     return (out, lse) if return_lse else out

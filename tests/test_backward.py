@@ -192,7 +192,7 @@ def test_fp8_without_the_kernel_has_exact_gradients(caplog):
     q, k, v = make_qkv(1, 2, 200, 16, torch.float32, seed=20)
     mask = random_block_mask(nb_for(200, 64), 0.5, seed=21)
     with caplog.at_level("WARNING"):
-        check_grads(q, k, v, mask, 64, backend="auto", precision="fp8",
+        check_grads(q, k, v, mask, 64, backend="auto", precision="int8-qk",
                     tol=TOL[torch.float32])
 
 
@@ -513,11 +513,11 @@ def test_gpu_fp8_forward_exact_backward():
 
     B, H, S, D, bs = 1, 2, 2000, 128, 128
     q, k, v = make_qkv(B, H, S, D, torch.bfloat16, device="cuda", seed=36)
-    decision = decide(q, k, v, block_size=bs, precision="fp8")
+    decision = decide(q, k, v, block_size=bs, precision="int8-qk")
     if not decision.int8:
         pytest.skip(f"FP8 kernel not available here: {decision.why_exact or decision.why_not_triton}")
     mask = random_block_mask(nb_for(S, bs), 0.4, seed=37)
-    out8, grads8, g = ours(q, k, v, mask, bs, backend="triton", precision="fp8")
+    out8, grads8, g = ours(q, k, v, mask, bs, backend="triton", precision="int8-qk")
     _, grads, _ = ours(q, k, v, mask, bs, backend="triton", grad_out=g)
     for a, b in zip(grads8, grads):
         assert torch.equal(a, b), "an FP8 forward's backward must be the exact one"

@@ -159,17 +159,25 @@ def test_an_override_on_top_at_every_step_takes_its_calls_radial_the_rest(comfy,
     assert "OnTopEveryStep" in notes[0]
 
 
-def test_precision_input_reaches_the_kernel_call(comfy, rp):
-    """precision "fp8" on the node: on a machine without the FP8 kernel (this CPU) the sparse
-    calls run exact, so the sampled latent equals the exact run's; the choice is in the config."""
+def test_precision_input_reaches_the_kernel_call(comfy, rp, caplog):
+    """precision "int8-qk" on the node: on a machine without the int8 kernel (this CPU) the sparse
+    calls run exact, so the sampled latent equals the exact run's; the choice is in the config.
+    A workflow saved with its old name "fp8" gets the same, with one INFO line and no error."""
     base = hm.load_model("wan_t2v")
     lat = hm.latent("wan_t2v", 8, 16, 16)
     exact = rp.apply_radial_patch(base, block_size=64, dense_blocks="")
-    fp8 = rp.apply_radial_patch(base, block_size=64, dense_blocks="", precision="fp8")
-    assert rp.get_radial_config(fp8)["precision"] == "fp8" and rp.get_radial_config(exact)["precision"] == "exact"
+    int8 = rp.apply_radial_patch(base, block_size=64, dense_blocks="", precision="int8-qk")
+    assert rp.get_radial_config(int8)["precision"] == "int8-qk"
+    assert rp.get_radial_config(exact)["precision"] == "exact"
+    with caplog.at_level(logging.INFO):
+        for _ in range(2):
+            old = rp.apply_radial_patch(base, block_size=64, dense_blocks="", precision="fp8")
+            assert rp.get_radial_config(old)["precision"] == "int8-qk"
+    renamed = [r for r in caplog.records if "old name" in r.getMessage()]
+    assert len(renamed) <= 1 and all(r.levelno == logging.INFO for r in renamed), renamed
     if torch.cuda.is_available():
-        pytest.skip("on a GPU the FP8 kernel may run: tests/test_fp8_attention.py checks its error")
-    assert torch.equal(hm.sample(fp8, "wan_t2v", lat, steps=2), hm.sample(exact, "wan_t2v", lat, steps=2))
+        pytest.skip("on a GPU the int8 kernel may run: tests/test_fp8_attention.py checks its error")
+    assert torch.equal(hm.sample(int8, "wan_t2v", lat, steps=2), hm.sample(exact, "wan_t2v", lat, steps=2))
     with pytest.raises(ValueError, match="precision"):
         rp.apply_radial_patch(base, precision="fp4")
 

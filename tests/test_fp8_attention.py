@@ -1,6 +1,6 @@
-"""precision="fp8": 8-bit Q.K^T in the Triton kernel, and the exact fallback elsewhere.
+"""precision="int8-qk": 8-bit Q.K^T in the Triton kernel, and the exact fallback elsewhere.
 
-``precision="fp8"`` runs Q.K^T in int8 (K smoothed by its mean, P.V in the input dtype; one
+``precision="int8-qk"`` runs Q.K^T in int8 (K smoothed by its mean, P.V in the input dtype; one
 scale per query row and per 64-key tile in the Triton kernel, per 64 query rows and per 128-key
 tile in the Gluon one on Hopper; ``int8_quant``), because e4m3 in both products cannot meet
 comfy-kitchen INT8's 1.7e-2 on random inputs (measured 5.4e-2 on an H200; docs/perf-notes.md).
@@ -73,7 +73,7 @@ def int8_groups(q, block_size, decision=None):
     from radial_core.dispatch import decide
 
     if decision is None:
-        decision = decide(q, q, q, block_size=block_size, precision="fp8")
+        decision = decide(q, q, q, block_size=block_size, precision="int8-qk")
     if decision.kernel == "gluon":
         return gluon_kernel.INT8_GROUPS
     return (1, decision.forward.block_n)
@@ -84,19 +84,20 @@ def _rel(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
-def test_cpu_fp8_falls_back_to_exact_with_one_warning(caplog):
+@pytest.mark.parametrize("name", ["int8-qk", "fp8"])  # "fp8": its old name, still read
+def test_cpu_fp8_falls_back_to_exact_with_one_warning(caplog, name):
     from radial_core import attention
 
     attention._warned.clear()
     q, k, v = make_qkv(2, 2, 300, 32, torch.float32, layout="bshd", seed=1)
     mask = random_block_mask(nb_for(300, 64), 0.4, seed=2)
     with caplog.at_level(logging.WARNING, logger="radial_core.attention"):
-        outs = [block_sparse_attention(q, k, v, mask, block_size=64, precision="fp8")
+        outs = [block_sparse_attention(q, k, v, mask, block_size=64, precision=name)
                 for _ in range(3)]
     exact = block_sparse_attention(q, k, v, mask, block_size=64, precision="exact")
     assert all(torch.equal(o, exact) for o in outs), "the fallback must be the exact path"
     check_against_reference(outs[0], q, k, v, mask, 64)
-    warns = [r for r in caplog.records if "precision='fp8'" in r.getMessage()]
+    warns = [r for r in caplog.records if "precision='int8-qk'" in r.getMessage()]
     assert len(warns) == 1, [r.getMessage() for r in caplog.records]
     assert "cpu" in warns[0].getMessage()
 
@@ -159,7 +160,7 @@ def test_fp8_against_float32_reference(dtype, D, layout, kernel, caplog, gluon_i
     k = k + 0.5 * torch.randn(1, 1, 1, D, device="cuda", dtype=dtype)  # channel offsets
     mask = random_block_mask(nb_for(S, bs), 0.4, seed=1)
     kpm = random_padding(B, S, seed=2).cuda()
-    decision = decide(q, k, v, block_size=bs, precision="fp8")
+    decision = decide(q, k, v, block_size=bs, precision="int8-qk")
     if kernel == "triton":
         cap = capability(q.device)
         decision = decision._replace(kernel="triton",
@@ -167,8 +168,8 @@ def test_fp8_against_float32_reference(dtype, D, layout, kernel, caplog, gluon_i
     groups = int8_groups(q, bs, decision)
     with caplog.at_level(logging.WARNING):
         out = block_sparse_attention(q, k, v, mask, block_size=bs, key_padding_mask=kpm,
-                                     precision="fp8", decision=decision)
-    assert not [r for r in caplog.records if "fp8" in r.getMessage()]
+                                     precision="int8-qk", decision=decision)
+    assert not [r for r in caplog.records if "precision=" in r.getMessage()]
     assert out.shape == q.shape and out.dtype == dtype
     gluon = gluon_takes(D, dtype, bs, capability(q.device))[0]
     assert len(gluon_int8_calls) == (1 if kernel == "default" and gluon else 0)
@@ -187,7 +188,7 @@ def test_fp8_per_head_mask_and_empty_rows(bs, D):
     q, k, v = make_qkv(B, H, S, D, torch.bfloat16, "cuda", "bshd", seed=bs + D)
     mask = random_block_mask(nb_for(S, bs), 0.3, seed=3, heads=H)
     mask[:, 2] = False  # a query block with no kept key: zeros
-    out = block_sparse_attention(q, k, v, mask, block_size=bs, precision="fp8")
+    out = block_sparse_attention(q, k, v, mask, block_size=bs, precision="int8-qk")
     assert out[:, :, 2 * bs : 3 * bs].abs().max() == 0
     ref = dense_masked_attention(q, k, v, mask, bs, dtype=torch.float32)
     _check_fp8(out, ref, q, k, label=f"per-head D={D} bs={bs}", groups=int8_groups(q, bs))
@@ -200,7 +201,7 @@ def test_fp8_long_radial_wan_720p():
     S, H, D = 21 * 3600, 2, 128
     q, k, v = make_qkv(2, H, S, D, torch.bfloat16, "cuda", "bshd", seed=7)
     mask = radial_block_mask(21, 3600, decay_factor=0.2)
-    out = block_sparse_attention(q, k, v, mask, block_size=128, precision="fp8")
+    out = block_sparse_attention(q, k, v, mask, block_size=128, precision="int8-qk")
     g = torch.Generator().manual_seed(0)
     rows = torch.cat([torch.randint(0, S, (256,), generator=g), torch.arange(S - 80, S)])
     rows = rows.unique().cuda()
@@ -218,11 +219,11 @@ def test_fp8_head_dim_it_cannot_take_falls_back_once(caplog):
     q, k, v = make_qkv(1, 2, 500, 256, torch.bfloat16, "cuda", seed=9)
     mask = random_block_mask(nb_for(500, 128), 0.5, seed=9)
     with caplog.at_level(logging.WARNING, logger="radial_core.attention"):
-        a = block_sparse_attention(q, k, v, mask, block_size=128, precision="fp8")
-        b = block_sparse_attention(q, k, v, mask, block_size=128, precision="fp8")
+        a = block_sparse_attention(q, k, v, mask, block_size=128, precision="int8-qk")
+        b = block_sparse_attention(q, k, v, mask, block_size=128, precision="int8-qk")
     assert torch.equal(a, b)
     assert torch.equal(a, block_sparse_attention(q, k, v, mask, block_size=128))
-    assert len([r for r in caplog.records if "precision='fp8'" in r.getMessage()]) == 1
+    assert len([r for r in caplog.records if "precision='int8-qk'" in r.getMessage()]) == 1
 
 
 def test_return_lse_with_int8_names_the_fix():

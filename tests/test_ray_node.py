@@ -149,6 +149,14 @@ def test_bad_settings_stop_before_any_worker(mods, fake_ray):
     assert fake_ray == []
 
 
+def test_worker_settings_read_the_old_precision_name(mods):
+    """A workflow saved with precision "fp8" (the old name of "int8-qk") reaches the workers as the new name."""
+    for value, read in (("fp8", "int8-qk"), ("int8-qk", "int8-qk"), ("exact", "exact")):
+        assert mods.node.worker_settings(0.0, 64, "0", 0, 0, "full", "pytorch", precision=value)["precision"] == read
+    with pytest.raises(ValueError, match="precision"):
+        mods.node.worker_settings(0.0, 64, "0", 0, 0, "full", "pytorch", precision="fp16")
+
+
 # ---------------------------------------------------------------------------- a fresh process
 CHILD = textwrap.dedent("""
     import pickle, sys

@@ -107,6 +107,30 @@ def test_lora_metadata_reads_each_setting_by_the_contract(name):
     assert lora_meta.FAMILIES == S.SETTINGS["family"].choices
 
 
+def test_precision_is_named_by_what_it_runs_and_reads_its_old_name(caplog):
+    s = S.SETTINGS["precision"]
+    assert s.choices == ("exact", "int8-qk") and "fp8" not in s.rule()
+    assert S.parse("precision", "int8-qk") == "int8-qk" and S.parse("precision", "exact") == "exact"
+    S._renames_logged.clear()
+    with caplog.at_level("INFO", logger=S.logger.name):
+        # a saved workflow's, a Python caller's or a query's old value: read as the new one
+        assert [S.parse("precision", v) for v in ("fp8", "FP8", " fp8")] == ["int8-qk"] * 3
+        assert s.parse_query("fp8") == "int8-qk"
+    lines = [r for r in caplog.records if "old name" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelname == "INFO", lines
+    assert S.limits_json()["settings"]["precision"]["renamed"] == {"fp8": "int8-qk"}
+    for bad in ("fp16", "int8", "", 8):
+        with pytest.raises(S.SettingError, match="exact, int8-qk"):
+            S.parse("precision", bad)
+
+
+def test_lora_metadata_with_a_precision_key_still_loads():
+    # LoRA metadata carries no precision (it is the node's): an old file's key is ignored, never an error
+    for value in ("fp8", "int8-qk"):
+        res = lora_meta.resolve_radial_settings({"radial_attn.precision": value, "radial_attn.decay_factor": "0.3"})
+        assert res.values["decay_factor"] == 0.3 and "precision" in res.ignored
+
+
 # ---------------------------------------------------------------------------- through the server
 @pytest.fixture(scope="module")
 def server():

@@ -88,6 +88,7 @@ BAD = [
     ("patch", "family", "hunyuan", ["hunyuan", "auto", "wan22_14b"]),  # detected from the weights
     ("patch", "dist1", "quarter", ["quarter", "full", "half"]),
     ("patch", "backend", "cuda", ["cuda", "triton", "pytorch"]),
+    ("patch", "precision", "fp16", ["fp16", "exact", "int8-qk"]),
     ("patch", "decay_factor", 11.0, ["11", "10"]),
     ("patch", "dense_steps_first", 5000, ["5000", "1000"]),
     ("preview", "block_size", "77", ["77", "128", "64"]),
@@ -144,6 +145,17 @@ def test_one_bad_value_gives_one_error_on_its_input(server, node, name, value, w
     # nothing else of the node is blamed (a lora_name error only where the server has no LoRA)
     allowed = set() if lora_options(server) or node != "lora" else {"lora_name"}
     assert {e["extra_info"].get("input_name") for e in others} <= allowed, others
+
+
+@pytest.mark.parametrize("value", ["exact", "int8-qk", "fp8"])
+def test_precision_and_its_old_name_pass_validation(server, value):
+    """A workflow saved with precision "fp8" (the old name of "int8-qk") still queues; the
+    dropdown offers only the current names."""
+    status, body = queue(server, patch_prompt(precision=value))
+    assert node_errors(body, "2") == [], body
+    info = server.get_json("/object_info/RadialAttentionPatch")["RadialAttentionPatch"]["input"]["optional"]
+    spec = info["precision"]
+    assert (spec[0] if isinstance(spec[0], list) else spec[1]["options"]) == ["exact", "int8-qk"]
 
 
 @pytest.mark.parametrize("node", ["patch", "preview", "lora"])
