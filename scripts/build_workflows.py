@@ -112,9 +112,9 @@ def density(family: str, width: int, height: int, frames: int) -> str:
     return f"{100 * preview.estimate(family, width, height, frames).stats.density:.1f} %"
 
 
-def note(wf: Workflow, text: str) -> Node:
-    # tall enough for the longest note with Vue nodes on front end 1.32.9 (its Markdown grows the node)
-    return wf.add("MarkdownNote", text=text, col=0, size=(460, 640))
+def note(wf: Workflow, text: str, height: int = 640) -> Node:
+    # tall enough for the note with Vue nodes on front end 1.32.9 (its Markdown grows the node)
+    return wf.add("MarkdownNote", text=text, col=0, size=(460, height))
 
 
 def wan_text(wf: Workflow, positive: str) -> tuple[Node, Node, Node]:
@@ -547,7 +547,7 @@ def wan21_calibrate() -> Workflow:
 
 def hunyuan15_calibrate() -> Workflow:
     wf = Workflow(HUNYUAN15_CAL_NAME)
-    note(wf, HUNYUAN15_CAL_NOTE.format(**links(
+    note(wf, height=720, text=HUNYUAN15_CAL_NOTE.format(**links(
         unet="hunyuanvideo1.5_720p_t2v_fp16.safetensors", qwen="qwen_2.5_vl_7b_fp8_scaled.safetensors",
         byt5="byt5_small_glyphxl_fp16.safetensors", vae="hunyuanvideo15_vae_fp16.safetensors")))
     unet = unet_loader(wf, "hunyuanvideo1.5_720p_t2v_fp16.safetensors")
