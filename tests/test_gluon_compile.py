@@ -13,13 +13,10 @@ Skips with a reason where Triton has no Gluon or no NVIDIA backend.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+import compile_only
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -36,29 +33,8 @@ CASES = {
 def _child(names):
     """Compile each case for sm_90a; print one JSON verdict per case."""
     import torch
-    from triton.backends.compiler import GPUTarget
-    from triton.backends.nvidia.driver import CudaDriver
-    from triton.runtime.driver import driver
 
-    class HopperTarget(CudaDriver):
-        """A CUDA driver for compiling only: Hopper target, no device, no launch."""
-
-        def __init__(self):  # the real one loads libcuda's helpers
-            pass
-
-        def get_current_target(self):
-            return GPUTarget("cuda", 90, 32)
-
-        def get_current_device(self):
-            return 0
-
-        def get_current_stream(self, device=None):
-            return 0
-
-        def get_active_torch_device(self):
-            return torch.device("cpu")
-
-    driver.set_active(HopperTarget())
+    compile_only.target(90)
     sys.path.insert(0, str(HERE))
     import pack_import
 
@@ -67,7 +43,6 @@ def _child(names):
     from radial_core.csr import build_csr
     from radial_core.dispatch import GLUON_STAGES  # what the pack launches
 
-    cuobjdump = Path(__import__("triton").__file__).parent / "backends/nvidia/bin/cuobjdump"
     for name in names:
         dtype, D, S, int8, kpm, lse = CASES[name]
         dt = getattr(torch, dtype)
@@ -93,18 +68,14 @@ def _child(names):
             cubin = compiled.asm["cubin"]
             rec["compiled"] = True
             rec["shared"] = compiled.metadata.shared
-            if cuobjdump.exists():
-                with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-                    f.write(cubin)
-                    f.flush()
-                    sass = subprocess.run([str(cuobjdump), "-sass", f.name], capture_output=True,
-                                          text=True, check=True).stdout
-                rec["spill_stores"] = sum(" STL" in line for line in sass.splitlines())
-                rec["wgmma"] = sum("GMMA" in line for line in sass.splitlines())
+            lines = compile_only.sass(cubin)
+            if lines is not None:
+                rec["spill_stores"] = compile_only.spill_stores(lines)
+                rec["wgmma"] = sum("GMMA" in line for line in lines)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the case with it
             rec["compiled"] = False
             rec["error"] = f"{type(exc).__name__}: {exc}"[-2000:]
-        print("VERDICT " + json.dumps(rec), flush=True)
+        compile_only.say(rec)
 
 
 @pytest.fixture(scope="module")
@@ -115,18 +86,7 @@ def verdicts():
         from triton.experimental import gluon  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"triton {triton.__version__} has no Gluon / NVIDIA backend: {exc}")
-    env = dict(os.environ, TRITON_CACHE_DIR=tempfile.mkdtemp(prefix="gluon-compile-"))
-    env.pop("TRITON_INTERPRET", None)
-    proc = subprocess.run([sys.executable, __file__, *CASES], capture_output=True, text=True,
-                          env=env, timeout=900)
-    found = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("VERDICT "):
-            rec = json.loads(line[len("VERDICT "):])
-            found[rec["case"]] = rec
-    assert found, (f"the compile child printed no verdict (rc {proc.returncode}):\n"
-                   f"{proc.stderr[-3000:]}")
-    return found
+    return {rec["case"]: rec for rec in compile_only.verdicts(__file__, list(CASES), "sm_90a")}
 
 
 @pytest.mark.parametrize("name", list(CASES))

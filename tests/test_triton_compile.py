@@ -19,13 +19,10 @@ where Triton has no NVIDIA backend or cannot target a card.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+import compile_only
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -53,29 +50,8 @@ def _int8_runs(arch: int) -> bool:
 def _child(arch: int, names):
     """Compile each case for ``sm_<arch>``; print one JSON verdict per kernel."""
     import torch
-    from triton.backends.compiler import GPUTarget
-    from triton.backends.nvidia.driver import CudaDriver
-    from triton.runtime.driver import driver
 
-    class CompileOnly(CudaDriver):
-        """A CUDA driver for compiling only: the card's target, no device, no launch."""
-
-        def __init__(self):  # the real one loads libcuda's helpers
-            pass
-
-        def get_current_target(self):
-            return GPUTarget("cuda", arch, 32)
-
-        def get_current_device(self):
-            return 0
-
-        def get_current_stream(self, device=None):
-            return 0
-
-        def get_active_torch_device(self):
-            return torch.device("cpu")
-
-    driver.set_active(CompileOnly())
+    compile_only.target(arch)
     sys.path.insert(0, str(HERE))
     import pack_import
 
@@ -93,7 +69,6 @@ def _child(arch: int, names):
 
     triton_kernel.quantize_int8 = fake_quantize
     cap = (arch // 10, arch % 10)
-    cuobjdump = Path(__import__("triton").__file__).parent / "backends/nvidia/bin/cuobjdump"
     for name in names:
         kind, dtype, D, S, int8, kpm, lse = CASES[name]
         dt = getattr(torch, dtype)
@@ -118,19 +93,15 @@ def _child(arch: int, names):
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the case with it
             rec = {"case": name, "kernel": kind, "compiled": False,
                    "error": f"{type(exc).__name__}: {exc}"[-2000:]}
-            print("VERDICT " + json.dumps(rec), flush=True)
+            compile_only.say(rec)
             continue
         for part, cfg, compiled in kernels:
             rec = {"case": name, "kernel": part, "compiled": True, "config": repr(cfg),
                    "shared": compiled.metadata.shared}
-            if cuobjdump.exists():
-                with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-                    f.write(compiled.asm["cubin"])
-                    f.flush()
-                    sass = subprocess.run([str(cuobjdump), "-sass", f.name], capture_output=True,
-                                          text=True, check=True).stdout
-                rec["spill_stores"] = sum(" STL" in line for line in sass.splitlines())
-            print("VERDICT " + json.dumps(rec), flush=True)
+            lines = compile_only.sass(compiled.asm["cubin"])
+            if lines is not None:
+                rec["spill_stores"] = compile_only.spill_stores(lines)
+            compile_only.say(rec)
 
 
 @pytest.fixture(scope="module", params=sorted(SHARED_PER_BLOCK), ids=lambda a: f"sm_{a}")
@@ -141,18 +112,10 @@ def verdicts(request):
         from triton.backends.nvidia.driver import CudaDriver  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"triton {triton.__version__} has no NVIDIA backend: {exc}")
-    env = dict(os.environ, TRITON_CACHE_DIR=tempfile.mkdtemp(prefix="triton-compile-"))
-    env.pop("TRITON_INTERPRET", None)
     names = [n for n in CASES if _int8_runs(arch) or not CASES[n][4]]
-    proc = subprocess.run([sys.executable, __file__, str(arch), *names], capture_output=True,
-                          text=True, env=env, timeout=900)
     found: dict[str, list] = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("VERDICT "):
-            rec = json.loads(line[len("VERDICT "):])
-            found.setdefault(rec["case"], []).append(rec)
-    assert found, (f"the compile child for sm_{arch} printed no verdict (rc {proc.returncode}):\n"
-                   f"{proc.stderr[-3000:]}")
+    for rec in compile_only.verdicts(__file__, [str(arch), *names], f"sm_{arch}"):
+        found.setdefault(rec["case"], []).append(rec)
     return arch, triton.__version__, found
 
 
