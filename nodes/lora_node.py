@@ -23,7 +23,7 @@ from ..radial_core.lora import file as lora_file, metadata as lora_radial
 from .lora_apply import apply_lora, prepare_lora
 from .model_family import FAMILY_CHOICES
 from .radial_patcher import apply_radial_patch, get_radial_config
-from .validation import Choice, choice_input, dense_blocks_problem, number_input
+from .validation import Choice, choice_input, number_input, text_input
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,8 @@ def planned_settings(lora_name: str, overrides: dict | None = None) -> dict:
     reason: an unknown name, an unreadable file, bad radial metadata or a bad override.
     """
     if lora_name not in lora_choices():
-        raise ValueError("lora_name is not in the loras folders: pick one from the list (refresh after adding a file)")
+        raise ValueError(f"lora_name {lora_name!r} is not in the loras folders: pick one from the list "
+                         "(refresh after adding a file)")
     path = Path(resolve_lora_path(lora_name))
     try:
         weights = lora_file._weights_in_folder(path) if path.is_dir() else path
@@ -308,7 +309,7 @@ class RadialLoraLoader(io.ComfyNode):
                              tooltip=_override_tooltip("decay_factor")),
                 choice_input("block_size", options=[FROM_LORA, "128", "64"], default=FROM_LORA, optional=True,
                              tooltip=_override_tooltip("block_size")),
-                io.String.Input("dense_blocks", default="", optional=True, tooltip=_override_tooltip("dense_blocks")),
+                text_input("dense_blocks", default="", optional=True, tooltip=_override_tooltip("dense_blocks")),
                 number_input("dense_steps_first", minimum=-1, default=-1, optional=True, also="-1 = from the LoRA",
                              tooltip=_override_tooltip("dense_steps_first")),
                 number_input("dense_steps_last", minimum=-1, default=-1, optional=True, also="-1 = from the LoRA",
@@ -359,11 +360,19 @@ class RadialLoraLoader(io.ComfyNode):
         return io.NodeOutput(out, text)
 
     @classmethod
-    def validate_inputs(cls, dense_blocks: str | None = None) -> bool | str:
-        # One argument only: ComfyUI reports a failed check once per argument (nodes/validation.py);
-        # the LoRA name, numbers and dropdowns are checked by ComfyUI itself, each on its input.
-        problem = dense_blocks_problem(dense_blocks)
-        return True if problem is None else problem
+    def validate_inputs(cls, lora_name: str | None = None) -> bool | str:
+        # One argument only: ComfyUI reports a failed check once per argument (nodes/validation.py).
+        # The file is checked here, from its header and side-car (no tensor is read), so a bad
+        # radial value in a downloaded LoRA is refused before anything runs; ComfyUI no longer
+        # checks lora_name against its list, planned_settings does. dense_blocks is checked by
+        # its text_input bound, numbers and dropdowns by ComfyUI, each on its own input.
+        if lora_name is None:  # linked from another node: checked when it runs
+            return True
+        try:
+            planned_settings(lora_name)
+        except ValueError as exc:
+            return scrub_paths(str(exc))
+        return True
 
     @classmethod
     def fingerprint_inputs(cls, lora_name=None, **kwargs):

@@ -17,6 +17,10 @@ How ComfyUI reports checks (``execution.validate_inputs`` of 0.3.75 and 0.33.0 a
   :class:`IntBound`) that ComfyUI's comparison finds NaN outside of, and whose text in ComfyUI's
   message carries the rule and the fix. So NaN and +-inf are refused at queue time with one error
   on that input, without a ``validate_inputs`` argument (which would report twice).
+* A node whose one ``validate_inputs`` argument is taken (the LoRA loader checks its file there)
+  checks a text the same way: :func:`text_input` gives it a ``min`` (:class:`TextBound`) that
+  ComfyUI's ``val < min`` consults, so ComfyUI's own "smaller than min" error lands on that input
+  with the parser's reason, rule and fix.
 
 The ranges, defaults, tooltips and parsers are the settings contract's
 (``radial_core.settings``); nothing here states a limit of its own.
@@ -25,6 +29,7 @@ The ranges, defaults, tooltips and parsers are the settings contract's
 from __future__ import annotations
 
 import math
+import threading
 
 from comfy_api.latest import io
 
@@ -102,6 +107,54 @@ class IntBound(int):
 
     def __format__(self, spec):
         return _bound_text(self, str(int(self))) if not spec else int.__format__(self, spec)
+
+
+# The reason of the last refusal, read back by the message ComfyUI formats right after its
+# comparison (no await between the two, and validation runs on one thread at a time); kept off the
+# bound itself because ComfyUI deep-copies schemas and a thread-local cannot be copied.
+_REFUSED = threading.local()
+
+
+class TextBound(str):
+    """A text input's ``min``: an empty string to the front end (JSON), but ComfyUI's queue-time
+    ``val < min`` is true when the setting's parser refuses ``val`` (Python asks a ``str``
+    subclass on the right first), and ComfyUI's message shows the parser's reason and fix."""
+
+    def __new__(cls, setting: str):
+        obj = super().__new__(cls, "")
+        obj.setting = setting
+        return obj
+
+    def __gt__(self, other):  # other < self: ComfyUI's min check
+        if not isinstance(other, str):
+            return False
+        _REFUSED.text = S.SETTINGS[self.setting].problem(other)
+        return _REFUSED.text is not None
+
+    def __lt__(self, other):  # other > self: no max check on a text
+        return False
+
+    def __format__(self, spec):
+        if spec:
+            return str.__format__(self, spec)
+        why = getattr(_REFUSED, "text", None)
+        return f"the {self.setting} rule. {why}" if why else f"the {self.setting} rule"
+
+
+class TextInput(io.String.Input):
+    """``io.String.Input`` whose value ComfyUI checks at queue time with the contract's parser."""
+
+    def as_dict(self):
+        return super().as_dict() | {"min": TextBound(self.id)}
+
+
+def text_input(name: str, *, default=None, tooltip=None, **kwargs) -> TextInput:
+    """A text input for the contract's setting ``name``, refused at queue time by its parser
+    (one error, on this input) without a ``validate_inputs`` argument; ``default`` replaces the
+    contract's where a node gives a value a meaning of its own (the loader's empty "from the LoRA")."""
+    s = S.SETTINGS[name]
+    return TextInput(name, default=str(s.default) if default is None else default,
+                     tooltip=tooltip or s.tooltip, **kwargs)
 
 
 def number_input(name: str, *, setting: str | None = None, minimum=None, default=None, tooltip=None,

@@ -96,10 +96,15 @@ def test_truncated(wan, lora_node, tmp_path):
 
 def test_bad_radial_metadata(wan, lora_node, tmp_path):
     path = H.write_safetensors(tmp_path / "meta.safetensors", _good_tensors(), {"radial_attn.block_size": "96"})
-    _assert_refused(wan, lora_node, path, "radial_attn.block_size = '96' is invalid", "expected one of 128, 64")
-    # the same file loads when the node overrides the bad setting, or leaves attention alone
-    out, _ = lora_node.load_radial_lora(wan, str(path), 1.0, overrides={"block_size": "128"})
+    _assert_refused(wan, lora_node, path, "radial_attn.block_size = '96' is invalid", "expected one of 128, 64",
+                    "radial.json")
+    # a broken file stays refused under an override (the node refuses it at queue time, before it
+    # can see its other inputs); a side-car config corrects it, and lora_only ignores the settings
+    _assert_refused(wan, lora_node, path, "radial_attn.block_size = '96' is invalid", overrides={"block_size": "128"})
+    path.with_name("meta.radial.json").write_text('{"radial_attn.block_size": "128"}')
+    out, _ = lora_node.load_radial_lora(wan, str(path), 1.0)
     assert len(out.patches) == 1
+    path.with_name("meta.radial.json").unlink()
     out, _ = lora_node.load_radial_lora(wan, str(path), 1.0, radial_mode="lora_only")
     assert len(out.patches) == 1
 
@@ -225,6 +230,9 @@ def prompt_run(comfy, tmp_path_factory):
     return run
 
 
+HEADER_DAMAGE = {"truncate", "pickle", "int64"}
+
+
 @pytest.mark.parametrize("damage,reason,fix", [
     ("truncate", "truncated", "download it again"),
     ("pickle", "not a safetensors file", "convert it"),
@@ -252,11 +260,17 @@ def test_a_corrupt_lora_reads_as_plain_words_in_comfyuis_error(prompt_run, comfy
         valid, node_errors, errors = prompt_run(path.name)
     finally:
         folder_paths.folder_names_and_paths["loras"][0].remove(str(loras))
-    assert valid, node_errors
-    assert len(errors) == 1 and errors[0]["node_type"] == "RadialLoraLoader", errors
-    # a built-in exception type, not "/.../custom_nodes/radial-attention.radial_core.lora.file.LoraFileError"
-    assert errors[0]["exception_type"] == "ValueError", errors[0]["exception_type"]
-    message = errors[0]["exception_message"]
+    if damage in HEADER_DAMAGE:  # seen in the header: refused when queued, one error on lora_name
+        assert not valid
+        refused = node_errors["2"]["errors"]
+        assert [e["extra_info"]["input_name"] for e in refused] == ["lora_name"], refused
+        message = refused[0]["details"].removeprefix("lora_name - ")
+    else:  # seen in the tensors: refused when the loader reads them
+        assert valid, node_errors
+        assert len(errors) == 1 and errors[0]["node_type"] == "RadialLoraLoader", errors
+        # a built-in exception type, not "/.../custom_nodes/radial-attention.radial_core.lora.file.LoraFileError"
+        assert errors[0]["exception_type"] == "ValueError", errors[0]["exception_type"]
+        message = errors[0]["exception_message"]
     # named relative to the loras folder: the dialog and the history reach any HTTP client
     assert message.startswith(f"Cannot use the LoRA {path.name}: "), message
     assert str(loras) not in message, message

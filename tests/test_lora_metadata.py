@@ -105,9 +105,13 @@ def test_radial_bad_metadata_names_key_value_and_fix(key, value):
     assert f"radial_attn.{key}" in msg and repr(value) in msg and "expected" in msg and "/x/l.safetensors" in msg
 
 
-def test_radial_bad_metadata_is_fine_when_overridden():
-    s = lr.resolve_radial_settings({"radial_attn.block_size": "96"}, overrides={"block_size": "128"})
-    assert s.values["block_size"] == 128
+def test_radial_bad_metadata_is_refused_even_when_overridden():
+    """A value outside the contract marks a broken file: refused as a whole, as the loader node
+    refuses it when the prompt is queued (before it can see its overrides)."""
+    with pytest.raises(ValueError, match=r"block_size = '96' is invalid.*radial\.json"):
+        lr.resolve_radial_settings({"radial_attn.block_size": "96"}, overrides={"block_size": "128"})
+    s = lr.resolve_radial_settings({"radial_attn.block_size": "64"}, overrides={"block_size": "128"})
+    assert s.values["block_size"] == 128 and s.sources["block_size"] == "override"
 
 
 def test_radial_bad_json_blob_and_unknown_keys(caplog):

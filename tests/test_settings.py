@@ -257,9 +257,10 @@ def loras(server):
 
 @pytest.mark.comfy
 def test_huge_dense_blocks_is_refused_at_once_everywhere(server, loras):
-    """On the Patch and the LoRA loader (queue time: HTTP 400, one error on dense_blocks), as the
-    loader override of the readout route, and in a LoRA's metadata: refused in under 50 ms, and
-    the server's memory does not grow (it grew by 2 GB for 0-30000000)."""
+    """On the Patch and the LoRA loader (queue time: HTTP 400, one error on dense_blocks), in a
+    LoRA's metadata (queue time: one error on lora_name), as the loader override of the readout
+    route and in the metadata the route reads: refused in under 50 ms, and the server's memory
+    does not grow (it grew by 2 GB for 0-30000000)."""
     if server.proc is None or not Path(f"/proc/{server.proc.pid}/status").exists():
         pytest.skip("the server's memory is read from /proc (Linux)")
     plain = loras("radial_settings_plain.safetensors")
@@ -271,12 +272,16 @@ def test_huge_dense_blocks_is_refused_at_once_everywhere(server, loras):
         "3": {"class_type": "SparsityPreview", "inputs": {
             "family": "wan21", "width": 832, "height": 480, "frames": 81, "block_size": "128", "decay_factor": 0.0,
             "dist1": "full", "text_tokens": -1, "image_size": 256, "model": ["2", 0]}}}
-    lora = {"1": model, "2": {"class_type": "RadialLoraLoader", "inputs": {
-        "model": ["1", 0], "lora_name": plain, "strength": 1.0, "dense_blocks": HUGE}},
-        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}}}
+    def lora(name, **inputs):
+        return {"1": model, "2": {"class_type": "RadialLoraLoader", "inputs": {
+            "model": ["1", 0], "lora_name": name, "strength": 1.0, **inputs}},
+            "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}}}
+
     cases = {
         "patch": ("/prompt", {"prompt": patch, "client_id": "radial-settings"}),
-        "loader": ("/prompt", {"prompt": lora, "client_id": "radial-settings"}),
+        "loader": ("/prompt", {"prompt": lora(plain, dense_blocks=HUGE), "client_id": "radial-settings"}),
+        # the file is refused as a whole, whatever the node's inputs: an override cannot rescue it
+        "loader, metadata": ("/prompt", {"prompt": lora(meta, dense_blocks="1"), "client_id": "radial-settings"}),
         "route override": (
             f"/radial_attention/lora_settings?{urlencode({'lora_name': plain, 'dense_blocks': HUGE})}",
             None,
@@ -294,8 +299,11 @@ def test_huge_dense_blocks_is_refused_at_once_everywhere(server, loras):
             assert status == 400, (what, body)
             if data is not None:
                 errors = body["node_errors"]["2"]["errors"]
-                ours = [e for e in errors if e["extra_info"].get("input_name") == "dense_blocks"]
-                assert len(ours) == 1 and "999999999" in ours[0]["details"] and "1023" in ours[0]["details"], errors
+                wrong = "lora_name" if what == "loader, metadata" else "dense_blocks"
+                assert [e["extra_info"].get("input_name") for e in errors] == [wrong], errors
+                shown = f"{errors[0]['message']}: {errors[0]['details']}"
+                assert "999999999" in shown and "1023" in shown and "Fix" in shown, errors
+                assert str(server.dir) not in shown, errors  # no server path
             else:
                 assert "dense_blocks" in body["error"] and "1023" in body["error"], (what, body)
                 assert str(server.dir) not in body["error"], body  # no server path

@@ -68,6 +68,13 @@ def _parse_setting(name: str, value: Any) -> Any:
     return parsed
 
 
+METADATA_FIX = (
+    "Fix: correct it in the file's metadata, or put the right value in a side-car NAME.radial.json "
+    "beside the file, which wins over the metadata (docs/lora-format.md); ComfyUI's LoraLoaderModelOnly "
+    "loads the weights alone."
+)
+
+
 def _expected(name: str) -> str:
     return SETTINGS[name].rule()
 
@@ -127,8 +134,11 @@ def resolve_radial_settings(
 ) -> RadialSettings:
     """Metadata settings, then node overrides on top, then the length-extension defaults.
 
-    A bad metadata value raises ``ValueError`` naming the key, the value and what is expected,
-    unless an override replaces that setting.
+    A bad metadata value raises ``ValueError`` naming the key, the value, what is expected and
+    the fix, whether or not an override replaces that setting: a file with a value outside the
+    settings contract is a broken file, refused as a whole (the loader node does so at queue
+    time, where it cannot see its other inputs), and the side-car config is where a user corrects
+    a downloaded file without rewriting it.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     entries = collect_radial_entries(metadata)
@@ -144,15 +154,12 @@ def resolve_radial_settings(
         if name is None:
             ignored.append(key)
             continue
-        if name in overrides:
-            continue
         try:
             values[name] = _parse_setting(name, raw)
         except SettingError:
             raise ValueError(
                 f"{source}: {RADIAL_PREFIX}{key} = {quote(raw)} is invalid; expected "
-                f"{_expected(name)}. Fix the LoRA's metadata (see docs/lora-format.md) or set this "
-                "setting on the node."
+                f"{_expected(name)}. {METADATA_FIX}"
             ) from None
         sources[name] = "metadata"
     for name, raw in overrides.items():
