@@ -23,7 +23,7 @@ restricted to the tokens of the kept blocks of ``block_mask``:
 
 Precision: ``precision="exact"`` (default; ``"bf16"`` is accepted as an alias, the issue's name
 for it) computes in the inputs' own dtype: bf16 stays bf16, fp16 stays fp16, nothing is cast.
-``precision="int8-qk"`` (opt-in, GPU kernel on compute capability 8.9+, head dim 32..128;
+``precision="int8-qk"`` (opt-in, GPU kernel on compute capability 8.0+, head dim 32..128;
 ``"fp8"``, its old name, is read as it) runs Q.K^T on int8 copies (``int8_quant.quantize_int8``:
 per-row or per-64-row scales, K smoothed) and P.V in the inputs' 16-bit dtype; its error on
 random inputs is 1.2e-2 (Triton kernel) to 1.3e-2 (the Gluon kernel on Hopper) relative

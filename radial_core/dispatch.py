@@ -252,13 +252,14 @@ def can_use_triton(q: torch.Tensor) -> tuple[bool, str]:
     return True, "ok"
 
 
+INT8_MIN_CAP = (8, 0)  # int8 tensor cores (mma.sync s8 on Ampere, wgmma s8 on Hopper)
+
+
 def _int8_ok(q: torch.Tensor) -> tuple[bool, str]:
-    if getattr(torch, "float8_e4m3fn", None) is None:
-        return False, "this PyTorch has no float8_e4m3fn dtype"
     cap = capability(q.device)
-    if cap < (8, 9):
-        return False, (f"8-bit matrix units need compute capability 8.9+ (Ada, Hopper); this "
-                       f"GPU is {cap[0]}.{cap[1]}")
+    if cap < INT8_MIN_CAP:
+        return False, (f"int8 matrix units need compute capability {INT8_MIN_CAP[0]}.{INT8_MIN_CAP[1]}+ "
+                       f"(Ampere and newer); this GPU is {cap[0]}.{cap[1]}")
     D = q.shape[-1]
     if D < 32 or D > 128:
         return False, f"the 8-bit kernels take head dims 32..128 (8-bit MMA tiles); got {D}"
@@ -316,7 +317,7 @@ def triton_config(head_dim: int, dtype: torch.dtype, block_size: int, cap: tuple
     warpgroup per 128 query rows, 64-key tiles, two pipeline stages, K/V through tensor
     descriptors (TMA); int8 Q.K^T three stages. GPUs before Hopper load K/V with plain
     pointers; those with ~100 KB of shared memory (sm 8.6/8.9, 7.5) use 32-key tiles so two
-    stages still fit; int8 on Ada and consumer Blackwell (not measured) a 64 x 64 row. A sweep
+    stages still fit; int8 before Hopper (not measured) a 64 x 64 row. A sweep
     of all four benchmark shapes found the same bf16 row fastest at each: no per-shape rows.
     Only Hopper's rows are measured (``MEASURED_CAPS``, :func:`row_note`). ``use_tma`` None:
     on Hopper where this Triton has descriptors (the caller checks the strides).

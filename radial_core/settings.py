@@ -403,8 +403,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     _S("precision", "choice", "exact",
        "exact: the sparse attention in the model's own dtype (bf16/fp16). int8-qk (opt-in): the "
        "kernel computes Q·K in int8 (per-row and per-tile scales, K smoothed) and P·V in the "
-       "model's bf16/fp16 on Hopper / Ada GPUs (sm 8.9+): about 1.1x faster at 720p, about "
-       "1.3e-2 relative error on random inputs; elsewhere it runs exact with one warning. "
+       "model's bf16/fp16 on GPUs with int8 tensor cores (sm 8.0+; measured on Hopper: about 1.1x "
+       "faster at 720p), about 1.3e-2 relative error on random inputs; elsewhere it runs exact with one warning. "
        "Workflows saved with its old name fp8 still run it.",
        choices=("exact", "int8-qk"), fix="pick exact or int8-qk", renamed=(("fp8", "int8-qk"),)),
     # the LoRA

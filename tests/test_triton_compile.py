@@ -13,7 +13,7 @@ programming guide, "Compute Capabilities": 163 KB on 8.0, 99 KB on 8.6, 8.9 and 
 SASS must store nothing to local memory (``STL``: register spills), read by the ``cuobjdump``
 that ships with Triton.
 
-Int8 Q.K^T is compiled where dispatch runs it (compute capability 8.9+). Skips with a reason
+Int8 Q.K^T is compiled where dispatch runs it (``dispatch.INT8_MIN_CAP``: 8.0+). Skips with a reason
 where Triton has no NVIDIA backend or cannot target a card.
 """
 
@@ -43,8 +43,13 @@ BLOCK = 128
 
 
 def _int8_runs(arch: int) -> bool:
-    """Does dispatch run int8 Q.K^T on this card (its ``_int8_ok``: 8.9+)?"""
-    return (arch // 10, arch % 10) >= (8, 9)
+    """Does dispatch run int8 Q.K^T on this card (from ``dispatch.INT8_MIN_CAP``)?"""
+    import pack_import
+
+    pack_import.install()
+    from radial_core import dispatch
+
+    return (arch // 10, arch % 10) >= dispatch.INT8_MIN_CAP
 
 
 def _child(arch: int, names):
@@ -124,7 +129,7 @@ def test_compiles_for_consumer_cards(verdicts, name):
     """Compiles with the row dispatch picks, fits the card's shared memory, no spills."""
     arch, version, found = verdicts
     if CASES[name][4] and not _int8_runs(arch):
-        pytest.skip(f"dispatch runs int8 Q.K^T from compute capability 8.9; sm_{arch} runs exact")
+        pytest.skip(f"dispatch runs no int8 Q.K^T on sm_{arch}: it runs exact")
     recs = found.get(name)
     assert recs, f"no verdict for {name} on sm_{arch}"
     for rec in recs:
