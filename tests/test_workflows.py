@@ -173,8 +173,9 @@ def all_enabled(workflow: dict) -> dict:
 
 
 class Placeholders:
-    """Empty files named like the models a prompt loads, in temporary ComfyUI model folders, and
-    the images it loads in a temporary input folder; undone by ``close``."""
+    """Empty files named like the models a prompt loads (LoRAs: tensorless safetensors files), in
+    temporary ComfyUI model folders, and the images it loads in a temporary input folder; undone
+    by ``close``."""
 
     def __init__(self, comfy, root: Path):
         self.fp = comfy.folder_paths
@@ -197,7 +198,14 @@ class Placeholders:
                     folder = MODEL_INPUTS[key]
                     target = self.root / "models" / folder
                     target.mkdir(parents=True, exist_ok=True)
-                    (target / value).touch()
+                    if folder == "loras":
+                        # Radial LoRA Loader reads the file's header when the prompt is queued:
+                        # a real safetensors file (no tensors, no radial metadata)
+                        from safetensors.torch import save_file
+
+                        save_file({}, str(target / value))
+                    else:
+                        (target / value).touch()
                     if (folder, str(target)) not in self.added:
                         self.fp.add_model_folder_path(folder, str(target), is_default=True)
                         self.added.append((folder, str(target)))
