@@ -120,3 +120,27 @@ def load_comfy() -> types.SimpleNamespace:
 def comfy() -> types.SimpleNamespace:
     """Real ComfyUI with this pack loaded (see ``load_comfy``)."""
     return load_comfy()
+
+
+@pytest.fixture
+def server_loras(server):
+    """Make LoRA files in the test server's own loras folder (``server``: the requesting module's
+    ComfyUI server fixture); ``make(name, metadata=None, tensors=None)`` returns the name the
+    server lists; the files are removed afterwards."""
+    from safetensors.torch import save_file
+
+    folder = server.dir / "models" / "loras"
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+
+    def make(name, metadata=None, tensors=None):
+        path = folder / name
+        save_file(tensors or {"diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.zeros(4, 8),
+                              "diffusion_model.blocks.0.self_attn.q.lora_up.weight": torch.zeros(8, 4)},
+                  str(path), metadata=metadata)
+        made.append(path)
+        return name
+
+    yield make
+    for path in made:
+        path.unlink(missing_ok=True)

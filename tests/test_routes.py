@@ -231,37 +231,14 @@ def test_preview_prompt_through_the_server(server):
     assert f"kept {int(mask.sum()):,}" in text
 
 
-@pytest.fixture
-def lora_in_server(server):
-    """LoRA files in the server's own loras folder (removed afterwards)."""
-    from safetensors.torch import save_file
-    import torch
-
-    folder = server.dir / "models" / "loras"
-    folder.mkdir(parents=True, exist_ok=True)
-    made = []
-
-    def make(name, metadata=None):
-        path = folder / name
-        save_file({"diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.zeros(4, 8),
-                   "diffusion_model.blocks.0.self_attn.q.lora_up.weight": torch.zeros(8, 4)},
-                  str(path), metadata=metadata)
-        made.append(path)
-        return name
-
-    yield make
-    for path in made:
-        path.unlink(missing_ok=True)
-
-
 def lora_settings(server, **params):
     return server.request(f"/api/radial_attention/lora_settings?{urlencode(params)}")
 
 
-def test_lora_settings_route_says_what_the_loader_will_apply(server, lora_in_server):
-    tuned = lora_in_server("radial_route_test_tuned.safetensors",
+def test_lora_settings_route_says_what_the_loader_will_apply(server, server_loras):
+    tuned = server_loras("radial_route_test_tuned.safetensors",
                            {"radial_attn.decay_factor": "0.25", "radial_attn.dense_steps": "1"})
-    plain = lora_in_server("radial_route_test_plain.safetensors")
+    plain = server_loras("radial_route_test_plain.safetensors")
     status, body = lora_settings(server, lora_name=tuned)
     assert status == 200, body
     assert body["values"]["decay_factor"] == 0.25 and body["sources"]["decay_factor"] == "metadata"
@@ -302,8 +279,8 @@ def test_lora_settings_route_refuses_names_not_in_the_list(server, name):
     ("dense_blocks", "0-999999999", ["dense_blocks", "999999999", "1023"]),
     ("dense_blocks", "first two", ["dense_blocks", "'first two'", "0,1,39"]),
 ])
-def test_lora_settings_route_refuses_every_bad_override(server, lora_in_server, override, value, words):
-    name = lora_in_server("radial_route_test_override.safetensors")
+def test_lora_settings_route_refuses_every_bad_override(server, server_loras, override, value, words):
+    name = server_loras("radial_route_test_override.safetensors")
     status, body = lora_settings(server, lora_name=name, **{override: value})
     assert status == 400, body
     for w in words:
@@ -314,8 +291,8 @@ def test_lora_settings_route_refuses_every_bad_override(server, lora_in_server, 
 
 @pytest.mark.parametrize("override,unset", [("decay_factor", "0"), ("dense_steps_first", "-1"),
                                             ("block_size", "from LoRA"), ("dense_blocks", "")])
-def test_lora_settings_route_takes_the_from_lora_values(server, lora_in_server, override, unset):
-    name = lora_in_server("radial_route_test_unset.safetensors")
+def test_lora_settings_route_takes_the_from_lora_values(server, server_loras, override, unset):
+    name = server_loras("radial_route_test_unset.safetensors")
     status, body = lora_settings(server, lora_name=name, **{override: unset})
     assert status == 200 and body["sources"][override] == "default", body
 
@@ -324,12 +301,12 @@ def test_lora_settings_route_takes_the_from_lora_values(server, lora_in_server, 
     ("int64", "is I64, not floating point"),
     ("meta", "radial_attn.decay_factor = 'nan' is invalid"),
 ])
-def test_lora_settings_route_names_the_file_relative_to_the_loras_folder(server, lora_in_server, damage, reason):
+def test_lora_settings_route_names_the_file_relative_to_the_loras_folder(server, server_loras, damage, reason):
     """A refused LoRA is named as the node's list names it, never by its path on the server."""
     import torch
     from safetensors.torch import save_file
 
-    name = lora_in_server("radial_route_test_damaged.safetensors")
+    name = server_loras("radial_route_test_damaged.safetensors")
     path = server.dir / "models" / "loras" / name
     if damage == "int64":
         save_file({"diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.zeros(4, 8, dtype=torch.int64)},

@@ -232,39 +232,16 @@ def timed(server, path, data=None):
     return time.perf_counter() - start, status, body
 
 
-@pytest.fixture
-def loras(server):
-    """LoRA files in the server's own loras folder (removed afterwards)."""
-    import torch
-    from safetensors.torch import save_file
-
-    folder = server.dir / "models" / "loras"
-    folder.mkdir(parents=True, exist_ok=True)
-    made = []
-
-    def make(name, metadata=None, tensors=None):
-        path = folder / name
-        save_file(tensors or {"diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.zeros(4, 8),
-                              "diffusion_model.blocks.0.self_attn.q.lora_up.weight": torch.zeros(8, 4)},
-                  str(path), metadata=metadata)
-        made.append(path)
-        return name
-
-    yield make
-    for path in made:
-        path.unlink(missing_ok=True)
-
-
 @pytest.mark.comfy
-def test_huge_dense_blocks_is_refused_at_once_everywhere(server, loras):
+def test_huge_dense_blocks_is_refused_at_once_everywhere(server, server_loras):
     """On the Patch and the LoRA loader (queue time: HTTP 400, one error on dense_blocks), in a
     LoRA's metadata (queue time: one error on lora_name), as the loader override of the readout
     route and in the metadata the route reads: refused in under 50 ms, and the server's memory
     does not grow (it grew by 2 GB for 0-30000000)."""
     if server.proc is None or not Path(f"/proc/{server.proc.pid}/status").exists():
         pytest.skip("the server's memory is read from /proc (Linux)")
-    plain = loras("radial_settings_plain.safetensors")
-    meta = loras("radial_settings_huge_meta.safetensors", {"radial_attn.dense_blocks": HUGE})
+    plain = server_loras("radial_settings_plain.safetensors")
+    meta = server_loras("radial_settings_huge_meta.safetensors", {"radial_attn.dense_blocks": HUGE})
     model = {"class_type": "UNETLoader", "inputs": {"unet_name": "absent.safetensors", "weight_dtype": "default"}}
     patch = {"1": model, "2": {"class_type": "RadialAttentionPatch", "inputs": {
         "model": ["1", 0], "decay_factor": 0.0, "block_size": 128, "dense_blocks": HUGE, "dense_steps_first": 0,
