@@ -166,6 +166,18 @@ def radial_lora(wf: Workflow, model: tuple[Node, int], lora_name: str, radial_mo
                   dense_steps_last=-1, dist1="from LoRA", family="from LoRA", backend="auto", **node)
 
 
+def hunyuan15_prompts(wf: Workflow) -> tuple[Node, Node]:
+    """HunyuanVideo 1.5's text encoders (Qwen 2.5 VL + ByT5) and the prompts both of its
+    workflows share: ``(positive, negative)``."""
+    clip = wf.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                  clip_name2="byt5_small_glyphxl_fp16.safetensors", type="hunyuan_video_15", device="default", col=0)
+    pos = wf.add("CLIPTextEncode", title="Positive prompt", clip=clip[0], size=(420, 200),
+                 text="A paper airplane released from the top of a skyscraper glides through the city, over "
+                      "traffic and between towers, the camera following it closely in one continuous shot.")
+    neg = wf.add("CLIPTextEncode", title="Negative prompt", clip=clip[0], size=(420, 200), text="")
+    return pos, neg
+
+
 def noise_and_sampler(wf: Workflow) -> tuple[Node, Node]:
     """RandomNoise (seed 42) and KSamplerSelect (euler) for :func:`sample_custom`, in column 3."""
     return wf.add("RandomNoise", noise_seed=42, col=3), wf.add("KSamplerSelect", sampler_name="euler", col=3)
@@ -390,12 +402,7 @@ def hunyuan15_long() -> Workflow:
     unet = unet_loader(wf, "hunyuanvideo1.5_720p_t2v_fp16.safetensors")
     patch = radial_patch(wf, unet[0], dense_blocks="0", dense_steps_first=5)
     shift = wf.add("ModelSamplingSD3", model=patch[0], shift=7.0)
-    clip = wf.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors",
-                  clip_name2="byt5_small_glyphxl_fp16.safetensors", type="hunyuan_video_15", device="default", col=0)
-    pos = wf.add("CLIPTextEncode", title="Positive prompt", clip=clip[0], size=(420, 200),
-                 text="A paper airplane released from the top of a skyscraper glides through the city, over "
-                      "traffic and between towers, the camera following it closely in one continuous shot.")
-    neg = wf.add("CLIPTextEncode", title="Negative prompt", clip=clip[0], size=(420, 200), text="")
+    pos, neg = hunyuan15_prompts(wf)
     guider = wf.add("CFGGuider", model=shift[0], positive=pos[0], negative=neg[0], cfg=6.0)
     noise_sampler = noise_and_sampler(wf)
     sigmas = wf.add("BasicScheduler", model=shift[0], scheduler="simple", steps=20, denoise=1.0)
@@ -552,12 +559,7 @@ def hunyuan15_calibrate() -> Workflow:
         byt5="byt5_small_glyphxl_fp16.safetensors", vae="hunyuanvideo15_vae_fp16.safetensors")))
     unet = unet_loader(wf, "hunyuanvideo1.5_720p_t2v_fp16.safetensors")
     shift = wf.add("ModelSamplingSD3", model=unet[0], shift=7.0)
-    clip = wf.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors",
-                  clip_name2="byt5_small_glyphxl_fp16.safetensors", type="hunyuan_video_15", device="default", col=0)
-    pos = wf.add("CLIPTextEncode", title="Positive prompt", clip=clip[0], size=(420, 200),
-                 text="A paper airplane released from the top of a skyscraper glides through the city, over "
-                      "traffic and between towers, the camera following it closely in one continuous shot.")
-    neg = wf.add("CLIPTextEncode", title="Negative prompt", clip=clip[0], size=(420, 200), text="")
+    pos, neg = hunyuan15_prompts(wf)
     sigmas = wf.add("BasicScheduler", model=shift[0], scheduler="simple", steps=20, denoise=1.0, col=2)
     latent = wf.add("EmptyHunyuanVideo15Latent", width=1280, height=720, length=121, batch_size=1, col=2)
     cal = calibrate(wf, shift[0], pos, neg, latent, steps=20, cfg=6.0, sampler_name="euler", scheduler="simple",
