@@ -1,9 +1,10 @@
 """Kernel benchmark: cuDNN SDPA, flex_attention on the same mask, comfy-kitchen, SageAttention2,
-SpargeAttn on the same mask, ours exact / int8-qk.
+SpargeAttn on the same mask, ours exact / int8-qk / int8.
 
-``ours`` and ``fp8`` are what ``precision="exact"`` / ``"int8-qk"`` run on the card (``dispatch``:
-on Hopper the Gluon kernel, ``gluon_kernel``; int8-qk, named fp8 before = int8 Q.K, 16-bit P.V;
-the columns keep the name ``fp8`` so earlier JSON reads the same), on the mask's CSR built once
+``ours``, ``fp8`` and ``pv8`` are what ``precision="exact"`` / ``"int8-qk"`` / ``"int8"`` run on
+the card (``dispatch``: on Hopper the Gluon kernel, ``gluon_kernel``; int8-qk, named fp8 before =
+int8 Q.K, 16-bit P.V, the columns keep the name ``fp8`` so earlier JSON reads the same; int8 =
+8-bit Q.K and P.V, the Gluon kernel only), on the mask's CSR built once
 (``csr.block_csr``), as a caller that holds its mask does.
 
 One command on any CUDA machine (run from the repository root):
@@ -263,7 +264,7 @@ def bench_shape(key, args, results, dtype):
         def ours(prec):
             return lambda: block_sparse_attention(q, k, v, csr, backend="triton", precision=prec)
 
-        for name, prec in (("ours", "exact"), ("fp8", "int8-qk")):
+        for name, prec in (("ours", "exact"), ("fp8", "int8-qk"), ("pv8", "int8")):
             out = ours(prec)()
             row[f"{name}_err"] = error_vs_reference(out, q, k, v, mask, bs)
             del out
@@ -452,10 +453,12 @@ def print_table(env, results):
     if peers:
         print()
         print("peers (same inputs): dense SageAttention2 TF/s on all blocks, SpargeAttn and ours on "
-              "kept blocks; 'int8-qk / sage' compares work per second")
+              "kept blocks; 'x / sage' compares work per second; int8 = precision='int8' "
+              "(8-bit Q.K^T and P.V)")
         print(" | ".join(("shape", "layout", "sage ms", "sage TF/s", "sage err", "sparge ms",
                           "sparge TF/s", "sparge err", "int8-qk TF/s", "int8-qk err",
-                          "int8-qk / sage", "int8-qk / sparge")))
+                          "int8 ms", "int8 TF/s", "int8 err", "int8-qk / sage",
+                          "int8 / sage", "int8-qk / sparge")))
     for r in peers:
         def g(name):
             return r.get(name, float("nan"))
@@ -464,7 +467,9 @@ def print_table(env, results):
             r["shape"], r["layout"], f"{g('sage_ms'):.1f}", f"{g('sage_tflops'):.0f}",
             f"{g('sage_err'):.1e}", f"{g('sparge_ms'):.1f}", f"{g('sparge_tflops'):.0f}",
             f"{g('sparge_err'):.1e}", f"{g('fp8_tflops'):.0f}", f"{g('fp8_err'):.1e}",
-            f"{g('fp8_tflops') / g('sage_tflops'):.2f}x", f"{g('fp8_tflops') / g('sparge_tflops'):.2f}x",
+            f"{g('pv8_ms'):.1f}", f"{g('pv8_tflops'):.0f}", f"{g('pv8_err'):.1e}",
+            f"{g('fp8_tflops') / g('sage_tflops'):.2f}x", f"{g('pv8_tflops') / g('sage_tflops'):.2f}x",
+            f"{g('fp8_tflops') / g('sparge_tflops'):.2f}x",
         ]))
     for name in ("sage", "sparge"):
         why = next((r[f"{name}_error"] for r in peers if f"{name}_error" in r), None)

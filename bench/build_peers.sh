@@ -6,8 +6,8 @@
 # The GPU machine has no network, so the sources travel with the checkout in .peers/ (git-ignored).
 # Fetch them on a machine with network, from the repository root:
 #   mkdir -p .peers/SageAttention .peers/SpargeAttn
-#   git -C <clone of github.com/thu-ml/SageAttention> archive HEAD LICENSE setup.py pyproject.toml \
-#       csrc sageattention | tar -x -C .peers/SageAttention
+#   git -C <clone of github.com/thu-ml/SageAttention> archive HEAD LICENSE README.md setup.py \
+#       pyproject.toml csrc sageattention | tar -x -C .peers/SageAttention
 #   git -C <clone of github.com/thu-ml/SpargeAttn> archive HEAD LICENSE setup.py requirements.txt \
 #       csrc spas_sage_attn | tar -x -C .peers/SpargeAttn
 #   (under 1.1 MB together; record the two commits: git -C <clone> log -1 --format=%H)
@@ -17,13 +17,14 @@
 #
 # Needs the machine's nvcc (CUDA 12.8+ for SageAttention2++ paths), torch with CUDA, setuptools,
 # packaging; ninja for a parallel build (about 3 minutes on 16 cores); SpargeAttn imports einops
-# at run time. TORCH_CUDA_ARCH_LIST defaults to 9.0 (H100 / H200): set it for another card.
+# at run time. The card's architecture comes from PEERS_CUDA_ARCH (default 9.0, H100 / H200), not
+# from TORCH_CUDA_ARCH_LIST: GPU machines often set that to "9.0a", which both setup.py files refuse.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PEERS="${PEERS:-$ROOT/.peers}"
 PYTHON="${PYTHON:-python3}"
-export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+export TORCH_CUDA_ARCH_LIST="${PEERS_CUDA_ARCH:-9.0}"
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 
 "$PYTHON" -c "import torch, setuptools, packaging; assert torch.cuda.is_available(), 'no CUDA GPU'"
@@ -40,6 +41,8 @@ for name in SageAttention SpargeAttn; do
         status=1
         continue
     fi
+    # SageAttention's setup.py reads its README for the package description
+    [ -f "$src/README.md" ] || : > "$src/README.md"
     echo "== $name ($TORCH_CUDA_ARCH_LIST, $MAX_JOBS jobs)"
     start=$(date +%s)
     if (cd "$src" && "$PYTHON" setup.py build_ext --inplace >"$src/build.log" 2>&1); then

@@ -27,9 +27,11 @@ for it) computes in the inputs' own dtype: bf16 stays bf16, fp16 stays fp16, not
 ``"fp8"``, its old name, is read as it) runs Q.K^T on int8 copies (``int8_quant.quantize_int8``:
 per-row or per-64-row scales, K smoothed) and P.V in the inputs' 16-bit dtype; its error on
 random inputs is 1.2e-2 (Triton kernel) to 1.3e-2 (the Gluon kernel on Hopper) relative
-(comfy-kitchen INT8: 1.7e-2), against 2.3e-3 for bf16 (docs/perf-notes.md). Where int8 cannot
-run (CPU, older GPU, head dim, backend ``"pytorch"``) the call computes the exact result and logs
-one warning.
+(comfy-kitchen INT8: 1.7e-2), against 2.3e-3 for bf16 (docs/perf-notes.md). ``precision="int8"``
+(opt-in) runs P.V in 8 bits as well where the Gluon kernel runs (Hopper): P rounded to 8 bits per
+(query row, 128-key tile), V per channel with its mean out (``int8_quant.quantize_v8``); elsewhere
+it runs as ``"int8-qk"`` and logs one warning. Where int8 cannot run at all (CPU, older GPU, head
+dim, backend ``"pytorch"``) the call computes the exact result and logs one warning.
 
 Which kernel runs is decided once per call by ``dispatch.decide`` (a caller that decided already,
 the ComfyUI node, passes its ``decision=``); the custom op
@@ -80,8 +82,9 @@ from .torch_path import (out_layout, torch_block_sparse_attention,
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "triton", "pytorch")
-# "bf16": alias of "exact" (the input dtype's own path); "fp8": the old name of "int8-qk"
-PRECISIONS = ("exact", "bf16", "int8-qk", "fp8")
+# "bf16": alias of "exact" (the input dtype's own path); "fp8": the old name of "int8-qk";
+# "int8": both products in 8 bits
+PRECISIONS = ("exact", "bf16", "int8-qk", "fp8", "int8")
 
 _warned: set[str] = set()
 
@@ -112,7 +115,8 @@ def _validate(q, k, v, block_mask, block_size, key_padding_mask, scale, backend,
     if precision not in PRECISIONS:
         raise ValueError(
             f"{where}: precision must be one of {PRECISIONS}; got {precision!r}. "
-            f"Fix: 'exact' (or its alias 'bf16') for the input dtype, 'int8-qk' for int8 Q.K^T."
+            f"Fix: 'exact' (or its alias 'bf16') for the input dtype, 'int8-qk' for int8 Q.K^T, "
+            f"'int8' for Q.K^T and P.V in 8 bits."
         )
     for nm, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
@@ -277,8 +281,11 @@ def block_sparse_attention(
                          "(dispatch.decide(..., need_grad=False)) but q, k or v requires grad. "
                          "Fix: decide with need_grad=True.")
     if decision.why_exact:
-        _warn_once(f"block_sparse_attention: precision='int8-qk' computes the exact result "
+        _warn_once(f"block_sparse_attention: precision={precision!r} computes the exact result "
                    f"instead, because {decision.why_exact}")
+    if decision.why_pv16:
+        _warn_once(f"block_sparse_attention: precision='int8' runs as 'int8-qk' (P.V in "
+                   f"{q.dtype}), because {decision.why_pv16}")
     if decision.dense_when_all_kept and key_padding_mask is None and _all_kept(block_mask):
         # every block kept: plain dense attention is the same function, and PyTorch's fused
         # kernels (cuDNN, flash) are a few percent faster than any sparse path at density 1
@@ -320,7 +327,8 @@ def _forward(q, k, v, csr, decision: Decision, key_padding_mask, scale, exact=Fa
     if kernel == "gluon":
         from .gluon_kernel import launch
 
-        return launch(q, k, v, csr, cfg, int8=int8, key_padding_mask=key_padding_mask,
+        return launch(q, k, v, csr, cfg, int8=int8, pv8=int8 and decision.pv8,
+                      key_padding_mask=key_padding_mask,
                       scale=scale, return_lse=with_lse)
     if kernel == "triton":
         from .triton_kernel import triton_block_sparse_attention

@@ -10,8 +10,9 @@ and decide nothing again. The one thing decided later, here too, is the dK/dV pa
 the gradient's strides exist only once the backward runs (:func:`for_gradient`).
 
 Kernels: ``"pytorch"`` (the block path of ``torch_path``), ``"triton"`` (``triton_kernel``),
-``"gluon"`` (``gluon_kernel``, Hopper). ``int8``: ``precision="int8-qk"``'s int8 Q.K^T (its old
-name ``"fp8"`` is taken too).
+``"gluon"`` (``gluon_kernel``, Hopper). ``int8``: int8 Q.K^T (``precision="int8-qk"``, its old
+name ``"fp8"``, and ``"int8"``); ``pv8``: ``precision="int8"``'s 8-bit P.V as well (the Gluon
+kernel only; elsewhere ``"int8"`` runs as ``"int8-qk"``, with ``why_pv16``).
 ``dense_when_all_kept``: a mask that keeps every block, without key padding, runs PyTorch's dense
 attention instead (the same function, a few percent faster at density 1); the caller, who holds
 the mask, applies it.
@@ -24,8 +25,10 @@ from typing import NamedTuple
 import torch
 
 KERNELS = ("pytorch", "triton", "gluon")
-# what runs int8 Q.K^T: its name, and the name it had before it said what it runs
-INT8_PRECISIONS = ("int8-qk", "fp8")
+# what runs int8 Q.K^T: its name, the name it had before it said what it runs, and "int8"
+# (both products in 8 bits: PV8_PRECISIONS)
+INT8_PRECISIONS = ("int8-qk", "fp8", "int8")
+PV8_PRECISIONS = ("int8",)
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_TRITON_HEAD_DIM = 256
 
@@ -86,7 +89,9 @@ class Decision(NamedTuple):
     as the forward's), ``backward`` (Triton's, when gradients are wanted),
     ``dense_when_all_kept`` (see the module doc), ``reason`` (one
     sentence: what and why), ``why_not_triton`` ("" when Triton), ``why_exact`` (why
-    ``precision="int8-qk"`` runs exact, else "")."""
+    ``precision="int8-qk"`` runs exact, else ""), ``pv8`` (P.V in 8 bits too: ``precision="int8"``
+    on the Gluon kernel), ``why_pv16`` (why ``precision="int8"`` runs its P.V in 16 bits, else
+    "")."""
 
     backend: str
     kernel: str
@@ -99,10 +104,12 @@ class Decision(NamedTuple):
     reason: str = ""
     why_not_triton: str = ""
     why_exact: str = ""
+    pv8: bool = False
+    why_pv16: str = ""
 
     def encode(self) -> list[int]:
         """The integers the custom op carries (the reasons stay behind)."""
-        out = [KERNELS.index(self.kernel), int(self.int8), *_padded(self.forward),
+        out = [KERNELS.index(self.kernel), int(self.int8) + int(self.pv8), *_padded(self.forward),
                KERNELS.index(self.exact_kernel), *_padded(self.exact_forward)]
         if self.backward is None:
             out += [0] * 11
@@ -122,8 +129,9 @@ class Decision(NamedTuple):
             backward = BackwardConfig(PassConfig(*tail[:4], bool(tail[4])),
                                       PassConfig(*tail[5:9], bool(tail[9])), tail[10])
         return cls("pytorch" if kernel == "pytorch" else "triton", kernel,
-                   bool(plan[1]), _config(kernel, plan[2:2 + _FWD_INTS]), exact_kernel,
-                   _config(exact_kernel, plan[3 + _FWD_INTS:3 + 2 * _FWD_INTS]), backward)
+                   plan[1] >= 1, _config(kernel, plan[2:2 + _FWD_INTS]), exact_kernel,
+                   _config(exact_kernel, plan[3 + _FWD_INTS:3 + 2 * _FWD_INTS]), backward,
+                   pv8=plan[1] == 2)
 
 
 def _padded(cfg: tuple) -> tuple:
@@ -377,13 +385,14 @@ def backward_config(head_dim: int, dtype: torch.dtype, block_size: int, cap: tup
 # ---- the decision ---------------------------------------------------------------------------
 
 
-def _forward(q, k, v, block_size: int, cap, int8: bool) -> tuple[str, tuple, str]:
+def _forward(q, k, v, block_size: int, cap, int8: bool, pv8: bool = False
+             ) -> tuple[str, tuple, str]:
     """``(kernel, config, why)`` of the Triton backend's forward."""
     D = q.shape[-1]
     ok, why = gluon_takes(D, q.dtype, block_size, cap)
     if ok:
-        # int8 reads quantised copies of q and k: only v's strides matter
-        if all(tma_ok(t) for t in ((v,) if int8 else (q, k, v))):
+        # int8 reads quantised copies of q and k (and pv8 of v): only the others' strides matter
+        if all(tma_ok(t) for t in (() if pv8 else (v,) if int8 else (q, k, v))):
             return "gluon", GluonConfig(GLUON_STAGES), "the Gluon kernel (Hopper)"
         why = "TMA needs 16-byte-aligned base and strides and a unit last stride"
     cfg = triton_config(D, q.dtype, block_size, cap, int8)
@@ -400,10 +409,11 @@ def decide(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, block_size: int
 
     ``backend``: "auto" (Triton where :func:`can_use_triton` says yes, else PyTorch),
     "triton" (the caller raises where the decision says PyTorch), "pytorch". ``precision``:
-    "exact" / "bf16" or "int8-qk" (its old name "fp8" too: int8 Q.K^T where the GPU has 8-bit
-    matrix units; else exact, with ``why_exact``). ``need_grad``: the backward's configuration too; gradients and int8
-    keep an all-kept mask on the sparse path (the LSE must come from the same kernel as the
-    backward), as does a backend other than "auto".
+    "exact" / "bf16", "int8-qk" (its old name "fp8" too: int8 Q.K^T where the GPU has 8-bit
+    matrix units; else exact, with ``why_exact``) or "int8" (P.V in 8 bits too where the Gluon
+    kernel runs; else as "int8-qk", with ``why_pv16``). ``need_grad``: the backward's
+    configuration too; gradients and int8 keep an all-kept mask on the sparse path (the LSE must
+    come from the same kernel as the backward), as does a backend other than "auto".
     """
     if backend == "pytorch":
         use_triton, why_not = False, "backend 'pytorch' asked"
@@ -425,7 +435,12 @@ def decide(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, block_size: int
         return Decision("pytorch", "pytorch", False, (), "pytorch", (), None, dense, reason,
                         why_not, why_exact)
     cap = capability(q.device)
-    kernel, cfg, why = _forward(q, k, v, block_size, cap, int8)
+    pv8, why_pv16 = False, ""
+    if int8 and precision in PV8_PRECISIONS:
+        # 8-bit P.V is the Gluon kernel's alone (it reads quantised copies of q, k and v)
+        pv8, why_pv16 = gluon_takes(q.shape[-1], q.dtype, block_size, cap)
+        why_pv16 = "" if pv8 else f"8-bit P.V is in the Gluon kernel only: {why_pv16}"
+    kernel, cfg, why = _forward(q, k, v, block_size, cap, int8, pv8)
     exact_kernel, exact_cfg = kernel, cfg
     backward = None
     if need_grad:
@@ -435,9 +450,9 @@ def decide(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, block_size: int
         backward = backward_config(D, q.dtype, block_size, cap,
                                    dq_tma=None if tma_ok(k) and tma_ok(v) else False,
                                    dkdv_tma=None if tma_ok(q) else False)
-    reason = why + (", int8 Q.K^T" if int8 else "")
+    reason = why + (", int8 Q.K^T and P.V" if pv8 else ", int8 Q.K^T" if int8 else "")
     return Decision("triton", kernel, int8, cfg, exact_kernel, exact_cfg, backward, dense, reason,
-                    "", why_exact)
+                    "", why_exact, pv8, why_pv16)
 
 
 def for_gradient(decision: Decision, grad_out: torch.Tensor) -> Decision:

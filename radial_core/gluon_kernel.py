@@ -21,10 +21,20 @@ kernel writes the schedule out, after FlashAttention-3 (Shah et al., 2024):
   accumulator; keys past S (the block holding the sequence end) and padded keys get -inf
   before the row maximum; a row that has no valid key keeps zeros (never NaN).
 
-``precision="fp8"`` (``forward_int8``): the same schedule with S = Q.K^T on int8 wgmma over
+``precision="int8-qk"`` (``forward_int8``): the same schedule with S = Q.K^T on int8 wgmma over
 quantised copies of Q and K (one scale per consumer's 64 rows, one per 128-key tile, K smoothed
 by its mean; ``int8_quant.quantize_int8``), the int32 scores turned to float by an integer add
 (``_int_scores``), P.V in V's 16-bit dtype.
+
+``precision="int8"`` (``forward_int8`` with ``v8``): P.V on int8 wgmma too. V comes quantised per
+channel with its mean out, transposed (``int8_quant.quantize_v8``); each tile's P is taken
+against the tile's own row maximum and rounded to 0..255 (``_softmax_step8``), stored as
+``u8 - 128`` (Triton's integer wgmma is s8 x s8) in a shared buffer per consumer (an 8-bit
+register operand cannot be kept alive across Triton 3.6's wgmma wait), and the tile's int32
+product, plus ``128 x`` V's column sums, is folded into the float32 accumulator with the
+tile's factor. Measured on an H100 it is slower than ``"int8-qk"`` (the fold and rounding add
+ALU work to consumers that were ALU-bound already; docs/perf-notes.md), so the node does not
+offer it.
 
 Only the launch geometry it was written for: compute capability 9.x, bf16/fp16, head dim 64
 or 128, mask block 128, 16-byte-aligned strides, and the Triton release it was measured with
@@ -38,7 +48,7 @@ import functools
 
 import torch
 
-from .int8_quant import quantize_int8
+from .int8_quant import quantize_int8, quantize_v8
 from .torch_path import out_layout
 from .triton_tiles import LOG2E, launch_context
 
@@ -56,7 +66,7 @@ except ImportError:  # pragma: no cover - depends on the installed Triton
 
 QUERY_BLOCK = 128  # rows per program: the mask block
 HALF = QUERY_BLOCK // 2  # rows per consumer warpgroup
-# precision="fp8": (query rows, keys) that one int8 scale covers
+# int8 Q.K^T: (query rows, keys) that one int8 scale covers
 INT8_GROUPS = (HALF, QUERY_BLOCK)
 
 
@@ -76,7 +86,8 @@ if HAVE_GLUON:
         ``q_smem`` for 16-bit inputs), the barriers of the ring (``q_bar``; per stage
         ``k_ready``, ``v_ready``, ``kv_empty``), the mask's CSR, the sizes and pointers
         (``LSE``, ``KPM`` with batch stride ``skpb``, the int8 scales ``QS``, ``KS`` over ``SP``
-        padded rows) and the compile-time flags."""
+        padded rows; with 8-bit V, ``int8_quant.quantize_v8``'s tile sums ``VS``, channel
+        scales ``VSC`` and means ``VMU``) and the compile-time flags."""
 
         q_desc: tma.tensor_descriptor
         k_desc: tma.tensor_descriptor
@@ -86,6 +97,7 @@ if HAVE_GLUON:
         k_smem: gl.shared_memory_descriptor
         v_smem: gl.shared_memory_descriptor
         o_smem: gl.shared_memory_descriptor
+        p_smem: gl.shared_memory_descriptor
         q_bar: gl.shared_memory_descriptor
         k_ready: gl.shared_memory_descriptor
         v_ready: gl.shared_memory_descriptor
@@ -102,6 +114,9 @@ if HAVE_GLUON:
         skpb: _SCALAR
         QS: gl.tensor
         KS: gl.tensor
+        VS: gl.tensor
+        VSC: gl.tensor
+        VMU: gl.tensor
         SP: _SCALAR
         PER_HEAD_MASK: gl.constexpr
         EVEN_S: gl.constexpr
@@ -111,11 +126,12 @@ if HAVE_GLUON:
 
         @gluon.constexpr_function
         def __init__(self, q_desc, k_desc, v_desc, o_desc, q_smem, k_smem, v_smem, o_smem,
-                     q_bar, k_ready, v_ready, kv_empty, row_start, row_len, col_idx, H, S, NB,
-                     qk_mul, LSE, KPM, skpb, QS, KS, SP, PER_HEAD_MASK, EVEN_S, HAS_KPM,
-                     RETURN_LSE, NSTAGE):
+                     p_smem, q_bar, k_ready, v_ready, kv_empty, row_start, row_len, col_idx, H, S, NB,
+                     qk_mul, LSE, KPM, skpb, QS, KS, VS, VSC, VMU, SP, PER_HEAD_MASK, EVEN_S,
+                     HAS_KPM, RETURN_LSE, NSTAGE):
             self.q_desc, self.k_desc, self.v_desc, self.o_desc = q_desc, k_desc, v_desc, o_desc
             self.q_smem, self.k_smem, self.v_smem, self.o_smem = q_smem, k_smem, v_smem, o_smem
+            self.p_smem = p_smem
             self.q_bar, self.k_ready = q_bar, k_ready
             self.v_ready, self.kv_empty = v_ready, kv_empty
             self.row_start, self.row_len, self.col_idx = row_start, row_len, col_idx
@@ -123,6 +139,7 @@ if HAVE_GLUON:
             self.H, self.S, self.NB = _scalar(H), _scalar(S), _scalar(NB)
             self.qk_mul, self.skpb, self.SP = _scalar(qk_mul), _scalar(skpb), _scalar(SP)
             self.LSE, self.KPM, self.QS, self.KS = LSE, KPM, QS, KS
+            self.VS, self.VSC, self.VMU = VS, VSC, VMU
             self.PER_HEAD_MASK = gl.constexpr(PER_HEAD_MASK)
             self.EVEN_S = gl.constexpr(EVEN_S)
             self.HAS_KPM = gl.constexpr(HAS_KPM)
@@ -166,6 +183,51 @@ if HAVE_GLUON:
         return p, m_new, l_new, alpha
 
     @gluon.jit
+    def _softmax_step8(s, m_i, l_i, mul, off):
+        """``_softmax_step`` for 8-bit P: ``(p, m, l, alpha, beta)``. The tile's exponentials are
+        taken against the tile's own row maximum, times 255 (``p`` in [0, 255], the maximum
+        255: each (row, tile) gets the whole 8-bit range, the one scheme of the error model
+        that leaves room under 2e-2); ``beta`` = 2^(tile max - running max) brings the tile's
+        product into the running frame, and ``l`` counts in the same 255-scaled units, so the
+        255 cancels in ``O / l``."""
+        LOG2_255: gl.constexpr = 7.994353436858858
+        t_max = (gl.max(s, axis=1) - off) * mul
+        m_new = gl.maximum(m_i, t_max)
+        # rows with no valid key (all -inf): exponents of 0 instead of NaN; their p is 0
+        t_use = gl.where(t_max == float("-inf"), 0.0, t_max)
+        m_use = gl.where(m_new == float("-inf"), 0.0, m_new)
+        p = gl.exp2(s * mul - (off * mul + t_use - LOG2_255)[:, None])
+        alpha = gl.exp2(m_i - m_use)
+        beta = gl.exp2(t_use - m_use)
+        l_new = l_i * alpha + beta * gl.sum(p, axis=1)
+        return p, m_new, l_new, alpha, beta
+
+    @gluon.jit
+    def _p_u8(p):
+        """``round(p) - 128`` as int8 for p in [0, 255]: unsigned 8-bit P in a signed operand
+        (Triton's integer wgmma is s8 x s8); ``quantize_v8``'s tile sums add the 128 back.
+        Adding 1.5 * 2**23 rounds p into the float's mantissa; one integer subtract takes
+        the offset and the 128 out (no float-to-int conversion)."""
+        return ((p + 12582912.0).to(gl.int32, bitcast=True) - (0x4B400000 + 128)).to(gl.int8)
+
+    @gluon.jit
+    def _p8_store(p, p_s):
+        """P of one tile into this consumer's shared buffer, the A operand of its 8-bit P.V
+        (the register form of an 8-bit A operand cannot be kept alive across Triton 3.6's
+        ``warpgroup_mma_wait``). Stored as soon as the softmax made it, so its float form does
+        not stay live beside the next tile's scores."""
+        p_s.store(_p_u8(p))
+        fence_async_shared()
+
+    @gluon.jit
+    def _pv8_part(part, vs_row, entry, HEAD_D: gl.constexpr, o_layout: gl.constexpr):
+        """One tile's int32 P.V product as float, with the tile's ``128 x column sums of V``
+        added (the u8 offset of ``_p_u8``): sum(round(p) x v8), exact (|.| < 2**22). (The
+        integer-add conversion of ``_int_scores`` measured 5 % slower here: docs/perf-notes.md.)"""
+        cols = gl.arange(0, HEAD_D, layout=gl.SliceLayout(0, o_layout))
+        return (part + gl.load(vs_row + gl.load(entry) * HEAD_D + cols)[None, :]).to(gl.float32)
+
+    @gluon.jit
     def _int_scores(s):
         """int32 scores (|s| <= 127**2 x 128 < 2**22 for head dim <= 128) as float32
         ``s + 1.5 * 2**23``, exactly: one integer add
@@ -203,6 +265,7 @@ if HAVE_GLUON:
                                                      sh.NB, sh.PER_HEAD_MASK, sh.EVEN_S)
         half: gl.constexpr = sh.q_desc.block_type.shape[2]
         block_n: gl.constexpr = sh.k_desc.block_type.shape[2]
+        PV8: gl.constexpr = sh.v_desc.dtype.primitive_bitwidth == 8
         mbarrier.expect(sh.q_bar, 2 * sh.q_desc.block_type.nbytes)
         tma.async_copy_global_to_shared(sh.q_desc, [b, h, row * 2 * half, 0], sh.q_bar,
                                         sh.q_smem.index(0))
@@ -218,8 +281,12 @@ if HAVE_GLUON:
             tma.async_copy_global_to_shared(sh.k_desc, [b, h, start, 0], sh.k_ready.index(st),
                                             sh.k_smem.index(st))
             mbarrier.expect(sh.v_ready.index(st), sh.v_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(sh.v_desc, [b, h, start, 0], sh.v_ready.index(st),
-                                            sh.v_smem.index(st))
+            if PV8:  # 8-bit V is stored transposed, [B, H, D, S_pad]
+                tma.async_copy_global_to_shared(sh.v_desc, [b, h, 0, start],
+                                                sh.v_ready.index(st), sh.v_smem.index(st))
+            else:
+                tma.async_copy_global_to_shared(sh.v_desc, [b, h, start, 0],
+                                                sh.v_ready.index(st), sh.v_smem.index(st))
 
     @gluon.jit
     def _tile_scores(s_tok, q_scale, ks_base, entry, seq_len, kpm_base, tail,
@@ -248,17 +315,18 @@ if HAVE_GLUON:
         half: gl.constexpr = sh.q_desc.block_type.shape[2]
         head_d: gl.constexpr = sh.q_desc.block_type.shape[3]
         block_n: gl.constexpr = sh.k_desc.block_type.shape[2]
-        dt: gl.constexpr = sh.v_desc.dtype
-        # (the operand dtype tells the int8 form at compile time)
+        # (the operand dtypes tell the int8 forms at compile time)
         QK8: gl.constexpr = sh.q_desc.dtype.primitive_bitwidth == 8
+        PV8: gl.constexpr = sh.v_desc.dtype.primitive_bitwidth == 8
         # 8-bit wgmma takes 32 along K per instruction, 16-bit 16
         k_step: gl.constexpr = 256 // sh.q_desc.dtype.primitive_bitwidth
+        pv_step: gl.constexpr = 256 // sh.v_desc.dtype.primitive_bitwidth
         s_layout: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, block_n, k_step])
         o_layout: gl.constexpr = gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, head_d, 16])
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, head_d, pv_step])
         p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
-                                                     k_width=2)
+                                                     k_width=pv_step // 8)
         row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
         row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
         kpm_base = sh.KPM + b.to(gl.int64) * sh.skpb
@@ -274,11 +342,22 @@ if HAVE_GLUON:
             ks_base = sh.KS
             zero_s = gl.zeros([half, block_n], gl.float32, layout=s_layout)
             off = 0.0
+        if PV8:
+            dt: gl.constexpr = gl.int8
+            vs_row = sh.VS + bh.to(gl.int64) * (sh.SP // block_n) * head_d
+            p_s = sh.p_smem.index(CID)
+            zero_o = gl.zeros([half, head_d], gl.int32, layout=o_layout)
+        else:
+            dt: gl.constexpr = sh.v_desc.dtype
+            vs_row = sh.VS
+            p_s = sh.p_smem
+            zero_o = gl.zeros([half, head_d], gl.float32, layout=o_layout)
 
         q_s = sh.q_smem.index(CID).reshape([half, head_d])
         acc = gl.zeros([half, head_d], gl.float32, layout=o_layout)
         m_i = gl.full([half], float("-inf"), gl.float32, layout=row_s)
         l_i = gl.zeros([half], gl.float32, layout=row_s)
+        beta = gl.zeros([half], gl.float32, layout=row_s)
         mbarrier.wait(sh.q_bar, 0)
         if count > 0:
             # tile 0: its scores and softmax; its P.V is issued with tile 1's scores
@@ -289,7 +368,11 @@ if HAVE_GLUON:
             s, mul = _tile_scores(s_tok, q_scale, ks_base, sh.col_idx + first, sh.S, kpm_base,
                                   tail & (count == 1), block_n, sh.EVEN_S, sh.HAS_KPM, QK8,
                                   s_layout, 0)
-            p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off)
+            if PV8:
+                p, m_i, l_i, alpha, beta = _softmax_step8(s, m_i, l_i, mul, off)
+                _p8_store(p, p_s)
+            else:
+                p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off)
             for t in range(1, count):
                 st = t % sh.NSTAGE
                 sp = (t - 1) % sh.NSTAGE
@@ -298,31 +381,63 @@ if HAVE_GLUON:
                 s_tok = warpgroup_mma(q_s, k_s.permute((1, 0)), zero_s, use_acc=False,
                                       is_async=True)
                 mbarrier.wait(sh.v_ready.index(sp), ((t - 1) // sh.NSTAGE) & 1)
-                v_s = sh.v_smem.index(sp).reshape([block_n, head_d])
-                p_op = gl.convert_layout(p.to(dt), p_layout)
-                o_tok = warpgroup_mma(p_op, v_s, acc, is_async=True)
+                if PV8:
+                    v_s = sh.v_smem.index(sp).reshape([head_d, block_n]).permute((1, 0))
+                    o_tok = warpgroup_mma(p_s, v_s, zero_o, use_acc=False, is_async=True)
+                    beta_prev = beta
+                else:
+                    v_s = sh.v_smem.index(sp).reshape([block_n, head_d])
+                    p_op = gl.convert_layout(p.to(dt), p_layout)
+                    o_tok = warpgroup_mma(p_op, v_s, acc, is_async=True)
                 # the scores are done (issued first); the P.V product may still run
                 s, mul = _tile_scores(s_tok, q_scale, ks_base, sh.col_idx + first + t, sh.S,
                                       kpm_base, tail & (t == count - 1), block_n, sh.EVEN_S,
                                       sh.HAS_KPM, QK8, s_layout, 1)
-                p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off)
-                acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
-                mbarrier.arrive(sh.kv_empty.index(sp))
-                acc = acc * gl.convert_layout(alpha, row_o)[:, None]
+                if PV8:
+                    p, m_i, l_i, alpha, beta = _softmax_step8(s, m_i, l_i, mul, off)
+                    part = warpgroup_mma_wait(0, deps=[o_tok])
+                    mbarrier.arrive(sh.kv_empty.index(sp))
+                    _p8_store(p, p_s)  # the previous P.V has read the buffer
+                    # (acc + beta' part) alpha: the previous tile into this tile's frame
+                    acc = (acc * gl.convert_layout(alpha, row_o)[:, None]
+                           + _pv8_part(part, vs_row, sh.col_idx + first + t - 1, head_d,
+                                       o_layout)
+                           * gl.convert_layout(beta_prev * alpha, row_o)[:, None])
+                else:
+                    p, m_i, l_i, alpha = _softmax_step(s, m_i, l_i, mul, off)
+                    acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
+                    mbarrier.arrive(sh.kv_empty.index(sp))
+                    acc = acc * gl.convert_layout(alpha, row_o)[:, None]
             sl = (count - 1) % sh.NSTAGE
             mbarrier.wait(sh.v_ready.index(sl), ((count - 1) // sh.NSTAGE) & 1)
-            v_s = sh.v_smem.index(sl).reshape([block_n, head_d])
-            p_op = gl.convert_layout(p.to(dt), p_layout)
-            o_tok = warpgroup_mma(p_op, v_s, acc, is_async=True)
-            acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
+            if PV8:
+                v_s = sh.v_smem.index(sl).reshape([head_d, block_n]).permute((1, 0))
+                o_tok = warpgroup_mma(p_s, v_s, zero_o, use_acc=False, is_async=True)
+                part = warpgroup_mma_wait(0, deps=[o_tok])
+                acc = acc + (_pv8_part(part, vs_row, sh.col_idx + first + count - 1, head_d,
+                                       o_layout) * gl.convert_layout(beta, row_o)[:, None])
+            else:
+                v_s = sh.v_smem.index(sl).reshape([block_n, head_d])
+                p_op = gl.convert_layout(p.to(dt), p_layout)
+                o_tok = warpgroup_mma(p_op, v_s, acc, is_async=True)
+                acc, p_op = warpgroup_mma_wait(0, deps=[o_tok, p_op])
             mbarrier.arrive(sh.kv_empty.index(sl))
 
         l_safe = gl.where(l_i > 0.0, l_i, 1.0)
-        out = acc / gl.convert_layout(l_safe, row_o)[:, None]
+        if PV8:
+            # O = P.(V - mean) x scale / l + mean; a row with no kept key stays 0
+            cols = gl.arange(0, head_d, layout=gl.SliceLayout(0, o_layout))
+            v_scale = gl.load(sh.VSC + bh.to(gl.int64) * head_d + cols)
+            v_mean = gl.load(sh.VMU + bh.to(gl.int64) * head_d + cols)
+            kept = gl.convert_layout(gl.where(l_i > 0.0, 1.0, 0.0), row_o)
+            out = (acc * gl.convert_layout(1.0 / l_safe, row_o)[:, None] * v_scale[None, :]
+                   + kept[:, None] * v_mean[None, :])
+        else:
+            out = acc / gl.convert_layout(l_safe, row_o)[:, None]
         # 16-bit inputs: Q's buffer is free now (every product that read it is done) and is
         # where O is staged (o_smem is q_smem); int8 Q is too small, O has its own buffer
         o_s = sh.o_smem.index(CID)
-        o_s.reshape([half, head_d]).store(out.to(dt))
+        o_s.reshape([half, head_d]).store(out.to(sh.o_desc.dtype))
         fence_async_shared()
         tma.async_copy_shared_to_global(sh.o_desc, [b, h, row0, 0], o_s)
         if sh.RETURN_LSE:
@@ -344,7 +459,7 @@ if HAVE_GLUON:
 
     @gluon.jit
     def _radial_fwd_ws(q_desc, k_desc, v_desc, o_desc, LSE, KPM, row_start, row_len, col_idx,
-                       QS, KS, skpb, H, S, SP, NB, qk_mul,
+                       QS, KS, VS, VSC, VMU, skpb, H, S, SP, NB, qk_mul,
                        PER_HEAD_MASK: gl.constexpr, EVEN_S: gl.constexpr,
                        HAS_KPM: gl.constexpr, RETURN_LSE: gl.constexpr, NSTAGE: gl.constexpr,
                        QK8: gl.constexpr, CONSUMER_REGS: gl.constexpr):
@@ -359,6 +474,13 @@ if HAVE_GLUON:
                                                o_desc.layout)
         else:
             o_smem = q_smem
+        if v_desc.dtype.primitive_bitwidth == 8:
+            # 8-bit P of each consumer's 64 rows (the A operand of its P.V)
+            p_block: gl.constexpr = [q_desc.block_type.shape[2], k_desc.block_type.shape[2]]
+            p_smem = gl.allocate_shared_memory(
+                gl.int8, [2] + p_block, gl.NVMMASharedLayout.get_default_for(p_block, gl.int8))
+        else:
+            p_smem = o_smem
         q_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
         k_ready = gl.allocate_shared_memory(gl.int64, [NSTAGE, 1], mbarrier.MBarrierLayout())
         v_ready = gl.allocate_shared_memory(gl.int64, [NSTAGE, 1], mbarrier.MBarrierLayout())
@@ -368,9 +490,11 @@ if HAVE_GLUON:
             mbarrier.init(k_ready.index(i), count=1)
             mbarrier.init(v_ready.index(i), count=1)
             mbarrier.init(kv_empty.index(i), count=2)  # one arrive per consumer
-        sh = Shared(q_desc, k_desc, v_desc, o_desc, q_smem, k_smem, v_smem, o_smem, q_bar, k_ready,
+        sh = Shared(q_desc, k_desc, v_desc, o_desc, q_smem, k_smem, v_smem, o_smem, p_smem, q_bar,
+                    k_ready,
                     v_ready, kv_empty, row_start, row_len, col_idx, H, S, NB, qk_mul, LSE, KPM,
-                    skpb, QS, KS, SP, PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE)
+                    skpb, QS, KS, VS, VSC, VMU, SP, PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE,
+                    NSTAGE)
         args = (sh,)
         gl.warp_specialize([(_producer, args), (_consumer0, args), (_consumer1, args)],
                            [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
@@ -379,8 +503,8 @@ if HAVE_GLUON:
 _GL_DTYPES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.int8: "int8"}
 
 
-def _desc(t: torch.Tensor, rows: int):
-    block = [1, 1, rows, t.shape[-1]]
+def _desc(t: torch.Tensor, rows: int, cols: int | None = None):
+    block = [1, 1, rows, cols or t.shape[-1]]
     dt = getattr(gl, _GL_DTYPES[t.dtype])
     layout = gl.NVMMASharedLayout.get_default_for(block, dt)
     return TensorDescriptor(t, list(t.shape), list(t.stride()), block, layout)
@@ -402,24 +526,29 @@ def forward(q, k, v, out, csr, qk_mul: float, kpm, skpb: int, stages: int, lse=N
 
 def forward_int8(q8, k8, v, out, csr, q_scales, k_scales, kpm, skpb: int,
                  stages: int, regs: tuple[int, int] = (240, 168),
-                 warmup: bool = False):
-    """The ``precision="fp8"`` forward: S = Q.K^T on int8 wgmma, P.V in V's 16-bit dtype.
+                 warmup: bool = False, v8=None):
+    """The ``precision="int8-qk"`` forward: S = Q.K^T on int8 wgmma, P.V in V's 16-bit dtype;
+    with ``v8`` (``precision="int8"``) P.V on int8 wgmma too.
 
     ``q8``, ``k8``: contiguous int8 ``[B, H, S_pad, D]`` (``S_pad`` a multiple of 128, zero
     past S) from ``int8_quant.quantize_int8`` with 64-row Q blocks and
     128-key K blocks: ``q_scales`` float32 ``[B*H, S_pad / 64]`` (the softmax scale x log2 e
     folded in), ``k_scales`` ``[B*H, S_pad / 128]``; K already smoothed by its mean
     (SageAttention's).
-    ``v``, ``out``: ``[B, H, S, D]`` in V's 16-bit dtype, as for ``forward``. No LSE."""
+    ``v``, ``out``: ``[B, H, S, D]`` in V's 16-bit dtype, as for ``forward``; or, with ``v8`` =
+    ``(v_sums, v_scales, v_means)``, ``v`` is ``int8_quant.quantize_v8``'s transposed int8
+    ``[B, H, D, S_pad]`` and P is rounded to 8 bits per (row, key tile). No LSE."""
     return _launch(q8, k8, v, out, csr, 1.0, kpm, skpb, None, stages, regs,
-                   q_scales=q_scales, k_scales=k_scales, padded=q8.shape[2], warmup=warmup)
+                   q_scales=q_scales, k_scales=k_scales, padded=q8.shape[2], warmup=warmup,
+                   v8=v8)
 
 
-def launch(q, k, v, csr, cfg, *, int8: bool = False, key_padding_mask=None, scale: float,
-           return_lse: bool = False):
+def launch(q, k, v, csr, cfg, *, int8: bool = False, pv8: bool = False, key_padding_mask=None,
+           scale: float, return_lse: bool = False):
     """The attention op's entry: ``[B, H, S, D]`` inputs (validated, ``dispatch`` chose this
     kernel and ``cfg``, a ``dispatch.GluonConfig``), ``csr`` on q's device with block 128.
-    Returns the output (a transposed view of a ``[B, S, H, D]`` buffer), with
+    ``pv8`` (with ``int8``): P.V in 8 bits too. Returns the output (a transposed view of a
+    ``[B, S, H, D]`` buffer), with
     ``return_lse`` (exact only) ``(out, lse)`` as ``triton_kernel`` returns them."""
     B, H, S, D = q.shape
     out = out_layout(q)
@@ -430,15 +559,20 @@ def launch(q, k, v, csr, cfg, *, int8: bool = False, key_padding_mask=None, scal
     with guard:
         if int8:
             q8, k8, qs, ks = quantize_int8(q, k, qk_mul, *INT8_GROUPS, QUERY_BLOCK, D)
-            forward_int8(q8, k8, v, out, csr, qs, ks, kpm, skpb, cfg.stages)
+            if pv8:
+                v8t, vsum, vscale, vmean = quantize_v8(v, QUERY_BLOCK, D)
+                forward_int8(q8, k8, v8t, out, csr, qs, ks, kpm, skpb, cfg.stages,
+                             v8=(vsum, vscale, vmean))
+            else:
+                forward_int8(q8, k8, v, out, csr, qs, ks, kpm, skpb, cfg.stages)
         else:
             forward(q, k, v, out, csr, qk_mul, kpm, skpb, cfg.stages, lse=lse)
     return (out, lse) if return_lse else out
 
 
 def _launch(q, k, v, out, csr, qk_mul, kpm, skpb, lse, stages, regs, q_scales, k_scales,
-            padded, warmup):
-    B, H, S, D = v.shape
+            padded, warmup, v8=None):
+    B, H, S, D = out.shape
     nb = csr.nb
     grid = (nb, B * H)
     has_kpm = kpm is not None
@@ -446,10 +580,12 @@ def _launch(q, k, v, out, csr, qk_mul, kpm, skpb, lse, stages, regs, q_scales, k
     kernel = (functools.partial(_radial_fwd_ws.warmup, grid=grid) if warmup
               else _radial_fwd_ws[grid])
     compiled = kernel(
-        _desc(q, HALF), _desc(k, QUERY_BLOCK), _desc(v, QUERY_BLOCK), _desc(out, HALF),
+        _desc(q, HALF), _desc(k, QUERY_BLOCK),
+        _desc(v, D, QUERY_BLOCK) if v8 is not None else _desc(v, QUERY_BLOCK), _desc(out, HALF),
         lse if lse is not None else csr.row_len, kpm if has_kpm else csr.row_len,
         csr.row_start, csr.row_len, csr.col_idx,
         q_scales if qk8 else csr.row_len, k_scales if qk8 else csr.row_len,
+        *(v8 if v8 is not None else (csr.row_len,) * 3),
         skpb, H, S, padded, nb, float(qk_mul),
         PER_HEAD_MASK=csr.mask_heads > 1, EVEN_S=S % QUERY_BLOCK == 0, HAS_KPM=has_kpm,
         RETURN_LSE=lse is not None, NSTAGE=stages, QK8=qk8, CONSUMER_REGS=regs[0],

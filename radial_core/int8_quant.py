@@ -75,3 +75,51 @@ def quantize_int8(q, k, qk_mul: float, q_rows: int, k_rows: int, block: int, bd:
                                     R=k_rows, BD=bd, SUB_MEAN=True, PER_ROW=False,
                                     num_warps=4)
     return q8, k8, qs, ks
+
+
+@triton.jit
+def _quant_v_tiles(X, Y, VSUM, MEAN, INV, sxb, sxh, sxs, sxd, H, S, D,
+                   R: tl.constexpr, BD: tl.constexpr):
+    """One ``R``-key tile of V: ``Y[bh, :, keys] = int8((X - mean) * inv)`` stored transposed
+    (channels major: the K-major layout the 8-bit wgmma's B operand needs) and
+    ``VSUM[bh, tile, :] = 128 x`` the tile's column sums of Y (the kernel's u8 offset)."""
+    bh, b, h, rows, d, ok = bh_rows(H, S, D, R, BD)
+    x = tl.load(tile_ptrs(X, b, h, rows, d, (sxb, sxh, sxs, sxd)), mask=ok,
+                other=0.0).to(tl.float32)
+    x = (x - tl.load(MEAN + bh * BD + d)[None, :]) * tl.load(INV + bh * BD + d)[None, :]
+    y = tl.minimum(tl.maximum(tl.where(x >= 0.0, x + 0.5, x - 0.5), -127.0), 127.0)
+    y = tl.where(ok, y, 0.0).to(tl.int32)
+    n_pad = tl.num_programs(0) * R
+    tl.store(Y + bh.to(tl.int64) * n_pad * BD + d.to(tl.int64)[None, :] * n_pad + rows[:, None],
+             y.to(tl.int8))
+    tl.store(VSUM + (bh.to(tl.int64) * tl.num_programs(0) + tl.program_id(0)) * BD + d,
+             tl.sum(y, axis=0) * 128)
+
+
+def quantize_v8(v, block: int, bd: int):
+    """v ``[B, H, S, D]`` -> ``(v8t, vsum, v_scale, v_mean)`` for the 8-bit P.V product.
+
+    V minus its mean over the sequence (per batch, head and channel), one scale per channel
+    (amax / 127): int8 ``v8t`` ``[B, H, bd, S_pad]`` (transposed; zero past S and D),
+    ``vsum`` int32 ``[B*H, S_pad / block, bd]`` = 128 x each ``block``-key tile's column sums
+    (the kernel stores P as ``u8 - 128`` in s8, Triton's integer products being signed, and
+    adds this back), ``v_scale`` and ``v_mean`` float32 ``[B*H, bd]``: O = P.v8 x v_scale / l +
+    v_mean. Removing the mean leaves the 8 bits for what varies; the error model in
+    ``bench/pv8_error_model.py`` measured per-channel scales against the alternatives.
+    """
+    B, H, S, D = v.shape
+    sp = -(-S // block) * block
+    bh = B * H
+    dev = v.device
+    mean = torch.zeros((bh, bd), dtype=torch.float32, device=dev)
+    scale = torch.ones((bh, bd), dtype=torch.float32, device=dev)
+    mu = v.mean(dim=2, dtype=torch.float32)
+    lo, hi = torch.aminmax(v, dim=2)
+    amax = torch.maximum(hi.float() - mu, mu - lo.float())
+    mean[:, :D] = mu.reshape(bh, D)
+    scale[:, :D] = (torch.clamp(amax, min=1e-30) / 127.0).reshape(bh, D)
+    v8t = torch.empty((B, H, bd, sp), dtype=torch.int8, device=dev)
+    vsum = torch.empty((bh, sp // block, bd), dtype=torch.int32, device=dev)
+    _quant_v_tiles[(sp // block, bh)](v, v8t, vsum, mean, 1.0 / scale, *v.stride(), H, S, D,
+                                      R=block, BD=bd, num_warps=8)
+    return v8t, vsum, scale, mean

@@ -91,3 +91,47 @@ def masked_attention_rows(
         p = torch.where(has, p, torch.zeros_like(p))
         out[:, sl] = torch.matmul(p, v[:, sl].to(dtype))
     return out
+
+
+def pv8_rounded_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    block_mask: torch.Tensor,
+    block_size: int,
+    key_padding_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+    tile: int = 128,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """``precision="int8"``'s P.V rounding applied to exact logits: what 8-bit P and V alone
+    cost (the tests derive the 8-bit path's tolerance from it; the logits' own int8 error is
+    estimated separately). P: each ``tile``-key tile's exponentials against the tile's row
+    maximum, times 255, rounded to integers; V: minus its mean over the sequence, one scale
+    per channel (amax / 127), rounded half away from zero; O = sum(beta P8 V8) x scale / l +
+    mean with ``l`` the unrounded sum. Memory S^2 like :func:`dense_masked_attention`."""
+    B, H, S, D = q.shape
+    if scale is None:
+        scale = 1.0 / math.sqrt(D)
+    qf, kf, vf = (t.to(dtype) for t in (q, k, v))
+    allowed = expand_block_mask(block_mask.to(q.device, torch.bool), block_size, S)
+    allowed = allowed[None, None] if allowed.dim() == 2 else allowed[None]
+    if key_padding_mask is not None:
+        allowed = allowed & key_padding_mask.to(q.device, torch.bool)[:, None, None, :]
+    s = (torch.matmul(qf, kf.transpose(-1, -2)) * scale).masked_fill(~allowed, float("-inf"))
+    pad = (-S) % tile
+    st = torch.nn.functional.pad(s, (0, pad), value=float("-inf")).unflatten(-1, (-1, tile))
+    t_max = st.amax(-1, keepdim=True)
+    t_use = torch.where(torch.isinf(t_max), torch.zeros_like(t_max), t_max)
+    p = torch.exp(st - t_use) * 255.0  # [B, H, S, tiles, tile]
+    run_max = t_max.amax(-2, keepdim=True)
+    beta = torch.exp(t_use - torch.where(torch.isinf(run_max), torch.zeros_like(run_max), run_max))
+    l_sum = (beta * p.sum(-1, keepdim=True)).sum((-2, -1))
+    p8 = (torch.round(p) * beta).flatten(-2)[..., :S]
+    mu = vf.mean(dim=2, keepdim=True)
+    v_scale = ((vf - mu).abs().amax(dim=2, keepdim=True) / 127.0).clamp_min(1e-30)
+    x = (vf - mu) / v_scale
+    v8 = torch.where(x >= 0, torch.floor(x + 0.5), torch.ceil(x - 0.5)).clamp(-127, 127)
+    kept = (l_sum > 0)[..., None]
+    out = torch.matmul(p8, v8) * v_scale / torch.where(kept, l_sum[..., None], 1.0) + mu
+    return torch.where(kept, out, torch.zeros_like(out))

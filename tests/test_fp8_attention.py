@@ -19,6 +19,11 @@ that same figure, not averaged down. Independent error sources add in quadrature
   at S = 8192 on an H200. The bound is taken x1.5 for the estimate's own spread (amax of a
   group varies, the softmax is not quite flat).
 
+- ``precision="int8"`` adds 8-bit P.V (Gluon kernel): P rounded per (row, 128-key tile), V
+  per channel with its mean out. Its own error is computed, not estimated: the same rounding
+  applied to exact logits in float64 (``reference.pv8_rounded_attention``) on the test's
+  inputs, taken x1.5 like the logits' bound and added in quadrature (randn inputs: ~1.0e-2).
+
 Each GPU test also checks that the error is well above the exact path's (so 8-bit really ran)
 and that no warning was logged.
 """
@@ -35,7 +40,8 @@ from attention_helpers import check_against_reference, make_qkv, nb_for, random_
 from conftest import require_cuda
 from radial_core.attention import block_sparse_attention
 from radial_core.mask import radial_block_mask
-from radial_core.reference import dense_masked_attention, masked_attention_rows
+from radial_core.reference import (dense_masked_attention, masked_attention_rows,
+                                   pv8_rounded_attention)
 
 OUT_FLOOR = {torch.bfloat16: 4e-3, torch.float16: 5e-4}
 
@@ -108,8 +114,8 @@ def test_bf16_is_an_alias_of_exact_and_bad_precision_names_the_fix():
     a = block_sparse_attention(q, k, v, mask, block_size=64, precision="bf16")
     assert a.dtype == torch.float16  # no cast: "bf16" means the input dtype's exact path
     assert torch.equal(a, block_sparse_attention(q, k, v, mask, block_size=64))
-    with pytest.raises(ValueError, match=r"precision must be one of.*got 'int8'"):
-        block_sparse_attention(q, k, v, mask, block_size=64, precision="int8")
+    with pytest.raises(ValueError, match=r"precision must be one of.*got 'int4'"):
+        block_sparse_attention(q, k, v, mask, block_size=64, precision="int4")
 
 
 def _fp8_gpu_ok():
@@ -239,3 +245,115 @@ def test_return_lse_with_int8_names_the_fix():
     with pytest.raises(ValueError, match=r"return_lse=True needs the exact path.*int8=False"):
         triton_kernel.triton_block_sparse_attention(q, k, v, csr, cfg, int8=True, scale=0.25,
                                                     return_lse=True)
+
+
+# ---- precision="int8": P.V in 8 bits as well (the Gluon kernel) --------------------------------
+
+
+def test_int8_on_cpu_falls_back_to_exact_with_one_warning(caplog):
+    from radial_core import attention
+
+    attention._warned.clear()
+    q, k, v = make_qkv(1, 2, 300, 32, torch.float32, seed=4)
+    mask = random_block_mask(nb_for(300, 64), 0.4, seed=5)
+    with caplog.at_level(logging.WARNING, logger="radial_core.attention"):
+        outs = [block_sparse_attention(q, k, v, mask, block_size=64, precision="int8")
+                for _ in range(2)]
+    assert all(torch.equal(o, block_sparse_attention(q, k, v, mask, block_size=64)) for o in outs)
+    warns = [r.getMessage() for r in caplog.records if "precision='int8'" in r.getMessage()]
+    assert len(warns) == 1 and "exact" in warns[0], [r.getMessage() for r in caplog.records]
+
+
+def test_int8_decision_survives_the_op_encoding():
+    """The op carries the decision as integers: 8-bit P.V must come back out of them."""
+    from radial_core.dispatch import Decision, GluonConfig
+
+    d = Decision("triton", "gluon", True, GluonConfig(3), "gluon", GluonConfig(3), None, pv8=True)
+    back = Decision.decode(d.encode())
+    assert back.int8 and back.pv8 and back.kernel == "gluon"
+    back = Decision.decode(d._replace(pv8=False).encode())
+    assert back.int8 and not back.pv8
+
+
+def _pv8_gpu_or_skip(q, bs):
+    _fp8_gpu_ok()
+    from radial_core.dispatch import decide
+
+    decision = decide(q, q, q, block_size=bs, precision="int8")
+    if not decision.pv8:
+        pytest.skip(f"precision='int8' runs as 'int8-qk' here: {decision.why_pv16}")
+    return decision
+
+
+def _check_pv8(out, ref, q, k, v, mask, bs, kpm=None, dtype=torch.bfloat16, label=""):
+    assert torch.isfinite(out).all(), "NaN/Inf in the 8-bit output"
+    err = _rel(out, ref)
+    pv = _rel(pv8_rounded_attention(q, k, v, mask, bs, key_padding_mask=kpm), ref)
+    tol = math.hypot(int8_bound(q, k, groups=int8_groups(q, bs)), 1.5 * pv, OUT_FLOOR[dtype])
+    exact = _rel(block_sparse_attention(q, k, v, mask, block_size=bs, key_padding_mask=kpm), ref)
+    print(f"[fp8-err] int8 P.V {label}: {err:.3e} (P.V rounding alone {pv:.3e}, exact path "
+          f"{exact:.3e}, bound {tol:.3e})")
+    assert err <= tol, f"8-bit error {err:.3e} > derived bound {tol:.3e}"
+    # (V's channel offsets make O large, so 8-bit errors are small relative to it: the check
+    # that 8-bit P.V ran compares with the exact path on the same inputs)
+    floor = math.hypot(exact, 0.5 * pv)
+    assert err > floor, (f"error {err:.3e} lacks the P.V rounding ({pv:.3e}) over the exact "
+                         f"path's {exact:.3e}: 8-bit P.V did not run")
+    return err
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("layout", ["bhsd", "bshd"])
+def test_int8_pv8_against_float32_reference(dtype, D, layout, caplog, gluon_int8_calls):
+    """B = 2, odd S (a partial tail block), key padding, channel offsets in K and V."""
+    _fp8_gpu_ok()
+    B, H, S, bs = 2, 3, 1001, 128
+    q, k, v = make_qkv(B, H, S, D, dtype, "cuda", layout, seed=D + 1)
+    _pv8_gpu_or_skip(q, bs)
+    k = k + 0.5 * torch.randn(1, 1, 1, D, device="cuda", dtype=dtype)
+    v = v + 0.5 * torch.randn(1, 1, 1, D, device="cuda", dtype=dtype)
+    mask = random_block_mask(nb_for(S, bs), 0.4, seed=1)
+    kpm = random_padding(B, S, seed=2).cuda()
+    with caplog.at_level(logging.WARNING):
+        out = block_sparse_attention(q, k, v, mask, block_size=bs, key_padding_mask=kpm,
+                                     precision="int8")
+    assert not [r for r in caplog.records if "precision=" in r.getMessage()]
+    assert out.shape == q.shape and out.dtype == dtype
+    assert len(gluon_int8_calls) == 1
+    ref = dense_masked_attention(q, k, v, mask, bs, key_padding_mask=kpm, dtype=torch.float32)
+    _check_pv8(out, ref, q, k, v, mask, bs, kpm, dtype, f"{dtype} D={D} {layout}")
+
+
+@pytest.mark.gpu
+def test_int8_pv8_per_head_mask_and_empty_rows():
+    _fp8_gpu_ok()
+    B, H, S, D, bs = 2, 4, 1500, 128, 128
+    q, k, v = make_qkv(B, H, S, D, torch.bfloat16, "cuda", "bshd", seed=11)
+    _pv8_gpu_or_skip(q, bs)
+    mask = random_block_mask(nb_for(S, bs), 0.3, seed=3, heads=H)
+    mask[:, 2] = False  # a query block with no kept key: zeros
+    out = block_sparse_attention(q, k, v, mask, block_size=bs, precision="int8")
+    assert out[:, :, 2 * bs : 3 * bs].abs().max() == 0
+    ref = dense_masked_attention(q, k, v, mask, bs, dtype=torch.float32)
+    _check_pv8(out, ref, q, k, v, mask, bs, label="per-head D=128")
+
+
+@pytest.mark.gpu
+def test_int8_pv8_where_gluon_cannot_runs_int8_qk_once(caplog):
+    """Head dim 80 (not one of the Gluon kernel's): 'int8' runs as 'int8-qk', one warning."""
+    _fp8_gpu_ok()
+    from radial_core import attention
+
+    attention._warned.clear()
+    q, k, v = make_qkv(1, 2, 700, 80, torch.bfloat16, "cuda", seed=12)
+    mask = random_block_mask(nb_for(700, 128), 0.5, seed=12)
+    with caplog.at_level(logging.WARNING, logger="radial_core.attention"):
+        a = block_sparse_attention(q, k, v, mask, block_size=128, precision="int8")
+        b = block_sparse_attention(q, k, v, mask, block_size=128, precision="int8")
+    assert torch.equal(a, b)
+    assert torch.equal(a, block_sparse_attention(q, k, v, mask, block_size=128,
+                                                 precision="int8-qk"))
+    warns = [r.getMessage() for r in caplog.records if "precision='int8'" in r.getMessage()]
+    assert len(warns) == 1 and "int8-qk" in warns[0], warns

@@ -21,12 +21,14 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 
-# name: (dtype, D, S, int8 Q.K^T, key padding, LSE)
+# name: (dtype, D, S, int8 (False, "qk": Q.K^T, "qk+pv": both products), key padding, LSE)
 CASES = {
     "bf16_d128_odd_len": ("bfloat16", 128, 1000, False, False, False),
     "fp16_d64_padding_lse": ("float16", 64, 1024, False, True, True),
-    "int8_bf16_d128_odd_len_padding": ("bfloat16", 128, 1000, True, True, False),
-    "int8_fp16_d64": ("float16", 64, 1024, True, False, False),
+    "int8_bf16_d128_odd_len_padding": ("bfloat16", 128, 1000, "qk", True, False),
+    "int8_fp16_d64": ("float16", 64, 1024, "qk", False, False),
+    "int8_pv8_bf16_d128_odd_len_padding": ("bfloat16", 128, 1000, "qk+pv", True, False),
+    "int8_pv8_fp16_d64": ("float16", 64, 1024, "qk+pv", False, False),
 }
 
 
@@ -59,8 +61,13 @@ def _child(names):
                 q8 = torch.zeros(B, H, sp, D, dtype=torch.int8)
                 qs = torch.ones(B * H, sp // gk.INT8_GROUPS[0])
                 ks = torch.ones(B * H, sp // gk.INT8_GROUPS[1])
+                v8 = None
+                if int8 == "qk+pv":  # int8_quant.quantize_v8's tensors
+                    v = torch.zeros(B, H, D, sp, dtype=torch.int8)
+                    v8 = (torch.zeros(B * H, nb, D, dtype=torch.int32), torch.ones(B * H, D),
+                          torch.zeros(B * H, D))
                 compiled = gk.forward_int8(q8, q8.clone(), v, out, csr, qs, ks, pad,
-                                           S if kpm else 0, GLUON_STAGES, warmup=True)
+                                           S if kpm else 0, GLUON_STAGES, warmup=True, v8=v8)
             else:
                 buf = torch.zeros(B, H, S, dtype=torch.float32) if lse else None
                 compiled = gk.forward(v, v, v, out, csr, 0.18, pad, S if kpm else 0,
