@@ -18,6 +18,15 @@ def expand_block_mask(block_mask: torch.Tensor, block_size: int, seq_len: int) -
     return tok[..., :seq_len, :seq_len]
 
 
+def _allowed(block_mask, block_size, S, key_padding_mask, device) -> torch.Tensor:
+    """The token mask ``[1|B, 1|H, S, S]`` of a block mask (shared or per head) and key padding."""
+    allowed = expand_block_mask(block_mask.to(device, torch.bool), block_size, S)
+    allowed = allowed[None, None] if allowed.dim() == 2 else allowed[None]
+    if key_padding_mask is not None:
+        allowed = allowed & key_padding_mask.to(device, torch.bool)[:, None, None, :]
+    return allowed
+
+
 def dense_masked_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -38,13 +47,7 @@ def dense_masked_attention(
     if scale is None:
         scale = 1.0 / math.sqrt(D)
     qf, kf, vf = (t.to(dtype) for t in (q, k, v))
-    allowed = expand_block_mask(block_mask.to(q.device, torch.bool), block_size, S)
-    if allowed.dim() == 2:
-        allowed = allowed[None, None]  # [1, 1, S, S]
-    else:
-        allowed = allowed[None]  # [1, H, S, S]
-    if key_padding_mask is not None:
-        allowed = allowed & key_padding_mask.to(q.device, torch.bool)[:, None, None, :]
+    allowed = _allowed(block_mask, block_size, S, key_padding_mask, q.device)
     scores = torch.matmul(qf, kf.transpose(-1, -2)) * scale
     scores = scores.masked_fill(~allowed, float("-inf"))
     row_has_key = allowed.any(dim=-1, keepdim=True)
@@ -114,10 +117,7 @@ def pv8_rounded_attention(
     if scale is None:
         scale = 1.0 / math.sqrt(D)
     qf, kf, vf = (t.to(dtype) for t in (q, k, v))
-    allowed = expand_block_mask(block_mask.to(q.device, torch.bool), block_size, S)
-    allowed = allowed[None, None] if allowed.dim() == 2 else allowed[None]
-    if key_padding_mask is not None:
-        allowed = allowed & key_padding_mask.to(q.device, torch.bool)[:, None, None, :]
+    allowed = _allowed(block_mask, block_size, S, key_padding_mask, q.device)
     s = (torch.matmul(qf, kf.transpose(-1, -2)) * scale).masked_fill(~allowed, float("-inf"))
     pad = (-S) % tile
     st = torch.nn.functional.pad(s, (0, pad), value=float("-inf")).unflatten(-1, (-1, tile))

@@ -217,19 +217,29 @@ def test_fp8_long_radial_wan_720p():
 
 
 @pytest.mark.gpu
-def test_fp8_head_dim_it_cannot_take_falls_back_once(caplog):
+@pytest.mark.parametrize("D, S, seed, precision, runs_as", [
+    (256, 500, 9, "int8-qk", "exact"),  # no 8-bit kernel takes head dim 256
+    (80, 700, 12, "int8", "int8-qk"),  # 8-bit P.V is the Gluon kernel's: head dims 64, 128
+])
+def test_a_head_dim_the_kernel_cannot_take_falls_back_once(caplog, D, S, seed, precision,
+                                                             runs_as):
     require_cuda()
+    if precision == "int8":
+        _fp8_gpu_ok()
     from radial_core import attention
 
     attention._warned.clear()
-    q, k, v = make_qkv(1, 2, 500, 256, torch.bfloat16, "cuda", seed=9)
-    mask = random_block_mask(nb_for(500, 128), 0.5, seed=9)
+    q, k, v = make_qkv(1, 2, S, D, torch.bfloat16, "cuda", seed=seed)
+    mask = random_block_mask(nb_for(S, 128), 0.5, seed=seed)
     with caplog.at_level(logging.WARNING, logger="radial_core.attention"):
-        a = block_sparse_attention(q, k, v, mask, block_size=128, precision="int8-qk")
-        b = block_sparse_attention(q, k, v, mask, block_size=128, precision="int8-qk")
+        a = block_sparse_attention(q, k, v, mask, block_size=128, precision=precision)
+        b = block_sparse_attention(q, k, v, mask, block_size=128, precision=precision)
     assert torch.equal(a, b)
-    assert torch.equal(a, block_sparse_attention(q, k, v, mask, block_size=128))
-    assert len([r for r in caplog.records if "precision='int8-qk'" in r.getMessage()]) == 1
+    assert torch.equal(a, block_sparse_attention(q, k, v, mask, block_size=128,
+                                                 precision=runs_as))
+    warns = [r.getMessage() for r in caplog.records
+             if f"precision={precision!r}" in r.getMessage()]
+    assert len(warns) == 1 and runs_as in warns[0], warns
 
 
 def test_return_lse_with_int8_names_the_fix():
@@ -338,22 +348,3 @@ def test_int8_pv8_per_head_mask_and_empty_rows():
     assert out[:, :, 2 * bs : 3 * bs].abs().max() == 0
     ref = dense_masked_attention(q, k, v, mask, bs, dtype=torch.float32)
     _check_pv8(out, ref, q, k, v, mask, bs, label="per-head D=128")
-
-
-@pytest.mark.gpu
-def test_int8_pv8_where_gluon_cannot_runs_int8_qk_once(caplog):
-    """Head dim 80 (not one of the Gluon kernel's): 'int8' runs as 'int8-qk', one warning."""
-    _fp8_gpu_ok()
-    from radial_core import attention
-
-    attention._warned.clear()
-    q, k, v = make_qkv(1, 2, 700, 80, torch.bfloat16, "cuda", seed=12)
-    mask = random_block_mask(nb_for(700, 128), 0.5, seed=12)
-    with caplog.at_level(logging.WARNING, logger="radial_core.attention"):
-        a = block_sparse_attention(q, k, v, mask, block_size=128, precision="int8")
-        b = block_sparse_attention(q, k, v, mask, block_size=128, precision="int8")
-    assert torch.equal(a, b)
-    assert torch.equal(a, block_sparse_attention(q, k, v, mask, block_size=128,
-                                                 precision="int8-qk"))
-    warns = [r.getMessage() for r in caplog.records if "precision='int8'" in r.getMessage()]
-    assert len(warns) == 1 and "int8-qk" in warns[0], warns
