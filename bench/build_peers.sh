@@ -33,6 +33,10 @@ command -v nvcc >/dev/null || [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ] ||
 "$PYTHON" -c "import ninja" 2>/dev/null || echo "build_peers.sh: no ninja: the build runs serially (slow)" >&2
 "$PYTHON" -c "import einops" 2>/dev/null || echo "build_peers.sh: no einops: SpargeAttn will not import" >&2
 
+NVCC=nvcc
+[ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ] && NVCC="${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"
+nvcc_major=$("$NVCC" --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p') || nvcc_major=0
+
 status=0
 for name in SageAttention SpargeAttn; do
     src="$PEERS/$name"
@@ -41,8 +45,15 @@ for name in SageAttention SpargeAttn; do
         status=1
         continue
     fi
-    # SageAttention's setup.py reads its README for the package description
+    # both setup.py files read a README for the package description
     [ -f "$src/README.md" ] || : > "$src/README.md"
+    # SpargeAttn force-includes <cassert> in host code ("-Xcompiler -include,cassert"); with
+    # CUDA 13's nvcc that include lands twice and g++ stops at "redefinition of
+    # std::__terminate()". Its sources build without it there: drop the flag from this
+    # throwaway copy (older toolkits keep it: it was added for them).
+    if [ "$name" = SpargeAttn ] && [ "${nvcc_major:-0}" -ge 13 ]; then
+        sed -i 's/"-Xcompiler", "-include,cassert",//' "$src/setup.py"
+    fi
     echo "== $name ($TORCH_CUDA_ARCH_LIST, $MAX_JOBS jobs)"
     start=$(date +%s)
     if (cd "$src" && "$PYTHON" setup.py build_ext --inplace >"$src/build.log" 2>&1); then
