@@ -42,7 +42,7 @@ OVERRIDE_KEY = "optimized_attention_override"
 BLOCK_SIZES = S.SETTINGS["block_size"].choices
 DIST1_CHOICES = S.SETTINGS["dist1"].choices
 BACKEND_CHOICES = S.SETTINGS["backend"].choices
-PRECISION_CHOICES = S.SETTINGS["precision"].choices  # radial_core.PRECISIONS without its "bf16" alias of "exact"
+PRECISION_CHOICES = S.SETTINGS["precision"].choices  # what the node offers: not the API-only "int8" (slower than int8-qk, docs/perf-notes.md)
 MAX_DENSE_STEPS = S.DENSE_STEPS_MAX
 MAX_DECAY = S.DECAY_MAX
 
