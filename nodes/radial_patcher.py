@@ -42,7 +42,8 @@ OVERRIDE_KEY = "optimized_attention_override"
 BLOCK_SIZES = S.SETTINGS["block_size"].choices
 DIST1_CHOICES = S.SETTINGS["dist1"].choices
 BACKEND_CHOICES = S.SETTINGS["backend"].choices
-PRECISION_CHOICES = S.SETTINGS["precision"].choices  # what the node offers: not the API-only "int8" (slower than int8-qk, docs/perf-notes.md)
+# what the node offers: not the API-only "int8" (slower than int8-qk, docs/perf-notes.md)
+PRECISION_CHOICES = S.SETTINGS["precision"].choices
 MAX_DENSE_STEPS = S.DENSE_STEPS_MAX
 MAX_DECAY = S.DECAY_MAX
 
