@@ -126,9 +126,9 @@ if HAVE_GLUON:
 
         @gluon.constexpr_function
         def __init__(self, q_desc, k_desc, v_desc, o_desc, q_smem, k_smem, v_smem, o_smem,
-                     p_smem, q_bar, k_ready, v_ready, kv_empty, row_start, row_len, col_idx, H, S, NB,
-                     qk_mul, LSE, KPM, skpb, QS, KS, VS, VSC, VMU, SP, PER_HEAD_MASK, EVEN_S,
-                     HAS_KPM, RETURN_LSE, NSTAGE):
+                     p_smem, q_bar, k_ready, v_ready, kv_empty, row_start, row_len, col_idx, H,
+                     S, NB, qk_mul, LSE, KPM, skpb, QS, KS, VS, VSC, VMU, SP, PER_HEAD_MASK,
+                     EVEN_S, HAS_KPM, RETURN_LSE, NSTAGE):
             self.q_desc, self.k_desc, self.v_desc, self.o_desc = q_desc, k_desc, v_desc, o_desc
             self.q_smem, self.k_smem, self.v_smem, self.o_smem = q_smem, k_smem, v_smem, o_smem
             self.p_smem = p_smem
@@ -186,8 +186,8 @@ if HAVE_GLUON:
     def _softmax_step8(s, m_i, l_i, mul, off):
         """``_softmax_step`` for 8-bit P: ``(p, m, l, alpha, beta)``. The tile's exponentials are
         taken against the tile's own row maximum, times 255 (``p`` in [0, 255], the maximum
-        255: each (row, tile) gets the whole 8-bit range, the one scheme of the error model
-        that leaves room under 2e-2); ``beta`` = 2^(tile max - running max) brings the tile's
+        255: each (row, tile) gets the whole 8-bit range, the error model's most accurate
+        8-bit scheme); ``beta`` = 2^(tile max - running max) brings the tile's
         product into the running frame, and ``l`` counts in the same 255-scaled units, so the
         255 cancels in ``O / l``."""
         LOG2_255: gl.constexpr = 7.994353436858858
@@ -491,10 +491,9 @@ if HAVE_GLUON:
             mbarrier.init(v_ready.index(i), count=1)
             mbarrier.init(kv_empty.index(i), count=2)  # one arrive per consumer
         sh = Shared(q_desc, k_desc, v_desc, o_desc, q_smem, k_smem, v_smem, o_smem, p_smem, q_bar,
-                    k_ready,
-                    v_ready, kv_empty, row_start, row_len, col_idx, H, S, NB, qk_mul, LSE, KPM,
-                    skpb, QS, KS, VS, VSC, VMU, SP, PER_HEAD_MASK, EVEN_S, HAS_KPM, RETURN_LSE,
-                    NSTAGE)
+                    k_ready, v_ready, kv_empty, row_start, row_len, col_idx, H, S, NB, qk_mul,
+                    LSE, KPM, skpb, QS, KS, VS, VSC, VMU, SP, PER_HEAD_MASK, EVEN_S, HAS_KPM,
+                    RETURN_LSE, NSTAGE)
         args = (sh,)
         gl.warp_specialize([(_producer, args), (_consumer0, args), (_consumer1, args)],
                            [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
@@ -548,8 +547,8 @@ def launch(q, k, v, csr, cfg, *, int8: bool = False, pv8: bool = False, key_padd
     """The attention op's entry: ``[B, H, S, D]`` inputs (validated, ``dispatch`` chose this
     kernel and ``cfg``, a ``dispatch.GluonConfig``), ``csr`` on q's device with block 128.
     ``pv8`` (with ``int8``): P.V in 8 bits too. Returns the output (a transposed view of a
-    ``[B, S, H, D]`` buffer), with
-    ``return_lse`` (exact only) ``(out, lse)`` as ``triton_kernel`` returns them."""
+    ``[B, S, H, D]`` buffer), with ``return_lse`` (exact only) ``(out, lse)`` as
+    ``triton_kernel`` returns them."""
     B, H, S, D = q.shape
     out = out_layout(q)
     kpm, skpb, _prec, guard = launch_context(q, key_padding_mask, csr.row_len)
