@@ -4,6 +4,7 @@
 (SageAttention's choice, Zhang et al., 2024) and P.V in the inputs' 16-bit dtype: on random
 inputs its error is 1.2e-2 to 1.3e-2 relative, under comfy-kitchen INT8's 1.7e-2, where e4m3 in
 either product costs ~3.8e-2 (docs/perf-notes.md, FP8). Both forward kernels read what :func:`quantize_int8` writes.
+:func:`quantize_v8` prepares V for ``precision="int8"``'s 8-bit P.V (the Gluon kernel only).
 """
 
 from __future__ import annotations
