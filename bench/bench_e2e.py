@@ -292,12 +292,14 @@ def main():
     ap.add_argument("--layers", type=int, default=None, help="blocks to build (default: full depth)")
     ap.add_argument("--layers-long", type=int, default=None, help="blocks for the 321-frame case")
     ap.add_argument("--precision", default="exact",
-                    help="the patch's precision input, or both comma-separated (exact,fp8: each radial run "
-                         "against the same dense step; fp8: 8-bit Q.K^T on Hopper / Ada; default exact)")
+                    help="the patch's precision input, or both comma-separated (exact,int8-qk: each radial "
+                         "run against the same dense step; int8-qk: int8 Q.K^T on sm 8.0+, fp8 its old "
+                         "name; default exact)")
     args = ap.parse_args()
     precisions = args.precision.split(",")
-    if any(p not in ("exact", "fp8") for p in precisions):
-        raise SystemExit(f"--precision takes exact, fp8 or both comma-separated; got {args.precision!r}")
+    if any(p not in ("exact", "int8-qk", "fp8") for p in precisions):
+        raise SystemExit(f"--precision takes exact, int8-qk (or its old name fp8) or both comma-separated; "
+                         f"got {args.precision!r}")
     if args.smoke:
         args.cases = args.cases or ",".join(SMOKE_CASES)
         wrong = [c for c in args.cases.split(",") if c not in SMOKE_CASES]
