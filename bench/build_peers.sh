@@ -99,16 +99,20 @@ PY
         echo "build_peers.sh: no cusparse.h in the CUDA toolkit or torch's nvidia wheels" >&2
     fi
 fi
-# Both link -lcuda, the driver's library, which a machine without a GPU lacks: an empty library of
-# the same soname stands in, and the driver's symbols (cuTensorMapEncodeTiled) resolve against the
-# real one where the extensions run. --no-as-needed: the linker would otherwise drop a library
-# that defines none of them, and the import there fails with "undefined symbol".
-if ! ldconfig -p 2>/dev/null | grep -q "libcuda\.so " && [ ! -e "${CUDA_HOME:-/usr/local/cuda}/lib64/stubs/libcuda.so" ]; then
-    stub=$(mktemp -d)
-    trap 'rm -rf "$stub"' EXIT
-    echo "" | cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stub/libcuda.so" -x c -
+# Both link -lcuda, the driver's library, which a machine without a GPU lacks: link against the
+# toolkit's stub where it has one, else against an empty library of the same soname. The driver's
+# symbols (cuTensorMapEncodeTiled) resolve against the real one where the extensions run.
+# --no-as-needed: the linker would drop a library that defines none of the symbols still
+# undefined, and the import there would fail with "undefined symbol".
+if ! ldconfig -p 2>/dev/null | grep -q "libcuda\.so "; then
+    stub="${CUDA_HOME:-/usr/local/cuda}/lib64/stubs"
+    if [ ! -e "$stub/libcuda.so" ]; then
+        stub=$(mktemp -d)
+        trap 'rm -rf "$stub"' EXIT
+        echo "" | cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stub/libcuda.so" -x c -
+        export LDFLAGS="-Wl,--no-as-needed${LDFLAGS:+ $LDFLAGS}"
+    fi
     export LIBRARY_PATH="$stub${LIBRARY_PATH:+:$LIBRARY_PATH}"
-    export LDFLAGS="-Wl,--no-as-needed${LDFLAGS:+ $LDFLAGS}"
 fi
 
 status=0
