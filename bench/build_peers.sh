@@ -79,16 +79,14 @@ command -v nvcc >/dev/null || [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ] ||
 NVCC=nvcc
 [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ] && NVCC="${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"
 nvcc_major=$("$NVCC" --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p') || nvcc_major=0
-cuda_include="$(dirname "$(dirname "$(command -v "$NVCC")")")/include"
 
 # A toolkit of nvcc and the runtime alone (no GPU machine's full CUDA) lacks the library headers
 # torch's ATen/cuda headers include: take them from the nvidia-* wheels torch came with.
-if [ ! -f "$cuda_include/cusparse.h" ] && [ ! -f "${CUDA_HOME:-/usr/local/cuda}/include/cusparse.h" ]; then
+if [ ! -f "${CUDA_HOME:-/usr/local/cuda}/include/cusparse.h" ]; then
     wheel_include=$("$PYTHON" - <<'PY'
 import glob, os, torch
 site = os.path.dirname(os.path.dirname(torch.__file__))
-hits = sorted(glob.glob(os.path.join(site, "nvidia", "*", "include", "cusparse.h"))
-              + glob.glob(os.path.join(site, "nvidia", "cusparse", "include", "cusparse.h")))
+hits = sorted(glob.glob(os.path.join(site, "nvidia", "*", "include", "cusparse.h")))
 print(os.path.dirname(hits[0]) if hits else "")
 PY
 )
